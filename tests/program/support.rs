@@ -1,0 +1,499 @@
+//! A test bank with the receipts program, token mints and accounts, and the checks that
+//! every refusal test shares.
+
+use anchor_lang::prelude::{AccountInfo, Pubkey};
+use anchor_lang::solana_program::clock::Clock;
+use anchor_lang::solana_program::entrypoint::ProgramResult;
+use anchor_lang::solana_program::instruction::error::InstructionError;
+use anchor_lang::solana_program::instruction::Instruction;
+use anchor_lang::{AccountDeserialize, Event, InstructionData, ToAccountMetas};
+use anchor_spl::associated_token::{
+    get_associated_token_address_with_program_id, spl_associated_token_account,
+};
+use anchor_spl::token_2022::spl_token_2022::{
+    self,
+    extension::{transfer_fee, ExtensionType, StateWithExtensions},
+};
+use base64::Engine as _;
+use solana_account::Account;
+use solana_keypair::Keypair;
+use solana_program_test::{processor, BanksClientError, ProgramTest, ProgramTestContext};
+use solana_signer::Signer;
+use solana_system_interface::instruction as system_instruction;
+use solana_transaction::Transaction;
+use solana_transaction_error::TransactionError;
+use x402_receipts::{Receipt, RECEIPT_SEED};
+
+pub use anchor_spl::token::spl_token;
+
+pub const DECIMALS: u8 = 6;
+/// 1 USDC in base units.
+pub const USDC: u64 = 1_000_000;
+/// Lamports given to every wallet the tests create.
+pub const WALLET_LAMPORTS: u64 = 1_000_000_000;
+
+/// Anchor's `entry` ties every argument to one lifetime; the native shim of
+/// solana-program-test passes independent ones. All three outlive this call.
+fn process_instruction<'a, 'b, 'c, 'd>(
+    program_id: &'a Pubkey,
+    accounts: &'b [AccountInfo<'c>],
+    data: &'d [u8],
+) -> ProgramResult {
+    // SAFETY: the arguments live for the whole call; only the lifetimes are unified.
+    let (program_id, accounts, data) = unsafe {
+        (
+            std::mem::transmute::<&'a Pubkey, &'c Pubkey>(program_id),
+            std::mem::transmute::<&'b [AccountInfo<'c>], &'c [AccountInfo<'c>]>(accounts),
+            std::mem::transmute::<&'d [u8], &'c [u8]>(data),
+        )
+    };
+    x402_receipts::entry(program_id, accounts, data)
+}
+
+/// A bank with the program, one mint, a payer holding 100 tokens and a payee with an
+/// empty associated token account.
+pub struct Market {
+    pub bank: ProgramTestContext,
+    pub token_program: Pubkey,
+    pub mint: Pubkey,
+    pub payer: Keypair,
+    pub payer_token: Pubkey,
+    pub payee: Pubkey,
+    pub payee_token: Pubkey,
+}
+
+pub enum MintKind {
+    SplToken,
+    Token2022,
+    /// Token-2022 with a transfer fee in basis points.
+    Token2022WithFee(u16),
+}
+
+impl Market {
+    pub async fn new(kind: MintKind) -> Self {
+        let mut program = ProgramTest::new(
+            "x402_receipts",
+            x402_receipts::ID,
+            processor!(process_instruction),
+        );
+        program.prefer_bpf(false);
+        let mut bank = program.start_with_context().await;
+        let (token_program, fee_bps) = match kind {
+            MintKind::SplToken => (spl_token::ID, None),
+            MintKind::Token2022 => (spl_token_2022::ID, None),
+            MintKind::Token2022WithFee(bps) => (spl_token_2022::ID, Some(bps)),
+        };
+        let mint = create_mint(&mut bank, token_program, fee_bps).await;
+        let payer = Keypair::new();
+        fund(&mut bank, &payer.pubkey(), WALLET_LAMPORTS).await;
+        let payer_token = create_ata(&mut bank, &payer.pubkey(), &mint, token_program).await;
+        mint_to(&mut bank, &mint, &payer_token, 100 * USDC, token_program).await;
+        let payee = Pubkey::new_unique();
+        let payee_token = create_ata(&mut bank, &payee, &mint, token_program).await;
+        Market {
+            bank,
+            token_program,
+            mint,
+            payer,
+            payer_token,
+            payee,
+            payee_token,
+        }
+    }
+
+    /// A `pay` from this market's payer to its payee, the payer funding the receipt.
+    pub fn pay(&self, reference: [u8; 32], amount: u64, expires_at: i64) -> Pay {
+        Pay {
+            payer: self.payer.pubkey(),
+            rent_payer: self.payer.pubkey(),
+            receipt: receipt_address(&reference),
+            mint: self.mint,
+            payer_token: self.payer_token,
+            payee: self.payee,
+            payee_token: self.payee_token,
+            token_program: self.token_program,
+            reference,
+            amount,
+            expires_at,
+        }
+    }
+
+    /// Another mint of this market's token program, in the same bank.
+    pub async fn new_mint(&mut self) -> Pubkey {
+        create_mint(&mut self.bank, self.token_program, None).await
+    }
+
+    /// A funded wallet whose associated token account holds `tokens` of this market's mint.
+    pub async fn new_payer(&mut self, tokens: u64) -> (Keypair, Pubkey) {
+        let wallet = Keypair::new();
+        fund(&mut self.bank, &wallet.pubkey(), WALLET_LAMPORTS).await;
+        let token = create_ata(
+            &mut self.bank,
+            &wallet.pubkey(),
+            &self.mint,
+            self.token_program,
+        )
+        .await;
+        mint_to(
+            &mut self.bank,
+            &self.mint,
+            &token,
+            tokens,
+            self.token_program,
+        )
+        .await;
+        (wallet, token)
+    }
+
+    pub async fn now(&mut self) -> i64 {
+        self.bank
+            .banks_client
+            .get_sysvar::<Clock>()
+            .await
+            .unwrap()
+            .unix_timestamp
+    }
+
+    /// Moves the bank's clock to `unix_timestamp`.
+    pub async fn set_time(&mut self, unix_timestamp: i64) {
+        let mut clock: Clock = self.bank.banks_client.get_sysvar().await.unwrap();
+        clock.unix_timestamp = unix_timestamp;
+        self.bank.set_sysvar(&clock);
+    }
+
+    /// Sends `instructions` in one transaction, `signers[0]` paying the fee. A fresh
+    /// blockhash makes a repeated transaction a new one rather than a duplicate.
+    pub async fn send(
+        &mut self,
+        instructions: &[Instruction],
+        signers: &[&Keypair],
+    ) -> Result<(), BanksClientError> {
+        let blockhash = self.bank.get_new_latest_blockhash().await.unwrap();
+        let tx = Transaction::new_signed_with_payer(
+            instructions,
+            Some(&signers[0].pubkey()),
+            signers,
+            blockhash,
+        );
+        self.bank.banks_client.process_transaction(tx).await
+    }
+
+    /// Sends `instructions` and returns the events the program logged.
+    pub async fn send_for_events(
+        &mut self,
+        instructions: &[Instruction],
+        signers: &[&Keypair],
+    ) -> Vec<Vec<u8>> {
+        let blockhash = self.bank.get_new_latest_blockhash().await.unwrap();
+        let tx = Transaction::new_signed_with_payer(
+            instructions,
+            Some(&signers[0].pubkey()),
+            signers,
+            blockhash,
+        );
+        let outcome = self
+            .bank
+            .banks_client
+            .process_transaction_with_metadata(tx)
+            .await
+            .unwrap();
+        outcome.result.expect("transaction succeeds");
+        let logs = outcome.metadata.expect("metadata").log_messages;
+        logs.iter()
+            .filter_map(|line| line.strip_prefix("Program log: event: "))
+            .map(|b64| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    pub async fn token_balance(&mut self, account: &Pubkey) -> u64 {
+        token_balance(&mut self.bank, account).await
+    }
+
+    pub async fn lamports(&mut self, address: &Pubkey) -> u64 {
+        self.bank.banks_client.get_balance(*address).await.unwrap()
+    }
+
+    pub async fn account(&mut self, address: &Pubkey) -> Option<Account> {
+        self.bank.banks_client.get_account(*address).await.unwrap()
+    }
+
+    pub async fn receipt(&mut self, reference: &[u8; 32]) -> Option<Receipt> {
+        let account = self.account(&receipt_address(reference)).await?;
+        assert_eq!(
+            account.owner,
+            x402_receipts::ID,
+            "a receipt is owned by the program"
+        );
+        Some(Receipt::try_deserialize(&mut account.data.as_slice()).unwrap())
+    }
+
+    /// What a refused payment must leave untouched.
+    pub async fn snapshot(&mut self, reference: &[u8; 32]) -> Snapshot {
+        let payer_token = self.payer_token;
+        let payee_token = self.payee_token;
+        Snapshot {
+            payer_tokens: self.token_balance(&payer_token).await,
+            payee_tokens: self.token_balance(&payee_token).await,
+            receipt: self.account(&receipt_address(reference)).await,
+        }
+    }
+
+    /// Sends `pay` and asserts that it is refused with `code`, moving no tokens and
+    /// creating no receipt.
+    pub async fn assert_pay_refused(&mut self, pay: &Pay, signers: &[&Keypair], code: u32) {
+        let before = self.snapshot(&pay.reference).await;
+        let result = self.send(&[pay.instruction()], signers).await;
+        assert_eq!(custom_error(result), Some(code), "refusal code");
+        let after = self.snapshot(&pay.reference).await;
+        assert_eq!(
+            before, after,
+            "a refused payment moves nothing and creates nothing"
+        );
+    }
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Snapshot {
+    payer_tokens: u64,
+    payee_tokens: u64,
+    receipt: Option<Account>,
+}
+
+/// Every account and argument of one `pay`, so that a test can change any of them.
+#[derive(Clone)]
+pub struct Pay {
+    pub payer: Pubkey,
+    pub rent_payer: Pubkey,
+    pub receipt: Pubkey,
+    pub mint: Pubkey,
+    pub payer_token: Pubkey,
+    pub payee: Pubkey,
+    pub payee_token: Pubkey,
+    pub token_program: Pubkey,
+    pub reference: [u8; 32],
+    pub amount: u64,
+    pub expires_at: i64,
+}
+
+impl Pay {
+    pub fn instruction(&self) -> Instruction {
+        Instruction {
+            program_id: x402_receipts::ID,
+            accounts: x402_receipts::accounts::Pay {
+                payer: self.payer,
+                rent_payer: self.rent_payer,
+                receipt: self.receipt,
+                mint: self.mint,
+                payer_token: self.payer_token,
+                payee: self.payee,
+                payee_token: self.payee_token,
+                token_program: self.token_program,
+                system_program: anchor_lang::system_program::ID,
+            }
+            .to_account_metas(None),
+            data: x402_receipts::instruction::Pay {
+                reference: self.reference,
+                amount: self.amount,
+                expires_at: self.expires_at,
+            }
+            .data(),
+        }
+    }
+}
+
+pub fn close_receipt_instruction(rent_payer: &Pubkey, reference: &[u8; 32]) -> Instruction {
+    Instruction {
+        program_id: x402_receipts::ID,
+        accounts: x402_receipts::accounts::CloseReceipt {
+            rent_payer: *rent_payer,
+            receipt: receipt_address(reference),
+        }
+        .to_account_metas(None),
+        data: x402_receipts::instruction::CloseReceipt {}.data(),
+    }
+}
+
+pub fn receipt_address(reference: &[u8; 32]) -> Pubkey {
+    Pubkey::find_program_address(&[RECEIPT_SEED, reference], &x402_receipts::ID).0
+}
+
+/// A fresh random reference.
+pub fn new_reference() -> [u8; 32] {
+    Pubkey::new_unique().to_bytes()
+}
+
+/// Decodes an Anchor event from its logged bytes (discriminator, then Borsh).
+pub fn decode_event<E: Event + anchor_lang::AnchorDeserialize>(bytes: &[u8]) -> Option<E> {
+    let body = bytes.strip_prefix(E::DISCRIMINATOR)?;
+    Some(E::deserialize(&mut &body[..]).unwrap())
+}
+
+/// The custom program error code a failed transaction ended with.
+pub fn custom_error(result: Result<(), BanksClientError>) -> Option<u32> {
+    match result {
+        Err(BanksClientError::TransactionError(TransactionError::InstructionError(
+            _,
+            InstructionError::Custom(code),
+        ))) => Some(code),
+        Err(other) => panic!("expected a program error, got {other:?}"),
+        Ok(()) => None,
+    }
+}
+
+pub async fn fund(bank: &mut ProgramTestContext, to: &Pubkey, lamports: u64) {
+    let payer = bank.payer.insecure_clone();
+    let ix = system_instruction::transfer(&payer.pubkey(), to, lamports);
+    process(bank, &[ix], &[&payer]).await;
+}
+
+async fn process(bank: &mut ProgramTestContext, ixs: &[Instruction], signers: &[&Keypair]) {
+    let blockhash = bank.get_new_latest_blockhash().await.unwrap();
+    let tx =
+        Transaction::new_signed_with_payer(ixs, Some(&signers[0].pubkey()), signers, blockhash);
+    bank.banks_client.process_transaction(tx).await.unwrap();
+}
+
+async fn create_mint(
+    bank: &mut ProgramTestContext,
+    token_program: Pubkey,
+    fee_bps: Option<u16>,
+) -> Pubkey {
+    let payer = bank.payer.insecure_clone();
+    let mint = Keypair::new();
+    let extensions: &[ExtensionType] = if fee_bps.is_some() {
+        &[ExtensionType::TransferFeeConfig]
+    } else {
+        &[]
+    };
+    let space = ExtensionType::try_calculate_account_len::<spl_token_2022::state::Mint>(extensions)
+        .unwrap();
+    let rent = bank
+        .banks_client
+        .get_rent()
+        .await
+        .unwrap()
+        .minimum_balance(space);
+    let mut ixs = vec![system_instruction::create_account(
+        &payer.pubkey(),
+        &mint.pubkey(),
+        rent,
+        space as u64,
+        &token_program,
+    )];
+    if let Some(bps) = fee_bps {
+        ixs.push(
+            transfer_fee::instruction::initialize_transfer_fee_config(
+                &token_program,
+                &mint.pubkey(),
+                None,
+                None,
+                bps,
+                u64::MAX,
+            )
+            .unwrap(),
+        );
+    }
+    ixs.push(
+        spl_token_2022::instruction::initialize_mint2(
+            &token_program,
+            &mint.pubkey(),
+            &payer.pubkey(),
+            None,
+            DECIMALS,
+        )
+        .unwrap(),
+    );
+    process(bank, &ixs, &[&payer, &mint]).await;
+    mint.pubkey()
+}
+
+/// Creates `owner`'s associated token account for `mint` through the real ATA program.
+pub async fn create_ata(
+    bank: &mut ProgramTestContext,
+    owner: &Pubkey,
+    mint: &Pubkey,
+    token_program: Pubkey,
+) -> Pubkey {
+    let payer = bank.payer.insecure_clone();
+    let ix = spl_associated_token_account::instruction::create_associated_token_account(
+        &payer.pubkey(),
+        owner,
+        mint,
+        &token_program,
+    );
+    process(bank, &[ix], &[&payer]).await;
+    get_associated_token_address_with_program_id(owner, mint, &token_program)
+}
+
+/// Creates a token account for `owner` at a fresh address that is not its ATA.
+pub async fn create_token_account(
+    bank: &mut ProgramTestContext,
+    owner: &Pubkey,
+    mint: &Pubkey,
+    token_program: Pubkey,
+) -> Pubkey {
+    let payer = bank.payer.insecure_clone();
+    let account = Keypair::new();
+    let space =
+        ExtensionType::try_calculate_account_len::<spl_token_2022::state::Account>(&[]).unwrap();
+    let rent = bank
+        .banks_client
+        .get_rent()
+        .await
+        .unwrap()
+        .minimum_balance(space);
+    let ixs = [
+        system_instruction::create_account(
+            &payer.pubkey(),
+            &account.pubkey(),
+            rent,
+            space as u64,
+            &token_program,
+        ),
+        spl_token_2022::instruction::initialize_account3(
+            &token_program,
+            &account.pubkey(),
+            mint,
+            owner,
+        )
+        .unwrap(),
+    ];
+    process(bank, &ixs, &[&payer, &account]).await;
+    account.pubkey()
+}
+
+pub async fn mint_to(
+    bank: &mut ProgramTestContext,
+    mint: &Pubkey,
+    to: &Pubkey,
+    amount: u64,
+    token_program: Pubkey,
+) {
+    let payer = bank.payer.insecure_clone();
+    let ix = spl_token_2022::instruction::mint_to(
+        &token_program,
+        mint,
+        to,
+        &payer.pubkey(),
+        &[],
+        amount,
+    )
+    .unwrap();
+    process(bank, &[ix], &[&payer]).await;
+}
+
+pub async fn token_balance(bank: &mut ProgramTestContext, account: &Pubkey) -> u64 {
+    let account = bank
+        .banks_client
+        .get_account(*account)
+        .await
+        .unwrap()
+        .unwrap();
+    let state =
+        StateWithExtensions::<spl_token_2022::state::Account>::unpack(&account.data).unwrap();
+    state.base.amount
+}
