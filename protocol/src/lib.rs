@@ -1,2 +1,21 @@
 //! Off-chain types shared by the verifier and the client: the x402 wire format and the
-//! `receipt` scheme. Not built yet: see the open issue "The verifier core".
+//! `receipt` scheme (references, receipt addresses, the `pay` transaction, receipt checks).
+
+pub mod amount;
+pub mod ledger;
+pub mod network;
+pub mod receipt;
+pub mod reference;
+pub mod requirement;
+pub mod scheme;
+pub mod sponsored;
+pub mod wire;
+
+pub use anchor_lang::prelude::Pubkey;
+pub use ledger::{Ledger, LedgerError};
+pub use network::{Cluster, Network};
+pub use receipt::{check_receipt, LedgerAccount, Receipt, ReceiptDefect};
+pub use reference::{ChallengeKey, Reference, ReferenceError, Terms};
+pub use requirement::{receipt_address, Requirement};
+pub use scheme::{ReceiptExtra, ReceiptOffer, ReceiptPayload, SCHEME};
+pub use sponsored::{validate_sponsored, SponsorPolicy, SponsoredDefect};

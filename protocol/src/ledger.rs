@@ -1,0 +1,52 @@
+//! The ledger behind one trait: where receipts are read and payments submitted. The
+//! verifier and the client both use it; the embedded local bank and Solana JSON-RPC
+//! implement it.
+
+use anchor_lang::prelude::Pubkey;
+use async_trait::async_trait;
+use solana_hash::Hash;
+use solana_signature::Signature;
+use solana_transaction::Transaction;
+
+use crate::network::Network;
+use crate::receipt::LedgerAccount;
+
+/// Why a ledger call did not give an answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    /// The ledger could not be asked (timeout, connection, node unhealthy): the answer is
+    /// unknown, so nothing may be concluded from it. Never carries a URL.
+    #[error("the ledger is unavailable: {0}")]
+    Unavailable(String),
+    /// The ledger processed the transaction and it failed; nothing was paid.
+    #[error("the transaction failed: {0}")]
+    Rejected(String),
+}
+
+#[async_trait]
+pub trait Ledger: Send + Sync {
+    /// The network this ledger is.
+    fn network(&self) -> &Network;
+
+    /// The accounts at `addresses`, in order; `None` where no account exists.
+    async fn accounts(
+        &self,
+        addresses: &[Pubkey],
+    ) -> Result<Vec<Option<LedgerAccount>>, LedgerError>;
+
+    /// A blockhash for a new transaction.
+    async fn latest_blockhash(&self) -> Result<Hash, LedgerError>;
+
+    /// Submits a fully signed transaction and waits until it reaches the ledger's
+    /// commitment.
+    async fn submit(&self, transaction: &Transaction) -> Result<Signature, LedgerError>;
+
+    /// The account at `address`, if any.
+    async fn account(&self, address: &Pubkey) -> Result<Option<LedgerAccount>, LedgerError> {
+        Ok(self
+            .accounts(std::slice::from_ref(address))
+            .await?
+            .pop()
+            .flatten())
+    }
+}
