@@ -1,0 +1,196 @@
+//! The gate as a tower layer, for axum apps:
+//! `Router::new().route("/api/generate", get(h)).layer(gate.price("0.01"))`.
+//! The handler reads the [`SettledPayment`] from the request's extensions.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use futures_util::future::BoxFuture;
+use http::Request;
+use tower::{Layer, Service};
+
+use crate::gate::{Gate, PaymentCheck, Price, SettledPayment, Target};
+use crate::payment::PAYMENT_HEADERS;
+
+/// Charges `price` for every request through the wrapped service.
+#[derive(Clone)]
+pub struct PaymentLayer {
+    gate: Gate,
+    price: Arc<Price>,
+    check: Option<Arc<dyn PaymentCheck>>,
+}
+
+impl Gate {
+    /// A layer charging `price` (a decimal string in the gate's token, such as "0.01").
+    /// Panics on a malformed price: for prices from configuration use [`Gate::try_price`].
+    pub fn price(&self, price: &str) -> PaymentLayer {
+        self.try_price(price)
+            .unwrap_or_else(|e| panic!("invalid price {price:?}: {e}"))
+    }
+
+    /// A layer charging `price`, or why the price is not valid (malformed or zero).
+    pub fn try_price(
+        &self,
+        price: &str,
+    ) -> Result<PaymentLayer, x402_protocol::amount::AmountError> {
+        let amount = self.parse_price(price)?;
+        if amount == 0 {
+            return Err(x402_protocol::amount::AmountError::Malformed);
+        }
+        Ok(PaymentLayer {
+            gate: self.clone(),
+            price: Arc::new(Price {
+                amount,
+                description: String::new(),
+                mime_type: "application/json".into(),
+                ttl: Duration::from_secs(300),
+            }),
+            check: None,
+        })
+    }
+}
+
+impl PaymentLayer {
+    /// What the challenge says is being bought.
+    pub fn description(mut self, description: &str) -> Self {
+        Arc::make_mut(&mut self.price).description = description.into();
+        self
+    }
+
+    pub fn mime_type(mut self, mime_type: &str) -> Self {
+        Arc::make_mut(&mut self.price).mime_type = mime_type.into();
+        self
+    }
+
+    /// How long a challenge may be paid.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        Arc::make_mut(&mut self.price).ttl = ttl;
+        self
+    }
+
+    /// The merchant's own check, which can refuse a payment.
+    pub fn check(mut self, check: impl PaymentCheck + 'static) -> Self {
+        self.check = Some(Arc::new(check));
+        self
+    }
+
+    pub fn price(&self) -> &Price {
+        &self.price
+    }
+}
+
+impl<S> Layer<S> for PaymentLayer {
+    type Service = PaymentService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PaymentService {
+            layer: self.clone(),
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct PaymentService<S> {
+    layer: PaymentLayer,
+    inner: S,
+}
+
+impl<S> Service<Request<Body>> for PaymentService<S>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        // The clone that was polled ready serves this request; the fresh one waits.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let PaymentLayer { gate, price, check } = self.layer.clone();
+        Box::pin(async move {
+            let (mut parts, body) = request.into_parts();
+            let target = target_of(&gate, &parts);
+            let (settled, wire) = match gate
+                .admit(&price, &target, &parts.headers, check.as_deref())
+                .await
+            {
+                Ok(admitted) => admitted,
+                Err(refusal) => return Ok(gate.refusal_response(refusal, &price, &target).await),
+            };
+            for header in PAYMENT_HEADERS {
+                parts.headers.remove(header);
+            }
+            parts.extensions.insert(settled.clone());
+            let mut guard = GrantGuard {
+                gate: gate.clone(),
+                settled: Some(settled),
+            };
+            let mut response = inner.call(Request::from_parts(parts, body)).await?;
+            let settled = guard
+                .settled
+                .take()
+                .expect("the guard holds the grant until here");
+            if response.status().is_server_error() {
+                tracing::warn!(reference = %settled.reference, status = %response.status(), "upstream failed: grant released");
+                gate.release(&settled).await;
+                return Ok(response);
+            }
+            let (name, value) = gate.settlement_header(&settled, wire);
+            response.headers_mut().insert(name, value);
+            Ok(response)
+        })
+    }
+}
+
+/// Releases the grant if the request is dropped before it is served (client gone, or a
+/// timeout around this service): the payment may then be used again.
+struct GrantGuard {
+    gate: Gate,
+    settled: Option<SettledPayment>,
+}
+
+impl Drop for GrantGuard {
+    fn drop(&mut self) {
+        if let Some(settled) = self.settled.take() {
+            let gate = self.gate.clone();
+            tokio::spawn(async move { gate.release(&settled).await });
+        }
+    }
+}
+
+/// The method, path and absolute URL a request is for.
+fn target_of(gate: &Gate, parts: &http::request::Parts) -> Target {
+    let path = parts.uri.path().to_string();
+    let base = match &gate.settings().public_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => {
+            let host = parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("http://{host}")
+        }
+    };
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    Target {
+        method: parts.method.to_string(),
+        resource: format!("{base}{path}{query}"),
+        path,
+    }
+}

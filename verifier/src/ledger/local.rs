@@ -1,0 +1,349 @@
+//! The embedded local ledger: the receipts program run natively on solana-program-test's
+//! bank, with the real SPL Token, Token-2022 and ATA programs, a local USDC-like mint and
+//! a funded demo payer. One command on a fresh machine serves paid requests with it.
+
+use std::path::Path;
+
+use anchor_lang::prelude::{AccountInfo, Pubkey};
+use anchor_lang::solana_program::clock::Clock;
+use anchor_lang::solana_program::entrypoint::ProgramResult;
+use anchor_lang::solana_program::instruction::Instruction;
+use anchor_spl::associated_token::{
+    get_associated_token_address_with_program_id, spl_associated_token_account,
+};
+use anchor_spl::token::spl_token;
+use async_trait::async_trait;
+use solana_commitment_config::CommitmentLevel;
+use solana_hash::Hash;
+use solana_keypair::Keypair;
+use solana_program_test::{
+    processor, BanksClient, BanksClientError, ProgramTest, ProgramTestContext,
+};
+use solana_signature::Signature;
+use solana_signer::Signer;
+use solana_system_interface::instruction as system_instruction;
+use solana_transaction::Transaction;
+use tokio::sync::Mutex;
+use x402_protocol::{Ledger, LedgerAccount, LedgerError, Network};
+
+use crate::unix_now;
+
+/// Decimals of the local USDC-like mint, as USDC's.
+pub const LOCAL_DECIMALS: u8 = 6;
+
+/// solana-program-test's bank makes a blockhash every 6.4 ms and accepts the last 150,
+/// so a blockhash lives about a second: sponsored challenges need a fresh one.
+pub const LOCAL_BLOCKHASH_REFRESH: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Anchor's `entry` ties every argument to one lifetime; solana-program-test's native
+/// shim passes independent ones. All three outlive the call.
+fn process_instruction<'a, 'b, 'c, 'd>(
+    program_id: &'a Pubkey,
+    accounts: &'b [AccountInfo<'c>],
+    data: &'d [u8],
+) -> ProgramResult {
+    // SAFETY: the arguments live for the whole call; only their lifetimes are unified.
+    let (program_id, accounts, data) = unsafe {
+        (
+            std::mem::transmute::<&'a Pubkey, &'c Pubkey>(program_id),
+            std::mem::transmute::<&'b [AccountInfo<'c>], &'c [AccountInfo<'c>]>(accounts),
+            std::mem::transmute::<&'d [u8], &'c [u8]>(data),
+        )
+    };
+    x402_receipts::entry(program_id, accounts, data)
+}
+
+/// A bank with the receipts program run natively (`prefer_bpf(false)`) and the SPL
+/// programs as BPF.
+pub fn program_test() -> ProgramTest {
+    let mut program = ProgramTest::new(
+        "x402_receipts",
+        x402_receipts::ID,
+        processor!(process_instruction),
+    );
+    program.prefer_bpf(false);
+    program
+}
+
+/// The embedded ledger. Its clock follows wall time: every submission first sets
+/// `Clock::unix_timestamp` to now. Its slot does not advance (warping the bank would
+/// expire the blockhashes that challenges hand out), so receipts record one slot.
+pub struct LocalLedger {
+    context: Mutex<ProgramTestContext>,
+    banks: BanksClient,
+    network: Network,
+    /// Mints tokens and funds wallets; the bank's own genesis payer.
+    authority: Keypair,
+}
+
+/// What a fresh local ledger holds: a mint, a merchant with a token account, a funded
+/// fee payer and a funded demo payer.
+pub struct LocalMarket {
+    pub ledger: std::sync::Arc<LocalLedger>,
+    pub mint: Pubkey,
+    pub merchant: Pubkey,
+    pub fee_payer: Keypair,
+    pub demo_payer: Keypair,
+}
+
+/// Tokens the demo payer starts with: 100 of the local mint.
+pub const DEMO_PAYER_TOKENS: u64 = 100 * 10u64.pow(LOCAL_DECIMALS as u32);
+const WALLET_LAMPORTS: u64 = 10_000_000_000;
+
+impl LocalLedger {
+    /// Starts a bank with the program and sets its clock to now.
+    pub async fn start() -> Self {
+        let context = program_test().start_with_context().await;
+        let banks = context.banks_client.clone();
+        let genesis = banks
+            .get_latest_blockhash()
+            .await
+            .expect("a fresh bank answers");
+        let authority = context.payer.insecure_clone();
+        let ledger = LocalLedger {
+            network: Network::localnet(&genesis.to_string()),
+            context: Mutex::new(context),
+            banks,
+            authority,
+        };
+        ledger.set_time(unix_now()).await;
+        ledger
+    }
+
+    /// Starts a bank and sets up a market in it: a USDC-like mint, `merchant`'s token
+    /// account (a new wallet if none is given), a funded fee payer, and a demo payer with
+    /// SOL and [`DEMO_PAYER_TOKENS`].
+    pub async fn start_market(merchant: Option<Pubkey>) -> LocalMarket {
+        let ledger = std::sync::Arc::new(Self::start().await);
+        let mint = ledger.create_mint(spl_token::ID).await;
+        let merchant = merchant.unwrap_or_else(|| Keypair::new().pubkey());
+        ledger
+            .create_token_account(&merchant, &mint, spl_token::ID)
+            .await;
+        let fee_payer = Keypair::new();
+        ledger.airdrop(&fee_payer.pubkey(), WALLET_LAMPORTS).await;
+        let demo_payer = Keypair::new();
+        ledger.airdrop(&demo_payer.pubkey(), WALLET_LAMPORTS).await;
+        ledger
+            .create_token_account(&demo_payer.pubkey(), &mint, spl_token::ID)
+            .await;
+        ledger
+            .mint_to(&mint, &demo_payer.pubkey(), DEMO_PAYER_TOKENS)
+            .await;
+        LocalMarket {
+            ledger,
+            mint,
+            merchant,
+            fee_payer,
+            demo_payer,
+        }
+    }
+
+    /// Sets the bank's clock (tests move it to expire challenges).
+    pub async fn set_time(&self, unix_timestamp: i64) {
+        let context = self.context.lock().await;
+        let mut clock: Clock = self.banks.get_sysvar().await.expect("the bank answers");
+        clock.unix_timestamp = unix_timestamp;
+        context.set_sysvar(&clock);
+    }
+
+    /// Sends lamports from the bank's genesis payer.
+    pub async fn airdrop(&self, to: &Pubkey, lamports: u64) {
+        let ix = system_instruction::transfer(&self.authority.pubkey(), to, lamports);
+        self.process(&[ix], &[]).await;
+    }
+
+    /// A new mint of `token_program` with [`LOCAL_DECIMALS`], minted by the authority.
+    pub async fn create_mint(&self, token_program: Pubkey) -> Pubkey {
+        let mint = Keypair::new();
+        let space = 82;
+        let rent = self
+            .banks
+            .get_rent()
+            .await
+            .expect("the bank answers")
+            .minimum_balance(space);
+        let ixs = [
+            system_instruction::create_account(
+                &self.authority.pubkey(),
+                &mint.pubkey(),
+                rent,
+                space as u64,
+                &token_program,
+            ),
+            spl_token::instruction::initialize_mint2(
+                &token_program,
+                &mint.pubkey(),
+                &self.authority.pubkey(),
+                None,
+                LOCAL_DECIMALS,
+            )
+            .expect("valid mint instruction"),
+        ];
+        self.process(&ixs, &[&mint]).await;
+        mint.pubkey()
+    }
+
+    /// Creates `owner`'s associated token account for `mint` through the ATA program.
+    pub async fn create_token_account(
+        &self,
+        owner: &Pubkey,
+        mint: &Pubkey,
+        token_program: Pubkey,
+    ) -> Pubkey {
+        let ix =
+            spl_associated_token_account::instruction::create_associated_token_account_idempotent(
+                &self.authority.pubkey(),
+                owner,
+                mint,
+                &token_program,
+            );
+        self.process(&[ix], &[]).await;
+        get_associated_token_address_with_program_id(owner, mint, &token_program)
+    }
+
+    /// Mints `amount` base units into `owner`'s associated token account.
+    pub async fn mint_to(&self, mint: &Pubkey, owner: &Pubkey, amount: u64) {
+        let account = get_associated_token_address_with_program_id(owner, mint, &spl_token::ID);
+        let ix = spl_token::instruction::mint_to(
+            &spl_token::ID,
+            mint,
+            &account,
+            &self.authority.pubkey(),
+            &[],
+            amount,
+        )
+        .expect("valid mint_to instruction");
+        self.process(&[ix], &[]).await;
+    }
+
+    /// The token balance of `owner`'s associated token account for `mint`.
+    pub async fn token_balance(&self, owner: &Pubkey, mint: &Pubkey) -> u64 {
+        let account = get_associated_token_address_with_program_id(owner, mint, &spl_token::ID);
+        self.banks
+            .get_packed_account_data::<spl_token::state::Account>(account)
+            .await
+            .map(|a| a.amount)
+            .unwrap_or(0)
+    }
+
+    pub async fn lamports(&self, address: &Pubkey) -> u64 {
+        self.banks
+            .get_balance(*address)
+            .await
+            .expect("the bank answers")
+    }
+
+    /// Set-up transactions, paid and signed by the authority.
+    async fn process(&self, ixs: &[Instruction], extra_signers: &[&Keypair]) {
+        let blockhash = self
+            .banks
+            .get_latest_blockhash()
+            .await
+            .expect("the bank answers");
+        let mut signers = vec![&self.authority];
+        signers.extend_from_slice(extra_signers);
+        let tx = Transaction::new_signed_with_payer(
+            ixs,
+            Some(&self.authority.pubkey()),
+            &signers,
+            blockhash,
+        );
+        self.banks
+            .process_transaction(tx)
+            .await
+            .expect("set-up transaction succeeds");
+    }
+}
+
+fn unavailable(error: BanksClientError) -> LedgerError {
+    LedgerError::Unavailable(error.to_string())
+}
+
+#[async_trait]
+impl Ledger for LocalLedger {
+    fn network(&self) -> &Network {
+        &self.network
+    }
+
+    async fn accounts(
+        &self,
+        addresses: &[Pubkey],
+    ) -> Result<Vec<Option<LedgerAccount>>, LedgerError> {
+        let mut accounts = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            let account = self
+                .banks
+                .get_account(*address)
+                .await
+                .map_err(unavailable)?;
+            accounts.push(account.map(|a| LedgerAccount {
+                owner: a.owner,
+                lamports: a.lamports,
+                data: a.data,
+            }));
+        }
+        Ok(accounts)
+    }
+
+    async fn latest_blockhash(&self) -> Result<Hash, LedgerError> {
+        self.banks.get_latest_blockhash().await.map_err(unavailable)
+    }
+
+    async fn submit(&self, transaction: &Transaction) -> Result<Signature, LedgerError> {
+        let context = self.context.lock().await;
+        let mut clock: Clock = self.banks.get_sysvar().await.map_err(unavailable)?;
+        clock.unix_timestamp = clock.unix_timestamp.max(unix_now());
+        context.set_sysvar(&clock);
+        // Preflight, as an RPC node does: a transaction that would fail is refused
+        // without being recorded, so the fee payer pays no fee for it.
+        let simulation = self
+            .banks
+            .simulate_transaction(transaction.clone())
+            .await
+            .map_err(unavailable)?;
+        if let Some(Err(error)) = simulation.result {
+            return Err(LedgerError::Rejected(error.to_string()));
+        }
+        match self
+            .banks
+            .process_transaction_with_commitment(transaction.clone(), CommitmentLevel::Confirmed)
+            .await
+        {
+            Ok(()) => Ok(transaction.signatures[0]),
+            Err(BanksClientError::TransactionError(error)) => {
+                Err(LedgerError::Rejected(error.to_string()))
+            }
+            Err(other) => Err(unavailable(other)),
+        }
+    }
+}
+
+/// Writes `keypair` as the Solana CLI does: a JSON array of its 64 bytes.
+pub fn write_keypair_file(keypair: &Keypair, path: &Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let json = serde_json::to_string(&keypair.to_bytes().to_vec()).expect("bytes serialize");
+    std::fs::write(path, json)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+/// Reads a keypair in the Solana CLI's JSON format. The error never shows the file's content.
+pub fn read_keypair_file(path: &Path) -> Result<Keypair, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read keypair {}: {e}", path.display()))?;
+    let bytes: Vec<u8> = serde_json::from_str(&text).map_err(|_| {
+        format!(
+            "{} is not a Solana keypair file (a JSON array of 64 bytes)",
+            path.display()
+        )
+    })?;
+    Keypair::try_from(bytes.as_slice())
+        .map_err(|_| format!("{} does not hold a valid keypair", path.display()))
+}

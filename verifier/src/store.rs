@@ -1,0 +1,235 @@
+//! Grants: one row per reference that has bought a request. The unique key on the
+//! reference is what makes a payment serve exactly one request, however many requests
+//! race with it. The table doubles as the merchant's revenue ledger.
+//!
+//! SQL through sqlx's `Any` driver: a SQLite file by default, PostgreSQL by URL.
+
+use sqlx::any::{install_default_drivers, AnyPoolOptions};
+use sqlx::AnyPool;
+
+/// The store could not be reached or answered with an error. Its text never holds the
+/// store URL.
+#[derive(Debug, thiserror::Error)]
+#[error("the grant store is unavailable: {0}")]
+pub struct StoreError(String);
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        // sqlx's configuration errors can quote the URL; keep only the kind of failure.
+        let text = match error {
+            sqlx::Error::Configuration(_) => "bad store configuration".to_string(),
+            sqlx::Error::Database(db) => db.message().to_string(),
+            other => other.to_string(),
+        };
+        StoreError(text)
+    }
+}
+
+/// One paid request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The challenge reference, base58.
+    pub reference: String,
+    pub method: String,
+    pub path: String,
+    pub payer: String,
+    /// Base units received, as the receipt records them.
+    pub amount: u64,
+    pub mint: String,
+    pub receipt: String,
+    /// The payment's transaction signature, when known.
+    pub transaction: Option<String>,
+    pub granted_at: i64,
+}
+
+#[derive(Clone)]
+pub struct GrantStore {
+    pool: AnyPool,
+}
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS grants (
+    reference TEXT PRIMARY KEY,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    payer TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    mint TEXT NOT NULL,
+    receipt TEXT NOT NULL,
+    transaction_signature TEXT,
+    granted_at BIGINT NOT NULL
+)";
+
+impl GrantStore {
+    /// Opens the store at `url` (`sqlite://path` creates the file) and creates the table.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        install_default_drivers();
+        let url = match url.strip_prefix("sqlite://") {
+            Some(path) if !path.contains('?') => format!("sqlite://{path}?mode=rwc"),
+            _ => url.to_string(),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .connect(&url)
+            .await?;
+        sqlx::query(SCHEMA).execute(&pool).await?;
+        Ok(GrantStore { pool })
+    }
+
+    /// Records `grant` unless its reference has one already. `true` when this call
+    /// recorded it: the caller may serve the request.
+    pub async fn try_grant(&self, grant: &Grant) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO grants (reference, method, path, payer, amount, mint, receipt, transaction_signature, granted_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (reference) DO NOTHING",
+        )
+        .bind(&grant.reference)
+        .bind(&grant.method)
+        .bind(&grant.path)
+        .bind(&grant.payer)
+        // u64 does not fit every SQL integer type: stored exactly as text.
+        .bind(grant.amount.to_string())
+        .bind(&grant.mint)
+        .bind(&grant.receipt)
+        .bind(&grant.transaction)
+        .bind(grant.granted_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    /// Whether `reference` has bought a request already.
+    pub async fn is_granted(&self, reference: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM grants WHERE reference = $1")
+            .bind(reference)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Gives the reference back: the upstream failed, so the same receipt may be used
+    /// again until it expires.
+    pub async fn release(&self, reference: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM grants WHERE reference = $1")
+            .bind(reference)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Every grant, newest first: the merchant's revenue ledger.
+    pub async fn grants(&self) -> Result<Vec<Grant>, StoreError> {
+        use sqlx::Row;
+        let rows = sqlx::query(
+            "SELECT reference, method, path, payer, amount, mint, receipt, transaction_signature, granted_at
+             FROM grants ORDER BY granted_at DESC, reference",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let amount: String = row.try_get("amount")?;
+                Ok(Grant {
+                    reference: row.try_get("reference")?,
+                    method: row.try_get("method")?,
+                    path: row.try_get("path")?,
+                    payer: row.try_get("payer")?,
+                    amount: amount
+                        .parse()
+                        .map_err(|_| StoreError("corrupt amount in the grants table".into()))?,
+                    mint: row.try_get("mint")?,
+                    receipt: row.try_get("receipt")?,
+                    transaction: row.try_get("transaction_signature")?,
+                    granted_at: row.try_get("granted_at")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(reference: &str) -> Grant {
+        Grant {
+            reference: reference.into(),
+            method: "GET".into(),
+            path: "/demo".into(),
+            payer: "payer".into(),
+            amount: u64::MAX,
+            mint: "mint".into(),
+            receipt: "receipt".into(),
+            transaction: Some("sig".into()),
+            granted_at: 1,
+        }
+    }
+
+    async fn temp_store() -> (GrantStore, std::path::PathBuf) {
+        let mut nonce = [0u8; 8];
+        getrandom::getrandom(&mut nonce).unwrap();
+        let dir = std::env::temp_dir().join(format!("x402-store-{}", hex::encode(nonce)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("grants.db");
+        (
+            GrantStore::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap(),
+            path,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_reference_is_granted_once_until_released_and_survives_a_reopen() {
+        let (store, path) = temp_store().await;
+        assert!(store.try_grant(&grant("r1")).await.unwrap());
+        assert!(
+            !store.try_grant(&grant("r1")).await.unwrap(),
+            "second grant refused"
+        );
+        assert!(store.is_granted("r1").await.unwrap());
+        drop(store);
+
+        let reopened = GrantStore::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        assert!(
+            reopened.is_granted("r1").await.unwrap(),
+            "grants outlive the process"
+        );
+        assert_eq!(
+            reopened.grants().await.unwrap(),
+            [grant("r1")],
+            "u64::MAX round-trips"
+        );
+        reopened.release("r1").await.unwrap();
+        assert!(!reopened.is_granted("r1").await.unwrap());
+        assert!(
+            reopened.try_grant(&grant("r1")).await.unwrap(),
+            "granted again after release"
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_grants_of_one_reference_give_exactly_one_winner() {
+        let (store, _) = temp_store().await;
+        let attempts = (0..50).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.try_grant(&grant("race")).await.unwrap() })
+        });
+        let winners = futures_util::future::join_all(attempts)
+            .await
+            .into_iter()
+            .filter(|won| *won.as_ref().unwrap())
+            .count();
+        assert_eq!(winners, 1);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_store_is_an_error_that_hides_its_url() {
+        let error = GrantStore::connect("sqlite:///nonexistent-dir/secret-name/grants.db")
+            .await
+            .err()
+            .unwrap();
+        assert!(!error.to_string().contains("secret-name"), "{error}");
+    }
+}
