@@ -227,6 +227,19 @@ impl LocalLedger {
             .unwrap_or(0)
     }
 
+    /// Writes `account` at `address` as it is, as a test validator's `--account` does.
+    pub async fn set_account(&self, address: &Pubkey, account: &LedgerAccount) {
+        let mut context = self.context.lock().await;
+        let account = solana_account::Account {
+            lamports: account.lamports,
+            data: account.data.clone(),
+            owner: account.owner,
+            executable: false,
+            rent_epoch: 0,
+        };
+        context.set_account(address, &account.into());
+    }
+
     pub async fn lamports(&self, address: &Pubkey) -> u64 {
         self.banks
             .get_balance(*address)

@@ -4,7 +4,7 @@
 use solana_keypair::Keypair;
 use solana_signer::Signer;
 
-use crate::support::*;
+use super::support::*;
 
 async fn pay_after_griefing(griefing_lamports: u64) {
     let mut market = Market::new(MintKind::SplToken).await;

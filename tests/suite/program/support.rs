@@ -1,9 +1,8 @@
 //! A test bank with the receipts program, token mints and accounts, and the checks that
 //! every refusal test shares.
 
-use anchor_lang::prelude::{AccountInfo, Pubkey};
+use anchor_lang::prelude::Pubkey;
 use anchor_lang::solana_program::clock::Clock;
-use anchor_lang::solana_program::entrypoint::ProgramResult;
 use anchor_lang::solana_program::instruction::error::InstructionError;
 use anchor_lang::solana_program::instruction::Instruction;
 use anchor_lang::{AccountDeserialize, Event, InstructionData, ToAccountMetas};
@@ -17,7 +16,7 @@ use anchor_spl::token_2022::spl_token_2022::{
 use base64::Engine as _;
 use solana_account::Account;
 use solana_keypair::Keypair;
-use solana_program_test::{processor, BanksClientError, ProgramTest, ProgramTestContext};
+use solana_program_test::{BanksClientError, ProgramTestContext};
 use solana_signer::Signer;
 use solana_system_interface::instruction as system_instruction;
 use solana_transaction::Transaction;
@@ -31,24 +30,6 @@ pub const DECIMALS: u8 = 6;
 pub const USDC: u64 = 1_000_000;
 /// Lamports given to every wallet the tests create.
 pub const WALLET_LAMPORTS: u64 = 1_000_000_000;
-
-/// Anchor's `entry` ties every argument to one lifetime; the native shim of
-/// solana-program-test passes independent ones. All three outlive this call.
-fn process_instruction<'a, 'b, 'c, 'd>(
-    program_id: &'a Pubkey,
-    accounts: &'b [AccountInfo<'c>],
-    data: &'d [u8],
-) -> ProgramResult {
-    // SAFETY: the arguments live for the whole call; only the lifetimes are unified.
-    let (program_id, accounts, data) = unsafe {
-        (
-            std::mem::transmute::<&'a Pubkey, &'c Pubkey>(program_id),
-            std::mem::transmute::<&'b [AccountInfo<'c>], &'c [AccountInfo<'c>]>(accounts),
-            std::mem::transmute::<&'d [u8], &'c [u8]>(data),
-        )
-    };
-    x402_receipts::entry(program_id, accounts, data)
-}
 
 /// A bank with the program, one mint, a payer holding 100 tokens and a payee with an
 /// empty associated token account.
@@ -71,13 +52,9 @@ pub enum MintKind {
 
 impl Market {
     pub async fn new(kind: MintKind) -> Self {
-        let mut program = ProgramTest::new(
-            "x402_receipts",
-            x402_receipts::ID,
-            processor!(process_instruction),
-        );
-        program.prefer_bpf(false);
-        let mut bank = program.start_with_context().await;
+        let mut bank = x402_verifier::ledger::local::program_test()
+            .start_with_context()
+            .await;
         let (token_program, fee_bps) = match kind {
             MintKind::SplToken => (spl_token::ID, None),
             MintKind::Token2022 => (spl_token_2022::ID, None),

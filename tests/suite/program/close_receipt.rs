@@ -4,7 +4,7 @@ use solana_keypair::Keypair;
 use solana_signer::Signer;
 use x402_receipts::{ReceiptClosed, ReceiptError};
 
-use crate::support::*;
+use super::support::*;
 
 const EXPIRES_IN: i64 = 300;
 

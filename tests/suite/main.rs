@@ -1,0 +1,5 @@
+//! One test binary, for a fast link: the receipts program on a native bank, and the
+//! verifier end to end over real sockets.
+
+mod program;
+mod verifier;

@@ -1,0 +1,9 @@
+//! The verifier end to end: real HTTP over sockets, the embedded ledger, a real upstream
+//! HTTP server, and a SQLite grant store in a file.
+
+mod support;
+
+mod layer;
+mod proxy;
+mod refusals;
+mod settlement;

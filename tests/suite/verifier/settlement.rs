@@ -1,0 +1,229 @@
+//! Paying: each way reaches the upstream exactly once and answers with the settlement.
+
+use futures_util::future::join_all;
+use solana_signer::Signer;
+use x402_protocol::wire::{decode_header, encode_header, v1, v2};
+
+use super::support::*;
+
+#[tokio::test]
+async fn a_sponsored_payment_reaches_the_upstream_once_and_settles() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(PRICE).await;
+    let (offer, body) = h.challenge("GET", "/api/report").await;
+    assert_eq!(body["amount"], "0.01");
+    assert_eq!(offer.requirement.amount, PRICE);
+    let fee_payer = offer.fee_payer.expect("the verifier sponsors");
+    let fee_payer_sol = h.market.ledger.lamports(&fee_payer).await;
+
+    let response = h
+        .send("GET", "/api/report", &[sponsored_header(&offer, &payer)])
+        .await;
+
+    assert_eq!(response.status(), 200);
+    let settlement = response.headers()[v1::X_PAYMENT_RESPONSE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(response.text().await.unwrap(), "served /api/report body=");
+    assert_eq!(h.api.hits(), 1);
+    let settlement: v1::SettlementResponse = decode_header(&settlement).unwrap();
+    assert!(settlement.success);
+    assert_eq!(settlement.payer, payer.pubkey().to_string());
+    assert_eq!(
+        settlement.extra["reference"],
+        offer.requirement.reference.to_string()
+    );
+    assert_eq!(
+        settlement.extra["receipt"],
+        offer.requirement.receipt().to_string()
+    );
+    assert!(!settlement.transaction.is_empty());
+    // The buyer paid the price and no SOL; the merchant got it; the sponsor paid fee and rent.
+    assert_eq!(h.token_balance(&payer.pubkey()).await, 0);
+    assert_eq!(h.token_balance(&h.market.merchant).await, PRICE);
+    assert_eq!(
+        h.market.ledger.lamports(&payer.pubkey()).await,
+        1_000_000_000
+    );
+    assert!(h.market.ledger.lamports(&fee_payer).await < fee_payer_sol);
+    // Upstream never sees the payment.
+    let seen = h.api.last_headers.lock().unwrap().clone();
+    assert!(
+        !seen.iter().any(|name| name.starts_with("x-payment")),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_self_submitted_payment_is_accepted_in_each_header_form() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(10 * PRICE).await;
+
+    // x402 v1: X-PAYMENT with the reference.
+    let (offer, _) = h.challenge("GET", "/api/v1").await;
+    let signature = h.pay_on_chain(&offer.requirement, &payer).await;
+    let payload = serde_json::json!({"reference": offer.requirement.reference.to_string(), "signature": signature.to_string()});
+    let response = h
+        .send("GET", "/api/v1", &[x_payment(&offer, payload)])
+        .await;
+    assert_eq!(response.status(), 200);
+    let settlement: v1::SettlementResponse =
+        decode_header(response.headers()[v1::X_PAYMENT_RESPONSE].to_str().unwrap()).unwrap();
+    assert_eq!(settlement.transaction, signature.to_string());
+
+    // x402 v2: PAYMENT-SIGNATURE, answered with PAYMENT-RESPONSE.
+    let challenge = h.send("GET", "/api/v2", &[]).await;
+    let required: v2::PaymentRequired =
+        decode_header(challenge.headers()[v2::PAYMENT_REQUIRED].to_str().unwrap()).unwrap();
+    let offer =
+        x402_protocol::ReceiptOffer::from_v2(&required.accepts[0], &required.resource).unwrap();
+    assert_eq!(
+        required.accepts[0].network,
+        h.gate.settings().network.caip2()
+    );
+    h.pay_on_chain(&offer.requirement, &payer).await;
+    let payment = v2::PaymentPayload {
+        x402_version: 2,
+        resource: Some(required.resource.clone()),
+        accepted: required.accepts[0].clone(),
+        payload: serde_json::json!({"reference": offer.requirement.reference.to_string()}),
+        extensions: None,
+    };
+    let response = h
+        .send(
+            "GET",
+            "/api/v2",
+            &[(v2::PAYMENT_SIGNATURE, encode_header(&payment))],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let settlement: v2::SettlementResponse =
+        decode_header(response.headers()[v2::PAYMENT_RESPONSE].to_str().unwrap()).unwrap();
+    assert_eq!(settlement.payer, Some(payer.pubkey().to_string()));
+    assert_eq!(settlement.amount, Some(PRICE.to_string()));
+
+    // The plain pair: X-Payment-Proof.
+    let (offer, _) = h.challenge("GET", "/api/plain").await;
+    h.pay_on_chain(&offer.requirement, &payer).await;
+    let response = h
+        .send("GET", "/api/plain", &[proof(&offer.requirement.reference)])
+        .await;
+    assert_eq!(response.status(), 200);
+
+    assert_eq!(h.api.hits(), 3);
+    assert_eq!(h.token_balance(&h.market.merchant).await, 3 * PRICE);
+    let revenue = h.gate.store().grants().await.unwrap();
+    assert_eq!(revenue.len(), 3, "the grants table is the revenue ledger");
+    assert!(revenue
+        .iter()
+        .all(|g| g.amount == PRICE && g.payer == payer.pubkey().to_string()));
+}
+
+#[tokio::test]
+async fn a_replayed_reference_is_refused_without_a_ledger_call() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(PRICE).await;
+    let (offer, _) = h.challenge("GET", "/api/once").await;
+    let payment = sponsored_header(&offer, &payer);
+    assert_eq!(
+        h.send("GET", "/api/once", std::slice::from_ref(&payment))
+            .await
+            .status(),
+        200
+    );
+    let calls = h.ledger.calls();
+
+    for replay in [payment, proof(&offer.requirement.reference)] {
+        let response = h.send("GET", "/api/once", &[replay]).await;
+        assert_eq!(response.status(), 402);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "reference_already_used");
+        assert_ne!(
+            body["reference"],
+            offer.requirement.reference.to_string(),
+            "a fresh challenge"
+        );
+    }
+    assert_eq!(h.ledger.calls(), calls);
+    assert_eq!(h.api.hits(), 1);
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_requests_with_one_paid_reference_get_one_200() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(PRICE).await;
+    let (offer, _) = h.challenge("GET", "/api/race").await;
+    h.pay_on_chain(&offer.requirement, &payer).await;
+
+    let paid = [proof(&offer.requirement.reference)];
+    let requests = (0..100).map(|_| h.send("GET", "/api/race", &paid));
+    let statuses: Vec<u16> = join_all(requests)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.iter().filter(|s| **s == 402).count(), 99);
+    assert_eq!(h.api.hits(), 1);
+}
+
+#[tokio::test]
+async fn an_upstream_failure_releases_the_grant_for_the_same_payment() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(PRICE).await;
+    let (offer, _) = h.challenge("GET", "/api/flaky").await;
+    let payment = sponsored_header(&offer, &payer);
+    h.api.set_mode(UpstreamMode::Fail);
+
+    let failed = h
+        .send("GET", "/api/flaky", std::slice::from_ref(&payment))
+        .await;
+    assert_eq!(failed.status(), 500);
+    assert!(
+        failed.headers().get(v1::X_PAYMENT_RESPONSE).is_none(),
+        "nothing was delivered"
+    );
+    assert!(
+        h.gate.store().grants().await.unwrap().is_empty(),
+        "the grant was released"
+    );
+
+    // The same payment, retried: the receipt pays for it; no second payment.
+    h.api.set_mode(UpstreamMode::Ok);
+    let retried = h.send("GET", "/api/flaky", &[payment]).await;
+    assert_eq!(retried.status(), 200);
+    assert_eq!(h.token_balance(&payer.pubkey()).await, 0, "paid once");
+    assert_eq!(h.token_balance(&h.market.merchant).await, PRICE);
+}
+
+#[tokio::test]
+async fn grants_survive_a_restart_so_a_receipt_is_not_replayed() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(PRICE).await;
+    let (offer, _) = h.challenge("GET", "/api/kept").await;
+    h.pay_on_chain(&offer.requirement, &payer).await;
+    assert_eq!(
+        h.send("GET", "/api/kept", &[proof(&offer.requirement.reference)])
+            .await
+            .status(),
+        200
+    );
+
+    let restarted = h.restarted().await;
+    let response = h
+        .http
+        .get(format!("{restarted}/api/kept"))
+        .header("X-Payment-Proof", offer.requirement.reference.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 402);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "reference_already_used");
+}

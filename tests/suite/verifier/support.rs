@@ -1,0 +1,378 @@
+//! A running verifier in front of a counting upstream, over an embedded ledger whose
+//! calls are counted, and the buyer's side of a payment.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anchor_lang::prelude::Pubkey;
+use anchor_spl::token::spl_token;
+use async_trait::async_trait;
+use axum::routing::any;
+use axum::Router;
+use solana_hash::Hash;
+use solana_keypair::Keypair;
+use solana_signature::Signature;
+use solana_signer::Signer;
+use solana_transaction::Transaction;
+use x402_protocol::scheme::{encode_transaction, ReceiptOffer, SCHEME};
+use x402_protocol::wire::{encode_header, v1};
+use x402_protocol::{
+    ChallengeKey, Ledger, LedgerAccount, LedgerError, Network, Reference, Requirement, Terms,
+};
+use x402_verifier::ledger::local::{
+    LocalLedger, LocalMarket, LOCAL_BLOCKHASH_REFRESH, LOCAL_DECIMALS,
+};
+use x402_verifier::proxy::{Proxy, Upstream};
+use x402_verifier::{
+    app, Gate, GrantStore, PaidRoute, PaymentSettings, RequestLimits, RouteService,
+};
+
+/// 0.01 of the local mint: the price of `/api/*`.
+pub const PRICE: u64 = 10_000;
+/// The largest upstream answer the verifier passes on.
+pub const MAX_RESPONSE: u64 = 64 * 1024;
+
+/// The embedded ledger, with its calls counted and an outage switch.
+pub struct CountingLedger {
+    pub inner: Arc<LocalLedger>,
+    pub reads: AtomicUsize,
+    pub submits: AtomicUsize,
+    pub down: AtomicBool,
+}
+
+impl CountingLedger {
+    pub fn calls(&self) -> usize {
+        self.reads.load(Ordering::SeqCst) + self.submits.load(Ordering::SeqCst)
+    }
+
+    fn check_up(&self) -> Result<(), LedgerError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(LedgerError::Unavailable("outage".into()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Ledger for CountingLedger {
+    fn network(&self) -> &Network {
+        self.inner.network()
+    }
+
+    async fn accounts(
+        &self,
+        addresses: &[Pubkey],
+    ) -> Result<Vec<Option<LedgerAccount>>, LedgerError> {
+        self.check_up()?;
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.accounts(addresses).await
+    }
+
+    // Refreshing the sponsored challenges' blockhash runs in the background, not per
+    // request: it is not counted.
+    async fn latest_blockhash(&self) -> Result<Hash, LedgerError> {
+        self.check_up()?;
+        self.inner.latest_blockhash().await
+    }
+
+    async fn submit(&self, transaction: &Transaction) -> Result<Signature, LedgerError> {
+        self.check_up()?;
+        self.submits.fetch_add(1, Ordering::SeqCst);
+        self.inner.submit(transaction).await
+    }
+}
+
+/// How the upstream API answers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamMode {
+    Ok,
+    Fail,
+    Slow,
+    Huge,
+}
+
+/// The API behind the verifier: counts hits, echoes what it was sent.
+pub struct Api {
+    pub hits: AtomicUsize,
+    pub mode: std::sync::Mutex<UpstreamMode>,
+    /// The headers of the last request, lower-case names.
+    pub last_headers: std::sync::Mutex<Vec<String>>,
+}
+
+impl Api {
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    pub fn set_mode(&self, mode: UpstreamMode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+}
+
+async fn start_api() -> (Arc<Api>, String) {
+    let api = Arc::new(Api {
+        hits: AtomicUsize::new(0),
+        mode: std::sync::Mutex::new(UpstreamMode::Ok),
+        last_headers: Default::default(),
+    });
+    let state = api.clone();
+    let router = Router::new().fallback(any(move |request: axum::extract::Request| {
+        let api = state.clone();
+        async move {
+            use axum::response::IntoResponse;
+            api.hits.fetch_add(1, Ordering::SeqCst);
+            *api.last_headers.lock().unwrap() = request
+                .headers()
+                .keys()
+                .map(|k| k.as_str().to_string())
+                .collect();
+            let path = request.uri().path().to_string();
+            let body = axum::body::to_bytes(request.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let mode = *api.mode.lock().unwrap();
+            match mode {
+                UpstreamMode::Ok => {
+                    format!("served {path} body={}", String::from_utf8_lossy(&body)).into_response()
+                }
+                UpstreamMode::Fail => {
+                    (http::StatusCode::INTERNAL_SERVER_ERROR, "upstream broke").into_response()
+                }
+                UpstreamMode::Slow => {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "too late".into_response()
+                }
+                UpstreamMode::Huge => vec![b'x'; MAX_RESPONSE as usize + 1].into_response(),
+            }
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (api, url)
+}
+
+/// The challenge key of every harness, so that tests can issue references themselves.
+pub fn challenge_key() -> ChallengeKey {
+    ChallengeKey::new(vec![7; 32]).unwrap()
+}
+
+pub struct Harness {
+    pub market: LocalMarket,
+    pub ledger: Arc<CountingLedger>,
+    pub gate: Gate,
+    pub api: Arc<Api>,
+    pub url: String,
+    pub store_url: String,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        let market = LocalLedger::start_market(None).await;
+        let ledger = Arc::new(CountingLedger {
+            inner: market.ledger.clone(),
+            reads: AtomicUsize::new(0),
+            submits: AtomicUsize::new(0),
+            down: AtomicBool::new(false),
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let store_url = format!("sqlite://{}", dir.path().join("grants.db").display());
+        let gate = gate(&market, ledger.clone(), &store_url).await;
+        let (api, api_url) = start_api().await;
+        let url = serve(app_for(&gate, &api_url)).await;
+        Harness {
+            market,
+            ledger,
+            gate,
+            api,
+            url,
+            store_url,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    /// A second verifier process on the same ledger and the same store file, as after a
+    /// restart.
+    pub async fn restarted(&self) -> String {
+        let gate = gate(&self.market, self.ledger.clone(), &self.store_url).await;
+        serve(app_for(&gate, "http://127.0.0.1:9")).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Asks `method path` without paying: the 402's offer and body.
+    pub async fn challenge(&self, method: &str, path: &str) -> (ReceiptOffer, serde_json::Value) {
+        let response = self.send(method, path, &[]).await;
+        assert_eq!(response.status(), 402);
+        let body: serde_json::Value = response.json().await.unwrap();
+        let offer: v1::PaymentRequirements =
+            serde_json::from_value(body["accepts"][0].clone()).unwrap();
+        (ReceiptOffer::from_v1(&offer).unwrap(), body)
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+    ) -> reqwest::Response {
+        let mut request = self.http.request(method.parse().unwrap(), self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// A wallet with SOL and `tokens` of the local mint.
+    pub async fn new_payer(&self, tokens: u64) -> Keypair {
+        let payer = Keypair::new();
+        let ledger = &self.market.ledger;
+        ledger.airdrop(&payer.pubkey(), 1_000_000_000).await;
+        ledger
+            .create_token_account(&payer.pubkey(), &self.market.mint, spl_token::ID)
+            .await;
+        ledger
+            .mint_to(&self.market.mint, &payer.pubkey(), tokens)
+            .await;
+        payer
+    }
+
+    /// Pays `requirement` on chain directly (way 2), the payer paying fee and rent, past
+    /// the verifier: its ledger calls are not counted.
+    pub async fn pay_on_chain(&self, requirement: &Requirement, payer: &Keypair) -> Signature {
+        let blockhash = self.market.ledger.latest_blockhash().await.unwrap();
+        let mut tx = requirement.pay_transaction(&payer.pubkey(), &payer.pubkey(), blockhash);
+        tx.sign(&[payer], blockhash);
+        self.market.ledger.submit(&tx).await.unwrap()
+    }
+
+    pub async fn token_balance(&self, owner: &Pubkey) -> u64 {
+        self.market
+            .ledger
+            .token_balance(owner, &self.market.mint)
+            .await
+    }
+
+    /// A reference for `terms` of this verifier, issued with its key.
+    pub fn issue(&self, method: &str, path: &str, amount: u64, expires_at: i64) -> Reference {
+        let s = self.gate.settings();
+        let terms = Terms {
+            network: s.network.caip2(),
+            program: s.program,
+            mint: s.mint,
+            pay_to: s.pay_to,
+            amount,
+            method,
+            path,
+        };
+        Reference::issue(&challenge_key(), &terms, expires_at)
+    }
+}
+
+/// The sponsored way: `instructions` (the offer's pay by default) signed by the payer,
+/// as an `X-PAYMENT` header.
+pub fn sponsored_header(offer: &ReceiptOffer, payer: &Keypair) -> (&'static str, String) {
+    let tx = sponsored_transaction(
+        offer,
+        payer,
+        &[offer
+            .requirement
+            .pay_instruction(&payer.pubkey(), &offer.fee_payer.unwrap())],
+    );
+    x_payment(
+        offer,
+        serde_json::json!({ "transaction": encode_transaction(&tx) }),
+    )
+}
+
+pub fn sponsored_transaction(
+    offer: &ReceiptOffer,
+    payer: &Keypair,
+    instructions: &[anchor_lang::solana_program::instruction::Instruction],
+) -> Transaction {
+    let blockhash = offer
+        .recent_blockhash
+        .expect("a sponsored offer carries a blockhash");
+    let mut tx = Transaction::new_with_payer(instructions, offer.fee_payer.as_ref());
+    tx.try_partial_sign(&[payer], blockhash).unwrap();
+    tx
+}
+
+pub fn x_payment(offer: &ReceiptOffer, payload: serde_json::Value) -> (&'static str, String) {
+    let payment = v1::PaymentPayload {
+        x402_version: 1,
+        scheme: SCHEME.into(),
+        network: offer.network.clone(),
+        payload,
+    };
+    (v1::X_PAYMENT, encode_header(&payment))
+}
+
+pub fn proof(reference: &Reference) -> (&'static str, String) {
+    ("X-Payment-Proof", reference.to_string())
+}
+
+async fn gate(market: &LocalMarket, ledger: Arc<CountingLedger>, store_url: &str) -> Gate {
+    let settings = PaymentSettings {
+        network: market.ledger.network().clone(),
+        program: x402_receipts::ID,
+        mint: market.mint,
+        decimals: LOCAL_DECIMALS,
+        token_program: spl_token::ID,
+        currency: "USDC".into(),
+        pay_to: market.merchant,
+        challenge_keys: vec![challenge_key()],
+        fee_payer: Some(Arc::new(market.fee_payer.insecure_clone())),
+        max_compute_unit_price: 1_000,
+        max_compute_unit_limit: 200_000,
+        blockhash_refresh: LOCAL_BLOCKHASH_REFRESH,
+        public_url: None,
+        facilitator_url: None,
+    };
+    let store = GrantStore::connect(store_url).await.unwrap();
+    Gate::new(settings, ledger, store).await
+}
+
+fn app_for(gate: &Gate, api_url: &str) -> Router {
+    let upstream = Upstream {
+        url: api_url.into(),
+        timeout: Duration::from_secs(2),
+        max_response_bytes: MAX_RESPONSE,
+    };
+    let proxy = Proxy::new(reqwest::Client::new(), upstream);
+    let route = |pattern: &str, methods: Vec<http::Method>, price: &str| PaidRoute {
+        pattern: pattern.into(),
+        methods,
+        payment: gate.price(price).description("test route"),
+        service: RouteService::Proxy(proxy.clone()),
+    };
+    let routes = vec![
+        route(
+            "/api/*",
+            vec![http::Method::GET, http::Method::POST],
+            "0.01",
+        ),
+        route("/premium", vec![http::Method::GET], "0.05"),
+    ];
+    app(
+        gate.clone(),
+        routes,
+        &RequestLimits {
+            body_bytes: 1024 * 1024,
+            timeout: Duration::from_secs(30),
+        },
+    )
+}
+
+async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    url
+}
