@@ -83,7 +83,11 @@ pub fn app(gate: Gate, routes: Vec<PaidRoute>, limits: &RequestLimits) -> Router
             }),
             RouteService::Demo => on(filter, demo),
         };
-        router = router.route(&axum_path(&route.pattern), service.layer(route.payment));
+        // `route_layer`: a method the route does not serve is a 405, not a payment.
+        router = router.route(
+            &axum_path(&route.pattern),
+            service.route_layer(route.payment),
+        );
     }
     router
         .layer(RequestBodyLimitLayer::new(limits.body_bytes))
@@ -114,4 +118,167 @@ async fn demo(Extension(payment): Extension<SettledPayment>) -> Json<serde_json:
             "transaction": payment.transaction,
         },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use anchor_lang::prelude::Pubkey;
+    use async_trait::async_trait;
+    use axum::body::Body;
+    use http::Request;
+    use solana_hash::Hash;
+    use solana_signature::Signature;
+    use solana_transaction::Transaction;
+    use tower::ServiceExt;
+    use x402_protocol::wire::{decode_header, v2};
+    use x402_protocol::{ChallengeKey, Ledger, LedgerAccount, LedgerError, Network};
+
+    use super::*;
+
+    /// Routing and answers that need no ledger: a ledger holding no accounts.
+    struct EmptyLedger(Network);
+
+    #[async_trait]
+    impl Ledger for EmptyLedger {
+        fn network(&self) -> &Network {
+            &self.0
+        }
+        async fn accounts(
+            &self,
+            addresses: &[Pubkey],
+        ) -> Result<Vec<Option<LedgerAccount>>, LedgerError> {
+            Ok(vec![None; addresses.len()])
+        }
+        async fn latest_blockhash(&self) -> Result<Hash, LedgerError> {
+            Ok(Hash::new_from_array([3; 32]))
+        }
+        async fn submit(&self, _: &Transaction) -> Result<Signature, LedgerError> {
+            Err(LedgerError::Rejected(
+                "nothing is submitted in these tests".into(),
+            ))
+        }
+    }
+
+    async fn router() -> (Router, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = GrantStore::connect(&format!("sqlite://{}", dir.path().join("g.db").display()))
+            .await
+            .unwrap();
+        let settings = PaymentSettings {
+            network: Network::devnet(),
+            program: x402_receipts::ID,
+            mint: Pubkey::new_unique(),
+            decimals: 6,
+            token_program: anchor_spl::token::ID,
+            currency: "USDC".into(),
+            pay_to: Pubkey::new_unique(),
+            challenge_keys: vec![ChallengeKey::random()],
+            fee_payer: Some(Arc::new(solana_keypair::Keypair::new())),
+            max_compute_unit_price: 1,
+            max_compute_unit_limit: 1,
+            blockhash_refresh: Duration::from_secs(60),
+            public_url: Some("https://api.example.com/".into()),
+            facilitator_url: None,
+        };
+        let gate = Gate::new(settings, Arc::new(EmptyLedger(Network::devnet())), store).await;
+        let route = PaidRoute {
+            pattern: "/demo".into(),
+            methods: vec![http::Method::GET],
+            payment: gate.price("0.25"),
+            service: RouteService::Demo,
+        };
+        let limits = RequestLimits {
+            body_bytes: 1024,
+            timeout: Duration::from_secs(5),
+        };
+        (app(gate, vec![route], &limits), dir)
+    }
+
+    async fn call(
+        router: &Router,
+        method: &str,
+        uri: &str,
+        header: Option<(&str, &str)>,
+    ) -> axum::response::Response {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
+        }
+        router
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_unpaid_request_gets_both_challenge_forms() {
+        let (router, _dir) = router().await;
+        let response = call(&router, "GET", "/demo?q=1", None).await;
+        assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+        let header = response.headers()[v2::PAYMENT_REQUIRED]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let v2: v2::PaymentRequired = decode_header(&header).unwrap();
+        assert_eq!(v2.resource.url, "https://api.example.com/demo?q=1");
+        assert_eq!(v2.accepts[0].network, Network::devnet().caip2());
+        assert_eq!(v2.accepts[0].amount, "250000");
+        let extra = v2.accepts[0].extra.as_ref().unwrap();
+        assert_eq!(
+            extra["recentBlockhash"],
+            Hash::new_from_array([3; 32]).to_string()
+        );
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["accepts"][0]["network"], "solana-devnet");
+        assert_eq!(
+            (body["amount"].as_str(), body["ttl"].as_i64()),
+            (Some("0.25"), Some(300))
+        );
+        assert_eq!(
+            body["reference"], extra["reference"],
+            "one reference in both forms"
+        );
+    }
+
+    #[tokio::test]
+    async fn other_methods_paths_and_bad_input_get_plain_http_answers() {
+        let (router, _dir) = router().await;
+        assert_eq!(
+            call(&router, "GET", "/healthz", None).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(&router, "POST", "/demo", None).await.status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            call(&router, "GET", "/nowhere", None).await.status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            call(&router, "GET", "/receipts/0OIl", None).await.status(),
+            StatusCode::BAD_REQUEST
+        );
+        let unknown = x402_protocol::Reference([9; 32]).to_string();
+        assert_eq!(
+            call(&router, "GET", &format!("/receipts/{unknown}"), None)
+                .await
+                .status(),
+            StatusCode::NOT_FOUND
+        );
+        let bad = call(&router, "GET", "/demo", Some(("X-PAYMENT", "{not base64}"))).await;
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn prefix_patterns_become_axum_wildcards() {
+        assert_eq!(axum_path("/api/*"), "/api/{*rest}");
+        assert_eq!(axum_path("/api/generate"), "/api/generate");
+    }
 }
