@@ -155,6 +155,30 @@ impl Config {
                     .map_err(|e| invalid("X402_MAX_COMPUTE_UNIT_PRICE", format!("{e}")))?,
             );
         }
+        let limits: [(&'static str, &mut u64); 3] = [
+            (
+                "X402_RESPONSE_BODY_BYTES",
+                &mut self.limits.response_body_bytes,
+            ),
+            (
+                "X402_UPSTREAM_TIMEOUT_SECONDS",
+                &mut self.limits.upstream_timeout_seconds,
+            ),
+            (
+                "X402_REQUEST_TIMEOUT_SECONDS",
+                &mut self.limits.request_timeout_seconds,
+            ),
+        ];
+        for (name, slot) in limits {
+            if let Some(value) = env(name) {
+                *slot = value.parse().map_err(|e| invalid(name, format!("{e}")))?;
+            }
+        }
+        if let Some(value) = env("X402_REQUEST_BODY_BYTES") {
+            self.limits.request_body_bytes = value
+                .parse()
+                .map_err(|e| invalid("X402_REQUEST_BODY_BYTES", format!("{e}")))?;
+        }
         let p = &mut self.payment;
         let strings: [(&str, &mut Option<String>); 12] = [
             ("X402_PUBLIC_URL", &mut self.public_url),
@@ -212,6 +236,7 @@ mod tests {
             ("X402_MERCHANT_WALLET", "from-env"),
             ("X402_MIN_PAYMENT", "0.02"),
             ("X402_LISTEN", "0.0.0.0:1"),
+            ("X402_UPSTREAM_TIMEOUT_SECONDS", "7"),
         ]
         .into();
         config
@@ -221,6 +246,7 @@ mod tests {
         assert_eq!(config.payment.min_payment.as_deref(), Some("0.02"));
         assert_eq!(config.payment.network.as_deref(), Some("solana-localnet"));
         assert_eq!(config.listen, Some("0.0.0.0:1".parse().unwrap()));
+        assert_eq!(config.limits.upstream_timeout_seconds, 7);
         assert_eq!(config.routes[0].methods, ["GET", "POST"]);
         assert_eq!(config.routes[0].price.as_deref(), Some("0.05"));
     }

@@ -138,20 +138,28 @@ impl Market {
         self.bank.set_sysvar(&clock);
     }
 
-    /// Sends `instructions` in one transaction, `signers[0]` paying the fee. A fresh
-    /// blockhash makes a repeated transaction a new one rather than a duplicate.
+    /// `instructions` in one transaction, `signers[0]` paying the fee. A fresh blockhash
+    /// makes a repeated transaction a new one rather than a duplicate.
+    async fn transaction(
+        &mut self,
+        instructions: &[Instruction],
+        signers: &[&Keypair],
+    ) -> Transaction {
+        let blockhash = self.bank.get_new_latest_blockhash().await.unwrap();
+        Transaction::new_signed_with_payer(
+            instructions,
+            Some(&signers[0].pubkey()),
+            signers,
+            blockhash,
+        )
+    }
+
     pub async fn send(
         &mut self,
         instructions: &[Instruction],
         signers: &[&Keypair],
     ) -> Result<(), BanksClientError> {
-        let blockhash = self.bank.get_new_latest_blockhash().await.unwrap();
-        let tx = Transaction::new_signed_with_payer(
-            instructions,
-            Some(&signers[0].pubkey()),
-            signers,
-            blockhash,
-        );
+        let tx = self.transaction(instructions, signers).await;
         self.bank.banks_client.process_transaction(tx).await
     }
 
@@ -161,13 +169,7 @@ impl Market {
         instructions: &[Instruction],
         signers: &[&Keypair],
     ) -> Vec<Vec<u8>> {
-        let blockhash = self.bank.get_new_latest_blockhash().await.unwrap();
-        let tx = Transaction::new_signed_with_payer(
-            instructions,
-            Some(&signers[0].pubkey()),
-            signers,
-            blockhash,
-        );
+        let tx = self.transaction(instructions, signers).await;
         let outcome = self
             .bank
             .banks_client
