@@ -45,6 +45,8 @@ pub struct PaymentSettings {
     /// How often the blockhash handed out in sponsored challenges is refreshed: well
     /// inside the ledger's blockhash lifetime.
     pub blockhash_refresh: Duration,
+    /// The deadline of each ledger call made for a request.
+    pub ledger_timeout: Duration,
     /// The public base URL of the API (`https://api.example.com`); the Host header otherwise.
     pub public_url: Option<String>,
     pub facilitator_url: Option<String>,
@@ -136,6 +138,8 @@ fn refuse(reason: &str) -> Refusal {
     Refusal::Challenge(Some(reason.to_string()))
 }
 
+/// How long after its expiry a reference paid in time is still accepted.
+pub const SETTLEMENT_GRACE_SECONDS: i64 = 120;
 /// How long a client waits before retrying after a 503.
 const RETRY_AFTER_SECONDS: u32 = 2;
 
@@ -189,7 +193,7 @@ impl Gate {
     }
 
     async fn refresh_blockhash(&self) {
-        let fresh = self.0.ledger.latest_blockhash().await;
+        let fresh = self.ledger_call(self.0.ledger.latest_blockhash()).await;
         if let Err(error) = &fresh {
             tracing::warn!(%error, "cannot refresh the blockhash for sponsored challenges");
         }
@@ -263,29 +267,43 @@ impl Gate {
             Payment::SelfSubmitted { reference, .. } => *reference,
         };
         // Everything that needs no ledger call comes first.
-        match reference.check(
-            &s.challenge_keys,
-            &self.terms(price.amount, target),
-            unix_now(),
-        ) {
-            Ok(()) => {}
-            Err(ReferenceError::Expired) => return Err(refuse("expired_reference")),
-            Err(_) => return Err(refuse("invalid_reference")),
-        }
+        let now = unix_now();
+        let expired =
+            match reference.check(&s.challenge_keys, &self.terms(price.amount, target), now) {
+                Ok(()) => false,
+                Err(ReferenceError::Expired) => true,
+                Err(_) => return Err(refuse("invalid_reference")),
+            };
         if self.0.store.is_granted(&reference.to_string()).await? {
             return Err(refuse("reference_already_used"));
         }
+        // An expired reference can no longer be paid (`pay` refuses it), but one paid in
+        // time may be presented late, e.g. retried after a 503: within the grace its
+        // receipt still counts. Past the grace it is refused without a ledger call.
+        if expired
+            && now
+                > reference
+                    .expires_at()
+                    .saturating_add(SETTLEMENT_GRACE_SECONDS)
+        {
+            return Err(refuse("expired_reference"));
+        }
         let requirement = self.requirement(price.amount, reference);
         let (receipt, transaction) = match payment {
-            Payment::Sponsored(tx) => {
+            Payment::Sponsored(tx) if !expired => {
                 self.settle_sponsored(*tx, &requirement, target, check)
                     .await?
             }
+            // Nothing new is submitted for an expired reference: only a receipt that
+            // exists already pays for it.
+            Payment::Sponsored(_) => match self.read_receipt(&requirement).await? {
+                Some(receipt) => (receipt, None),
+                None => return Err(refuse("expired_reference")),
+            },
             Payment::SelfSubmitted { signature, .. } => {
-                let receipt = match self.0.ledger.account(&requirement.receipt()).await? {
-                    Some(account) => {
-                        check_receipt(&account, &requirement).map_err(|d| refuse(d.reason()))?
-                    }
+                let receipt = match self.read_receipt(&requirement).await? {
+                    Some(receipt) => receipt,
+                    None if expired => return Err(refuse("expired_reference")),
                     None => {
                         return Err(Refusal::Pending {
                             reference,
@@ -359,17 +377,13 @@ impl Gate {
         let signature = tx.signatures[0].to_string();
         // A rejection may be this very payment landing earlier (a client retrying after a
         // 503): the receipt decides, not the rejection.
-        let rejected = match self.0.ledger.submit(&tx).await {
+        let rejected = match self.ledger_call(self.0.ledger.submit(&tx)).await {
             Ok(_) => None,
             Err(LedgerError::Rejected(why)) => Some(why),
             Err(unavailable) => return Err(unavailable.into()),
         };
-        match self.0.ledger.account(&requirement.receipt()).await? {
-            Some(account) => {
-                let receipt =
-                    check_receipt(&account, requirement).map_err(|d| refuse(d.reason()))?;
-                Ok((receipt, Some(signature)))
-            }
+        match self.read_receipt(requirement).await? {
+            Some(receipt) => Ok((receipt, Some(signature))),
             None => match rejected {
                 Some(why) => {
                     tracing::info!(reference = %requirement.reference, %why, "sponsored payment rejected");
@@ -379,6 +393,31 @@ impl Gate {
                 None => Err(Refusal::Unavailable),
             },
         }
+    }
+
+    /// The receipt `requirement` asks for, if it exists; a receipt that does not meet the
+    /// requirement is a refusal.
+    async fn read_receipt(&self, requirement: &Requirement) -> Result<Option<Receipt>, Refusal> {
+        match self
+            .ledger_call(self.0.ledger.account(&requirement.receipt()))
+            .await?
+        {
+            Some(account) => Ok(Some(
+                check_receipt(&account, requirement).map_err(|d| refuse(d.reason()))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// A ledger call bounded by the gate's deadline: past it the ledger counts as
+    /// unavailable (a 503), never as an answer.
+    async fn ledger_call<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, LedgerError>>,
+    ) -> Result<T, LedgerError> {
+        tokio::time::timeout(self.0.settings.ledger_timeout, call)
+            .await
+            .unwrap_or_else(|_| Err(LedgerError::Unavailable("the ledger call timed out".into())))
     }
 
     /// Gives the grant back after the upstream failed: the receipt may be used again.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::response::Response;
 use futures_util::future::BoxFuture;
+use futures_util::TryStreamExt;
 use http::Request;
 use tower::{Layer, Service};
 
@@ -148,9 +149,25 @@ where
             }
             let (name, value) = gate.settlement_header(&settled, wire);
             response.headers_mut().insert(name, value);
-            Ok(response)
+            Ok(release_on_body_error(response, gate, settled))
         })
     }
+}
+
+/// Releases the grant if the body fails on the serving side (an upstream that breaks off
+/// or sends too much): the buyer got a truncated answer. A client that walks away
+/// mid-body keeps its grant spent; otherwise it could re-download for free.
+fn release_on_body_error(response: Response, gate: Gate, settled: SettledPayment) -> Response {
+    let (parts, body) = response.into_parts();
+    let mut settled = Some(settled);
+    let body = body.into_data_stream().inspect_err(move |error| {
+        if let Some(settled) = settled.take() {
+            tracing::warn!(reference = %settled.reference, %error, "answer broke off: grant released");
+            let gate = gate.clone();
+            tokio::spawn(async move { gate.release(&settled).await });
+        }
+    });
+    Response::from_parts(parts, Body::from_stream(body))
 }
 
 /// Releases the grant if the request is dropped before it is served (client gone, or a

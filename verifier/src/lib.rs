@@ -90,12 +90,47 @@ pub fn app(gate: Gate, routes: Vec<PaidRoute>, limits: &RequestLimits) -> Router
         );
     }
     router
+        .layer(axum::middleware::from_fn(refuse_ambiguous_paths))
         .layer(RequestBodyLimitLayer::new(limits.body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             limits.timeout,
         ))
         .layer(TraceLayer::new_for_http())
+}
+
+/// Whether the router and an upstream must read `path` alike. Dot segments (raw or
+/// percent-encoded), encoded slashes or backslashes and empty segments are refused:
+/// `/api/%2e%2e/premium` matches a cheap `/api/*` route here, and an upstream URL
+/// parser would make it `/premium`.
+fn is_unambiguous(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2f")
+        || lower.contains("%5c")
+        || lower.contains('\\')
+        || lower.contains("//")
+    {
+        return false;
+    }
+    lower
+        .split('/')
+        .all(|segment| !matches!(segment.replace("%2e", ".").as_str(), "." | ".."))
+}
+
+/// Refuses an ambiguous path before it is routed or paid for.
+async fn refuse_ambiguous_paths(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if is_unambiguous(request.uri().path()) {
+        return next.run(request).await;
+    }
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error": "ambiguous_path"})),
+    )
+        .into_response()
 }
 
 /// `/api/*` in configuration is axum's `/api/{*rest}`.
@@ -179,6 +214,7 @@ mod tests {
             max_compute_unit_price: 1,
             max_compute_unit_limit: 1,
             blockhash_refresh: Duration::from_secs(60),
+            ledger_timeout: Duration::from_secs(5),
             public_url: Some("https://api.example.com/".into()),
             facilitator_url: None,
         };
@@ -274,6 +310,25 @@ mod tests {
         );
         let bad = call(&router, "GET", "/demo", Some(("X-PAYMENT", "{not base64}"))).await;
         assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn an_ambiguous_path_is_refused_before_it_is_routed_or_paid_for() {
+        let (router, _dir) = router().await;
+        for path in [
+            "/demo/%2e%2e/admin",
+            "/demo/../demo",
+            "/x/%2E%2e/demo",
+            "/demo/%2fetc",
+            "//demo",
+            "/demo/.",
+            "/a\\b",
+        ] {
+            let response = call(&router, "GET", path, None).await;
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+        }
+        assert!(is_unambiguous("/api/v1.2/report..final"));
+        assert!(is_unambiguous("/demo"));
     }
 
     #[test]

@@ -105,6 +105,8 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
         }
         None => market.fee_payer.insecure_clone(),
     };
+    std::fs::create_dir_all(&state_dir)
+        .map_err(|e| StartError::Io(format!("cannot create {}: {e}", state_dir.display())))?;
     let demo_payer = state_dir.join("demo-payer.json");
     write_keypair_file(&market.demo_payer, &demo_payer)
         .map_err(|e| StartError::Io(format!("cannot write {}: {e}", demo_payer.display())))?;
@@ -118,10 +120,8 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
                 ChallengeKey::new(bytes).map_err(|e| invalid("X402_CHALLENGE_KEY", e))
             })
             .collect::<Result<Vec<_>, _>>()?,
-        None => vec![ChallengeKey::random()],
+        None => vec![state_challenge_key(&state_dir)?],
     };
-    std::fs::create_dir_all(&state_dir)
-        .map_err(|e| StartError::Io(format!("cannot create {}: {e}", state_dir.display())))?;
     let store_url = config
         .store
         .url
@@ -146,6 +146,7 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
         max_compute_unit_price: config.payment.max_compute_unit_price.unwrap_or(100_000),
         max_compute_unit_limit: 200_000,
         blockhash_refresh: LOCAL_BLOCKHASH_REFRESH,
+        ledger_timeout: Duration::from_secs(10),
         public_url: config.public_url.clone(),
         facilitator_url: config.payment.facilitator_url.clone(),
     };
@@ -166,6 +167,35 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
         local: Some(market.ledger),
         demo_payer: Some(demo_payer),
     })
+}
+
+/// The challenge key kept in the state directory, made on first start: challenges (and
+/// references paid but not yet presented) survive a restart.
+fn state_challenge_key(state_dir: &std::path::Path) -> Result<ChallengeKey, StartError> {
+    let path = state_dir.join("challenge-key");
+    let io = |e: std::io::Error| StartError::Io(format!("challenge key {}: {e}", path.display()));
+    let secret = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            hex::decode(text.trim()).map_err(|_| invalid("challenge key file", "not hex"))?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut secret = vec![0u8; 32];
+            getrandom::getrandom(&mut secret).map_err(|e| StartError::Io(e.to_string()))?;
+            write_secret(&path, &hex::encode(&secret)).map_err(io)?;
+            secret
+        }
+        Err(e) => return Err(io(e)),
+    };
+    ChallengeKey::new(secret).map_err(|e| invalid("challenge key file", e))
+}
+
+/// Writes a secret readable by its owner only.
+fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(path)?, text.as_bytes())
 }
 
 /// The configured routes, or the built-in demo route `GET /demo` when there are none.

@@ -1,15 +1,17 @@
 //! The `x402-verifier` binary as a person runs it: no configuration at all, a paid demo
-//! route over the embedded ledger, and a clean exit on SIGTERM.
+//! route over the embedded ledger, a clean exit on SIGTERM, and a challenge key kept
+//! across restarts.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
-#[tokio::test]
-async fn with_no_configuration_it_serves_a_paid_demo_route_and_stops_on_sigterm() {
-    let state = tempfile::tempdir().unwrap();
+/// Starts the binary on a free port with `state` as its state directory; returns it, its
+/// address and its banner.
+fn start(state: &Path) -> (Child, String, String) {
     let mut verifier = Command::new(env!("CARGO_BIN_EXE_x402-verifier"))
         .env("X402_LISTEN", "127.0.0.1:0")
-        .env("X402_STATE_DIR", state.path())
+        .env("X402_STATE_DIR", state)
         .env("RUST_LOG", "warn")
         .env_remove("X402_CONFIG")
         .stdout(Stdio::null())
@@ -28,7 +30,24 @@ async fn with_no_configuration_it_serves_a_paid_demo_route_and_stops_on_sigterm(
     for _ in 0..3 {
         banner.push(lines.next().unwrap().unwrap());
     }
-    let banner = banner.join("\n");
+    std::thread::spawn(move || lines.for_each(drop));
+    (verifier, address, banner.join("\n"))
+}
+
+fn stop(mut verifier: Child) {
+    let killed = Command::new("kill")
+        .args(["-TERM", &verifier.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = verifier.wait().unwrap();
+    assert!(status.success(), "a clean exit on SIGTERM: {status}");
+}
+
+#[tokio::test]
+async fn with_no_configuration_it_serves_a_paid_demo_route_and_stops_on_sigterm() {
+    let state = tempfile::tempdir().unwrap();
+    let (verifier, address, banner) = start(state.path());
     assert!(
         banner.contains(&format!("GET http://{address}/demo costs 0.01 USDC")),
         "{banner}"
@@ -37,7 +56,6 @@ async fn with_no_configuration_it_serves_a_paid_demo_route_and_stops_on_sigterm(
         banner.contains("--example pay"),
         "it says how to pay: {banner}"
     );
-    std::thread::spawn(move || lines.for_each(drop));
 
     let response = reqwest::get(format!("http://{address}/demo"))
         .await
@@ -50,17 +68,26 @@ async fn with_no_configuration_it_serves_a_paid_demo_route_and_stops_on_sigterm(
         body["accepts"][0]["extra"]["feePayer"].is_string(),
         "the demo sponsors payments"
     );
-    let payer: Vec<u8> = serde_json::from_str(
-        &std::fs::read_to_string(state.path().join("demo-payer.json")).unwrap(),
-    )
-    .unwrap();
+    let payer = std::fs::read_to_string(state.path().join("demo-payer.json")).unwrap();
+    let payer: Vec<u8> = serde_json::from_str(&payer).unwrap();
     assert_eq!(payer.len(), 64, "a Solana CLI keypair file");
+    stop(verifier);
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &verifier.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = verifier.wait().unwrap();
-    assert!(status.success(), "a clean exit on SIGTERM: {status}");
+    // The challenge key is kept in the state directory, readable by its owner only, and
+    // used again after a restart. (The embedded ledger itself starts afresh, with a new
+    // mint; with a persistent ledger, references in flight survive the restart.)
+    let key_file = state.path().join("challenge-key");
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    assert_eq!(key.trim().len(), 64, "32 bytes, hex");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let (verifier, _, _) = start(state.path());
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), key);
+    stop(verifier);
 }

@@ -10,6 +10,7 @@ use solana_keypair::Keypair;
 use solana_signer::Signer;
 use x402_protocol::scheme::encode_transaction;
 use x402_protocol::{LedgerAccount, Receipt, Requirement};
+use x402_verifier::gate::SETTLEMENT_GRACE_SECONDS;
 use x402_verifier::unix_now;
 
 use super::support::*;
@@ -80,7 +81,12 @@ async fn a_reference_for_another_route_method_or_price_or_expired_is_refused_wit
             "{method} {path}"
         );
     }
-    let expired = h.issue("GET", "/api/a", PRICE, unix_now() - 1);
+    let expired = h.issue(
+        "GET",
+        "/api/a",
+        PRICE,
+        unix_now() - SETTLEMENT_GRACE_SECONDS - 1,
+    );
     let (status, body) = refusal(h.send("GET", "/api/a", &[proof(&expired)]).await).await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -95,6 +101,35 @@ async fn a_reference_for_another_route_method_or_price_or_expired_is_refused_wit
 
     assert_eq!(h.ledger.calls(), 0);
     assert_eq!(h.api.hits(), 0);
+}
+
+#[tokio::test]
+async fn a_reference_paid_in_time_is_served_when_presented_just_after_its_expiry() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(PRICE).await;
+    let expires_at = unix_now() + 1;
+    let reference = h.issue("GET", "/api/late", PRICE, expires_at);
+    h.pay_on_chain(&h.gate_requirement(reference), &payer).await;
+    while unix_now() <= expires_at {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let response = h.send("GET", "/api/late", &[proof(&reference)]).await;
+    assert_eq!(
+        response.status(),
+        200,
+        "paid in time: served, not asked to pay again"
+    );
+
+    // Unpaid and just expired: one look at the ledger, then a refusal.
+    let unpaid = h.issue("GET", "/api/late", PRICE, unix_now() - 1);
+    let calls = h.ledger.calls();
+    let (status, body) = refusal(h.send("GET", "/api/late", &[proof(&unpaid)]).await).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (402, Some("expired_reference"))
+    );
+    assert_eq!(h.ledger.calls() - calls, 1);
 }
 
 #[tokio::test]

@@ -89,7 +89,10 @@ pub enum UpstreamMode {
     Ok,
     Fail,
     Slow,
+    /// Too large, announced by Content-Length.
     Huge,
+    /// Too large, streamed without a length: it breaks off after the answer began.
+    HugeStream,
 }
 
 /// The API behind the verifier: counts hits, echoes what it was sent.
@@ -144,6 +147,12 @@ async fn start_api() -> (Arc<Api>, String) {
                     "too late".into_response()
                 }
                 UpstreamMode::Huge => vec![b'x'; MAX_RESPONSE as usize + 1].into_response(),
+                UpstreamMode::HugeStream => {
+                    let chunks = (0..=MAX_RESPONSE / 1024)
+                        .map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 1024])));
+                    axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+                        .into_response()
+                }
             }
         }
     }));
@@ -259,6 +268,20 @@ impl Harness {
             .await
     }
 
+    /// What the verifier requires for `reference` at the `/api/*` price.
+    pub fn gate_requirement(&self, reference: Reference) -> Requirement {
+        let s = self.gate.settings();
+        Requirement {
+            program: s.program,
+            reference,
+            amount: PRICE,
+            expires_at: reference.expires_at(),
+            mint: s.mint,
+            token_program: s.token_program,
+            pay_to: s.pay_to,
+        }
+    }
+
     /// A reference for `terms` of this verifier, issued with its key.
     pub fn issue(&self, method: &str, path: &str, amount: u64, expires_at: i64) -> Reference {
         let s = self.gate.settings();
@@ -332,6 +355,7 @@ async fn gate(market: &LocalMarket, ledger: Arc<CountingLedger>, store_url: &str
         max_compute_unit_price: 1_000,
         max_compute_unit_limit: 200_000,
         blockhash_refresh: LOCAL_BLOCKHASH_REFRESH,
+        ledger_timeout: Duration::from_secs(10),
         public_url: None,
         facilitator_url: None,
     };
