@@ -47,6 +47,33 @@ async fn a_sponsored_payment_reaches_the_upstream_once_and_settles() {
         1_000_000_000
     );
     assert!(h.market.ledger.lamports(&fee_payer).await < fee_payer_sol);
+    // Auditors read the receipt back, decoded.
+    let reference = offer.requirement.reference.to_string();
+    let receipt: serde_json::Value = h
+        .send("GET", &format!("/receipts/{reference}"), &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(receipt["receipt"], offer.requirement.receipt().to_string());
+    assert_eq!(receipt["payer"], payer.pubkey().to_string());
+    assert_eq!(receipt["payee"], h.market.merchant.to_string());
+    assert_eq!(
+        (
+            receipt["amount"].as_str(),
+            receipt["amountDecimal"].as_str()
+        ),
+        (Some("10000"), Some("0.01"))
+    );
+    assert_eq!(receipt["rentPayer"], fee_payer.to_string());
+    let link = receipt["explorer"]["receipt"].as_str().unwrap();
+    assert!(
+        link.starts_with(&format!(
+            "https://explorer.solana.com/address/{}",
+            offer.requirement.receipt()
+        )),
+        "{link}"
+    );
     // Upstream never sees the payment.
     let seen = h.api.last_headers.lock().unwrap().clone();
     assert!(
