@@ -1,2 +1,13 @@
-//! The payer side: pay-and-retry for API buyers and agents, and the `x402` CLI.
-//! Not built yet: see the open issue "The payer side".
+//! The payer side of x402 receipts on Solana: a reqwest client that answers 402
+//! challenges by paying (sponsored by the server when it offers, through a ledger
+//! otherwise) and retries, under a spending policy checked before anything is signed;
+//! and the receipt functions behind the `x402` command.
+
+pub mod client;
+pub mod policy;
+pub mod receipts;
+
+pub use client::{
+    Challenge, ClientError, Paid, Payment, Settlement, X402Client, X402ClientBuilder,
+};
+pub use policy::{Limit, PolicyRefusal, PolicyRule, SpendingPolicy};

@@ -23,6 +23,29 @@ pub enum LedgerError {
     Rejected(String),
 }
 
+/// A condition on the accounts `program_accounts` returns, as Solana JSON-RPC's
+/// `getProgramAccounts` filters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccountFilter {
+    DataSize(u64),
+    /// The account's data holds `bytes` at `offset`.
+    Memcmp {
+        offset: usize,
+        bytes: Vec<u8>,
+    },
+}
+
+impl AccountFilter {
+    pub fn matches(&self, data: &[u8]) -> bool {
+        match self {
+            AccountFilter::DataSize(size) => data.len() as u64 == *size,
+            AccountFilter::Memcmp { offset, bytes } => {
+                data.get(*offset..offset + bytes.len()) == Some(bytes.as_slice())
+            }
+        }
+    }
+}
+
 #[async_trait]
 pub trait Ledger: Send + Sync {
     /// The network this ledger is.
@@ -40,6 +63,13 @@ pub trait Ledger: Send + Sync {
     /// Submits a fully signed transaction and waits until it reaches the ledger's
     /// commitment.
     async fn submit(&self, transaction: &Transaction) -> Result<Signature, LedgerError>;
+
+    /// The accounts owned by `program` that pass every filter.
+    async fn program_accounts(
+        &self,
+        program: &Pubkey,
+        filters: &[AccountFilter],
+    ) -> Result<Vec<(Pubkey, LedgerAccount)>, LedgerError>;
 
     /// The account at `address`, if any.
     async fn account(&self, address: &Pubkey) -> Result<Option<LedgerAccount>, LedgerError> {

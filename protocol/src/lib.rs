@@ -2,17 +2,20 @@
 //! `receipt` scheme (references, receipt addresses, the `pay` transaction, receipt checks).
 
 pub mod amount;
+pub mod keypair;
 pub mod ledger;
 pub mod network;
 pub mod receipt;
 pub mod reference;
 pub mod requirement;
+#[cfg(feature = "rpc")]
+pub mod rpc;
 pub mod scheme;
 pub mod sponsored;
 pub mod wire;
 
 pub use anchor_lang::prelude::Pubkey;
-pub use ledger::{Ledger, LedgerError};
+pub use ledger::{AccountFilter, Ledger, LedgerError};
 pub use network::{Cluster, Network};
 pub use receipt::{check_receipt, LedgerAccount, Receipt, ReceiptDefect};
 pub use reference::{ChallengeKey, Reference, ReferenceError, Terms};

@@ -56,6 +56,16 @@ impl Network {
         }
     }
 
+    /// The network a node with this genesis hash (base58) belongs to.
+    pub fn from_genesis_hash(genesis_hash: &str) -> Self {
+        let local = Self::localnet(genesis_hash);
+        match local.caip2.as_str() {
+            MAINNET_CAIP2 => Self::mainnet(),
+            DEVNET_CAIP2 => Self::devnet(),
+            _ => local,
+        }
+    }
+
     pub fn cluster(&self) -> Cluster {
         self.cluster
     }
@@ -117,6 +127,17 @@ mod tests {
         let local = Network::localnet("4uhcVJyU9pJkvQyS88uRDiswHXSCkY3zQawwpjk2NsNYabcdef");
         assert_eq!(local.caip2(), "solana:4uhcVJyU9pJkvQyS88uRDiswHXSCkY3z");
         assert_eq!(local.v1_name(), "solana-localnet");
+    }
+
+    #[test]
+    fn a_node_is_named_by_its_genesis_hash() {
+        let devnet_genesis = "EtWTRABZaYq6iMfeYKouRu166VU2xqa1wcaWoxPkrZBG";
+        assert_eq!(
+            Network::from_genesis_hash(devnet_genesis),
+            Network::devnet()
+        );
+        let other = Network::from_genesis_hash("4uhcVJyU9pJkvQyS88uRDiswHXSCkY3zQawwpjk2NsNY");
+        assert_eq!(other.cluster(), Cluster::Localnet);
     }
 
     #[test]

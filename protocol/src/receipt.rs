@@ -48,6 +48,57 @@ impl ReceiptDefect {
     }
 }
 
+/// Where a receipt's fields sit in its account data (after the 8-byte discriminator), for
+/// `getProgramAccounts` filters.
+pub mod offsets {
+    pub const PAYER: usize = 8 + 32;
+    pub const PAYEE: usize = PAYER + 32;
+    pub const RENT_PAYER: usize = PAYEE + 32 + 32 + 8;
+}
+
+/// Filters selecting the receipts of `program` that pay `payee`.
+pub fn paid_to(payee: &Pubkey) -> Vec<crate::ledger::AccountFilter> {
+    receipts_with(offsets::PAYEE, payee)
+}
+
+/// Filters selecting the receipts of `program` that `rent_payer` funded.
+pub fn funded_by(rent_payer: &Pubkey) -> Vec<crate::ledger::AccountFilter> {
+    receipts_with(offsets::RENT_PAYER, rent_payer)
+}
+
+fn receipts_with(offset: usize, key: &Pubkey) -> Vec<crate::ledger::AccountFilter> {
+    use crate::ledger::AccountFilter;
+    vec![
+        AccountFilter::DataSize(Receipt::SPACE as u64),
+        AccountFilter::Memcmp {
+            offset: 0,
+            bytes: Receipt::DISCRIMINATOR.to_vec(),
+        },
+        AccountFilter::Memcmp {
+            offset,
+            bytes: key.to_bytes().to_vec(),
+        },
+    ]
+}
+
+/// The instruction closing the receipt of `reference`, signed by its rent payer.
+pub fn close_receipt_instruction(
+    program: &Pubkey,
+    rent_payer: &Pubkey,
+    reference: &crate::Reference,
+) -> anchor_lang::solana_program::instruction::Instruction {
+    use anchor_lang::{InstructionData, ToAccountMetas};
+    anchor_lang::solana_program::instruction::Instruction {
+        program_id: *program,
+        accounts: x402_receipts::accounts::CloseReceipt {
+            rent_payer: *rent_payer,
+            receipt: crate::receipt_address(program, reference),
+        }
+        .to_account_metas(None),
+        data: x402_receipts::instruction::CloseReceipt {}.data(),
+    }
+}
+
 /// Decodes a receipt account of `program`: owner and discriminator checked.
 pub fn decode_receipt(account: &LedgerAccount, program: &Pubkey) -> Result<Receipt, ReceiptDefect> {
     if account.owner != *program {
@@ -146,6 +197,22 @@ mod tests {
         assert_eq!(
             check_receipt(&account(&generous), &requirement),
             Ok(generous.clone())
+        );
+    }
+
+    #[test]
+    fn filters_select_by_the_fields_they_name() {
+        let receipt = receipt_for(&requirement());
+        let data = account(&receipt).data;
+        assert!(paid_to(&receipt.payee).iter().all(|f| f.matches(&data)));
+        assert!(funded_by(&receipt.rent_payer)
+            .iter()
+            .all(|f| f.matches(&data)));
+        assert!(!paid_to(&receipt.payer).iter().all(|f| f.matches(&data)));
+        assert!(!funded_by(&receipt.payee).iter().all(|f| f.matches(&data)));
+        assert_eq!(
+            &data[offsets::PAYER..offsets::PAYER + 32],
+            receipt.payer.as_ref()
         );
     }
 

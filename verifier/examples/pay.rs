@@ -6,9 +6,9 @@
 use std::path::Path;
 
 use solana_signer::Signer;
+use x402_protocol::keypair::read_keypair_file;
 use x402_protocol::scheme::{encode_transaction, ReceiptOffer, SCHEME};
 use x402_protocol::wire::{decode_header, encode_header, v1};
-use x402_verifier::ledger::local::read_keypair_file;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

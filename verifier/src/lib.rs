@@ -194,6 +194,13 @@ mod tests {
                 "nothing is submitted in these tests".into(),
             ))
         }
+        async fn program_accounts(
+            &self,
+            _: &Pubkey,
+            _: &[x402_protocol::AccountFilter],
+        ) -> Result<Vec<(Pubkey, LedgerAccount)>, LedgerError> {
+            Ok(Vec::new())
+        }
     }
 
     async fn router() -> (Router, tempfile::TempDir) {

@@ -10,13 +10,12 @@ use anchor_lang::prelude::Pubkey;
 use anchor_spl::token::spl_token;
 use solana_signer::Signer;
 use x402_protocol::amount::format_units;
+use x402_protocol::keypair::{read_keypair_file, write_keypair_file};
 use x402_protocol::{ChallengeKey, Ledger};
 
 use crate::config::{Config, ConfigError};
 use crate::gate::{Gate, PaymentSettings};
-use crate::ledger::local::{
-    read_keypair_file, write_keypair_file, LocalLedger, LOCAL_BLOCKHASH_REFRESH, LOCAL_DECIMALS,
-};
+use crate::ledger::local::{LocalLedger, LOCAL_BLOCKHASH_REFRESH, LOCAL_DECIMALS};
 use crate::proxy::{Proxy, Upstream};
 use crate::store::{GrantStore, StoreError};
 use crate::{app, PaidRoute, RequestLimits, RouteService};

@@ -81,6 +81,16 @@ impl Ledger for CountingLedger {
         self.submits.fetch_add(1, Ordering::SeqCst);
         self.inner.submit(transaction).await
     }
+
+    async fn program_accounts(
+        &self,
+        program: &Pubkey,
+        filters: &[x402_protocol::AccountFilter],
+    ) -> Result<Vec<(Pubkey, LedgerAccount)>, LedgerError> {
+        self.check_up()?;
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.program_accounts(program, filters).await
+    }
 }
 
 /// How the upstream API answers.

@@ -2,8 +2,6 @@
 //! bank, with the real SPL Token, Token-2022 and ATA programs, a local USDC-like mint and
 //! a funded demo payer. One command on a fresh machine serves paid requests with it.
 
-use std::path::Path;
-
 use anchor_lang::prelude::{AccountInfo, Pubkey};
 use anchor_lang::solana_program::clock::Clock;
 use anchor_lang::solana_program::entrypoint::ProgramResult;
@@ -24,7 +22,8 @@ use solana_signer::Signer;
 use solana_system_interface::instruction as system_instruction;
 use solana_transaction::Transaction;
 use tokio::sync::Mutex;
-use x402_protocol::{Ledger, LedgerAccount, LedgerError, Network};
+use x402_protocol::scheme::paid_reference;
+use x402_protocol::{receipt_address, AccountFilter, Ledger, LedgerAccount, LedgerError, Network};
 
 use crate::unix_now;
 
@@ -74,6 +73,9 @@ pub struct LocalLedger {
     network: Network,
     /// Mints tokens and funds wallets; the bank's own genesis payer.
     authority: Keypair,
+    /// The receipts created through `submit`: the bank cannot be scanned for a program's
+    /// accounts, so `program_accounts` looks among these.
+    receipts: std::sync::Mutex<std::collections::BTreeSet<Pubkey>>,
 }
 
 /// What a fresh local ledger holds: a mint, a merchant with a token account, a funded
@@ -105,6 +107,7 @@ impl LocalLedger {
             context: Mutex::new(context),
             banks,
             authority,
+            receipts: Default::default(),
         };
         ledger.set_time(unix_now()).await;
         ledger
@@ -303,6 +306,30 @@ impl Ledger for LocalLedger {
         self.banks.get_latest_blockhash().await.map_err(unavailable)
     }
 
+    /// Only the receipts created through this ledger's `submit` are known.
+    async fn program_accounts(
+        &self,
+        program: &Pubkey,
+        filters: &[AccountFilter],
+    ) -> Result<Vec<(Pubkey, LedgerAccount)>, LedgerError> {
+        let known: Vec<Pubkey> = self
+            .receipts
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .copied()
+            .collect();
+        let accounts = self.accounts(&known).await?;
+        Ok(known
+            .into_iter()
+            .zip(accounts)
+            .filter_map(|(address, account)| Some((address, account?)))
+            .filter(|(_, account)| {
+                account.owner == *program && filters.iter().all(|f| f.matches(&account.data))
+            })
+            .collect())
+    }
+
     async fn submit(&self, transaction: &Transaction) -> Result<Signature, LedgerError> {
         let context = self.context.lock().await;
         let mut clock: Clock = self.banks.get_sysvar().await.map_err(unavailable)?;
@@ -323,40 +350,17 @@ impl Ledger for LocalLedger {
             .process_transaction_with_commitment(transaction.clone(), CommitmentLevel::Confirmed)
             .await
         {
-            Ok(()) => Ok(transaction.signatures[0]),
+            Ok(()) => {
+                if let Some(reference) = paid_reference(transaction, &x402_receipts::ID) {
+                    let receipt = receipt_address(&x402_receipts::ID, &reference);
+                    self.receipts.lock().expect("not poisoned").insert(receipt);
+                }
+                Ok(transaction.signatures[0])
+            }
             Err(BanksClientError::TransactionError(error)) => {
                 Err(LedgerError::Rejected(error.to_string()))
             }
             Err(other) => Err(unavailable(other)),
         }
     }
-}
-
-/// Writes `keypair` as the Solana CLI does: a JSON array of its 64 bytes.
-pub fn write_keypair_file(keypair: &Keypair, path: &Path) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let json = serde_json::to_string(&keypair.to_bytes().to_vec()).expect("bytes serialize");
-    std::fs::write(path, json)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(())
-}
-
-/// Reads a keypair in the Solana CLI's JSON format. The error never shows the file's content.
-pub fn read_keypair_file(path: &Path) -> Result<Keypair, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read keypair {}: {e}", path.display()))?;
-    let bytes: Vec<u8> = serde_json::from_str(&text).map_err(|_| {
-        format!(
-            "{} is not a Solana keypair file (a JSON array of 64 bytes)",
-            path.display()
-        )
-    })?;
-    Keypair::try_from(bytes.as_slice())
-        .map_err(|_| format!("{} does not hold a valid keypair", path.display()))
 }

@@ -1,0 +1,541 @@
+//! The `x402` command line. Exit codes, for scripts and agents:
+//! 0 done; 1 error; 2 usage; 3 refused by the spending policy (nothing signed);
+//! 4 payment refused by the server; 5 server or ledger unavailable (retry; the payment,
+//! if any, is not lost); 6 receipt not found; 7 the paid request answered 4xx or 5xx.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anchor_lang::prelude::Pubkey;
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+use solana_commitment_config::CommitmentConfig;
+use x402_client::receipts::{close_expired, find_receipt, receipts_for_payee, FoundReceipt};
+use x402_client::{Challenge, ClientError, Limit, SpendingPolicy, X402Client};
+use x402_protocol::amount::format_units;
+use x402_protocol::keypair::read_keypair_file;
+use x402_protocol::rpc::RpcLedger;
+use x402_protocol::{Ledger, Network, Reference};
+
+#[derive(Parser)]
+#[command(
+    name = "x402",
+    version,
+    about = "Pay for HTTP APIs with x402 receipts on Solana"
+)]
+pub struct Cli {
+    /// Print one JSON document on stdout, for scripts and agents.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fetch URL, paying its 402 challenge: the body on stdout, the settlement on stderr.
+    Fetch {
+        url: String,
+        #[arg(short = 'X', long = "request", default_value = "GET")]
+        method: String,
+        /// A request header, "Name: value"; repeatable.
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// The request body.
+        #[arg(short = 'd', long = "data")]
+        data: Option<String>,
+        /// The most to pay for this request, in the token's units ("0.05").
+        #[arg(long)]
+        max_amount: Option<String>,
+        /// Pay only these payees; repeatable.
+        #[arg(long = "allow-payee")]
+        allow_payees: Vec<Pubkey>,
+        /// Pay only in these tokens (mints); repeatable.
+        #[arg(long = "allow-mint")]
+        allow_mints: Vec<Pubkey>,
+        /// The payer, a Solana CLI keypair file.
+        #[arg(long, env = "X402_KEYPAIR", default_value_os_t = default_keypair())]
+        keypair: PathBuf,
+        /// To pay yourself when the server does not sponsor (never printed).
+        #[arg(long, env = "X402_RPC_URL", hide_env_values = true)]
+        rpc_url: Option<String>,
+    },
+    /// Show what URL costs, without paying.
+    Quote { url: String },
+    /// Show the receipt of REFERENCE, from a verifier or from the chain.
+    Receipt {
+        reference: String,
+        /// A verifier's base URL: asks its /receipts/{reference}.
+        #[arg(long, conflicts_with = "rpc_url")]
+        verifier: Option<String>,
+        #[arg(
+            long,
+            env = "X402_RPC_URL",
+            hide_env_values = true,
+            required_unless_present = "verifier"
+        )]
+        rpc_url: Option<String>,
+        #[arg(long, default_value_t = x402_receipts::ID)]
+        program: Pubkey,
+    },
+    /// List the receipts paying PAYEE, newest first, with totals.
+    Receipts {
+        #[arg(long)]
+        payee: Pubkey,
+        #[arg(long, env = "X402_RPC_URL", hide_env_values = true)]
+        rpc_url: String,
+        #[arg(long, default_value_t = x402_receipts::ID)]
+        program: Pubkey,
+    },
+    /// Close the expired receipts your keypair funded and take their rent back.
+    CloseExpired {
+        #[arg(long, env = "X402_KEYPAIR", default_value_os_t = default_keypair())]
+        keypair: PathBuf,
+        #[arg(long, env = "X402_RPC_URL", hide_env_values = true)]
+        rpc_url: String,
+        #[arg(long, default_value_t = x402_receipts::ID)]
+        program: Pubkey,
+    },
+}
+
+fn default_keypair() -> PathBuf {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    home.join(".config/solana/id.json")
+}
+
+/// A failure with its exit code.
+struct Failure {
+    code: u8,
+    message: String,
+    detail: Value,
+}
+
+fn fail(code: u8, message: impl ToString) -> Failure {
+    Failure {
+        code,
+        message: message.to_string(),
+        detail: Value::Null,
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(error: ClientError) -> Self {
+        let message = error.to_string();
+        match error {
+            ClientError::Policy(refusal) => Failure {
+                code: 3,
+                message,
+                detail: json!({
+                    "rule": format!("{:?}", refusal.rule),
+                    "amount": refusal.amount.to_string(),
+                    "mint": refusal.mint.to_string(),
+                    "payTo": refusal.pay_to.to_string(),
+                    "network": refusal.network,
+                }),
+            },
+            ClientError::PaymentRefused { reason, .. } => Failure {
+                code: 4,
+                message,
+                detail: json!({"reason": reason}),
+            },
+            ClientError::Unavailable { .. }
+            | ClientError::Ledger(x402_protocol::LedgerError::Unavailable(_)) => fail(5, message),
+            _ => fail(1, message),
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    let json = cli.json;
+    let outcome = match cli.command {
+        Command::Fetch {
+            url,
+            method,
+            headers,
+            data,
+            max_amount,
+            allow_payees,
+            allow_mints,
+            keypair,
+            rpc_url,
+        } => {
+            let policy = SpendingPolicy {
+                max_per_request: max_amount.map(Limit::Decimal),
+                mints: allow_mints,
+                payees: allow_payees,
+                ..SpendingPolicy::default()
+            };
+            fetch(
+                &url,
+                &method,
+                &headers,
+                data,
+                policy,
+                &keypair,
+                rpc_url.as_deref(),
+                json,
+            )
+            .await
+        }
+        Command::Quote { url } => quote(&url, json).await,
+        Command::Receipt {
+            reference,
+            verifier,
+            rpc_url,
+            program,
+        } => {
+            receipt(
+                &reference,
+                verifier.as_deref(),
+                rpc_url.as_deref(),
+                &program,
+                json,
+            )
+            .await
+        }
+        Command::Receipts {
+            payee,
+            rpc_url,
+            program,
+        } => list(&payee, &rpc_url, &program, json).await,
+        Command::CloseExpired {
+            keypair,
+            rpc_url,
+            program,
+        } => close(&keypair, &rpc_url, &program, json).await,
+    };
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            if json {
+                println!(
+                    "{}",
+                    json!({"error": failure.message, "exitCode": failure.code, "detail": failure.detail})
+                );
+            } else {
+                eprintln!("x402: {}", failure.message);
+            }
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+async fn connect(rpc_url: &str) -> Result<RpcLedger, Failure> {
+    RpcLedger::connect(
+        rpc_url,
+        CommitmentConfig::confirmed(),
+        Duration::from_secs(10),
+    )
+    .await
+    .map_err(|e| fail(5, e))
+}
+
+fn explorer(network: &str, path: &str) -> String {
+    let network = Network::public(network).unwrap_or_else(|| Network::localnet(""));
+    network.explorer_url(path, None)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn fetch(
+    url: &str,
+    method: &str,
+    headers: &[String],
+    data: Option<String>,
+    policy: SpendingPolicy,
+    keypair: &std::path::Path,
+    rpc_url: Option<&str>,
+    json: bool,
+) -> Result<u8, Failure> {
+    let mut builder = X402Client::builder().policy(policy);
+    if keypair.exists() {
+        builder = builder.keypair(read_keypair_file(keypair).map_err(|e| fail(1, e))?);
+    }
+    if let Some(rpc_url) = rpc_url {
+        builder = builder.ledger(Arc::new(connect(rpc_url).await?));
+    }
+    let client = builder.build();
+    let method = reqwest::Method::from_str(&method.to_uppercase()).map_err(|e| fail(2, e))?;
+    let mut request = client.http().request(method, url);
+    for header in headers {
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| fail(2, format!("a header is \"Name: value\": {header}")))?;
+        request = request.header(name.trim(), value.trim());
+    }
+    if let Some(data) = data {
+        request = request.body(data);
+    }
+    let paid = client.send(request).await?;
+    let status = paid.response.status();
+    let body = paid
+        .response
+        .bytes()
+        .await
+        .map_err(|e| fail(5, e.without_url()))?;
+    let code = if status.is_client_error() || status.is_server_error() {
+        7
+    } else {
+        0
+    };
+    let settlement = paid.settlement.as_ref().map(|s| {
+        json!({
+            "transaction": s.transaction,
+            "reference": s.reference,
+            "receipt": s.receipt,
+            "amount": format_units(s.amount, s.decimals),
+            "amountBaseUnits": s.amount.to_string(),
+            "network": s.network,
+            "payer": s.payer,
+            "explorer": explorer(&s.network, &format!("tx/{}", s.transaction)),
+        })
+    });
+    if json {
+        let text = String::from_utf8_lossy(&body);
+        println!(
+            "{}",
+            json!({"status": status.as_u16(), "body": text, "settlement": settlement})
+        );
+        return Ok(code);
+    }
+    use std::io::Write;
+    std::io::stdout().write_all(&body).map_err(|e| fail(1, e))?;
+    match &settlement {
+        Some(s) => eprintln!(
+            "x402: {} paid {} for reference {} (receipt {}): {}",
+            status,
+            s["amount"].as_str().unwrap_or_default(),
+            s["reference"].as_str().unwrap_or_default(),
+            s["receipt"].as_str().unwrap_or_default(),
+            s["explorer"].as_str().unwrap_or_default()
+        ),
+        None => eprintln!("x402: {status}, nothing paid"),
+    }
+    Ok(code)
+}
+
+async fn quote(url: &str, json: bool) -> Result<u8, Failure> {
+    let client = X402Client::builder().auto_pay(false).build();
+    let challenge = match client.get(url).await {
+        Ok(paid) => {
+            let status = paid.response.status();
+            if json {
+                println!(
+                    "{}",
+                    json!({"status": status.as_u16(), "paymentRequired": false})
+                );
+            } else {
+                println!("{url}: {status}, no payment asked");
+            }
+            return Ok(0);
+        }
+        Err(ClientError::PaymentRequired(challenge)) => challenge,
+        Err(other) => return Err(other.into()),
+    };
+    let Challenge { offers, .. } = *challenge;
+    let offers: Vec<Value> = offers
+        .iter()
+        .map(|o| {
+            let r = &o.requirement;
+            json!({
+                "amount": format_units(r.amount, o.decimals),
+                "amountBaseUnits": r.amount.to_string(),
+                "asset": r.mint.to_string(),
+                "payTo": r.pay_to.to_string(),
+                "network": o.network,
+                "sponsored": o.fee_payer.is_some(),
+                "reference": r.reference.to_string(),
+                "expiresAt": r.expires_at,
+                "description": o.description,
+            })
+        })
+        .collect();
+    if json {
+        println!(
+            "{}",
+            json!({"status": 402, "paymentRequired": true, "offers": offers})
+        );
+    } else {
+        for o in &offers {
+            println!(
+                "{url} costs {} of {} to {} on {}{}",
+                o["amount"].as_str().unwrap_or_default(),
+                o["asset"].as_str().unwrap_or_default(),
+                o["payTo"].as_str().unwrap_or_default(),
+                o["network"].as_str().unwrap_or_default(),
+                if o["sponsored"] == true {
+                    " (sponsored: no SOL needed)"
+                } else {
+                    ""
+                },
+            );
+        }
+    }
+    Ok(0)
+}
+
+fn receipt_json(found: &FoundReceipt, network: &Network) -> Value {
+    let r = &found.receipt;
+    let link = |path: String| network.explorer_url(&path, None);
+    json!({
+        "reference": Reference(r.reference).to_string(),
+        "receipt": found.address.to_string(),
+        "payer": r.payer.to_string(),
+        "payee": r.payee.to_string(),
+        "mint": r.mint.to_string(),
+        "amount": r.amount.to_string(),
+        "rentPayer": r.rent_payer.to_string(),
+        "paidAt": r.paid_at,
+        "slot": r.slot,
+        "expiresAt": r.expires_at,
+        "lamports": found.lamports,
+        "explorer": {"receipt": link(format!("address/{}", found.address))},
+    })
+}
+
+async fn receipt(
+    reference: &str,
+    verifier: Option<&str>,
+    rpc_url: Option<&str>,
+    program: &Pubkey,
+    json: bool,
+) -> Result<u8, Failure> {
+    let parsed: Reference = reference.parse().map_err(|e| fail(2, e))?;
+    let shown = match (verifier, rpc_url) {
+        (Some(verifier), _) => {
+            let url = format!("{}/receipts/{parsed}", verifier.trim_end_matches('/'));
+            let response = reqwest::get(&url)
+                .await
+                .map_err(|e| fail(5, e.without_url()))?;
+            match response.status().as_u16() {
+                200 => response
+                    .json::<Value>()
+                    .await
+                    .map_err(|e| fail(1, e.without_url()))?,
+                404 => return Err(fail(6, format!("no receipt for reference {parsed}"))),
+                503 => return Err(fail(5, "the verifier's ledger is unavailable")),
+                other => return Err(fail(1, format!("the verifier answered {other}"))),
+            }
+        }
+        (None, Some(rpc_url)) => {
+            let ledger = connect(rpc_url).await?;
+            let found = find_receipt(&ledger, program, &parsed)
+                .await
+                .map_err(|e| fail(5, e))?;
+            let found =
+                found.ok_or_else(|| fail(6, format!("no receipt for reference {parsed}")))?;
+            receipt_json(&found, ledger.network())
+        }
+        (None, None) => return Err(fail(2, "give --verifier URL or --rpc-url URL")),
+    };
+    if json {
+        println!("{shown}");
+    } else {
+        for key in [
+            "reference",
+            "receipt",
+            "payer",
+            "payee",
+            "mint",
+            "amount",
+            "expiresAt",
+            "paidAt",
+            "rentPayer",
+        ] {
+            println!(
+                "{key:>10}: {}",
+                shown[key]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| shown[key].to_string())
+            );
+        }
+        println!(
+            "{:>10}: {}",
+            "explorer",
+            shown["explorer"]["receipt"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(0)
+}
+
+async fn list(payee: &Pubkey, rpc_url: &str, program: &Pubkey, json: bool) -> Result<u8, Failure> {
+    let ledger = connect(rpc_url).await?;
+    let found = receipts_for_payee(&ledger, program, payee)
+        .await
+        .map_err(|e| fail(5, e))?;
+    let mut totals = std::collections::BTreeMap::<String, u64>::new();
+    for f in &found {
+        let total = totals.entry(f.receipt.mint.to_string()).or_default();
+        *total = total.saturating_add(f.receipt.amount);
+    }
+    if json {
+        let receipts: Vec<Value> = found
+            .iter()
+            .map(|f| receipt_json(f, ledger.network()))
+            .collect();
+        let totals: serde_json::Map<String, Value> = totals
+            .into_iter()
+            .map(|(k, v)| (k, v.to_string().into()))
+            .collect();
+        println!(
+            "{}",
+            json!({"payee": payee.to_string(), "count": found.len(), "receipts": receipts, "totals": totals})
+        );
+    } else {
+        for f in &found {
+            let r = &f.receipt;
+            println!(
+                "{} {} paid {} of {} (reference {})",
+                r.paid_at,
+                r.payer,
+                r.amount,
+                r.mint,
+                Reference(r.reference)
+            );
+        }
+        for (mint, total) in totals {
+            println!("total: {total} base units of {mint}");
+        }
+        println!("{} receipts", found.len());
+    }
+    Ok(0)
+}
+
+async fn close(
+    keypair: &std::path::Path,
+    rpc_url: &str,
+    program: &Pubkey,
+    json: bool,
+) -> Result<u8, Failure> {
+    let keypair = read_keypair_file(keypair).map_err(|e| fail(1, e))?;
+    let ledger = connect(rpc_url).await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let report = close_expired(&ledger, program, &keypair, now)
+        .await
+        .map_err(|e| match e {
+            x402_protocol::LedgerError::Unavailable(_) => fail(5, e),
+            other => fail(1, other),
+        })?;
+    if json {
+        let closed: Vec<String> = report.closed.iter().map(|k| k.to_string()).collect();
+        println!(
+            "{}",
+            json!({"closed": closed, "rentReturned": report.rent_returned, "transactions": report.transactions})
+        );
+    } else {
+        println!(
+            "closed {} receipts, {} lamports of rent returned",
+            report.closed.len(),
+            report.rent_returned
+        );
+    }
+    Ok(0)
+}

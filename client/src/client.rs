@@ -1,0 +1,423 @@
+//! `X402Client`: a reqwest client that answers 402 challenges by paying and retries.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use solana_keypair::Keypair;
+use solana_signer::Signer;
+use x402_protocol::scheme::{encode_transaction, SCHEME};
+use x402_protocol::wire::{decode_header, encode_header, v1, v2};
+use x402_protocol::{Ledger, LedgerError, ReceiptOffer};
+
+use crate::policy::{PolicyRefusal, SpendingPolicy};
+
+/// Why a request could not be paid for or served.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("HTTP: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The server asked for payment and automatic payment is off: pay with
+    /// [`X402Client::pay`], then send with [`X402Client::send_with`].
+    #[error("payment required")]
+    PaymentRequired(Box<Challenge>),
+    #[error("the 402 answer holds no offer in the receipt scheme")]
+    NoReceiptOffer,
+    #[error("the 402 answer cannot be read: {0}")]
+    MalformedChallenge(String),
+    #[error(transparent)]
+    Policy(Box<PolicyRefusal>),
+    #[error("paying needs a keypair")]
+    NoKeypair,
+    #[error("the server does not sponsor this payment; paying it yourself needs an RPC URL")]
+    NeedsLedger,
+    #[error("the ledger: {0}")]
+    Ledger(#[from] LedgerError),
+    /// The server answered 402 again after the payment: its reason.
+    #[error("the server refused the payment: {reason}")]
+    PaymentRefused {
+        reason: String,
+        payment: Box<Payment>,
+    },
+    /// The server stayed unavailable; the payment may be retried with
+    /// [`X402Client::send_with`], never paid again.
+    #[error("the server is unavailable (503) after {attempts} attempts")]
+    Unavailable {
+        attempts: u32,
+        payment: Box<Payment>,
+    },
+    #[error("the request body cannot be sent twice (a stream): buffer it to pay")]
+    BodyNotReplayable,
+}
+
+/// A 402 answer, read.
+#[derive(Clone, Debug)]
+pub struct Challenge {
+    /// The offers in the receipt scheme, in the server's order.
+    pub offers: Vec<ReceiptOffer>,
+    /// The v2 challenge, when the server sent one: the payment is then sent in v2.
+    pub v2: Option<v2::PaymentRequired>,
+    /// The server's reason, when it gave one (`invalid_reference`, ...).
+    pub error: Option<String>,
+}
+
+impl Challenge {
+    /// Reads a 402 answer: the v2 `PAYMENT-REQUIRED` header first, the v1 body otherwise.
+    pub async fn read(response: reqwest::Response) -> Result<Self, ClientError> {
+        let header = response
+            .headers()
+            .get(v2::PAYMENT_REQUIRED)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if let Some(header) = header {
+            let required: v2::PaymentRequired = decode_header(&header)
+                .map_err(|e| ClientError::MalformedChallenge(e.to_string()))?;
+            let offers: Vec<ReceiptOffer> = required
+                .accepts
+                .iter()
+                .filter(|offer| offer.scheme == SCHEME)
+                .filter_map(|offer| ReceiptOffer::from_v2(offer, &required.resource).ok())
+                .collect();
+            if !offers.is_empty() {
+                return Ok(Challenge {
+                    offers,
+                    error: required.error.clone(),
+                    v2: Some(required),
+                });
+            }
+        }
+        let body: v1::PaymentRequired = response
+            .json()
+            .await
+            .map_err(|e| ClientError::MalformedChallenge(e.without_url().to_string()))?;
+        let offers: Vec<ReceiptOffer> = body
+            .accepts
+            .iter()
+            .filter(|offer| offer.scheme == SCHEME)
+            .filter_map(|offer| ReceiptOffer::from_v1(offer).ok())
+            .collect();
+        if offers.is_empty() {
+            return Err(ClientError::NoReceiptOffer);
+        }
+        let error = Some(body.error).filter(|e| !e.is_empty() && e != "payment_required");
+        Ok(Challenge {
+            offers,
+            v2: None,
+            error,
+        })
+    }
+}
+
+/// A signed payment for one offer, ready to send (and to send again after a 503).
+#[derive(Clone, Debug)]
+pub struct Payment {
+    pub offer: ReceiptOffer,
+    /// The payment header: name and value.
+    pub header: (&'static str, String),
+    /// Whether the server's fee payer submits it (way 1) or it was paid already (way 2).
+    pub sponsored: bool,
+    /// The transaction signature, when the payer submitted it.
+    pub signature: Option<String>,
+}
+
+/// What a paid request bought, from the server's settlement header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settlement {
+    pub transaction: String,
+    pub reference: String,
+    pub receipt: String,
+    /// Base units paid.
+    pub amount: u64,
+    pub decimals: u8,
+    pub network: String,
+    pub payer: String,
+}
+
+/// A response, and the settlement when the request was paid for.
+#[derive(Debug)]
+pub struct Paid {
+    pub response: reqwest::Response,
+    pub settlement: Option<Settlement>,
+}
+
+/// A reqwest client that pays 402 challenges in the `receipt` scheme and retries.
+pub struct X402Client {
+    http: reqwest::Client,
+    payer: Option<Arc<Keypair>>,
+    policy: SpendingPolicy,
+    ledger: Option<Arc<dyn Ledger>>,
+    auto_pay: bool,
+    retries: u32,
+    backoff: Duration,
+    /// Base units signed away so far, against the budget.
+    spent: Mutex<u64>,
+}
+
+/// Builds an [`X402Client`].
+pub struct X402ClientBuilder {
+    client: X402Client,
+}
+
+impl X402ClientBuilder {
+    pub fn http(mut self, http: reqwest::Client) -> Self {
+        self.client.http = http;
+        self
+    }
+
+    /// The payer: the token authority that signs payments.
+    pub fn keypair(mut self, keypair: Keypair) -> Self {
+        self.client.payer = Some(Arc::new(keypair));
+        self
+    }
+
+    pub fn policy(mut self, policy: SpendingPolicy) -> Self {
+        self.client.policy = policy;
+        self
+    }
+
+    /// A ledger to pay through when the server does not sponsor (way 2).
+    pub fn ledger(mut self, ledger: Arc<dyn Ledger>) -> Self {
+        self.client.ledger = Some(ledger);
+        self
+    }
+
+    /// Off: a 402 comes back as [`ClientError::PaymentRequired`] with the challenge.
+    pub fn auto_pay(mut self, auto_pay: bool) -> Self {
+        self.client.auto_pay = auto_pay;
+        self
+    }
+
+    /// How often a 503 is retried with the same payment, and the first wait.
+    pub fn retries(mut self, retries: u32, backoff: Duration) -> Self {
+        self.client.retries = retries;
+        self.client.backoff = backoff;
+        self
+    }
+
+    pub fn build(self) -> X402Client {
+        self.client
+    }
+}
+
+impl X402Client {
+    pub fn builder() -> X402ClientBuilder {
+        X402ClientBuilder {
+            client: X402Client {
+                http: reqwest::Client::new(),
+                payer: None,
+                policy: SpendingPolicy::default(),
+                ledger: None,
+                auto_pay: true,
+                retries: 3,
+                backoff: Duration::from_millis(500),
+                spent: Mutex::new(0),
+            },
+        }
+    }
+
+    /// Base units paid (signed) so far.
+    pub fn spent(&self) -> u64 {
+        *self.spent.lock().expect("not poisoned")
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub async fn get(&self, url: &str) -> Result<Paid, ClientError> {
+        self.send(self.http.get(url)).await
+    }
+
+    pub async fn post(
+        &self,
+        url: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<Paid, ClientError> {
+        self.send(self.http.post(url).body(body)).await
+    }
+
+    /// Sends `request`; on a 402, pays (unless automatic payment is off) and sends it
+    /// again with the payment.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<Paid, ClientError> {
+        let retry = request.try_clone().ok_or(ClientError::BodyNotReplayable)?;
+        let response = request.send().await?;
+        if response.status() != reqwest::StatusCode::PAYMENT_REQUIRED {
+            return Ok(Paid {
+                response,
+                settlement: None,
+            });
+        }
+        let challenge = Challenge::read(response).await?;
+        if !self.auto_pay {
+            return Err(ClientError::PaymentRequired(Box::new(challenge)));
+        }
+        let payment = self.pay(&challenge).await?;
+        self.send_with(retry, &payment).await
+    }
+
+    /// Pays the first offer of `challenge` the policy allows: sponsored when the server
+    /// offers it, through the ledger otherwise. Nothing is signed if the policy refuses.
+    pub async fn pay(&self, challenge: &Challenge) -> Result<Payment, ClientError> {
+        let spent = self.spent();
+        let mut refusal = None;
+        let offer = challenge
+            .offers
+            .iter()
+            .find(|offer| match self.policy.check(offer, spent) {
+                Ok(()) => true,
+                Err(why) => {
+                    refusal.get_or_insert(why);
+                    false
+                }
+            });
+        let Some(offer) = offer else {
+            return Err(refusal
+                .map(|refusal| ClientError::Policy(Box::new(refusal)))
+                .unwrap_or(ClientError::NoReceiptOffer));
+        };
+        let payer = self.payer.as_ref().ok_or(ClientError::NoKeypair)?;
+        let requirement = &offer.requirement;
+        let (payload, sponsored, signature) = match (offer.fee_payer, offer.recent_blockhash) {
+            (Some(fee_payer), Some(blockhash)) => {
+                let mut tx = requirement.pay_transaction(&payer.pubkey(), &fee_payer, blockhash);
+                tx.try_partial_sign(&[payer.as_ref()], blockhash)
+                    .map_err(|e| ClientError::MalformedChallenge(e.to_string()))?;
+                self.record_spending(requirement.amount);
+                (
+                    serde_json::json!({ "transaction": encode_transaction(&tx) }),
+                    true,
+                    None,
+                )
+            }
+            _ => {
+                let ledger = self.ledger.as_ref().ok_or(ClientError::NeedsLedger)?;
+                let blockhash = ledger.latest_blockhash().await?;
+                let mut tx =
+                    requirement.pay_transaction(&payer.pubkey(), &payer.pubkey(), blockhash);
+                tx.try_sign(&[payer.as_ref()], blockhash)
+                    .map_err(|e| ClientError::MalformedChallenge(e.to_string()))?;
+                self.record_spending(requirement.amount);
+                let signature = ledger.submit(&tx).await?.to_string();
+                let payload = serde_json::json!({ "reference": requirement.reference.to_string(), "signature": signature });
+                (payload, false, Some(signature))
+            }
+        };
+        let header = match &challenge.v2 {
+            Some(required) => {
+                let accepted = offer.to_v2(&offer.network);
+                let payment = v2::PaymentPayload {
+                    x402_version: v2::VERSION,
+                    resource: Some(required.resource.clone()),
+                    accepted,
+                    payload,
+                    extensions: None,
+                };
+                (v2::PAYMENT_SIGNATURE, encode_header(&payment))
+            }
+            None => {
+                let payment = v1::PaymentPayload {
+                    x402_version: v1::VERSION,
+                    scheme: SCHEME.into(),
+                    network: offer.network.clone(),
+                    payload,
+                };
+                (v1::X_PAYMENT, encode_header(&payment))
+            }
+        };
+        Ok(Payment {
+            offer: offer.clone(),
+            header,
+            sponsored,
+            signature,
+        })
+    }
+
+    fn record_spending(&self, amount: u64) {
+        let mut spent = self.spent.lock().expect("not poisoned");
+        *spent = spent.saturating_add(amount);
+    }
+
+    /// Sends `request` with `payment`. A 503 is retried with the same payment, waiting
+    /// longer each time; a 402 is the server's refusal, with its reason.
+    pub async fn send_with(
+        &self,
+        request: reqwest::RequestBuilder,
+        payment: &Payment,
+    ) -> Result<Paid, ClientError> {
+        let (name, value) = &payment.header;
+        let mut wait = self.backoff;
+        for attempt in 1..=self.retries + 1 {
+            let attempt_request = request.try_clone().ok_or(ClientError::BodyNotReplayable)?;
+            let response = attempt_request.header(*name, value).send().await?;
+            match response.status() {
+                reqwest::StatusCode::SERVICE_UNAVAILABLE if attempt <= self.retries => {
+                    let asked = response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    tokio::time::sleep(asked.unwrap_or(wait).min(Duration::from_secs(30))).await;
+                    wait *= 2;
+                }
+                reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                    return Err(ClientError::Unavailable {
+                        attempts: attempt,
+                        payment: Box::new(payment.clone()),
+                    })
+                }
+                reqwest::StatusCode::PAYMENT_REQUIRED => {
+                    let reason = Challenge::read(response)
+                        .await
+                        .ok()
+                        .and_then(|c| c.error)
+                        .unwrap_or_else(|| "payment_required".into());
+                    return Err(ClientError::PaymentRefused {
+                        reason,
+                        payment: Box::new(payment.clone()),
+                    });
+                }
+                _ => {
+                    let settlement = settlement_of(&response, payment);
+                    return Ok(Paid {
+                        response,
+                        settlement,
+                    });
+                }
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+}
+
+/// Reads the settlement header of a paid response.
+fn settlement_of(response: &reqwest::Response, payment: &Payment) -> Option<Settlement> {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (transaction, network, payer, extra) = if let Some(value) = header(v2::PAYMENT_RESPONSE) {
+        let s: v2::SettlementResponse = decode_header(&value).ok()?;
+        (
+            s.transaction,
+            s.network,
+            s.payer.unwrap_or_default(),
+            s.extra,
+        )
+    } else {
+        let s: v1::SettlementResponse = decode_header(&header(v1::X_PAYMENT_RESPONSE)?).ok()?;
+        (s.transaction, s.network, s.payer, s.extra)
+    };
+    let text = |key: &str| extra.get(key).and_then(|v| v.as_str()).map(str::to_string);
+    let requirement = &payment.offer.requirement;
+    Some(Settlement {
+        transaction,
+        reference: text("reference").unwrap_or_else(|| requirement.reference.to_string()),
+        receipt: text("receipt").unwrap_or_else(|| requirement.receipt().to_string()),
+        amount: requirement.amount,
+        decimals: payment.offer.decimals,
+        network,
+        payer,
+    })
+}

@@ -1,0 +1,125 @@
+//! The spending policy: checked before anything is signed, so that a refusal costs
+//! nothing.
+
+use anchor_lang::prelude::Pubkey;
+use x402_protocol::amount::{format_units, parse_units};
+use x402_protocol::ReceiptOffer;
+
+/// An amount of the offer's token: base units, or a decimal string ("0.05") read with
+/// the offer's decimals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Limit {
+    Units(u64),
+    Decimal(String),
+}
+
+impl Limit {
+    fn units(&self, decimals: u8) -> Result<u64, PolicyRule> {
+        match self {
+            Limit::Units(units) => Ok(*units),
+            Limit::Decimal(text) => {
+                parse_units(text, decimals).map_err(|_| PolicyRule::MalformedLimit)
+            }
+        }
+    }
+}
+
+/// Which rule refused a payment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicyRule {
+    MaxPerRequest,
+    Budget,
+    Network,
+    Mint,
+    Payee,
+    /// A decimal limit that is not an exact amount of the offered token.
+    MalformedLimit,
+}
+
+/// A payment the policy refused, with what was asked.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the spending policy refused: {rule:?} ({detail})")]
+pub struct PolicyRefusal {
+    pub rule: PolicyRule,
+    /// What the challenge asked for, for people.
+    pub detail: String,
+    /// Base units asked.
+    pub amount: u64,
+    pub mint: Pubkey,
+    pub pay_to: Pubkey,
+    pub network: String,
+}
+
+/// What a client may pay. Empty lists allow everything.
+#[derive(Clone, Debug, Default)]
+pub struct SpendingPolicy {
+    pub max_per_request: Option<Limit>,
+    /// The most all payments of this client may add up to.
+    pub budget: Option<Limit>,
+    pub networks: Vec<String>,
+    pub mints: Vec<Pubkey>,
+    pub payees: Vec<Pubkey>,
+}
+
+impl SpendingPolicy {
+    /// Whether `offer` may be paid, `spent` base units having been paid already.
+    pub fn check(&self, offer: &ReceiptOffer, spent: u64) -> Result<(), PolicyRefusal> {
+        let r = &offer.requirement;
+        let asked = format_units(r.amount, offer.decimals);
+        let refuse = |rule, detail: String| PolicyRefusal {
+            rule,
+            detail,
+            amount: r.amount,
+            mint: r.mint,
+            pay_to: r.pay_to,
+            network: offer.network.clone(),
+        };
+        if !self.networks.is_empty() && !self.networks.contains(&offer.network) {
+            return Err(refuse(
+                PolicyRule::Network,
+                format!("network {} is not allowed", offer.network),
+            ));
+        }
+        if !self.mints.is_empty() && !self.mints.contains(&r.mint) {
+            return Err(refuse(
+                PolicyRule::Mint,
+                format!("token {} is not allowed", r.mint),
+            ));
+        }
+        if !self.payees.is_empty() && !self.payees.contains(&r.pay_to) {
+            return Err(refuse(
+                PolicyRule::Payee,
+                format!("payee {} is not allowed", r.pay_to),
+            ));
+        }
+        let units = |limit: &Limit| {
+            limit
+                .units(offer.decimals)
+                .map_err(|rule| refuse(rule, format!("{limit:?}")))
+        };
+        if let Some(max) = &self.max_per_request {
+            let max = units(max)?;
+            if r.amount > max {
+                let detail = format!(
+                    "{asked} asked, at most {} per request",
+                    format_units(max, offer.decimals)
+                );
+                return Err(refuse(PolicyRule::MaxPerRequest, detail));
+            }
+        }
+        if let Some(budget) = &self.budget {
+            let budget = units(budget)?;
+            if spent
+                .checked_add(r.amount)
+                .is_none_or(|total| total > budget)
+            {
+                let left = format_units(budget.saturating_sub(spent), offer.decimals);
+                return Err(refuse(
+                    PolicyRule::Budget,
+                    format!("{asked} asked, {left} left of the budget"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
