@@ -271,7 +271,7 @@ impl X402Client {
             });
         let Some(offer) = offer else {
             return Err(refusal
-                .map(|refusal| ClientError::Policy(Box::new(refusal)))
+                .map(ClientError::Policy)
                 .unwrap_or(ClientError::NoReceiptOffer));
         };
         let payer = self.payer.as_ref().ok_or(ClientError::NoKeypair)?;

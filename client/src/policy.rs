@@ -63,16 +63,18 @@ pub struct SpendingPolicy {
 
 impl SpendingPolicy {
     /// Whether `offer` may be paid, `spent` base units having been paid already.
-    pub fn check(&self, offer: &ReceiptOffer, spent: u64) -> Result<(), PolicyRefusal> {
+    pub fn check(&self, offer: &ReceiptOffer, spent: u64) -> Result<(), Box<PolicyRefusal>> {
         let r = &offer.requirement;
         let asked = format_units(r.amount, offer.decimals);
-        let refuse = |rule, detail: String| PolicyRefusal {
-            rule,
-            detail,
-            amount: r.amount,
-            mint: r.mint,
-            pay_to: r.pay_to,
-            network: offer.network.clone(),
+        let refuse = |rule, detail: String| {
+            Box::new(PolicyRefusal {
+                rule,
+                detail,
+                amount: r.amount,
+                mint: r.mint,
+                pay_to: r.pay_to,
+                network: offer.network.clone(),
+            })
         };
         if !self.networks.is_empty() && !self.networks.contains(&offer.network) {
             return Err(refuse(
