@@ -1,7 +1,7 @@
 //! The verifier end to end: real HTTP over sockets, the embedded ledger, a real upstream
 //! HTTP server, and a SQLite grant store in a file.
 
-mod support;
+pub mod support;
 
 mod layer;
 mod proxy;

@@ -39,6 +39,8 @@ pub struct CountingLedger {
     pub reads: AtomicUsize,
     pub submits: AtomicUsize,
     pub down: AtomicBool,
+    /// Reads still to fail, one by one: an outage of a moment.
+    pub failing_reads: std::sync::Mutex<usize>,
 }
 
 impl CountingLedger {
@@ -66,6 +68,15 @@ impl Ledger for CountingLedger {
     ) -> Result<Vec<Option<LedgerAccount>>, LedgerError> {
         self.check_up()?;
         self.reads.fetch_add(1, Ordering::SeqCst);
+        let fail = {
+            let mut failing = self.failing_reads.lock().unwrap();
+            let fail = *failing > 0;
+            *failing = failing.saturating_sub(1);
+            fail
+        };
+        if fail {
+            return Err(LedgerError::Unavailable("a moment's outage".into()));
+        }
         self.inner.accounts(addresses).await
     }
 
@@ -189,17 +200,25 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// A verifier that sponsors payments.
     pub async fn start() -> Self {
+        Self::start_with(true).await
+    }
+
+    /// A verifier that sponsors payments or, without a fee payer, only checks receipts
+    /// its buyers paid themselves.
+    pub async fn start_with(sponsor: bool) -> Self {
         let market = LocalLedger::start_market(None).await;
         let ledger = Arc::new(CountingLedger {
             inner: market.ledger.clone(),
             reads: AtomicUsize::new(0),
             submits: AtomicUsize::new(0),
             down: AtomicBool::new(false),
+            failing_reads: std::sync::Mutex::new(0),
         });
         let dir = tempfile::tempdir().unwrap();
         let store_url = format!("sqlite://{}", dir.path().join("grants.db").display());
-        let gate = gate(&market, ledger.clone(), &store_url).await;
+        let gate = gate(&market, ledger.clone(), &store_url, sponsor).await;
         let (api, api_url) = start_api().await;
         let url = serve(app_for(&gate, &api_url)).await;
         Harness {
@@ -217,7 +236,7 @@ impl Harness {
     /// A second verifier process on the same ledger and the same store file, as after a
     /// restart.
     pub async fn restarted(&self) -> String {
-        let gate = gate(&self.market, self.ledger.clone(), &self.store_url).await;
+        let gate = gate(&self.market, self.ledger.clone(), &self.store_url, true).await;
         serve(app_for(&gate, "http://127.0.0.1:9")).await
     }
 
@@ -351,7 +370,12 @@ pub fn proof(reference: &Reference) -> (&'static str, String) {
     ("X-Payment-Proof", reference.to_string())
 }
 
-async fn gate(market: &LocalMarket, ledger: Arc<CountingLedger>, store_url: &str) -> Gate {
+async fn gate(
+    market: &LocalMarket,
+    ledger: Arc<CountingLedger>,
+    store_url: &str,
+    sponsor: bool,
+) -> Gate {
     let settings = PaymentSettings {
         network: market.ledger.network().clone(),
         program: x402_receipts::ID,
@@ -361,7 +385,7 @@ async fn gate(market: &LocalMarket, ledger: Arc<CountingLedger>, store_url: &str
         currency: "USDC".into(),
         pay_to: market.merchant,
         challenge_keys: vec![challenge_key()],
-        fee_payer: Some(Arc::new(market.fee_payer.insecure_clone())),
+        fee_payer: sponsor.then(|| Arc::new(market.fee_payer.insecure_clone())),
         max_compute_unit_price: 1_000,
         max_compute_unit_limit: 200_000,
         blockhash_refresh: LOCAL_BLOCKHASH_REFRESH,

@@ -1,0 +1,174 @@
+//! The `x402` binary, built and run as a person or an agent runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::OnceLock;
+
+use solana_keypair::Keypair;
+use solana_signer::Signer;
+use x402_protocol::keypair::write_keypair_file;
+
+use crate::verifier::support::*;
+
+/// The `x402` binary, built once for these tests.
+fn x402() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let mut build = std::process::Command::new(env!("CARGO"));
+        build.args(["build", "--quiet", "-p", "x402-client", "--bin", "x402"]);
+        if std::env::var_os("CI").is_some() {
+            build.arg("--locked");
+        }
+        assert!(
+            build.status().unwrap().success(),
+            "cargo builds the x402 binary"
+        );
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+        target.join("debug/x402")
+    })
+}
+
+async fn run(args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(x402())
+            .args(&args)
+            .env_remove("X402_RPC_URL")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A funded payer and its keypair file.
+async fn payer_file(h: &Harness, dir: &Path) -> (Keypair, String) {
+    let payer = h.new_payer(10 * PRICE).await;
+    let path = dir.join("payer.json");
+    write_keypair_file(&payer, &path).unwrap();
+    (payer, path.display().to_string())
+}
+
+#[tokio::test]
+async fn fetch_prints_the_body_and_a_settlement_line_and_pays_once() {
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (payer, keypair) = payer_file(&h, dir.path()).await;
+
+    let out = run(&["fetch", &h.url("/api/cli"), "--keypair", &keypair]).await;
+
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "served /api/cli body=");
+    let summary = text(&out.stderr);
+    assert!(summary.contains("paid 0.01 for reference"), "{summary}");
+    assert!(
+        summary.contains("https://explorer.solana.com/tx/"),
+        "{summary}"
+    );
+    assert_eq!(h.token_balance(&payer.pubkey()).await, 9 * PRICE);
+
+    let posted = run(&[
+        "fetch",
+        &h.url("/api/cli"),
+        "-X",
+        "POST",
+        "-d",
+        "hello",
+        "-H",
+        "X-Trace: 1",
+        "--keypair",
+        &keypair,
+    ])
+    .await;
+    assert_eq!(text(&posted.stdout), "served /api/cli body=hello");
+}
+
+#[tokio::test]
+async fn fetch_over_the_maximum_exits_3_without_paying() {
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (payer, keypair) = payer_file(&h, dir.path()).await;
+
+    let out = run(&[
+        "fetch",
+        &h.url("/api/dear"),
+        "--keypair",
+        &keypair,
+        "--max-amount",
+        "0.001",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("MaxPerRequest"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = run(&[
+        "--json",
+        "fetch",
+        &h.url("/api/dear"),
+        "--keypair",
+        &keypair,
+        "--max-amount",
+        "0.001",
+    ])
+    .await;
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            answer["exitCode"].as_u64(),
+            answer["detail"]["rule"].as_str()
+        ),
+        (Some(3), Some("MaxPerRequest"))
+    );
+    assert_eq!(answer["detail"]["amount"], PRICE.to_string());
+    assert_eq!(
+        h.token_balance(&payer.pubkey()).await,
+        10 * PRICE,
+        "nothing paid"
+    );
+}
+
+#[tokio::test]
+async fn quote_shows_the_price_without_paying_and_receipt_shows_what_was_paid() {
+    let h = Harness::start().await;
+    let quote = run(&["--json", "quote", &h.url("/api/q")]).await;
+    assert_eq!(quote.status.code(), Some(0));
+    let quote: serde_json::Value = serde_json::from_slice(&quote.stdout).unwrap();
+    assert_eq!(quote["offers"][0]["amount"], "0.01");
+    assert_eq!(quote["offers"][0]["payTo"], h.market.merchant.to_string());
+    assert_eq!(quote["offers"][0]["sponsored"], true);
+    assert_eq!(h.api.hits(), 0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (payer, keypair) = payer_file(&h, dir.path()).await;
+    let fetched = run(&["--json", "fetch", &h.url("/api/q"), "--keypair", &keypair]).await;
+    let fetched: serde_json::Value = serde_json::from_slice(&fetched.stdout).unwrap();
+    let reference = fetched["settlement"]["reference"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let shown = run(&["receipt", &reference, "--verifier", &h.url("")]).await;
+    assert_eq!(shown.status.code(), Some(0), "{}", text(&shown.stderr));
+    let shown = text(&shown.stdout);
+    assert!(
+        shown.contains(&payer.pubkey().to_string())
+            && shown.contains("explorer.solana.com/address/"),
+        "{shown}"
+    );
+
+    let unknown = x402_protocol::Reference([3; 32]).to_string();
+    let missing = run(&["receipt", &unknown, "--verifier", &h.url("")]).await;
+    assert_eq!(missing.status.code(), Some(6));
+    let bad = run(&["receipt", "not-a-reference", "--verifier", &h.url("")]).await;
+    assert_eq!(bad.status.code(), Some(2));
+}

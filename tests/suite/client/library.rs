@@ -1,0 +1,225 @@
+//! `X402Client`: pays once per request, within its policy, and never twice.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anchor_lang::prelude::Pubkey;
+use solana_keypair::Keypair;
+use solana_signer::Signer;
+use x402_client::{ClientError, Limit, PolicyRule, SpendingPolicy, X402Client};
+
+use crate::verifier::support::*;
+
+fn client(payer: &Keypair, policy: SpendingPolicy) -> X402Client {
+    X402Client::builder()
+        .keypair(payer.insecure_clone())
+        .policy(policy)
+        .retries(3, Duration::from_millis(50))
+        .build()
+}
+
+#[tokio::test]
+async fn a_fetch_pays_once_and_returns_the_body_and_the_settlement() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(10 * PRICE).await;
+    let client = client(&payer, SpendingPolicy::default());
+
+    let paid = client.get(&h.url("/api/one")).await.unwrap();
+
+    assert_eq!(paid.response.status(), 200);
+    let settlement = paid
+        .settlement
+        .clone()
+        .expect("a paid request has a settlement");
+    assert_eq!(paid.response.text().await.unwrap(), "served /api/one body=");
+    assert_eq!(
+        (settlement.amount, settlement.payer.as_str()),
+        (PRICE, payer.pubkey().to_string().as_str())
+    );
+    assert!(!settlement.transaction.is_empty());
+    assert_eq!(h.token_balance(&payer.pubkey()).await, 9 * PRICE);
+    assert_eq!(h.token_balance(&h.market.merchant).await, PRICE);
+    assert_eq!(client.spent(), PRICE);
+    assert_eq!(h.api.hits(), 1);
+
+    // The same URL again is a new purchase, with a new reference.
+    let again = client
+        .get(&h.url("/api/one"))
+        .await
+        .unwrap()
+        .settlement
+        .unwrap();
+    assert_ne!(again.reference, settlement.reference);
+    assert_eq!(h.token_balance(&payer.pubkey()).await, 8 * PRICE);
+    assert_eq!(h.api.hits(), 2);
+}
+
+#[tokio::test]
+async fn the_per_request_maximum_and_the_budget_refuse_before_signing() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(10 * PRICE).await;
+
+    let stingy = client(
+        &payer,
+        SpendingPolicy {
+            max_per_request: Some(Limit::Decimal("0.005".into())),
+            ..Default::default()
+        },
+    );
+    match stingy.get(&h.url("/api/dear")).await {
+        Err(ClientError::Policy(refusal)) => {
+            assert_eq!(
+                (refusal.rule, refusal.amount),
+                (PolicyRule::MaxPerRequest, PRICE)
+            );
+            assert_eq!(refusal.pay_to, h.market.merchant);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(stingy.spent(), 0);
+
+    let budgeted = client(
+        &payer,
+        SpendingPolicy {
+            budget: Some(Limit::Decimal("0.015".into())),
+            ..Default::default()
+        },
+    );
+    budgeted.get(&h.url("/api/first")).await.unwrap();
+    match budgeted.get(&h.url("/api/second")).await {
+        Err(ClientError::Policy(refusal)) => assert_eq!(refusal.rule, PolicyRule::Budget),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        h.token_balance(&payer.pubkey()).await,
+        9 * PRICE,
+        "one payment, then nothing"
+    );
+    assert_eq!(
+        h.ledger.submits.load(Ordering::SeqCst),
+        1,
+        "nothing else was signed or submitted"
+    );
+}
+
+#[tokio::test]
+async fn a_challenge_for_a_payee_or_mint_not_allowed_is_refused() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(PRICE).await;
+    for (policy, rule) in [
+        (
+            SpendingPolicy {
+                payees: vec![Pubkey::new_unique()],
+                ..Default::default()
+            },
+            PolicyRule::Payee,
+        ),
+        (
+            SpendingPolicy {
+                mints: vec![Pubkey::new_unique()],
+                ..Default::default()
+            },
+            PolicyRule::Mint,
+        ),
+        (
+            SpendingPolicy {
+                networks: vec!["solana".into()],
+                ..Default::default()
+            },
+            PolicyRule::Network,
+        ),
+    ] {
+        match client(&payer, policy).get(&h.url("/api/elsewhere")).await {
+            Err(ClientError::Policy(refusal)) => assert_eq!(refusal.rule, rule),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(h.token_balance(&payer.pubkey()).await, PRICE);
+}
+
+#[tokio::test]
+async fn a_503_is_retried_with_the_same_payment_and_paid_once() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(10 * PRICE).await;
+    // The payment lands, then the verifier cannot read the receipt once: a 503.
+    *h.ledger.failing_reads.lock().unwrap() = 1;
+    let client = client(&payer, SpendingPolicy::default());
+
+    let paid = client.get(&h.url("/api/wobbly")).await.unwrap();
+
+    assert_eq!(paid.response.status(), 200);
+    assert_eq!(
+        *h.ledger.failing_reads.lock().unwrap(),
+        0,
+        "the outage happened"
+    );
+    assert_eq!(
+        h.token_balance(&payer.pubkey()).await,
+        9 * PRICE,
+        "paid exactly once"
+    );
+    assert_eq!(client.spent(), PRICE);
+    assert_eq!(h.api.hits(), 1);
+}
+
+#[tokio::test]
+async fn the_manual_flow_returns_the_challenge_and_a_refusal_after_paying_says_why() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(10 * PRICE).await;
+    let client = X402Client::builder()
+        .keypair(payer.insecure_clone())
+        .auto_pay(false)
+        .build();
+
+    let challenge = match client.get(&h.url("/api/manual")).await {
+        Err(ClientError::PaymentRequired(challenge)) => challenge,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(challenge.offers[0].requirement.amount, PRICE);
+    assert_eq!(
+        h.token_balance(&payer.pubkey()).await,
+        10 * PRICE,
+        "nothing paid yet"
+    );
+
+    let payment = client.pay(&challenge).await.unwrap();
+    let request = || client.http().get(h.url("/api/manual"));
+    let paid = client.send_with(request(), &payment).await.unwrap();
+    assert_eq!(paid.response.status(), 200);
+
+    // The same payment twice: the server's reason comes back.
+    match client.send_with(request(), &payment).await {
+        Err(ClientError::PaymentRefused { reason, .. }) => {
+            assert_eq!(reason, "reference_already_used")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.token_balance(&payer.pubkey()).await, 9 * PRICE);
+}
+
+#[tokio::test]
+async fn without_sponsorship_the_client_pays_through_its_ledger() {
+    let h = Harness::start_with(false).await;
+    let payer = h.new_payer(PRICE).await;
+    let sol = h.market.ledger.lamports(&payer.pubkey()).await;
+
+    let without_ledger = client(&payer, SpendingPolicy::default());
+    assert!(matches!(
+        without_ledger.get(&h.url("/api/own")).await,
+        Err(ClientError::NeedsLedger)
+    ));
+
+    let client = X402Client::builder()
+        .keypair(payer.insecure_clone())
+        .ledger(h.market.ledger.clone())
+        .build();
+    let paid = client.get(&h.url("/api/own")).await.unwrap();
+    assert_eq!(paid.response.status(), 200);
+    let settlement = paid.settlement.unwrap();
+    assert_eq!(h.token_balance(&payer.pubkey()).await, 0);
+    assert!(
+        h.market.ledger.lamports(&payer.pubkey()).await < sol,
+        "the payer paid fee and rent itself"
+    );
+    assert!(!settlement.transaction.is_empty());
+}
