@@ -289,7 +289,7 @@ pub fn banner(verifier: &Verifier, address: SocketAddr) -> String {
             .map(|r| r.pattern.trim_end_matches("/*").to_string())
             .unwrap_or_default();
         lines.push(format!(
-            "Pay it:  cargo run -p x402-verifier --example pay -- http://{address}{route} {}",
+            "Pay it:  cargo run -p x402-client -- fetch http://{address}{route} --keypair {}",
             payer.display()
         ));
     }

@@ -53,7 +53,7 @@ async fn with_no_configuration_it_serves_a_paid_demo_route_and_stops_on_sigterm(
         "{banner}"
     );
     assert!(
-        banner.contains("--example pay"),
+        banner.contains("x402-client -- fetch"),
         "it says how to pay: {banner}"
     );
 
