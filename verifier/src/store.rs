@@ -17,7 +17,9 @@ impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         // sqlx's configuration errors can quote the URL; keep only the kind of failure.
         let text = match error {
-            sqlx::Error::Configuration(_) => "bad store configuration".to_string(),
+            sqlx::Error::Configuration(_) => {
+                "the store URL is not valid (not shown: it may hold a password)".to_string()
+            }
             sqlx::Error::Database(db) => db.message().to_string(),
             other => other.to_string(),
         };
@@ -60,7 +62,8 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS grants (
 )";
 
 impl GrantStore {
-    /// Opens the store at `url` (`sqlite://path` creates the file) and creates the table.
+    /// Opens the store at `url` (`sqlite://path` creates the file; `postgres://…` for
+    /// replicas sharing one store) and creates the table.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         install_default_drivers();
         let url = match url.strip_prefix("sqlite://") {
@@ -71,7 +74,17 @@ impl GrantStore {
             .max_connections(8)
             .connect(&url)
             .await?;
-        sqlx::query(SCHEMA).execute(&pool).await?;
+        if url.starts_with("postgres") {
+            // Replicas starting together would race on CREATE TABLE: one at a time.
+            let mut tx = pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(402)")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(SCHEMA).execute(&mut *tx).await?;
+            tx.commit().await?;
+        } else {
+            sqlx::query(SCHEMA).execute(&pool).await?;
+        }
         Ok(GrantStore { pool })
     }
 

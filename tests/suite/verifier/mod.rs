@@ -4,6 +4,7 @@
 pub mod support;
 
 mod layer;
+mod postgres;
 mod proxy;
 mod refusals;
 mod settlement;

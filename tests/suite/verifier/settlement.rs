@@ -242,7 +242,7 @@ async fn grants_survive_a_restart_so_a_receipt_is_not_replayed() {
         200
     );
 
-    let restarted = h.restarted().await;
+    let restarted = h.replica().await;
     let response = h
         .http
         .get(format!("{restarted}/api/kept"))

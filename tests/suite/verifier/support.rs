@@ -195,6 +195,7 @@ pub struct Harness {
     pub api: Arc<Api>,
     pub url: String,
     pub store_url: String,
+    api_url: String,
     pub http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
@@ -208,6 +209,12 @@ impl Harness {
     /// A verifier that sponsors payments or, without a fee payer, only checks receipts
     /// its buyers paid themselves.
     pub async fn start_with(sponsor: bool) -> Self {
+        Self::start_on(sponsor, None).await
+    }
+
+    /// A verifier whose grants live at `store_url` (a SQLite file in a new directory when
+    /// none is given).
+    pub async fn start_on(sponsor: bool, store_url: Option<String>) -> Self {
         let market = LocalLedger::start_market(None).await;
         let ledger = Arc::new(CountingLedger {
             inner: market.ledger.clone(),
@@ -217,7 +224,8 @@ impl Harness {
             failing_reads: std::sync::Mutex::new(0),
         });
         let dir = tempfile::tempdir().unwrap();
-        let store_url = format!("sqlite://{}", dir.path().join("grants.db").display());
+        let store_url = store_url
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("grants.db").display()));
         let gate = gate(&market, ledger.clone(), &store_url, sponsor).await;
         let (api, api_url) = start_api().await;
         let url = serve(app_for(&gate, &api_url)).await;
@@ -228,16 +236,17 @@ impl Harness {
             api,
             url,
             store_url,
+            api_url,
             http: reqwest::Client::new(),
             _dir: dir,
         }
     }
 
-    /// A second verifier process on the same ledger and the same store file, as after a
-    /// restart.
-    pub async fn restarted(&self) -> String {
+    /// Another verifier on the same ledger, store, key and upstream: a replica behind a
+    /// load balancer, or this one after a restart. Its base URL.
+    pub async fn replica(&self) -> String {
         let gate = gate(&self.market, self.ledger.clone(), &self.store_url, true).await;
-        serve(app_for(&gate, "http://127.0.0.1:9")).await
+        serve(app_for(&gate, &self.api_url)).await
     }
 
     pub fn url(&self, path: &str) -> String {

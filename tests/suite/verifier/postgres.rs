@@ -1,0 +1,105 @@
+//! Grants in PostgreSQL, shared by replicas: a real server, as `scripts/start-postgres`
+//! (run by `.ci/run`) starts it.
+
+use futures_util::future::join_all;
+use solana_signer::Signer;
+use x402_verifier::{Grant, GrantStore};
+
+use super::support::*;
+
+/// The test server's URL. The tests need one: they do not pass silently without it.
+fn postgres_url() -> String {
+    std::env::var("X402_TEST_POSTGRES_URL").expect(
+        "X402_TEST_POSTGRES_URL names the PostgreSQL server for these tests: \
+         `export X402_TEST_POSTGRES_URL=$(scripts/start-postgres)` (as .ci/run does)",
+    )
+}
+
+fn grant(reference: &str) -> Grant {
+    Grant {
+        reference: reference.into(),
+        method: "GET".into(),
+        path: "/api/pg".into(),
+        payer: "payer".into(),
+        amount: u64::MAX,
+        mint: "mint".into(),
+        receipt: "receipt".into(),
+        transaction: None,
+        granted_at: 7,
+    }
+}
+
+#[tokio::test]
+async fn a_postgres_store_grants_a_reference_once_until_released() {
+    let store = GrantStore::connect(&postgres_url()).await.unwrap();
+    let reference =
+        x402_protocol::Reference(solana_keypair::Keypair::new().pubkey().to_bytes()).to_string();
+
+    let attempts = (0..50).map(|_| {
+        let store = store.clone();
+        let grant = grant(&reference);
+        tokio::spawn(async move { store.try_grant(&grant).await.unwrap() })
+    });
+    let winners = join_all(attempts)
+        .await
+        .into_iter()
+        .filter(|won| *won.as_ref().unwrap())
+        .count();
+    assert_eq!(winners, 1, "one winner among concurrent grants");
+
+    let stored = store
+        .grants()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|g| g.reference == reference)
+        .unwrap();
+    assert_eq!(
+        stored,
+        grant(&reference),
+        "u64::MAX and every field round-trip"
+    );
+    store.release(&reference).await.unwrap();
+    assert!(!store.is_granted(&reference).await.unwrap());
+    assert!(
+        store.try_grant(&grant(&reference)).await.unwrap(),
+        "granted again after release"
+    );
+}
+
+#[tokio::test]
+async fn two_replicas_sharing_postgres_serve_one_paid_reference_once() {
+    let h = Harness::start_on(true, Some(postgres_url())).await;
+    let replica = h.replica().await;
+    let payer = h.new_payer(PRICE).await;
+    let (offer, _) = h.challenge("GET", "/api/shared").await;
+    h.pay_on_chain(&offer.requirement, &payer).await;
+    let reference = offer.requirement.reference.to_string();
+
+    let requests = (0..100).map(|i| {
+        let base = if i % 2 == 0 {
+            h.url.clone()
+        } else {
+            replica.clone()
+        };
+        let http = h.http.clone();
+        let reference = reference.clone();
+        async move {
+            let response = http
+                .get(format!("{base}/api/shared"))
+                .header("X-Payment-Proof", reference)
+                .send()
+                .await;
+            response.unwrap().status().as_u16()
+        }
+    });
+    let statuses = join_all(requests).await;
+
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.iter().filter(|s| **s == 402).count(), 99);
+    assert_eq!(h.api.hits(), 1);
+}
