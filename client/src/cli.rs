@@ -7,17 +7,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anchor_lang::prelude::Pubkey;
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
-use solana_commitment_config::CommitmentConfig;
 use x402_client::receipts::{close_expired, find_receipt, receipts_for_payee, FoundReceipt};
 use x402_client::{Challenge, ClientError, Limit, SpendingPolicy, X402Client};
 use x402_protocol::amount::format_units;
 use x402_protocol::keypair::read_keypair_file;
-use x402_protocol::rpc::RpcLedger;
+use x402_protocol::rpc::{RpcLedger, RpcOptions};
 use x402_protocol::{Ledger, Network, Reference};
 
 #[derive(Parser)]
@@ -226,13 +224,9 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn connect(rpc_url: &str) -> Result<RpcLedger, Failure> {
-    RpcLedger::connect(
-        rpc_url,
-        CommitmentConfig::confirmed(),
-        Duration::from_secs(10),
-    )
-    .await
-    .map_err(|e| fail(5, e))
+    RpcLedger::connect(rpc_url, RpcOptions::default())
+        .await
+        .map_err(|e| fail(5, e))
 }
 
 fn explorer(network: &str, path: &str) -> String {

@@ -3,11 +3,13 @@
 //! The RPC URL often carries a provider's API key: it stays inside the client and never
 //! reaches an error, a log line or `Debug`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anchor_lang::prelude::Pubkey;
 use async_trait::async_trait;
-use solana_account_decoder_client_types::UiAccountEncoding;
+use solana_account_decoder_client_types::{UiAccount, UiAccountEncoding};
 use solana_commitment_config::CommitmentConfig;
 use solana_hash::Hash;
 use solana_rpc_client::nonblocking::rpc_client::RpcClient;
@@ -16,6 +18,7 @@ use solana_rpc_client_api::config::{RpcAccountInfoConfig, RpcProgramAccountsConf
 use solana_rpc_client_api::filter::{Memcmp, RpcFilterType};
 use solana_signature::Signature;
 use solana_transaction::Transaction;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::ledger::{AccountFilter, Ledger, LedgerError};
 use crate::network::Network;
@@ -24,9 +27,47 @@ use crate::receipt::LedgerAccount;
 /// `getMultipleAccounts` takes at most this many keys.
 const MAX_KEYS_PER_CALL: usize = 100;
 
+/// How the ledger talks to its node.
+#[derive(Clone, Debug)]
+pub struct RpcOptions {
+    /// `confirmed` by default; `finalized` on request.
+    pub commitment: CommitmentConfig,
+    /// The deadline of each call.
+    pub deadline: Duration,
+    /// The deadline of a submission, confirmation included.
+    pub submit_deadline: Duration,
+    /// How long a read waits for others to share its `getMultipleAccounts`.
+    pub batch_window: Duration,
+}
+
+impl Default for RpcOptions {
+    fn default() -> Self {
+        RpcOptions {
+            commitment: CommitmentConfig::confirmed(),
+            deadline: Duration::from_secs(3),
+            submit_deadline: Duration::from_secs(60),
+            batch_window: Duration::from_millis(5),
+        }
+    }
+}
+
+type AccountsReply = Result<Vec<Option<LedgerAccount>>, LedgerError>;
+
+/// A read waiting for its batch.
+struct Read {
+    keys: Vec<Pubkey>,
+    reply: oneshot::Sender<AccountsReply>,
+}
+
 pub struct RpcLedger {
-    client: RpcClient,
+    client: Arc<RpcClient>,
     network: Network,
+    options: RpcOptions,
+    /// The highest slot a submission was seen to land in: reads ask the node to be at
+    /// least there (`minContextSlot`), so that a lagging node cannot answer "no receipt"
+    /// for a receipt that landed.
+    seen_slot: Arc<AtomicU64>,
+    reads: mpsc::UnboundedSender<Read>,
 }
 
 impl std::fmt::Debug for RpcLedger {
@@ -39,19 +80,158 @@ impl std::fmt::Debug for RpcLedger {
 
 impl RpcLedger {
     /// Connects to the node at `url` and names its network from its genesis hash.
-    pub async fn connect(
-        url: &str,
-        commitment: CommitmentConfig,
-        timeout: Duration,
-    ) -> Result<Self, LedgerError> {
-        let client =
-            RpcClient::new_with_timeout_and_commitment(url.to_string(), timeout, commitment);
-        let genesis = client.get_genesis_hash().await.map_err(unavailable)?;
-        Ok(RpcLedger {
+    pub async fn connect(url: &str, options: RpcOptions) -> Result<Self, LedgerError> {
+        let client = RpcClient::new_with_timeout_and_commitment(
+            url.to_string(),
+            options.deadline,
+            options.commitment,
+        );
+        let genesis = deadline(options.deadline, client.get_genesis_hash()).await?;
+        Ok(Self::start(
             client,
-            network: Network::from_genesis_hash(&genesis.to_string()),
-        })
+            Network::from_genesis_hash(&genesis.to_string()),
+            options,
+        ))
     }
+
+    /// A ledger at `url` that answers to `network` without asking the node (a network
+    /// named in configuration).
+    pub fn with_network(url: &str, network: Network, options: RpcOptions) -> Self {
+        let client = RpcClient::new_with_timeout_and_commitment(
+            url.to_string(),
+            options.deadline,
+            options.commitment,
+        );
+        Self::start(client, network, options)
+    }
+
+    fn start(client: RpcClient, network: Network, options: RpcOptions) -> Self {
+        let client = Arc::new(client);
+        let seen_slot = Arc::new(AtomicU64::new(0));
+        let (reads, queue) = mpsc::unbounded_channel();
+        tokio::spawn(coalesce(
+            client.clone(),
+            seen_slot.clone(),
+            options.clone(),
+            queue,
+        ));
+        RpcLedger {
+            client,
+            network,
+            options,
+            seen_slot,
+            reads,
+        }
+    }
+}
+
+/// Runs `call` under `limit`; past it the node counts as unavailable.
+async fn deadline<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> Result<T, LedgerError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(answer) => answer.map_err(unavailable),
+        Err(_) => Err(LedgerError::Unavailable(
+            "the RPC node did not answer in time".into(),
+        )),
+    }
+}
+
+/// Serves reads in batches: reads arriving within the window share one
+/// `getMultipleAccounts` of at most 100 keys, a key asked twice is asked once.
+async fn coalesce(
+    client: Arc<RpcClient>,
+    seen_slot: Arc<AtomicU64>,
+    options: RpcOptions,
+    mut queue: mpsc::UnboundedReceiver<Read>,
+) {
+    let mut carried: Option<Read> = None;
+    loop {
+        let first = match carried.take() {
+            Some(read) => read,
+            None => match queue.recv().await {
+                Some(read) => read,
+                None => return,
+            },
+        };
+        let mut keys: Vec<Pubkey> = Vec::new();
+        let add = |keys: &mut Vec<Pubkey>, read: &Read| {
+            for key in &read.keys {
+                if !keys.contains(key) {
+                    keys.push(*key);
+                }
+            }
+        };
+        add(&mut keys, &first);
+        let mut batch = vec![first];
+        let until = tokio::time::Instant::now() + options.batch_window;
+        while keys.len() < MAX_KEYS_PER_CALL {
+            let Ok(Some(read)) = tokio::time::timeout_at(until, queue.recv()).await else {
+                break;
+            };
+            let new = read.keys.iter().filter(|k| !keys.contains(k)).count();
+            if keys.len() + new > MAX_KEYS_PER_CALL {
+                carried = Some(read);
+                break;
+            }
+            add(&mut keys, &read);
+            batch.push(read);
+        }
+        let min_context_slot = Some(seen_slot.load(Ordering::SeqCst)).filter(|slot| *slot > 0);
+        let config = RpcAccountInfoConfig {
+            encoding: Some(UiAccountEncoding::Base64),
+            commitment: Some(options.commitment),
+            min_context_slot,
+            ..RpcAccountInfoConfig::default()
+        };
+        let answer = deadline(
+            options.deadline,
+            client.get_multiple_ui_accounts_with_config(&keys, config),
+        )
+        .await;
+        for read in batch {
+            let reply = match &answer {
+                Ok(response) => read
+                    .keys
+                    .iter()
+                    .map(|key| {
+                        let at = keys
+                            .iter()
+                            .position(|k| k == key)
+                            .expect("every key was asked");
+                        response
+                            .value
+                            .get(at)
+                            .cloned()
+                            .flatten()
+                            .map(ledger_account)
+                            .transpose()
+                    })
+                    .collect(),
+                Err(error) => Err(error.clone()),
+            };
+            // The reader may have given up (its request timed out): nothing to do.
+            let _ = read.reply.send(reply);
+        }
+    }
+}
+
+/// An account as the node encoded it (base64), read.
+fn ledger_account(account: UiAccount) -> Result<LedgerAccount, LedgerError> {
+    let data = account
+        .data
+        .decode()
+        .ok_or_else(|| LedgerError::Unavailable("undecodable account data".into()))?;
+    let owner = account
+        .owner
+        .parse()
+        .map_err(|_| LedgerError::Unavailable("undecodable account owner".into()))?;
+    Ok(LedgerAccount {
+        owner,
+        lamports: account.lamports,
+        data,
+    })
 }
 
 /// What may be said of a failed call without quoting the URL (reqwest's errors name it).
@@ -59,6 +239,12 @@ fn unavailable(error: ClientError) -> LedgerError {
     let what = match error.kind() {
         ErrorKind::Reqwest(e) if e.is_timeout() => {
             "the RPC node did not answer in time".to_string()
+        }
+        ErrorKind::Reqwest(e) if e.status().is_some() => {
+            format!(
+                "the RPC node answered HTTP {}",
+                e.status().map(|s| s.as_u16()).unwrap_or_default()
+            )
         }
         ErrorKind::Reqwest(_) | ErrorKind::Io(_) | ErrorKind::Middleware(_) => {
             "the RPC node could not be reached".to_string()
@@ -87,37 +273,54 @@ impl Ledger for RpcLedger {
         &self,
         addresses: &[Pubkey],
     ) -> Result<Vec<Option<LedgerAccount>>, LedgerError> {
-        let mut accounts = Vec::with_capacity(addresses.len());
+        let mut replies = Vec::new();
         for chunk in addresses.chunks(MAX_KEYS_PER_CALL) {
-            let answer = self
-                .client
-                .get_multiple_accounts_with_commitment(chunk, self.client.commitment())
-                .await
-                .map_err(unavailable)?;
-            accounts.extend(answer.value.into_iter().map(|a| {
-                a.map(|a| LedgerAccount {
-                    owner: a.owner,
-                    lamports: a.lamports,
-                    data: a.data,
+            let (reply, answer) = oneshot::channel();
+            self.reads
+                .send(Read {
+                    keys: chunk.to_vec(),
+                    reply,
                 })
-            }));
+                .map_err(|_| LedgerError::Unavailable("the RPC reader stopped".into()))?;
+            replies.push(answer);
+        }
+        let mut accounts = Vec::with_capacity(addresses.len());
+        for answer in replies {
+            let chunk = answer
+                .await
+                .map_err(|_| LedgerError::Unavailable("the RPC reader stopped".into()))??;
+            accounts.extend(chunk);
         }
         Ok(accounts)
     }
 
     async fn latest_blockhash(&self) -> Result<Hash, LedgerError> {
-        self.client
-            .get_latest_blockhash()
-            .await
-            .map_err(unavailable)
+        deadline(self.options.deadline, self.client.get_latest_blockhash()).await
     }
 
     async fn submit(&self, transaction: &Transaction) -> Result<Signature, LedgerError> {
         // Preflight is on: a transaction that would fail is refused without a fee.
-        self.client
-            .send_and_confirm_transaction(transaction)
-            .await
-            .map_err(rejected_or_unavailable)
+        let sent = tokio::time::timeout(
+            self.options.submit_deadline,
+            self.client.send_and_confirm_transaction(transaction),
+        );
+        let signature = match sent.await {
+            Ok(answer) => answer.map_err(rejected_or_unavailable)?,
+            Err(_) => {
+                return Err(LedgerError::Unavailable(
+                    "the submission was not confirmed in time".into(),
+                ))
+            }
+        };
+        let statuses = deadline(
+            self.options.deadline,
+            self.client.get_signature_statuses(&[signature]),
+        )
+        .await?;
+        if let Some(Some(status)) = statuses.value.first() {
+            self.seen_slot.fetch_max(status.slot, Ordering::SeqCst);
+        }
+        Ok(signature)
     }
 
     async fn program_accounts(
@@ -138,36 +341,20 @@ impl Ledger for RpcLedger {
             filters: Some(filters),
             account_config: RpcAccountInfoConfig {
                 encoding: Some(UiAccountEncoding::Base64),
-                commitment: Some(self.client.commitment()),
+                commitment: Some(self.options.commitment),
                 ..RpcAccountInfoConfig::default()
             },
             ..RpcProgramAccountsConfig::default()
         };
-        let accounts = self
-            .client
-            .get_program_ui_accounts_with_config(program, config)
-            .await
-            .map_err(unavailable)?;
+        let accounts = deadline(
+            self.options.deadline,
+            self.client
+                .get_program_ui_accounts_with_config(program, config),
+        )
+        .await?;
         accounts
             .into_iter()
-            .map(|(address, account)| {
-                let data = account
-                    .data
-                    .decode()
-                    .ok_or_else(|| LedgerError::Unavailable("undecodable account data".into()))?;
-                let owner = account
-                    .owner
-                    .parse()
-                    .map_err(|_| LedgerError::Unavailable("undecodable account owner".into()))?;
-                Ok((
-                    address,
-                    LedgerAccount {
-                        owner,
-                        lamports: account.lamports,
-                        data,
-                    },
-                ))
-            })
+            .map(|(address, account)| Ok((address, ledger_account(account)?)))
             .collect()
     }
 }

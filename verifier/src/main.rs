@@ -37,9 +37,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .map(PathBuf::from);
     let mut config = Config::load(path.as_deref())?;
     config.apply_env(|name| std::env::var(name).ok())?;
+    let shutdown = server::shutdown_signal();
     let verifier = server::build(config).await?;
     let listener = tokio::net::TcpListener::bind(verifier.listen).await?;
     eprintln!("{}", server::banner(&verifier, listener.local_addr()?));
-    server::serve(verifier.router, listener).await?;
+    server::serve(verifier.router, listener, shutdown).await?;
     Ok(())
 }

@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use anchor_lang::prelude::Pubkey;
 use anchor_spl::token::spl_token;
+use solana_commitment_config::CommitmentConfig;
+use solana_keypair::Keypair;
 use solana_signer::Signer;
 use x402_protocol::amount::format_units;
 use x402_protocol::keypair::{read_keypair_file, write_keypair_file};
-use x402_protocol::{ChallengeKey, Ledger};
+use x402_protocol::rpc::{RpcLedger, RpcOptions};
+use x402_protocol::{ChallengeKey, Ledger, Network};
 
 use crate::config::{Config, ConfigError};
 use crate::gate::{Gate, PaymentSettings};
@@ -26,8 +29,6 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
-    Unsupported(&'static str),
     #[error("{0}")]
     Io(String),
 }
@@ -53,62 +54,20 @@ pub struct Verifier {
 
 /// Builds the verifier `config` describes.
 pub async fn build(config: Config) -> Result<Verifier, StartError> {
-    let network = config
-        .payment
-        .network
-        .as_deref()
-        .unwrap_or("solana-localnet");
-    if network != "solana-localnet" || config.payment.rpc_url.is_some() {
-        return Err(StartError::Unsupported(
-            "only the embedded local ledger (network solana-localnet, no RPC URL) is built so far; \
-             the Solana JSON-RPC ledger for devnet and mainnet is the next milestone",
-        ));
-    }
-    if config.payment.asset.is_some() {
-        return Err(invalid(
-            "payment.asset",
-            "the embedded ledger pays in its own local mint",
-        ));
-    }
-    let pay_to = config
-        .payment
-        .pay_to
-        .as_deref()
-        .map(Pubkey::from_str)
-        .transpose()
-        .map_err(|e| invalid("payment.pay_to", e))?;
     let program = match config.payment.program_id.as_deref() {
         Some(id) => Pubkey::from_str(id).map_err(|e| invalid("payment.program_id", e))?,
         None => x402_receipts::ID,
     };
-    if program != x402_receipts::ID {
-        return Err(invalid(
-            "payment.program_id",
-            "the embedded ledger runs this build's program",
-        ));
-    }
     let state_dir = config
         .state_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(".x402"));
-
-    let market = LocalLedger::start_market(pay_to).await;
-    let fee_payer = match &config.payment.fee_payer_keypair {
-        Some(path) => {
-            let keypair = read_keypair_file(path).map_err(StartError::Io)?;
-            market
-                .ledger
-                .airdrop(&keypair.pubkey(), 10_000_000_000)
-                .await;
-            keypair
-        }
-        None => market.fee_payer.insecure_clone(),
-    };
     std::fs::create_dir_all(&state_dir)
         .map_err(|e| StartError::Io(format!("cannot create {}: {e}", state_dir.display())))?;
-    let demo_payer = state_dir.join("demo-payer.json");
-    write_keypair_file(&market.demo_payer, &demo_payer)
-        .map_err(|e| StartError::Io(format!("cannot write {}: {e}", demo_payer.display())))?;
+    let market = match config.payment.rpc_url.as_deref() {
+        Some(url) => rpc_market(&config, url).await?,
+        None => embedded_market(&config, program, &state_dir).await?,
+    };
 
     let challenge_keys = match config.payment.challenge_keys.as_deref() {
         Some(list) => list
@@ -129,28 +88,27 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
     let store = GrantStore::connect(&store_url).await?;
 
     let settings = PaymentSettings {
-        network: market.ledger.network().clone(),
+        network: market.network,
         program,
         mint: market.mint,
-        decimals: LOCAL_DECIMALS,
-        token_program: spl_token::ID,
+        decimals: market.decimals,
+        token_program: market.token_program,
         currency: config
             .payment
             .currency
             .clone()
             .unwrap_or_else(|| "USDC".into()),
-        pay_to: market.merchant,
+        pay_to: market.pay_to,
         challenge_keys,
-        fee_payer: Some(Arc::new(fee_payer)),
+        fee_payer: market.fee_payer.map(Arc::new),
         max_compute_unit_price: config.payment.max_compute_unit_price.unwrap_or(100_000),
         max_compute_unit_limit: 200_000,
-        blockhash_refresh: LOCAL_BLOCKHASH_REFRESH,
+        blockhash_refresh: market.blockhash_refresh,
         ledger_timeout: Duration::from_secs(10),
         public_url: config.public_url.clone(),
         facilitator_url: config.payment.facilitator_url.clone(),
     };
-    let ledger: Arc<dyn Ledger> = market.ledger.clone();
-    let gate = Gate::new(settings, ledger, store).await;
+    let gate = Gate::new(settings, market.ledger, store).await;
     let routes = paid_routes(&config, &gate)?;
     let limits = RequestLimits {
         body_bytes: config.limits.request_body_bytes,
@@ -163,9 +121,179 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8402))),
         routes,
+        local: market.local,
+        demo_payer: market.demo_payer,
+    })
+}
+
+/// Where payments go and are read: a ledger, its network, the token and the payee.
+struct Market {
+    ledger: Arc<dyn Ledger>,
+    network: Network,
+    mint: Pubkey,
+    decimals: u8,
+    token_program: Pubkey,
+    pay_to: Pubkey,
+    fee_payer: Option<Keypair>,
+    blockhash_refresh: Duration,
+    local: Option<Arc<LocalLedger>>,
+    demo_payer: Option<PathBuf>,
+}
+
+/// The embedded ledger: its own mint, a funded fee payer and a demo payer.
+async fn embedded_market(
+    config: &Config,
+    program: Pubkey,
+    state_dir: &std::path::Path,
+) -> Result<Market, StartError> {
+    let network = config
+        .payment
+        .network
+        .as_deref()
+        .unwrap_or("solana-localnet");
+    if network != "solana-localnet" {
+        return Err(invalid(
+            "payment.network",
+            format!("{network} needs an RPC URL (X402_RPC_URL)"),
+        ));
+    }
+    if config.payment.asset.is_some() {
+        return Err(invalid(
+            "payment.asset",
+            "the embedded ledger pays in its own local mint",
+        ));
+    }
+    if program != x402_receipts::ID {
+        return Err(invalid(
+            "payment.program_id",
+            "the embedded ledger runs this build's program",
+        ));
+    }
+    let pay_to = optional_key(config.payment.pay_to.as_deref(), "payment.pay_to")?;
+    let market = LocalLedger::start_market(pay_to).await;
+    let fee_payer = match &config.payment.fee_payer_keypair {
+        Some(path) => {
+            let keypair = read_keypair_file(path).map_err(StartError::Io)?;
+            market
+                .ledger
+                .airdrop(&keypair.pubkey(), 10_000_000_000)
+                .await;
+            keypair
+        }
+        None => market.fee_payer.insecure_clone(),
+    };
+    let demo_payer = state_dir.join("demo-payer.json");
+    write_keypair_file(&market.demo_payer, &demo_payer)
+        .map_err(|e| StartError::Io(format!("cannot write {}: {e}", demo_payer.display())))?;
+    Ok(Market {
+        ledger: market.ledger.clone(),
+        network: market.ledger.network().clone(),
+        mint: market.mint,
+        decimals: LOCAL_DECIMALS,
+        token_program: spl_token::ID,
+        pay_to: market.merchant,
+        fee_payer: Some(fee_payer),
+        blockhash_refresh: LOCAL_BLOCKHASH_REFRESH,
         local: Some(market.ledger),
         demo_payer: Some(demo_payer),
     })
+}
+
+/// A Solana JSON-RPC node. The network named in configuration must be the node's.
+async fn rpc_market(config: &Config, url: &str) -> Result<Market, StartError> {
+    let p = &config.payment;
+    let commitment = match p.commitment.as_deref().unwrap_or("confirmed") {
+        "confirmed" => CommitmentConfig::confirmed(),
+        "finalized" => CommitmentConfig::finalized(),
+        other => {
+            return Err(invalid(
+                "payment.commitment",
+                format!("{other}: confirmed or finalized"),
+            ))
+        }
+    };
+    let options = RpcOptions {
+        commitment,
+        ..RpcOptions::default()
+    };
+    let unreachable = |e: x402_protocol::LedgerError| StartError::Io(format!("the RPC node: {e}"));
+    let ledger = match p.network.as_deref() {
+        // A network named by its CAIP-2 id alone (a local validator): taken as given.
+        Some(caip2) if caip2.starts_with("solana:") && Network::public(caip2).is_none() => {
+            RpcLedger::with_network(
+                url,
+                Network::localnet(caip2.trim_start_matches("solana:")),
+                options,
+            )
+        }
+        named => {
+            let ledger = RpcLedger::connect(url, options)
+                .await
+                .map_err(unreachable)?;
+            if let Some(expected) = named.filter(|n| *n != "solana-localnet") {
+                let expected = Network::public(expected)
+                    .ok_or_else(|| invalid("payment.network", expected))?;
+                if ledger.network() != &expected {
+                    let on = ledger.network().caip2().to_string();
+                    return Err(invalid(
+                        "payment.network",
+                        format!("the RPC node is on {on}, not {expected}"),
+                    ));
+                }
+            }
+            ledger
+        }
+    };
+    let mint = optional_key(p.asset.as_deref(), "payment.asset")?.ok_or_else(|| {
+        invalid(
+            "payment.asset",
+            "the mint to be paid in (USDC's on devnet or mainnet)",
+        )
+    })?;
+    let pay_to = optional_key(p.pay_to.as_deref(), "payment.pay_to")?.ok_or_else(|| {
+        invalid(
+            "payment.pay_to",
+            "the merchant's wallet (X402_MERCHANT_WALLET)",
+        )
+    })?;
+    let (decimals, token_program) = match p.decimals {
+        Some(decimals) => (decimals, spl_token::ID),
+        None => {
+            let account = ledger.account(&mint).await.map_err(unreachable)?;
+            let account =
+                account.ok_or_else(|| invalid("payment.asset", format!("no mint at {mint}")))?;
+            // A mint's decimals sit at byte 44, in SPL Token and Token-2022 alike.
+            let decimals = *account
+                .data
+                .get(44)
+                .ok_or_else(|| invalid("payment.asset", "not a mint"))?;
+            (decimals, account.owner)
+        }
+    };
+    let fee_payer = p
+        .fee_payer_keypair
+        .as_deref()
+        .map(read_keypair_file)
+        .transpose()
+        .map_err(StartError::Io)?;
+    Ok(Market {
+        network: ledger.network().clone(),
+        ledger: Arc::new(ledger),
+        mint,
+        decimals,
+        token_program,
+        pay_to,
+        fee_payer,
+        blockhash_refresh: Duration::from_secs(20),
+        local: None,
+        demo_payer: None,
+    })
+}
+
+fn optional_key(text: Option<&str>, name: &'static str) -> Result<Option<Pubkey>, StartError> {
+    text.map(Pubkey::from_str)
+        .transpose()
+        .map_err(|e| invalid(name, e))
 }
 
 /// The challenge key kept in the state directory, made on first start: challenges (and
@@ -262,8 +390,13 @@ fn paid_routes(config: &Config, gate: &Gate) -> Result<Vec<PaidRoute>, StartErro
 pub fn banner(verifier: &Verifier, address: SocketAddr) -> String {
     let s = verifier.gate.settings();
     let mut lines = vec![format!(
-        "x402 verifier on http://{address} ({}, embedded ledger, pays {} to {})",
+        "x402 verifier on http://{address} ({}, {}, pays {} to {})",
         s.network.v1_name(),
+        if verifier.local.is_some() {
+            "embedded ledger"
+        } else {
+            "JSON-RPC ledger"
+        },
         s.currency,
         s.pay_to
     )];
@@ -296,25 +429,31 @@ pub fn banner(verifier: &Verifier, address: SocketAddr) -> String {
     lines.join("\n")
 }
 
-/// Serves until SIGTERM or Ctrl-C, then lets requests in flight finish.
-pub async fn serve(router: axum::Router, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+/// Serves until `shutdown` resolves, then lets requests in flight finish.
+pub async fn serve(
+    router: axum::Router,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is called, not
+/// when it is first awaited: a SIGTERM right after start-up must not kill the process.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler");
+    async move {
+        #[cfg(unix)]
         tokio::select! {
-            _ = ctrl_c => {}
+            _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutting down");
 }
