@@ -346,11 +346,29 @@ impl Gate {
     /// Way 1: validate strictly, co-sign, submit, wait, then read the receipt.
     async fn settle_sponsored(
         &self,
-        mut tx: solana_transaction::Transaction,
+        tx: solana_transaction::Transaction,
         requirement: &Requirement,
         target: &Target,
         check: Option<&dyn PaymentCheck>,
     ) -> Result<(Receipt, Option<String>), Refusal> {
+        let payer = self.check_sponsored(&tx, requirement)?;
+        run_check(
+            check,
+            requirement.reference,
+            payer,
+            requirement.amount,
+            target,
+        )
+        .await?;
+        self.submit_sponsored(tx, requirement).await
+    }
+
+    /// Whether the fee payer may sign `tx` for `requirement`: the payer, or why not.
+    pub(crate) fn check_sponsored(
+        &self,
+        tx: &solana_transaction::Transaction,
+        requirement: &Requirement,
+    ) -> Result<Pubkey, Refusal> {
         let s = &self.0.settings;
         let fee_payer = s
             .fee_payer
@@ -361,16 +379,21 @@ impl Gate {
             max_compute_unit_price: s.max_compute_unit_price,
             max_compute_unit_limit: s.max_compute_unit_limit,
         };
-        let payer =
-            validate_sponsored(&tx, requirement, &policy).map_err(|d| refuse(d.reason()))?;
-        run_check(
-            check,
-            requirement.reference,
-            payer,
-            requirement.amount,
-            target,
-        )
-        .await?;
+        validate_sponsored(tx, requirement, &policy).map_err(|d| refuse(d.reason()))
+    }
+
+    /// Co-signs a checked sponsored payment, submits it, and reads its receipt.
+    pub(crate) async fn submit_sponsored(
+        &self,
+        mut tx: solana_transaction::Transaction,
+        requirement: &Requirement,
+    ) -> Result<(Receipt, Option<String>), Refusal> {
+        let fee_payer = self
+            .0
+            .settings
+            .fee_payer
+            .as_ref()
+            .ok_or_else(|| refuse("sponsorship_unavailable"))?;
         let blockhash = tx.message.recent_blockhash;
         tx.try_partial_sign(&[fee_payer.as_ref()], blockhash)
             .map_err(|_| refuse("transaction_bad_signature"))?;
@@ -397,7 +420,10 @@ impl Gate {
 
     /// The receipt `requirement` asks for, if it exists; a receipt that does not meet the
     /// requirement is a refusal.
-    async fn read_receipt(&self, requirement: &Requirement) -> Result<Option<Receipt>, Refusal> {
+    pub(crate) async fn read_receipt(
+        &self,
+        requirement: &Requirement,
+    ) -> Result<Option<Receipt>, Refusal> {
         match self
             .ledger_call(self.0.ledger.account(&requirement.receipt()))
             .await?

@@ -17,6 +17,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub mod config;
+pub mod facilitator;
 pub mod gate;
 pub mod layer;
 pub mod ledger;
@@ -69,6 +70,9 @@ pub fn app(gate: Gate, routes: Vec<PaidRoute>, limits: &RequestLimits) -> Router
     let mut router = Router::new()
         .route("/receipts/{reference}", get(receipts::show_receipt))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/verify", axum::routing::post(facilitator::verify))
+        .route("/settle", axum::routing::post(facilitator::settle))
+        .route("/supported", get(facilitator::supported))
         .with_state(gate);
     for route in routes {
         let filter = route

@@ -13,6 +13,7 @@
 //! one and [`decode_header`] reads one. To accept either version, decode into a
 //! [`serde_json::Value`] first and dispatch on [`version_of`].
 
+pub mod facilitator;
 pub mod v1;
 pub mod v2;
 

@@ -3,6 +3,7 @@
 
 pub mod support;
 
+mod facilitator;
 mod layer;
 mod postgres;
 mod proxy;

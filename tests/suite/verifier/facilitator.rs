@@ -1,0 +1,217 @@
+//! The facilitator API: another resource server delegates verifying and settling.
+
+use solana_keypair::Keypair;
+use solana_signer::Signer;
+use x402_protocol::scheme::{encode_transaction, ReceiptOffer};
+use x402_protocol::wire::facilitator::{SettleResponse, SupportedResponse, VerifyResponse};
+use x402_protocol::wire::v2;
+use x402_protocol::{Ledger, Reference, Requirement};
+use x402_verifier::unix_now;
+
+use super::support::*;
+
+/// An offer the delegating server made, with a reference of its own.
+async fn foreign_offer(h: &Harness, amount: u64) -> ReceiptOffer {
+    let s = h.gate.settings();
+    let mut reference = Keypair::new().pubkey().to_bytes();
+    reference[..8].copy_from_slice(&(unix_now() + 300).to_be_bytes());
+    let reference = Reference(reference);
+    ReceiptOffer {
+        network: s.network.caip2().into(),
+        requirement: Requirement {
+            program: s.program,
+            reference,
+            amount,
+            expires_at: reference.expires_at(),
+            mint: s.mint,
+            token_program: s.token_program,
+            pay_to: s.pay_to,
+        },
+        decimals: s.decimals,
+        fee_payer: Some(h.market.fee_payer.pubkey()),
+        recent_blockhash: Some(h.market.ledger.latest_blockhash().await.unwrap()),
+        resource: "https://other.example/api".into(),
+        description: String::new(),
+        mime_type: "application/json".into(),
+        max_timeout_seconds: 300,
+    }
+}
+
+fn v2_request(offer: &ReceiptOffer, payload: serde_json::Value) -> serde_json::Value {
+    let accepted = offer.to_v2(&offer.network);
+    let payment = v2::PaymentPayload {
+        x402_version: 2,
+        resource: None,
+        accepted: accepted.clone(),
+        payload,
+        extensions: None,
+    };
+    serde_json::json!({"x402Version": 2, "paymentPayload": payment, "paymentRequirements": accepted})
+}
+
+async fn post<T: serde::de::DeserializeOwned>(
+    h: &Harness,
+    path: &str,
+    body: &serde_json::Value,
+) -> (u16, T) {
+    let response = h.http.post(h.url(path)).json(body).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn supported_lists_the_receipt_scheme_in_both_versions_and_the_fee_payer() {
+    let h = Harness::start().await;
+    let supported: SupportedResponse = h
+        .http
+        .get(h.url("/supported"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<(u32, &str, &str)> = supported
+        .kinds
+        .iter()
+        .map(|k| (k.x402_version, k.scheme.as_str(), k.network.as_str()))
+        .collect();
+    let s = h.gate.settings();
+    assert_eq!(
+        kinds,
+        [
+            (1, "receipt", "solana-localnet"),
+            (2, "receipt", s.network.caip2())
+        ]
+    );
+    assert_eq!(
+        supported.signers["solana:*"][0],
+        h.market.fee_payer.pubkey().to_string()
+    );
+}
+
+#[tokio::test]
+async fn a_delegated_sponsored_payment_is_verified_then_settled_once_however_often_settle_is_called(
+) {
+    let h = Harness::start().await;
+    let payer = h.new_payer(PRICE).await;
+    let offer = foreign_offer(&h, PRICE).await;
+    let tx = sponsored_transaction(
+        &offer,
+        &payer,
+        &[offer
+            .requirement
+            .pay_instruction(&payer.pubkey(), &h.market.fee_payer.pubkey())],
+    );
+    let body = v2_request(
+        &offer,
+        serde_json::json!({"transaction": encode_transaction(&tx)}),
+    );
+
+    let (status, verified): (u16, VerifyResponse) = post(&h, "/verify", &body).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (verified.is_valid, verified.payer),
+        (true, Some(payer.pubkey().to_string()))
+    );
+    assert_eq!(
+        h.token_balance(&payer.pubkey()).await,
+        PRICE,
+        "verifying moves nothing"
+    );
+
+    let (_, settled): (u16, SettleResponse) = post(&h, "/settle", &body).await;
+    assert!(settled.success, "{settled:?}");
+    assert!(!settled.transaction.is_empty());
+    assert_eq!(settled.network, h.gate.settings().network.caip2());
+    let (_, again): (u16, SettleResponse) = post(&h, "/settle", &body).await;
+    assert!(
+        again.success,
+        "settling the same payment again is not an error: {again:?}"
+    );
+    assert_eq!(h.token_balance(&payer.pubkey()).await, 0, "paid once");
+    assert_eq!(h.token_balance(&h.market.merchant).await, PRICE);
+    assert!(h
+        .ledger
+        .inner
+        .account(&offer.requirement.receipt())
+        .await
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test]
+async fn a_delegated_self_submitted_payment_is_checked_by_its_receipt() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(PRICE).await;
+    let offer = foreign_offer(&h, PRICE).await;
+    let reference = offer.requirement.reference.to_string();
+    let body = v2_request(&offer, serde_json::json!({"reference": reference}));
+
+    let (_, unpaid): (u16, VerifyResponse) = post(&h, "/verify", &body).await;
+    assert_eq!(
+        (unpaid.is_valid, unpaid.invalid_reason.as_deref()),
+        (false, Some("receipt_not_found"))
+    );
+
+    h.pay_on_chain(&offer.requirement, &payer).await;
+    let (_, verified): (u16, VerifyResponse) = post(&h, "/verify", &body).await;
+    assert!(verified.is_valid);
+    let (_, settled): (u16, SettleResponse) = post(&h, "/settle", &body).await;
+    assert_eq!(
+        (settled.success, settled.payer),
+        (true, Some(payer.pubkey().to_string()))
+    );
+}
+
+#[tokio::test]
+async fn a_tampered_or_malformed_delegation_is_refused_and_costs_the_fee_payer_nothing() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(PRICE).await;
+    let fee_payer_sol = h.market.ledger.lamports(&h.market.fee_payer.pubkey()).await;
+    let offer = foreign_offer(&h, PRICE).await;
+    let cheaper = Requirement {
+        amount: PRICE - 1,
+        ..offer.requirement.clone()
+    };
+    let tx = sponsored_transaction(
+        &offer,
+        &payer,
+        &[cheaper.pay_instruction(&payer.pubkey(), &h.market.fee_payer.pubkey())],
+    );
+    let body = v2_request(
+        &offer,
+        serde_json::json!({"transaction": encode_transaction(&tx)}),
+    );
+
+    let (_, verified): (u16, VerifyResponse) = post(&h, "/verify", &body).await;
+    assert_eq!(
+        (verified.is_valid, verified.invalid_reason.as_deref()),
+        (false, Some("transaction_wrong_payment"))
+    );
+    let (_, settled): (u16, SettleResponse) = post(&h, "/settle", &body).await;
+    assert_eq!(
+        (settled.success, settled.error_reason.as_deref()),
+        (false, Some("transaction_wrong_payment"))
+    );
+
+    let mut elsewhere = body.clone();
+    elsewhere["paymentRequirements"]["network"] = "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp".into();
+    elsewhere["paymentPayload"]["accepted"]["network"] =
+        "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp".into();
+    let (_, verified): (u16, VerifyResponse) = post(&h, "/verify", &elsewhere).await;
+    assert_eq!(verified.invalid_reason.as_deref(), Some("invalid_network"));
+    let malformed = h
+        .http
+        .post(h.url("/verify"))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+
+    assert_eq!(
+        h.market.ledger.lamports(&h.market.fee_payer.pubkey()).await,
+        fee_payer_sol
+    );
+    assert_eq!(h.token_balance(&payer.pubkey()).await, PRICE);
+}
