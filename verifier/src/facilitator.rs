@@ -99,24 +99,27 @@ fn unread(error: Unread, respond: impl Fn(&'static str) -> Response) -> Response
     }
 }
 
-/// A refusal as a facilitator says it: a reason, or a 503 when the ledger did not answer.
-fn reason_of(refusal: Refusal) -> Result<String, Response> {
+/// A refusal's reason code; none when the ledger did not answer.
+fn reason_of(refusal: Refusal) -> Option<String> {
     match refusal {
-        Refusal::Challenge(reason) => Ok(reason.unwrap_or_else(|| "payment_required".into())),
-        Refusal::Pending { reason, .. } => Ok(reason.to_string()),
-        Refusal::InvalidPayload(_) => Ok("invalid_payload".into()),
-        Refusal::Unavailable => {
-            let mut response = (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"error": "ledger_unavailable"})),
-            )
-                .into_response();
-            response
-                .headers_mut()
-                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(2));
-            Err(response)
-        }
+        Refusal::Challenge(reason) => Some(reason.unwrap_or_else(|| "payment_required".into())),
+        Refusal::Pending { reason, .. } => Some(reason.to_string()),
+        Refusal::InvalidPayload(_) => Some("invalid_payload".into()),
+        Refusal::Unavailable => None,
     }
+}
+
+/// The ledger did not answer: retry, as with the gate.
+fn unavailable() -> Response {
+    let mut response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"error": "ledger_unavailable"})),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(2));
+    response
 }
 
 /// Checks a payment without settling it: a sponsored transaction is validated strictly;
@@ -159,10 +162,9 @@ pub async fn verify(State(gate): State<Gate>, body: Bytes) -> Response {
             payer: Some(payer.to_string()),
         })
         .into_response(),
-        Err(refusal) => match reason_of(refusal) {
-            Ok(reason) => invalid(&reason),
-            Err(unavailable) => unavailable,
-        },
+        Err(refusal) => reason_of(refusal)
+            .map(|reason| invalid(&reason))
+            .unwrap_or_else(unavailable),
     }
 }
 
@@ -218,10 +220,9 @@ pub async fn settle(State(gate): State<Gate>, body: Bytes) -> Response {
             network,
         })
         .into_response(),
-        Err(refusal) => match reason_of(refusal) {
-            Ok(reason) => failed(&reason),
-            Err(unavailable) => unavailable,
-        },
+        Err(refusal) => reason_of(refusal)
+            .map(|reason| failed(&reason))
+            .unwrap_or_else(unavailable),
     }
 }
 
