@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::OnceLock;
 
 use solana_keypair::Keypair;
 use solana_signer::Signer;
@@ -10,24 +9,18 @@ use x402_protocol::keypair::write_keypair_file;
 
 use crate::verifier::support::*;
 
-/// The `x402` binary, built once for these tests.
-fn x402() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let mut build = std::process::Command::new(env!("CARGO"));
-        build.args(["build", "--quiet", "-p", "x402-client", "--bin", "x402"]);
-        if std::env::var_os("CI").is_some() {
-            build.arg("--locked");
-        }
-        assert!(
-            build.status().unwrap().success(),
-            "cargo builds the x402 binary"
-        );
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-        target.join("debug/x402")
-    })
+/// The `x402` binary as `cargo test --workspace` builds it (client/tests makes it).
+fn x402() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let binary = target.join("debug/x402");
+    assert!(
+        binary.exists(),
+        "{} is built by `cargo test --workspace`",
+        binary.display()
+    );
+    binary
 }
 
 async fn run(args: &[&str]) -> Output {
