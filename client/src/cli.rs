@@ -11,10 +11,10 @@ use std::sync::Arc;
 use anchor_lang::prelude::Pubkey;
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
-use x402_client::receipts::{close_expired, find_receipt, receipts_for_payee, FoundReceipt};
 use x402_client::{Challenge, ClientError, Limit, SpendingPolicy, X402Client};
 use x402_protocol::amount::format_units;
 use x402_protocol::keypair::read_keypair_file;
+use x402_protocol::receipt::{close_expired, find_receipt, receipts_for_payee, FoundReceipt};
 use x402_protocol::rpc::{RpcLedger, RpcOptions};
 use x402_protocol::{Ledger, Network, Reference};
 

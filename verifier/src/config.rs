@@ -23,6 +23,8 @@ pub struct Config {
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
+    pub janitor: Janitor,
+    #[serde(default)]
     pub routes: Vec<RouteConfig>,
 }
 
@@ -77,6 +79,25 @@ impl Default for Limits {
             response_body_bytes: 16 * 1024 * 1024,
             upstream_timeout_seconds: 30,
             request_timeout_seconds: 60,
+        }
+    }
+}
+
+/// Closing the expired receipts the fee payer funded, to take their rent back.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Janitor {
+    /// Seconds between rounds; 0 turns the janitor off.
+    pub interval_seconds: u64,
+    /// How long after its expiry a receipt is kept open (for audits and late checks).
+    pub retention_seconds: u64,
+}
+
+impl Default for Janitor {
+    fn default() -> Self {
+        Janitor {
+            interval_seconds: 600,
+            retention_seconds: 3600,
         }
     }
 }
@@ -155,7 +176,15 @@ impl Config {
                     .map_err(|e| invalid("X402_MAX_COMPUTE_UNIT_PRICE", format!("{e}")))?,
             );
         }
-        let limits: [(&'static str, &mut u64); 3] = [
+        let limits: [(&'static str, &mut u64); 5] = [
+            (
+                "X402_JANITOR_INTERVAL_SECONDS",
+                &mut self.janitor.interval_seconds,
+            ),
+            (
+                "X402_JANITOR_RETENTION_SECONDS",
+                &mut self.janitor.retention_seconds,
+            ),
             (
                 "X402_RESPONSE_BODY_BYTES",
                 &mut self.limits.response_body_bytes,

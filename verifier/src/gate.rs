@@ -15,6 +15,7 @@ use solana_keypair::Keypair;
 use solana_signer::Signer;
 use tokio::sync::RwLock;
 use x402_protocol::amount::{format_units, parse_units, AmountError};
+use x402_protocol::receipt::{close_expired, funded_by, CloseReport};
 use x402_protocol::scheme::{paid_reference, ReceiptOffer};
 use x402_protocol::wire::{encode_header, v1, v2};
 use x402_protocol::{
@@ -22,6 +23,7 @@ use x402_protocol::{
     Reference, ReferenceError, Requirement, SponsorPolicy, Terms,
 };
 
+use crate::metrics::Metrics;
 use crate::payment::{read_payment, Payment, PaymentError, Wire};
 use crate::store::{Grant, GrantStore};
 use crate::unix_now;
@@ -154,6 +156,7 @@ struct Inner {
     /// The blockhash sponsored challenges carry, refreshed in the background so that
     /// issuing a challenge makes no ledger call.
     blockhash: RwLock<Option<Hash>>,
+    metrics: Metrics,
 }
 
 impl Gate {
@@ -175,6 +178,7 @@ impl Gate {
             ledger,
             store,
             blockhash: RwLock::new(None),
+            metrics: Metrics::default(),
         }));
         if sponsored {
             gate.refresh_blockhash().await;
@@ -193,7 +197,9 @@ impl Gate {
     }
 
     async fn refresh_blockhash(&self) {
-        let fresh = self.ledger_call(self.0.ledger.latest_blockhash()).await;
+        let fresh = self
+            .ledger_call("latest_blockhash", self.0.ledger.latest_blockhash())
+            .await;
         if let Err(error) = &fresh {
             tracing::warn!(%error, "cannot refresh the blockhash for sponsored challenges");
         }
@@ -339,6 +345,7 @@ impl Gate {
         if !self.0.store.try_grant(&grant).await? {
             return Err(refuse("reference_already_used"));
         }
+        self.0.metrics.granted();
         tracing::info!(reference = %reference, payer = %settled.payer, amount = settled.amount, "granted");
         Ok((settled, wire))
     }
@@ -400,7 +407,7 @@ impl Gate {
         let signature = tx.signatures[0].to_string();
         // A rejection may be this very payment landing earlier (a client retrying after a
         // 503): the receipt decides, not the rejection.
-        let rejected = match self.ledger_call(self.0.ledger.submit(&tx)).await {
+        let rejected = match self.ledger_call("submit", self.0.ledger.submit(&tx)).await {
             Ok(_) => None,
             Err(LedgerError::Rejected(why)) => Some(why),
             Err(unavailable) => return Err(unavailable.into()),
@@ -425,7 +432,7 @@ impl Gate {
         requirement: &Requirement,
     ) -> Result<Option<Receipt>, Refusal> {
         match self
-            .ledger_call(self.0.ledger.account(&requirement.receipt()))
+            .ledger_call("account", self.0.ledger.account(&requirement.receipt()))
             .await?
         {
             Some(account) => Ok(Some(
@@ -439,15 +446,63 @@ impl Gate {
     /// unavailable (a 503), never as an answer.
     async fn ledger_call<T>(
         &self,
+        kind: &'static str,
         call: impl std::future::Future<Output = Result<T, LedgerError>>,
     ) -> Result<T, LedgerError> {
-        tokio::time::timeout(self.0.settings.ledger_timeout, call)
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(self.0.settings.ledger_timeout, call)
             .await
-            .unwrap_or_else(|_| Err(LedgerError::Unavailable("the ledger call timed out".into())))
+            .unwrap_or_else(|_| Err(LedgerError::Unavailable("the ledger call timed out".into())));
+        let failed = matches!(answer, Err(LedgerError::Unavailable(_)));
+        self.0.metrics.ledger_call(kind, started.elapsed(), failed);
+        answer
+    }
+
+    /// The verifier's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// The rent held in open receipts the fee payer funded (one ledger call).
+    pub async fn rent_held(&self) -> Result<u64, LedgerError> {
+        let Some(fee_payer) = &self.0.settings.fee_payer else {
+            return Ok(0);
+        };
+        let filters = funded_by(&fee_payer.pubkey());
+        let program = self.0.settings.program;
+        let funded = self
+            .ledger_call(
+                "program_accounts",
+                self.0.ledger.program_accounts(&program, &filters),
+            )
+            .await?;
+        Ok(funded.iter().map(|(_, account)| account.lamports).sum())
+    }
+
+    /// The janitor's round: closes the receipts the fee payer funded whose challenge
+    /// expired more than `retention` ago, and takes their rent back.
+    pub async fn close_expired_receipts(
+        &self,
+        retention: Duration,
+    ) -> Result<CloseReport, LedgerError> {
+        let Some(fee_payer) = &self.0.settings.fee_payer else {
+            return Ok(CloseReport::default());
+        };
+        let before = unix_now().saturating_sub(retention.as_secs() as i64);
+        let report = close_expired(
+            self.0.ledger.as_ref(),
+            &self.0.settings.program,
+            fee_payer,
+            before,
+        )
+        .await?;
+        self.0.metrics.rent_returned(report.rent_returned);
+        Ok(report)
     }
 
     /// Gives the grant back after the upstream failed: the receipt may be used again.
     pub async fn release(&self, settled: &SettledPayment) {
+        self.0.metrics.released();
         if let Err(error) = self.0.store.release(&settled.reference.to_string()).await {
             tracing::error!(%error, reference = %settled.reference, "could not release a grant");
         }
@@ -460,6 +515,21 @@ impl Gate {
         price: &Price,
         target: &Target,
     ) -> Response {
+        let m = &self.0.metrics;
+        match &refusal {
+            Refusal::InvalidPayload(_) => m.refused("invalid_payload"),
+            Refusal::Unavailable => m.refused("ledger_unavailable"),
+            Refusal::Challenge(reason) => {
+                m.challenge_issued();
+                if let Some(reason) = reason {
+                    m.refused(reason);
+                }
+            }
+            Refusal::Pending { reason, .. } => {
+                m.challenge_issued();
+                m.refused(reason);
+            }
+        }
         match refusal {
             Refusal::InvalidPayload(why) => (
                 StatusCode::BAD_REQUEST,

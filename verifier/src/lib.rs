@@ -21,6 +21,7 @@ pub mod facilitator;
 pub mod gate;
 pub mod layer;
 pub mod ledger;
+pub mod metrics;
 pub mod payment;
 pub mod proxy;
 pub mod receipts;
@@ -73,6 +74,7 @@ pub fn app(gate: Gate, routes: Vec<PaidRoute>, limits: &RequestLimits) -> Router
         .route("/verify", axum::routing::post(facilitator::verify))
         .route("/settle", axum::routing::post(facilitator::settle))
         .route("/supported", get(facilitator::supported))
+        .route("/metrics", get(metrics))
         .with_state(gate);
     for route in routes {
         let filter = route
@@ -143,6 +145,18 @@ fn axum_path(pattern: &str) -> String {
         Some(prefix) => format!("{prefix}/{{*rest}}"),
         None => pattern.to_string(),
     }
+}
+
+/// `GET /metrics`: the counters, and the rent held in open receipts when the ledger
+/// answers.
+async fn metrics(
+    axum::extract::State(gate): axum::extract::State<Gate>,
+) -> impl axum::response::IntoResponse {
+    let rent_held = gate.rent_held().await.ok();
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        gate.metrics().render(rent_held),
+    )
 }
 
 /// The demo resource: what the buyer paid for, and the payment it was paid with.

@@ -109,6 +109,9 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
         facilitator_url: config.payment.facilitator_url.clone(),
     };
     let gate = Gate::new(settings, market.ledger, store).await;
+    if config.janitor.interval_seconds > 0 {
+        spawn_janitor(&gate, &config.janitor);
+    }
     let routes = paid_routes(&config, &gate)?;
     let limits = RequestLimits {
         body_bytes: config.limits.request_body_bytes,
@@ -124,6 +127,28 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
         local: market.local,
         demo_payer: market.demo_payer,
     })
+}
+
+/// Closes the fee payer's expired receipts every interval, while the gate lives.
+fn spawn_janitor(gate: &Gate, janitor: &crate::config::Janitor) {
+    let gate = gate.clone();
+    let interval = Duration::from_secs(janitor.interval_seconds);
+    let retention = Duration::from_secs(janitor.retention_seconds);
+    tokio::spawn(async move {
+        let mut rounds = tokio::time::interval(interval);
+        loop {
+            rounds.tick().await;
+            match gate.close_expired_receipts(retention).await {
+                Ok(report) if !report.closed.is_empty() => tracing::info!(
+                    closed = report.closed.len(),
+                    rent_returned = report.rent_returned,
+                    "janitor closed expired receipts"
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "janitor round failed"),
+            }
+        }
+    });
 }
 
 /// Where payments go and are read: a ledger, its network, the token and the payee.

@@ -5,6 +5,7 @@ pub mod support;
 
 mod facilitator;
 mod layer;
+mod operations;
 mod postgres;
 mod proxy;
 mod refusals;
