@@ -237,7 +237,8 @@ impl Gate {
         }
     }
 
-    fn requirement(&self, amount: u64, reference: Reference) -> Requirement {
+    /// What a payment of `amount` for `reference` must be, at this gate.
+    pub fn requirement(&self, amount: u64, reference: Reference) -> Requirement {
         let s = &self.0.settings;
         Requirement {
             program: s.program,

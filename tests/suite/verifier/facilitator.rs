@@ -18,15 +18,7 @@ async fn foreign_offer(h: &Harness, amount: u64) -> ReceiptOffer {
     let reference = Reference(reference);
     ReceiptOffer {
         network: s.network.caip2().into(),
-        requirement: Requirement {
-            program: s.program,
-            reference,
-            amount,
-            expires_at: reference.expires_at(),
-            mint: s.mint,
-            token_program: s.token_program,
-            pay_to: s.pay_to,
-        },
+        requirement: h.gate.requirement(amount, reference),
         decimals: s.decimals,
         fee_payer: Some(h.market.fee_payer.pubkey()),
         recent_blockhash: Some(h.market.ledger.latest_blockhash().await.unwrap()),

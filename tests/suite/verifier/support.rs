@@ -308,16 +308,7 @@ impl Harness {
 
     /// What the verifier requires for `reference` at the `/api/*` price.
     pub fn gate_requirement(&self, reference: Reference) -> Requirement {
-        let s = self.gate.settings();
-        Requirement {
-            program: s.program,
-            reference,
-            amount: PRICE,
-            expires_at: reference.expires_at(),
-            mint: s.mint,
-            token_program: s.token_program,
-            pay_to: s.pay_to,
-        }
+        self.gate.requirement(PRICE, reference)
     }
 
     /// A reference for `terms` of this verifier, issued with its key.
