@@ -358,3 +358,31 @@ impl Ledger for RpcLedger {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_node_is_unavailable_and_its_url_is_never_shown() {
+        // Providers put API keys in the URL: nothing the ledger says may repeat it.
+        let url = "http://127.0.0.1:9/v2/secret-api-key-1234";
+        let options = RpcOptions {
+            deadline: Duration::from_millis(500),
+            ..RpcOptions::default()
+        };
+        let error = RpcLedger::connect(url, options.clone()).await.unwrap_err();
+        let ledger = RpcLedger::with_network(url, Network::devnet(), options);
+        let read = ledger.account(&Pubkey::new_unique()).await.unwrap_err();
+        let blockhash = ledger.latest_blockhash().await.unwrap_err();
+        for error in [error, read, blockhash] {
+            assert!(matches!(error, LedgerError::Unavailable(_)), "{error:?}");
+            let shown = format!("{error} {error:?}");
+            assert!(
+                !shown.contains("secret-api-key") && !shown.contains("127.0.0.1:9"),
+                "{shown}"
+            );
+        }
+        assert!(!format!("{ledger:?}").contains("secret-api-key"));
+    }
+}
