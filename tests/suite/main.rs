@@ -3,4 +3,5 @@
 
 mod client;
 mod program;
+mod rpc;
 mod verifier;

@@ -26,41 +26,68 @@ fn fail(message: String) -> ! {
 
 fn read_account(path: &str) -> AccountSharedData {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| fail(format!("{path}: {e}")));
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| fail(format!("{path}: {e}")));
-    let field = |name: &str| json[name].as_str().unwrap_or_else(|| fail(format!("{path}: no {name}"))).to_string();
+    let json: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| fail(format!("{path}: {e}")));
+    let field = |name: &str| {
+        json[name]
+            .as_str()
+            .unwrap_or_else(|| fail(format!("{path}: no {name}")))
+            .to_string()
+    };
     let data = base64::engine::general_purpose::STANDARD
         .decode(field("data"))
         .unwrap_or_else(|e| fail(format!("{path}: data: {e}")));
     AccountSharedData::from(Account {
-        lamports: json["lamports"].as_u64().unwrap_or_else(|| fail(format!("{path}: no lamports"))),
+        lamports: json["lamports"]
+            .as_u64()
+            .unwrap_or_else(|| fail(format!("{path}: no lamports"))),
         data,
-        owner: Pubkey::from_str(&field("owner")).unwrap_or_else(|e| fail(format!("{path}: owner: {e}"))),
+        owner: Pubkey::from_str(&field("owner"))
+            .unwrap_or_else(|e| fail(format!("{path}: owner: {e}"))),
         executable: false,
         rent_epoch: 0,
     })
 }
 
 fn split<'a>(value: &'a str, flag: &str) -> (&'a str, &'a str) {
-    value.split_once('=').unwrap_or_else(|| fail(format!("{flag} takes KEY=VALUE")))
+    value
+        .split_once('=')
+        .unwrap_or_else(|| fail(format!("{flag} takes KEY=VALUE")))
 }
 
 #[tokio::main]
 async fn main() {
     let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut genesis = TestValidatorGenesis::default();
-    genesis.bind_ip_addr(loopback).gossip_host(loopback).faucet_addr(None);
+    genesis
+        .bind_ip_addr(loopback)
+        .gossip_host(loopback)
+        .faucet_addr(None);
     let mut payer_file: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let value = args.next().unwrap_or_else(|| fail(format!("{flag} needs a value")));
+        let value = args
+            .next()
+            .unwrap_or_else(|| fail(format!("{flag} needs a value")));
         match flag.as_str() {
             "--rpc-port" => {
-                genesis.rpc_port(value.parse().unwrap_or_else(|e| fail(format!("--rpc-port: {e}"))));
+                genesis.rpc_port(
+                    value
+                        .parse()
+                        .unwrap_or_else(|e| fail(format!("--rpc-port: {e}"))),
+                );
             }
             "--port-range" => {
-                let (low, high) = value.split_once('-').unwrap_or_else(|| fail("--port-range takes LOW-HIGH".into()));
-                let port = |p: &str| p.parse().unwrap_or_else(|e| fail(format!("--port-range: {e}")));
-                genesis.port_range((port(low), port(high))).gossip_port(port(low));
+                let (low, high) = value
+                    .split_once('-')
+                    .unwrap_or_else(|| fail("--port-range takes LOW-HIGH".into()));
+                let port = |p: &str| {
+                    p.parse()
+                        .unwrap_or_else(|e| fail(format!("--port-range: {e}")))
+                };
+                genesis
+                    .port_range((port(low), port(high)))
+                    .gossip_port(port(low));
             }
             "--ledger" => {
                 genesis.ledger_path(value);
@@ -68,13 +95,15 @@ async fn main() {
             "--payer" => payer_file = Some(value.into()),
             "--account" => {
                 let (address, path) = split(&value, "--account");
-                let address = Pubkey::from_str(address).unwrap_or_else(|e| fail(format!("--account: {e}")));
+                let address =
+                    Pubkey::from_str(address).unwrap_or_else(|e| fail(format!("--account: {e}")));
                 genesis.add_account(address, read_account(path));
             }
             "--program" => {
                 let (id, path) = split(&value, "--program");
                 genesis.add_upgradeable_programs_with_path(&[UpgradeableProgramInfo {
-                    program_id: Pubkey::from_str(id).unwrap_or_else(|e| fail(format!("--program: {e}"))),
+                    program_id: Pubkey::from_str(id)
+                        .unwrap_or_else(|e| fail(format!("--program: {e}"))),
                     loader: solana_sdk_ids::bpf_loader_upgradeable::id(),
                     upgrade_authority: Pubkey::default(),
                     program_path: path.into(),
@@ -87,12 +116,16 @@ async fn main() {
     let (validator, payer) = genesis.start_async().await;
     if let Some(path) = payer_file {
         let bytes = payer.to_bytes().to_vec();
-        std::fs::write(&path, serde_json::to_string(&bytes).expect("bytes serialize"))
-            .unwrap_or_else(|e| fail(format!("{}: {e}", path.display())));
+        std::fs::write(
+            &path,
+            serde_json::to_string(&bytes).expect("bytes serialize"),
+        )
+        .unwrap_or_else(|e| fail(format!("{}: {e}", path.display())));
     }
     println!("READY {}", validator.rpc_url());
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     let mut stdin = tokio::io::stdin();
     let mut sink = [0u8; 64];
     loop {

@@ -10,7 +10,7 @@ use x402_protocol::keypair::write_keypair_file;
 use crate::verifier::support::*;
 
 /// The `x402` binary as `cargo test --workspace` builds it (client/tests makes it).
-fn x402() -> PathBuf {
+pub fn x402() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));

@@ -1,6 +1,6 @@
 //! The payer side against a real verifier over sockets: the library, the receipt
 //! functions on the embedded ledger, and the `x402` binary.
 
-mod cli;
+pub mod cli;
 mod library;
 mod receipts;
