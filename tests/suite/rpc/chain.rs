@@ -187,6 +187,41 @@ async fn the_verifier_on_json_rpc_grants_receipts_refuses_defects_and_coalesces_
         receipts.pay(&paid).await;
         defects.push((path, reference, reason));
     }
+    // Another mint, and accounts the program never wrote: another owner, not a receipt.
+    let other_mint = ledger.create_mint(spl_token::ID).await;
+    let payer = receipts.market.demo_payer.pubkey();
+    ledger
+        .create_token_account(&payer, &other_mint, spl_token::ID)
+        .await;
+    ledger
+        .create_token_account(&receipts.market.merchant, &other_mint, spl_token::ID)
+        .await;
+    ledger.mint_to(&other_mint, &payer, PRICE).await;
+    let reference = receipts.issue("/api/mint");
+    receipts
+        .pay(&Requirement {
+            mint: other_mint,
+            ..receipts.requirement(reference)
+        })
+        .await;
+    defects.push(("/api/mint", reference, "receipt_wrong_mint"));
+    let genuine = receipts.accounts[0].1.clone();
+    for (path, reason) in [
+        ("/api/owner", "receipt_wrong_owner"),
+        ("/api/garbage", "receipt_not_a_receipt"),
+    ] {
+        let reference = receipts.issue(path);
+        let mut account = genuine.clone();
+        if reason == "receipt_wrong_owner" {
+            account.owner = Pubkey::new_unique();
+        } else {
+            account.data[0] ^= 0xff;
+        }
+        receipts
+            .accounts
+            .push((receipts.requirement(reference).receipt(), account));
+        defects.push((path, reference, reason));
+    }
     let unpaid = receipts.issue("/api/unpaid");
 
     let validator = Validator::start(&receipts.accounts).await;
@@ -239,6 +274,19 @@ async fn the_verifier_on_json_rpc_grants_receipts_refuses_defects_and_coalesces_
     );
     assert_eq!(gate.store().grants().await.unwrap().len(), 7);
 
+    // Ten reads of one reference at once share calls too: the key is asked once a batch.
+    let before = proxy.count("getMultipleAccounts");
+    let same = (0..10).map(|_| {
+        let (http, url) = (http.clone(), url.clone());
+        async move { present(&http, &url, "/api/unpaid", &unpaid).await.0 }
+    });
+    assert_eq!(join_all(same).await, vec![402; 10]);
+    let calls = proxy.count("getMultipleAccounts") - before;
+    assert!(
+        (1..10).contains(&calls),
+        "{calls} getMultipleAccounts calls for 10 reads of one reference"
+    );
+
     // x402 reads the same chain over JSON-RPC.
     let x402 = crate::client::cli::x402();
     let shown = std::process::Command::new(&x402)
@@ -272,8 +320,9 @@ async fn the_verifier_on_json_rpc_grants_receipts_refuses_defects_and_coalesces_
         .output()
         .unwrap();
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
-    // All paid to the merchant but the one paid elsewhere.
-    assert_eq!(listed["count"], receipts.accounts.len() - 1);
+    // The program's receipts paying the merchant: all but the one paid elsewhere and
+    // the one owned by another program (the garbage one has no receipt discriminator).
+    assert_eq!(listed["count"], receipts.accounts.len() - 3);
     let missing = std::process::Command::new(&x402)
         .args(["receipt", &unpaid.to_string(), "--rpc-url", &validator.url])
         .output()
