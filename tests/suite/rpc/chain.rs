@@ -98,23 +98,47 @@ async fn verifier(receipts: &Receipts, proxy: &Proxy, store: &tempfile::TempDir)
         ..RpcOptions::default()
     };
     let ledger = RpcLedger::with_network(&proxy.url, network(), options);
-    let settings = PaymentSettings {
-        network: network(),
+    let settings = settings(
+        network(),
+        receipts.market.mint,
+        receipts.market.merchant,
+        None,
+    );
+    serve(settings, ledger, store).await
+}
+
+/// This test's gate settings: the key, USDC-like decimals, room for a confirmation.
+fn settings(
+    network: Network,
+    mint: Pubkey,
+    pay_to: Pubkey,
+    fee_payer: Option<Keypair>,
+) -> PaymentSettings {
+    PaymentSettings {
+        network,
         program: x402_receipts::ID,
-        mint: receipts.market.mint,
+        mint,
         decimals: 6,
         token_program: spl_token::ID,
         currency: "USDC".into(),
-        pay_to: receipts.market.merchant,
+        pay_to,
         challenge_keys: vec![key()],
-        fee_payer: None,
-        max_compute_unit_price: 0,
-        max_compute_unit_limit: 0,
+        fee_payer: fee_payer.map(Arc::new),
+        max_compute_unit_price: 100_000,
+        max_compute_unit_limit: 200_000,
         blockhash_refresh: Duration::from_secs(20),
-        ledger_timeout: Duration::from_secs(2),
+        ledger_timeout: Duration::from_secs(10),
         public_url: None,
         facilitator_url: None,
-    };
+    }
+}
+
+/// A gate over `ledger` serving `/api/*` at 0.01 over a socket: the gate and its base URL.
+async fn serve(
+    settings: PaymentSettings,
+    ledger: RpcLedger,
+    store: &tempfile::TempDir,
+) -> (Gate, String) {
     let store = GrantStore::connect(&format!(
         "sqlite://{}",
         store.path().join("grants.db").display()
@@ -128,14 +152,11 @@ async fn verifier(receipts: &Receipts, proxy: &Proxy, store: &tempfile::TempDir)
         payment: gate.price("0.01"),
         service: RouteService::Demo,
     };
-    let router = app(
-        gate.clone(),
-        vec![route],
-        &RequestLimits {
-            body_bytes: 1024,
-            timeout: Duration::from_secs(30),
-        },
-    );
+    let limits = RequestLimits {
+        body_bytes: 1024,
+        timeout: Duration::from_secs(60),
+    };
+    let router = app(gate.clone(), vec![route], &limits);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -528,45 +549,11 @@ async fn the_full_sponsored_flow_runs_on_a_validator_when_the_program_is_built()
     );
     send(&ledger, setup, vec![&authority]).await;
 
-    let settings = PaymentSettings {
-        network: ledger.network().clone(),
-        program: x402_receipts::ID,
-        mint: mint.pubkey(),
-        decimals: 6,
-        token_program: spl_token::ID,
-        currency: "USDC".into(),
-        pay_to: merchant.pubkey(),
-        challenge_keys: vec![key()],
-        fee_payer: Some(Arc::new(fee_payer)),
-        max_compute_unit_price: 100_000,
-        max_compute_unit_limit: 200_000,
-        blockhash_refresh: Duration::from_secs(20),
-        ledger_timeout: Duration::from_secs(30),
-        public_url: None,
-        facilitator_url: None,
-    };
+    let network = ledger.network().clone();
+    let settings = settings(network, mint.pubkey(), merchant.pubkey(), Some(fee_payer));
     let store = tempfile::tempdir().unwrap();
-    let store = GrantStore::connect(&format!("sqlite://{}", store.path().join("g.db").display()))
-        .await
-        .unwrap();
-    let gate = Gate::new(settings, Arc::new(ledger), store).await;
-    let route = PaidRoute {
-        pattern: "/api/*".into(),
-        methods: vec![http::Method::GET],
-        payment: gate.price("0.01"),
-        service: RouteService::Demo,
-    };
-    let router = app(
-        gate.clone(),
-        vec![route],
-        &RequestLimits {
-            body_bytes: 1024,
-            timeout: Duration::from_secs(60),
-        },
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/api/sbf", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let (gate, base) = serve(settings, ledger, &store).await;
+    let url = format!("{base}/api/sbf");
 
     let client = x402_client::X402Client::builder()
         .keypair(payer.insecure_clone())
