@@ -508,11 +508,7 @@ async fn close(
 ) -> Result<u8, Failure> {
     let keypair = read_keypair_file(keypair).map_err(|e| fail(1, e))?;
     let ledger = connect(rpc_url).await?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default();
-    let report = close_expired(&ledger, program, &keypair, now)
+    let report = close_expired(&ledger, program, &keypair, x402_protocol::unix_now())
         .await
         .map_err(|e| match e {
             x402_protocol::LedgerError::Unavailable(_) => fail(5, e),

@@ -15,6 +15,14 @@ pub mod sponsored;
 pub mod wire;
 
 pub use anchor_lang::prelude::Pubkey;
+
+/// Unix seconds now: the clock challenges expire by.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
 pub use ledger::{AccountFilter, Ledger, LedgerError};
 pub use network::{Cluster, Network};
 pub use receipt::{check_receipt, LedgerAccount, Receipt, ReceiptDefect};

@@ -269,18 +269,9 @@ mod tests {
     use anchor_lang::AccountSerialize;
 
     use super::*;
-    use crate::reference::Reference;
 
     fn requirement() -> Requirement {
-        Requirement {
-            program: x402_receipts::ID,
-            reference: Reference([5; 32]),
-            amount: 10_000,
-            expires_at: 1_000,
-            mint: Pubkey::new_from_array([2; 32]),
-            token_program: anchor_spl::token::ID,
-            pay_to: Pubkey::new_from_array([3; 32]),
-        }
+        Requirement::sample()
     }
 
     fn receipt_for(requirement: &Requirement) -> Receipt {

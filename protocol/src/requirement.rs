@@ -78,6 +78,22 @@ impl Requirement {
     }
 }
 
+#[cfg(test)]
+impl Requirement {
+    /// A fixed requirement for unit tests: 10_000 units, expiring at 1_000.
+    pub(crate) fn sample() -> Self {
+        Requirement {
+            program: x402_receipts::ID,
+            reference: Reference([5; 32]),
+            amount: 10_000,
+            expires_at: 1_000,
+            mint: Pubkey::new_from_array([2; 32]),
+            token_program: anchor_spl::token::ID,
+            pay_to: Pubkey::new_from_array([3; 32]),
+        }
+    }
+}
+
 /// The receipt address of `reference` under `program`: `[RECEIPT_SEED, reference]`.
 pub fn receipt_address(program: &Pubkey, reference: &Reference) -> Pubkey {
     Pubkey::find_program_address(&[x402_receipts::RECEIPT_SEED, &reference.0], program).0

@@ -197,15 +197,7 @@ mod tests {
     fn case() -> Case {
         let fee_payer = Pubkey::new_from_array([8; 32]);
         Case {
-            requirement: Requirement {
-                program: x402_receipts::ID,
-                reference: Reference([5; 32]),
-                amount: 10_000,
-                expires_at: 1_000,
-                mint: Pubkey::new_from_array([2; 32]),
-                token_program: anchor_spl::token::ID,
-                pay_to: Pubkey::new_from_array([3; 32]),
-            },
+            requirement: Requirement::sample(),
             policy: SponsorPolicy {
                 fee_payer,
                 max_compute_unit_price: 1_000,

@@ -6,7 +6,7 @@
 //! the `x402-verifier` binary), or inside an axum app as a tower layer
 //! ([`Gate::price`]).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::routing::{get, on, MethodFilter, MethodRouter};
 use axum::{Extension, Json, Router};
@@ -32,13 +32,7 @@ pub use gate::{Gate, PaymentAttempt, PaymentCheck, PaymentSettings, Price, Settl
 pub use layer::PaymentLayer;
 pub use store::{Grant, GrantStore};
 
-/// Unix seconds now.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
+pub use x402_protocol::unix_now;
 
 /// What a paid route serves.
 #[derive(Clone)]

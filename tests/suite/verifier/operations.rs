@@ -22,15 +22,7 @@ async fn metrics_count_challenges_grants_refusals_ledger_calls_and_rent_held() {
     );
     assert_eq!(h.send("GET", "/api/m", &[payment]).await.status(), 402);
 
-    let text = h
-        .http
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = h.metrics().await;
     let rent = h
         .ledger
         .inner
@@ -103,15 +95,7 @@ async fn the_janitor_closes_expired_receipts_the_fee_payer_funded_and_takes_the_
         .await
         .unwrap()
         .is_none());
-    let text = h
-        .http
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = h.metrics().await;
     assert!(
         text.contains(&format!("x402_rent_returned_lamports_total {deposit}")),
         "{text}"

@@ -249,6 +249,18 @@ impl Harness {
         serve(app_for(&gate, &self.api_url)).await
     }
 
+    /// The verifier's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.url)
     }
