@@ -6,7 +6,7 @@ use std::time::Duration;
 use solana_keypair::Keypair;
 use solana_signer::Signer;
 use x402_protocol::scheme::{encode_transaction, SCHEME};
-use x402_protocol::wire::{decode_header, encode_header, v1, v2};
+use x402_protocol::wire::{self, decode_header, v1, v2, PaymentMessage, Version};
 use x402_protocol::{Ledger, LedgerError, ReceiptOffer};
 
 use crate::policy::{PolicyRefusal, SpendingPolicy};
@@ -301,28 +301,20 @@ impl X402Client {
                 (payload, false, Some(signature))
             }
         };
-        let header = match &challenge.v2 {
-            Some(required) => {
-                let accepted = offer.to_v2(&offer.network);
-                let payment = v2::PaymentPayload {
-                    x402_version: v2::VERSION,
-                    resource: Some(required.resource.clone()),
-                    accepted,
-                    payload,
-                    extensions: None,
-                };
-                (v2::PAYMENT_SIGNATURE, encode_header(&payment))
-            }
-            None => {
-                let payment = v1::PaymentPayload {
-                    x402_version: v1::VERSION,
-                    scheme: SCHEME.into(),
-                    network: offer.network.clone(),
-                    payload,
-                };
-                (v1::X_PAYMENT, encode_header(&payment))
-            }
+        let version = match challenge.v2 {
+            Some(_) => Version::V2,
+            None => Version::V1,
         };
+        let mut paid = offer.to_offer();
+        if let Some(required) = &challenge.v2 {
+            paid.resource = required.resource.clone();
+        }
+        let header = PaymentMessage {
+            version,
+            offer: paid,
+            payload,
+        }
+        .header();
         Ok(Payment {
             offer: offer.clone(),
             header,
@@ -388,36 +380,26 @@ impl X402Client {
     }
 }
 
-/// Reads the settlement header of a paid response.
+/// Reads the settlement header of a paid response, in whichever version it came.
 fn settlement_of(response: &reqwest::Response, payment: &Payment) -> Option<Settlement> {
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
+    let s = Version::ALL.into_iter().find_map(|version| {
+        let value = response.headers().get(version.settlement_header())?;
+        wire::Settlement::decode(version, value.to_str().ok()?).ok()
+    })?;
+    let text = |key: &str| {
+        s.extra
+            .get(key)
+            .and_then(|v| v.as_str())
             .map(str::to_string)
     };
-    let (transaction, network, payer, extra) = if let Some(value) = header(v2::PAYMENT_RESPONSE) {
-        let s: v2::SettlementResponse = decode_header(&value).ok()?;
-        (
-            s.transaction,
-            s.network,
-            s.payer.unwrap_or_default(),
-            s.extra,
-        )
-    } else {
-        let s: v1::SettlementResponse = decode_header(&header(v1::X_PAYMENT_RESPONSE)?).ok()?;
-        (s.transaction, s.network, s.payer, s.extra)
-    };
-    let text = |key: &str| extra.get(key).and_then(|v| v.as_str()).map(str::to_string);
     let requirement = &payment.offer.requirement;
     Some(Settlement {
-        transaction,
         reference: text("reference").unwrap_or_else(|| requirement.reference.to_string()),
         receipt: text("receipt").unwrap_or_else(|| requirement.receipt().to_string()),
+        transaction: s.transaction,
         amount: requirement.amount,
         decimals: payment.offer.decimals,
-        network,
-        payer,
+        network: s.network,
+        payer: s.payer,
     })
 }

@@ -4,6 +4,7 @@
 pub mod amount;
 pub mod keypair;
 pub mod ledger;
+pub mod mint;
 pub mod network;
 pub mod receipt;
 pub mod reference;
@@ -24,6 +25,7 @@ pub fn unix_now() -> i64 {
         .unwrap_or_default()
 }
 pub use ledger::{AccountFilter, Ledger, LedgerError};
+pub use mint::{read_mint, MintInfo};
 pub use network::{Cluster, Network};
 pub use receipt::{check_receipt, LedgerAccount, Receipt, ReceiptDefect};
 pub use reference::{ChallengeKey, Reference, ReferenceError, Terms};

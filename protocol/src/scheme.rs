@@ -14,7 +14,7 @@ use solana_transaction::Transaction;
 
 use crate::reference::Reference;
 use crate::requirement::Requirement;
-use crate::wire::{v1, v2};
+use crate::wire::{v1, v2, Offer};
 
 /// The x402 scheme name.
 pub const SCHEME: &str = "receipt";
@@ -99,52 +99,28 @@ impl ReceiptOffer {
         }
     }
 
-    /// This offer as an x402 v1 `accepts` entry, `network` being the v1 name.
-    pub fn to_v1(&self, network: &str) -> v1::PaymentRequirements {
-        v1::PaymentRequirements {
+    /// This offer on the wire, in either version's shape ([`Offer::to_v1`],
+    /// [`Offer::to_v2`]).
+    pub fn to_offer(&self) -> Offer {
+        Offer {
             scheme: SCHEME.into(),
-            network: network.into(),
-            max_amount_required: self.requirement.amount.to_string(),
-            resource: self.resource.clone(),
-            description: self.description.clone(),
-            mime_type: Some(self.mime_type.clone()),
-            output_schema: None,
-            pay_to: self.requirement.pay_to.to_string(),
-            max_timeout_seconds: self.max_timeout_seconds,
-            asset: self.requirement.mint.to_string(),
-            extra: Some(self.extra()),
-        }
-    }
-
-    /// This offer as an x402 v2 `accepts` entry, `network` being the CAIP-2 id.
-    pub fn to_v2(&self, network: &str) -> v2::PaymentRequirements {
-        v2::PaymentRequirements {
-            scheme: SCHEME.into(),
-            network: network.into(),
+            network: self.network.clone(),
             amount: self.requirement.amount.to_string(),
             asset: self.requirement.mint.to_string(),
             pay_to: self.requirement.pay_to.to_string(),
             max_timeout_seconds: self.max_timeout_seconds,
-            extra: Some(self.extra()),
+            extra: self.extra(),
+            resource: v2::ResourceInfo {
+                url: self.resource.clone(),
+                description: Some(self.description.clone()),
+                mime_type: Some(self.mime_type.clone()),
+            },
         }
     }
 
     /// Reads a v1 `accepts` entry.
     pub fn from_v1(offer: &v1::PaymentRequirements) -> Result<Self, SchemeError> {
-        Self::read(
-            &offer.scheme,
-            &offer.network,
-            &offer.max_amount_required,
-            &offer.asset,
-            &offer.pay_to,
-            offer.extra.as_ref(),
-            offer.max_timeout_seconds,
-            (
-                &offer.resource,
-                &offer.description,
-                offer.mime_type.as_deref().unwrap_or_default(),
-            ),
-        )
+        Self::from_offer(&Offer::from_v1(offer))
     }
 
     /// Reads a v2 `accepts` entry of a challenge for `resource`.
@@ -152,39 +128,16 @@ impl ReceiptOffer {
         offer: &v2::PaymentRequirements,
         resource: &v2::ResourceInfo,
     ) -> Result<Self, SchemeError> {
-        Self::read(
-            &offer.scheme,
-            &offer.network,
-            &offer.amount,
-            &offer.asset,
-            &offer.pay_to,
-            offer.extra.as_ref(),
-            offer.max_timeout_seconds,
-            (
-                &resource.url,
-                resource.description.as_deref().unwrap_or_default(),
-                resource.mime_type.as_deref().unwrap_or_default(),
-            ),
-        )
+        Self::from_offer(&Offer::from_v2(offer, resource))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn read(
-        scheme: &str,
-        network: &str,
-        amount: &str,
-        asset: &str,
-        pay_to: &str,
-        extra: Option<&Map<String, Value>>,
-        max_timeout_seconds: u64,
-        (resource, description, mime_type): (&str, &str, &str),
-    ) -> Result<Self, SchemeError> {
-        if scheme != SCHEME {
+    /// Reads an offer in the `receipt` scheme.
+    pub fn from_offer(offer: &Offer) -> Result<Self, SchemeError> {
+        if offer.scheme != SCHEME {
             return Err(SchemeError::OtherScheme);
         }
-        let extra: ReceiptExtra = extra
-            .and_then(|map| serde_json::from_value(Value::Object(map.clone())).ok())
-            .ok_or(SchemeError::Malformed("extra"))?;
+        let extra: ReceiptExtra = serde_json::from_value(Value::Object(offer.extra.clone()))
+            .map_err(|_| SchemeError::Malformed("extra"))?;
         let key =
             |text: &str, field| Pubkey::from_str(text).map_err(|_| SchemeError::Malformed(field));
         let requirement = Requirement {
@@ -193,19 +146,21 @@ impl ReceiptOffer {
                 .reference
                 .parse()
                 .map_err(|_| SchemeError::Malformed("reference"))?,
-            amount: amount
+            amount: offer
+                .amount
                 .parse()
                 .map_err(|_| SchemeError::Malformed("amount"))?,
             expires_at: extra.expires_at,
-            mint: key(asset, "asset")?,
+            mint: key(&offer.asset, "asset")?,
             token_program: key(&extra.token_program, "tokenProgram")?,
-            pay_to: key(pay_to, "payTo")?,
+            pay_to: key(&offer.pay_to, "payTo")?,
         };
         if requirement.reference.expires_at() != requirement.expires_at {
             return Err(SchemeError::Malformed("expiresAt"));
         }
+        let resource = &offer.resource;
         Ok(ReceiptOffer {
-            network: network.into(),
+            network: offer.network.clone(),
             requirement,
             decimals: extra.decimals,
             fee_payer: extra
@@ -218,10 +173,10 @@ impl ReceiptOffer {
                 .as_deref()
                 .map(|h| Hash::from_str(h).map_err(|_| SchemeError::Malformed("recentBlockhash")))
                 .transpose()?,
-            resource: resource.into(),
-            description: description.into(),
-            mime_type: mime_type.into(),
-            max_timeout_seconds,
+            resource: resource.url.clone(),
+            description: resource.description.clone().unwrap_or_default(),
+            mime_type: resource.mime_type.clone().unwrap_or_default(),
+            max_timeout_seconds: offer.max_timeout_seconds,
         })
     }
 }
@@ -295,7 +250,7 @@ mod tests {
         for sponsored in [true, false] {
             let offer = offer(sponsored);
             assert_eq!(
-                ReceiptOffer::from_v1(&offer.to_v1("solana-devnet")),
+                ReceiptOffer::from_v1(&offer.to_offer().to_v1()),
                 Ok(offer.clone())
             );
             let resource = v2::ResourceInfo {
@@ -303,7 +258,7 @@ mod tests {
                 description: Some(offer.description.clone()),
                 mime_type: Some(offer.mime_type.clone()),
             };
-            let v2 = offer.to_v2("solana-devnet");
+            let v2 = offer.to_offer().to_v2();
             assert_eq!(ReceiptOffer::from_v2(&v2, &resource), Ok(offer.clone()));
             let extra = v2.extra.unwrap();
             assert_eq!(extra["receipt"], offer.requirement.receipt().to_string());
@@ -313,16 +268,16 @@ mod tests {
 
     #[test]
     fn an_offer_of_another_scheme_or_with_a_bad_field_is_refused() {
-        let mut other = offer(true).to_v1("solana-devnet");
+        let mut other = offer(true).to_offer().to_v1();
         other.scheme = "exact".into();
         assert_eq!(ReceiptOffer::from_v1(&other), Err(SchemeError::OtherScheme));
-        let mut bad = offer(true).to_v1("solana-devnet");
+        let mut bad = offer(true).to_offer().to_v1();
         bad.pay_to = "not a key".into();
         assert_eq!(
             ReceiptOffer::from_v1(&bad),
             Err(SchemeError::Malformed("payTo"))
         );
-        let mut lying = offer(true).to_v1("solana-devnet");
+        let mut lying = offer(true).to_offer().to_v1();
         lying
             .extra
             .as_mut()

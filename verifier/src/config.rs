@@ -1,66 +1,196 @@
-//! Configuration: one TOML file, every setting overridable by an `X402_*` environment
-//! variable. Secrets (the challenge key, the fee payer keypair) come from files or the
-//! environment and are never logged.
+//! Configuration: one TOML file, typed when it is read (keys, URLs, commitment), the
+//! defaults in the `Default` impls below and nowhere else, and every setting overridable
+//! by an `X402_*` environment variable ([`Config::apply_env`]). Secrets (the challenge
+//! keys, the RPC URL, the metrics token) hide themselves from `Debug`; the fee payer
+//! keypair is a path, read at start.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
 
+use anchor_lang::prelude::Pubkey;
+use secrecy::SecretString;
 use serde::Deserialize;
+use serde_with::{serde_as, DisplayFromStr};
+use url::Url;
+use x402_protocol::ChallengeKey;
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde_as]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Where to listen; `127.0.0.1:8402` by default.
-    pub listen: Option<SocketAddr>,
+    #[serde_as(as = "DisplayFromStr")]
+    pub listen: SocketAddr,
     /// The public base URL of the API, used in challenges; the Host header otherwise.
-    pub public_url: Option<String>,
-    /// Where the verifier keeps its files (grants, the demo payer); `.x402` by default.
-    pub state_dir: Option<PathBuf>,
-    #[serde(default)]
+    #[serde_as(as = "Option<DisplayFromStr>")]
+    pub public_url: Option<Url>,
+    /// Where the verifier keeps its files (grants, the challenge key, the demo payer).
+    pub state_dir: PathBuf,
     pub payment: PaymentConfig,
-    #[serde(default)]
     pub store: StoreConfig,
-    #[serde(default)]
     pub limits: Limits,
-    #[serde(default)]
-    pub janitor: Janitor,
-    #[serde(default)]
+    pub janitor: JanitorConfig,
+    pub metrics: MetricsConfig,
     pub routes: Vec<RouteConfig>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8402)),
+            public_url: None,
+            state_dir: PathBuf::from(".x402"),
+            payment: PaymentConfig::default(),
+            store: StoreConfig::default(),
+            limits: Limits::default(),
+            janitor: JanitorConfig::default(),
+            metrics: MetricsConfig::default(),
+            routes: Vec::new(),
+        }
+    }
+}
+
+#[serde_as]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct PaymentConfig {
-    /// `solana-localnet` (the embedded ledger, the default), `solana-devnet`, `solana`.
-    pub network: Option<String>,
-    /// The merchant's wallet (x402 `payTo`).
-    pub pay_to: Option<String>,
-    /// The mint paid in; the local ledger's own mint by default.
-    pub asset: Option<String>,
-    pub decimals: Option<u8>,
-    pub currency: Option<String>,
+    /// `solana-localnet` (the embedded ledger, or a local validator with `rpc_url`),
+    /// `solana-devnet`, `solana`, or a CAIP-2 id (`solana:<genesis hash>`).
+    pub network: String,
+    /// The merchant's wallet (x402 `payTo`); a new wallet on the embedded ledger.
+    #[serde_as(as = "Option<DisplayFromStr>")]
+    pub pay_to: Option<Pubkey>,
+    /// The mint paid in; the embedded ledger's own mint by default.
+    #[serde_as(as = "Option<DisplayFromStr>")]
+    pub asset: Option<Pubkey>,
+    /// The token's name for people.
+    pub currency: String,
     /// The receipts program; this build's `declare_id!` by default.
-    pub program_id: Option<String>,
-    pub rpc_url: Option<String>,
-    pub commitment: Option<String>,
+    #[serde_as(as = "DisplayFromStr")]
+    pub program_id: Pubkey,
+    /// A Solana JSON-RPC URL; none: the embedded ledger.
+    #[serde_as(as = "Option<DisplayFromStr>")]
+    pub rpc_url: Option<RpcUrl>,
+    pub commitment: Commitment,
     /// A Solana CLI keypair file: with it the verifier sponsors payments.
     pub fee_payer_keypair: Option<PathBuf>,
-    /// Challenge keys, hex, comma-separated, newest first (environment only:
-    /// `X402_CHALLENGE_KEY`). A random key per start when absent.
+    /// Environment only (`X402_CHALLENGE_KEY`): kept out of files that get copied around.
     #[serde(skip)]
-    pub challenge_keys: Option<String>,
+    pub challenge_keys: Option<ChallengeKeys>,
     /// The price of routes that name none, and the least any route may charge.
-    pub min_payment: Option<String>,
-    pub facilitator_url: Option<String>,
+    pub min_payment: String,
+    #[serde_as(as = "Option<DisplayFromStr>")]
+    pub facilitator_url: Option<Url>,
     /// Highest compute-unit price, in micro-lamports, the fee payer pays.
-    pub max_compute_unit_price: Option<u64>,
+    pub max_compute_unit_price: u64,
+    /// Highest compute-unit limit a sponsored transaction may ask for.
+    pub max_compute_unit_limit: u32,
+    /// The deadline of each ledger call made for a request, in seconds.
+    pub ledger_timeout_seconds: u64,
+}
+
+impl Default for PaymentConfig {
+    fn default() -> Self {
+        PaymentConfig {
+            network: "solana-localnet".into(),
+            pay_to: None,
+            asset: None,
+            currency: "USDC".into(),
+            program_id: x402_receipts::ID,
+            rpc_url: None,
+            commitment: Commitment::Confirmed,
+            fee_payer_keypair: None,
+            challenge_keys: None,
+            min_payment: "0.01".into(),
+            facilitator_url: None,
+            max_compute_unit_price: 100_000,
+            max_compute_unit_limit: 200_000,
+            ledger_timeout_seconds: 10,
+        }
+    }
+}
+
+impl PaymentConfig {
+    pub fn ledger_timeout(&self) -> Duration {
+        Duration::from_secs(self.ledger_timeout_seconds)
+    }
+}
+
+/// The commitment at which receipts are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Commitment {
+    Confirmed,
+    Finalized,
+}
+
+impl FromStr for Commitment {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "confirmed" => Ok(Commitment::Confirmed),
+            "finalized" => Ok(Commitment::Finalized),
+            other => Err(format!("{other}: confirmed or finalized")),
+        }
+    }
+}
+
+/// A JSON-RPC URL. Providers put API keys in them, so it never shows in `Debug`.
+#[derive(Clone)]
+pub struct RpcUrl(Url);
+
+impl RpcUrl {
+    pub fn expose(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl FromStr for RpcUrl {
+    type Err = &'static str;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        // The parser's error would quote the URL.
+        let url = Url::parse(text).map_err(|_| "not a URL (not shown: it may hold a key)")?;
+        match url.scheme() {
+            "http" | "https" => Ok(RpcUrl(url)),
+            _ => Err("not an http(s) URL"),
+        }
+    }
+}
+
+impl fmt::Debug for RpcUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RpcUrl(<hidden>)")
+    }
+}
+
+/// Challenge keys, hex, comma-separated, newest first: the first signs, all verify.
+#[derive(Clone, Debug)]
+pub struct ChallengeKeys(pub Vec<ChallengeKey>);
+
+impl FromStr for ChallengeKeys {
+    type Err = String;
+
+    fn from_str(list: &str) -> Result<Self, String> {
+        list.split(',')
+            .map(|key| {
+                let bytes = hex::decode(key.trim()).map_err(|_| "not hex".to_string())?;
+                ChallengeKey::new(bytes).map_err(|e| e.to_string())
+            })
+            .collect::<Result<_, _>>()
+            .map(ChallengeKeys)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `sqlite://path` (default `sqlite://<state_dir>/grants.db`) or a PostgreSQL URL.
-    pub url: Option<String>,
+    /// `sqlite://path` (default `sqlite://<state_dir>/grants.db`) or a PostgreSQL URL,
+    /// which may hold a password: never shown.
+    pub url: Option<SecretString>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,42 +216,68 @@ impl Default for Limits {
 /// Closing the expired receipts the fee payer funded, to take their rent back.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Janitor {
+pub struct JanitorConfig {
     /// Seconds between rounds; 0 turns the janitor off.
     pub interval_seconds: u64,
     /// How long after its expiry a receipt is kept open (for audits and late checks).
     pub retention_seconds: u64,
 }
 
-impl Default for Janitor {
+impl Default for JanitorConfig {
     fn default() -> Self {
-        Janitor {
+        JanitorConfig {
             interval_seconds: 600,
             retention_seconds: 3600,
         }
     }
 }
 
+/// Where `/metrics` is served, and to whom.
+#[serde_as]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Its own listener (an address operators only can reach); the main one by default.
+    #[serde_as(as = "Option<DisplayFromStr>")]
+    pub listen: Option<SocketAddr>,
+    /// Environment only (`X402_METRICS_TOKEN`): scrapers send `Authorization: Bearer`.
+    #[serde(skip)]
+    pub token: Option<SecretString>,
+}
+
 /// One priced route of the reverse proxy.
+#[serde_as]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// `/api/generate` exactly, or `/api/*` for everything below `/api/`.
     pub path: String,
     #[serde(default = "default_methods")]
-    pub methods: Vec<String>,
+    #[serde_as(as = "Vec<DisplayFromStr>")]
+    pub methods: Vec<http::Method>,
     /// A decimal price in the payment token ("0.01"); `min_payment` when absent.
     pub price: Option<String>,
-    pub upstream: String,
+    #[serde_as(as = "DisplayFromStr")]
+    pub upstream: Url,
     #[serde(default)]
     pub description: String,
-    pub mime_type: Option<String>,
-    /// Seconds a challenge may be paid; 300 by default.
-    pub ttl: Option<u64>,
+    #[serde(default = "default_mime_type")]
+    pub mime_type: String,
+    /// Seconds a challenge may be paid.
+    #[serde(default = "default_ttl")]
+    pub ttl: u64,
 }
 
-fn default_methods() -> Vec<String> {
-    vec!["GET".into()]
+fn default_methods() -> Vec<http::Method> {
+    vec![http::Method::GET]
+}
+
+fn default_mime_type() -> String {
+    "application/json".into()
+}
+
+fn default_ttl() -> u64 {
+    300
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +294,7 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Reads `path` (TOML), or starts from defaults when there is none.
+    /// Reads `path` (TOML), or starts from the defaults when there is none.
     pub fn load(path: Option<&std::path::Path>) -> Result<Self, ConfigError> {
         let Some(path) = path else {
             return Ok(Config::default());
@@ -152,88 +308,79 @@ impl Config {
     }
 
     /// Applies the `X402_*` overrides that `env` (the process environment, or a map in
-    /// tests) holds.
+    /// tests) holds, each parsed as its setting is.
     pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        let invalid = |name, why: String| ConfigError::Invalid { name, why };
-        if let Some(listen) = env("X402_LISTEN") {
-            self.listen = Some(
-                listen
-                    .parse()
-                    .map_err(|e| invalid("X402_LISTEN", format!("{e}")))?,
-            );
-        }
-        if let Some(value) = env("X402_DECIMALS") {
-            self.payment.decimals = Some(
-                value
-                    .parse()
-                    .map_err(|e| invalid("X402_DECIMALS", format!("{e}")))?,
-            );
-        }
-        if let Some(value) = env("X402_MAX_COMPUTE_UNIT_PRICE") {
-            self.payment.max_compute_unit_price = Some(
-                value
-                    .parse()
-                    .map_err(|e| invalid("X402_MAX_COMPUTE_UNIT_PRICE", format!("{e}")))?,
-            );
-        }
-        let limits: [(&'static str, &mut u64); 5] = [
-            (
-                "X402_JANITOR_INTERVAL_SECONDS",
-                &mut self.janitor.interval_seconds,
-            ),
-            (
-                "X402_JANITOR_RETENTION_SECONDS",
-                &mut self.janitor.retention_seconds,
-            ),
-            (
-                "X402_RESPONSE_BODY_BYTES",
-                &mut self.limits.response_body_bytes,
-            ),
-            (
-                "X402_UPSTREAM_TIMEOUT_SECONDS",
-                &mut self.limits.upstream_timeout_seconds,
-            ),
-            (
-                "X402_REQUEST_TIMEOUT_SECONDS",
-                &mut self.limits.request_timeout_seconds,
-            ),
-        ];
-        for (name, slot) in limits {
-            if let Some(value) = env(name) {
-                *slot = value.parse().map_err(|e| invalid(name, format!("{e}")))?;
-            }
-        }
-        if let Some(value) = env("X402_REQUEST_BODY_BYTES") {
-            self.limits.request_body_bytes = value
-                .parse()
-                .map_err(|e| invalid("X402_REQUEST_BODY_BYTES", format!("{e}")))?;
-        }
+        let env = Env(&env);
         let p = &mut self.payment;
-        let strings: [(&str, &mut Option<String>); 12] = [
-            ("X402_PUBLIC_URL", &mut self.public_url),
-            ("X402_NETWORK", &mut p.network),
-            ("X402_MERCHANT_WALLET", &mut p.pay_to),
-            ("X402_ASSET", &mut p.asset),
-            ("X402_CURRENCY", &mut p.currency),
-            ("X402_PROGRAM_ID", &mut p.program_id),
-            ("X402_RPC_URL", &mut p.rpc_url),
-            ("X402_COMMITMENT", &mut p.commitment),
-            ("X402_CHALLENGE_KEY", &mut p.challenge_keys),
-            ("X402_MIN_PAYMENT", &mut p.min_payment),
-            ("X402_FACILITATOR_URL", &mut p.facilitator_url),
-            ("X402_STORE_URL", &mut self.store.url),
-        ];
-        for (name, slot) in strings {
-            if let Some(value) = env(name) {
-                *slot = Some(value);
-            }
-        }
-        if let Some(path) = env("X402_FEE_PAYER_KEYPAIR") {
-            self.payment.fee_payer_keypair = Some(path.into());
-        }
-        if let Some(dir) = env("X402_STATE_DIR") {
-            self.state_dir = Some(dir.into());
-        }
+        env.set("X402_LISTEN", |v| self.listen = v)?;
+        env.set("X402_PUBLIC_URL", |v| self.public_url = Some(v))?;
+        env.set("X402_STATE_DIR", |v| self.state_dir = v)?;
+        env.set("X402_NETWORK", |v| p.network = v)?;
+        env.set("X402_MERCHANT_WALLET", |v| p.pay_to = Some(v))?;
+        env.set("X402_ASSET", |v| p.asset = Some(v))?;
+        env.set("X402_CURRENCY", |v| p.currency = v)?;
+        env.set("X402_PROGRAM_ID", |v| p.program_id = v)?;
+        env.set("X402_RPC_URL", |v| p.rpc_url = Some(v))?;
+        env.set("X402_COMMITMENT", |v| p.commitment = v)?;
+        env.set("X402_FEE_PAYER_KEYPAIR", |v| p.fee_payer_keypair = Some(v))?;
+        env.set("X402_CHALLENGE_KEY", |v| p.challenge_keys = Some(v))?;
+        env.set("X402_MIN_PAYMENT", |v| p.min_payment = v)?;
+        env.set("X402_FACILITATOR_URL", |v| p.facilitator_url = Some(v))?;
+        env.set("X402_MAX_COMPUTE_UNIT_PRICE", |v| {
+            p.max_compute_unit_price = v
+        })?;
+        env.set("X402_MAX_COMPUTE_UNIT_LIMIT", |v| {
+            p.max_compute_unit_limit = v
+        })?;
+        env.set("X402_LEDGER_TIMEOUT_SECONDS", |v| {
+            p.ledger_timeout_seconds = v
+        })?;
+        env.set("X402_STORE_URL", |v: String| {
+            self.store.url = Some(v.into())
+        })?;
+        let l = &mut self.limits;
+        env.set("X402_REQUEST_BODY_BYTES", |v| l.request_body_bytes = v)?;
+        env.set("X402_RESPONSE_BODY_BYTES", |v| l.response_body_bytes = v)?;
+        env.set("X402_UPSTREAM_TIMEOUT_SECONDS", |v| {
+            l.upstream_timeout_seconds = v
+        })?;
+        env.set("X402_REQUEST_TIMEOUT_SECONDS", |v| {
+            l.request_timeout_seconds = v
+        })?;
+        let j = &mut self.janitor;
+        env.set("X402_JANITOR_INTERVAL_SECONDS", |v| j.interval_seconds = v)?;
+        env.set("X402_JANITOR_RETENTION_SECONDS", |v| {
+            j.retention_seconds = v
+        })?;
+        env.set("X402_METRICS_LISTEN", |v| self.metrics.listen = Some(v))?;
+        env.set("X402_METRICS_TOKEN", |v: String| {
+            self.metrics.token = Some(v.into())
+        })?;
+        Ok(())
+    }
+}
+
+/// The environment, read one typed variable at a time.
+struct Env<'a, F: Fn(&str) -> Option<String>>(&'a F);
+
+impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
+    /// Parses `name`, when set, as the setting's type and hands it to `assign`. The
+    /// error names the variable but never repeats its value (it may be a secret).
+    fn set<T: FromStr>(&self, name: &'static str, assign: impl FnOnce(T)) -> Result<(), ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        let Some(text) = (self.0)(name) else {
+            return Ok(());
+        };
+        let value = text
+            .trim()
+            .parse()
+            .map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                why: e.to_string(),
+            })?;
+        assign(value);
         Ok(())
     }
 }
@@ -246,47 +393,84 @@ mod tests {
 
     #[test]
     fn reads_a_file_with_routes_and_applies_environment_overrides() {
-        let mut config: Config = toml::from_str(
+        let wallet = Pubkey::new_unique();
+        let mut config: Config = toml::from_str(&format!(
             r#"
             listen = "127.0.0.1:9000"
             [payment]
             network = "solana-localnet"
-            pay_to = "from-file"
+            pay_to = "{wallet}"
+            commitment = "finalized"
             [[routes]]
             path = "/api/*"
             methods = ["GET", "POST"]
             price = "0.05"
             upstream = "http://127.0.0.1:3000"
             description = "Generation"
-            "#,
-        )
+            "#
+        ))
         .unwrap();
+        assert_eq!(config.payment.pay_to, Some(wallet));
+        assert_eq!(config.payment.commitment, Commitment::Finalized);
+        let from_env = Pubkey::new_unique().to_string();
         let env: HashMap<&str, &str> = [
-            ("X402_MERCHANT_WALLET", "from-env"),
+            ("X402_MERCHANT_WALLET", from_env.as_str()),
             ("X402_MIN_PAYMENT", "0.02"),
             ("X402_LISTEN", "0.0.0.0:1"),
             ("X402_UPSTREAM_TIMEOUT_SECONDS", "7"),
+            ("X402_LEDGER_TIMEOUT_SECONDS", "3"),
+            ("X402_MAX_COMPUTE_UNIT_LIMIT", "150000"),
         ]
         .into();
         config
             .apply_env(|name| env.get(name).map(|v| v.to_string()))
             .unwrap();
-        assert_eq!(config.payment.pay_to.as_deref(), Some("from-env"));
-        assert_eq!(config.payment.min_payment.as_deref(), Some("0.02"));
-        assert_eq!(config.payment.network.as_deref(), Some("solana-localnet"));
-        assert_eq!(config.listen, Some("0.0.0.0:1".parse().unwrap()));
+        assert_eq!(config.payment.pay_to.unwrap().to_string(), from_env);
+        assert_eq!(config.payment.min_payment, "0.02");
+        assert_eq!(config.payment.network, "solana-localnet");
+        assert_eq!(config.listen, "0.0.0.0:1".parse().unwrap());
         assert_eq!(config.limits.upstream_timeout_seconds, 7);
-        assert_eq!(config.routes[0].methods, ["GET", "POST"]);
+        assert_eq!(config.payment.ledger_timeout(), Duration::from_secs(3));
+        assert_eq!(config.payment.max_compute_unit_limit, 150_000);
+        assert_eq!(
+            config.routes[0].methods,
+            [http::Method::GET, http::Method::POST]
+        );
         assert_eq!(config.routes[0].price.as_deref(), Some("0.05"));
+        assert_eq!(config.routes[0].ttl, 300, "the default in one place");
     }
 
     #[test]
     fn unknown_settings_and_bad_values_are_errors() {
         assert!(toml::from_str::<Config>("[payment]\npay_too = \"typo\"").is_err());
+        assert!(toml::from_str::<Config>("[payment]\npay_to = \"not a key\"").is_err());
+        assert!(toml::from_str::<Config>("[payment]\ncommitment = \"processed\"").is_err());
         let mut config = Config::default();
         let error = config
             .apply_env(|name| (name == "X402_LISTEN").then(|| "nowhere".to_string()))
             .unwrap_err();
         assert!(error.to_string().contains("X402_LISTEN"));
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_or_errors() {
+        let secret_url = "https://rpc.example.com/?api-key=sekrit";
+        let mut config = Config::default();
+        config
+            .apply_env(|name| match name {
+                "X402_RPC_URL" => Some(secret_url.into()),
+                "X402_CHALLENGE_KEY" => Some("ab".repeat(32)),
+                "X402_METRICS_TOKEN" => Some("sekrit-token".into()),
+                _ => None,
+            })
+            .unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("sekrit"), "{shown}");
+        assert!(!shown.contains(&"ab".repeat(32)), "{shown}");
+        assert_eq!(config.payment.rpc_url.unwrap().expose(), secret_url);
+        let error = Config::default()
+            .apply_env(|name| (name == "X402_RPC_URL").then(|| "sekrit:/\u{0}".into()))
+            .unwrap_err();
+        assert!(!error.to_string().contains("sekrit"), "{error}");
     }
 }

@@ -3,226 +3,159 @@
 //!
 //! A delegating server issues its own references, so a payment is checked against the
 //! `paymentRequirements` it sends (not against this verifier's challenge key): the
-//! receipts program must be ours, and a sponsored payment must name our fee payer.
+//! receipts program must be ours, and a sponsored payment must name our fee payer. The
+//! checking and settling are the schemes' own ([`crate::scheme`]), as for the gate.
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use http::StatusCode;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Map};
 use solana_signer::Signer;
-use x402_protocol::scheme::{decode_transaction, ReceiptOffer, ReceiptPayload, SCHEME};
+use x402_protocol::scheme::{ReceiptOffer, SchemeError, SCHEME};
 use x402_protocol::wire::facilitator::{
     FacilitatorRequest, SettleResponse, SupportedKind, SupportedResponse, VerifyResponse,
 };
-use x402_protocol::wire::{v1, v2};
-use x402_protocol::{Receipt, Requirement};
+use x402_protocol::wire::{Offer, PaymentMessage, Version};
+use x402_protocol::Requirement;
 
-use crate::gate::{Gate, Refusal};
+use crate::error::{Reason, Refusal};
+use crate::gate::Gate;
+use crate::scheme::{Payment, Verified};
 use crate::unix_now;
 
-/// A payment read from a facilitator request.
+/// A payment delegated to this facilitator, read and checked against its requirements.
 struct Delegated {
     requirement: Requirement,
-    payload: ReceiptPayload,
+    payment: Payment,
 }
 
-/// Why a facilitator request was not read: a reason code, or a body that is not JSON.
-enum Unread {
-    Reason(&'static str),
-    Malformed,
-}
-
-fn read(gate: &Gate, body: &[u8]) -> Result<Delegated, Unread> {
-    let request: FacilitatorRequest =
-        serde_json::from_slice(body).map_err(|_| Unread::Malformed)?;
-    let s = gate.settings();
-    let version = request
-        .payment_payload
-        .get("x402Version")
-        .and_then(Value::as_u64);
-    let (offer, payload) = match version {
-        Some(1) => {
-            let payment: v1::PaymentPayload = serde_json::from_value(request.payment_payload)
-                .map_err(|_| Unread::Reason("invalid_payload"))?;
-            let required: v1::PaymentRequirements =
-                serde_json::from_value(request.payment_requirements)
-                    .map_err(|_| Unread::Reason("invalid_payment_requirements"))?;
-            if payment.scheme != required.scheme || payment.network != required.network {
-                return Err(Unread::Reason("invalid_payload"));
-            }
-            (ReceiptOffer::from_v1(&required), payment.payload)
-        }
-        Some(2) => {
-            let payment: v2::PaymentPayload = serde_json::from_value(request.payment_payload)
-                .map_err(|_| Unread::Reason("invalid_payload"))?;
-            let required: v2::PaymentRequirements =
-                serde_json::from_value(request.payment_requirements)
-                    .map_err(|_| Unread::Reason("invalid_payment_requirements"))?;
-            if payment.accepted != required {
-                return Err(Unread::Reason("invalid_payload"));
-            }
-            let resource = payment.resource.clone().unwrap_or(v2::ResourceInfo {
-                url: String::new(),
-                description: None,
-                mime_type: None,
-            });
-            (ReceiptOffer::from_v2(&required, &resource), payment.payload)
-        }
-        _ => return Err(Unread::Reason("invalid_x402_version")),
-    };
-    let offer = offer.map_err(|e| match e {
-        x402_protocol::scheme::SchemeError::OtherScheme => Unread::Reason("unsupported_scheme"),
-        _ => Unread::Reason("invalid_payment_requirements"),
-    })?;
-    if !s.network.is_named(&offer.network) {
-        return Err(Unread::Reason("invalid_network"));
-    }
-    if offer.requirement.program != s.program {
-        return Err(Unread::Reason("invalid_payment_requirements"));
-    }
-    let payload = serde_json::from_value(payload).map_err(|_| Unread::Reason("invalid_payload"))?;
-    Ok(Delegated {
-        requirement: offer.requirement,
-        payload,
+/// Reads the body; one that is not a facilitator request at all is a 400.
+fn parse(body: &[u8]) -> Result<FacilitatorRequest, Refusal> {
+    serde_json::from_slice(body).map_err(|_| {
+        Refusal::new(Reason::InvalidPayload).message("the body is not a facilitator request")
     })
 }
 
-fn unread(error: Unread, respond: impl Fn(&'static str) -> Response) -> Response {
-    match error {
-        Unread::Malformed => {
-            (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_payload", "message": "the body is not a facilitator request"})))
-                .into_response()
+fn read(gate: &Gate, request: FacilitatorRequest) -> Result<Delegated, Refusal> {
+    let version = Version::of(&request.payment_payload)
+        .ok_or_else(|| Refusal::new(Reason::InvalidX402Version))?;
+    let payment = PaymentMessage::from_json(request.payment_payload)
+        .map_err(|_| Refusal::new(Reason::InvalidPayload))?;
+    let requirements = |_| Refusal::new(Reason::InvalidPaymentRequirements);
+    let required = match version {
+        Version::V1 => Offer::from_v1(
+            &serde_json::from_value(request.payment_requirements).map_err(requirements)?,
+        ),
+        Version::V2 => Offer::from_v2(
+            &serde_json::from_value(request.payment_requirements).map_err(requirements)?,
+            &payment.offer.resource,
+        ),
+    };
+    // The payment must pay the offer it is sent with (v1 names only scheme and network).
+    let pays_it = match version {
+        Version::V1 => {
+            (&payment.offer.scheme, &payment.offer.network) == (&required.scheme, &required.network)
         }
-        Unread::Reason(reason) => respond(reason),
+        Version::V2 => payment.offer == required,
+    };
+    if !pays_it {
+        return Err(Refusal::new(Reason::InvalidPayload));
     }
+    let offer = ReceiptOffer::from_offer(&required).map_err(|e| match e {
+        SchemeError::OtherScheme => Refusal::new(Reason::UnsupportedScheme),
+        SchemeError::Malformed(_) => Refusal::new(Reason::InvalidPaymentRequirements),
+    })?;
+    let s = gate.settings();
+    if !s.network.is_named(&offer.network) {
+        return Err(Refusal::new(Reason::InvalidNetwork));
+    }
+    if offer.requirement.program != s.program {
+        return Err(Refusal::new(Reason::InvalidPaymentRequirements));
+    }
+    Ok(Delegated {
+        requirement: offer.requirement,
+        payment: Payment::read(&required.scheme, payment.payload)?,
+    })
 }
 
-/// A refusal's reason code; none when the ledger did not answer.
-fn reason_of(refusal: Refusal) -> Option<String> {
-    match refusal {
-        Refusal::Challenge(reason) => Some(reason.unwrap_or_else(|| "payment_required".into())),
-        Refusal::Pending { reason, .. } => Some(reason.to_string()),
-        Refusal::InvalidPayload(_) => Some("invalid_payload".into()),
-        Refusal::Unavailable => None,
-    }
+/// Reads and verifies a delegated payment: after its expiry, only a payment that landed
+/// in time counts.
+async fn verified(gate: &Gate, request: FacilitatorRequest) -> Result<Verified, Refusal> {
+    let Delegated {
+        requirement,
+        payment,
+    } = read(gate, request)?;
+    let open = unix_now() <= requirement.expires_at;
+    payment.verify(gate, &requirement, open).await
 }
 
-/// The ledger did not answer: retry, as with the gate.
-fn unavailable() -> Response {
-    let mut response = (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({"error": "ledger_unavailable"})),
-    )
-        .into_response();
-    response
-        .headers_mut()
-        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(2));
-    response
+/// A refusal as a facilitator answer: the ledger's unavailability is a 503 to retry;
+/// anything else is the payment's fault, answered in the protocol's own shape.
+fn answer(gate: &Gate, refusal: Refusal, negative: impl FnOnce(String) -> Response) -> Response {
+    if refusal.reason() == Reason::LedgerUnavailable {
+        return refusal.into_response();
+    }
+    gate.metrics().refused(refusal.reason());
+    negative(refusal.code().to_string())
 }
 
 /// Checks a payment without settling it: a sponsored transaction is validated strictly;
 /// a self-submitted payment must have its receipt.
 pub async fn verify(State(gate): State<Gate>, body: Bytes) -> Response {
-    let invalid = |reason: &str| {
-        Json(VerifyResponse {
-            is_valid: false,
-            invalid_reason: Some(reason.into()),
-            payer: None,
-        })
-        .into_response()
+    let request = match parse(&body) {
+        Ok(request) => request,
+        Err(refusal) => return refusal.into_response(),
     };
-    let delegated = match read(&gate, &body) {
-        Ok(delegated) => delegated,
-        Err(error) => return unread(error, invalid),
-    };
-    let outcome = match delegated.payload {
-        ReceiptPayload::Sponsored { transaction } => {
-            if unix_now() > delegated.requirement.expires_at {
-                return invalid("expired_reference");
-            }
-            let Ok(tx) = decode_transaction(&transaction) else {
-                return invalid("invalid_payload");
-            };
-            gate.check_sponsored(&tx, &delegated.requirement)
-        }
-        ReceiptPayload::SelfSubmitted { .. } => {
-            match gate.read_receipt(&delegated.requirement).await {
-                Ok(Some(receipt)) => Ok(receipt.payer),
-                Ok(None) => Err(Refusal::Challenge(Some("receipt_not_found".into()))),
-                Err(refusal) => Err(refusal),
-            }
-        }
-    };
-    match outcome {
-        Ok(payer) => Json(VerifyResponse {
+    match verified(&gate, request).await {
+        Ok(verified) => Json(VerifyResponse {
             is_valid: true,
             invalid_reason: None,
-            payer: Some(payer.to_string()),
+            payer: Some(verified.payer.to_string()),
         })
         .into_response(),
-        Err(refusal) => reason_of(refusal)
-            .map(|reason| invalid(&reason))
-            .unwrap_or_else(unavailable),
+        Err(refusal) => answer(&gate, refusal, |reason| {
+            Json(VerifyResponse {
+                is_valid: false,
+                invalid_reason: Some(reason),
+                payer: None,
+            })
+            .into_response()
+        }),
     }
 }
 
 /// Settles a payment: a sponsored one is co-signed and submitted (again safely: a
 /// payment already settled answers with its receipt); a self-submitted one is checked.
 pub async fn settle(State(gate): State<Gate>, body: Bytes) -> Response {
+    let request = match parse(&body) {
+        Ok(request) => request,
+        Err(refusal) => return refusal.into_response(),
+    };
     let network = gate.settings().network.caip2().to_string();
-    let failed = |reason: &str| {
-        Json(SettleResponse {
-            success: false,
-            error_reason: Some(reason.into()),
-            payer: None,
-            transaction: String::new(),
-            network: network.clone(),
-        })
-        .into_response()
+    let settled = match verified(&gate, request).await {
+        Ok(verified) => verified.settle(&gate).await,
+        Err(refusal) => Err(refusal),
     };
-    let delegated = match read(&gate, &body) {
-        Ok(delegated) => delegated,
-        Err(error) => return unread(error, failed),
-    };
-    let requirement = &delegated.requirement;
-    let outcome: Result<(Receipt, Option<String>), Refusal> = match delegated.payload {
-        ReceiptPayload::Sponsored { transaction } => match decode_transaction(&transaction) {
-            Err(_) => return failed("invalid_payload"),
-            // After the expiry nothing new is submitted: only a payment that landed counts.
-            Ok(_) if unix_now() > requirement.expires_at => {
-                match gate.read_receipt(requirement).await {
-                    Ok(Some(receipt)) => Ok((receipt, None)),
-                    Ok(None) => Err(Refusal::Challenge(Some("expired_reference".into()))),
-                    Err(refusal) => Err(refusal),
-                }
-            }
-            Ok(tx) => match gate.check_sponsored(&tx, requirement) {
-                Ok(_) => gate.submit_sponsored(tx, requirement).await,
-                Err(refusal) => Err(refusal),
-            },
-        },
-        ReceiptPayload::SelfSubmitted { signature, .. } => {
-            match gate.read_receipt(requirement).await {
-                Ok(Some(receipt)) => Ok((receipt, signature)),
-                Ok(None) => Err(Refusal::Challenge(Some("receipt_not_found".into()))),
-                Err(refusal) => Err(refusal),
-            }
-        }
-    };
-    match outcome {
-        Ok((receipt, transaction)) => Json(SettleResponse {
+    match settled {
+        Ok(settled) => Json(SettleResponse {
             success: true,
             error_reason: None,
-            payer: Some(receipt.payer.to_string()),
-            transaction: transaction.unwrap_or_default(),
+            payer: Some(settled.payer.to_string()),
+            transaction: settled.transaction.unwrap_or_default(),
             network,
         })
         .into_response(),
-        Err(refusal) => reason_of(refusal)
-            .map(|reason| failed(&reason))
-            .unwrap_or_else(unavailable),
+        Err(refusal) => answer(&gate, refusal, |reason| {
+            Json(SettleResponse {
+                success: false,
+                error_reason: Some(reason),
+                payer: None,
+                transaction: String::new(),
+                network,
+            })
+            .into_response()
+        }),
     }
 }
 

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use futures_util::TryStreamExt;
 use http::Request;
@@ -122,12 +122,14 @@ where
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
             let target = target_of(&gate, &parts);
-            let (settled, wire) = match gate
+            let (settled, version) = match gate
                 .admit(&price, &target, &parts.headers, check.as_deref())
                 .await
             {
                 Ok(admitted) => admitted,
-                Err(refusal) => return Ok(gate.refusal_response(refusal, &price, &target).await),
+                Err(refusal) => {
+                    return Ok(gate.refuse(refusal, &price, &target).into_response());
+                }
             };
             for header in PAYMENT_HEADERS {
                 parts.headers.remove(header);
@@ -147,7 +149,7 @@ where
                 gate.release(&settled).await;
                 return Ok(response);
             }
-            let (name, value) = gate.settlement_header(&settled, wire);
+            let (name, value) = gate.settlement_header(&settled, version);
             response.headers_mut().insert(name, value);
             Ok(release_on_body_error(response, gate, settled))
         })

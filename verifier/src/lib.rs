@@ -5,18 +5,21 @@
 //! Two ways to use it: in front of an API as a reverse proxy ([`app`] with proxy routes,
 //! the `x402-verifier` binary), or inside an axum app as a tower layer
 //! ([`Gate::price`]).
+//!
+//! | module | what it holds |
+//! | --- | --- |
+//! | [`gate::decision`] | the decision: payment, reference checks, grant store, settle, grant |
+//! | [`scheme`] | the schemes' checks and settlement (`receipt`: [`scheme::receipt`]) |
+//! | [`render`] | the 402 challenge and the settlement header |
+//! | [`error`] | every reason code ([`Reason`]) and the one refused answer ([`Refusal`]) |
+//! | [`tasks`] | background tasks: blockhash, rent gauge, janitor |
+//! | [`layer`], [`proxy`], [`app`] | the tower layer, the reverse proxy, the router |
+//! | [`facilitator`], [`receipts`], [`metrics`] | the other endpoints |
+//! | [`config`], [`server`] | configuration and start-up |
 
-use std::time::Duration;
-
-use axum::routing::{get, on, MethodFilter, MethodRouter};
-use axum::{Extension, Json, Router};
-use http::StatusCode;
-use serde_json::json;
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
-
+pub mod app;
 pub mod config;
+pub mod error;
 pub mod facilitator;
 pub mod gate;
 pub mod layer;
@@ -25,334 +28,16 @@ pub mod metrics;
 pub mod payment;
 pub mod proxy;
 pub mod receipts;
+pub mod render;
+pub mod scheme;
 pub mod server;
 pub mod store;
+pub mod tasks;
 
+pub use app::{app, PaidRoute, RequestLimits, RouteService};
+pub use error::{Reason, Refusal};
 pub use gate::{Gate, PaymentAttempt, PaymentCheck, PaymentSettings, Price, SettledPayment};
 pub use layer::PaymentLayer;
 pub use store::{Grant, GrantStore};
 
 pub use x402_protocol::unix_now;
-
-/// What a paid route serves.
-#[derive(Clone)]
-pub enum RouteService {
-    /// Forward to an upstream API.
-    Proxy(proxy::Proxy),
-    /// The built-in demo resource.
-    Demo,
-}
-
-/// A priced route: which requests, at what price, served by what.
-#[derive(Clone)]
-pub struct PaidRoute {
-    /// `/exact/path`, or `/prefix/*` for everything below the prefix.
-    pub pattern: String,
-    pub methods: Vec<http::Method>,
-    pub payment: PaymentLayer,
-    pub service: RouteService,
-}
-
-/// Limits applied to every request, in one place.
-#[derive(Clone, Debug)]
-pub struct RequestLimits {
-    pub body_bytes: usize,
-    pub timeout: Duration,
-}
-
-/// The verifier's router: the paid routes, `GET /receipts/{reference}`, and `GET /healthz`.
-pub fn app(gate: Gate, routes: Vec<PaidRoute>, limits: &RequestLimits) -> Router {
-    let mut router = Router::new()
-        .route("/receipts/{reference}", get(receipts::show_receipt))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/verify", axum::routing::post(facilitator::verify))
-        .route("/settle", axum::routing::post(facilitator::settle))
-        .route("/supported", get(facilitator::supported))
-        .route("/metrics", get(metrics))
-        .with_state(gate);
-    for route in routes {
-        let filter = route
-            .methods
-            .iter()
-            .filter_map(|m| MethodFilter::try_from(m.clone()).ok())
-            .reduce(MethodFilter::or)
-            .unwrap_or(MethodFilter::GET);
-        let service: MethodRouter = match route.service {
-            RouteService::Proxy(proxy) => on(filter, move |request| async move {
-                proxy.forward(request).await
-            }),
-            RouteService::Demo => on(filter, demo),
-        };
-        // `route_layer`: a method the route does not serve is a 405, not a payment.
-        router = router.route(
-            &axum_path(&route.pattern),
-            service.route_layer(route.payment),
-        );
-    }
-    router
-        .layer(axum::middleware::from_fn(refuse_ambiguous_paths))
-        .layer(RequestBodyLimitLayer::new(limits.body_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::GATEWAY_TIMEOUT,
-            limits.timeout,
-        ))
-        .layer(TraceLayer::new_for_http())
-}
-
-/// Whether the router and an upstream must read `path` alike. Dot segments (raw or
-/// percent-encoded), encoded slashes or backslashes and empty segments are refused:
-/// `/api/%2e%2e/premium` matches a cheap `/api/*` route here, and an upstream URL
-/// parser would make it `/premium`.
-fn is_unambiguous(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%2f")
-        || lower.contains("%5c")
-        || lower.contains('\\')
-        || lower.contains("//")
-    {
-        return false;
-    }
-    lower
-        .split('/')
-        .all(|segment| !matches!(segment.replace("%2e", ".").as_str(), "." | ".."))
-}
-
-/// Refuses an ambiguous path before it is routed or paid for.
-async fn refuse_ambiguous_paths(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    if is_unambiguous(request.uri().path()) {
-        return next.run(request).await;
-    }
-    (
-        StatusCode::BAD_REQUEST,
-        Json(json!({"error": "ambiguous_path"})),
-    )
-        .into_response()
-}
-
-/// `/api/*` in configuration is axum's `/api/{*rest}`.
-fn axum_path(pattern: &str) -> String {
-    match pattern.strip_suffix("/*") {
-        Some(prefix) => format!("{prefix}/{{*rest}}"),
-        None => pattern.to_string(),
-    }
-}
-
-/// `GET /metrics`: the counters, and the rent held in open receipts when the ledger
-/// answers.
-async fn metrics(
-    axum::extract::State(gate): axum::extract::State<Gate>,
-) -> impl axum::response::IntoResponse {
-    let rent_held = gate.rent_held().await.ok();
-    (
-        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        gate.metrics().render(rent_held),
-    )
-}
-
-/// The demo resource: what the buyer paid for, and the payment it was paid with.
-async fn demo(Extension(payment): Extension<SettledPayment>) -> Json<serde_json::Value> {
-    Json(json!({
-        "message": "Paid content: this response was bought with an on-chain receipt.",
-        "payment": {
-            "reference": payment.reference.to_string(),
-            "receipt": payment.receipt.to_string(),
-            "payer": payment.payer.to_string(),
-            "amount": payment.amount.to_string(),
-            "transaction": payment.transaction,
-        },
-    }))
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use anchor_lang::prelude::Pubkey;
-    use async_trait::async_trait;
-    use axum::body::Body;
-    use http::Request;
-    use solana_hash::Hash;
-    use solana_signature::Signature;
-    use solana_transaction::Transaction;
-    use tower::ServiceExt;
-    use x402_protocol::wire::{decode_header, v2};
-    use x402_protocol::{ChallengeKey, Ledger, LedgerAccount, LedgerError, Network};
-
-    use super::*;
-
-    /// Routing and answers that need no ledger: a ledger holding no accounts.
-    struct EmptyLedger(Network);
-
-    #[async_trait]
-    impl Ledger for EmptyLedger {
-        fn network(&self) -> &Network {
-            &self.0
-        }
-        async fn accounts(
-            &self,
-            addresses: &[Pubkey],
-        ) -> Result<Vec<Option<LedgerAccount>>, LedgerError> {
-            Ok(vec![None; addresses.len()])
-        }
-        async fn latest_blockhash(&self) -> Result<Hash, LedgerError> {
-            Ok(Hash::new_from_array([3; 32]))
-        }
-        async fn submit(&self, _: &Transaction) -> Result<Signature, LedgerError> {
-            Err(LedgerError::Rejected(
-                "nothing is submitted in these tests".into(),
-            ))
-        }
-        async fn program_accounts(
-            &self,
-            _: &Pubkey,
-            _: &[x402_protocol::AccountFilter],
-        ) -> Result<Vec<(Pubkey, LedgerAccount)>, LedgerError> {
-            Ok(Vec::new())
-        }
-    }
-
-    async fn router() -> (Router, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = GrantStore::connect(&format!("sqlite://{}", dir.path().join("g.db").display()))
-            .await
-            .unwrap();
-        let settings = PaymentSettings {
-            network: Network::devnet(),
-            program: x402_receipts::ID,
-            mint: Pubkey::new_unique(),
-            decimals: 6,
-            token_program: anchor_spl::token::ID,
-            currency: "USDC".into(),
-            pay_to: Pubkey::new_unique(),
-            challenge_keys: vec![ChallengeKey::random()],
-            fee_payer: Some(Arc::new(solana_keypair::Keypair::new())),
-            max_compute_unit_price: 1,
-            max_compute_unit_limit: 1,
-            blockhash_refresh: Duration::from_secs(60),
-            ledger_timeout: Duration::from_secs(5),
-            public_url: Some("https://api.example.com/".into()),
-            facilitator_url: None,
-        };
-        let gate = Gate::new(settings, Arc::new(EmptyLedger(Network::devnet())), store).await;
-        let route = PaidRoute {
-            pattern: "/demo".into(),
-            methods: vec![http::Method::GET],
-            payment: gate.price("0.25"),
-            service: RouteService::Demo,
-        };
-        let limits = RequestLimits {
-            body_bytes: 1024,
-            timeout: Duration::from_secs(5),
-        };
-        (app(gate, vec![route], &limits), dir)
-    }
-
-    async fn call(
-        router: &Router,
-        method: &str,
-        uri: &str,
-        header: Option<(&str, &str)>,
-    ) -> axum::response::Response {
-        let mut request = Request::builder().method(method).uri(uri);
-        if let Some((name, value)) = header {
-            request = request.header(name, value);
-        }
-        router
-            .clone()
-            .oneshot(request.body(Body::empty()).unwrap())
-            .await
-            .unwrap()
-    }
-
-    #[tokio::test]
-    async fn an_unpaid_request_gets_both_challenge_forms() {
-        let (router, _dir) = router().await;
-        let response = call(&router, "GET", "/demo?q=1", None).await;
-        assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
-        let header = response.headers()[v2::PAYMENT_REQUIRED]
-            .to_str()
-            .unwrap()
-            .to_string();
-        let v2: v2::PaymentRequired = decode_header(&header).unwrap();
-        assert_eq!(v2.resource.url, "https://api.example.com/demo?q=1");
-        assert_eq!(v2.accepts[0].network, Network::devnet().caip2());
-        assert_eq!(v2.accepts[0].amount, "250000");
-        let extra = v2.accepts[0].extra.as_ref().unwrap();
-        assert_eq!(
-            extra["recentBlockhash"],
-            Hash::new_from_array([3; 32]).to_string()
-        );
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(body["accepts"][0]["network"], "solana-devnet");
-        assert_eq!(
-            (body["amount"].as_str(), body["ttl"].as_i64()),
-            (Some("0.25"), Some(300))
-        );
-        assert_eq!(
-            body["reference"], extra["reference"],
-            "one reference in both forms"
-        );
-    }
-
-    #[tokio::test]
-    async fn other_methods_paths_and_bad_input_get_plain_http_answers() {
-        let (router, _dir) = router().await;
-        assert_eq!(
-            call(&router, "GET", "/healthz", None).await.status(),
-            StatusCode::OK
-        );
-        assert_eq!(
-            call(&router, "POST", "/demo", None).await.status(),
-            StatusCode::METHOD_NOT_ALLOWED
-        );
-        assert_eq!(
-            call(&router, "GET", "/nowhere", None).await.status(),
-            StatusCode::NOT_FOUND
-        );
-        assert_eq!(
-            call(&router, "GET", "/receipts/0OIl", None).await.status(),
-            StatusCode::BAD_REQUEST
-        );
-        let unknown = x402_protocol::Reference([9; 32]).to_string();
-        assert_eq!(
-            call(&router, "GET", &format!("/receipts/{unknown}"), None)
-                .await
-                .status(),
-            StatusCode::NOT_FOUND
-        );
-        let bad = call(&router, "GET", "/demo", Some(("X-PAYMENT", "{not base64}"))).await;
-        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
-    }
-
-    #[tokio::test]
-    async fn an_ambiguous_path_is_refused_before_it_is_routed_or_paid_for() {
-        let (router, _dir) = router().await;
-        for path in [
-            "/demo/%2e%2e/admin",
-            "/demo/../demo",
-            "/x/%2E%2e/demo",
-            "/demo/%2fetc",
-            "//demo",
-            "/demo/.",
-            "/a\\b",
-        ] {
-            let response = call(&router, "GET", path, None).await;
-            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
-        }
-        assert!(is_unambiguous("/api/v1.2/report..final"));
-        assert!(is_unambiguous("/demo"));
-    }
-
-    #[test]
-    fn prefix_patterns_become_axum_wildcards() {
-        assert_eq!(axum_path("/api/*"), "/api/{*rest}");
-        assert_eq!(axum_path("/api/generate"), "/api/generate");
-    }
-}

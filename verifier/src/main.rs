@@ -4,24 +4,35 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use x402_verifier::config::Config;
 use x402_verifier::server;
 
-/// The Solana test bank logs every instruction at debug level; keep it quiet by default.
-const DEFAULT_LOG: &str = "info,solana_runtime=warn,solana_program_test=warn,solana_rbpf=warn,solana_metrics=warn,tarpc=warn";
+/// The verifier's own lines at info; everything else (the embedded bank's runtime,
+/// tarpc, OpenTelemetry) only when it fails. `RUST_LOG` replaces this.
+const DEFAULT_LOG: &str = "error,x402_verifier=info,x402_protocol=info";
+
+/// x402 verifier for Solana receipts: answers 402 challenges, settles payments, and
+/// serves or forwards what was paid for.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// The configuration file (TOML). Without one it serves the demo route over an
+    /// embedded local ledger. Every setting has an `X402_*` environment override.
+    #[arg(env = "X402_CONFIG")]
+    config: Option<PathBuf>,
+}
 
 fn main() -> ExitCode {
-    if std::env::var_os("RUST_LOG").is_none() {
-        // SAFETY: no other thread runs yet; the runtime is built below.
-        unsafe { std::env::set_var("RUST_LOG", DEFAULT_LOG) };
-    }
+    let args = Args::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::from_default_env())
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    match runtime.block_on(run()) {
+    match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("x402-verifier: {error}");
@@ -30,17 +41,11 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args()
-        .nth(1)
-        .or_else(|| std::env::var("X402_CONFIG").ok())
-        .map(PathBuf::from);
-    let mut config = Config::load(path.as_deref())?;
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let mut config = Config::load(args.config.as_deref())?;
     config.apply_env(|name| std::env::var(name).ok())?;
     let shutdown = server::shutdown_signal();
     let verifier = server::build(config).await?;
-    let listener = tokio::net::TcpListener::bind(verifier.listen).await?;
-    eprintln!("{}", server::banner(&verifier, listener.local_addr()?));
-    server::serve(verifier.router, listener, shutdown).await?;
+    server::run(verifier, shutdown).await?;
     Ok(())
 }

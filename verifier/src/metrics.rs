@@ -1,149 +1,237 @@
-//! The verifier's counters, in Prometheus text format at `GET /metrics`: challenges
-//! issued, grants, refusals by reason, ledger call latency, ledger errors, rent returned
-//! by the janitor, and the rent held in open receipts the fee payer funded.
+//! The verifier's counters, through prometheus-client, at `GET /metrics`: challenges
+//! issued, grants, refusals by reason (a closed set of labels), ledger call latency and
+//! errors, the rent the janitor returned, and the rent held in open receipts the fee
+//! payer funded (a gauge kept by the background task, so a scrape makes no ledger call).
+//! `/metrics` is served on the main listener, on its own listener, or behind a bearer
+//! token ([`router`]).
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::AtomicI64;
 use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
+
+use crate::error::{Reason, Refusal};
+use crate::gate::Gate;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0];
 
-#[derive(Default)]
-struct Histogram {
-    /// Observations at or under each bound.
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum_seconds: f64,
+/// The kinds of ledger call, as labels.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum LedgerCall {
+    Account,
+    Submit,
+    LatestBlockhash,
+    ProgramAccounts,
 }
 
-#[derive(Default)]
+impl EncodeLabelValue for LedgerCall {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write as _;
+        encoder.write_str(match self {
+            LedgerCall::Account => "account",
+            LedgerCall::Submit => "submit",
+            LedgerCall::LatestBlockhash => "latest_blockhash",
+            LedgerCall::ProgramAccounts => "program_accounts",
+        })
+    }
+}
+
+impl EncodeLabelValue for Reason {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write as _;
+        encoder.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: Reason,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabel {
+    call: LedgerCall,
+}
+
+/// One gate's metrics and the registry that renders them.
 pub struct Metrics {
-    challenges: AtomicU64,
-    grants: AtomicU64,
-    releases: AtomicU64,
-    ledger_errors: AtomicU64,
-    rent_returned: AtomicU64,
-    refusals: Mutex<BTreeMap<String, u64>>,
-    ledger_calls: Mutex<BTreeMap<&'static str, Histogram>>,
+    registry: Registry,
+    challenges: Counter,
+    grants: Counter,
+    releases: Counter,
+    ledger_errors: Counter,
+    rent_returned: Counter,
+    rent_held: Gauge<i64, AtomicI64>,
+    refusals: Family<ReasonLabel, Counter>,
+    ledger_calls: Family<CallLabel, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let metrics = Metrics {
+            challenges: Counter::default(),
+            grants: Counter::default(),
+            releases: Counter::default(),
+            ledger_errors: Counter::default(),
+            rent_returned: Counter::default(),
+            rent_held: Gauge::default(),
+            refusals: Family::default(),
+            ledger_calls: Family::new_with_constructor(|| Histogram::new(BUCKETS)),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "x402_challenges",
+            "402 challenges issued",
+            metrics.challenges.clone(),
+        );
+        registry.register(
+            "x402_grants",
+            "Requests granted after a payment",
+            metrics.grants.clone(),
+        );
+        registry.register(
+            "x402_grants_released",
+            "Grants given back after serving failed",
+            metrics.releases.clone(),
+        );
+        registry.register(
+            "x402_ledger_errors",
+            "Ledger calls that failed or timed out",
+            metrics.ledger_errors.clone(),
+        );
+        registry.register(
+            "x402_rent_returned_lamports",
+            "Rent the janitor took back by closing receipts",
+            metrics.rent_returned.clone(),
+        );
+        registry.register(
+            "x402_rent_held_lamports",
+            "Rent deposited in open receipts the fee payer funded",
+            metrics.rent_held.clone(),
+        );
+        registry.register(
+            "x402_refusals",
+            "Payments refused, by reason",
+            metrics.refusals.clone(),
+        );
+        registry.register(
+            "x402_ledger_call_seconds",
+            "Ledger call latency",
+            metrics.ledger_calls.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+}
+
+fn gauge_value(lamports: u64) -> i64 {
+    i64::try_from(lamports).unwrap_or(i64::MAX)
 }
 
 impl Metrics {
     pub fn challenge_issued(&self) {
-        self.challenges.fetch_add(1, Ordering::Relaxed);
+        self.challenges.inc();
     }
 
     pub fn granted(&self) {
-        self.grants.fetch_add(1, Ordering::Relaxed);
+        self.grants.inc();
     }
 
     pub fn released(&self) {
-        self.releases.fetch_add(1, Ordering::Relaxed);
+        self.releases.inc();
     }
 
-    pub fn refused(&self, reason: &str) {
-        *self
-            .refusals
-            .lock()
-            .expect("not poisoned")
-            .entry(reason.to_string())
-            .or_default() += 1;
+    pub fn refused(&self, reason: Reason) {
+        self.refusals.get_or_create(&ReasonLabel { reason }).inc();
     }
 
+    /// The janitor closed receipts holding `lamports`.
     pub fn rent_returned(&self, lamports: u64) {
-        self.rent_returned.fetch_add(lamports, Ordering::Relaxed);
+        self.rent_returned.inc_by(lamports);
+        self.rent_held.dec_by(gauge_value(lamports));
+    }
+
+    /// A sponsored payment parked `lamports` in its receipt.
+    pub fn rent_deposited(&self, lamports: u64) {
+        self.rent_held.inc_by(gauge_value(lamports));
+    }
+
+    /// The rent held, as the ledger counted it.
+    pub fn set_rent_held(&self, lamports: u64) {
+        self.rent_held.set(gauge_value(lamports));
     }
 
     /// One ledger call of kind `call` that took `elapsed`, and whether it failed.
-    pub fn ledger_call(&self, call: &'static str, elapsed: Duration, failed: bool) {
+    pub fn ledger_call(&self, call: LedgerCall, elapsed: Duration, failed: bool) {
         if failed {
-            self.ledger_errors.fetch_add(1, Ordering::Relaxed);
+            self.ledger_errors.inc();
         }
-        let seconds = elapsed.as_secs_f64();
-        let mut calls = self.ledger_calls.lock().expect("not poisoned");
-        let histogram = calls.entry(call).or_default();
-        for (count, bound) in histogram.counts.iter_mut().zip(BUCKETS) {
-            if seconds <= bound {
-                *count += 1;
-            }
-        }
-        histogram.count += 1;
-        histogram.sum_seconds += seconds;
+        self.ledger_calls
+            .get_or_create(&CallLabel { call })
+            .observe(elapsed.as_secs_f64());
     }
 
-    /// The text exposition; `rent_held` when it could be read.
-    pub fn render(&self, rent_held: Option<u64>) -> String {
+    /// The text exposition (OpenMetrics).
+    pub fn render(&self) -> String {
         let mut out = String::new();
-        let mut counter = |name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
-        };
-        counter(
-            "x402_challenges_total",
-            "402 challenges issued.",
-            self.challenges.load(Ordering::Relaxed),
-        );
-        counter(
-            "x402_grants_total",
-            "Requests granted after a payment.",
-            self.grants.load(Ordering::Relaxed),
-        );
-        counter(
-            "x402_grants_released_total",
-            "Grants given back after the upstream failed.",
-            self.releases.load(Ordering::Relaxed),
-        );
-        counter(
-            "x402_ledger_errors_total",
-            "Ledger calls that failed or timed out.",
-            self.ledger_errors.load(Ordering::Relaxed),
-        );
-        counter(
-            "x402_rent_returned_lamports_total",
-            "Rent the janitor took back by closing receipts.",
-            self.rent_returned.load(Ordering::Relaxed),
-        );
-        out.push_str("# HELP x402_refusals_total Payments refused, by reason.\n# TYPE x402_refusals_total counter\n");
-        for (reason, count) in self.refusals.lock().expect("not poisoned").iter() {
-            let _ = writeln!(out, "x402_refusals_total{{reason=\"{reason}\"}} {count}");
-        }
-        out.push_str("# HELP x402_ledger_call_seconds Ledger call latency.\n# TYPE x402_ledger_call_seconds histogram\n");
-        for (call, h) in self.ledger_calls.lock().expect("not poisoned").iter() {
-            for (bound, count) in BUCKETS.iter().zip(h.counts) {
-                let _ = writeln!(
-                    out,
-                    "x402_ledger_call_seconds_bucket{{call=\"{call}\",le=\"{bound}\"}} {count}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "x402_ledger_call_seconds_bucket{{call=\"{call}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "x402_ledger_call_seconds_sum{{call=\"{call}\"}} {}",
-                h.sum_seconds
-            );
-            let _ = writeln!(
-                out,
-                "x402_ledger_call_seconds_count{{call=\"{call}\"}} {}",
-                h.count
-            );
-        }
-        if let Some(lamports) = rent_held {
-            let _ = writeln!(
-                out,
-                "# HELP x402_rent_held_lamports Rent deposited in open receipts the fee payer funded.\n\
-                 # TYPE x402_rent_held_lamports gauge\nx402_rent_held_lamports {lamports}"
-            );
-        }
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
         out
     }
+}
+
+/// Who may read `/metrics`.
+#[derive(Clone, Default)]
+pub struct MetricsAccess {
+    /// When set, a request must carry `Authorization: Bearer <token>`.
+    pub token: Option<SecretString>,
+}
+
+/// `GET /metrics` for `gate`, behind the bearer token when one is set.
+pub fn router(gate: Gate, access: MetricsAccess) -> Router {
+    Router::new()
+        .route("/metrics", get(scrape))
+        .with_state((gate, access))
+}
+
+async fn scrape(
+    State((gate, access)): State<(Gate, MetricsAccess)>,
+    headers: http::HeaderMap,
+) -> Response {
+    if let Some(token) = &access.token {
+        let presented = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        let expected = token.expose_secret().as_bytes();
+        if !bool::from(presented.as_bytes().ct_eq(expected)) {
+            return Refusal::new(Reason::Unauthorized).into_response();
+        }
+    }
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        gate.metrics().render(),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -151,29 +239,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_counters_refusals_and_a_cumulative_histogram() {
+    fn renders_counters_refusals_a_cumulative_histogram_and_the_rent_gauge() {
         let metrics = Metrics::default();
         metrics.challenge_issued();
         metrics.challenge_issued();
         metrics.granted();
-        metrics.refused("expired_reference");
-        metrics.ledger_call("account", Duration::from_millis(20), false);
-        metrics.ledger_call("account", Duration::from_secs(2), true);
-        let text = metrics.render(Some(2_289_840));
+        metrics.refused(Reason::ExpiredReference);
+        metrics.ledger_call(LedgerCall::Account, Duration::from_millis(20), false);
+        metrics.ledger_call(LedgerCall::Account, Duration::from_secs(2), true);
+        metrics.set_rent_held(3 * 2_289_840);
+        metrics.rent_returned(2_289_840);
+        let text = metrics.render();
         for line in [
             "x402_challenges_total 2",
             "x402_grants_total 1",
             "x402_ledger_errors_total 1",
             "x402_refusals_total{reason=\"expired_reference\"} 1",
-            "x402_ledger_call_seconds_bucket{call=\"account\",le=\"0.01\"} 0",
-            "x402_ledger_call_seconds_bucket{call=\"account\",le=\"0.025\"} 1",
-            "x402_ledger_call_seconds_bucket{call=\"account\",le=\"3\"} 2",
-            "x402_ledger_call_seconds_bucket{call=\"account\",le=\"+Inf\"} 2",
+            "x402_ledger_call_seconds_bucket{le=\"0.01\",call=\"account\"} 0",
+            "x402_ledger_call_seconds_bucket{le=\"0.025\",call=\"account\"} 1",
+            "x402_ledger_call_seconds_bucket{le=\"3.0\",call=\"account\"} 2",
+            "x402_ledger_call_seconds_bucket{le=\"+Inf\",call=\"account\"} 2",
             "x402_ledger_call_seconds_count{call=\"account\"} 2",
-            "x402_rent_held_lamports 2289840",
+            "x402_rent_held_lamports 4579680",
+            "x402_rent_returned_lamports_total 2289840",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }
-        assert!(!metrics.render(None).contains("x402_rent_held_lamports"));
+    }
+
+    #[test]
+    fn every_refusal_label_comes_from_the_closed_set() {
+        let metrics = Metrics::default();
+        for reason in Reason::ALL {
+            metrics.refused(*reason);
+        }
+        let text = metrics.render();
+        let labels = text
+            .lines()
+            .filter(|l| l.starts_with("x402_refusals_total{"))
+            .count();
+        assert_eq!(labels, Reason::ALL.len());
     }
 }

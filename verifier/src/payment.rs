@@ -2,77 +2,51 @@
 //! (v1), or the plain pair `X-Payment-Proof` / `X-Payment-TxId`.
 
 use http::HeaderMap;
-use solana_transaction::Transaction;
-use x402_protocol::scheme::{decode_transaction, ReceiptPayload, SCHEME};
-use x402_protocol::wire::{decode_header, v1, v2};
-use x402_protocol::{Network, Reference};
+use x402_protocol::wire::{PaymentMessage, Version};
+use x402_protocol::Network;
+
+use crate::error::{Reason, Refusal};
+use crate::scheme::receipt::ReceiptPayment;
+use crate::scheme::Payment;
 
 pub const X_PAYMENT_PROOF: &str = "X-Payment-Proof";
 pub const X_PAYMENT_TXID: &str = "X-Payment-TxId";
 
 /// Headers that carry a payment; stripped before a request goes upstream.
 pub const PAYMENT_HEADERS: [&str; 4] = [
-    v2::PAYMENT_SIGNATURE,
-    v1::X_PAYMENT,
+    Version::V2.payment_header(),
+    Version::V1.payment_header(),
     X_PAYMENT_PROOF,
     X_PAYMENT_TXID,
 ];
 
-/// Which header the payment came in, so that the answer uses the matching one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Wire {
-    V1,
-    V2,
-    Plain,
-}
-
-/// A payment as the request carries it.
-#[derive(Debug)]
-pub enum Payment {
-    /// Way 1: a `pay` transaction for the fee payer to co-sign.
-    Sponsored(Box<Transaction>),
-    /// Way 2: the payer paid; the verifier checks the receipt.
-    SelfSubmitted {
-        reference: Reference,
-        signature: Option<String>,
-    },
-}
-
-/// Why the payment headers were refused.
-#[derive(Debug, PartialEq, Eq)]
-pub enum PaymentError {
-    /// Not decodable at all (bad base64, JSON or field): a 400.
-    Malformed(String),
-    /// Well formed, but not something this verifier accepts: a 402 with this reason.
-    Unsupported(&'static str),
-}
-
-/// The payment in `headers`, if any.
+/// The payment in `headers`, if any, and the version to answer in (the plain headers are
+/// answered as v1). A header that cannot be decoded is a 400; a payment in a scheme or
+/// for a network this verifier does not take is a 402 with the reason.
 pub fn read_payment(
     headers: &HeaderMap,
     network: &Network,
-) -> Result<Option<(Payment, Wire)>, PaymentError> {
+) -> Result<Option<(Payment, Version)>, Refusal> {
     let text = |name: &str| {
         headers
             .get(name)
-            .map(|value| {
-                value
-                    .to_str()
-                    .map_err(|_| PaymentError::Malformed(format!("{name} is not ASCII")))
-            })
+            .map(|value| value.to_str().map_err(|_| malformed(name, "not ASCII")))
             .transpose()
     };
-    if let Some(value) = text(v2::PAYMENT_SIGNATURE)? {
-        let payload: v2::PaymentPayload =
-            decode_header(value).map_err(|e| malformed(v2::PAYMENT_SIGNATURE, e))?;
-        check_offer(&payload.accepted.scheme, &payload.accepted.network, network)?;
-        return Ok(Some((read_scheme_payload(payload.payload)?, Wire::V2)));
-    }
-    if let Some(value) = text(v1::X_PAYMENT)? {
-        let payload: v1::PaymentPayload =
-            decode_header(value).map_err(|e| malformed(v1::X_PAYMENT, e))?;
-        check_offer(&payload.scheme, &payload.network, network)?;
-        return Ok(Some((read_scheme_payload(payload.payload)?, Wire::V1)));
+    for version in Version::ALL {
+        let header = version.payment_header();
+        if let Some(value) = text(header)? {
+            let message =
+                PaymentMessage::decode(version, value).map_err(|e| malformed(header, e))?;
+            if message.offer.scheme != x402_protocol::SCHEME {
+                return Err(Refusal::new(Reason::UnsupportedScheme));
+            }
+            if !network.is_named(&message.offer.network) {
+                return Err(Refusal::new(Reason::InvalidNetwork));
+            }
+            let payment = Payment::read(&message.offer.scheme, message.payload)?;
+            return Ok(Some((payment, version)));
+        }
     }
     if let Some(value) = text(X_PAYMENT_PROOF)? {
         let reference = value
@@ -80,60 +54,25 @@ pub fn read_payment(
             .parse()
             .map_err(|e| malformed(X_PAYMENT_PROOF, e))?;
         let signature = text(X_PAYMENT_TXID)?.map(|s| s.trim().to_string());
-        return Ok(Some((
-            Payment::SelfSubmitted {
-                reference,
-                signature,
-            },
-            Wire::Plain,
-        )));
+        let payment = ReceiptPayment::SelfSubmitted {
+            reference,
+            signature,
+        };
+        return Ok(Some((Payment::Receipt(payment), Version::V1)));
     }
     Ok(None)
 }
 
-fn malformed(header: &str, error: impl std::fmt::Display) -> PaymentError {
-    PaymentError::Malformed(format!("{header}: {error}"))
-}
-
-fn check_offer(scheme: &str, offered_network: &str, network: &Network) -> Result<(), PaymentError> {
-    if scheme != SCHEME {
-        return Err(PaymentError::Unsupported("unsupported_scheme"));
-    }
-    if !network.is_named(offered_network) {
-        return Err(PaymentError::Unsupported("wrong_network"));
-    }
-    Ok(())
-}
-
-fn read_scheme_payload(payload: serde_json::Value) -> Result<Payment, PaymentError> {
-    let payload: ReceiptPayload = serde_json::from_value(payload)
-        .map_err(|_| PaymentError::Malformed("payload: not a receipt payment".into()))?;
-    match payload {
-        ReceiptPayload::Sponsored { transaction } => {
-            let tx = decode_transaction(&transaction)
-                .map_err(|e| malformed("payload.transaction", e))?;
-            Ok(Payment::Sponsored(Box::new(tx)))
-        }
-        ReceiptPayload::SelfSubmitted {
-            reference,
-            signature,
-        } => {
-            let reference = reference
-                .parse()
-                .map_err(|e| malformed("payload.reference", e))?;
-            Ok(Payment::SelfSubmitted {
-                reference,
-                signature,
-            })
-        }
-    }
+fn malformed(header: &str, error: impl std::fmt::Display) -> Refusal {
+    Refusal::new(Reason::InvalidPayload).message(format!("{header}: {error}"))
 }
 
 #[cfg(test)]
 mod tests {
     use base64::{engine::general_purpose::STANDARD, Engine as _};
     use http::HeaderValue;
-    use x402_protocol::wire::encode_header;
+    use x402_protocol::wire::{encode_header, v1, v2};
+    use x402_protocol::Reference;
 
     use super::*;
 
@@ -154,6 +93,19 @@ mod tests {
         })
     }
 
+    fn self_submitted(found: Option<(Payment, Version)>) -> (Reference, Option<String>, Version) {
+        match found {
+            Some((
+                Payment::Receipt(ReceiptPayment::SelfSubmitted {
+                    reference,
+                    signature,
+                }),
+                version,
+            )) => (reference, signature, version),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn reads_each_way_of_sending_a_reference() {
         let devnet = Network::devnet();
@@ -163,32 +115,17 @@ mod tests {
             "solana-devnet",
             serde_json::json!({"reference": reference.to_string()}),
         );
-        match read_payment(&headers(&[(v1::X_PAYMENT, v1)]), &devnet) {
-            Ok(Some((
-                Payment::SelfSubmitted {
-                    reference: r,
-                    signature: None,
-                },
-                Wire::V1,
-            ))) => assert_eq!(r, reference),
-            other => panic!("{other:?}"),
-        }
+        let found = read_payment(&headers(&[(v1::X_PAYMENT, v1)]), &devnet).unwrap();
+        assert_eq!(self_submitted(found), (reference, None, Version::V1));
         let plain = headers(&[
             (X_PAYMENT_PROOF, reference.to_string()),
             (X_PAYMENT_TXID, "sig".into()),
         ]);
-        match read_payment(&plain, &devnet) {
-            Ok(Some((
-                Payment::SelfSubmitted {
-                    reference: r,
-                    signature: Some(s),
-                },
-                Wire::Plain,
-            ))) => {
-                assert_eq!((r, s.as_str()), (reference, "sig"))
-            }
-            other => panic!("{other:?}"),
-        }
+        let found = read_payment(&plain, &devnet).unwrap();
+        assert_eq!(
+            self_submitted(found),
+            (reference, Some("sig".into()), Version::V1)
+        );
         assert!(matches!(read_payment(&HeaderMap::new(), &devnet), Ok(None)));
     }
 
@@ -214,12 +151,11 @@ mod tests {
             headers(&[(v2::PAYMENT_SIGNATURE, STANDARD.encode("{}"))]),
             headers(&[(X_PAYMENT_PROOF, "short".into())]),
         ];
+        let reason = |headers: &HeaderMap| read_payment(headers, &devnet).err().map(|r| r.reason());
         for headers in bad {
-            assert!(
-                matches!(
-                    read_payment(&headers, &devnet),
-                    Err(PaymentError::Malformed(_))
-                ),
+            assert_eq!(
+                reason(&headers),
+                Some(Reason::InvalidPayload),
                 "{headers:?}"
             );
         }
@@ -227,17 +163,11 @@ mod tests {
             v1::X_PAYMENT,
             v1_payload("exact", "solana-devnet", serde_json::json!({})),
         )]);
-        assert_eq!(
-            read_payment(&exact, &devnet).err(),
-            Some(PaymentError::Unsupported("unsupported_scheme"))
-        );
+        assert_eq!(reason(&exact), Some(Reason::UnsupportedScheme));
         let mainnet = headers(&[(
             v1::X_PAYMENT,
             v1_payload("receipt", "solana", serde_json::json!({})),
         )]);
-        assert_eq!(
-            read_payment(&mainnet, &devnet).err(),
-            Some(PaymentError::Unsupported("wrong_network"))
-        );
+        assert_eq!(reason(&mainnet), Some(Reason::InvalidNetwork));
     }
 }

@@ -7,8 +7,9 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, TryStreamExt};
-use http::{HeaderMap, Request, StatusCode};
-use serde_json::json;
+use http::{HeaderMap, Request};
+
+use crate::error::{Reason, Refusal};
 
 /// Where a route's paid requests go, and the bounds on the answer.
 #[derive(Clone, Debug)]
@@ -45,10 +46,6 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn bad_gateway(status: StatusCode, error: &str) -> Response {
-    (status, axum::Json(json!({"error": error}))).into_response()
-}
-
 impl Proxy {
     pub fn new(client: reqwest::Client, upstream: Upstream) -> Self {
         Proxy {
@@ -80,17 +77,17 @@ impl Proxy {
         let answer = match sent {
             Ok(answer) => answer,
             Err(error) if error.is_timeout() => {
-                return bad_gateway(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
+                return Refusal::new(Reason::UpstreamTimeout).into_response()
             }
             Err(error) => {
                 // reqwest's error names the URL: log only what kind of failure it was.
                 tracing::warn!(kind = ?error.is_connect(), "upstream unreachable");
-                return bad_gateway(StatusCode::BAD_GATEWAY, "upstream_unreachable");
+                return Refusal::new(Reason::UpstreamUnreachable).into_response();
             }
         };
         let limit = self.upstream.max_response_bytes;
         if answer.content_length().is_some_and(|length| length > limit) {
-            return bad_gateway(StatusCode::BAD_GATEWAY, "upstream_response_too_large");
+            return Refusal::new(Reason::UpstreamResponseTooLarge).into_response();
         }
         let status = answer.status();
         let mut headers = answer.headers().clone();

@@ -3,50 +3,37 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
 use serde_json::json;
 use x402_protocol::amount::format_units;
 use x402_protocol::receipt::decode_receipt;
 use x402_protocol::{receipt_address, Reference};
 
+use crate::error::{Reason, Refusal};
 use crate::gate::Gate;
+use crate::metrics::LedgerCall;
 
-pub async fn show_receipt(State(gate): State<Gate>, Path(reference): Path<String>) -> Response {
-    let Ok(reference) = reference.parse::<Reference>() else {
-        let body =
-            json!({"error": "invalid_reference", "message": "a reference is 32 bytes in base58"});
-        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
-    };
+pub async fn show_receipt(
+    State(gate): State<Gate>,
+    Path(reference): Path<String>,
+) -> Result<Response, Refusal> {
+    let reference = reference.parse::<Reference>().map_err(|_| {
+        Refusal::new(Reason::InvalidReference).message("a reference is 32 bytes in base58")
+    })?;
     let s = gate.settings();
     let address = receipt_address(&s.program, &reference);
-    let account = match gate.ledger().account(&address).await {
-        Ok(account) => account,
-        Err(error) => {
-            tracing::warn!(%error, "ledger call failed");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({"error": "ledger_unavailable"})),
-            )
-                .into_response();
-        }
-    };
+    let account = gate
+        .ledger_call(LedgerCall::Account, gate.ledger().account(&address))
+        .await?;
     let Some(account) = account else {
-        let body = json!({"error": "receipt_not_found", "reference": reference.to_string(), "receipt": address.to_string()});
-        return (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
+        return Err(Refusal::new(Reason::ReceiptNotFound)
+            .detail("reference", reference.to_string())
+            .detail("receipt", address.to_string()));
     };
-    let receipt = match decode_receipt(&account, &s.program) {
-        Ok(receipt) => receipt,
-        Err(defect) => {
-            return (
-                StatusCode::CONFLICT,
-                axum::Json(json!({"error": defect.reason(), "receipt": address.to_string()})),
-            )
-                .into_response()
-        }
-    };
+    let receipt = decode_receipt(&account, &s.program)
+        .map_err(|defect| Refusal::new(defect.into()).detail("receipt", address.to_string()))?;
     let explorer = |path: String| s.network.explorer_url(&path, None);
     let amount_decimal = (receipt.mint == s.mint).then(|| format_units(receipt.amount, s.decimals));
-    axum::Json(json!({
+    Ok(axum::Json(json!({
         "reference": reference.to_string(),
         "receipt": address.to_string(),
         "program": s.program.to_string(),
@@ -67,5 +54,5 @@ pub async fn show_receipt(State(gate): State<Gate>, Path(reference): Path<String
             "payee": explorer(format!("address/{}", receipt.payee)),
         },
     }))
-    .into_response()
+    .into_response())
 }

@@ -12,7 +12,8 @@ fn start(state: &Path) -> (Child, String, String) {
     let mut verifier = Command::new(env!("CARGO_BIN_EXE_x402-verifier"))
         .env("X402_LISTEN", "127.0.0.1:0")
         .env("X402_STATE_DIR", state)
-        .env("RUST_LOG", "warn")
+        // The default log filter, as a person starting it gets it.
+        .env_remove("RUST_LOG")
         .env_remove("X402_CONFIG")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -48,6 +49,10 @@ fn stop(mut verifier: Child) {
 async fn with_no_configuration_it_serves_a_paid_demo_route_and_stops_on_sigterm() {
     let state = tempfile::tempdir().unwrap();
     let (verifier, address, banner) = start(state.path());
+    assert!(
+        banner.starts_with("x402 verifier on http://"),
+        "the banner comes first, not the embedded bank's warnings: {banner}"
+    );
     assert!(
         banner.contains(&format!("GET http://{address}/demo costs 0.01 USDC")),
         "{banner}"

@@ -14,6 +14,7 @@
 //! [`serde_json::Value`] first and dispatch on [`version_of`].
 
 pub mod facilitator;
+pub mod message;
 pub mod v1;
 pub mod v2;
 
@@ -24,6 +25,8 @@ use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::error::Category;
+
+pub use message::{Offer, PaymentMessage, Settlement, Version};
 
 /// The largest x402 header value [`decode_header`] accepts, in bytes of base64 text.
 ///

@@ -6,24 +6,17 @@ use anchor_lang::solana_program::clock::Clock;
 use anchor_lang::solana_program::instruction::error::InstructionError;
 use anchor_lang::solana_program::instruction::Instruction;
 use anchor_lang::{AccountDeserialize, Event, InstructionData, ToAccountMetas};
-use anchor_spl::associated_token::{
-    get_associated_token_address_with_program_id, spl_associated_token_account,
-};
-use anchor_spl::token_2022::spl_token_2022::{
-    self,
-    extension::{transfer_fee, ExtensionType, StateWithExtensions},
-};
 use base64::Engine as _;
 use solana_account::Account;
 use solana_keypair::Keypair;
 use solana_program_test::{BanksClientError, ProgramTestContext};
 use solana_signer::Signer;
-use solana_system_interface::instruction as system_instruction;
-use solana_transaction::Transaction;
 use solana_transaction_error::TransactionError;
 use x402_receipts::{Receipt, RECEIPT_SEED};
+use x402_verifier::ledger::bank;
 
 pub use anchor_spl::token::spl_token;
+use anchor_spl::token_2022::spl_token_2022;
 
 pub const DECIMALS: u8 = 6;
 /// 1 USDC in base units.
@@ -52,15 +45,13 @@ pub enum MintKind {
 
 impl Market {
     pub async fn new(kind: MintKind) -> Self {
-        let mut bank = x402_verifier::ledger::local::program_test()
-            .start_with_context()
-            .await;
+        let mut bank = bank::program_test().start_with_context().await;
         let (token_program, fee_bps) = match kind {
             MintKind::SplToken => (spl_token::ID, None),
             MintKind::Token2022 => (spl_token_2022::ID, None),
             MintKind::Token2022WithFee(bps) => (spl_token_2022::ID, Some(bps)),
         };
-        let mint = create_mint(&mut bank, token_program, fee_bps).await;
+        let mint = bank::create_mint(&mut bank, token_program, DECIMALS, fee_bps).await;
         let payer = Keypair::new();
         fund(&mut bank, &payer.pubkey(), WALLET_LAMPORTS).await;
         let payer_token = create_ata(&mut bank, &payer.pubkey(), &mint, token_program).await;
@@ -97,7 +88,7 @@ impl Market {
 
     /// Another mint of this market's token program, in the same bank.
     pub async fn new_mint(&mut self) -> Pubkey {
-        create_mint(&mut self.bank, self.token_program, None).await
+        bank::create_mint(&mut self.bank, self.token_program, DECIMALS, None).await
     }
 
     /// A funded wallet whose associated token account holds `tokens` of this market's mint.
@@ -133,25 +124,7 @@ impl Market {
 
     /// Moves the bank's clock to `unix_timestamp`.
     pub async fn set_time(&mut self, unix_timestamp: i64) {
-        let mut clock: Clock = self.bank.banks_client.get_sysvar().await.unwrap();
-        clock.unix_timestamp = unix_timestamp;
-        self.bank.set_sysvar(&clock);
-    }
-
-    /// `instructions` in one transaction, `signers[0]` paying the fee. A fresh blockhash
-    /// makes a repeated transaction a new one rather than a duplicate.
-    async fn transaction(
-        &mut self,
-        instructions: &[Instruction],
-        signers: &[&Keypair],
-    ) -> Transaction {
-        let blockhash = self.bank.get_new_latest_blockhash().await.unwrap();
-        Transaction::new_signed_with_payer(
-            instructions,
-            Some(&signers[0].pubkey()),
-            signers,
-            blockhash,
-        )
+        bank::set_time(&self.bank, unix_timestamp).await.unwrap();
     }
 
     pub async fn send(
@@ -159,7 +132,7 @@ impl Market {
         instructions: &[Instruction],
         signers: &[&Keypair],
     ) -> Result<(), BanksClientError> {
-        let tx = self.transaction(instructions, signers).await;
+        let tx = bank::transaction(&mut self.bank, instructions, signers).await;
         self.bank.banks_client.process_transaction(tx).await
     }
 
@@ -169,7 +142,7 @@ impl Market {
         instructions: &[Instruction],
         signers: &[&Keypair],
     ) -> Vec<Vec<u8>> {
-        let tx = self.transaction(instructions, signers).await;
+        let tx = bank::transaction(&mut self.bank, instructions, signers).await;
         let outcome = self
             .bank
             .banks_client
@@ -189,7 +162,7 @@ impl Market {
     }
 
     pub async fn token_balance(&mut self, account: &Pubkey) -> u64 {
-        token_balance(&mut self.bank, account).await
+        bank::token_balance(&self.bank.banks_client, account).await
     }
 
     pub async fn lamports(&mut self, address: &Pubkey) -> u64 {
@@ -323,156 +296,4 @@ pub fn custom_error(result: Result<(), BanksClientError>) -> Option<u32> {
     }
 }
 
-pub async fn fund(bank: &mut ProgramTestContext, to: &Pubkey, lamports: u64) {
-    let payer = bank.payer.insecure_clone();
-    let ix = system_instruction::transfer(&payer.pubkey(), to, lamports);
-    process(bank, &[ix], &[&payer]).await;
-}
-
-async fn process(bank: &mut ProgramTestContext, ixs: &[Instruction], signers: &[&Keypair]) {
-    let blockhash = bank.get_new_latest_blockhash().await.unwrap();
-    let tx =
-        Transaction::new_signed_with_payer(ixs, Some(&signers[0].pubkey()), signers, blockhash);
-    bank.banks_client.process_transaction(tx).await.unwrap();
-}
-
-async fn create_mint(
-    bank: &mut ProgramTestContext,
-    token_program: Pubkey,
-    fee_bps: Option<u16>,
-) -> Pubkey {
-    let payer = bank.payer.insecure_clone();
-    let mint = Keypair::new();
-    let extensions: &[ExtensionType] = if fee_bps.is_some() {
-        &[ExtensionType::TransferFeeConfig]
-    } else {
-        &[]
-    };
-    let space = ExtensionType::try_calculate_account_len::<spl_token_2022::state::Mint>(extensions)
-        .unwrap();
-    let rent = bank
-        .banks_client
-        .get_rent()
-        .await
-        .unwrap()
-        .minimum_balance(space);
-    let mut ixs = vec![system_instruction::create_account(
-        &payer.pubkey(),
-        &mint.pubkey(),
-        rent,
-        space as u64,
-        &token_program,
-    )];
-    if let Some(bps) = fee_bps {
-        ixs.push(
-            transfer_fee::instruction::initialize_transfer_fee_config(
-                &token_program,
-                &mint.pubkey(),
-                None,
-                None,
-                bps,
-                u64::MAX,
-            )
-            .unwrap(),
-        );
-    }
-    ixs.push(
-        spl_token_2022::instruction::initialize_mint2(
-            &token_program,
-            &mint.pubkey(),
-            &payer.pubkey(),
-            None,
-            DECIMALS,
-        )
-        .unwrap(),
-    );
-    process(bank, &ixs, &[&payer, &mint]).await;
-    mint.pubkey()
-}
-
-/// Creates `owner`'s associated token account for `mint` through the real ATA program.
-pub async fn create_ata(
-    bank: &mut ProgramTestContext,
-    owner: &Pubkey,
-    mint: &Pubkey,
-    token_program: Pubkey,
-) -> Pubkey {
-    let payer = bank.payer.insecure_clone();
-    let ix = spl_associated_token_account::instruction::create_associated_token_account(
-        &payer.pubkey(),
-        owner,
-        mint,
-        &token_program,
-    );
-    process(bank, &[ix], &[&payer]).await;
-    get_associated_token_address_with_program_id(owner, mint, &token_program)
-}
-
-/// Creates a token account for `owner` at a fresh address that is not its ATA.
-pub async fn create_token_account(
-    bank: &mut ProgramTestContext,
-    owner: &Pubkey,
-    mint: &Pubkey,
-    token_program: Pubkey,
-) -> Pubkey {
-    let payer = bank.payer.insecure_clone();
-    let account = Keypair::new();
-    let space =
-        ExtensionType::try_calculate_account_len::<spl_token_2022::state::Account>(&[]).unwrap();
-    let rent = bank
-        .banks_client
-        .get_rent()
-        .await
-        .unwrap()
-        .minimum_balance(space);
-    let ixs = [
-        system_instruction::create_account(
-            &payer.pubkey(),
-            &account.pubkey(),
-            rent,
-            space as u64,
-            &token_program,
-        ),
-        spl_token_2022::instruction::initialize_account3(
-            &token_program,
-            &account.pubkey(),
-            mint,
-            owner,
-        )
-        .unwrap(),
-    ];
-    process(bank, &ixs, &[&payer, &account]).await;
-    account.pubkey()
-}
-
-pub async fn mint_to(
-    bank: &mut ProgramTestContext,
-    mint: &Pubkey,
-    to: &Pubkey,
-    amount: u64,
-    token_program: Pubkey,
-) {
-    let payer = bank.payer.insecure_clone();
-    let ix = spl_token_2022::instruction::mint_to(
-        &token_program,
-        mint,
-        to,
-        &payer.pubkey(),
-        &[],
-        amount,
-    )
-    .unwrap();
-    process(bank, &[ix], &[&payer]).await;
-}
-
-pub async fn token_balance(bank: &mut ProgramTestContext, account: &Pubkey) -> u64 {
-    let account = bank
-        .banks_client
-        .get_account(*account)
-        .await
-        .unwrap()
-        .unwrap();
-    let state =
-        StateWithExtensions::<spl_token_2022::state::Account>::unpack(&account.data).unwrap();
-    state.base.amount
-}
+pub use bank::{create_ata, create_token_account, fund, mint_to};

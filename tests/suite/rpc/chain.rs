@@ -126,7 +126,6 @@ fn settings(
         fee_payer: fee_payer.map(Arc::new),
         max_compute_unit_price: 100_000,
         max_compute_unit_limit: 200_000,
-        blockhash_refresh: Duration::from_secs(20),
         ledger_timeout: Duration::from_secs(10),
         public_url: None,
         facilitator_url: None,
@@ -145,7 +144,12 @@ async fn serve(
     ))
     .await
     .unwrap();
-    let gate = Gate::new(settings, Arc::new(ledger), store).await;
+    let gate = Gate::new(settings, Arc::new(ledger), store);
+    let schedule = x402_verifier::tasks::Schedule {
+        janitor: None,
+        ..Default::default()
+    };
+    x402_verifier::tasks::start(&gate, &schedule).await;
     let route = PaidRoute {
         pattern: "/api/*".into(),
         methods: vec![http::Method::GET],
@@ -156,7 +160,8 @@ async fn serve(
         body_bytes: 1024,
         timeout: Duration::from_secs(60),
     };
-    let router = app(gate.clone(), vec![route], &limits);
+    let metrics = Some(x402_verifier::metrics::MetricsAccess::default());
+    let router = app(gate.clone(), vec![route], &limits, metrics);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -415,7 +420,6 @@ fn verifier_process(
         .env("X402_RPC_URL", node_url)
         .env("X402_NETWORK", network().caip2())
         .env("X402_ASSET", receipts.market.mint.to_string())
-        .env("X402_DECIMALS", "6")
         .env("X402_MERCHANT_WALLET", receipts.market.merchant.to_string())
         .env("X402_CHALLENGE_KEY", "09".repeat(32))
         .env("X402_STORE_URL", store)
@@ -447,7 +451,18 @@ async fn two_verifier_processes_sharing_postgres_serve_one_paid_reference_once()
         std::env::var("X402_TEST_POSTGRES_URL").expect("X402_TEST_POSTGRES_URL: see .ci/run");
     let mut receipts = Receipts::new().await;
     let reference = receipts.paid("/demo").await;
-    let validator = Validator::start(&receipts.accounts).await;
+    // The verifier reads the mint's decimals and token program from the node.
+    let mint = receipts.market.mint;
+    let mint_account = receipts
+        .market
+        .ledger
+        .account(&mint)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut genesis = receipts.accounts.clone();
+    genesis.push((mint, mint_account));
+    let validator = Validator::start(&genesis).await;
     let states = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let mut processes: Vec<_> = states
         .iter()

@@ -30,7 +30,7 @@ async fn foreign_offer(h: &Harness, amount: u64) -> ReceiptOffer {
 }
 
 fn v2_request(offer: &ReceiptOffer, payload: serde_json::Value) -> serde_json::Value {
-    let accepted = offer.to_v2(&offer.network);
+    let accepted = offer.to_offer().to_v2();
     let payment = v2::PaymentPayload {
         x402_version: 2,
         resource: None,

@@ -23,7 +23,9 @@ use x402_protocol::{
 use x402_verifier::ledger::local::{
     LocalLedger, LocalMarket, LOCAL_BLOCKHASH_REFRESH, LOCAL_DECIMALS,
 };
+use x402_verifier::metrics::MetricsAccess;
 use x402_verifier::proxy::{Proxy, Upstream};
+use x402_verifier::tasks::Schedule;
 use x402_verifier::{
     app, Gate, GrantStore, PaidRoute, PaymentSettings, RequestLimits, RouteService,
 };
@@ -93,13 +95,13 @@ impl Ledger for CountingLedger {
         self.inner.submit(transaction).await
     }
 
+    // The rent gauge's recount and the janitor run in the background: not counted.
     async fn program_accounts(
         &self,
         program: &Pubkey,
         filters: &[x402_protocol::AccountFilter],
     ) -> Result<Vec<(Pubkey, LedgerAccount)>, LedgerError> {
         self.check_up()?;
-        self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.program_accounts(program, filters).await
     }
 }
@@ -400,13 +402,19 @@ async fn gate(
         fee_payer: sponsor.then(|| Arc::new(market.fee_payer.insecure_clone())),
         max_compute_unit_price: 1_000,
         max_compute_unit_limit: 200_000,
-        blockhash_refresh: LOCAL_BLOCKHASH_REFRESH,
         ledger_timeout: Duration::from_secs(10),
         public_url: None,
         facilitator_url: None,
     };
     let store = GrantStore::connect(store_url).await.unwrap();
-    Gate::new(settings, ledger, store).await
+    let gate = Gate::new(settings, ledger, store);
+    let schedule = Schedule {
+        blockhash_refresh: LOCAL_BLOCKHASH_REFRESH,
+        janitor: None,
+        ..Schedule::default()
+    };
+    x402_verifier::tasks::start(&gate, &schedule).await;
+    gate
 }
 
 fn app_for(gate: &Gate, api_url: &str) -> Router {
@@ -437,6 +445,7 @@ fn app_for(gate: &Gate, api_url: &str) -> Router {
             body_bytes: 1024 * 1024,
             timeout: Duration::from_secs(30),
         },
+        Some(MetricsAccess::default()),
     )
 }
 

@@ -2,29 +2,29 @@
 //! bank, with the real SPL Token, Token-2022 and ATA programs, a local USDC-like mint and
 //! a funded demo payer. One command on a fresh machine serves paid requests with it.
 
-use anchor_lang::prelude::{AccountInfo, Pubkey};
+use std::path::Path;
+use std::sync::Arc;
+
+use anchor_lang::prelude::Pubkey;
 use anchor_lang::solana_program::clock::Clock;
-use anchor_lang::solana_program::entrypoint::ProgramResult;
-use anchor_lang::solana_program::instruction::Instruction;
-use anchor_spl::associated_token::{
-    get_associated_token_address_with_program_id, spl_associated_token_account,
-};
+use anchor_spl::associated_token::get_associated_token_address_with_program_id;
 use anchor_spl::token::spl_token;
 use async_trait::async_trait;
 use solana_commitment_config::CommitmentLevel;
 use solana_hash::Hash;
 use solana_keypair::Keypair;
-use solana_program_test::{
-    processor, BanksClient, BanksClientError, ProgramTest, ProgramTestContext,
-};
+use solana_program_test::{BanksClient, BanksClientError, ProgramTestContext};
 use solana_signature::Signature;
 use solana_signer::Signer;
-use solana_system_interface::instruction as system_instruction;
 use solana_transaction::Transaction;
 use tokio::sync::Mutex;
+use x402_protocol::keypair::{read_keypair_file, write_keypair_file};
 use x402_protocol::scheme::paid_reference;
 use x402_protocol::{receipt_address, AccountFilter, Ledger, LedgerAccount, LedgerError, Network};
 
+use super::{bank, Market};
+use crate::config::Config;
+use crate::server::{invalid, StartError};
 use crate::unix_now;
 
 /// Decimals of the local USDC-like mint, as USDC's.
@@ -34,36 +34,6 @@ pub const LOCAL_DECIMALS: u8 = 6;
 /// so a blockhash lives about a second: sponsored challenges need a fresh one.
 pub const LOCAL_BLOCKHASH_REFRESH: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Anchor's `entry` ties every argument to one lifetime; solana-program-test's native
-/// shim passes independent ones. All three outlive the call.
-fn process_instruction<'a, 'b, 'c, 'd>(
-    program_id: &'a Pubkey,
-    accounts: &'b [AccountInfo<'c>],
-    data: &'d [u8],
-) -> ProgramResult {
-    // SAFETY: the arguments live for the whole call; only their lifetimes are unified.
-    let (program_id, accounts, data) = unsafe {
-        (
-            std::mem::transmute::<&'a Pubkey, &'c Pubkey>(program_id),
-            std::mem::transmute::<&'b [AccountInfo<'c>], &'c [AccountInfo<'c>]>(accounts),
-            std::mem::transmute::<&'d [u8], &'c [u8]>(data),
-        )
-    };
-    x402_receipts::entry(program_id, accounts, data)
-}
-
-/// A bank with the receipts program run natively (`prefer_bpf(false)`) and the SPL
-/// programs as BPF.
-pub fn program_test() -> ProgramTest {
-    let mut program = ProgramTest::new(
-        "x402_receipts",
-        x402_receipts::ID,
-        processor!(process_instruction),
-    );
-    program.prefer_bpf(false);
-    program
-}
-
 /// The embedded ledger. Its clock follows wall time: every submission first sets
 /// `Clock::unix_timestamp` to now. Its slot does not advance (warping the bank would
 /// expire the blockhashes that challenges hand out), so receipts record one slot.
@@ -71,8 +41,6 @@ pub struct LocalLedger {
     context: Mutex<ProgramTestContext>,
     banks: BanksClient,
     network: Network,
-    /// Mints tokens and funds wallets; the bank's own genesis payer.
-    authority: Keypair,
     /// The receipts created through `submit`: the bank cannot be scanned for a program's
     /// accounts, so `program_accounts` looks among these.
     receipts: std::sync::Mutex<std::collections::BTreeSet<Pubkey>>,
@@ -81,7 +49,7 @@ pub struct LocalLedger {
 /// What a fresh local ledger holds: a mint, a merchant with a token account, a funded
 /// fee payer and a funded demo payer.
 pub struct LocalMarket {
-    pub ledger: std::sync::Arc<LocalLedger>,
+    pub ledger: Arc<LocalLedger>,
     pub mint: Pubkey,
     pub merchant: Pubkey,
     pub fee_payer: Keypair,
@@ -95,18 +63,16 @@ const WALLET_LAMPORTS: u64 = 10_000_000_000;
 impl LocalLedger {
     /// Starts a bank with the program and sets its clock to now.
     pub async fn start() -> Self {
-        let context = program_test().start_with_context().await;
+        let context = bank::program_test().start_with_context().await;
         let banks = context.banks_client.clone();
         let genesis = banks
             .get_latest_blockhash()
             .await
             .expect("a fresh bank answers");
-        let authority = context.payer.insecure_clone();
         let ledger = LocalLedger {
             network: Network::localnet(&genesis.to_string()),
             context: Mutex::new(context),
             banks,
-            authority,
             receipts: Default::default(),
         };
         ledger.set_time(unix_now()).await;
@@ -117,7 +83,7 @@ impl LocalLedger {
     /// account (a new wallet if none is given), a funded fee payer, and a demo payer with
     /// SOL and [`DEMO_PAYER_TOKENS`].
     pub async fn start_market(merchant: Option<Pubkey>) -> LocalMarket {
-        let ledger = std::sync::Arc::new(Self::start().await);
+        let ledger = Arc::new(Self::start().await);
         let mint = ledger.create_mint(spl_token::ID).await;
         let merchant = merchant.unwrap_or_else(|| Keypair::new().pubkey());
         ledger
@@ -145,46 +111,20 @@ impl LocalLedger {
     /// Sets the bank's clock (tests move it to expire challenges).
     pub async fn set_time(&self, unix_timestamp: i64) {
         let context = self.context.lock().await;
-        let mut clock: Clock = self.banks.get_sysvar().await.expect("the bank answers");
-        clock.unix_timestamp = unix_timestamp;
-        context.set_sysvar(&clock);
+        bank::set_time(&context, unix_timestamp)
+            .await
+            .expect("the bank answers");
     }
 
     /// Sends lamports from the bank's genesis payer.
     pub async fn airdrop(&self, to: &Pubkey, lamports: u64) {
-        let ix = system_instruction::transfer(&self.authority.pubkey(), to, lamports);
-        self.process(&[ix], &[]).await;
+        bank::fund(&mut *self.context.lock().await, to, lamports).await;
     }
 
     /// A new mint of `token_program` with [`LOCAL_DECIMALS`], minted by the authority.
     pub async fn create_mint(&self, token_program: Pubkey) -> Pubkey {
-        let mint = Keypair::new();
-        let space = 82;
-        let rent = self
-            .banks
-            .get_rent()
-            .await
-            .expect("the bank answers")
-            .minimum_balance(space);
-        let ixs = [
-            system_instruction::create_account(
-                &self.authority.pubkey(),
-                &mint.pubkey(),
-                rent,
-                space as u64,
-                &token_program,
-            ),
-            spl_token::instruction::initialize_mint2(
-                &token_program,
-                &mint.pubkey(),
-                &self.authority.pubkey(),
-                None,
-                LOCAL_DECIMALS,
-            )
-            .expect("valid mint instruction"),
-        ];
-        self.process(&ixs, &[&mint]).await;
-        mint.pubkey()
+        let mut context = self.context.lock().await;
+        bank::create_mint(&mut context, token_program, LOCAL_DECIMALS, None).await
     }
 
     /// Creates `owner`'s associated token account for `mint` through the ATA program.
@@ -194,40 +134,21 @@ impl LocalLedger {
         mint: &Pubkey,
         token_program: Pubkey,
     ) -> Pubkey {
-        let ix =
-            spl_associated_token_account::instruction::create_associated_token_account_idempotent(
-                &self.authority.pubkey(),
-                owner,
-                mint,
-                &token_program,
-            );
-        self.process(&[ix], &[]).await;
-        get_associated_token_address_with_program_id(owner, mint, &token_program)
+        let mut context = self.context.lock().await;
+        bank::create_ata(&mut context, owner, mint, token_program).await
     }
 
     /// Mints `amount` base units into `owner`'s associated token account.
     pub async fn mint_to(&self, mint: &Pubkey, owner: &Pubkey, amount: u64) {
         let account = get_associated_token_address_with_program_id(owner, mint, &spl_token::ID);
-        let ix = spl_token::instruction::mint_to(
-            &spl_token::ID,
-            mint,
-            &account,
-            &self.authority.pubkey(),
-            &[],
-            amount,
-        )
-        .expect("valid mint_to instruction");
-        self.process(&[ix], &[]).await;
+        let mut context = self.context.lock().await;
+        bank::mint_to(&mut context, mint, &account, amount, spl_token::ID).await;
     }
 
     /// The token balance of `owner`'s associated token account for `mint`.
     pub async fn token_balance(&self, owner: &Pubkey, mint: &Pubkey) -> u64 {
         let account = get_associated_token_address_with_program_id(owner, mint, &spl_token::ID);
-        self.banks
-            .get_packed_account_data::<spl_token::state::Account>(account)
-            .await
-            .map(|a| a.amount)
-            .unwrap_or(0)
+        bank::token_balance(&self.banks, &account).await
     }
 
     /// Writes `account` at `address` as it is, as a test validator's `--account` does.
@@ -248,27 +169,6 @@ impl LocalLedger {
             .get_balance(*address)
             .await
             .expect("the bank answers")
-    }
-
-    /// Set-up transactions, paid and signed by the authority.
-    async fn process(&self, ixs: &[Instruction], extra_signers: &[&Keypair]) {
-        let blockhash = self
-            .banks
-            .get_latest_blockhash()
-            .await
-            .expect("the bank answers");
-        let mut signers = vec![&self.authority];
-        signers.extend_from_slice(extra_signers);
-        let tx = Transaction::new_signed_with_payer(
-            ixs,
-            Some(&self.authority.pubkey()),
-            &signers,
-            blockhash,
-        );
-        self.banks
-            .process_transaction(tx)
-            .await
-            .expect("set-up transaction succeeds");
     }
 }
 
@@ -332,9 +232,10 @@ impl Ledger for LocalLedger {
 
     async fn submit(&self, transaction: &Transaction) -> Result<Signature, LedgerError> {
         let context = self.context.lock().await;
-        let mut clock: Clock = self.banks.get_sysvar().await.map_err(unavailable)?;
-        clock.unix_timestamp = clock.unix_timestamp.max(unix_now());
-        context.set_sysvar(&clock);
+        let clock: Clock = self.banks.get_sysvar().await.map_err(unavailable)?;
+        bank::set_time(&context, clock.unix_timestamp.max(unix_now()))
+            .await
+            .map_err(unavailable)?;
         // Preflight, as an RPC node does: a transaction that would fail is refused
         // without being recorded, so the fee payer pays no fee for it.
         let simulation = self
@@ -363,4 +264,55 @@ impl Ledger for LocalLedger {
             Err(other) => Err(unavailable(other)),
         }
     }
+}
+
+/// The embedded ledger's market: its own mint, a funded fee payer (the configured one,
+/// funded here) and a demo payer written to the state directory.
+pub(crate) async fn embedded_market(config: &Config) -> Result<Market, StartError> {
+    let p = &config.payment;
+    if p.network != "solana-localnet" {
+        return Err(invalid(
+            "payment.network",
+            format!("{} needs an RPC URL (X402_RPC_URL)", p.network),
+        ));
+    }
+    if p.asset.is_some() {
+        return Err(invalid(
+            "payment.asset",
+            "the embedded ledger pays in its own local mint",
+        ));
+    }
+    if p.program_id != x402_receipts::ID {
+        return Err(invalid(
+            "payment.program_id",
+            "the embedded ledger runs this build's program",
+        ));
+    }
+    let market = LocalLedger::start_market(p.pay_to).await;
+    let fee_payer = match &p.fee_payer_keypair {
+        Some(path) => {
+            let keypair = read_keypair_file(path).map_err(StartError::Io)?;
+            market
+                .ledger
+                .airdrop(&keypair.pubkey(), WALLET_LAMPORTS)
+                .await;
+            keypair
+        }
+        None => market.fee_payer.insecure_clone(),
+    };
+    let demo_payer = Path::new(&config.state_dir).join("demo-payer.json");
+    write_keypair_file(&market.demo_payer, &demo_payer)
+        .map_err(|e| StartError::Io(format!("cannot write {}: {e}", demo_payer.display())))?;
+    Ok(Market {
+        kind: "embedded ledger",
+        network: market.ledger.network().clone(),
+        ledger: market.ledger,
+        mint: market.mint,
+        decimals: LOCAL_DECIMALS,
+        token_program: spl_token::ID,
+        pay_to: market.merchant,
+        fee_payer: Some(fee_payer),
+        blockhash_refresh: LOCAL_BLOCKHASH_REFRESH,
+        demo_payer: Some(demo_payer),
+    })
 }

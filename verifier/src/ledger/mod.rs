@@ -1,6 +1,127 @@
-//! Ledgers the verifier reads receipts from and submits sponsored payments to. The trait
-//! is `x402_protocol::Ledger`, shared with the client.
+//! Ledgers the verifier reads receipts from and submits sponsored payments to (the trait
+//! is `x402_protocol::Ledger`, shared with the client), and the market each serves:
+//! Solana JSON-RPC for real clusters, or the embedded local ledger for trying it out
+//! (cargo feature `embedded-ledger`, on by default).
 
+#[cfg(feature = "embedded-ledger")]
+pub mod bank;
+#[cfg(feature = "embedded-ledger")]
 pub mod local;
 
-pub use local::{LocalLedger, LocalMarket};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anchor_lang::prelude::Pubkey;
+use solana_commitment_config::CommitmentConfig;
+use solana_keypair::Keypair;
+use x402_protocol::keypair::read_keypair_file;
+use x402_protocol::rpc::{RpcLedger, RpcOptions};
+use x402_protocol::{read_mint, Ledger, LedgerError, Network};
+
+use crate::config::{Commitment, Config, RpcUrl};
+use crate::server::{invalid, StartError};
+
+/// Where payments go and are read: a ledger, its network, the token and the payee.
+pub(crate) struct Market {
+    pub ledger: Arc<dyn Ledger>,
+    /// For the banner.
+    pub kind: &'static str,
+    pub network: Network,
+    pub mint: Pubkey,
+    pub decimals: u8,
+    pub token_program: Pubkey,
+    pub pay_to: Pubkey,
+    pub fee_payer: Option<Keypair>,
+    /// Well inside the ledger's blockhash lifetime.
+    pub blockhash_refresh: Duration,
+    /// A funded payer's keypair file, to try the API with.
+    pub demo_payer: Option<PathBuf>,
+}
+
+/// The market `config` names: JSON-RPC with an RPC URL, the embedded ledger without.
+pub(crate) async fn open_market(config: &Config) -> Result<Market, StartError> {
+    match &config.payment.rpc_url {
+        Some(url) => rpc_market(config, url).await,
+        #[cfg(feature = "embedded-ledger")]
+        None => local::embedded_market(config).await,
+        #[cfg(not(feature = "embedded-ledger"))]
+        None => Err(invalid(
+            "payment.rpc_url",
+            "required: this build has no embedded ledger (cargo feature embedded-ledger)",
+        )),
+    }
+}
+
+/// A Solana JSON-RPC node. The network named in configuration must be the node's; the
+/// mint's decimals and token program are read from the mint itself.
+async fn rpc_market(config: &Config, url: &RpcUrl) -> Result<Market, StartError> {
+    let p = &config.payment;
+    let options = RpcOptions {
+        commitment: match p.commitment {
+            Commitment::Confirmed => CommitmentConfig::confirmed(),
+            Commitment::Finalized => CommitmentConfig::finalized(),
+        },
+        ..RpcOptions::default()
+    };
+    let unreachable = |e: LedgerError| StartError::Io(format!("the RPC node: {e}"));
+    let named = p.network.as_str();
+    let ledger = match Network::public(named) {
+        // A network named by its CAIP-2 id alone (a local validator): taken as given.
+        None if named.starts_with("solana:") => RpcLedger::with_network(
+            url.expose(),
+            Network::localnet(named.trim_start_matches("solana:")),
+            options,
+        ),
+        None if named == "solana-localnet" => RpcLedger::connect(url.expose(), options)
+            .await
+            .map_err(unreachable)?,
+        None => return Err(invalid("payment.network", named)),
+        Some(expected) => {
+            let ledger = RpcLedger::connect(url.expose(), options)
+                .await
+                .map_err(unreachable)?;
+            if ledger.network() != &expected {
+                let on = ledger.network().caip2().to_string();
+                return Err(invalid(
+                    "payment.network",
+                    format!("the RPC node is on {on}, not {expected}"),
+                ));
+            }
+            ledger
+        }
+    };
+    let mint = p.asset.ok_or_else(|| {
+        invalid(
+            "payment.asset",
+            "the mint to be paid in (USDC's on devnet or mainnet)",
+        )
+    })?;
+    let pay_to = p.pay_to.ok_or_else(|| {
+        invalid(
+            "payment.pay_to",
+            "the merchant's wallet (X402_MERCHANT_WALLET)",
+        )
+    })?;
+    let account = ledger.account(&mint).await.map_err(unreachable)?;
+    let account = account.ok_or_else(|| invalid("payment.asset", format!("no mint at {mint}")))?;
+    let facts = read_mint(&account).map_err(|e| invalid("payment.asset", e))?;
+    let fee_payer = p
+        .fee_payer_keypair
+        .as_deref()
+        .map(read_keypair_file)
+        .transpose()
+        .map_err(StartError::Io)?;
+    Ok(Market {
+        kind: "JSON-RPC ledger",
+        network: ledger.network().clone(),
+        ledger: Arc::new(ledger),
+        mint,
+        decimals: facts.decimals,
+        token_program: facts.token_program,
+        pay_to,
+        fee_payer,
+        blockhash_refresh: Duration::from_secs(20),
+        demo_payer: None,
+    })
+}

@@ -1,0 +1,91 @@
+//! What a mint says about itself: its decimals and the token program that owns it. Read
+//! from the account, never taken from a counterparty.
+
+use anchor_lang::prelude::Pubkey;
+use anchor_spl::token::spl_token;
+use anchor_spl::token_2022::spl_token_2022::{self, extension::StateWithExtensions};
+
+use crate::receipt::LedgerAccount;
+
+/// A mint's facts, as its account holds them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MintInfo {
+    pub decimals: u8,
+    /// SPL Token or Token-2022.
+    pub token_program: Pubkey,
+}
+
+/// Why an account is not a usable mint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MintError {
+    #[error("the account is not owned by SPL Token or Token-2022")]
+    NotATokenProgram,
+    #[error("the account is not an initialized mint")]
+    NotAMint,
+}
+
+/// Reads a mint of SPL Token or Token-2022 (with or without extensions).
+pub fn read_mint(account: &LedgerAccount) -> Result<MintInfo, MintError> {
+    if account.owner != spl_token::ID && account.owner != spl_token_2022::ID {
+        return Err(MintError::NotATokenProgram);
+    }
+    let mint = StateWithExtensions::<spl_token_2022::state::Mint>::unpack(&account.data)
+        .map_err(|_| MintError::NotAMint)?;
+    if !mint.base.is_initialized {
+        return Err(MintError::NotAMint);
+    }
+    Ok(MintInfo {
+        decimals: mint.base.decimals,
+        token_program: account.owner,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use anchor_lang::solana_program::program_pack::Pack;
+
+    use super::*;
+
+    fn mint_account(owner: Pubkey, decimals: u8, initialized: bool) -> LedgerAccount {
+        let mint = spl_token_2022::state::Mint {
+            decimals,
+            is_initialized: initialized,
+            ..Default::default()
+        };
+        let mut data = vec![0; spl_token_2022::state::Mint::LEN];
+        spl_token_2022::state::Mint::pack(mint, &mut data).unwrap();
+        LedgerAccount {
+            owner,
+            lamports: 1,
+            data,
+        }
+    }
+
+    #[test]
+    fn reads_decimals_and_token_program_of_either_token_program() {
+        for program in [spl_token::ID, spl_token_2022::ID] {
+            assert_eq!(
+                read_mint(&mint_account(program, 9, true)),
+                Ok(MintInfo {
+                    decimals: 9,
+                    token_program: program
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_initialized_mint_of_a_token_program() {
+        assert_eq!(
+            read_mint(&mint_account(Pubkey::new_unique(), 6, true)),
+            Err(MintError::NotATokenProgram)
+        );
+        assert_eq!(
+            read_mint(&mint_account(spl_token::ID, 6, false)),
+            Err(MintError::NotAMint)
+        );
+        let mut token_account = mint_account(spl_token::ID, 6, true);
+        token_account.data = vec![1; 165];
+        assert_eq!(read_mint(&token_account), Err(MintError::NotAMint));
+    }
+}

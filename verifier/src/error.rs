@@ -1,0 +1,382 @@
+//! The verifier's one error model: every reason code it sends ([`Reason`]), and the one
+//! refusal type ([`Refusal`]) whose [`IntoResponse`] writes every refused answer, from a
+//! 402 with its challenge to a 503 with `Retry-After`. Nothing else builds an error
+//! response, and no answer shows an internal error's text.
+
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::{HeaderValue, StatusCode};
+use serde_json::{Map, Value};
+use x402_protocol::{LedgerError, ReceiptDefect, Reference, SponsoredDefect};
+
+use crate::render::Challenge;
+use crate::store::StoreError;
+
+/// How long a client waits before retrying after a 503.
+pub const RETRY_AFTER_SECONDS: u32 = 2;
+
+macro_rules! reasons {
+    ($($(#[doc = $doc:literal])* $variant:ident => $code:literal,)*) => {
+        /// Every reason code the verifier sends, as `error` (or a facilitator answer's
+        /// `invalidReason` / `errorReason`): a closed set, so that metrics labels stay
+        /// bounded. The README's answer table documents each.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl Reason {
+            /// Every reason, in declaration order.
+            pub const ALL: &'static [Reason] = &[$(Reason::$variant,)*];
+
+            /// The code on the wire, in snake_case.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => $code,)*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// No payment was sent.
+    PaymentRequired => "payment_required",
+    /// The payment headers or the facilitator request cannot be read.
+    InvalidPayload => "invalid_payload",
+    /// The path reads differently to the router and to an upstream.
+    AmbiguousPath => "ambiguous_path",
+    /// A payment in a scheme this verifier does not settle.
+    UnsupportedScheme => "unsupported_scheme",
+    /// A payment for another network.
+    InvalidNetwork => "invalid_network",
+    /// A facilitator request in an x402 version other than 1 and 2.
+    InvalidX402Version => "invalid_x402_version",
+    /// A facilitator request's requirements cannot be read or are not ours to settle.
+    InvalidPaymentRequirements => "invalid_payment_requirements",
+    /// The reference is not ours, or for another request or price.
+    InvalidReference => "invalid_reference",
+    /// The reference expired and no payment landed in time.
+    ExpiredReference => "expired_reference",
+    /// The reference has bought a request already.
+    ReferenceAlreadyUsed => "reference_already_used",
+    /// A sponsored payment, and this verifier has no fee payer.
+    SponsorshipUnavailable => "sponsorship_unavailable",
+    /// The sponsored transaction's fee payer is not ours.
+    TransactionWrongFeePayer => "transaction_wrong_fee_payer",
+    /// The sponsored transaction is not signed by exactly the fee payer and the payer.
+    TransactionWrongSigners => "transaction_wrong_signers",
+    /// The payer's signature does not verify.
+    TransactionBadSignature => "transaction_bad_signature",
+    /// An instruction other than a compute budget and one `pay`.
+    TransactionUnexpectedInstruction => "transaction_unexpected_instruction",
+    /// A compute-unit price or limit above the fee payer's caps.
+    TransactionComputeBudgetTooHigh => "transaction_compute_budget_too_high",
+    /// The `pay` does not pay what the challenge asks.
+    TransactionWrongPayment => "transaction_wrong_payment",
+    /// The fee payer appears where it could lose money.
+    TransactionFeePayerMisused => "transaction_fee_payer_misused",
+    /// The ledger refused the sponsored transaction and no receipt exists.
+    TransactionFailed => "transaction_failed",
+    /// No receipt at the reference's address (yet).
+    ReceiptNotFound => "receipt_not_found",
+    /// The account at the receipt's address is not the program's.
+    ReceiptWrongOwner => "receipt_wrong_owner",
+    /// The account is not a receipt.
+    ReceiptNotAReceipt => "receipt_not_a_receipt",
+    /// The receipt is for another reference.
+    ReceiptWrongReference => "receipt_wrong_reference",
+    /// The receipt pays someone else.
+    ReceiptWrongPayee => "receipt_wrong_payee",
+    /// The receipt pays in another mint.
+    ReceiptWrongMint => "receipt_wrong_mint",
+    /// The receipt's expiry is not the challenge's.
+    ReceiptWrongExpiry => "receipt_wrong_expiry",
+    /// The payee received less than the price.
+    ReceiptAmountBelowPrice => "receipt_amount_below_price",
+    /// The merchant's own check refused the payment; the wire carries its own code.
+    MerchantRefused => "merchant_refused",
+    /// The ledger or the grant store could not answer in time.
+    LedgerUnavailable => "ledger_unavailable",
+    /// `/metrics` without the right bearer token.
+    Unauthorized => "unauthorized",
+    /// The upstream did not answer in time.
+    UpstreamTimeout => "upstream_timeout",
+    /// The upstream could not be reached.
+    UpstreamUnreachable => "upstream_unreachable",
+    /// The upstream's answer is over the size limit.
+    UpstreamResponseTooLarge => "upstream_response_too_large",
+}
+
+impl From<SponsoredDefect> for Reason {
+    fn from(defect: SponsoredDefect) -> Self {
+        match defect {
+            SponsoredDefect::WrongFeePayer => Reason::TransactionWrongFeePayer,
+            SponsoredDefect::WrongSigners => Reason::TransactionWrongSigners,
+            SponsoredDefect::BadPayerSignature => Reason::TransactionBadSignature,
+            SponsoredDefect::UnexpectedInstruction => Reason::TransactionUnexpectedInstruction,
+            SponsoredDefect::ComputeBudgetTooHigh => Reason::TransactionComputeBudgetTooHigh,
+            SponsoredDefect::WrongPayment(_) => Reason::TransactionWrongPayment,
+            SponsoredDefect::FeePayerMisused => Reason::TransactionFeePayerMisused,
+        }
+    }
+}
+
+impl From<ReceiptDefect> for Reason {
+    fn from(defect: ReceiptDefect) -> Self {
+        match defect {
+            ReceiptDefect::WrongOwner => Reason::ReceiptWrongOwner,
+            ReceiptDefect::NotAReceipt => Reason::ReceiptNotAReceipt,
+            ReceiptDefect::WrongReference => Reason::ReceiptWrongReference,
+            ReceiptDefect::WrongPayee => Reason::ReceiptWrongPayee,
+            ReceiptDefect::WrongMint => Reason::ReceiptWrongMint,
+            ReceiptDefect::WrongExpiry => Reason::ReceiptWrongExpiry,
+            ReceiptDefect::AmountBelowPrice { .. } => Reason::ReceiptAmountBelowPrice,
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a request was not served, and all its answer needs.
+#[derive(Debug)]
+pub struct Refusal {
+    reason: Reason,
+    /// A merchant check's own code, sent instead of [`Reason::MerchantRefused`].
+    merchant_code: Option<String>,
+    /// For people: what happened and what to do.
+    message: Option<String>,
+    /// More fields of the JSON body (the receipt's address, ...).
+    detail: Map<String, Value>,
+    /// The reference the client must keep presenting: its payment may still land, so a
+    /// fresh challenge would invite it to pay twice.
+    pending: Option<Reference>,
+    /// The challenge a 402 offers; set by whoever knows the price.
+    challenge: Option<Box<Challenge>>,
+}
+
+impl Refusal {
+    pub fn new(reason: Reason) -> Self {
+        Refusal {
+            reason,
+            merchant_code: None,
+            message: None,
+            detail: Map::new(),
+            pending: None,
+            challenge: None,
+        }
+    }
+
+    /// A refusal that repeats `reference` in its challenge.
+    pub fn pending(reason: Reason, reference: Reference) -> Self {
+        Refusal {
+            pending: Some(reference),
+            ..Refusal::new(reason)
+        }
+    }
+
+    /// The merchant's check refused, with its own code.
+    pub fn by_merchant(code: String) -> Self {
+        Refusal {
+            merchant_code: Some(code),
+            ..Refusal::new(Reason::MerchantRefused)
+        }
+    }
+
+    /// The ledger or the store did not answer: a 503, never a 200 or a new challenge.
+    pub fn unavailable() -> Self {
+        Refusal::new(Reason::LedgerUnavailable).message(
+            "The payment could not be checked right now. Retry with the same payment; do not pay again.",
+        )
+    }
+
+    pub fn message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+
+    pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.detail.insert(key.into(), value.into());
+        self
+    }
+
+    /// Answers with `challenge` as a 402.
+    pub fn with_challenge(mut self, challenge: Challenge) -> Self {
+        self.challenge = Some(Box::new(challenge));
+        self
+    }
+
+    pub fn reason(&self) -> Reason {
+        self.reason
+    }
+
+    /// The code on the wire.
+    pub fn code(&self) -> &str {
+        self.merchant_code
+            .as_deref()
+            .unwrap_or(self.reason.as_str())
+    }
+
+    pub fn pending_reference(&self) -> Option<Reference> {
+        self.pending
+    }
+
+    /// Whether a challenge answers this refusal: the payment is what is wrong, not the
+    /// request, the ledger or the upstream.
+    pub fn wants_challenge(&self) -> bool {
+        use Reason::*;
+        !matches!(
+            self.reason,
+            InvalidPayload
+                | AmbiguousPath
+                | InvalidX402Version
+                | InvalidPaymentRequirements
+                | LedgerUnavailable
+                | Unauthorized
+                | UpstreamTimeout
+                | UpstreamUnreachable
+                | UpstreamResponseTooLarge
+        )
+    }
+
+    /// The status of an answer without a challenge (a challenge is always a 402).
+    fn status(&self) -> StatusCode {
+        use Reason::*;
+        match self.reason {
+            InvalidPayload
+            | AmbiguousPath
+            | InvalidX402Version
+            | InvalidPaymentRequirements
+            | InvalidReference => StatusCode::BAD_REQUEST,
+            ReceiptNotFound => StatusCode::NOT_FOUND,
+            ReceiptWrongOwner
+            | ReceiptNotAReceipt
+            | ReceiptWrongReference
+            | ReceiptWrongPayee
+            | ReceiptWrongMint
+            | ReceiptWrongExpiry
+            | ReceiptAmountBelowPrice => StatusCode::CONFLICT,
+            LedgerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Unauthorized => StatusCode::UNAUTHORIZED,
+            UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamUnreachable | UpstreamResponseTooLarge => StatusCode::BAD_GATEWAY,
+            _ => StatusCode::PAYMENT_REQUIRED,
+        }
+    }
+}
+
+impl From<LedgerError> for Refusal {
+    fn from(_: LedgerError) -> Self {
+        Refusal::unavailable()
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(_: StoreError) -> Self {
+        Refusal::unavailable()
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        if let Some(challenge) = self.challenge {
+            return challenge.into_response();
+        }
+        let status = self.status();
+        let mut body = Map::new();
+        body.insert("error".into(), self.code().into());
+        if let Some(message) = self.message {
+            body.insert("message".into(), message.into());
+        }
+        body.extend(self.detail);
+        let mut response = (status, Json(Value::Object(body))).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                HeaderValue::from(RETRY_AFTER_SECONDS),
+            );
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_codes_are_distinct_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for reason in Reason::ALL {
+            let code = reason.as_str();
+            assert!(seen.insert(code), "{code} twice");
+            assert!(
+                code.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_defect_has_its_own_reason_with_the_protocol_code() {
+        let sponsored = [
+            SponsoredDefect::WrongFeePayer,
+            SponsoredDefect::WrongSigners,
+            SponsoredDefect::BadPayerSignature,
+            SponsoredDefect::UnexpectedInstruction,
+            SponsoredDefect::ComputeBudgetTooHigh,
+            SponsoredDefect::WrongPayment("amount"),
+            SponsoredDefect::FeePayerMisused,
+        ];
+        for defect in sponsored {
+            assert_eq!(Reason::from(defect.clone()).as_str(), defect.reason());
+        }
+        let receipt = [
+            ReceiptDefect::WrongOwner,
+            ReceiptDefect::NotAReceipt,
+            ReceiptDefect::WrongReference,
+            ReceiptDefect::WrongPayee,
+            ReceiptDefect::WrongMint,
+            ReceiptDefect::WrongExpiry,
+            ReceiptDefect::AmountBelowPrice { paid: 1, price: 2 },
+        ];
+        for defect in receipt {
+            assert_eq!(Reason::from(defect.clone()).as_str(), defect.reason());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_503_always_says_when_to_retry_and_hides_the_cause() {
+        let response = Refusal::from(LedgerError::Unavailable(
+            "https://rpc.example.com/?api-key=secret timed out".into(),
+        ))
+        .into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "2");
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "ledger_unavailable");
+        assert!(!body.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn a_merchant_code_goes_on_the_wire_but_the_reason_stays_closed() {
+        let refusal = Refusal::by_merchant("payer_blocked".into());
+        assert_eq!(refusal.code(), "payer_blocked");
+        assert_eq!(refusal.reason(), Reason::MerchantRefused);
+        assert!(refusal.wants_challenge());
+        assert!(!Refusal::new(Reason::InvalidPayload).wants_challenge());
+    }
+}

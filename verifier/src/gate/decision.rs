@@ -1,0 +1,134 @@
+//! The decision, the same for every scheme: read the payment, check its reference
+//! (ours, for this request, not expired, not used), verify it with its scheme, let the
+//! merchant's check refuse it, settle it, and record the grant that serves exactly one
+//! request. Everything that needs no ledger call comes first.
+
+use anchor_lang::prelude::Pubkey;
+use x402_protocol::wire::Version;
+use x402_protocol::{Reference, ReferenceError};
+
+use super::{
+    Gate, PaymentAttempt, PaymentCheck, Price, SettledPayment, Target, SETTLEMENT_GRACE_SECONDS,
+};
+use crate::error::{Reason, Refusal};
+use crate::payment::read_payment;
+use crate::store::{Grant, StoreError};
+use crate::unix_now;
+
+impl Gate {
+    /// Decides whether the request in `headers` has paid `price` for `target`. On success
+    /// the grant is recorded: the caller serves the request, and calls [`Gate::release`]
+    /// if serving it fails. A refusal is logged and counted here; its answer still needs
+    /// its challenge ([`Gate::challenge`]).
+    pub async fn admit(
+        &self,
+        price: &Price,
+        target: &Target,
+        headers: &http::HeaderMap,
+        check: Option<&dyn PaymentCheck>,
+    ) -> Result<(SettledPayment, Version), Refusal> {
+        let outcome = self.decide(price, target, headers, check).await;
+        match &outcome {
+            Ok((settled, _)) => {
+                self.metrics().granted();
+                tracing::info!(reference = %settled.reference, payer = %settled.payer, amount = settled.amount, "granted");
+            }
+            Err(refusal) if refusal.reason() == Reason::PaymentRequired => {}
+            Err(refusal) => {
+                self.metrics().refused(refusal.reason());
+                tracing::info!(reason = refusal.code(), method = %target.method, path = %target.path, "payment refused");
+            }
+        }
+        outcome
+    }
+
+    async fn decide(
+        &self,
+        price: &Price,
+        target: &Target,
+        headers: &http::HeaderMap,
+        check: Option<&dyn PaymentCheck>,
+    ) -> Result<(SettledPayment, Version), Refusal> {
+        let s = self.settings();
+        let Some((payment, version)) = read_payment(headers, &s.network)? else {
+            return Err(Refusal::new(Reason::PaymentRequired));
+        };
+        let reference = payment.reference(self)?;
+        let now = unix_now();
+        let expired =
+            match reference.check(&s.challenge_keys, &self.terms(price.amount, target), now) {
+                Ok(()) => false,
+                Err(ReferenceError::Expired) => true,
+                Err(_) => return Err(Refusal::new(Reason::InvalidReference)),
+            };
+        if self.is_granted(&reference).await? {
+            return Err(Refusal::new(Reason::ReferenceAlreadyUsed));
+        }
+        // An expired reference can no longer be paid (`pay` refuses it), but one paid in
+        // time may be presented late, e.g. retried after a 503: within the grace its
+        // payment still counts. Past the grace it is refused without a ledger call.
+        let grace_ends = reference
+            .expires_at()
+            .saturating_add(SETTLEMENT_GRACE_SECONDS);
+        if expired && now > grace_ends {
+            return Err(Refusal::new(Reason::ExpiredReference));
+        }
+        let requirement = self.requirement(price.amount, reference);
+        let verified = payment.verify(self, &requirement, !expired).await?;
+        run_check(check, reference, verified.payer, verified.amount, target).await?;
+        let settled = verified.settle(self).await?;
+        self.grant(&settled, target).await?;
+        Ok((settled, version))
+    }
+
+    async fn is_granted(&self, reference: &Reference) -> Result<bool, Refusal> {
+        self.store()
+            .is_granted(&reference.to_string())
+            .await
+            .map_err(store_unavailable)
+    }
+
+    /// Records the grant; a reference granted meanwhile (a concurrent request with the
+    /// same payment) is refused.
+    async fn grant(&self, settled: &SettledPayment, target: &Target) -> Result<(), Refusal> {
+        let grant = Grant {
+            reference: settled.reference.to_string(),
+            method: target.method.clone(),
+            path: target.path.clone(),
+            payer: settled.payer.to_string(),
+            amount: settled.amount,
+            mint: settled.mint.to_string(),
+            receipt: settled.receipt.to_string(),
+            transaction: settled.transaction.clone(),
+            granted_at: unix_now(),
+        };
+        match self.store().try_grant(&grant).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Refusal::new(Reason::ReferenceAlreadyUsed)),
+            Err(error) => Err(store_unavailable(error)),
+        }
+    }
+}
+
+fn store_unavailable(error: StoreError) -> Refusal {
+    tracing::warn!(%error, "grant store call failed");
+    Refusal::unavailable()
+}
+
+async fn run_check(
+    check: Option<&dyn PaymentCheck>,
+    reference: Reference,
+    payer: Pubkey,
+    amount: u64,
+    target: &Target,
+) -> Result<(), Refusal> {
+    let Some(check) = check else { return Ok(()) };
+    let attempt = PaymentAttempt {
+        reference,
+        payer,
+        amount,
+        method: target.method.clone(),
+        path: target.path.clone(),
+    };
+    check.check(&attempt).await.map_err(Refusal::by_merchant)
+}

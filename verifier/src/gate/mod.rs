@@ -1,0 +1,240 @@
+//! The gate: what a payment must pay and what it bought, and the shared state the
+//! decision ([`decision`]), the schemes ([`crate::scheme`]), the rendering
+//! ([`crate::render`]) and the background tasks ([`crate::tasks`]) work on.
+
+pub mod decision;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anchor_lang::prelude::Pubkey;
+use async_trait::async_trait;
+use solana_hash::Hash;
+use solana_keypair::Keypair;
+use x402_protocol::amount::{parse_units, AmountError};
+use x402_protocol::{ChallengeKey, Ledger, LedgerError, Network, Reference, Requirement, Terms};
+
+use crate::metrics::{LedgerCall, Metrics};
+use crate::store::GrantStore;
+
+/// What every price of one gate shares: where the money goes and how it is checked.
+pub struct PaymentSettings {
+    pub network: Network,
+    pub program: Pubkey,
+    pub mint: Pubkey,
+    pub decimals: u8,
+    pub token_program: Pubkey,
+    /// The token's name for people ("USDC").
+    pub currency: String,
+    pub pay_to: Pubkey,
+    /// The first key signs new challenges; all are accepted (rotation).
+    pub challenge_keys: Vec<ChallengeKey>,
+    /// When set, the gate sponsors payments: it co-signs and pays fee and rent.
+    pub fee_payer: Option<Arc<Keypair>>,
+    pub max_compute_unit_price: u64,
+    pub max_compute_unit_limit: u32,
+    /// The deadline of each ledger call made for a request.
+    pub ledger_timeout: Duration,
+    /// The public base URL of the API (`https://api.example.com`); the Host header otherwise.
+    pub public_url: Option<String>,
+    pub facilitator_url: Option<String>,
+}
+
+/// What one request costs, with what the challenge says about it.
+#[derive(Clone, Debug)]
+pub struct Price {
+    /// Base units of the gate's mint.
+    pub amount: u64,
+    pub description: String,
+    pub mime_type: String,
+    /// How long a challenge may be paid.
+    pub ttl: Duration,
+}
+
+/// The request a payment is for.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub method: String,
+    pub path: String,
+    /// The absolute URL of the resource, as the challenge names it.
+    pub resource: String,
+}
+
+/// A payment the gate accepted, in the request's extensions for the handler to read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettledPayment {
+    pub reference: Reference,
+    pub receipt: Pubkey,
+    pub payer: Pubkey,
+    /// Base units the payee received.
+    pub amount: u64,
+    pub mint: Pubkey,
+    /// The payment's transaction signature, when known.
+    pub transaction: Option<String>,
+    /// CAIP-2.
+    pub network: String,
+}
+
+/// A payment about to be accepted, for a merchant's own rule to refuse.
+#[derive(Clone, Debug)]
+pub struct PaymentAttempt {
+    pub reference: Reference,
+    pub payer: Pubkey,
+    pub amount: u64,
+    pub method: String,
+    pub path: String,
+}
+
+/// A merchant's own check of a payment, run after the gate's checks and, for a sponsored
+/// payment, before anything is submitted. `Err(code)` refuses it with a 402 whose `error`
+/// is `code`.
+#[async_trait]
+pub trait PaymentCheck: Send + Sync {
+    async fn check(&self, attempt: &PaymentAttempt) -> Result<(), String>;
+}
+
+/// How long after its expiry a reference paid in time is still accepted.
+pub const SETTLEMENT_GRACE_SECONDS: i64 = 120;
+
+/// The gate, cheap to clone.
+#[derive(Clone)]
+pub struct Gate(Arc<Inner>);
+
+/// A gate that does not keep itself alive: background tasks end with it.
+pub(crate) struct WeakGate(std::sync::Weak<Inner>);
+
+impl WeakGate {
+    pub(crate) fn upgrade(&self) -> Option<Gate> {
+        self.0.upgrade().map(Gate)
+    }
+}
+
+struct Inner {
+    settings: PaymentSettings,
+    ledger: Arc<dyn Ledger>,
+    store: GrantStore,
+    /// The blockhash sponsored challenges carry, kept fresh by [`crate::tasks`] so that
+    /// issuing a challenge makes no ledger call.
+    blockhash: RwLock<Option<Hash>>,
+    metrics: Metrics,
+}
+
+impl Gate {
+    /// A gate over `ledger` and `store`. Start its background tasks with
+    /// [`crate::tasks::start`]: sponsored challenges need their blockhash.
+    pub fn new(settings: PaymentSettings, ledger: Arc<dyn Ledger>, store: GrantStore) -> Self {
+        assert!(
+            !settings.challenge_keys.is_empty(),
+            "a gate needs a challenge key"
+        );
+        Gate(Arc::new(Inner {
+            settings,
+            ledger,
+            store,
+            blockhash: RwLock::new(None),
+            metrics: Metrics::default(),
+        }))
+    }
+
+    pub fn settings(&self) -> &PaymentSettings {
+        &self.0.settings
+    }
+
+    pub fn ledger(&self) -> &Arc<dyn Ledger> {
+        &self.0.ledger
+    }
+
+    pub fn store(&self) -> &GrantStore {
+        &self.0.store
+    }
+
+    /// The verifier's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// A handle that does not keep the gate alive, for background tasks.
+    pub(crate) fn downgrade(&self) -> WeakGate {
+        WeakGate(Arc::downgrade(&self.0))
+    }
+
+    /// The blockhash for sponsored challenges, when fresh.
+    pub fn blockhash(&self) -> Option<Hash> {
+        *self.0.blockhash.read().expect("not poisoned")
+    }
+
+    pub(crate) fn set_blockhash(&self, blockhash: Option<Hash>) {
+        *self.0.blockhash.write().expect("not poisoned") = blockhash;
+    }
+
+    /// Parses a decimal price ("0.01") in the gate's token.
+    pub fn parse_price(&self, price: &str) -> Result<u64, AmountError> {
+        parse_units(price, self.0.settings.decimals)
+    }
+
+    /// What a reference binds: this gate's terms for `amount` at `target`.
+    pub(crate) fn terms<'a>(&'a self, amount: u64, target: &'a Target) -> Terms<'a> {
+        let s = &self.0.settings;
+        Terms {
+            network: s.network.caip2(),
+            program: s.program,
+            mint: s.mint,
+            pay_to: s.pay_to,
+            amount,
+            method: &target.method,
+            path: &target.path,
+        }
+    }
+
+    /// A new reference for `price` at `target`, signed with the newest key.
+    pub(crate) fn issue(&self, price: &Price, target: &Target) -> Reference {
+        let expires_at = crate::unix_now().saturating_add(price.ttl.as_secs() as i64);
+        Reference::issue(
+            &self.0.settings.challenge_keys[0],
+            &self.terms(price.amount, target),
+            expires_at,
+        )
+    }
+
+    /// What a payment of `amount` for `reference` must be, at this gate.
+    pub fn requirement(&self, amount: u64, reference: Reference) -> Requirement {
+        let s = &self.0.settings;
+        Requirement {
+            program: s.program,
+            reference,
+            amount,
+            expires_at: reference.expires_at(),
+            mint: s.mint,
+            token_program: s.token_program,
+            pay_to: s.pay_to,
+        }
+    }
+
+    /// A ledger call bounded by the gate's deadline: past it the ledger counts as
+    /// unavailable (a 503), never as an answer. Failures are logged here, where they are
+    /// decided, without the ledger's text (it may name the RPC URL).
+    pub(crate) async fn ledger_call<T>(
+        &self,
+        kind: LedgerCall,
+        call: impl std::future::Future<Output = Result<T, LedgerError>>,
+    ) -> Result<T, LedgerError> {
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(self.0.settings.ledger_timeout, call)
+            .await
+            .unwrap_or_else(|_| Err(LedgerError::Unavailable("the ledger call timed out".into())));
+        let failed = matches!(answer, Err(LedgerError::Unavailable(_)));
+        if failed {
+            tracing::warn!(call = ?kind, "ledger call failed or timed out");
+        }
+        self.0.metrics.ledger_call(kind, started.elapsed(), failed);
+        answer
+    }
+
+    /// Gives the grant back after serving failed: the payment may be presented again.
+    pub async fn release(&self, settled: &SettledPayment) {
+        self.0.metrics.released();
+        if let Err(error) = self.0.store.release(&settled.reference.to_string()).await {
+            tracing::error!(%error, reference = %settled.reference, "could not release a grant");
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! A solana-program-test bank with the receipts program, and the set-up every user of
+//! one needs (fund, mints, token accounts, balances, the clock): the one home of these
+//! helpers, for the embedded ledger and the program's tests alike. Set-up transactions
+//! are paid and signed by the bank's genesis payer, which is also every mint's authority.
+
+use anchor_lang::prelude::{AccountInfo, Pubkey};
+use anchor_lang::solana_program::clock::Clock;
+use anchor_lang::solana_program::entrypoint::ProgramResult;
+use anchor_lang::solana_program::instruction::Instruction;
+use anchor_spl::associated_token::{
+    get_associated_token_address_with_program_id, spl_associated_token_account,
+};
+use anchor_spl::token_2022::spl_token_2022::{
+    self,
+    extension::{transfer_fee, ExtensionType, StateWithExtensions},
+};
+use solana_keypair::Keypair;
+use solana_program_test::{
+    processor, BanksClient, BanksClientError, ProgramTest, ProgramTestContext,
+};
+use solana_signer::Signer;
+use solana_system_interface::instruction as system_instruction;
+use solana_transaction::Transaction;
+
+/// Anchor's `entry` ties every argument to one lifetime; solana-program-test's native
+/// shim passes independent ones. All three outlive the call.
+fn process_instruction<'a, 'b, 'c, 'd>(
+    program_id: &'a Pubkey,
+    accounts: &'b [AccountInfo<'c>],
+    data: &'d [u8],
+) -> ProgramResult {
+    // SAFETY: the arguments live for the whole call; only their lifetimes are unified.
+    let (program_id, accounts, data) = unsafe {
+        (
+            std::mem::transmute::<&'a Pubkey, &'c Pubkey>(program_id),
+            std::mem::transmute::<&'b [AccountInfo<'c>], &'c [AccountInfo<'c>]>(accounts),
+            std::mem::transmute::<&'d [u8], &'c [u8]>(data),
+        )
+    };
+    x402_receipts::entry(program_id, accounts, data)
+}
+
+/// A bank with the receipts program run natively (`prefer_bpf(false)`) and the SPL
+/// programs as BPF.
+pub fn program_test() -> ProgramTest {
+    let mut program = ProgramTest::new(
+        "x402_receipts",
+        x402_receipts::ID,
+        processor!(process_instruction),
+    );
+    program.prefer_bpf(false);
+    program
+}
+
+/// `instructions` in one transaction, `signers[0]` paying the fee. A fresh blockhash
+/// makes a repeated transaction a new one rather than a duplicate.
+pub async fn transaction(
+    bank: &mut ProgramTestContext,
+    instructions: &[Instruction],
+    signers: &[&Keypair],
+) -> Transaction {
+    let blockhash = bank
+        .get_new_latest_blockhash()
+        .await
+        .expect("the bank answers");
+    Transaction::new_signed_with_payer(instructions, Some(&signers[0].pubkey()), signers, blockhash)
+}
+
+/// A set-up transaction paid by the genesis payer, with `extra_signers`; it must succeed.
+async fn set_up(bank: &mut ProgramTestContext, ixs: &[Instruction], extra_signers: &[&Keypair]) {
+    let payer = bank.payer.insecure_clone();
+    let mut signers = vec![&payer];
+    signers.extend_from_slice(extra_signers);
+    let tx = transaction(bank, ixs, &signers).await;
+    bank.banks_client
+        .process_transaction(tx)
+        .await
+        .expect("set-up transaction succeeds");
+}
+
+/// Sends `lamports` from the genesis payer.
+pub async fn fund(bank: &mut ProgramTestContext, to: &Pubkey, lamports: u64) {
+    let ix = system_instruction::transfer(&bank.payer.pubkey(), to, lamports);
+    set_up(bank, &[ix], &[]).await;
+}
+
+/// A new mint of `token_program` with `decimals`, minted by the genesis payer; with a
+/// transfer fee in basis points when given (Token-2022 only).
+pub async fn create_mint(
+    bank: &mut ProgramTestContext,
+    token_program: Pubkey,
+    decimals: u8,
+    transfer_fee_bps: Option<u16>,
+) -> Pubkey {
+    let authority = bank.payer.pubkey();
+    let mint = Keypair::new();
+    let extensions: &[ExtensionType] = match transfer_fee_bps {
+        Some(_) => &[ExtensionType::TransferFeeConfig],
+        None => &[],
+    };
+    let space = ExtensionType::try_calculate_account_len::<spl_token_2022::state::Mint>(extensions)
+        .expect("a mint's size");
+    let rent = rent_for(bank, space).await;
+    let mut ixs = vec![system_instruction::create_account(
+        &authority,
+        &mint.pubkey(),
+        rent,
+        space as u64,
+        &token_program,
+    )];
+    if let Some(bps) = transfer_fee_bps {
+        ixs.push(
+            transfer_fee::instruction::initialize_transfer_fee_config(
+                &token_program,
+                &mint.pubkey(),
+                None,
+                None,
+                bps,
+                u64::MAX,
+            )
+            .expect("a valid fee instruction"),
+        );
+    }
+    ixs.push(
+        spl_token_2022::instruction::initialize_mint2(
+            &token_program,
+            &mint.pubkey(),
+            &authority,
+            None,
+            decimals,
+        )
+        .expect("a valid mint instruction"),
+    );
+    set_up(bank, &ixs, &[&mint]).await;
+    mint.pubkey()
+}
+
+/// Creates `owner`'s associated token account for `mint` through the real ATA program
+/// (nothing happens if it exists).
+pub async fn create_ata(
+    bank: &mut ProgramTestContext,
+    owner: &Pubkey,
+    mint: &Pubkey,
+    token_program: Pubkey,
+) -> Pubkey {
+    let ix = spl_associated_token_account::instruction::create_associated_token_account_idempotent(
+        &bank.payer.pubkey(),
+        owner,
+        mint,
+        &token_program,
+    );
+    set_up(bank, &[ix], &[]).await;
+    get_associated_token_address_with_program_id(owner, mint, &token_program)
+}
+
+/// Creates a token account for `owner` at a fresh address that is not its ATA.
+pub async fn create_token_account(
+    bank: &mut ProgramTestContext,
+    owner: &Pubkey,
+    mint: &Pubkey,
+    token_program: Pubkey,
+) -> Pubkey {
+    let account = Keypair::new();
+    let space = ExtensionType::try_calculate_account_len::<spl_token_2022::state::Account>(&[])
+        .expect("an account's size");
+    let rent = rent_for(bank, space).await;
+    let ixs = [
+        system_instruction::create_account(
+            &bank.payer.pubkey(),
+            &account.pubkey(),
+            rent,
+            space as u64,
+            &token_program,
+        ),
+        spl_token_2022::instruction::initialize_account3(
+            &token_program,
+            &account.pubkey(),
+            mint,
+            owner,
+        )
+        .expect("a valid account instruction"),
+    ];
+    set_up(bank, &ixs, &[&account]).await;
+    account.pubkey()
+}
+
+/// Mints `amount` base units of `mint` into the token account `to`.
+pub async fn mint_to(
+    bank: &mut ProgramTestContext,
+    mint: &Pubkey,
+    to: &Pubkey,
+    amount: u64,
+    token_program: Pubkey,
+) {
+    let ix = spl_token_2022::instruction::mint_to(
+        &token_program,
+        mint,
+        to,
+        &bank.payer.pubkey(),
+        &[],
+        amount,
+    )
+    .expect("a valid mint_to instruction");
+    set_up(bank, &[ix], &[]).await;
+}
+
+/// The balance of the token account `account` (SPL Token or Token-2022); 0 when there
+/// is none.
+pub async fn token_balance(banks: &BanksClient, account: &Pubkey) -> u64 {
+    let Some(account) = banks.get_account(*account).await.expect("the bank answers") else {
+        return 0;
+    };
+    StateWithExtensions::<spl_token_2022::state::Account>::unpack(&account.data)
+        .expect("a token account")
+        .base
+        .amount
+}
+
+/// Sets the bank's clock.
+pub async fn set_time(
+    bank: &ProgramTestContext,
+    unix_timestamp: i64,
+) -> Result<(), BanksClientError> {
+    let mut clock: Clock = bank.banks_client.get_sysvar().await?;
+    clock.unix_timestamp = unix_timestamp;
+    bank.set_sysvar(&clock);
+    Ok(())
+}
+
+async fn rent_for(bank: &mut ProgramTestContext, space: usize) -> u64 {
+    bank.banks_client
+        .get_rent()
+        .await
+        .expect("the bank answers")
+        .minimum_balance(space)
+}

@@ -1,0 +1,220 @@
+//! The `receipt` scheme: a `pay` of our program creates the reference's receipt account
+//! atomically with the transfer, and the receipt decides. Way 1 (sponsored): validate the
+//! transaction strictly, co-sign as fee payer, submit, read the receipt. Way 2
+//! (self-submitted): the payer paid; read the receipt.
+
+use anchor_lang::prelude::Pubkey;
+use serde_json::Value;
+use solana_signer::Signer;
+use solana_transaction::Transaction;
+use x402_protocol::scheme::{decode_transaction, paid_reference, ReceiptPayload};
+use x402_protocol::{
+    check_receipt, validate_sponsored, LedgerError, Receipt, Reference, Requirement, SponsorPolicy,
+};
+
+use super::{Next, Verified};
+use crate::error::{Reason, Refusal};
+use crate::gate::{Gate, SettledPayment};
+use crate::metrics::LedgerCall;
+
+/// A payment in the `receipt` scheme, as the request carries it.
+#[derive(Debug)]
+pub enum ReceiptPayment {
+    /// Way 1: a `pay` transaction for the fee payer to co-sign.
+    Sponsored(Box<Transaction>),
+    /// Way 2: the payer paid; the verifier checks the receipt.
+    SelfSubmitted {
+        reference: Reference,
+        signature: Option<String>,
+    },
+}
+
+/// A checked sponsored payment, waiting to be co-signed and submitted.
+#[derive(Debug)]
+pub struct Submission {
+    transaction: Box<Transaction>,
+    requirement: Requirement,
+}
+
+fn malformed(field: &str, error: impl std::fmt::Display) -> Refusal {
+    Refusal::new(Reason::InvalidPayload).message(format!("{field}: {error}"))
+}
+
+impl ReceiptPayment {
+    /// Reads a `receipt` payload: `{"transaction"}` or `{"reference", "signature"}`.
+    pub fn read(payload: Value) -> Result<Self, Refusal> {
+        let payload: ReceiptPayload = serde_json::from_value(payload)
+            .map_err(|_| malformed("payload", "not a receipt payment"))?;
+        match payload {
+            ReceiptPayload::Sponsored { transaction } => {
+                let tx = decode_transaction(&transaction)
+                    .map_err(|e| malformed("payload.transaction", e))?;
+                Ok(ReceiptPayment::Sponsored(Box::new(tx)))
+            }
+            ReceiptPayload::SelfSubmitted {
+                reference,
+                signature,
+            } => Ok(ReceiptPayment::SelfSubmitted {
+                reference: reference
+                    .parse()
+                    .map_err(|e| malformed("payload.reference", e))?,
+                signature,
+            }),
+        }
+    }
+
+    /// The reference paid: the `pay` instruction's argument, or the one named.
+    pub fn reference(&self, program: &Pubkey) -> Result<Reference, Refusal> {
+        match self {
+            ReceiptPayment::Sponsored(tx) => paid_reference(tx, program)
+                .ok_or_else(|| Refusal::new(Reason::TransactionUnexpectedInstruction)),
+            ReceiptPayment::SelfSubmitted { reference, .. } => Ok(*reference),
+        }
+    }
+
+    /// Way 1 while the challenge is open: the strict validation, no ledger call. In every
+    /// other case: the receipt, one ledger read.
+    pub(super) async fn verify(
+        self,
+        gate: &Gate,
+        requirement: &Requirement,
+        open: bool,
+    ) -> Result<Verified, Refusal> {
+        let signature = match self {
+            ReceiptPayment::Sponsored(transaction) if open => {
+                let payer = check_sponsored(gate, &transaction, requirement)?;
+                return Ok(Verified {
+                    payer,
+                    amount: requirement.amount,
+                    next: Next::Receipt(Submission {
+                        transaction,
+                        requirement: requirement.clone(),
+                    }),
+                });
+            }
+            // Nothing new is submitted for an expired reference: only a receipt that
+            // exists already pays for it.
+            ReceiptPayment::Sponsored(_) => None,
+            ReceiptPayment::SelfSubmitted { signature, .. } => signature,
+        };
+        let receipt = match read_receipt(gate, requirement).await? {
+            Some((receipt, _)) => receipt,
+            None if !open => return Err(Refusal::new(Reason::ExpiredReference)),
+            // It may still land: the client must present the same reference again.
+            None => {
+                return Err(Refusal::pending(
+                    Reason::ReceiptNotFound,
+                    requirement.reference,
+                ))
+            }
+        };
+        Ok(Verified {
+            payer: receipt.payer,
+            amount: receipt.amount,
+            next: Next::Settled(settled(gate, requirement, &receipt, signature)),
+        })
+    }
+}
+
+impl Submission {
+    /// Co-signs, submits, and reads the receipt: the receipt decides, not the
+    /// submission's outcome, so a retried payment that landed earlier is still served.
+    pub(super) async fn settle(self, gate: &Gate) -> Result<SettledPayment, Refusal> {
+        let Submission {
+            mut transaction,
+            requirement,
+        } = self;
+        let fee_payer = gate
+            .settings()
+            .fee_payer
+            .as_ref()
+            .ok_or_else(|| Refusal::new(Reason::SponsorshipUnavailable))?;
+        let blockhash = transaction.message.recent_blockhash;
+        transaction
+            .try_partial_sign(&[fee_payer.as_ref()], blockhash)
+            .map_err(|_| Refusal::new(Reason::TransactionBadSignature))?;
+        let signature = transaction.signatures[0].to_string();
+        let rejected = match gate
+            .ledger_call(LedgerCall::Submit, gate.ledger().submit(&transaction))
+            .await
+        {
+            Ok(_) => None,
+            Err(LedgerError::Rejected(why)) => Some(why),
+            Err(unavailable) => return Err(unavailable.into()),
+        };
+        match (read_receipt(gate, &requirement).await?, rejected) {
+            (Some((receipt, lamports)), rejected) => {
+                if rejected.is_none() {
+                    gate.metrics().rent_deposited(lamports);
+                }
+                Ok(settled(gate, &requirement, &receipt, Some(signature)))
+            }
+            (None, Some(why)) => {
+                tracing::info!(reference = %requirement.reference, %why, "sponsored payment rejected");
+                Err(Refusal::new(Reason::TransactionFailed))
+            }
+            // Submitted at our commitment yet not visible: the client retries the same
+            // payment.
+            (None, None) => {
+                tracing::warn!(reference = %requirement.reference, "submitted, but the receipt is not visible yet");
+                Err(Refusal::unavailable())
+            }
+        }
+    }
+}
+
+/// Whether the fee payer may sign `tx` for `requirement`: the payer, or why not.
+fn check_sponsored(
+    gate: &Gate,
+    tx: &Transaction,
+    requirement: &Requirement,
+) -> Result<Pubkey, Refusal> {
+    let s = gate.settings();
+    let fee_payer = s
+        .fee_payer
+        .as_ref()
+        .ok_or_else(|| Refusal::new(Reason::SponsorshipUnavailable))?;
+    let policy = SponsorPolicy {
+        fee_payer: fee_payer.pubkey(),
+        max_compute_unit_price: s.max_compute_unit_price,
+        max_compute_unit_limit: s.max_compute_unit_limit,
+    };
+    validate_sponsored(tx, requirement, &policy).map_err(|defect| Refusal::new(defect.into()))
+}
+
+/// The receipt `requirement` asks for and its lamports, if it exists; a receipt that
+/// does not meet the requirement is a refusal.
+async fn read_receipt(
+    gate: &Gate,
+    requirement: &Requirement,
+) -> Result<Option<(Receipt, u64)>, Refusal> {
+    let account = gate
+        .ledger_call(
+            LedgerCall::Account,
+            gate.ledger().account(&requirement.receipt()),
+        )
+        .await?;
+    let Some(account) = account else {
+        return Ok(None);
+    };
+    let receipt =
+        check_receipt(&account, requirement).map_err(|defect| Refusal::new(defect.into()))?;
+    Ok(Some((receipt, account.lamports)))
+}
+
+fn settled(
+    gate: &Gate,
+    requirement: &Requirement,
+    receipt: &Receipt,
+    transaction: Option<String>,
+) -> SettledPayment {
+    SettledPayment {
+        reference: requirement.reference,
+        receipt: requirement.receipt(),
+        payer: receipt.payer,
+        amount: receipt.amount,
+        mint: receipt.mint,
+        transaction,
+        network: gate.settings().network.caip2().to_string(),
+    }
+}

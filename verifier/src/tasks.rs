@@ -1,0 +1,154 @@
+//! The gate's background tasks, started in one place ([`start`]) and ended with the
+//! gate: the blockhash that sponsored challenges carry, the rent gauge, and the janitor
+//! that closes the fee payer's expired receipts to take their rent back.
+
+use std::future::Future;
+use std::time::Duration;
+
+use solana_signer::Signer;
+use x402_protocol::receipt::{close_expired, funded_by, CloseReport};
+use x402_protocol::LedgerError;
+
+use crate::gate::Gate;
+use crate::metrics::LedgerCall;
+use crate::unix_now;
+
+/// How often each task runs.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    /// Well inside the ledger's blockhash lifetime (about 60 s on a cluster).
+    pub blockhash_refresh: Duration,
+    /// How often the rent gauge is recounted from the ledger (one `getProgramAccounts`).
+    pub rent_recount: Duration,
+    /// `None`: no janitor.
+    pub janitor: Option<Janitor>,
+}
+
+/// Closing the expired receipts the fee payer funded.
+#[derive(Clone, Debug)]
+pub struct Janitor {
+    pub interval: Duration,
+    /// How long after its expiry a receipt is kept open (for audits and late checks).
+    pub retention: Duration,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule {
+            blockhash_refresh: Duration::from_secs(20),
+            rent_recount: Duration::from_secs(300),
+            janitor: Some(Janitor {
+                interval: Duration::from_secs(600),
+                retention: Duration::from_secs(3600),
+            }),
+        }
+    }
+}
+
+/// Starts the tasks of a sponsoring gate (a gate without a fee payer has none). The first
+/// blockhash and rent count are read before this returns, so the first challenge is
+/// complete.
+pub async fn start(gate: &Gate, schedule: &Schedule) {
+    if gate.settings().fee_payer.is_none() {
+        return;
+    }
+    refresh_blockhash(gate.clone()).await;
+    recount_rent(gate.clone()).await;
+    every(gate, schedule.blockhash_refresh, false, refresh_blockhash);
+    every(gate, schedule.rent_recount, false, recount_rent);
+    if let Some(janitor) = schedule.janitor.clone() {
+        every(gate, janitor.interval, true, move |gate| {
+            janitor_round(gate, janitor.retention)
+        });
+    }
+}
+
+/// Runs `round` every `period` while the gate lives.
+fn every<F, R>(gate: &Gate, period: Duration, immediately: bool, round: F)
+where
+    F: Fn(Gate) -> R + Send + 'static,
+    R: Future<Output = ()> + Send,
+{
+    let weak = gate.downgrade();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        if !immediately {
+            ticks.tick().await;
+        }
+        loop {
+            ticks.tick().await;
+            let Some(gate) = weak.upgrade() else { break };
+            round(gate).await;
+        }
+    });
+}
+
+async fn refresh_blockhash(gate: Gate) {
+    let fresh = gate
+        .ledger_call(
+            LedgerCall::LatestBlockhash,
+            gate.ledger().latest_blockhash(),
+        )
+        .await;
+    // A stale blockhash is worse than none: clients would sign a dead transaction.
+    gate.set_blockhash(fresh.ok());
+}
+
+async fn recount_rent(gate: Gate) {
+    match gate.rent_held().await {
+        Ok(lamports) => gate.metrics().set_rent_held(lamports),
+        Err(error) => tracing::warn!(%error, "cannot count the rent held in receipts"),
+    }
+}
+
+async fn janitor_round(gate: Gate, retention: Duration) {
+    match gate.close_expired_receipts(retention).await {
+        Ok(report) if !report.closed.is_empty() => tracing::info!(
+            closed = report.closed.len(),
+            rent_returned = report.rent_returned,
+            "janitor closed expired receipts"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "janitor round failed"),
+    }
+}
+
+impl Gate {
+    /// The rent held in open receipts the fee payer funded (one ledger call).
+    pub async fn rent_held(&self) -> Result<u64, LedgerError> {
+        let Some(fee_payer) = &self.settings().fee_payer else {
+            return Ok(0);
+        };
+        let filters = funded_by(&fee_payer.pubkey());
+        let program = self.settings().program;
+        let funded = self
+            .ledger_call(
+                LedgerCall::ProgramAccounts,
+                self.ledger().program_accounts(&program, &filters),
+            )
+            .await?;
+        Ok(funded.iter().map(|(_, account)| account.lamports).sum())
+    }
+
+    /// The janitor's round: closes the receipts the fee payer funded whose challenge
+    /// expired more than `retention` ago, and takes their rent back.
+    pub async fn close_expired_receipts(
+        &self,
+        retention: Duration,
+    ) -> Result<CloseReport, LedgerError> {
+        let Some(fee_payer) = &self.settings().fee_payer else {
+            return Ok(CloseReport::default());
+        };
+        let before = unix_now().saturating_sub(retention.as_secs() as i64);
+        let report = close_expired(
+            self.ledger().as_ref(),
+            &self.settings().program,
+            fee_payer,
+            before,
+        )
+        .await?;
+        self.metrics().rent_returned(report.rent_returned);
+        Ok(report)
+    }
+}
