@@ -195,6 +195,10 @@ mod tests {
     }
 
     async fn router() -> (Router, tempfile::TempDir) {
+        router_with(Some(MetricsAccess::default())).await
+    }
+
+    async fn router_with(metrics: Option<MetricsAccess>) -> (Router, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let store = GrantStore::connect(&format!("sqlite://{}", dir.path().join("g.db").display()))
             .await
@@ -227,7 +231,6 @@ mod tests {
             body_bytes: 1024,
             timeout: Duration::from_secs(5),
         };
-        let metrics = Some(MetricsAccess::default());
         (app(gate, vec![route], &limits, metrics), dir)
     }
 
@@ -328,6 +331,40 @@ mod tests {
         }
         assert!(is_unambiguous("/api/v1.2/report..final"));
         assert!(is_unambiguous("/demo"));
+    }
+
+    #[tokio::test]
+    async fn metrics_behind_a_token_need_the_token_and_elsewhere_are_not_served_here() {
+        let access = MetricsAccess {
+            token: Some("s3cret-token".to_string().into()),
+        };
+        let (router, _dir) = router_with(Some(access)).await;
+        for header in [None, Some("Bearer wrong"), Some("s3cret-token")] {
+            let response = call(
+                &router,
+                "GET",
+                "/metrics",
+                header.map(|h| ("authorization", h)),
+            )
+            .await;
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{header:?}");
+        }
+        let response = call(
+            &router,
+            "GET",
+            "/metrics",
+            Some(("authorization", "Bearer s3cret-token")),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("x402_challenges_total"));
+
+        let (router, _dir) = router_with(None).await;
+        let response = call(&router, "GET", "/metrics", None).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
     }
 
     #[test]

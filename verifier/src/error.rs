@@ -321,7 +321,8 @@ mod tests {
             let code = reason.as_str();
             assert!(seen.insert(code), "{code} twice");
             assert!(
-                code.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                code.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
                 "{code}"
             );
         }

@@ -202,7 +202,7 @@ fn paid_routes(config: &Config, gate: &Gate) -> Result<Vec<PaidRoute>, StartErro
 }
 
 /// What a person needs to know to pay, printed at start.
-pub fn banner(verifier: &Verifier, address: SocketAddr) -> String {
+pub fn banner(verifier: &Verifier, address: SocketAddr, metrics: Option<SocketAddr>) -> String {
     let s = verifier.gate.settings();
     let mut lines = vec![format!(
         "x402 verifier on http://{address} ({}, {}, pays {} to {})",
@@ -220,6 +220,9 @@ pub fn banner(verifier: &Verifier, address: SocketAddr) -> String {
             route.pattern,
             s.currency
         ));
+    }
+    if let Some(metrics) = metrics {
+        lines.push(format!("  metrics on http://{metrics}/metrics"));
     }
     if let Some(payer) = &verifier.demo_payer {
         lines.push(format!(
@@ -247,11 +250,11 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(verifier.listen).await?;
-    eprintln!("{}", banner(&verifier, listener.local_addr()?));
     let shutdown = shared(shutdown);
-    if let Some((address, router)) = verifier.metrics {
+    let mut metrics_address = None;
+    if let Some((address, router)) = verifier.metrics.clone() {
         let metrics = tokio::net::TcpListener::bind(address).await?;
-        eprintln!("  metrics on http://{}/metrics", metrics.local_addr()?);
+        metrics_address = Some(metrics.local_addr()?);
         let stop = shutdown.clone();
         tokio::spawn(async move {
             let served = axum::serve(metrics, router)
@@ -262,6 +265,10 @@ pub async fn run(
             }
         });
     }
+    eprintln!(
+        "{}",
+        banner(&verifier, listener.local_addr()?, metrics_address)
+    );
     axum::serve(listener, verifier.router)
         .with_graceful_shutdown(shutdown)
         .await

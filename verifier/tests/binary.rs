@@ -9,7 +9,13 @@ use std::process::{Child, Command, Stdio};
 /// Starts the binary on a free port with `state` as its state directory; returns it, its
 /// address and its banner.
 fn start(state: &Path) -> (Child, String, String) {
+    start_with(state, &[])
+}
+
+/// [`start`] with more environment; the banner includes its lines up to the demo's.
+fn start_with(state: &Path, env: &[(&str, &str)]) -> (Child, String, String) {
     let mut verifier = Command::new(env!("CARGO_BIN_EXE_x402-verifier"))
+        .envs(env.iter().copied())
         .env("X402_LISTEN", "127.0.0.1:0")
         .env("X402_STATE_DIR", state)
         // The default log filter, as a person starting it gets it.
@@ -28,7 +34,7 @@ fn start(state: &Path) -> (Child, String, String) {
             break rest.split_whitespace().next().unwrap().to_string();
         }
     };
-    for _ in 0..3 {
+    while !banner.last().unwrap().starts_with("Pay it:") {
         banner.push(lines.next().unwrap().unwrap());
     }
     std::thread::spawn(move || lines.for_each(drop));
@@ -94,5 +100,44 @@ async fn with_no_configuration_it_serves_a_paid_demo_route_and_stops_on_sigterm(
     }
     let (verifier, _, _) = start(state.path());
     assert_eq!(std::fs::read_to_string(&key_file).unwrap(), key);
+    stop(verifier);
+}
+
+#[tokio::test]
+async fn metrics_can_have_their_own_listener_behind_a_bearer_token() {
+    let state = tempfile::tempdir().unwrap();
+    let (verifier, address, banner) = start_with(
+        state.path(),
+        &[
+            ("X402_METRICS_LISTEN", "127.0.0.1:0"),
+            ("X402_METRICS_TOKEN", "scrape-me"),
+        ],
+    );
+    let metrics = banner
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("metrics on "))
+        .unwrap_or_else(|| panic!("the banner names the metrics listener: {banner}"))
+        .to_string();
+    let http = reqwest::Client::new();
+    let main = http
+        .get(format!("http://{address}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(main.status(), 404, "not on the public listener");
+    let anonymous = http.get(&metrics).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let scraped = http
+        .get(&metrics)
+        .bearer_auth("scrape-me")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scraped.status(), 200);
+    assert!(scraped
+        .text()
+        .await
+        .unwrap()
+        .contains("x402_challenges_total"));
     stop(verifier);
 }
