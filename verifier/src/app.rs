@@ -219,8 +219,8 @@ mod tests {
             public_url: Some("https://api.example.com/".into()),
             facilitator_url: None,
         };
-        let gate = Gate::new(settings, Arc::new(EmptyLedger(Network::devnet())), store);
-        crate::tasks::start(&gate, &crate::tasks::Schedule::default()).await;
+        let ledger = Arc::new(EmptyLedger(Network::devnet()));
+        let gate = Gate::start(settings, ledger, store, &Default::default()).await;
         let route = PaidRoute {
             pattern: "/demo".into(),
             methods: vec![http::Method::GET],

@@ -1,4 +1,4 @@
-//! The x402 facilitator endpoints for the `receipt` scheme, so that another resource
+//! The x402 facilitator endpoints, so that another resource
 //! server can delegate to this verifier: `POST /verify`, `POST /settle`, `GET /supported`.
 //!
 //! A delegating server issues its own references, so a payment is checked against the
@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map};
 use solana_signer::Signer;
-use x402_protocol::scheme::{ReceiptOffer, SchemeError, SCHEME};
 use x402_protocol::wire::facilitator::{
     FacilitatorRequest, SettleResponse, SupportedKind, SupportedResponse, VerifyResponse,
 };
@@ -20,8 +19,8 @@ use x402_protocol::wire::{Offer, PaymentMessage, Version};
 use x402_protocol::Requirement;
 
 use crate::error::{Reason, Refusal};
-use crate::gate::Gate;
-use crate::scheme::{Payment, Verified};
+use crate::gate::{Gate, Window};
+use crate::scheme::{Payment, Scheme, Verified};
 use crate::unix_now;
 
 /// A payment delegated to this facilitator, read and checked against its requirements.
@@ -62,32 +61,25 @@ fn read(gate: &Gate, request: FacilitatorRequest) -> Result<Delegated, Refusal> 
     if !pays_it {
         return Err(Refusal::new(Reason::InvalidPayload));
     }
-    let offer = ReceiptOffer::from_offer(&required).map_err(|e| match e {
-        SchemeError::OtherScheme => Refusal::new(Reason::UnsupportedScheme),
-        SchemeError::Malformed(_) => Refusal::new(Reason::InvalidPaymentRequirements),
-    })?;
-    let s = gate.settings();
-    if !s.network.is_named(&offer.network) {
+    let scheme =
+        Scheme::named(&required.scheme).ok_or_else(|| Refusal::new(Reason::UnsupportedScheme))?;
+    if !gate.settings().network.is_named(&required.network) {
         return Err(Refusal::new(Reason::InvalidNetwork));
     }
-    if offer.requirement.program != s.program {
-        return Err(Refusal::new(Reason::InvalidPaymentRequirements));
-    }
     Ok(Delegated {
-        requirement: offer.requirement,
-        payment: Payment::read(&required.scheme, payment.payload)?,
+        requirement: scheme.requirement(gate, &required)?,
+        payment: scheme.read(payment.payload)?,
     })
 }
 
-/// Reads and verifies a delegated payment: after its expiry, only a payment that landed
-/// in time counts.
+/// Reads and verifies a delegated payment, in the challenge's window as the gate does.
 async fn verified(gate: &Gate, request: FacilitatorRequest) -> Result<Verified, Refusal> {
     let Delegated {
         requirement,
         payment,
     } = read(gate, request)?;
-    let open = unix_now() <= requirement.expires_at;
-    payment.verify(gate, &requirement, open).await
+    let window = Window::at(requirement.expires_at, unix_now());
+    payment.verify(gate, &requirement, window).await
 }
 
 /// A refusal as a facilitator answer: the ledger's unavailability is a 503 to retry;
@@ -96,7 +88,7 @@ fn answer(gate: &Gate, refusal: Refusal, negative: impl FnOnce(String) -> Respon
     if refusal.reason() == Reason::LedgerUnavailable {
         return refusal.into_response();
     }
-    gate.metrics().refused(refusal.reason());
+    gate.metrics().facilitator_refused(refusal.reason());
     negative(refusal.code().to_string())
 }
 
@@ -159,27 +151,30 @@ pub async fn settle(State(gate): State<Gate>, body: Bytes) -> Response {
     }
 }
 
-/// The kinds this facilitator settles: the `receipt` scheme on its network, in x402 v1
-/// and v2, and the fee payer that signs sponsored payments.
+/// The kinds this facilitator settles: each scheme on its network, in x402 v1 and v2,
+/// and the fee payer that signs sponsored payments.
 pub async fn supported(State(gate): State<Gate>) -> Json<SupportedResponse> {
     let s = gate.settings();
-    let mut extra = Map::new();
-    extra.insert("programId".into(), s.program.to_string().into());
-    if let Some(fee_payer) = &s.fee_payer {
-        extra.insert("feePayer".into(), fee_payer.pubkey().to_string().into());
-    }
-    let kind = |version: u32, network: &str| SupportedKind {
-        x402_version: version,
-        scheme: SCHEME.into(),
-        network: network.into(),
-        extra: Some(extra.clone()),
-    };
+    let kinds = Scheme::ALL
+        .into_iter()
+        .flat_map(|scheme| {
+            let extra = scheme.supported(&gate);
+            [(1, s.network.v1_name()), (2, s.network.caip2())].map(|(version, network)| {
+                SupportedKind {
+                    x402_version: version,
+                    scheme: scheme.name().into(),
+                    network: network.into(),
+                    extra: Some(extra.clone()),
+                }
+            })
+        })
+        .collect();
     let mut signers = Map::new();
     if let Some(fee_payer) = &s.fee_payer {
         signers.insert("solana:*".into(), json!([fee_payer.pubkey().to_string()]));
     }
     Json(SupportedResponse {
-        kinds: vec![kind(1, s.network.v1_name()), kind(2, s.network.caip2())],
+        kinds,
         extensions: Vec::new(),
         signers,
     })

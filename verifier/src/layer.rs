@@ -14,7 +14,9 @@ use futures_util::TryStreamExt;
 use http::Request;
 use tower::{Layer, Service};
 
-use crate::gate::{Gate, PaymentCheck, Price, SettledPayment, Target};
+use crate::gate::{
+    Gate, PaymentCheck, Price, SettledPayment, Target, DEFAULT_MIME_TYPE, DEFAULT_TTL,
+};
 use crate::payment::PAYMENT_HEADERS;
 
 /// Charges `price` for every request through the wrapped service.
@@ -47,8 +49,8 @@ impl Gate {
             price: Arc::new(Price {
                 amount,
                 description: String::new(),
-                mime_type: "application/json".into(),
-                ttl: Duration::from_secs(300),
+                mime_type: DEFAULT_MIME_TYPE.into(),
+                ttl: DEFAULT_TTL,
             }),
             check: None,
         })

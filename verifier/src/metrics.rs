@@ -75,6 +75,7 @@ pub struct Metrics {
     rent_returned: Counter,
     rent_held: Gauge<i64, AtomicI64>,
     refusals: Family<ReasonLabel, Counter>,
+    facilitator_refusals: Family<ReasonLabel, Counter>,
     ledger_calls: Family<CallLabel, Histogram>,
 }
 
@@ -89,6 +90,7 @@ impl Default for Metrics {
             rent_returned: Counter::default(),
             rent_held: Gauge::default(),
             refusals: Family::default(),
+            facilitator_refusals: Family::default(),
             ledger_calls: Family::new_with_constructor(|| Histogram::new(BUCKETS)),
             registry: Registry::default(),
         };
@@ -128,6 +130,11 @@ impl Default for Metrics {
             metrics.refusals.clone(),
         );
         registry.register(
+            "x402_facilitator_refusals",
+            "Payments the facilitator API found invalid, by reason",
+            metrics.facilitator_refusals.clone(),
+        );
+        registry.register(
             "x402_ledger_call_seconds",
             "Ledger call latency",
             metrics.ledger_calls.clone(),
@@ -156,8 +163,16 @@ impl Metrics {
         self.releases.inc();
     }
 
+    /// A payment presented for a request was refused.
     pub fn refused(&self, reason: Reason) {
         self.refusals.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// A payment sent to `/verify` or `/settle` was found invalid.
+    pub fn facilitator_refused(&self, reason: Reason) {
+        self.facilitator_refusals
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     /// The janitor closed receipts holding `lamports`.

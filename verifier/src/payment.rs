@@ -7,7 +7,7 @@ use x402_protocol::Network;
 
 use crate::error::{Reason, Refusal};
 use crate::scheme::receipt::ReceiptPayment;
-use crate::scheme::Payment;
+use crate::scheme::{Payment, Scheme};
 
 pub const X_PAYMENT_PROOF: &str = "X-Payment-Proof";
 pub const X_PAYMENT_TXID: &str = "X-Payment-TxId";
@@ -38,14 +38,12 @@ pub fn read_payment(
         if let Some(value) = text(header)? {
             let message =
                 PaymentMessage::decode(version, value).map_err(|e| malformed(header, e))?;
-            if message.offer.scheme != x402_protocol::SCHEME {
-                return Err(Refusal::new(Reason::UnsupportedScheme));
-            }
+            let scheme = Scheme::named(&message.offer.scheme)
+                .ok_or_else(|| Refusal::new(Reason::UnsupportedScheme))?;
             if !network.is_named(&message.offer.network) {
                 return Err(Refusal::new(Reason::InvalidNetwork));
             }
-            let payment = Payment::read(&message.offer.scheme, message.payload)?;
-            return Ok(Some((payment, version)));
+            return Ok(Some((scheme.read(message.payload)?, version)));
         }
     }
     if let Some(value) = text(X_PAYMENT_PROOF)? {

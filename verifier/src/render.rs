@@ -6,14 +6,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::{HeaderValue, StatusCode};
 use serde_json::Map;
-use solana_signer::Signer;
 use x402_protocol::amount::format_units;
-use x402_protocol::scheme::ReceiptOffer;
 use x402_protocol::wire::{encode_header, v1, v2, Settlement, Version};
 use x402_protocol::Reference;
 
 use crate::error::{Reason, Refusal};
 use crate::gate::{Gate, Price, SettledPayment, Target};
+use crate::scheme::Scheme;
 use crate::unix_now;
 
 /// A 402 answer, ready to send.
@@ -58,19 +57,10 @@ impl Gate {
     ) -> Challenge {
         self.metrics().challenge_issued();
         let s = self.settings();
-        let fee_payer = s.fee_payer.as_ref().map(|k| k.pubkey());
-        let offer = ReceiptOffer {
-            network: s.network.v1_name().into(),
-            requirement: self.requirement(price.amount, reference),
-            decimals: s.decimals,
-            fee_payer,
-            recent_blockhash: fee_payer.and(self.blockhash()),
-            resource: target.resource.clone(),
-            description: price.description.clone(),
-            mime_type: price.mime_type.clone(),
-            max_timeout_seconds: price.ttl.as_secs(),
-        }
-        .to_offer();
+        let offers: Vec<_> = Scheme::ALL
+            .into_iter()
+            .map(|scheme| scheme.offer(self, price, target, reference))
+            .collect();
         let amount = format_units(price.amount, s.decimals);
         let ttl = (reference.expires_at() - unix_now()).max(0);
         let message = format!(
@@ -97,16 +87,25 @@ impl Gate {
             error: reason
                 .unwrap_or(Reason::PaymentRequired.as_str())
                 .to_string(),
-            accepts: vec![offer.to_v1()],
+            accepts: offers
+                .iter()
+                .map(|offer| {
+                    let mut v1 = offer.to_v1();
+                    v1.network = s.network.v1_name().to_string();
+                    v1
+                })
+                .collect(),
             extra,
         };
-        let mut v2_offer = offer.to_v2();
-        v2_offer.network = s.network.caip2().to_string();
         let header = v2::PaymentRequired {
             x402_version: v2::VERSION,
             error: reason.map(str::to_string),
-            resource: offer.resource.clone(),
-            accepts: vec![v2_offer],
+            resource: v2::ResourceInfo {
+                url: target.resource.clone(),
+                description: Some(price.description.clone()),
+                mime_type: Some(price.mime_type.clone()),
+            },
+            accepts: offers.iter().map(|offer| offer.to_v2()).collect(),
             extensions: None,
         };
         Challenge {

@@ -82,7 +82,6 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
         public_url: config.public_url.as_ref().map(|u| u.to_string()),
         facilitator_url: p.facilitator_url.as_ref().map(|u| u.to_string()),
     };
-    let gate = Gate::new(settings, market.ledger, store);
     let janitor = (config.janitor.interval_seconds > 0).then(|| Janitor {
         interval: Duration::from_secs(config.janitor.interval_seconds),
         retention: Duration::from_secs(config.janitor.retention_seconds),
@@ -92,7 +91,7 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
         janitor,
         ..Schedule::default()
     };
-    crate::tasks::start(&gate, &schedule).await;
+    let gate = Gate::start(settings, market.ledger, store, &schedule).await;
     let routes = paid_routes(&config, &gate)?;
     let limits = RequestLimits {
         body_bytes: config.limits.request_body_bytes,

@@ -37,10 +37,16 @@ impl Default for Schedule {
         Schedule {
             blockhash_refresh: Duration::from_secs(20),
             rent_recount: Duration::from_secs(300),
-            janitor: Some(Janitor {
-                interval: Duration::from_secs(600),
-                retention: Duration::from_secs(3600),
-            }),
+            janitor: Some(Janitor::default()),
+        }
+    }
+}
+
+impl Default for Janitor {
+    fn default() -> Self {
+        Janitor {
+            interval: Duration::from_secs(600),
+            retention: Duration::from_secs(3600),
         }
     }
 }

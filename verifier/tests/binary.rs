@@ -110,7 +110,7 @@ async fn metrics_can_have_their_own_listener_behind_a_bearer_token() {
         state.path(),
         &[
             ("X402_METRICS_LISTEN", "127.0.0.1:0"),
-            ("X402_METRICS_TOKEN", "scrape-me"),
+            ("X402_METRICS_TOKEN", "scrape-me-0123456789"),
         ],
     );
     let metrics = banner
@@ -129,7 +129,7 @@ async fn metrics_can_have_their_own_listener_behind_a_bearer_token() {
     assert_eq!(anonymous.status(), 401);
     let scraped = http
         .get(&metrics)
-        .bearer_auth("scrape-me")
+        .bearer_auth("scrape-me-0123456789")
         .send()
         .await
         .unwrap();

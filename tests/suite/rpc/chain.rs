@@ -144,12 +144,11 @@ async fn serve(
     ))
     .await
     .unwrap();
-    let gate = Gate::new(settings, Arc::new(ledger), store);
     let schedule = x402_verifier::tasks::Schedule {
         janitor: None,
         ..Default::default()
     };
-    x402_verifier::tasks::start(&gate, &schedule).await;
+    let gate = Gate::start(settings, Arc::new(ledger), store, &schedule).await;
     let route = PaidRoute {
         pattern: "/api/*".into(),
         methods: vec![http::Method::GET],

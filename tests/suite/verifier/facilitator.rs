@@ -12,9 +12,14 @@ use super::support::*;
 
 /// An offer the delegating server made, with a reference of its own.
 async fn foreign_offer(h: &Harness, amount: u64) -> ReceiptOffer {
+    foreign_offer_until(h, amount, unix_now() + 300).await
+}
+
+/// [`foreign_offer`] whose challenge expires at `expires_at`.
+async fn foreign_offer_until(h: &Harness, amount: u64, expires_at: i64) -> ReceiptOffer {
     let s = h.gate.settings();
     let mut reference = Keypair::new().pubkey().to_bytes();
-    reference[..8].copy_from_slice(&(unix_now() + 300).to_be_bytes());
+    reference[..8].copy_from_slice(&expires_at.to_be_bytes());
     let reference = Reference(reference);
     ReceiptOffer {
         network: s.network.caip2().into(),
@@ -206,4 +211,49 @@ async fn a_tampered_or_malformed_delegation_is_refused_and_costs_the_fee_payer_n
         fee_payer_sol
     );
     assert_eq!(h.token_balance(&payer.pubkey()).await, PRICE);
+}
+
+#[tokio::test]
+async fn an_expired_payment_is_judged_in_the_gates_window() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(2 * PRICE).await;
+    let sponsored = |offer: &ReceiptOffer| {
+        let tx = sponsored_transaction(
+            offer,
+            &payer,
+            &[offer
+                .requirement
+                .pay_instruction(&payer.pubkey(), &h.market.fee_payer.pubkey())],
+        );
+        v2_request(
+            offer,
+            serde_json::json!({"transaction": encode_transaction(&tx)}),
+        )
+    };
+
+    // Past the grace: refused without a ledger call, nothing submitted.
+    let long_ago = foreign_offer_until(&h, PRICE, unix_now() - 600).await;
+    let calls = h.ledger.calls();
+    let (_, settled): (u16, SettleResponse) = post(&h, "/settle", &sponsored(&long_ago)).await;
+    assert_eq!(
+        (settled.success, settled.error_reason.as_deref()),
+        (false, Some("expired_reference"))
+    );
+    assert_eq!(h.ledger.calls(), calls, "no ledger call");
+
+    // In the grace: a payment that landed in time counts (one read); nothing new is sent.
+    let expires_at = unix_now() + 1;
+    let paid = foreign_offer_until(&h, PRICE, expires_at).await;
+    h.pay_on_chain(&paid.requirement, &payer).await;
+    let unpaid = foreign_offer_until(&h, PRICE, expires_at).await;
+    while unix_now() <= expires_at {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let calls = h.ledger.calls();
+    let (_, verified): (u16, VerifyResponse) = post(&h, "/verify", &sponsored(&paid)).await;
+    assert!(verified.is_valid, "{verified:?}");
+    assert_eq!(h.ledger.calls(), calls + 1, "one read");
+    let (_, settled): (u16, SettleResponse) = post(&h, "/settle", &sponsored(&unpaid)).await;
+    assert_eq!(settled.error_reason.as_deref(), Some("expired_reference"));
+    assert_eq!(h.token_balance(&payer.pubkey()).await, PRICE, "paid once");
 }

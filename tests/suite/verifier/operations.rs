@@ -31,6 +31,11 @@ async fn metrics_count_challenges_grants_refusals_ledger_calls_and_rent_held() {
         .unwrap()
         .unwrap()
         .lamports;
+    assert_eq!(
+        h.ledger.scans.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the rent gauge is counted once at start, not per payment or per scrape"
+    );
     for line in [
         "x402_challenges_total 2".to_string(),
         "x402_grants_total 1".to_string(),

@@ -40,6 +40,8 @@ pub struct CountingLedger {
     pub inner: Arc<LocalLedger>,
     pub reads: AtomicUsize,
     pub submits: AtomicUsize,
+    /// `getProgramAccounts`: the rent gauge's recount and the janitor, never a request's.
+    pub scans: AtomicUsize,
     pub down: AtomicBool,
     /// Reads still to fail, one by one: an outage of a moment.
     pub failing_reads: std::sync::Mutex<usize>,
@@ -95,13 +97,13 @@ impl Ledger for CountingLedger {
         self.inner.submit(transaction).await
     }
 
-    // The rent gauge's recount and the janitor run in the background: not counted.
     async fn program_accounts(
         &self,
         program: &Pubkey,
         filters: &[x402_protocol::AccountFilter],
     ) -> Result<Vec<(Pubkey, LedgerAccount)>, LedgerError> {
         self.check_up()?;
+        self.scans.fetch_add(1, Ordering::SeqCst);
         self.inner.program_accounts(program, filters).await
     }
 }
@@ -222,6 +224,7 @@ impl Harness {
             inner: market.ledger.clone(),
             reads: AtomicUsize::new(0),
             submits: AtomicUsize::new(0),
+            scans: AtomicUsize::new(0),
             down: AtomicBool::new(false),
             failing_reads: std::sync::Mutex::new(0),
         });
@@ -407,14 +410,12 @@ async fn gate(
         facilitator_url: None,
     };
     let store = GrantStore::connect(store_url).await.unwrap();
-    let gate = Gate::new(settings, ledger, store);
     let schedule = Schedule {
         blockhash_refresh: LOCAL_BLOCKHASH_REFRESH,
         janitor: None,
         ..Schedule::default()
     };
-    x402_verifier::tasks::start(&gate, &schedule).await;
-    gate
+    Gate::start(settings, ledger, store, &schedule).await
 }
 
 fn app_for(gate: &Gate, api_url: &str) -> Router {

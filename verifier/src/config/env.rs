@@ -53,10 +53,24 @@ impl Config {
             j.retention_seconds = v
         })?;
         env.set("X402_METRICS_LISTEN", |v| self.metrics.listen = Some(v))?;
-        env.set("X402_METRICS_TOKEN", |v: String| {
-            self.metrics.token = Some(v.into())
+        env.set("X402_METRICS_TOKEN", |v: Token| {
+            self.metrics.token = Some(v.0.into())
         })?;
         Ok(())
+    }
+}
+
+/// A bearer token: an empty one would let every scraper in.
+struct Token(String);
+
+impl FromStr for Token {
+    type Err = &'static str;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.len() {
+            0..16 => Err("a token of 16 characters or more"),
+            _ => Ok(Token(text.to_string())),
+        }
     }
 }
 
@@ -90,6 +104,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_empty_or_short_metrics_token_is_refused() {
+        for token in ["", "   ", "short"] {
+            let error = Config::default()
+                .apply_env(|name| (name == "X402_METRICS_TOKEN").then(|| token.to_string()))
+                .unwrap_err();
+            assert!(error.to_string().contains("X402_METRICS_TOKEN"), "{error}");
+        }
+    }
+
+    #[test]
     fn secrets_never_show_in_debug_or_errors() {
         let secret_url = "https://rpc.example.com/?api-key=sekrit";
         let mut config = Config::default();
@@ -97,7 +121,7 @@ mod tests {
             .apply_env(|name| match name {
                 "X402_RPC_URL" => Some(secret_url.into()),
                 "X402_CHALLENGE_KEY" => Some("ab".repeat(32)),
-                "X402_METRICS_TOKEN" => Some("sekrit-token".into()),
+                "X402_METRICS_TOKEN" => Some("sekrit-token-0123456789".into()),
                 _ => None,
             })
             .unwrap();

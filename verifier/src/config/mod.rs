@@ -227,9 +227,10 @@ pub struct JanitorConfig {
 
 impl Default for JanitorConfig {
     fn default() -> Self {
+        let janitor = crate::tasks::Janitor::default();
         JanitorConfig {
-            interval_seconds: 600,
-            retention_seconds: 3600,
+            interval_seconds: janitor.interval.as_secs(),
+            retention_seconds: janitor.retention.as_secs(),
         }
     }
 }
@@ -275,21 +276,23 @@ fn default_methods() -> Vec<http::Method> {
 }
 
 fn default_mime_type() -> String {
-    "application/json".into()
+    crate::gate::DEFAULT_MIME_TYPE.into()
 }
 
 fn default_ttl() -> u64 {
-    300
+    crate::gate::DEFAULT_TTL.as_secs()
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {error}")]
     Read { path: String, error: std::io::Error },
-    #[error("{path}: {error}")]
+    /// The file's own text is not repeated: a line may hold a secret (an RPC URL's key).
+    #[error("{path}, line {line}: {message}")]
     Parse {
         path: String,
-        error: toml::de::Error,
+        line: usize,
+        message: String,
     },
     #[error("{name} is not valid: {why}")]
     Invalid { name: &'static str, why: String },
@@ -306,7 +309,14 @@ impl Config {
             path: shown.clone(),
             error,
         })?;
-        toml::from_str(&text).map_err(|error| ConfigError::Parse { path: shown, error })
+        toml::from_str(&text).map_err(|error| ConfigError::Parse {
+            path: shown,
+            line: error
+                .span()
+                .map(|span| text[..span.start].matches('\n').count() + 1)
+                .unwrap_or(1),
+            message: error.message().to_string(),
+        })
     }
 }
 
@@ -363,6 +373,20 @@ mod tests {
         );
         assert_eq!(config.routes[0].price.as_deref(), Some("0.05"));
         assert_eq!(config.routes[0].ttl, 300, "the default in one place");
+    }
+
+    #[test]
+    fn a_bad_file_is_named_by_line_without_repeating_its_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("verifier.toml");
+        std::fs::write(
+            &path,
+            "[payment]\nrpc_url = \"wss://rpc.example.com/?api-key=sekrit\"\n",
+        )
+        .unwrap();
+        let error = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(error.contains("line 2"), "{error}");
+        assert!(!error.contains("sekrit"), "{error}");
     }
 
     #[test]

@@ -7,9 +7,7 @@ use anchor_lang::prelude::Pubkey;
 use x402_protocol::wire::Version;
 use x402_protocol::{Reference, ReferenceError};
 
-use super::{
-    Gate, PaymentAttempt, PaymentCheck, Price, SettledPayment, Target, SETTLEMENT_GRACE_SECONDS,
-};
+use super::{Gate, PaymentAttempt, PaymentCheck, Price, SettledPayment, Target, Window};
 use crate::error::{Reason, Refusal};
 use crate::payment::read_payment;
 use crate::store::{Grant, StoreError};
@@ -36,7 +34,8 @@ impl Gate {
             Err(refusal) if refusal.reason() == Reason::PaymentRequired => {}
             Err(refusal) => {
                 self.metrics().refused(refusal.reason());
-                tracing::info!(reason = refusal.code(), method = %target.method, path = %target.path, "payment refused");
+                // Debug: anyone can send garbage, and the log is not theirs to fill.
+                tracing::debug!(reason = refusal.code(), method = %target.method, path = %target.path, "payment refused");
             }
         }
         outcome
@@ -55,26 +54,19 @@ impl Gate {
         };
         let reference = payment.reference(self)?;
         let now = unix_now();
-        let expired =
-            match reference.check(&s.challenge_keys, &self.terms(price.amount, target), now) {
-                Ok(()) => false,
-                Err(ReferenceError::Expired) => true,
-                Err(_) => return Err(Refusal::new(Reason::InvalidReference)),
-            };
+        match reference.check(&s.challenge_keys, &self.terms(price.amount, target), now) {
+            Ok(()) | Err(ReferenceError::Expired) => {}
+            Err(_) => return Err(Refusal::new(Reason::InvalidReference)),
+        }
         if self.is_granted(&reference).await? {
             return Err(Refusal::new(Reason::ReferenceAlreadyUsed));
         }
-        // An expired reference can no longer be paid (`pay` refuses it), but one paid in
-        // time may be presented late, e.g. retried after a 503: within the grace its
-        // payment still counts. Past the grace it is refused without a ledger call.
-        let grace_ends = reference
-            .expires_at()
-            .saturating_add(SETTLEMENT_GRACE_SECONDS);
-        if expired && now > grace_ends {
+        let window = Window::at(reference.expires_at(), now);
+        if window == Window::Closed {
             return Err(Refusal::new(Reason::ExpiredReference));
         }
         let requirement = self.requirement(price.amount, reference);
-        let verified = payment.verify(self, &requirement, !expired).await?;
+        let verified = payment.verify(self, &requirement, window).await?;
         run_check(check, reference, verified.payer, verified.amount, target).await?;
         let settled = verified.settle(self).await?;
         self.grant(&settled, target).await?;

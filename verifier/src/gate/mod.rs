@@ -96,6 +96,36 @@ pub trait PaymentCheck: Send + Sync {
 /// How long after its expiry a reference paid in time is still accepted.
 pub const SETTLEMENT_GRACE_SECONDS: i64 = 120;
 
+/// How long a challenge may be paid, unless its price says otherwise.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+
+/// What a paid resource is, unless its price says otherwise.
+pub const DEFAULT_MIME_TYPE: &str = "application/json";
+
+/// Where a challenge stands in time: the same rule for the gate and the facilitator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Window {
+    /// It may be paid: a new payment may be submitted.
+    Open,
+    /// Expired, but a payment that landed in time may still be presented, e.g. retried
+    /// after a 503 (`pay` refuses late payments, so a receipt proves it was in time).
+    Grace,
+    /// Expired past the grace: refused without a ledger call.
+    Closed,
+}
+
+impl Window {
+    pub fn at(expires_at: i64, now: i64) -> Window {
+        if now <= expires_at {
+            Window::Open
+        } else if now <= expires_at.saturating_add(SETTLEMENT_GRACE_SECONDS) {
+            Window::Grace
+        } else {
+            Window::Closed
+        }
+    }
+}
+
 /// The gate, cheap to clone.
 #[derive(Clone)]
 pub struct Gate(Arc<Inner>);
@@ -120,8 +150,21 @@ struct Inner {
 }
 
 impl Gate {
-    /// A gate over `ledger` and `store`. Start its background tasks with
-    /// [`crate::tasks::start`]: sponsored challenges need their blockhash.
+    /// A gate over `ledger` and `store` with its background tasks running
+    /// ([`crate::tasks`]): what a server or an app wants.
+    pub async fn start(
+        settings: PaymentSettings,
+        ledger: Arc<dyn Ledger>,
+        store: GrantStore,
+        schedule: &crate::tasks::Schedule,
+    ) -> Self {
+        let gate = Gate::new(settings, ledger, store);
+        crate::tasks::start(&gate, schedule).await;
+        gate
+    }
+
+    /// A gate without its background tasks: start them with [`crate::tasks::start`], or
+    /// sponsored challenges carry no blockhash (use [`Gate::start`]).
     pub fn new(settings: PaymentSettings, ledger: Arc<dyn Ledger>, store: GrantStore) -> Self {
         assert!(
             !settings.challenge_keys.is_empty(),
@@ -223,8 +266,12 @@ impl Gate {
             .await
             .unwrap_or_else(|_| Err(LedgerError::Unavailable("the ledger call timed out".into())));
         let failed = matches!(answer, Err(LedgerError::Unavailable(_)));
-        if failed {
-            tracing::warn!(call = ?kind, "ledger call failed or timed out");
+        match &answer {
+            Err(LedgerError::Unavailable(_)) => {
+                tracing::warn!(call = ?kind, "ledger call failed or timed out")
+            }
+            Err(LedgerError::Rejected(_)) => tracing::info!(call = ?kind, "ledger call rejected"),
+            Ok(_) => {}
         }
         self.0.metrics.ledger_call(kind, started.elapsed(), failed);
         answer

@@ -121,7 +121,7 @@ async fn rpc_market(config: &Config, url: &RpcUrl) -> Result<Market, StartError>
         token_program: facts.token_program,
         pay_to,
         fee_payer,
-        blockhash_refresh: Duration::from_secs(20),
+        blockhash_refresh: crate::tasks::Schedule::default().blockhash_refresh,
         demo_payer: None,
     })
 }

@@ -4,18 +4,64 @@
 //! (self-submitted): the payer paid; read the receipt.
 
 use anchor_lang::prelude::Pubkey;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use solana_signer::Signer;
 use solana_transaction::Transaction;
-use x402_protocol::scheme::{decode_transaction, paid_reference, ReceiptPayload};
+use x402_protocol::scheme::{
+    decode_transaction, paid_reference, ReceiptOffer, ReceiptPayload, SchemeError,
+};
+use x402_protocol::wire::Offer;
 use x402_protocol::{
     check_receipt, validate_sponsored, LedgerError, Receipt, Reference, Requirement, SponsorPolicy,
 };
 
 use super::{Next, Verified};
 use crate::error::{Reason, Refusal};
-use crate::gate::{Gate, SettledPayment};
+use crate::gate::{Gate, Price, SettledPayment, Target};
 use crate::metrics::LedgerCall;
+
+/// The `receipt` offer for `price` at `target`: sponsored (with the fee payer and a
+/// fresh blockhash) when this verifier has a fee payer.
+pub(super) fn offer(gate: &Gate, price: &Price, target: &Target, reference: Reference) -> Offer {
+    let s = gate.settings();
+    let fee_payer = s.fee_payer.as_ref().map(|k| k.pubkey());
+    ReceiptOffer {
+        network: s.network.caip2().to_string(),
+        requirement: gate.requirement(price.amount, reference),
+        decimals: s.decimals,
+        fee_payer,
+        recent_blockhash: fee_payer.and(gate.blockhash()),
+        resource: target.resource.clone(),
+        description: price.description.clone(),
+        mime_type: price.mime_type.clone(),
+        max_timeout_seconds: price.ttl.as_secs(),
+    }
+    .to_offer()
+}
+
+/// The requirement of a `receipt` offer a facilitator caller sends: any reference and
+/// payee (the caller issues its own), but our program.
+pub(super) fn requirement(gate: &Gate, offer: &Offer) -> Result<Requirement, Refusal> {
+    let offer = ReceiptOffer::from_offer(offer).map_err(|e| match e {
+        SchemeError::OtherScheme => Refusal::new(Reason::UnsupportedScheme),
+        SchemeError::Malformed(_) => Refusal::new(Reason::InvalidPaymentRequirements),
+    })?;
+    if offer.requirement.program != gate.settings().program {
+        return Err(Refusal::new(Reason::InvalidPaymentRequirements));
+    }
+    Ok(offer.requirement)
+}
+
+/// `/supported`'s `extra` for `receipt`: the program, and the fee payer that co-signs.
+pub(super) fn supported(gate: &Gate) -> Map<String, Value> {
+    let s = gate.settings();
+    let mut extra = Map::new();
+    extra.insert("programId".into(), s.program.to_string().into());
+    if let Some(fee_payer) = &s.fee_payer {
+        extra.insert("feePayer".into(), fee_payer.pubkey().to_string().into());
+    }
+    extra
+}
 
 /// A payment in the `receipt` scheme, as the request carries it.
 #[derive(Debug)]
