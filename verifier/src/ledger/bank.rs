@@ -40,9 +40,16 @@ fn process_instruction<'a, 'b, 'c, 'd>(
     x402_receipts::entry(program_id, accounts, data)
 }
 
-/// A bank with the receipts program run natively (`prefer_bpf(false)`) and the SPL
-/// programs as BPF.
+/// A bank with the receipts program and the SPL programs (as BPF). The program runs
+/// natively, unless `SBF_OUT_DIR` names a directory holding its SBF binary
+/// (`x402_receipts.so`, from `scripts/build-sbf` or `anchor build`): then it runs in the
+/// SBF VM, as on a cluster.
 pub fn program_test() -> ProgramTest {
+    if runs_sbf() {
+        let mut program = ProgramTest::new("x402_receipts", x402_receipts::ID, None);
+        program.prefer_bpf(true);
+        return program;
+    }
     let mut program = ProgramTest::new(
         "x402_receipts",
         x402_receipts::ID,
@@ -50,6 +57,25 @@ pub fn program_test() -> ProgramTest {
     );
     program.prefer_bpf(false);
     program
+}
+
+/// Whether the bank runs the program's SBF binary (`SBF_OUT_DIR` set), not the
+/// program built natively.
+pub fn runs_sbf() -> bool {
+    std::env::var_os("SBF_OUT_DIR").is_some()
+}
+
+/// The events a transaction's log holds (`Program data: <base64>` lines), in order; `None`
+/// when the program runs natively, where Anchor's `sol_log_data` does nothing and events
+/// cannot be seen.
+pub fn events(logs: &[String]) -> Option<Vec<Vec<u8>>> {
+    use base64::Engine as _;
+    runs_sbf().then(|| {
+        logs.iter()
+            .filter_map(|line| line.strip_prefix("Program data: "))
+            .filter_map(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+            .collect()
+    })
 }
 
 /// `instructions` in one transaction, `signers[0]` paying the fee. A fresh blockhash

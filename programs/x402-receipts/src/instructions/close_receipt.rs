@@ -1,6 +1,6 @@
 use anchor_lang::prelude::*;
 
-use crate::events::{emit_event, ReceiptClosed};
+use crate::events::ReceiptClosed;
 use crate::{Receipt, ReceiptError, RECEIPT_SEED};
 
 #[derive(Accounts)]
@@ -33,7 +33,7 @@ impl CloseReceipt<'_> {
 pub fn handle_close_receipt(ctx: Context<CloseReceipt>) -> Result<()> {
     // `close = rent_payer` moves the lamports, hands the account back to the System
     // Program and empties its data when the instruction exits.
-    emit_event(ReceiptClosed {
+    emit!(ReceiptClosed {
         reference: ctx.accounts.receipt.reference,
         receipt: ctx.accounts.receipt.key(),
         rent_payer: ctx.accounts.rent_payer.key(),

@@ -2,7 +2,7 @@ use anchor_lang::prelude::*;
 use anchor_lang::system_program::{self, Allocate, Assign, CreateAccount, Transfer};
 use anchor_spl::token_interface::{self, Mint, TokenAccount, TokenInterface, TransferChecked};
 
-use crate::events::{emit_event, PaymentSettled};
+use crate::events::PaymentSettled;
 use crate::{Receipt, ReceiptError, RECEIPT_SEED};
 
 #[derive(Accounts)]
@@ -122,7 +122,7 @@ pub fn handle_pay(
     };
     receipt.try_serialize(&mut &mut accounts.receipt.try_borrow_mut_data()?[..])?;
 
-    emit_event(PaymentSettled {
+    emit!(PaymentSettled {
         reference,
         receipt: accounts.receipt.key(),
         payer: receipt.payer,
