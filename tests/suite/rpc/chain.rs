@@ -10,7 +10,6 @@ use solana_keypair::Keypair;
 use solana_signer::Signer;
 use x402_protocol::rpc::{RpcLedger, RpcOptions};
 use x402_protocol::{ChallengeKey, Ledger, LedgerAccount, Network, Reference, Requirement, Terms};
-use x402_verifier::ledger::local::{LocalLedger, LocalMarket};
 use x402_verifier::{
     app, unix_now, Gate, GrantStore, PaidRoute, PaymentSettings, RequestLimits, RouteService,
 };
@@ -29,33 +28,45 @@ fn key() -> ChallengeKey {
     ChallengeKey::new(vec![9; 32]).unwrap()
 }
 
-/// Receipts made by the program on the embedded ledger, for the validator's genesis.
-struct Receipts {
-    market: LocalMarket,
-    accounts: Vec<(Pubkey, LedgerAccount)>,
+/// The receipts program built for SBF: the validator runs it.
+fn program() -> std::path::PathBuf {
+    let program =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/deploy/x402_receipts.so");
+    assert!(
+        program.exists(),
+        "{} is missing: the JSON-RPC tests deploy the program on the validator; \
+         build it with scripts/build-sbf (scripts/test does) or anchor build",
+        program.display()
+    );
+    program
 }
 
-impl Receipts {
-    async fn new() -> Self {
-        Receipts {
-            market: LocalLedger::start_market(None).await,
-            accounts: Vec::new(),
-        }
-    }
+/// What a reference binds: known before the validator starts, so that references can
+/// be issued and accounts the program never wrote placed at their receipts' addresses.
+#[derive(Clone, Copy)]
+struct Market {
+    mint: Pubkey,
+    merchant: Pubkey,
+}
 
-    /// A reference this test's verifier would issue for `GET path`.
-    fn issue(&self, path: &str) -> Reference {
+impl Market {
+    /// A reference this test's verifier would issue for `GET path`, expiring then.
+    fn issue_until(&self, path: &str, expires_at: i64) -> Reference {
         let network = network();
         let terms = Terms {
             network: network.caip2(),
             program: x402_receipts::ID,
-            mint: self.market.mint,
-            pay_to: self.market.merchant,
+            mint: self.mint,
+            pay_to: self.merchant,
             amount: PRICE,
             method: "GET",
             path,
         };
-        Reference::issue(&key(), &terms, unix_now() + 600)
+        Reference::issue(&key(), &terms, expires_at)
+    }
+
+    fn issue(&self, path: &str) -> Reference {
+        self.issue_until(path, unix_now() + 600)
     }
 
     fn requirement(&self, reference: Reference) -> Requirement {
@@ -64,46 +75,186 @@ impl Receipts {
             reference,
             amount: PRICE,
             expires_at: reference.expires_at(),
-            mint: self.market.mint,
+            mint: self.mint,
             token_program: spl_token::ID,
-            pay_to: self.market.merchant,
+            pay_to: self.merchant,
+        }
+    }
+}
+
+/// A validator running the receipts program, with a USDC-like mint, the merchant's token
+/// account and a payer holding tokens and SOL. Payments are `pay` transactions sent to
+/// it, as buyers send them.
+struct Chain {
+    market: Market,
+    validator: Validator,
+    /// Straight to the validator, for set-up and payments (the verifier's goes through
+    /// a proxy).
+    ledger: RpcLedger,
+    /// The validator's funded keypair: mint authority and set-up fee payer.
+    authority: Keypair,
+    payer: Keypair,
+}
+
+/// Where a chain is planned: the mint's keypair (its address is in every reference) and
+/// the accounts its genesis holds.
+struct Plan {
+    mint: Keypair,
+    market: Market,
+    genesis: Vec<(Pubkey, LedgerAccount)>,
+}
+
+impl Plan {
+    fn new() -> Self {
+        let mint = Keypair::new();
+        Plan {
+            market: Market {
+                mint: mint.pubkey(),
+                merchant: Keypair::new().pubkey(),
+            },
+            mint,
+            genesis: Vec::new(),
         }
     }
 
-    /// Pays `paid` (perhaps not what `reference` asked) and keeps the receipt's bytes.
-    async fn pay(&mut self, paid: &Requirement) {
-        let ledger = &self.market.ledger;
-        let payer = &self.market.demo_payer;
-        let blockhash = ledger.latest_blockhash().await.unwrap();
+    /// Starts the validator, creates the mint and token accounts, funds the payer.
+    async fn start(self) -> Chain {
+        let validator = Validator::start_with(&self.genesis, Some(&program())).await;
+        let ledger = RpcLedger::with_network(&validator.url, network(), RpcOptions::default());
+        let authority = validator.payer();
+        let chain = Chain {
+            market: self.market,
+            ledger,
+            authority,
+            payer: Keypair::new(),
+            validator,
+        };
+        chain.create_mint(&self.mint).await;
+        let payer = chain.payer.pubkey();
+        chain.fund(&payer).await;
+        chain
+            .token_account(&self.market.merchant, &self.market.mint)
+            .await;
+        chain.token_account(&payer, &self.market.mint).await;
+        chain.mint_to(&self.market.mint, &payer, 100 * PRICE).await;
+        chain
+    }
+}
+
+impl Chain {
+    /// Pays `paid` (perhaps not what its reference asked) with `pay`, the payer paying
+    /// fee and rent.
+    async fn pay(&self, paid: &Requirement) {
+        let payer = &self.payer;
+        let blockhash = self.ledger.latest_blockhash().await.unwrap();
         let mut tx = paid.pay_transaction(&payer.pubkey(), &payer.pubkey(), blockhash);
         tx.sign(&[payer], blockhash);
-        ledger.submit(&tx).await.unwrap();
-        let account = ledger.account(&paid.receipt()).await.unwrap().unwrap();
-        self.accounts.push((paid.receipt(), account));
+        self.ledger.submit(&tx).await.unwrap();
     }
 
     /// Pays `path`'s reference as asked; returns the reference.
-    async fn paid(&mut self, path: &str) -> Reference {
-        let reference = self.issue(path);
-        self.pay(&self.requirement(reference)).await;
+    async fn paid(&self, path: &str) -> Reference {
+        let reference = self.market.issue(path);
+        self.pay(&self.market.requirement(reference)).await;
         reference
+    }
+
+    async fn create_mint(&self, mint: &Keypair) {
+        use solana_system_interface::instruction as system;
+        let authority = self.authority.pubkey();
+        let rent = 1_461_600; // rent exemption of an 82-byte mint
+        let ixs = vec![
+            system::create_account(&authority, &mint.pubkey(), rent, 82, &spl_token::ID),
+            spl_token::instruction::initialize_mint2(
+                &spl_token::ID,
+                &mint.pubkey(),
+                &authority,
+                None,
+                6,
+            )
+            .unwrap(),
+        ];
+        send(&self.ledger, ixs, vec![&self.authority, mint]).await;
+    }
+
+    async fn fund(&self, to: &Pubkey) {
+        use solana_system_interface::instruction as system;
+        let ix = system::transfer(&self.authority.pubkey(), to, 1_000_000_000);
+        send(&self.ledger, vec![ix], vec![&self.authority]).await;
+    }
+
+    async fn token_account(&self, owner: &Pubkey, mint: &Pubkey) {
+        use anchor_spl::associated_token::spl_associated_token_account::instruction::create_associated_token_account_idempotent;
+        let ix = create_associated_token_account_idempotent(
+            &self.authority.pubkey(),
+            owner,
+            mint,
+            &spl_token::ID,
+        );
+        send(&self.ledger, vec![ix], vec![&self.authority]).await;
+    }
+
+    async fn mint_to(&self, mint: &Pubkey, owner: &Pubkey, amount: u64) {
+        let account = anchor_spl::associated_token::get_associated_token_address(owner, mint);
+        let ix = spl_token::instruction::mint_to(
+            &spl_token::ID,
+            mint,
+            &account,
+            &self.authority.pubkey(),
+            &[],
+            amount,
+        )
+        .unwrap();
+        send(&self.ledger, vec![ix], vec![&self.authority]).await;
+    }
+
+    async fn token_balance(&self, owner: &Pubkey) -> u64 {
+        let account =
+            anchor_spl::associated_token::get_associated_token_address(owner, &self.market.mint);
+        let account = self.ledger.account(&account).await.unwrap().unwrap();
+        // A token account's amount: bytes 64..72 (after the mint and the owner).
+        u64::from_le_bytes(account.data[64..72].try_into().unwrap())
+    }
+
+    async fn lamports(&self, address: &Pubkey) -> u64 {
+        self.ledger
+            .account(address)
+            .await
+            .unwrap()
+            .map(|a| a.lamports)
+            .unwrap_or(0)
+    }
+
+    /// Waits until the validator's clock is past `unix_timestamp`.
+    async fn wait_past(&self, unix_timestamp: i64) {
+        use anchor_lang::solana_program::clock;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let account = self.ledger.account(&clock::sysvar::ID).await.unwrap().unwrap();
+            // The Clock sysvar: slot, epoch start, epoch, leader schedule epoch, then the
+            // unix timestamp, little-endian.
+            let now = i64::from_le_bytes(account.data[32..40].try_into().unwrap());
+            if now > unix_timestamp {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the validator's clock stands still"
+            );
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
     }
 }
 
 /// The verifier on the RPC ledger (through `proxy`), with `/api/*` at 0.01.
-async fn verifier(receipts: &Receipts, proxy: &Proxy, store: &tempfile::TempDir) -> (Gate, String) {
+async fn verifier(market: &Market, proxy: &Proxy, store: &tempfile::TempDir) -> (Gate, String) {
     let options = RpcOptions {
         deadline: Duration::from_secs(1),
         batch_window: Duration::from_millis(50),
         ..RpcOptions::default()
     };
     let ledger = RpcLedger::with_network(&proxy.url, network(), options);
-    let settings = settings(
-        network(),
-        receipts.market.mint,
-        receipts.market.merchant,
-        None,
-    );
+    let settings = settings(network(), market.mint, market.merchant, None);
     serve(settings, ledger, store).await
 }
 
@@ -185,82 +336,98 @@ async fn present(
 
 #[tokio::test]
 async fn the_verifier_on_json_rpc_grants_receipts_refuses_defects_and_coalesces_reads() {
-    let mut receipts = Receipts::new().await;
-    let good = receipts.paid("/api/good").await;
-    let mut crowd = Vec::new();
-    for i in 0..6 {
-        crowd.push(receipts.paid(&format!("/api/crowd{i}")).await);
-    }
-    let ledger = receipts.market.ledger.clone();
-    let other_wallet = Keypair::new().pubkey();
-    ledger
-        .create_token_account(&other_wallet, &receipts.market.mint, spl_token::ID)
-        .await;
+    // Accounts the program never wrote, at receipts' addresses: another owner, not a
+    // receipt (a receipt's bytes with another discriminator).
+    let mut plan = Plan::new();
+    let market = plan.market;
     let mut defects = Vec::new();
-    for (path, reason) in [
-        ("/api/payee", "receipt_wrong_payee"),
-        ("/api/cheap", "receipt_amount_below_price"),
-        ("/api/expiry", "receipt_wrong_expiry"),
-    ] {
-        let reference = receipts.issue(path);
-        let mut paid = receipts.requirement(reference);
-        match reason {
-            "receipt_wrong_payee" => paid.pay_to = other_wallet,
-            "receipt_amount_below_price" => paid.amount -= 1,
-            _ => paid.expires_at += 60,
-        }
-        receipts.pay(&paid).await;
-        defects.push((path, reference, reason));
-    }
-    // Another mint, and accounts the program never wrote: another owner, not a receipt.
-    let other_mint = ledger.create_mint(spl_token::ID).await;
-    let payer = receipts.market.demo_payer.pubkey();
-    ledger
-        .create_token_account(&payer, &other_mint, spl_token::ID)
-        .await;
-    ledger
-        .create_token_account(&receipts.market.merchant, &other_mint, spl_token::ID)
-        .await;
-    ledger.mint_to(&other_mint, &payer, PRICE).await;
-    let reference = receipts.issue("/api/mint");
-    receipts
-        .pay(&Requirement {
-            mint: other_mint,
-            ..receipts.requirement(reference)
-        })
-        .await;
-    defects.push(("/api/mint", reference, "receipt_wrong_mint"));
-    let genuine = receipts.accounts[0].1.clone();
     for (path, reason) in [
         ("/api/owner", "receipt_wrong_owner"),
         ("/api/garbage", "receipt_not_a_receipt"),
     ] {
-        let reference = receipts.issue(path);
-        let mut account = genuine.clone();
+        let reference = market.issue(path);
+        let requirement = market.requirement(reference);
+        let mut data = Vec::new();
+        anchor_lang::AccountSerialize::try_serialize(
+            &x402_receipts::Receipt {
+                reference: reference.0,
+                payer: Pubkey::new_unique(),
+                payee: market.merchant,
+                mint: market.mint,
+                amount: PRICE,
+                rent_payer: Pubkey::new_unique(),
+                paid_at: unix_now(),
+                slot: 1,
+                expires_at: requirement.expires_at,
+                bump: 255,
+            },
+            &mut data,
+        )
+        .unwrap();
+        let mut owner = x402_receipts::ID;
         if reason == "receipt_wrong_owner" {
-            account.owner = Pubkey::new_unique();
+            owner = Pubkey::new_unique();
         } else {
-            account.data[0] ^= 0xff;
+            data[0] ^= 0xff;
         }
-        receipts
-            .accounts
-            .push((receipts.requirement(reference).receipt(), account));
+        let account = LedgerAccount {
+            owner,
+            lamports: 2_289_840,
+            data,
+        };
+        plan.genesis.push((requirement.receipt(), account));
         defects.push((path, reference, reason));
     }
-    let unpaid = receipts.issue("/api/unpaid");
+    let chain = plan.start().await;
 
-    let validator = Validator::start(&receipts.accounts).await;
+    // Receipts paid with `pay` on the validator: a good one, a crowd, and payments that
+    // pay something else than their reference asked.
+    let good = chain.paid("/api/good").await;
+    let crowd = join_all((0..6).map(|i| {
+        let chain = &chain;
+        async move { chain.paid(&format!("/api/crowd{i}")).await }
+    }))
+    .await;
+    let other_wallet = Keypair::new().pubkey();
+    chain.token_account(&other_wallet, &market.mint).await;
+    let other_mint = Keypair::new();
+    chain.create_mint(&other_mint).await;
+    let other_mint = other_mint.pubkey();
+    chain
+        .token_account(&chain.payer.pubkey(), &other_mint)
+        .await;
+    chain.token_account(&market.merchant, &other_mint).await;
+    chain
+        .mint_to(&other_mint, &chain.payer.pubkey(), PRICE)
+        .await;
+    for (path, reason) in [
+        ("/api/payee", "receipt_wrong_payee"),
+        ("/api/cheap", "receipt_amount_below_price"),
+        ("/api/expiry", "receipt_wrong_expiry"),
+        ("/api/mint", "receipt_wrong_mint"),
+    ] {
+        let reference = market.issue(path);
+        let mut paid = market.requirement(reference);
+        match reason {
+            "receipt_wrong_payee" => paid.pay_to = other_wallet,
+            "receipt_amount_below_price" => paid.amount -= 1,
+            "receipt_wrong_expiry" => paid.expires_at += 60,
+            _ => paid.mint = other_mint,
+        }
+        chain.pay(&paid).await;
+        defects.push((path, reference, reason));
+    }
+    let unpaid = market.issue("/api/unpaid");
+
+    let validator = &chain.validator;
     let proxy = Proxy::start(&validator.url).await;
     let store = tempfile::tempdir().unwrap();
-    let (gate, url) = verifier(&receipts, &proxy, &store).await;
+    let (gate, url) = verifier(&market, &proxy, &store).await;
     let http = reqwest::Client::new();
 
     let (status, body) = present(&http, &url, "/api/good", &good).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        body["payment"]["payer"],
-        receipts.market.demo_payer.pubkey().to_string()
-    );
+    assert_eq!(body["payment"]["payer"], chain.payer.pubkey().to_string());
     let (status, body) = present(&http, &url, "/api/good", &good).await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -331,8 +498,8 @@ async fn the_verifier_on_json_rpc_grants_receipts_refuses_defects_and_coalesces_
         String::from_utf8_lossy(&shown.stderr)
     );
     let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
-    assert_eq!(shown["payee"], receipts.market.merchant.to_string());
-    let merchant = receipts.market.merchant.to_string();
+    assert_eq!(shown["payee"], market.merchant.to_string());
+    let merchant = market.merchant.to_string();
     let listed = std::process::Command::new(&x402)
         .args([
             "--json",
@@ -345,9 +512,10 @@ async fn the_verifier_on_json_rpc_grants_receipts_refuses_defects_and_coalesces_
         .output()
         .unwrap();
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
-    // The program's receipts paying the merchant: all but the one paid elsewhere and
-    // the one owned by another program (the garbage one has no receipt discriminator).
-    assert_eq!(listed["count"], receipts.accounts.len() - 3);
+    // The program's receipts paying the merchant: the good one, the crowd, and the
+    // cheap, expiry and mint ones; not the one paid elsewhere, the one owned by another
+    // program, nor the garbage one (no receipt discriminator).
+    assert_eq!(listed["count"], 1 + 6 + 3);
     let missing = std::process::Command::new(&x402)
         .args(["receipt", &unpaid.to_string(), "--rpc-url", &validator.url])
         .output()
@@ -357,12 +525,11 @@ async fn the_verifier_on_json_rpc_grants_receipts_refuses_defects_and_coalesces_
 
 #[tokio::test]
 async fn node_faults_are_503s_within_the_deadline_and_the_same_reference_is_granted_after() {
-    let mut receipts = Receipts::new().await;
-    let reference = receipts.paid("/api/faulty").await;
-    let validator = Validator::start(&receipts.accounts).await;
-    let proxy = Proxy::start(&validator.url).await;
+    let chain = Plan::new().start().await;
+    let reference = chain.paid("/api/faulty").await;
+    let proxy = Proxy::start(&chain.validator.url).await;
     let store = tempfile::tempdir().unwrap();
-    let (gate, url) = verifier(&receipts, &proxy, &store).await;
+    let (gate, url) = verifier(&chain.market, &proxy, &store).await;
     let http = reqwest::Client::new();
 
     for fault in [
@@ -405,7 +572,7 @@ async fn node_faults_are_503s_within_the_deadline_and_the_same_reference_is_gran
 /// `/demo` at 0.01), this test's key, and `store`; returns it and its base URL.
 fn verifier_process(
     node_url: &str,
-    receipts: &Receipts,
+    market: &Market,
     store: &str,
     state: &std::path::Path,
 ) -> (std::process::Child, String) {
@@ -418,8 +585,8 @@ fn verifier_process(
         .env("X402_STATE_DIR", state)
         .env("X402_RPC_URL", node_url)
         .env("X402_NETWORK", network().caip2())
-        .env("X402_ASSET", receipts.market.mint.to_string())
-        .env("X402_MERCHANT_WALLET", receipts.market.merchant.to_string())
+        .env("X402_ASSET", market.mint.to_string())
+        .env("X402_MERCHANT_WALLET", market.merchant.to_string())
         .env("X402_CHALLENGE_KEY", "09".repeat(32))
         .env("X402_STORE_URL", store)
         .env("RUST_LOG", "warn")
@@ -448,24 +615,13 @@ fn verifier_process(
 async fn two_verifier_processes_sharing_postgres_serve_one_paid_reference_once() {
     let postgres =
         std::env::var("X402_TEST_POSTGRES_URL").expect("X402_TEST_POSTGRES_URL: see .ci/run");
-    let mut receipts = Receipts::new().await;
-    let reference = receipts.paid("/demo").await;
-    // The verifier reads the mint's decimals and token program from the node.
-    let mint = receipts.market.mint;
-    let mint_account = receipts
-        .market
-        .ledger
-        .account(&mint)
-        .await
-        .unwrap()
-        .unwrap();
-    let mut genesis = receipts.accounts.clone();
-    genesis.push((mint, mint_account));
-    let validator = Validator::start(&genesis).await;
+    let chain = Plan::new().start().await;
+    let reference = chain.paid("/demo").await;
+    let validator = &chain.validator;
     let states = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let mut processes: Vec<_> = states
         .iter()
-        .map(|state| verifier_process(&validator.url, &receipts, &postgres, state.path()))
+        .map(|state| verifier_process(&validator.url, &chain.market, &postgres, state.path()))
         .collect();
     let http = reqwest::Client::new();
 
@@ -487,99 +643,118 @@ async fn two_verifier_processes_sharing_postgres_serve_one_paid_reference_once()
     }
 }
 
-/// The whole sponsored flow on a validator running the receipts program as SBF. Only a
-/// machine with the Solana toolchain has `target/deploy/x402_receipts.so` (`anchor
-/// build`); elsewhere this test says so and checks nothing.
+/// The whole sponsored flow on a validator running the receipts program as SBF: our
+/// client pays our verifier, whose fee payer co-signs and submits; the buyer needs no SOL.
 #[tokio::test]
-async fn the_full_sponsored_flow_runs_on_a_validator_when_the_program_is_built() {
-    let program =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/deploy/x402_receipts.so");
-    if !program.exists() {
-        eprintln!(
-            "skipped: {} is not built here (no SBF toolchain); run `anchor build` first",
-            program.display()
-        );
-        return;
-    }
-    use anchor_spl::associated_token::spl_associated_token_account::instruction::create_associated_token_account_idempotent;
-    use solana_system_interface::instruction as system;
+async fn the_full_sponsored_flow_runs_on_the_validator() {
+    let chain = Plan::new().start().await;
+    let market = chain.market;
+    let fee_payer = Keypair::new();
+    chain.fund(&fee_payer.pubkey()).await;
+    let buyer = Keypair::new();
+    chain.token_account(&buyer.pubkey(), &market.mint).await;
+    chain.mint_to(&market.mint, &buyer.pubkey(), PRICE).await;
+    let fee_payer_before = chain.lamports(&fee_payer.pubkey()).await;
 
-    let validator = Validator::start_with(&[], Some(&program)).await;
-    let ledger = RpcLedger::connect(&validator.url, RpcOptions::default())
+    let ledger = RpcLedger::connect(&chain.validator.url, RpcOptions::default())
         .await
         .unwrap();
-    let authority = validator.payer();
-    let (mint, merchant, fee_payer, payer) = (
-        Keypair::new(),
-        Keypair::new(),
-        Keypair::new(),
-        Keypair::new(),
-    );
-    let rent = 1_461_600; // rent exemption of an 82-byte mint
-    send(
-        &ledger,
-        vec![
-            system::create_account(
-                &authority.pubkey(),
-                &mint.pubkey(),
-                rent,
-                82,
-                &spl_token::ID,
-            ),
-            spl_token::instruction::initialize_mint2(
-                &spl_token::ID,
-                &mint.pubkey(),
-                &authority.pubkey(),
-                None,
-                6,
-            )
-            .unwrap(),
-            system::transfer(&authority.pubkey(), &fee_payer.pubkey(), 1_000_000_000),
-        ],
-        vec![&authority, &mint],
-    )
-    .await;
-    let mut setup = Vec::new();
-    for owner in [&merchant, &payer] {
-        setup.push(create_associated_token_account_idempotent(
-            &authority.pubkey(),
-            &owner.pubkey(),
-            &mint.pubkey(),
-            &spl_token::ID,
-        ));
-    }
-    let payer_token =
-        anchor_spl::associated_token::get_associated_token_address(&payer.pubkey(), &mint.pubkey());
-    setup.push(
-        spl_token::instruction::mint_to(
-            &spl_token::ID,
-            &mint.pubkey(),
-            &payer_token,
-            &authority.pubkey(),
-            &[],
-            PRICE,
-        )
-        .unwrap(),
-    );
-    send(&ledger, setup, vec![&authority]).await;
-
     let network = ledger.network().clone();
-    let settings = settings(network, mint.pubkey(), merchant.pubkey(), Some(fee_payer));
+    let fee_payer_key = fee_payer.pubkey();
+    let settings = settings(network, market.mint, market.merchant, Some(fee_payer));
     let store = tempfile::tempdir().unwrap();
     let (gate, base) = serve(settings, ledger, &store).await;
     let url = format!("{base}/api/sbf");
 
     let client = x402_client::X402Client::builder()
-        .keypair(payer.insecure_clone())
+        .keypair(buyer.insecure_clone())
         .build();
     let paid = client.get(&url).await.unwrap();
     assert_eq!(paid.response.status(), 200);
     let settlement = paid.settlement.unwrap();
     let receipt: Pubkey = settlement.receipt.parse().unwrap();
-    assert!(
-        gate.ledger().account(&receipt).await.unwrap().is_some(),
-        "the receipt is on the validator"
+    let deposit = chain.lamports(&receipt).await;
+    assert!(deposit > 0, "the receipt is on the validator");
+    assert_eq!(chain.token_balance(&buyer.pubkey()).await, 0, "paid once");
+    assert_eq!(chain.token_balance(&market.merchant).await, PRICE);
+    assert_eq!(
+        chain.lamports(&buyer.pubkey()).await,
+        0,
+        "the buyer has no SOL"
     );
+    assert_eq!(
+        chain.lamports(&fee_payer_key).await,
+        fee_payer_before - deposit - 10_000,
+        "the fee payer paid the receipt's rent and the fee of two signatures"
+    );
+    let again = client.http().get(&url).send().await.unwrap();
+    assert_eq!(again.status(), 402, "a new request needs a new payment");
+    assert_eq!(gate.store().grants().await.unwrap().len(), 1);
+}
+
+/// Expired receipts are closed over JSON-RPC and their rent comes back: `x402
+/// close-expired` for a buyer who paid it, the janitor for the verifier's fee payer.
+#[tokio::test]
+async fn close_expired_and_the_janitor_take_the_rent_back_on_the_validator() {
+    let chain = Plan::new().start().await;
+    let market = chain.market;
+    let fee_payer = Keypair::new();
+    chain.fund(&fee_payer.pubkey()).await;
+    let expires_at = unix_now() + 3;
+    // One receipt the payer funded, one the fee payer funded.
+    let own = market.requirement(market.issue_until("/api/own", expires_at));
+    chain.pay(&own).await;
+    let sponsored = market.requirement(market.issue_until("/api/sponsored", expires_at));
+    let blockhash = chain.ledger.latest_blockhash().await.unwrap();
+    let mut tx = sponsored.pay_transaction(&chain.payer.pubkey(), &fee_payer.pubkey(), blockhash);
+    tx.sign(&[&fee_payer, &chain.payer], blockhash);
+    chain.ledger.submit(&tx).await.unwrap();
+    let deposit = chain.lamports(&own.receipt()).await;
+    chain.wait_past(expires_at).await;
+
+    let keypair = chain.validator.write_keypair("buyer.json", &chain.payer);
+    let before = chain.lamports(&chain.payer.pubkey()).await;
+    let closed = std::process::Command::new(crate::client::cli::x402())
+        .args(["--json", "close-expired", "--keypair"])
+        .arg(&keypair)
+        .args(["--rpc-url", &chain.validator.url])
+        .output()
+        .unwrap();
+    assert_eq!(
+        closed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&closed.stderr)
+    );
+    let closed: serde_json::Value = serde_json::from_slice(&closed.stdout).unwrap();
+    assert_eq!(
+        closed["closed"],
+        serde_json::json!([own.receipt().to_string()])
+    );
+    assert_eq!(closed["rentReturned"], deposit);
+    assert_eq!(
+        chain.lamports(&chain.payer.pubkey()).await,
+        before + deposit - 5_000
+    );
+    assert_eq!(
+        chain.lamports(&own.receipt()).await,
+        0,
+        "the receipt is gone"
+    );
+
+    let ledger = RpcLedger::with_network(&chain.validator.url, network(), RpcOptions::default());
+    let fee_payer_key = fee_payer.pubkey();
+    let settings = settings(network(), market.mint, market.merchant, Some(fee_payer));
+    let store = tempfile::tempdir().unwrap();
+    let (gate, _) = serve(settings, ledger, &store).await;
+    let before = chain.lamports(&fee_payer_key).await;
+    let report = gate.close_expired_receipts(Duration::ZERO).await.unwrap();
+    assert_eq!(report.closed, vec![sponsored.receipt()]);
+    assert_eq!(
+        chain.lamports(&fee_payer_key).await,
+        before + report.rent_returned - 5_000
+    );
+    assert_eq!(chain.lamports(&sponsored.receipt()).await, 0);
 }
 
 /// Sends `instructions` signed by `signers`, the first paying.

@@ -1,6 +1,5 @@
-//! Over real JSON-RPC: a solana-test-validator whose genesis holds receipts the program
-//! produced (run natively, its accounts' bytes then placed in the validator), read by
-//! the verifier's RPC ledger and by `x402`.
+//! Over real JSON-RPC: a solana-test-validator running the receipts program built for
+//! SBF, paid with `pay` transactions, read by the verifier's RPC ledger and by `x402`.
 
 mod chain;
 mod node;

@@ -33,11 +33,6 @@ pub struct Validator {
 }
 
 impl Validator {
-    /// Starts a validator whose genesis holds `accounts`; returns once it answers.
-    pub async fn start(accounts: &[(Pubkey, LedgerAccount)]) -> Self {
-        Self::start_with(accounts, None).await
-    }
-
     /// Also loads the receipts program from `program` (an SBF build) and writes the
     /// funded mint keypair into the ledger directory (`payer.json`).
     pub async fn start_with(
@@ -98,6 +93,13 @@ impl Validator {
 }
 
 impl Validator {
+    /// Writes `keypair` (Solana CLI format) beside the validator's ledger; its path.
+    pub fn write_keypair(&self, name: &str, keypair: &solana_keypair::Keypair) -> PathBuf {
+        let path = self.ledger.path().join(name);
+        x402_protocol::keypair::write_keypair_file(keypair, &path).unwrap();
+        path
+    }
+
     /// The validator's funded mint keypair.
     pub fn payer(&self) -> solana_keypair::Keypair {
         x402_protocol::keypair::read_keypair_file(&self.ledger.path().join("payer.json")).unwrap()
