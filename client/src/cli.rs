@@ -54,6 +54,10 @@ enum Command {
         /// Pay only in these tokens (mints); repeatable.
         #[arg(long = "allow-mint")]
         allow_mints: Vec<Pubkey>,
+        /// Also sign `pay` for this receipts program (a deployment of your own); this
+        /// build's program is always allowed. Repeatable.
+        #[arg(long = "allow-program")]
+        allow_programs: Vec<Pubkey>,
         /// The payer, a Solana CLI keypair file.
         #[arg(long, env = "X402_KEYPAIR", default_value_os_t = default_keypair())]
         keypair: PathBuf,
@@ -159,15 +163,17 @@ pub async fn run(cli: Cli) -> ExitCode {
             max_amount,
             allow_payees,
             allow_mints,
+            allow_programs,
             keypair,
             rpc_url,
         } => {
-            let policy = SpendingPolicy {
+            let mut policy = SpendingPolicy {
                 max_per_request: max_amount.map(Limit::Decimal),
                 mints: allow_mints,
                 payees: allow_payees,
                 ..SpendingPolicy::default()
             };
+            policy.programs.extend(allow_programs);
             fetch(
                 &url,
                 &method,

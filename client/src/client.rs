@@ -257,48 +257,34 @@ impl X402Client {
     /// Pays the first offer of `challenge` the policy allows: sponsored when the server
     /// offers it, through the ledger otherwise. Nothing is signed if the policy refuses.
     pub async fn pay(&self, challenge: &Challenge) -> Result<Payment, ClientError> {
-        let spent = self.spent();
-        let mut refusal = None;
-        let offer = challenge
-            .offers
-            .iter()
-            .find(|offer| match self.policy.check(offer, spent) {
-                Ok(()) => true,
-                Err(why) => {
-                    refusal.get_or_insert(why);
-                    false
-                }
-            });
-        let Some(offer) = offer else {
-            return Err(refusal
-                .map(ClientError::Policy)
-                .unwrap_or(ClientError::NoReceiptOffer));
-        };
-        let payer = self.payer.as_ref().ok_or(ClientError::NoKeypair)?;
+        let offer = self.reserve(challenge)?;
         let requirement = &offer.requirement;
-        let (payload, sponsored, signature) = match (offer.fee_payer, offer.recent_blockhash) {
+        let Some(payer) = self.payer.as_ref() else {
+            self.unreserve(requirement.amount);
+            return Err(ClientError::NoKeypair);
+        };
+        let signed = match (offer.fee_payer, offer.recent_blockhash) {
             (Some(fee_payer), Some(blockhash)) => {
                 let mut tx = requirement.pay_transaction(&payer.pubkey(), &fee_payer, blockhash);
-                tx.try_partial_sign(&[payer.as_ref()], blockhash)
-                    .map_err(|e| ClientError::MalformedChallenge(e.to_string()))?;
-                self.record_spending(requirement.amount);
-                (
-                    serde_json::json!({ "transaction": encode_transaction(&tx) }),
-                    true,
-                    None,
-                )
+                match tx.try_partial_sign(&[payer.as_ref()], blockhash) {
+                    Ok(()) => Ok((
+                        serde_json::json!({ "transaction": encode_transaction(&tx) }),
+                        true,
+                        None,
+                    )),
+                    Err(e) => Err(ClientError::MalformedChallenge(e.to_string())),
+                }
             }
-            _ => {
-                let ledger = self.ledger.as_ref().ok_or(ClientError::NeedsLedger)?;
-                let blockhash = ledger.latest_blockhash().await?;
-                let mut tx =
-                    requirement.pay_transaction(&payer.pubkey(), &payer.pubkey(), blockhash);
-                tx.try_sign(&[payer.as_ref()], blockhash)
-                    .map_err(|e| ClientError::MalformedChallenge(e.to_string()))?;
-                self.record_spending(requirement.amount);
-                let signature = ledger.submit(&tx).await?.to_string();
-                let payload = serde_json::json!({ "reference": requirement.reference.to_string(), "signature": signature });
-                (payload, false, Some(signature))
+            _ => self.pay_on_chain(payer, requirement).await,
+        };
+        let (payload, sponsored, signature) = match signed {
+            Ok(signed) => signed,
+            Err(error) => {
+                // Nothing left the client: the reservation goes back to the budget.
+                if !matches!(error, ClientError::Ledger(_)) {
+                    self.unreserve(requirement.amount);
+                }
+                return Err(error);
             }
         };
         let version = match challenge.v2 {
@@ -316,16 +302,57 @@ impl X402Client {
         }
         .header();
         Ok(Payment {
-            offer: offer.clone(),
+            offer,
             header,
             sponsored,
             signature,
         })
     }
 
-    fn record_spending(&self, amount: u64) {
+    /// Picks the first offer of `challenge` the policy allows and reserves its amount
+    /// against the budget, under one lock: two payments at once cannot both pass it.
+    fn reserve(&self, challenge: &Challenge) -> Result<ReceiptOffer, ClientError> {
         let mut spent = self.spent.lock().expect("not poisoned");
-        *spent = spent.saturating_add(amount);
+        let mut refusal = None;
+        let offer = challenge
+            .offers
+            .iter()
+            .find(|offer| match self.policy.check(offer, *spent) {
+                Ok(()) => true,
+                Err(why) => {
+                    refusal.get_or_insert(why);
+                    false
+                }
+            })
+            .ok_or_else(|| {
+                refusal
+                    .map(ClientError::Policy)
+                    .unwrap_or(ClientError::NoReceiptOffer)
+            })?;
+        *spent = spent.saturating_add(offer.requirement.amount);
+        Ok(offer.clone())
+    }
+
+    fn unreserve(&self, amount: u64) {
+        let mut spent = self.spent.lock().expect("not poisoned");
+        *spent = spent.saturating_sub(amount);
+    }
+
+    /// Way 2: signs and submits `pay` through the client's ledger, the payer paying fee
+    /// and rent. A ledger error may come after the payment went out: it stays reserved.
+    async fn pay_on_chain(
+        &self,
+        payer: &Keypair,
+        requirement: &x402_protocol::Requirement,
+    ) -> Result<(serde_json::Value, bool, Option<String>), ClientError> {
+        let ledger = self.ledger.as_ref().ok_or(ClientError::NeedsLedger)?;
+        let blockhash = ledger.latest_blockhash().await?;
+        let mut tx = requirement.pay_transaction(&payer.pubkey(), &payer.pubkey(), blockhash);
+        tx.try_sign(&[payer], blockhash)
+            .map_err(|e| ClientError::MalformedChallenge(e.to_string()))?;
+        let signature = ledger.submit(&tx).await?.to_string();
+        let payload = serde_json::json!({ "reference": requirement.reference.to_string(), "signature": signature });
+        Ok((payload, false, Some(signature)))
     }
 
     /// Sends `request` with `payment`. A 503 is retried with the same payment, waiting

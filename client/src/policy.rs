@@ -32,6 +32,8 @@ pub enum PolicyRule {
     Network,
     Mint,
     Payee,
+    /// The offer's program is not one this client signs `pay` for.
+    Program,
     /// A decimal limit that is not an exact amount of the offered token.
     MalformedLimit,
 }
@@ -50,8 +52,8 @@ pub struct PolicyRefusal {
     pub network: String,
 }
 
-/// What a client may pay. Empty lists allow everything.
-#[derive(Clone, Debug, Default)]
+/// What a client may pay. Empty lists of networks, mints and payees allow everything.
+#[derive(Clone, Debug)]
 pub struct SpendingPolicy {
     pub max_per_request: Option<Limit>,
     /// The most all payments of this client may add up to.
@@ -59,6 +61,23 @@ pub struct SpendingPolicy {
     pub networks: Vec<String>,
     pub mints: Vec<Pubkey>,
     pub payees: Vec<Pubkey>,
+    /// The receipts programs the client signs `pay` for: the payer signs, and its token
+    /// account is writable, so a program of the server's choosing could take the whole
+    /// balance. This build's program by default; never empty-means-any.
+    pub programs: Vec<Pubkey>,
+}
+
+impl Default for SpendingPolicy {
+    fn default() -> Self {
+        SpendingPolicy {
+            max_per_request: None,
+            budget: None,
+            networks: Vec::new(),
+            mints: Vec::new(),
+            payees: Vec::new(),
+            programs: vec![x402_receipts::ID],
+        }
+    }
 }
 
 impl SpendingPolicy {
@@ -76,6 +95,12 @@ impl SpendingPolicy {
                 network: offer.network.clone(),
             })
         };
+        if !self.programs.contains(&r.program) {
+            return Err(refuse(
+                PolicyRule::Program,
+                format!("program {} is not one this client signs for", r.program),
+            ));
+        }
         if !self.networks.is_empty() && !self.networks.contains(&offer.network) {
             return Err(refuse(
                 PolicyRule::Network,

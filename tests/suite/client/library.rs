@@ -223,3 +223,83 @@ async fn without_sponsorship_the_client_pays_through_its_ledger() {
     );
     assert!(!settlement.transaction.is_empty());
 }
+
+/// A hostile server names a program of its own in its offer: a `pay` for it would hand
+/// that program the payer's signature and writable token account. Nothing is signed.
+#[tokio::test]
+async fn an_offer_for_another_program_is_refused_before_signing() {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    let h = Harness::start().await;
+    let payer = h.new_payer(10 * PRICE).await;
+    let (mut offer, _) = h.challenge("GET", "/api/hostile").await;
+    offer.requirement.program = Pubkey::new_unique();
+    let body = serde_json::json!({
+        "x402Version": 1,
+        "error": "payment_required",
+        "accepts": [offer.to_offer().to_v1()],
+    });
+    let payments = Arc::new(AtomicUsize::new(0));
+    let seen = payments.clone();
+    let hostile = axum::Router::new().route(
+        "/api/hostile",
+        axum::routing::get(move |headers: HeaderMap| {
+            let seen = seen.clone();
+            let body = body.clone();
+            async move {
+                if headers.contains_key("x-payment") || headers.contains_key("payment-signature") {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                }
+                (StatusCode::PAYMENT_REQUIRED, axum::Json(body)).into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/hostile", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hostile).await.unwrap() });
+
+    let client = client(&payer, SpendingPolicy::default());
+    match client.get(&url).await {
+        Err(ClientError::Policy(refusal)) => assert_eq!(refusal.rule, PolicyRule::Program),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(payments.load(Ordering::SeqCst), 0, "no payment was sent");
+    assert_eq!(client.spent(), 0);
+
+    // A deployment the buyer chose to trust is paid as any other.
+    let mut trusting = SpendingPolicy::default();
+    trusting.programs.push(offer.requirement.program);
+    let client = self::client(&payer, trusting);
+    assert!(!matches!(
+        client.get(&url).await,
+        Err(ClientError::Policy(_))
+    ));
+}
+
+/// Two payments at once through one client cannot together pass its budget.
+#[tokio::test]
+async fn the_budget_holds_when_two_payments_race() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(10 * PRICE).await;
+    let client = client(
+        &payer,
+        SpendingPolicy {
+            budget: Some(Limit::Units(PRICE)),
+            ..Default::default()
+        },
+    );
+    let (url_a, url_b) = (h.url("/api/a"), h.url("/api/b"));
+    let (a, b) = tokio::join!(client.get(&url_a), client.get(&url_b));
+    let outcomes = [a, b];
+    let paid = outcomes.iter().filter(|o| o.is_ok()).count();
+    let refused = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(ClientError::Policy(r)) if r.rule == PolicyRule::Budget))
+        .count();
+    assert_eq!((paid, refused), (1, 1));
+    assert_eq!(h.token_balance(&payer.pubkey()).await, 9 * PRICE);
+    assert_eq!(client.spent(), PRICE);
+}

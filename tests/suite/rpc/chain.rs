@@ -230,7 +230,12 @@ impl Chain {
         use anchor_lang::solana_program::clock;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let account = self.ledger.account(&clock::sysvar::ID).await.unwrap().unwrap();
+            let account = self
+                .ledger
+                .account(&clock::sysvar::ID)
+                .await
+                .unwrap()
+                .unwrap();
             // The Clock sysvar: slot, epoch start, epoch, leader schedule epoch, then the
             // unix timestamp, little-endian.
             let now = i64::from_le_bytes(account.data[32..40].try_into().unwrap());
