@@ -23,32 +23,11 @@ const DECIMALS: u8 = 6;
 const AMOUNT: u64 = 10_000;
 
 /// A payer holding tokens of a fresh mint of `token_program`, and a payee's account.
-struct Market {
-    token_program: Pubkey,
-    mint: Pubkey,
-    payer: Keypair,
-    payer_token: Pubkey,
-    payee: Pubkey,
-    payee_token: Pubkey,
-}
+struct Market(bank::Parties);
 
 impl Market {
     async fn new(bank: &mut ProgramTestContext, token_program: Pubkey) -> Self {
-        let mint = bank::create_mint(bank, token_program, DECIMALS, None).await;
-        let payer = Keypair::new();
-        bank::fund(bank, &payer.pubkey(), 1_000_000_000).await;
-        let payer_token = bank::create_ata(bank, &payer.pubkey(), &mint, token_program).await;
-        bank::mint_to(bank, &mint, &payer_token, 1_000 * AMOUNT, token_program).await;
-        let payee = Pubkey::new_unique();
-        let payee_token = bank::create_ata(bank, &payee, &mint, token_program).await;
-        Market {
-            token_program,
-            mint,
-            payer,
-            payer_token,
-            payee,
-            payee_token,
-        }
+        Market(bank::parties(bank, token_program, DECIMALS, None, 1_000 * AMOUNT).await)
     }
 
     fn requirement(&self, expires_at: i64) -> Requirement {
@@ -59,19 +38,20 @@ impl Market {
             reference: Reference(reference),
             amount: AMOUNT,
             expires_at,
-            mint: self.mint,
-            token_program: self.token_program,
-            pay_to: self.payee,
+            mint: self.0.mint,
+            token_program: self.0.token_program,
+            pay_to: self.0.payee,
         }
     }
 
     fn transfer_checked(&self) -> Instruction {
+        let p = &self.0;
         spl_token_2022::instruction::transfer_checked(
-            &self.token_program,
-            &self.payer_token,
-            &self.mint,
-            &self.payee_token,
-            &self.payer.pubkey(),
+            &p.token_program,
+            &p.payer_token,
+            &p.mint,
+            &p.payee_token,
+            &p.payer.pubkey(),
             &[],
             AMOUNT,
             DECIMALS,
@@ -96,6 +76,20 @@ async fn units(
     outcome.metadata.expect("metadata").compute_units_consumed
 }
 
+/// How many payments each `pay` row measures: the units vary with the addresses
+/// (`find_program_address` tries bump seeds until one is off the curve).
+const SAMPLES: usize = 10;
+
+/// Smallest, median and largest of `samples`.
+fn spread(mut samples: Vec<u64>) -> [u64; 3] {
+    samples.sort_unstable();
+    [
+        samples[0],
+        samples[samples.len() / 2],
+        samples[samples.len() - 1],
+    ]
+}
+
 #[tokio::main]
 async fn main() {
     if !bank::runs_sbf() {
@@ -109,77 +103,94 @@ async fn main() {
         .await
         .expect("the bank answers");
     let expires_at = clock.unix_timestamp + 600;
-    let mut rows: Vec<(String, u64)> = Vec::new();
+    let mut rows: Vec<(String, [u64; 3])> = Vec::new();
 
     for (name, token_program) in [
         ("SPL Token", spl_token::ID),
         ("Token-2022", spl_token_2022::ID),
     ] {
-        let market = Market::new(&mut bank, token_program).await;
-        let payer = market.payer.insecure_clone();
-        let floor = units(&mut bank, market.transfer_checked(), &[&payer]).await;
-        rows.push((format!("floor: bare TransferChecked ({name})"), floor));
-        let pay = market
-            .requirement(expires_at)
-            .pay_instruction(&payer.pubkey(), &payer.pubkey());
+        let (mut floor, mut own, mut sponsored) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..SAMPLES {
+            // New parties each time: new payee and mint addresses, new bump searches.
+            let market = Market::new(&mut bank, token_program).await;
+            let payer = market.0.payer.insecure_clone();
+            floor.push(units(&mut bank, market.transfer_checked(), &[&payer]).await);
+            let pay = market
+                .requirement(expires_at)
+                .pay_instruction(&payer.pubkey(), &payer.pubkey());
+            own.push(units(&mut bank, pay, &[&payer]).await);
+            let sponsor = Keypair::new();
+            bank::fund(&mut bank, &sponsor.pubkey(), 1_000_000_000).await;
+            let pay = market
+                .requirement(expires_at)
+                .pay_instruction(&payer.pubkey(), &sponsor.pubkey());
+            sponsored.push(units(&mut bank, pay, &[&sponsor, &payer]).await);
+        }
+        rows.push((
+            format!("floor: bare TransferChecked ({name})"),
+            spread(floor),
+        ));
         rows.push((
             format!("pay ({name}, payer funds the receipt)"),
-            units(&mut bank, pay, &[&payer]).await,
+            spread(own),
         ));
-        let sponsor = Keypair::new();
-        bank::fund(&mut bank, &sponsor.pubkey(), 1_000_000_000).await;
-        let pay = market
-            .requirement(expires_at)
-            .pay_instruction(&payer.pubkey(), &sponsor.pubkey());
-        rows.push((
-            format!("pay ({name}, sponsored)"),
-            units(&mut bank, pay, &[&sponsor, &payer]).await,
-        ));
+        rows.push((format!("pay ({name}, sponsored)"), spread(sponsored)));
     }
 
     let funder = bank.payer.insecure_clone();
-    let account = Keypair::new();
     let rent = bank
         .banks_client
         .get_rent()
         .await
         .expect("the bank answers");
-    let create = system_instruction::create_account(
-        &funder.pubkey(),
-        &account.pubkey(),
-        rent.minimum_balance(Receipt::SPACE),
-        Receipt::SPACE as u64,
-        &x402_receipts::ID,
-    );
+    let mut create = Vec::new();
+    for _ in 0..SAMPLES {
+        let account = Keypair::new();
+        let ix = system_instruction::create_account(
+            &funder.pubkey(),
+            &account.pubkey(),
+            rent.minimum_balance(Receipt::SPACE),
+            Receipt::SPACE as u64,
+            &x402_receipts::ID,
+        );
+        create.push(units(&mut bank, ix, &[&funder, &account]).await);
+    }
     rows.push((
         "floor: bare account creation (a receipt's size)".into(),
-        units(&mut bank, create, &[&funder, &account]).await,
+        spread(create),
     ));
 
+    let mut closing = Vec::new();
     let market = Market::new(&mut bank, spl_token::ID).await;
-    let payer = market.payer.insecure_clone();
-    let requirement = market.requirement(expires_at);
-    let pay = requirement.pay_instruction(&payer.pubkey(), &payer.pubkey());
-    units(&mut bank, pay, &[&payer]).await;
+    let payer = market.0.payer.insecure_clone();
+    for _ in 0..SAMPLES {
+        let requirement = market.requirement(expires_at);
+        let pay = requirement.pay_instruction(&payer.pubkey(), &payer.pubkey());
+        units(&mut bank, pay, &[&payer]).await;
+        closing.push(requirement.reference);
+    }
     bank::set_time(&bank, expires_at + 1)
         .await
         .expect("the bank answers");
-    let close =
-        close_receipt_instruction(&x402_receipts::ID, &payer.pubkey(), &requirement.reference);
-    rows.push((
-        "close_receipt".into(),
-        units(&mut bank, close, &[&payer]).await,
-    ));
+    let mut close = Vec::new();
+    for reference in closing {
+        let ix = close_receipt_instruction(&x402_receipts::ID, &payer.pubkey(), &reference);
+        close.push(units(&mut bank, ix, &[&payer]).await);
+    }
+    rows.push(("close_receipt".into(), spread(close)));
 
-    let header = "instruction (SBF VM, solana-program-test 3.1.12)";
+    let header = format!("instruction (SBF VM, {SAMPLES} samples each)");
     let width = rows
         .iter()
         .map(|(name, _)| name.len())
         .chain([header.len()])
         .max()
         .unwrap_or(0);
-    println!("{header:width$}  compute units");
-    for (name, units) in rows {
-        println!("{name:width$}  {units:>13}");
+    println!(
+        "{header:width$}  {:>7}  {:>7}  {:>7}",
+        "min", "median", "max"
+    );
+    for (name, [min, median, max]) in rows {
+        println!("{name:width$}  {min:>7}  {median:>7}  {max:>7}");
     }
 }

@@ -50,21 +50,15 @@ impl Market {
             MintKind::Token2022 => (spl_token_2022::ID, None),
             MintKind::Token2022WithFee(bps) => (spl_token_2022::ID, Some(bps)),
         };
-        let mint = bank::create_mint(&mut bank, token_program, DECIMALS, fee_bps).await;
-        let payer = Keypair::new();
-        fund(&mut bank, &payer.pubkey(), WALLET_LAMPORTS).await;
-        let payer_token = create_ata(&mut bank, &payer.pubkey(), &mint, token_program).await;
-        mint_to(&mut bank, &mint, &payer_token, 100 * USDC, token_program).await;
-        let payee = Pubkey::new_unique();
-        let payee_token = create_ata(&mut bank, &payee, &mint, token_program).await;
+        let parties = bank::parties(&mut bank, token_program, DECIMALS, fee_bps, 100 * USDC).await;
         Market {
             bank,
             token_program,
-            mint,
-            payer,
-            payer_token,
-            payee,
-            payee_token,
+            mint: parties.mint,
+            payer: parties.payer,
+            payer_token: parties.payer_token,
+            payee: parties.payee,
+            payee_token: parties.payee_token,
         }
     }
 

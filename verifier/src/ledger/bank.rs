@@ -104,6 +104,43 @@ async fn set_up(bank: &mut ProgramTestContext, ixs: &[Instruction], extra_signer
         .expect("set-up transaction succeeds");
 }
 
+/// What a payment needs: a mint, a payer with SOL holding tokens of it, and a payee with
+/// an empty associated token account.
+pub struct Parties {
+    pub token_program: Pubkey,
+    pub mint: Pubkey,
+    pub payer: Keypair,
+    pub payer_token: Pubkey,
+    pub payee: Pubkey,
+    pub payee_token: Pubkey,
+}
+
+/// Sets up [`Parties`]: a new mint of `token_program` (with a transfer fee when given),
+/// the payer holding `tokens` and 1 SOL.
+pub async fn parties(
+    bank: &mut ProgramTestContext,
+    token_program: Pubkey,
+    decimals: u8,
+    transfer_fee_bps: Option<u16>,
+    tokens: u64,
+) -> Parties {
+    let mint = create_mint(bank, token_program, decimals, transfer_fee_bps).await;
+    let payer = Keypair::new();
+    fund(bank, &payer.pubkey(), 1_000_000_000).await;
+    let payer_token = create_ata(bank, &payer.pubkey(), &mint, token_program).await;
+    mint_to(bank, &mint, &payer_token, tokens, token_program).await;
+    let payee = Pubkey::new_unique();
+    let payee_token = create_ata(bank, &payee, &mint, token_program).await;
+    Parties {
+        token_program,
+        mint,
+        payer,
+        payer_token,
+        payee,
+        payee_token,
+    }
+}
+
 /// Sends `lamports` from the genesis payer.
 pub async fn fund(bank: &mut ProgramTestContext, to: &Pubkey, lamports: u64) {
     let ix = system_instruction::transfer(&bank.payer.pubkey(), to, lamports);
