@@ -13,10 +13,10 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::error::{Reason, Refusal};
 use crate::gate::{Gate, SettledPayment};
 use crate::layer::PaymentLayer;
 use crate::metrics::MetricsAccess;
+use crate::paths::{self, PathRules};
 use crate::{facilitator, metrics, proxy, receipts};
 
 /// What a paid route serves.
@@ -64,6 +64,7 @@ pub fn app(
     if let Some(access) = metrics {
         router = router.merge(metrics::router(gate, access));
     }
+    let rules = PathRules::new(routes.iter().map(|route| route.pattern.as_str()));
     for route in routes {
         let filter = route
             .methods
@@ -83,43 +84,20 @@ pub fn app(
             service.route_layer(route.payment),
         );
     }
-    router
-        .layer(axum::middleware::from_fn(refuse_ambiguous_paths))
+    // The path filter wraps the routes from outside (through the fallback): a layer on
+    // the routes themselves runs after routing, too late to route the normalized path.
+    Router::new()
+        .fallback_service(router)
+        .layer(axum::middleware::from_fn_with_state(
+            rules,
+            paths::normalize_paths,
+        ))
         .layer(RequestBodyLimitLayer::new(limits.body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             limits.timeout,
         ))
         .layer(TraceLayer::new_for_http())
-}
-
-/// Whether the router and an upstream must read `path` alike. Dot segments (raw or
-/// percent-encoded), encoded slashes or backslashes and empty segments are refused:
-/// `/api/%2e%2e/premium` matches a cheap `/api/*` route here, and an upstream URL
-/// parser would make it `/premium`.
-fn is_unambiguous(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%2f")
-        || lower.contains("%5c")
-        || lower.contains('\\')
-        || lower.contains("//")
-    {
-        return false;
-    }
-    lower
-        .split('/')
-        .all(|segment| !matches!(segment.replace("%2e", ".").as_str(), "." | ".."))
-}
-
-/// Refuses an ambiguous path before it is routed or paid for.
-async fn refuse_ambiguous_paths(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    if is_unambiguous(request.uri().path()) {
-        return next.run(request).await;
-    }
-    Refusal::new(Reason::AmbiguousPath).into_response()
 }
 
 /// `/api/*` in configuration is axum's `/api/{*rest}`.
@@ -221,17 +199,23 @@ mod tests {
         };
         let ledger = Arc::new(EmptyLedger(Network::devnet()));
         let gate = Gate::start(settings, ledger, store, &Default::default()).await;
-        let route = PaidRoute {
-            pattern: "/demo".into(),
+        let route = |pattern: &str, price: &str| PaidRoute {
+            pattern: pattern.into(),
             methods: vec![http::Method::GET],
-            payment: gate.price("0.25"),
+            payment: gate.price(price),
             service: RouteService::Demo,
         };
+        // A cheap prefix and a dear route inside it.
+        let routes = vec![
+            route("/demo", "0.25"),
+            route("/api/premium", "5"),
+            route("/api/*", "0.01"),
+        ];
         let limits = RequestLimits {
             body_bytes: 1024,
             timeout: Duration::from_secs(5),
         };
-        (app(gate, vec![route], &limits, metrics), dir)
+        (app(gate.clone(), routes, &limits, metrics), dir)
     }
 
     async fn call(
@@ -329,8 +313,6 @@ mod tests {
             let response = call(&router, "GET", path, None).await;
             assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
         }
-        assert!(is_unambiguous("/api/v1.2/report..final"));
-        assert!(is_unambiguous("/demo"));
     }
 
     #[tokio::test]
@@ -365,6 +347,34 @@ mod tests {
         let (router, _dir) = router_with(None).await;
         let response = call(&router, "GET", "/metrics", None).await;
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn a_look_alike_of_the_dear_route_gets_its_price_or_a_400_never_the_cheap_one() {
+        let (router, _dir) = router().await;
+        let price = |response: axum::response::Response| async move {
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            body["amount"].as_str().map(str::to_string)
+        };
+        let dear = call(&router, "GET", "/api/premium", None).await;
+        assert_eq!(price(dear).await.as_deref(), Some("5"));
+        let encoded = call(&router, "GET", "/api/%70remium?x=1", None).await;
+        assert_eq!(encoded.status(), StatusCode::PAYMENT_REQUIRED);
+        assert_eq!(price(encoded).await.as_deref(), Some("5"));
+        for path in [
+            "/api/Premium",
+            "/api/premium/",
+            "/api/premium;x",
+            "/api/..;/premium",
+        ] {
+            let response = call(&router, "GET", path, None).await;
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+        }
+        let cheap = call(&router, "GET", "/api/other", None).await;
+        assert_eq!(price(cheap).await.as_deref(), Some("0.01"));
     }
 
     #[test]

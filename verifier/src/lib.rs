@@ -14,6 +14,7 @@
 //! | [`error`] | every reason code ([`Reason`]) and the one refused answer ([`Refusal`]) |
 //! | [`tasks`] | background tasks: blockhash, rent gauge, janitor |
 //! | [`layer`], [`proxy`], [`app`] | the tower layer, the reverse proxy, the router |
+//! | [`paths`] | the path filter: one form of a path, or a refusal |
 //! | [`facilitator`], [`receipts`], [`metrics`] | the other endpoints |
 //! | [`config`], [`server`] | configuration and start-up |
 
@@ -25,6 +26,7 @@ pub mod gate;
 pub mod layer;
 pub mod ledger;
 pub mod metrics;
+pub mod paths;
 pub mod payment;
 pub mod proxy;
 pub mod receipts;
