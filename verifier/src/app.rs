@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use axum::response::IntoResponse;
 use axum::routing::{get, on, post, MethodFilter, MethodRouter};
 use axum::{Extension, Json, Router};
 use http::StatusCode;
