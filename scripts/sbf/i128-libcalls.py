@@ -6,7 +6,7 @@ memory (an sret pointer and pointer arguments); LLVM 23's BPF backend calls them
 i128 values in register pairs. This renames each such definition in the textual IR to
 `<name>.sret` and adds `<name>` as a wrapper in LLVM 23's convention.
 
-    i128-libcalls.py IN.ll OUT.ll     exit 0: rewritten; exit 1: nothing to rewrite
+    i128-libcalls.py IN.ll OUT.ll     exit 0: rewritten; exit 3: nothing to rewrite
 """
 import re
 import sys
@@ -55,7 +55,7 @@ def main(source, target):
     # The ThinLTO summary names the old symbols: drop it; the linker does not need it.
     ir = "\n".join(line for line in ir.split("\n") if not line.startswith("^"))
     open(target, "w").write(ir)
-    return 0 if rewritten else 1
+    return 0 if rewritten else 3
 
 
 if __name__ == "__main__":

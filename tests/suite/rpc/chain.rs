@@ -225,23 +225,26 @@ impl Chain {
             .unwrap_or(0)
     }
 
-    /// Waits until the validator's clock is past `unix_timestamp`.
-    async fn wait_past(&self, unix_timestamp: i64) {
+    /// The validator's clock, unix seconds.
+    async fn now(&self) -> i64 {
         use anchor_lang::solana_program::clock;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let account = self
-                .ledger
-                .account(&clock::sysvar::ID)
-                .await
-                .unwrap()
-                .unwrap();
-            // The Clock sysvar: slot, epoch start, epoch, leader schedule epoch, then the
-            // unix timestamp, little-endian.
-            let now = i64::from_le_bytes(account.data[32..40].try_into().unwrap());
-            if now > unix_timestamp {
-                return;
-            }
+        let account = self
+            .ledger
+            .account(&clock::sysvar::ID)
+            .await
+            .unwrap()
+            .unwrap();
+        // The Clock sysvar: slot, epoch start, epoch, leader schedule epoch, then the unix
+        // timestamp, little-endian.
+        i64::from_le_bytes(account.data[32..40].try_into().unwrap())
+    }
+
+    /// Waits until both the validator's clock (which `close_receipt` checks) and this
+    /// machine's (by which `x402 close-expired` and the janitor pick receipts) are past
+    /// `unix_timestamp`.
+    async fn wait_past(&self, unix_timestamp: i64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.now().await <= unix_timestamp || unix_now() <= unix_timestamp {
             assert!(
                 Instant::now() < deadline,
                 "the validator's clock stands still"
@@ -705,7 +708,8 @@ async fn close_expired_and_the_janitor_take_the_rent_back_on_the_validator() {
     let market = chain.market;
     let fee_payer = Keypair::new();
     chain.fund(&fee_payer.pubkey()).await;
-    let expires_at = unix_now() + 3;
+    // Time for two confirmed payments on a busy machine, by either clock.
+    let expires_at = unix_now().max(chain.now().await) + 10;
     // One receipt the payer funded, one the fee payer funded.
     let own = market.requirement(market.issue_until("/api/own", expires_at));
     chain.pay(&own).await;
