@@ -14,7 +14,7 @@ use crate::gate::{Gate, PaymentSettings};
 use crate::metrics::MetricsAccess;
 use crate::proxy::{Proxy, Upstream};
 use crate::store::{GrantStore, StoreError};
-use crate::tasks::{Janitor, Schedule};
+use crate::tasks::Schedule;
 use crate::{app, PaidRoute, RequestLimits, RouteService};
 
 #[derive(Debug, thiserror::Error)]
@@ -82,13 +82,9 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
         public_url: config.public_url.as_ref().map(|u| u.to_string()),
         facilitator_url: p.facilitator_url.as_ref().map(|u| u.to_string()),
     };
-    let janitor = (config.janitor.interval_seconds > 0).then(|| Janitor {
-        interval: Duration::from_secs(config.janitor.interval_seconds),
-        retention: Duration::from_secs(config.janitor.retention_seconds),
-    });
     let schedule = Schedule {
         blockhash_refresh: market.blockhash_refresh,
-        janitor,
+        janitor: config.janitor.schedule()?,
         ..Schedule::default()
     };
     let gate = Gate::start(settings, market.ledger, store, &schedule).await;

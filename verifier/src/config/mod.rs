@@ -225,6 +225,24 @@ pub struct JanitorConfig {
     pub retention_seconds: u64,
 }
 
+impl JanitorConfig {
+    /// The janitor's schedule, `None` when it is off. A receipt is kept open at least for
+    /// the settlement grace: closing it sooner would refuse a payment presented late.
+    pub fn schedule(&self) -> Result<Option<crate::tasks::Janitor>, ConfigError> {
+        let grace = crate::gate::SETTLEMENT_GRACE_SECONDS.unsigned_abs();
+        if self.retention_seconds < grace {
+            return Err(ConfigError::Invalid {
+                name: "janitor.retention_seconds",
+                why: format!("at least the settlement grace, {grace} seconds"),
+            });
+        }
+        Ok((self.interval_seconds > 0).then(|| crate::tasks::Janitor {
+            interval: Duration::from_secs(self.interval_seconds),
+            retention: Duration::from_secs(self.retention_seconds),
+        }))
+    }
+}
+
 impl Default for JanitorConfig {
     fn default() -> Self {
         let janitor = crate::tasks::Janitor::default();
@@ -387,6 +405,22 @@ mod tests {
         let error = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(error.contains("line 2"), "{error}");
         assert!(!error.contains("sekrit"), "{error}");
+    }
+
+    #[test]
+    fn the_janitor_keeps_receipts_at_least_for_the_settlement_grace() {
+        let janitor = |retention_seconds| JanitorConfig {
+            interval_seconds: 60,
+            retention_seconds,
+        };
+        assert!(janitor(119).schedule().is_err());
+        let kept = janitor(120).schedule().unwrap().unwrap();
+        assert_eq!(kept.retention, Duration::from_secs(120));
+        let off = JanitorConfig {
+            interval_seconds: 0,
+            ..JanitorConfig::default()
+        };
+        assert!(off.schedule().unwrap().is_none());
     }
 
     #[test]
