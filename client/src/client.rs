@@ -384,9 +384,19 @@ impl X402Client {
                     })
                 }
                 reqwest::StatusCode::PAYMENT_REQUIRED => {
-                    let reason = Challenge::read(response)
-                        .await
-                        .ok()
+                    let challenge = Challenge::read(response).await.ok();
+                    // The same reference asked again: our payment may still land. Waiting
+                    // and presenting it again is right; paying again never is.
+                    let pending = challenge.as_ref().is_some_and(|c| {
+                        let ours = &payment.offer.requirement.reference;
+                        c.offers.iter().any(|o| &o.requirement.reference == ours)
+                    });
+                    if pending && attempt <= self.retries {
+                        tokio::time::sleep(wait.min(Duration::from_secs(30))).await;
+                        wait *= 2;
+                        continue;
+                    }
+                    let reason = challenge
                         .and_then(|c| c.error)
                         .unwrap_or_else(|| "payment_required".into());
                     return Err(ClientError::PaymentRefused {

@@ -303,3 +303,70 @@ async fn the_budget_holds_when_two_payments_race() {
     assert_eq!(h.token_balance(&payer.pubkey()).await, 9 * PRICE);
     assert_eq!(client.spent(), PRICE);
 }
+
+/// A ledger whose submissions land a moment after they are accepted, as on a cluster.
+struct LateLedger(std::sync::Arc<x402_verifier::ledger::local::LocalLedger>);
+
+#[async_trait::async_trait]
+impl x402_protocol::Ledger for LateLedger {
+    fn network(&self) -> &x402_protocol::Network {
+        self.0.network()
+    }
+    async fn accounts(
+        &self,
+        addresses: &[Pubkey],
+    ) -> Result<Vec<Option<x402_protocol::LedgerAccount>>, x402_protocol::LedgerError> {
+        self.0.accounts(addresses).await
+    }
+    async fn latest_blockhash(&self) -> Result<solana_hash::Hash, x402_protocol::LedgerError> {
+        self.0.latest_blockhash().await
+    }
+    async fn submit(
+        &self,
+        transaction: &solana_transaction::Transaction,
+    ) -> Result<solana_signature::Signature, x402_protocol::LedgerError> {
+        let (ledger, transaction) = (self.0.clone(), transaction.clone());
+        let signature = transaction.signatures[0];
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            ledger.submit(&transaction).await.unwrap();
+        });
+        Ok(signature)
+    }
+    async fn program_accounts(
+        &self,
+        program: &Pubkey,
+        filters: &[x402_protocol::AccountFilter],
+    ) -> Result<Vec<(Pubkey, x402_protocol::LedgerAccount)>, x402_protocol::LedgerError> {
+        self.0.program_accounts(program, filters).await
+    }
+}
+
+/// The verifier answers `receipt_not_found` with the same reference while a payment is
+/// still landing: the client presents it again instead of paying twice.
+#[tokio::test]
+async fn a_payment_still_landing_is_presented_again_not_paid_again() {
+    let h = Harness::start_with(false).await;
+    let payer = h.new_payer(10 * PRICE).await;
+    let client = X402Client::builder()
+        .keypair(payer.insecure_clone())
+        .ledger(std::sync::Arc::new(LateLedger(h.market.ledger.clone())))
+        .retries(4, Duration::from_millis(100))
+        .build();
+
+    let paid = client.get(&h.url("/api/landing")).await.unwrap();
+
+    assert_eq!(paid.response.status(), 200);
+    assert!(
+        h.metrics()
+            .await
+            .contains("x402_refusals_total{reason=\"receipt_not_found\"} 1"),
+        "the first presentation came before the receipt"
+    );
+    assert_eq!(
+        h.token_balance(&payer.pubkey()).await,
+        9 * PRICE,
+        "paid once"
+    );
+    assert_eq!(client.spent(), PRICE);
+}
