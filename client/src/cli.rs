@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anchor_lang::prelude::Pubkey;
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
-use x402_client::{Challenge, ClientError, Limit, SpendingPolicy, X402Client};
+use x402_client::{Challenge, ClientError, Limit, Payment, SpendingPolicy, X402Client};
 use x402_protocol::amount::format_units;
 use x402_protocol::keypair::read_keypair_file;
 use x402_protocol::receipt::{close_expired, find_receipt, receipts_for_payee, FoundReceipt};
@@ -58,6 +58,10 @@ enum Command {
         /// build's program is always allowed. Repeatable.
         #[arg(long = "allow-program")]
         allow_programs: Vec<Pubkey>,
+        /// Present the payment kept in FILE (written when a paid request could not be
+        /// presented) instead of paying.
+        #[arg(long)]
+        resume: Option<PathBuf>,
         /// The payer, a Solana CLI keypair file.
         #[arg(long, env = "X402_KEYPAIR", default_value_os_t = default_keypair())]
         keypair: PathBuf,
@@ -164,6 +168,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             allow_payees,
             allow_mints,
             allow_programs,
+            resume,
             keypair,
             rpc_url,
         } => {
@@ -182,6 +187,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 policy,
                 &keypair,
                 rpc_url.as_deref(),
+                resume.as_deref(),
                 json,
             )
             .await
@@ -249,6 +255,7 @@ async fn fetch(
     policy: SpendingPolicy,
     keypair: &std::path::Path,
     rpc_url: Option<&str>,
+    resume: Option<&std::path::Path>,
     json: bool,
 ) -> Result<u8, Failure> {
     let mut builder = X402Client::builder().policy(policy);
@@ -270,7 +277,26 @@ async fn fetch(
     if let Some(data) = data {
         request = request.body(data);
     }
-    let paid = client.send(request).await?;
+    let sent = match resume {
+        Some(file) => client.send_with(request, &read_kept(file)?).await,
+        None => client.send(request).await,
+    };
+    let paid = match sent {
+        Ok(paid) => paid,
+        Err(ClientError::Unavailable { attempts, payment }) => {
+            let file = keep(&payment)?;
+            let shown = file.display();
+            return Err(Failure {
+                code: 5,
+                message: format!(
+                    "unavailable after {attempts} attempts; the payment is kept in {shown}: \
+                     present it with `x402 fetch {url} --resume {shown}`, do not pay again"
+                ),
+                detail: json!({"kept": shown.to_string()}),
+            });
+        }
+        Err(error) => return Err(error.into()),
+    };
     let status = paid.response.status();
     let body = paid
         .response
@@ -316,6 +342,29 @@ async fn fetch(
         None => eprintln!("x402: {status}, nothing paid"),
     }
     Ok(code)
+}
+
+/// Writes a payment that could not be presented to `x402-payment-<reference>.json` in
+/// the current directory; its path.
+fn keep(payment: &Payment) -> Result<PathBuf, Failure> {
+    let reference = payment.offer.requirement.reference;
+    let file = PathBuf::from(format!("x402-payment-{reference}.json"));
+    std::fs::write(&file, payment.to_json().to_string()).map_err(|e| {
+        fail(
+            1,
+            format!("cannot keep the payment in {}: {e}", file.display()),
+        )
+    })?;
+    Ok(file)
+}
+
+/// A payment kept by [`keep`].
+fn read_kept(file: &std::path::Path) -> Result<Payment, Failure> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| fail(1, format!("{}: {e}", file.display())))?;
+    let json: Value =
+        serde_json::from_str(&text).map_err(|e| fail(1, format!("{}: {e}", file.display())))?;
+    Payment::from_json(&json).map_err(|e| fail(1, e))
 }
 
 async fn quote(url: &str, json: bool) -> Result<u8, Failure> {

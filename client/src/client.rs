@@ -40,7 +40,7 @@ pub enum ClientError {
     },
     /// The server stayed unavailable; the payment may be retried with
     /// [`X402Client::send_with`], never paid again.
-    #[error("the server is unavailable (503) after {attempts} attempts")]
+    #[error("the server or the ledger is unavailable ({attempts} attempts); the payment is kept: present it again, never pay again")]
     Unavailable {
         attempts: u32,
         payment: Box<Payment>,
@@ -117,6 +117,43 @@ pub struct Payment {
     pub sponsored: bool,
     /// The transaction signature, when the payer submitted it.
     pub signature: Option<String>,
+}
+
+impl Payment {
+    /// The payment as JSON, to keep when it could not be presented (a 503, a ledger
+    /// error): presented later with [`Payment::from_json`] and [`X402Client::send_with`],
+    /// it is never paid again.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "header": self.header.0,
+            "value": self.header.1,
+            "offer": self.offer.to_offer().to_v1(),
+            "sponsored": self.sponsored,
+            "signature": self.signature,
+        })
+    }
+
+    /// Reads a payment kept with [`Payment::to_json`].
+    pub fn from_json(json: &serde_json::Value) -> Result<Self, ClientError> {
+        let malformed =
+            |what: &str| ClientError::MalformedChallenge(format!("a kept payment: {what}"));
+        let name = json["header"].as_str().ok_or_else(|| malformed("header"))?;
+        let header = Version::ALL
+            .into_iter()
+            .map(Version::payment_header)
+            .find(|known| known.eq_ignore_ascii_case(name))
+            .ok_or_else(|| malformed("header"))?;
+        let value = json["value"].as_str().ok_or_else(|| malformed("value"))?;
+        let offer =
+            serde_json::from_value(json["offer"].clone()).map_err(|_| malformed("offer"))?;
+        let offer = ReceiptOffer::from_v1(&offer).map_err(|_| malformed("offer"))?;
+        Ok(Payment {
+            offer,
+            header: (header, value.to_string()),
+            sponsored: json["sponsored"].as_bool().unwrap_or_default(),
+            signature: json["signature"].as_str().map(str::to_string),
+        })
+    }
 }
 
 /// What a paid request bought, from the server's settlement header.
@@ -269,7 +306,7 @@ impl X402Client {
                 match tx.try_partial_sign(&[payer.as_ref()], blockhash) {
                     Ok(()) => Ok((
                         serde_json::json!({ "transaction": encode_transaction(&tx) }),
-                        true,
+                        None,
                         None,
                     )),
                     Err(e) => Err(ClientError::MalformedChallenge(e.to_string())),
@@ -277,13 +314,12 @@ impl X402Client {
             }
             _ => self.pay_on_chain(payer, requirement).await,
         };
-        let (payload, sponsored, signature) = match signed {
+        let sponsored = offer.fee_payer.is_some() && offer.recent_blockhash.is_some();
+        let (payload, signature, unsettled) = match signed {
             Ok(signed) => signed,
             Err(error) => {
-                // Nothing left the client: the reservation goes back to the budget.
-                if !matches!(error, ClientError::Ledger(_)) {
-                    self.unreserve(requirement.amount);
-                }
+                // Nothing left the client, or the ledger refused it: nothing was spent.
+                self.unreserve(requirement.amount);
                 return Err(error);
             }
         };
@@ -301,12 +337,20 @@ impl X402Client {
             payload,
         }
         .header();
-        Ok(Payment {
+        let payment = Payment {
             offer,
             header,
             sponsored,
             signature,
-        })
+        };
+        match unsettled {
+            // It may have landed: present it later, never pay again.
+            Some(_) => Err(ClientError::Unavailable {
+                attempts: 0,
+                payment: Box::new(payment),
+            }),
+            None => Ok(payment),
+        }
     }
 
     /// Picks the first offer of `challenge` the policy allows and reserves its amount
@@ -339,20 +383,26 @@ impl X402Client {
     }
 
     /// Way 2: signs and submits `pay` through the client's ledger, the payer paying fee
-    /// and rent. A ledger error may come after the payment went out: it stays reserved.
+    /// and rent. The payload, and the submission's error when it may still have landed
+    /// (the ledger did not answer): the payment is then kept, never made again.
     async fn pay_on_chain(
         &self,
         payer: &Keypair,
         requirement: &x402_protocol::Requirement,
-    ) -> Result<(serde_json::Value, bool, Option<String>), ClientError> {
+    ) -> Result<(serde_json::Value, Option<String>, Option<LedgerError>), ClientError> {
         let ledger = self.ledger.as_ref().ok_or(ClientError::NeedsLedger)?;
         let blockhash = ledger.latest_blockhash().await?;
         let mut tx = requirement.pay_transaction(&payer.pubkey(), &payer.pubkey(), blockhash);
         tx.try_sign(&[payer], blockhash)
             .map_err(|e| ClientError::MalformedChallenge(e.to_string()))?;
-        let signature = ledger.submit(&tx).await?.to_string();
+        let signature = tx.signatures[0].to_string();
+        let unsettled = match ledger.submit(&tx).await {
+            Ok(_) => None,
+            Err(rejected @ LedgerError::Rejected(_)) => return Err(rejected.into()),
+            Err(unavailable) => Some(unavailable),
+        };
         let payload = serde_json::json!({ "reference": requirement.reference.to_string(), "signature": signature });
-        Ok((payload, false, Some(signature)))
+        Ok((payload, Some(signature), unsettled))
     }
 
     /// Sends `request` with `payment`. A 503 is retried with the same payment, waiting

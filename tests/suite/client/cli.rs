@@ -24,10 +24,17 @@ pub fn x402() -> PathBuf {
 }
 
 async fn run(args: &[&str]) -> Output {
+    run_in(&std::env::temp_dir(), args).await
+}
+
+/// Runs `x402` with `dir` as its working directory.
+async fn run_in(dir: &Path, args: &[&str]) -> Output {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
         std::process::Command::new(x402())
             .args(&args)
+            .current_dir(dir)
             .env_remove("X402_RPC_URL")
             .output()
             .unwrap()
@@ -164,4 +171,46 @@ async fn quote_shows_the_price_without_paying_and_receipt_shows_what_was_paid() 
     assert_eq!(missing.status.code(), Some(6));
     let bad = run(&["receipt", "not-a-reference", "--verifier", &h.url("")]).await;
     assert_eq!(bad.status.code(), Some(2));
+}
+
+/// The verifier cannot read the payment's receipt for a while: `x402 fetch` keeps the
+/// payment in a file it names, and `--resume` presents it once the verifier is back; it is
+/// paid once.
+#[tokio::test]
+async fn an_unavailable_verifier_leaves_the_payment_kept_and_resumable() {
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (payer, keypair) = payer_file(&h, dir.path()).await;
+    // The first presentation and its three retries cannot read the receipt.
+    *h.ledger.failing_reads.lock().unwrap() = 4;
+    let url = h.url("/api/kept");
+
+    let out = run_in(dir.path(), &["fetch", &url, "--keypair", &keypair]).await;
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--resume"),
+        "{}",
+        text(&out.stderr)
+    );
+    let kept: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|entry| {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            name.starts_with("x402-payment-").then_some(name)
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+
+    let out = run_in(
+        dir.path(),
+        &["fetch", &url, "--keypair", &keypair, "--resume", &kept[0]],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "served /api/kept body=");
+    assert_eq!(
+        h.token_balance(&payer.pubkey()).await,
+        9 * PRICE,
+        "paid once"
+    );
 }
