@@ -12,6 +12,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::facilitator::access::FacilitatorAccess;
 use crate::gate::{Gate, SettledPayment};
 use crate::layer::PaymentLayer;
 use crate::metrics::MetricsAccess;
@@ -44,22 +45,28 @@ pub struct RequestLimits {
     pub timeout: Duration,
 }
 
-/// The verifier's router: the paid routes, `GET /receipts/{reference}`, the facilitator
-/// API, `GET /healthz`, and `GET /metrics` when `metrics` is served here (`None`: on its
-/// own listener, [`metrics::router`]).
+/// The verifier's router: the paid routes, `GET /receipts/{reference}`, `GET /healthz`,
+/// the facilitator API when it is on, and `GET /metrics` when `metrics` is served here
+/// (`None`: on its own listener, [`metrics::router`]).
 pub fn app(
     gate: Gate,
     routes: Vec<PaidRoute>,
     limits: &RequestLimits,
     metrics: Option<MetricsAccess>,
+    facilitator: Option<FacilitatorAccess>,
 ) -> Router {
     let mut router = Router::new()
         .route("/receipts/{reference}", get(receipts::show_receipt))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/verify", post(facilitator::verify))
-        .route("/settle", post(facilitator::settle))
-        .route("/supported", get(facilitator::supported))
         .with_state(gate.clone());
+    if let Some(access) = facilitator {
+        let facilitator = Router::new()
+            .route("/verify", post(facilitator::verify))
+            .route("/settle", post(facilitator::settle))
+            .route("/supported", get(facilitator::supported))
+            .with_state((gate.clone(), access));
+        router = router.merge(facilitator);
+    }
     if let Some(access) = metrics {
         router = router.merge(metrics::router(gate, access));
     }
@@ -214,7 +221,7 @@ mod tests {
             body_bytes: 1024,
             timeout: Duration::from_secs(5),
         };
-        (app(gate.clone(), routes, &limits, metrics), dir)
+        (app(gate.clone(), routes, &limits, metrics, None), dir)
     }
 
     async fn call(

@@ -98,8 +98,13 @@ reasons! {
     MerchantRefused => "merchant_refused",
     /// The ledger or the grant store could not answer in time.
     LedgerUnavailable => "ledger_unavailable",
-    /// `/metrics` without the right bearer token.
+    /// `/metrics`, `/verify` or `/settle` without the right bearer token.
     Unauthorized => "unauthorized",
+    /// A facilitator caller's requirements are outside the facilitator's policy (a mint,
+    /// payee, amount or expiry it does not sponsor).
+    RequirementsNotAllowed => "requirements_not_allowed",
+    /// A facilitator caller has spent its fee-and-rent budget for the window.
+    BudgetExhausted => "budget_exhausted",
     /// The upstream did not answer in time.
     UpstreamTimeout => "upstream_timeout",
     /// The upstream could not be reached.

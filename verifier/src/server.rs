@@ -9,7 +9,8 @@ use secrecy::ExposeSecret;
 use x402_protocol::amount::format_units;
 use x402_protocol::ChallengeKey;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{ApiKeys, Config, ConfigError};
+use crate::facilitator::access::{FacilitatorAccess, SponsorshipPolicy};
 use crate::gate::{Gate, PaymentSettings};
 use crate::metrics::MetricsAccess;
 use crate::proxy::{Proxy, Upstream};
@@ -103,8 +104,15 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
         ),
         None => (Some(access), None),
     };
+    let facilitator = facilitator_access(&config, &gate)?;
     Ok(Verifier {
-        router: app(gate.clone(), routes.clone(), &limits, main_metrics),
+        router: app(
+            gate.clone(),
+            routes.clone(),
+            &limits,
+            main_metrics,
+            facilitator,
+        ),
         gate,
         listen: config.listen,
         metrics,
@@ -112,6 +120,60 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
         ledger_kind: market.kind,
         demo_payer: market.demo_payer,
     })
+}
+
+/// The facilitator's keys and policy, when it is on. Its keys come from the environment
+/// or a file; on without any key, the verifier does not start.
+fn facilitator_access(
+    config: &Config,
+    gate: &Gate,
+) -> Result<Option<FacilitatorAccess>, StartError> {
+    let f = &config.facilitator;
+    if !f.enabled {
+        return Ok(None);
+    }
+    let mut keys = f.keys.as_ref().map(|k| k.0.clone()).unwrap_or_default();
+    if let Some(path) = &f.keys_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| StartError::Io(format!("facilitator keys {}: {e}", path.display())))?;
+        let list = text.lines().map(str::trim).filter(|l| !l.is_empty());
+        let parsed: ApiKeys = list
+            .collect::<Vec<_>>()
+            .join(",")
+            .parse()
+            .map_err(|e| invalid("facilitator.keys_file", e))?;
+        keys.extend(parsed.0);
+    }
+    if keys.is_empty() {
+        return Err(invalid(
+            "facilitator",
+            "enabled without API keys (X402_FACILITATOR_KEYS or facilitator.keys_file)",
+        ));
+    }
+    let s = gate.settings();
+    let min_amount = f
+        .min_amount
+        .as_deref()
+        .unwrap_or(&config.payment.min_payment);
+    let policy = SponsorshipPolicy {
+        mints: if f.mints.is_empty() {
+            vec![s.mint]
+        } else {
+            f.mints.clone()
+        },
+        payees: if f.payees.is_empty() {
+            vec![s.pay_to]
+        } else {
+            f.payees.clone()
+        },
+        max_horizon: Duration::from_secs(f.max_horizon_seconds),
+        min_amount: gate
+            .parse_price(min_amount)
+            .map_err(|e| invalid("facilitator.min_amount", e))?,
+        budget_lamports: f.budget_lamports,
+        window: Duration::from_secs(f.budget_window_seconds),
+    };
+    Ok(Some(FacilitatorAccess::new(keys, policy)))
 }
 
 /// The challenge key kept in the state directory, made on first start: challenges (and

@@ -79,6 +79,17 @@ async fn with_no_configuration_it_serves_a_paid_demo_route_and_stops_on_sigterm(
         body["accepts"][0]["extra"]["feePayer"].is_string(),
         "the demo sponsors payments"
     );
+    let facilitator = reqwest::Client::new()
+        .post(format!("http://{address}/settle"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        facilitator.status(),
+        404,
+        "the facilitator is off by default"
+    );
     let payer = std::fs::read_to_string(state.path().join("demo-payer.json")).unwrap();
     let payer: Vec<u8> = serde_json::from_str(&payer).unwrap();
     assert_eq!(payer.len(), 64, "a Solana CLI keypair file");

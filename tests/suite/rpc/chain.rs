@@ -319,7 +319,7 @@ async fn serve(
         timeout: Duration::from_secs(60),
     };
     let metrics = Some(x402_verifier::metrics::MetricsAccess::default());
-    let router = app(gate.clone(), vec![route], &limits, metrics);
+    let router = app(gate.clone(), vec![route], &limits, metrics, None);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });

@@ -2,11 +2,13 @@
 
 use solana_keypair::Keypair;
 use solana_signer::Signer;
+use std::time::Duration;
 use x402_protocol::scheme::{encode_transaction, ReceiptOffer};
 use x402_protocol::wire::facilitator::{SettleResponse, SupportedResponse, VerifyResponse};
 use x402_protocol::wire::v2;
 use x402_protocol::{Ledger, Reference, Requirement};
-use x402_verifier::unix_now;
+
+use x402_verifier::{unix_now, RequestLimits};
 
 use super::support::*;
 
@@ -51,7 +53,14 @@ async fn post<T: serde::de::DeserializeOwned>(
     path: &str,
     body: &serde_json::Value,
 ) -> (u16, T) {
-    let response = h.http.post(h.url(path)).json(body).send().await.unwrap();
+    let response = h
+        .http
+        .post(h.url(path))
+        .bearer_auth(FACILITATOR_KEY)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
 }
 
@@ -200,6 +209,7 @@ async fn a_tampered_or_malformed_delegation_is_refused_and_costs_the_fee_payer_n
     let malformed = h
         .http
         .post(h.url("/verify"))
+        .bearer_auth(FACILITATOR_KEY)
         .body("{not json")
         .send()
         .await
@@ -256,4 +266,99 @@ async fn an_expired_payment_is_judged_in_the_gates_window() {
     let (_, settled): (u16, SettleResponse) = post(&h, "/settle", &sponsored(&unpaid)).await;
     assert_eq!(settled.error_reason.as_deref(), Some("expired_reference"));
     assert_eq!(h.token_balance(&payer.pubkey()).await, PRICE, "paid once");
+}
+
+/// A stranger tries to have the fee payer sponsor payments of the stranger's own choosing
+/// (its own mint and payee, one base unit, an expiry a year away), with no key, then with
+/// a key, then past a budget: every attempt is refused and the fee payer spends nothing.
+#[tokio::test]
+async fn strangers_and_callers_outside_the_policy_cost_the_fee_payer_nothing() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(PRICE).await;
+    let fee_payer = h.market.fee_payer.pubkey();
+    let before = h.market.ledger.lamports(&fee_payer).await;
+    let sponsored = |offer: &ReceiptOffer| {
+        let tx = sponsored_transaction(
+            offer,
+            &payer,
+            &[offer
+                .requirement
+                .pay_instruction(&payer.pubkey(), &fee_payer)],
+        );
+        v2_request(
+            offer,
+            serde_json::json!({"transaction": encode_transaction(&tx)}),
+        )
+    };
+    let good = foreign_offer(&h, PRICE).await;
+
+    // No key, or a wrong one: 401 before anything is read.
+    for key in [None, Some("not-the-key-0000000000")] {
+        for path in ["/verify", "/settle"] {
+            let mut request = h.http.post(h.url(path)).json(&sponsored(&good));
+            if let Some(key) = key {
+                request = request.bearer_auth(key);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 401, "{path} with {key:?}");
+        }
+    }
+
+    // With a key: only the merchant's mint and payee, at least the price, 15 minutes ahead.
+    let stranger = Keypair::new().pubkey();
+    let far = foreign_offer_until(&h, PRICE, unix_now() + 365 * 86_400).await;
+    let mut own_mint = good.clone();
+    own_mint.requirement.mint = stranger;
+    let mut own_payee = good.clone();
+    own_payee.requirement.pay_to = stranger;
+    let mut one_unit = good.clone();
+    one_unit.requirement.amount = 1;
+    for (what, offer) in [
+        ("a far expiry", far),
+        ("another mint", own_mint),
+        ("another payee", own_payee),
+        ("one base unit", one_unit),
+    ] {
+        let (_, settled): (u16, SettleResponse) = post(&h, "/settle", &sponsored(&offer)).await;
+        assert_eq!(
+            settled.error_reason.as_deref(),
+            Some("requirements_not_allowed"),
+            "{what}"
+        );
+    }
+
+    // Within the policy, but past the key's budget for fees and rent.
+    let limits = RequestLimits {
+        body_bytes: 1024 * 1024,
+        timeout: Duration::from_secs(30),
+    };
+    let stingy = x402_verifier::app(
+        h.gate.clone(),
+        Vec::new(),
+        &limits,
+        None,
+        Some(facilitator_access(&h.gate, 1_000_000)),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, stingy).await.unwrap() });
+    let settled: SettleResponse = h
+        .http
+        .post(format!("{base}/settle"))
+        .bearer_auth(FACILITATOR_KEY)
+        .json(&sponsored(&good))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(settled.error_reason.as_deref(), Some("budget_exhausted"));
+
+    assert_eq!(
+        h.market.ledger.lamports(&fee_payer).await,
+        before,
+        "not a lamport"
+    );
+    assert_eq!(h.token_balance(&payer.pubkey()).await, PRICE);
 }

@@ -20,6 +20,7 @@ use x402_protocol::wire::{encode_header, v1};
 use x402_protocol::{
     ChallengeKey, Ledger, LedgerAccount, LedgerError, Network, Reference, Requirement, Terms,
 };
+use x402_verifier::facilitator::access::{FacilitatorAccess, SponsorshipPolicy};
 use x402_verifier::ledger::local::{
     LocalLedger, LocalMarket, LOCAL_BLOCKHASH_REFRESH, LOCAL_DECIMALS,
 };
@@ -418,6 +419,26 @@ async fn gate(
     Gate::start(settings, ledger, store, &schedule).await
 }
 
+/// The API key of every harness's facilitator.
+pub const FACILITATOR_KEY: &str = "facilitator-test-key-0001";
+
+/// The facilitator's access as configured by default: the merchant's mint and payee,
+/// 15 minutes ahead at most, at least the `/api/*` price, `budget_lamports` an hour.
+pub fn facilitator_access(gate: &Gate, budget_lamports: u64) -> FacilitatorAccess {
+    let s = gate.settings();
+    FacilitatorAccess::new(
+        vec![FACILITATOR_KEY.to_string().into()],
+        SponsorshipPolicy {
+            mints: vec![s.mint],
+            payees: vec![s.pay_to],
+            max_horizon: Duration::from_secs(900),
+            min_amount: PRICE,
+            budget_lamports,
+            window: Duration::from_secs(3600),
+        },
+    )
+}
+
 fn app_for(gate: &Gate, api_url: &str) -> Router {
     let upstream = Upstream {
         url: api_url.into(),
@@ -447,6 +468,7 @@ fn app_for(gate: &Gate, api_url: &str) -> Router {
             timeout: Duration::from_secs(30),
         },
         Some(MetricsAccess::default()),
+        Some(facilitator_access(gate, 50_000_000)),
     )
 }
 

@@ -53,6 +53,8 @@ impl Config {
             j.retention_seconds = v
         })?;
         env.set("X402_METRICS_LISTEN", |v| self.metrics.listen = Some(v))?;
+        env.set("X402_FACILITATOR", |v| self.facilitator.enabled = v)?;
+        env.set("X402_FACILITATOR_KEYS", |v| self.facilitator.keys = Some(v))?;
         env.set("X402_METRICS_TOKEN", |v: Token| {
             self.metrics.token = Some(v.0.into())
         })?;

@@ -4,10 +4,8 @@
 //! keys, the RPC URL, the metrics token) hide themselves from `Debug`; the fee payer
 //! keypair is a path, read at start.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use anchor_lang::prelude::Pubkey;
@@ -15,9 +13,11 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_with::{serde_as, DisplayFromStr};
 use url::Url;
-use x402_protocol::ChallengeKey;
 
 mod env;
+mod values;
+
+pub use values::{ApiKeys, ChallengeKeys, Commitment, RpcUrl};
 
 #[serde_as]
 #[derive(Debug, Deserialize)]
@@ -35,6 +35,7 @@ pub struct Config {
     pub limits: Limits,
     pub janitor: JanitorConfig,
     pub metrics: MetricsConfig,
+    pub facilitator: FacilitatorConfig,
     pub routes: Vec<RouteConfig>,
 }
 
@@ -49,6 +50,7 @@ impl Default for Config {
             limits: Limits::default(),
             janitor: JanitorConfig::default(),
             metrics: MetricsConfig::default(),
+            facilitator: FacilitatorConfig::default(),
             routes: Vec::new(),
         }
     }
@@ -120,73 +122,6 @@ impl PaymentConfig {
     }
 }
 
-/// The commitment at which receipts are read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Commitment {
-    Confirmed,
-    Finalized,
-}
-
-impl FromStr for Commitment {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "confirmed" => Ok(Commitment::Confirmed),
-            "finalized" => Ok(Commitment::Finalized),
-            other => Err(format!("{other}: confirmed or finalized")),
-        }
-    }
-}
-
-/// A JSON-RPC URL. Providers put API keys in them, so it never shows in `Debug`.
-#[derive(Clone)]
-pub struct RpcUrl(Url);
-
-impl RpcUrl {
-    pub fn expose(&self) -> &str {
-        self.0.as_str()
-    }
-}
-
-impl FromStr for RpcUrl {
-    type Err = &'static str;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        // The parser's error would quote the URL.
-        let url = Url::parse(text).map_err(|_| "not a URL (not shown: it may hold a key)")?;
-        match url.scheme() {
-            "http" | "https" => Ok(RpcUrl(url)),
-            _ => Err("not an http(s) URL"),
-        }
-    }
-}
-
-impl fmt::Debug for RpcUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RpcUrl(<hidden>)")
-    }
-}
-
-/// Challenge keys, hex, comma-separated, newest first: the first signs, all verify.
-#[derive(Clone, Debug)]
-pub struct ChallengeKeys(pub Vec<ChallengeKey>);
-
-impl FromStr for ChallengeKeys {
-    type Err = String;
-
-    fn from_str(list: &str) -> Result<Self, String> {
-        list.split(',')
-            .map(|key| {
-                let bytes = hex::decode(key.trim()).map_err(|_| "not hex".to_string())?;
-                ChallengeKey::new(bytes).map_err(|e| e.to_string())
-            })
-            .collect::<Result<_, _>>()
-            .map(ChallengeKeys)
-    }
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
@@ -249,6 +184,49 @@ impl Default for JanitorConfig {
         JanitorConfig {
             interval_seconds: janitor.interval.as_secs(),
             retention_seconds: janitor.retention.as_secs(),
+        }
+    }
+}
+
+/// The facilitator API (`/verify`, `/settle`, `/supported`) for other resource servers:
+/// off unless enabled, and then only for callers with an API key, within a policy.
+#[serde_as]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FacilitatorConfig {
+    pub enabled: bool,
+    /// A file of API keys, one a line (or `X402_FACILITATOR_KEYS`, comma-separated).
+    pub keys_file: Option<PathBuf>,
+    /// Environment only (`X402_FACILITATOR_KEYS`).
+    #[serde(skip)]
+    pub keys: Option<ApiKeys>,
+    /// The mints it verifies and settles; the payment's own by default.
+    #[serde_as(as = "Vec<DisplayFromStr>")]
+    pub mints: Vec<Pubkey>,
+    /// The payees; the merchant's own by default.
+    #[serde_as(as = "Vec<DisplayFromStr>")]
+    pub payees: Vec<Pubkey>,
+    /// The latest expiry it sponsors, in seconds from now.
+    pub max_horizon_seconds: u64,
+    /// The least amount, a decimal in the payment token; `min_payment` by default.
+    pub min_amount: Option<String>,
+    /// Lamports of fees and rent each key may cost the fee payer per window.
+    pub budget_lamports: u64,
+    pub budget_window_seconds: u64,
+}
+
+impl Default for FacilitatorConfig {
+    fn default() -> Self {
+        FacilitatorConfig {
+            enabled: false,
+            keys_file: None,
+            keys: None,
+            mints: Vec::new(),
+            payees: Vec::new(),
+            max_horizon_seconds: 900,
+            min_amount: None,
+            budget_lamports: 50_000_000,
+            budget_window_seconds: 3600,
         }
     }
 }

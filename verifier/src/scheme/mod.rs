@@ -115,6 +115,15 @@ enum Next {
 }
 
 impl Verified {
+    /// The most settling it may cost the fee payer, in lamports: fees and rent of what is
+    /// left to submit; nothing for a payment that landed.
+    pub fn sponsor_cost(&self, gate: &Gate) -> u64 {
+        match &self.next {
+            Next::Settled(_) => 0,
+            Next::Receipt(submission) => submission.cost(gate),
+        }
+    }
+
     /// Settles the payment: submits what is left to submit and reads what landed.
     pub async fn settle(self, gate: &Gate) -> Result<SettledPayment, Refusal> {
         match self.next {

@@ -163,6 +163,24 @@ impl ReceiptPayment {
 }
 
 impl Submission {
+    /// The most this submission costs the fee payer: the fee of its signatures, the
+    /// priority fee at the capped price and limit, and the receipt's rent deposit.
+    pub(super) fn cost(&self, gate: &Gate) -> u64 {
+        use anchor_lang::solana_program::rent::Rent;
+        const LAMPORTS_PER_SIGNATURE: u64 = 5_000;
+        let s = gate.settings();
+        let signatures = self.transaction.signatures.len() as u64;
+        let priority = s
+            .max_compute_unit_price
+            .saturating_mul(u64::from(s.max_compute_unit_limit))
+            .div_ceil(1_000_000);
+        let rent = Rent::default().minimum_balance(x402_receipts::Receipt::SPACE);
+        signatures
+            .saturating_mul(LAMPORTS_PER_SIGNATURE)
+            .saturating_add(priority)
+            .saturating_add(rent)
+    }
+
     /// Co-signs, submits, and reads the receipt: the receipt decides, not the
     /// submission's outcome, so a retried payment that landed earlier is still served.
     pub(super) async fn settle(self, gate: &Gate) -> Result<SettledPayment, Refusal> {

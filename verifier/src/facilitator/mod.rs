@@ -1,10 +1,14 @@
 //! The x402 facilitator endpoints, so that another resource
 //! server can delegate to this verifier: `POST /verify`, `POST /settle`, `GET /supported`.
+//! Off unless configured; callers present an API key and stay within the sponsorship
+//! policy and budget ([`access`]).
 //!
 //! A delegating server issues its own references, so a payment is checked against the
 //! `paymentRequirements` it sends (not against this verifier's challenge key): the
 //! receipts program must be ours, and a sponsored payment must name our fee payer. The
 //! checking and settling are the schemes' own ([`crate::scheme`]), as for the gate.
+
+pub mod access;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -18,6 +22,7 @@ use x402_protocol::wire::facilitator::{
 use x402_protocol::wire::{Offer, PaymentMessage, Version};
 use x402_protocol::Requirement;
 
+use self::access::FacilitatorAccess;
 use crate::error::{Reason, Refusal};
 use crate::gate::{Gate, Window};
 use crate::scheme::{Payment, Scheme, Verified};
@@ -72,14 +77,22 @@ fn read(gate: &Gate, request: FacilitatorRequest) -> Result<Delegated, Refusal> 
     })
 }
 
-/// Reads and verifies a delegated payment, in the challenge's window as the gate does.
-async fn verified(gate: &Gate, request: FacilitatorRequest) -> Result<Verified, Refusal> {
+/// Reads and verifies a delegated payment within the policy, in the challenge's window as
+/// the gate does.
+async fn verified(
+    gate: &Gate,
+    access: &FacilitatorAccess,
+    request: FacilitatorRequest,
+) -> Result<Verified, Refusal> {
     let Delegated {
         requirement,
         payment,
     } = read(gate, request)?;
-    let window = Window::at(requirement.expires_at, unix_now());
-    payment.verify(gate, &requirement, window).await
+    let now = unix_now();
+    access.allows(&requirement, now)?;
+    payment
+        .verify(gate, &requirement, Window::at(requirement.expires_at, now))
+        .await
 }
 
 /// A refusal as a facilitator answer: the ledger's unavailability is a 503 to retry;
@@ -94,12 +107,16 @@ fn answer(gate: &Gate, refusal: Refusal, negative: impl FnOnce(String) -> Respon
 
 /// Checks a payment without settling it: a sponsored transaction is validated strictly;
 /// a self-submitted payment must have its receipt.
-pub async fn verify(State(gate): State<Gate>, body: Bytes) -> Response {
-    let request = match parse(&body) {
+pub async fn verify(
+    State((gate, access)): State<(Gate, FacilitatorAccess)>,
+    headers: http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request = match access.caller(&headers).and_then(|_| parse(&body)) {
         Ok(request) => request,
         Err(refusal) => return refusal.into_response(),
     };
-    match verified(&gate, request).await {
+    match verified(&gate, &access, request).await {
         Ok(verified) => Json(VerifyResponse {
             is_valid: true,
             invalid_reason: None,
@@ -119,14 +136,26 @@ pub async fn verify(State(gate): State<Gate>, body: Bytes) -> Response {
 
 /// Settles a payment: a sponsored one is co-signed and submitted (again safely: a
 /// payment already settled answers with its receipt); a self-submitted one is checked.
-pub async fn settle(State(gate): State<Gate>, body: Bytes) -> Response {
+pub async fn settle(
+    State((gate, access)): State<(Gate, FacilitatorAccess)>,
+    headers: http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let caller = match access.caller(&headers) {
+        Ok(caller) => caller,
+        Err(refusal) => return refusal.into_response(),
+    };
     let request = match parse(&body) {
         Ok(request) => request,
         Err(refusal) => return refusal.into_response(),
     };
     let network = gate.settings().network.caip2().to_string();
-    let settled = match verified(&gate, request).await {
-        Ok(verified) => verified.settle(&gate).await,
+    let settled = match verified(&gate, &access, request).await {
+        // What the fee payer may spend on it is charged to the caller first.
+        Ok(verified) => match access.charge(caller, verified.sponsor_cost(&gate)) {
+            Ok(()) => verified.settle(&gate).await,
+            Err(refusal) => Err(refusal),
+        },
         Err(refusal) => Err(refusal),
     };
     match settled {
@@ -153,7 +182,9 @@ pub async fn settle(State(gate): State<Gate>, body: Bytes) -> Response {
 
 /// The kinds this facilitator settles: each scheme on its network, in x402 v1 and v2,
 /// and the fee payer that signs sponsored payments.
-pub async fn supported(State(gate): State<Gate>) -> Json<SupportedResponse> {
+pub async fn supported(
+    State((gate, _)): State<(Gate, FacilitatorAccess)>,
+) -> Json<SupportedResponse> {
     let s = gate.settings();
     let kinds = Scheme::ALL
         .into_iter()
