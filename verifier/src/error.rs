@@ -60,6 +60,8 @@ reasons! {
     ExpiredReference => "expired_reference",
     /// The reference has bought a request already.
     ReferenceAlreadyUsed => "reference_already_used",
+    /// A facilitator caller verifies a payment that was settled already (x402's code).
+    DuplicateSettlement => "duplicate_settlement",
     /// A sponsored payment, and this verifier has no fee payer.
     SponsorshipUnavailable => "sponsorship_unavailable",
     /// The sponsored transaction's fee payer is not ours.

@@ -129,34 +129,44 @@ impl GrantStore {
         Ok(())
     }
 
+    /// The grant of `reference`, if it has one.
+    pub async fn grant(&self, reference: &str) -> Result<Option<Grant>, StoreError> {
+        let row = sqlx::query(&format!("{SELECT_GRANTS} WHERE reference = $1"))
+            .bind(reference)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(grant_of).transpose()
+    }
+
     /// Every grant, newest first: the merchant's revenue ledger.
     pub async fn grants(&self) -> Result<Vec<Grant>, StoreError> {
-        use sqlx::Row;
-        let rows = sqlx::query(
-            "SELECT reference, method, path, payer, amount, mint, receipt, transaction_signature, granted_at
-             FROM grants ORDER BY granted_at DESC, reference",
-        )
+        let rows = sqlx::query(&format!(
+            "{SELECT_GRANTS} ORDER BY granted_at DESC, reference"
+        ))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let amount: String = row.try_get("amount")?;
-                Ok(Grant {
-                    reference: row.try_get("reference")?,
-                    method: row.try_get("method")?,
-                    path: row.try_get("path")?,
-                    payer: row.try_get("payer")?,
-                    amount: amount
-                        .parse()
-                        .map_err(|_| StoreError("corrupt amount in the grants table".into()))?,
-                    mint: row.try_get("mint")?,
-                    receipt: row.try_get("receipt")?,
-                    transaction: row.try_get("transaction_signature")?,
-                    granted_at: row.try_get("granted_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(grant_of).collect()
     }
+}
+
+const SELECT_GRANTS: &str = "SELECT reference, method, path, payer, amount, mint, receipt, transaction_signature, granted_at FROM grants";
+
+fn grant_of(row: &sqlx::any::AnyRow) -> Result<Grant, StoreError> {
+    use sqlx::Row;
+    let amount: String = row.try_get("amount")?;
+    Ok(Grant {
+        reference: row.try_get("reference")?,
+        method: row.try_get("method")?,
+        path: row.try_get("path")?,
+        payer: row.try_get("payer")?,
+        amount: amount
+            .parse()
+            .map_err(|_| StoreError("corrupt amount in the grants table".into()))?,
+        mint: row.try_get("mint")?,
+        receipt: row.try_get("receipt")?,
+        transaction: row.try_get("transaction_signature")?,
+        granted_at: row.try_get("granted_at")?,
+    })
 }
 
 #[cfg(test)]

@@ -129,10 +129,23 @@ async fn a_delegated_sponsored_payment_is_verified_then_settled_once_however_oft
     assert!(settled.success, "{settled:?}");
     assert!(!settled.transaction.is_empty());
     assert_eq!(settled.network, h.gate.settings().network.caip2());
+    let submits = h.ledger.submits.load(std::sync::atomic::Ordering::SeqCst);
     let (_, again): (u16, SettleResponse) = post(&h, "/settle", &body).await;
-    assert!(
-        again.success,
-        "settling the same payment again is not an error: {again:?}"
+    assert_eq!(
+        (again.success, &again.transaction),
+        (true, &settled.transaction),
+        "a retried settle is told where the payment landed"
+    );
+    assert_eq!(
+        h.ledger.submits.load(std::sync::atomic::Ordering::SeqCst),
+        submits,
+        "and nothing is submitted again"
+    );
+    // The same payment for another request: one payment pays for one.
+    let (_, replayed): (u16, VerifyResponse) = post(&h, "/verify", &body).await;
+    assert_eq!(
+        (replayed.is_valid, replayed.invalid_reason.as_deref()),
+        (false, Some("duplicate_settlement"))
     );
     assert_eq!(h.token_balance(&payer.pubkey()).await, 0, "paid once");
     assert_eq!(h.token_balance(&h.market.merchant).await, PRICE);

@@ -24,8 +24,9 @@ use x402_protocol::Requirement;
 
 use self::access::FacilitatorAccess;
 use crate::error::{Reason, Refusal};
-use crate::gate::{Gate, Window};
+use crate::gate::{Gate, SettledPayment, Window};
 use crate::scheme::{Payment, Scheme, Verified};
+use crate::store::Grant;
 use crate::unix_now;
 
 /// A payment delegated to this facilitator, read and checked against its requirements.
@@ -77,22 +78,38 @@ fn read(gate: &Gate, request: FacilitatorRequest) -> Result<Delegated, Refusal> 
     })
 }
 
-/// Reads and verifies a delegated payment within the policy, in the challenge's window as
-/// the gate does.
-async fn verified(
+/// Reads a delegated payment and checks its requirements against the policy.
+fn delegated(
     gate: &Gate,
     access: &FacilitatorAccess,
     request: FacilitatorRequest,
-) -> Result<Verified, Refusal> {
-    let Delegated {
+) -> Result<Delegated, Refusal> {
+    let delegated = read(gate, request)?;
+    access.allows(&delegated.requirement, unix_now())?;
+    Ok(delegated)
+}
+
+/// The settlement recorded for `requirement`'s reference, if it was settled here.
+async fn settled_before(gate: &Gate, requirement: &Requirement) -> Result<Option<Grant>, Refusal> {
+    gate.store()
+        .grant(&requirement.reference.to_string())
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, "grant store call failed");
+            Refusal::unavailable()
+        })
+}
+
+/// Verifies `payment` in the challenge's window, as the gate does.
+async fn verify_in_window(
+    gate: &Gate,
+    Delegated {
         requirement,
         payment,
-    } = read(gate, request)?;
-    let now = unix_now();
-    access.allows(&requirement, now)?;
-    payment
-        .verify(gate, &requirement, Window::at(requirement.expires_at, now))
-        .await
+    }: Delegated,
+) -> Result<Verified, Refusal> {
+    let window = Window::at(requirement.expires_at, unix_now());
+    payment.verify(gate, &requirement, window).await
 }
 
 /// A refusal as a facilitator answer: the ledger's unavailability is a 503 to retry;
@@ -116,7 +133,18 @@ pub async fn verify(
         Ok(request) => request,
         Err(refusal) => return refusal.into_response(),
     };
-    match verified(&gate, &access, request).await {
+    let verified = async {
+        let delegated = delegated(&gate, &access, request)?;
+        // One payment pays for one request: settled once, it verifies no other.
+        if settled_before(&gate, &delegated.requirement)
+            .await?
+            .is_some()
+        {
+            return Err(Refusal::new(Reason::DuplicateSettlement));
+        }
+        verify_in_window(&gate, delegated).await
+    };
+    match verified.await {
         Ok(verified) => Json(VerifyResponse {
             is_valid: true,
             invalid_reason: None,
@@ -150,20 +178,27 @@ pub async fn settle(
         Err(refusal) => return refusal.into_response(),
     };
     let network = gate.settings().network.caip2().to_string();
-    let settled = match verified(&gate, &access, request).await {
+    let settled = async {
+        let delegated = delegated(&gate, &access, request)?;
+        // A retried /settle (its answer was lost) is told where the payment landed;
+        // nothing is submitted or recorded twice.
+        if let Some(grant) = settled_before(&gate, &delegated.requirement).await? {
+            return Ok((grant.payer, grant.transaction));
+        }
+        let requirement = delegated.requirement.clone();
+        let verified = verify_in_window(&gate, delegated).await?;
         // What the fee payer may spend on it is charged to the caller first.
-        Ok(verified) => match access.charge(caller, verified.sponsor_cost(&gate)) {
-            Ok(()) => verified.settle(&gate).await,
-            Err(refusal) => Err(refusal),
-        },
-        Err(refusal) => Err(refusal),
+        access.charge(caller, verified.sponsor_cost(&gate))?;
+        let settled = verified.settle(&gate).await?;
+        record(&gate, &requirement, &settled).await?;
+        Ok((settled.payer.to_string(), settled.transaction))
     };
-    match settled {
-        Ok(settled) => Json(SettleResponse {
+    match settled.await {
+        Ok((payer, transaction)) => Json(SettleResponse {
             success: true,
             error_reason: None,
-            payer: Some(settled.payer.to_string()),
-            transaction: settled.transaction.unwrap_or_default(),
+            payer: Some(payer),
+            transaction: transaction.unwrap_or_default(),
             network,
         })
         .into_response(),
@@ -178,6 +213,32 @@ pub async fn settle(
             .into_response()
         }),
     }
+}
+
+/// Records a settlement as a grant, so that its payment verifies no other request. A
+/// concurrent /settle of the same payment may have recorded it first: that is the same
+/// settlement. Unrecorded, it is a 503: the retried /settle finds the payment landed and
+/// records it then, and until then nothing verifies it as new.
+async fn record(
+    gate: &Gate,
+    requirement: &Requirement,
+    settled: &SettledPayment,
+) -> Result<(), Refusal> {
+    let grant = Grant {
+        reference: requirement.reference.to_string(),
+        method: "SETTLE".into(),
+        path: "/settle".into(),
+        payer: settled.payer.to_string(),
+        amount: settled.amount,
+        mint: settled.mint.to_string(),
+        receipt: settled.receipt.to_string(),
+        transaction: settled.transaction.clone(),
+        granted_at: unix_now(),
+    };
+    gate.store().try_grant(&grant).await.map(drop).map_err(|error| {
+        tracing::warn!(%error, reference = %requirement.reference, "could not record a settlement");
+        Refusal::unavailable()
+    })
 }
 
 /// The kinds this facilitator settles: each scheme on its network, in x402 v1 and v2,
