@@ -197,6 +197,7 @@ mod tests {
             pay_to: Pubkey::new_unique(),
             challenge_keys: vec![ChallengeKey::random()],
             fee_payer: Some(Arc::new(solana_keypair::Keypair::new())),
+            sponsor_limits: Default::default(),
             max_compute_unit_price: 1,
             max_compute_unit_limit: 1,
             ledger_timeout: Duration::from_secs(5),

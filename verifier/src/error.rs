@@ -62,8 +62,14 @@ reasons! {
     ReferenceAlreadyUsed => "reference_already_used",
     /// A facilitator caller verifies a payment that was settled already (x402's code).
     DuplicateSettlement => "duplicate_settlement",
-    /// A sponsored payment, and this verifier has no fee payer.
+    /// A sponsored payment, and this verifier has no fee payer, or its fee payer has
+    /// reached its spending ceiling.
     SponsorshipUnavailable => "sponsorship_unavailable",
+    /// A sponsored payment too close to its challenge's expiry to submit safely.
+    ExpiringReference => "expiring_reference",
+    /// Too many sponsored payments in flight (overall, for this payer, or this very
+    /// payment in another request): retry the same payment.
+    SponsorshipBusy => "sponsorship_busy",
     /// The sponsored transaction's fee payer is not ours.
     TransactionWrongFeePayer => "transaction_wrong_fee_payer",
     /// The sponsored transaction is not signed by exactly the fee payer and the payer.
@@ -243,6 +249,7 @@ impl Refusal {
                 | InvalidX402Version
                 | InvalidPaymentRequirements
                 | LedgerUnavailable
+                | SponsorshipBusy
                 | Unauthorized
                 | UpstreamTimeout
                 | UpstreamUnreachable
@@ -267,7 +274,7 @@ impl Refusal {
             | ReceiptWrongMint
             | ReceiptWrongExpiry
             | ReceiptAmountBelowPrice => StatusCode::CONFLICT,
-            LedgerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            LedgerUnavailable | SponsorshipBusy => StatusCode::SERVICE_UNAVAILABLE,
             Unauthorized => StatusCode::UNAUTHORIZED,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             UpstreamUnreachable | UpstreamResponseTooLarge => StatusCode::BAD_GATEWAY,

@@ -186,6 +186,11 @@ impl Metrics {
         self.rent_held.inc_by(gauge_value(lamports));
     }
 
+    /// The rent held in open receipts the fee payer funded, as last counted.
+    pub fn rent_held(&self) -> u64 {
+        u64::try_from(self.rent_held.get()).unwrap_or(0)
+    }
+
     /// The rent held, as the ledger counted it.
     pub fn set_rent_held(&self, lamports: u64) {
         self.rent_held.set(gauge_value(lamports));

@@ -77,6 +77,7 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
         pay_to: market.pay_to,
         challenge_keys,
         fee_payer: market.fee_payer.map(Arc::new),
+        sponsor_limits: p.sponsor_limits(),
         max_compute_unit_price: p.max_compute_unit_price,
         max_compute_unit_limit: p.max_compute_unit_limit,
         ledger_timeout: p.ledger_timeout(),

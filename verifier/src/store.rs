@@ -61,6 +61,13 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS grants (
     granted_at BIGINT NOT NULL
 )";
 
+/// Leases on submitting a sponsored payment: one submission per reference at a time,
+/// across replicas.
+const SUBMISSIONS: &str = "CREATE TABLE IF NOT EXISTS submissions (
+    reference TEXT PRIMARY KEY,
+    held_until BIGINT NOT NULL
+)";
+
 impl GrantStore {
     /// Opens the store at `url` (`sqlite://path` creates the file; `postgres://…` for
     /// replicas sharing one store) and creates the table.
@@ -81,9 +88,11 @@ impl GrantStore {
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(SCHEMA).execute(&mut *tx).await?;
+            sqlx::query(SUBMISSIONS).execute(&mut *tx).await?;
             tx.commit().await?;
         } else {
             sqlx::query(SCHEMA).execute(&pool).await?;
+            sqlx::query(SUBMISSIONS).execute(&pool).await?;
         }
         Ok(GrantStore { pool })
     }
@@ -108,6 +117,37 @@ impl GrantStore {
         .execute(&self.pool)
         .await?;
         Ok(inserted.rows_affected() == 1)
+    }
+
+    /// Takes the lease on submitting `reference`'s payment until `held_until` (unix
+    /// seconds), unless another request holds it at `now`. `true` when taken: only then
+    /// may the fee payer co-sign.
+    pub async fn lease_submission(
+        &self,
+        reference: &str,
+        now: i64,
+        held_until: i64,
+    ) -> Result<bool, StoreError> {
+        let taken = sqlx::query(
+            "INSERT INTO submissions (reference, held_until) VALUES ($1, $2)
+             ON CONFLICT (reference) DO UPDATE SET held_until = excluded.held_until
+             WHERE submissions.held_until < $3",
+        )
+        .bind(reference)
+        .bind(held_until)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(taken.rows_affected() == 1)
+    }
+
+    /// Ends a lease taken with [`GrantStore::lease_submission`].
+    pub async fn end_submission(&self, reference: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM submissions WHERE reference = $1")
+            .bind(reference)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Whether `reference` has bought a request already.
@@ -245,6 +285,26 @@ mod tests {
             .filter(|won| *won.as_ref().unwrap())
             .count();
         assert_eq!(winners, 1);
+    }
+
+    #[tokio::test]
+    async fn one_submission_lease_per_reference_until_it_ends_or_lapses() {
+        let (store, _path) = temp_store().await;
+        assert!(store.lease_submission("r", 100, 160).await.unwrap());
+        assert!(
+            !store.lease_submission("r", 120, 180).await.unwrap(),
+            "held"
+        );
+        assert!(store.lease_submission("other", 120, 180).await.unwrap());
+        assert!(
+            store.lease_submission("r", 161, 220).await.unwrap(),
+            "lapsed"
+        );
+        store.end_submission("r").await.unwrap();
+        assert!(
+            store.lease_submission("r", 162, 222).await.unwrap(),
+            "ended"
+        );
     }
 
     #[tokio::test]

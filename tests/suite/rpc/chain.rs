@@ -283,6 +283,7 @@ fn settings(
         pay_to,
         challenge_keys: vec![key()],
         fee_payer: fee_payer.map(Arc::new),
+        sponsor_limits: Default::default(),
         max_compute_unit_price: 100_000,
         max_compute_unit_limit: 200_000,
         ledger_timeout: Duration::from_secs(10),

@@ -103,3 +103,26 @@ async fn two_replicas_sharing_postgres_serve_one_paid_reference_once() {
     assert_eq!(statuses.iter().filter(|s| **s == 402).count(), 99);
     assert_eq!(h.api.hits(), 1);
 }
+
+#[tokio::test]
+async fn replicas_sharing_postgres_take_one_submission_lease_per_reference() {
+    let store = GrantStore::connect(&postgres_url()).await.unwrap();
+    let reference =
+        x402_protocol::Reference(solana_keypair::Keypair::new().pubkey().to_bytes()).to_string();
+    let attempts = (0..20).map(|_| {
+        let store = store.clone();
+        let reference = reference.clone();
+        async move { store.lease_submission(&reference, 100, 160).await.unwrap() }
+    });
+    let taken = join_all(attempts).await;
+    assert_eq!(taken.iter().filter(|t| **t).count(), 1, "one lease");
+    assert!(
+        store.lease_submission(&reference, 161, 220).await.unwrap(),
+        "lapsed"
+    );
+    store.end_submission(&reference).await.unwrap();
+    assert!(
+        store.lease_submission(&reference, 162, 222).await.unwrap(),
+        "ended"
+    );
+}

@@ -2,7 +2,9 @@
 
 use futures_util::future::join_all;
 use solana_signer::Signer;
+use x402_protocol::scheme::encode_transaction;
 use x402_protocol::wire::{decode_header, encode_header, v1, v2};
+use x402_verifier::unix_now;
 
 use super::support::*;
 
@@ -253,4 +255,80 @@ async fn grants_survive_a_restart_so_a_receipt_is_not_replayed() {
     assert_eq!(response.status(), 402);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"], "reference_already_used");
+}
+
+/// Copies of one sponsored payment, differing only in their compute-unit price, sent at
+/// once: one is submitted; the others are refused before the ledger (503 while it is in
+/// flight, `reference_already_used` after), so the fee payer pays one fee.
+#[tokio::test]
+async fn copies_of_one_sponsored_payment_sent_at_once_are_submitted_once() {
+    use solana_compute_budget_interface::ComputeBudgetInstruction;
+    let h = Harness::start().await;
+    let payer = h.new_payer(PRICE).await;
+    let (offer, _) = h.challenge("GET", "/api/copies").await;
+    let fee_payer = h.market.fee_payer.pubkey();
+    let copies: Vec<_> = (1..=6u64)
+        .map(|price| {
+            let ixs = [
+                ComputeBudgetInstruction::set_compute_unit_price(price),
+                offer
+                    .requirement
+                    .pay_instruction(&payer.pubkey(), &fee_payer),
+            ];
+            let tx = sponsored_transaction(&offer, &payer, &ixs);
+            x_payment(
+                &offer,
+                serde_json::json!({"transaction": encode_transaction(&tx)}),
+            )
+        })
+        .collect();
+
+    let statuses = futures_util::future::join_all(
+        copies
+            .iter()
+            .map(|copy| h.send("GET", "/api/copies", std::slice::from_ref(copy))),
+    )
+    .await
+    .iter()
+    .map(|response| response.status().as_u16())
+    .collect::<Vec<_>>();
+
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [200, 402, 503].contains(s)),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        h.ledger.submits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one submission"
+    );
+    assert_eq!(h.token_balance(&payer.pubkey()).await, 0);
+    assert_eq!(h.api.hits(), 1);
+}
+
+/// A sponsored payment presented in its challenge's last seconds is not submitted: it
+/// could land after the expiry and fail at the fee payer's cost.
+#[tokio::test]
+async fn a_sponsored_payment_in_the_challenges_last_seconds_is_not_submitted() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(PRICE).await;
+    let reference = h.issue("GET", "/api/late", PRICE, unix_now() + 5);
+    let mut offer = h.challenge("GET", "/api/late").await.0;
+    offer.requirement = h.gate_requirement(reference);
+    let response = h
+        .send("GET", "/api/late", &[sponsored_header(&offer, &payer)])
+        .await;
+    assert_eq!(response.status(), 402);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "expiring_reference");
+    assert_eq!(
+        h.ledger.submits.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    assert_eq!(h.token_balance(&payer.pubkey()).await, PRICE);
 }

@@ -404,6 +404,7 @@ async fn gate(
         pay_to: market.merchant,
         challenge_keys: vec![challenge_key()],
         fee_payer: sponsor.then(|| Arc::new(market.fee_payer.insecure_clone())),
+        sponsor_limits: Default::default(),
         max_compute_unit_price: 1_000,
         max_compute_unit_limit: 200_000,
         ledger_timeout: Duration::from_secs(10),

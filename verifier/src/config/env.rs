@@ -35,6 +35,18 @@ impl Config {
         env.set("X402_LEDGER_TIMEOUT_SECONDS", |v| {
             p.ledger_timeout_seconds = v
         })?;
+        env.set("X402_MAX_SPONSORED_IN_FLIGHT", |v| {
+            p.max_sponsored_in_flight = v
+        })?;
+        env.set("X402_MAX_SPONSORED_IN_FLIGHT_PER_PAYER", |v| {
+            p.max_sponsored_in_flight_per_payer = v
+        })?;
+        env.set("X402_SPONSOR_EXPIRY_MARGIN_SECONDS", |v| {
+            p.sponsor_expiry_margin_seconds = v
+        })?;
+        env.set("X402_FEE_PAYER_CEILING_LAMPORTS", |v| {
+            p.fee_payer_ceiling_lamports = v
+        })?;
         env.set("X402_STORE_URL", |v: String| {
             self.store.url = Some(v.into())
         })?;

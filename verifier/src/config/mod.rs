@@ -19,6 +19,8 @@ mod values;
 
 pub use values::{ApiKeys, ChallengeKeys, Commitment, RpcUrl};
 
+use crate::gate::sponsorship::SponsorLimits;
+
 #[serde_as]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -93,10 +95,19 @@ pub struct PaymentConfig {
     pub max_compute_unit_limit: u32,
     /// The deadline of each ledger call made for a request, in seconds.
     pub ledger_timeout_seconds: u64,
+    /// Sponsored submissions in flight at once, overall and per payer.
+    pub max_sponsored_in_flight: usize,
+    pub max_sponsored_in_flight_per_payer: usize,
+    /// No sponsoring this close to a challenge's expiry, in seconds.
+    pub sponsor_expiry_margin_seconds: u64,
+    /// The most the fee payer may have at stake (an hour's fees plus the rent in open
+    /// receipts), in lamports; past it, sponsorship is refused.
+    pub fee_payer_ceiling_lamports: u64,
 }
 
 impl Default for PaymentConfig {
     fn default() -> Self {
+        let limits = SponsorLimits::default();
         PaymentConfig {
             network: "solana-localnet".into(),
             pay_to: None,
@@ -112,6 +123,10 @@ impl Default for PaymentConfig {
             max_compute_unit_price: 100_000,
             max_compute_unit_limit: 200_000,
             ledger_timeout_seconds: 10,
+            max_sponsored_in_flight: limits.max_in_flight,
+            max_sponsored_in_flight_per_payer: limits.max_in_flight_per_payer,
+            sponsor_expiry_margin_seconds: limits.expiry_margin.as_secs(),
+            fee_payer_ceiling_lamports: limits.spend_ceiling,
         }
     }
 }
@@ -119,6 +134,16 @@ impl Default for PaymentConfig {
 impl PaymentConfig {
     pub fn ledger_timeout(&self) -> Duration {
         Duration::from_secs(self.ledger_timeout_seconds)
+    }
+
+    pub fn sponsor_limits(&self) -> SponsorLimits {
+        SponsorLimits {
+            max_in_flight: self.max_sponsored_in_flight,
+            max_in_flight_per_payer: self.max_sponsored_in_flight_per_payer,
+            expiry_margin: Duration::from_secs(self.sponsor_expiry_margin_seconds),
+            spend_ceiling: self.fee_payer_ceiling_lamports,
+            ..SponsorLimits::default()
+        }
     }
 }
 

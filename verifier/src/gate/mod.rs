@@ -3,6 +3,7 @@
 //! ([`crate::render`]) and the background tasks ([`crate::tasks`]) work on.
 
 pub mod decision;
+pub mod sponsorship;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -14,6 +15,7 @@ use solana_keypair::Keypair;
 use x402_protocol::amount::{parse_units, AmountError};
 use x402_protocol::{ChallengeKey, Ledger, LedgerError, Network, Reference, Requirement, Terms};
 
+use self::sponsorship::{SponsorLimits, Sponsorship};
 use crate::metrics::{LedgerCall, Metrics};
 use crate::store::GrantStore;
 
@@ -31,6 +33,8 @@ pub struct PaymentSettings {
     pub challenge_keys: Vec<ChallengeKey>,
     /// When set, the gate sponsors payments: it co-signs and pays fee and rent.
     pub fee_payer: Option<Arc<Keypair>>,
+    /// What sponsoring may cost and how much of it may be in flight.
+    pub sponsor_limits: SponsorLimits,
     pub max_compute_unit_price: u64,
     pub max_compute_unit_limit: u32,
     /// The deadline of each ledger call made for a request.
@@ -147,6 +151,7 @@ struct Inner {
     /// issuing a challenge makes no ledger call.
     blockhash: RwLock<Option<Hash>>,
     metrics: Metrics,
+    sponsorship: Sponsorship,
 }
 
 impl Gate {
@@ -171,6 +176,7 @@ impl Gate {
             "a gate needs a challenge key"
         );
         Gate(Arc::new(Inner {
+            sponsorship: Sponsorship::new(settings.sponsor_limits.clone()),
             settings,
             ledger,
             store,
@@ -194,6 +200,11 @@ impl Gate {
     /// The verifier's counters.
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// The guards on the fee payer's money.
+    pub fn sponsorship(&self) -> &Sponsorship {
+        &self.0.sponsorship
     }
 
     /// A handle that does not keep the gate alive, for background tasks.
@@ -277,11 +288,16 @@ impl Gate {
         answer
     }
 
-    /// Gives the grant back after serving failed: the payment may be presented again.
+    /// Gives the grant back after serving failed: the payment may be presented again (its
+    /// submission lease ends too, so that the retry settles it at once).
     pub async fn release(&self, settled: &SettledPayment) {
         self.0.metrics.released();
-        if let Err(error) = self.0.store.release(&settled.reference.to_string()).await {
+        let reference = settled.reference.to_string();
+        if let Err(error) = self.0.store.release(&reference).await {
             tracing::error!(%error, reference = %settled.reference, "could not release a grant");
+        }
+        if let Err(error) = self.0.store.end_submission(&reference).await {
+            tracing::warn!(%error, "could not end a submission lease: it lapses by itself");
         }
     }
 }

@@ -19,6 +19,7 @@ use super::{Next, Verified};
 use crate::error::{Reason, Refusal};
 use crate::gate::{Gate, Price, SettledPayment, Target};
 use crate::metrics::LedgerCall;
+use crate::unix_now;
 
 /// The `receipt` offer for `price` at `target`: sponsored (with the fee payer and a
 /// fresh blockhash) when this verifier has a fee payer.
@@ -80,6 +81,7 @@ pub enum ReceiptPayment {
 pub struct Submission {
     transaction: Box<Transaction>,
     requirement: Requirement,
+    payer: Pubkey,
 }
 
 fn malformed(field: &str, error: impl std::fmt::Display) -> Refusal {
@@ -129,12 +131,19 @@ impl ReceiptPayment {
         let signature = match self {
             ReceiptPayment::Sponsored(transaction) if open => {
                 let payer = check_sponsored(gate, &transaction, requirement)?;
+                // Submitted this late, it could land after the expiry and fail, at the
+                // fee payer's cost: a fresh challenge instead.
+                let margin = gate.settings().sponsor_limits.expiry_margin.as_secs() as i64;
+                if unix_now().saturating_add(margin) > requirement.expires_at {
+                    return Err(Refusal::new(Reason::ExpiringReference));
+                }
                 return Ok(Verified {
                     payer,
                     amount: requirement.amount,
                     next: Next::Receipt(Submission {
                         transaction,
                         requirement: requirement.clone(),
+                        payer,
                     }),
                 });
             }
@@ -166,7 +175,6 @@ impl Submission {
     /// The most this submission costs the fee payer: the fee of its signatures, the
     /// priority fee at the capped price and limit, and the receipt's rent deposit.
     pub(super) fn cost(&self, gate: &Gate) -> u64 {
-        use anchor_lang::solana_program::rent::Rent;
         const LAMPORTS_PER_SIGNATURE: u64 = 5_000;
         let s = gate.settings();
         let signatures = self.transaction.signatures.len() as u64;
@@ -174,7 +182,7 @@ impl Submission {
             .max_compute_unit_price
             .saturating_mul(u64::from(s.max_compute_unit_limit))
             .div_ceil(1_000_000);
-        let rent = Rent::default().minimum_balance(x402_receipts::Receipt::SPACE);
+        let rent = rent_of_a_receipt();
         signatures
             .saturating_mul(LAMPORTS_PER_SIGNATURE)
             .saturating_add(priority)
@@ -183,10 +191,17 @@ impl Submission {
 
     /// Co-signs, submits, and reads the receipt: the receipt decides, not the
     /// submission's outcome, so a retried payment that landed earlier is still served.
+    /// Only within the sponsorship's limits, and only while holding the reference's
+    /// lease: copies of one payment sent at once are submitted once.
     pub(super) async fn settle(self, gate: &Gate) -> Result<SettledPayment, Refusal> {
+        let permit =
+            gate.sponsorship()
+                .admit(self.payer, self.cost(gate), gate.metrics().rent_held())?;
+        let cost = self.cost(gate);
         let Submission {
             mut transaction,
             requirement,
+            ..
         } = self;
         let fee_payer = gate
             .settings()
@@ -198,33 +213,86 @@ impl Submission {
             .try_partial_sign(&[fee_payer.as_ref()], blockhash)
             .map_err(|_| Refusal::new(Reason::TransactionBadSignature))?;
         let signature = transaction.signatures[0].to_string();
-        let rejected = match gate
-            .ledger_call(LedgerCall::Submit, gate.ledger().submit(&transaction))
+
+        let reference = requirement.reference.to_string();
+        let now = unix_now();
+        let held_until = now.saturating_add(LEASE_SECONDS);
+        let leased = gate
+            .store()
+            .lease_submission(&reference, now, held_until)
             .await
-        {
-            Ok(_) => None,
-            Err(LedgerError::Rejected(why)) => Some(why),
-            Err(unavailable) => return Err(unavailable.into()),
-        };
-        match (read_receipt(gate, &requirement).await?, rejected) {
-            (Some((receipt, lamports)), rejected) => {
-                if rejected.is_none() {
-                    gate.metrics().rent_deposited(lamports);
+            .map_err(|error| {
+                tracing::warn!(%error, "grant store call failed");
+                Refusal::unavailable()
+            })?;
+        if !leased {
+            // Another request submits this payment: its grant belongs to that request,
+            // which no copy may take while it confirms.
+            return Err(Refusal::new(Reason::SponsorshipBusy));
+        }
+        let outcome = submit(gate, &transaction, &requirement, signature).await;
+        match &outcome {
+            Ok((_, Some(deposited))) => {
+                gate.metrics().rent_deposited(*deposited);
+                permit.spent(cost.saturating_sub(rent_of_a_receipt()));
+            }
+            Ok((_, None)) => {}
+            // A payment that failed may be retried at once. One that landed keeps its
+            // lease until it lapses (or its grant is given back): by then its grant is
+            // recorded, and copies are refused before they reach the ledger.
+            Err(_) => {
+                if let Err(error) = gate.store().end_submission(&reference).await {
+                    tracing::warn!(%error, "could not end a submission lease: it lapses by itself");
                 }
-                Ok(settled(gate, &requirement, &receipt, Some(signature)))
-            }
-            (None, Some(why)) => {
-                tracing::info!(reference = %requirement.reference, %why, "sponsored payment rejected");
-                Err(Refusal::new(Reason::TransactionFailed))
-            }
-            // Submitted at our commitment yet not visible: the client retries the same
-            // payment.
-            (None, None) => {
-                tracing::warn!(reference = %requirement.reference, "submitted, but the receipt is not visible yet");
-                Err(Refusal::unavailable())
             }
         }
+        outcome.map(|(settled, _)| settled)
     }
+}
+
+/// Submits the co-signed `transaction` and reads the receipt: the receipt decides, not
+/// the submission's outcome. The payment, and the rent this submission deposited when it
+/// landed (none when the same payment had landed before).
+async fn submit(
+    gate: &Gate,
+    transaction: &Transaction,
+    requirement: &Requirement,
+    signature: String,
+) -> Result<(SettledPayment, Option<u64>), Refusal> {
+    let rejected = match gate
+        .ledger_call(LedgerCall::Submit, gate.ledger().submit(transaction))
+        .await
+    {
+        Ok(_) => None,
+        Err(LedgerError::Rejected(why)) => Some(why),
+        Err(unavailable) => return Err(unavailable.into()),
+    };
+    match (read_receipt(gate, requirement).await?, rejected) {
+        (Some((receipt, lamports)), rejected) => {
+            let deposited = rejected.is_none().then_some(lamports);
+            let settled = settled(gate, requirement, &receipt, Some(signature));
+            Ok((settled, deposited))
+        }
+        (None, Some(why)) => {
+            tracing::info!(reference = %requirement.reference, %why, "sponsored payment rejected");
+            Err(Refusal::new(Reason::TransactionFailed))
+        }
+        // Submitted at our commitment yet not visible: the client retries the same
+        // payment.
+        (None, None) => {
+            tracing::warn!(reference = %requirement.reference, "submitted, but the receipt is not visible yet");
+            Err(Refusal::unavailable())
+        }
+    }
+}
+
+/// How long a submission's lease is held at most: past the ledger calls' deadlines.
+const LEASE_SECONDS: i64 = 60;
+
+/// The rent deposit of a receipt.
+fn rent_of_a_receipt() -> u64 {
+    anchor_lang::solana_program::rent::Rent::default()
+        .minimum_balance(x402_receipts::Receipt::SPACE)
 }
 
 /// Whether the fee payer may sign `tx` for `requirement`: the payer, or why not.

@@ -1,0 +1,183 @@
+//! Guards on the fee payer's money when it sponsors payments: how many submissions may
+//! be in flight (overall and per payer), how close to its expiry a challenge may still be
+//! sponsored, and a ceiling on what the fee payer has at stake (the fees of the current
+//! window and the rent parked in open receipts). One submission per reference at a time
+//! is the grant store's lease ([`crate::store::GrantStore::lease_submission`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anchor_lang::prelude::Pubkey;
+
+use crate::error::{Reason, Refusal};
+
+/// The limits, set once per gate.
+#[derive(Clone, Debug)]
+pub struct SponsorLimits {
+    pub max_in_flight: usize,
+    pub max_in_flight_per_payer: usize,
+    /// A challenge is not sponsored this close to its expiry: a submission then could
+    /// land late and fail, at the fee payer's cost.
+    pub expiry_margin: Duration,
+    /// The most the fee payer may have at stake: fees of the window plus the rent held
+    /// in open receipts, in lamports.
+    pub spend_ceiling: u64,
+    /// The window fees are counted over.
+    pub fee_window: Duration,
+}
+
+impl Default for SponsorLimits {
+    fn default() -> Self {
+        SponsorLimits {
+            max_in_flight: 32,
+            max_in_flight_per_payer: 2,
+            expiry_margin: Duration::from_secs(10),
+            spend_ceiling: 10_000_000_000,
+            fee_window: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// The state of the guards.
+#[derive(Default)]
+pub struct Sponsorship {
+    limits: SponsorLimits,
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Default)]
+struct State {
+    in_flight: usize,
+    per_payer: HashMap<Pubkey, usize>,
+    /// When the fee window began, and the fees paid in it.
+    fees: Option<(Instant, u64)>,
+}
+
+/// A sponsored submission admitted; its slot is freed when dropped.
+pub struct Permit {
+    payer: Pubkey,
+    state: Arc<Mutex<State>>,
+}
+
+impl Sponsorship {
+    pub fn new(limits: SponsorLimits) -> Self {
+        Sponsorship {
+            limits,
+            state: Arc::default(),
+        }
+    }
+
+    pub fn limits(&self) -> &SponsorLimits {
+        &self.limits
+    }
+
+    /// Admits a submission for `payer` that may cost the fee payer `cost` lamports, with
+    /// `rent_held` lamports parked in open receipts already.
+    pub fn admit(&self, payer: Pubkey, cost: u64, rent_held: u64) -> Result<Permit, Refusal> {
+        let mut state = self.state.lock().expect("not poisoned");
+        let now = Instant::now();
+        let fees = match state.fees {
+            Some((started, fees)) if now.duration_since(started) < self.limits.fee_window => fees,
+            _ => {
+                state.fees = Some((now, 0));
+                0
+            }
+        };
+        let at_stake = fees.saturating_add(rent_held).saturating_add(cost);
+        if at_stake > self.limits.spend_ceiling {
+            tracing::warn!(
+                at_stake,
+                ceiling = self.limits.spend_ceiling,
+                "the fee payer's spending ceiling is reached: sponsorship refused"
+            );
+            return Err(Refusal::new(Reason::SponsorshipUnavailable));
+        }
+        let for_payer = state.per_payer.get(&payer).copied().unwrap_or(0);
+        if state.in_flight >= self.limits.max_in_flight
+            || for_payer >= self.limits.max_in_flight_per_payer
+        {
+            return Err(Refusal::new(Reason::SponsorshipBusy));
+        }
+        state.in_flight += 1;
+        *state.per_payer.entry(payer).or_default() += 1;
+        Ok(Permit {
+            payer,
+            state: self.state.clone(),
+        })
+    }
+}
+
+impl Permit {
+    /// The submission went out: its fees count against the ceiling.
+    pub fn spent(&self, fees: u64) {
+        let mut state = self.state.lock().expect("not poisoned");
+        if let Some((_, spent)) = &mut state.fees {
+            *spent = spent.saturating_add(fees);
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut state = self.state.lock().expect("not poisoned");
+        state.in_flight = state.in_flight.saturating_sub(1);
+        if let Some(count) = state.per_payer.get_mut(&self.payer) {
+            *count -= 1;
+            if *count == 0 {
+                state.per_payer.remove(&self.payer);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sponsorship(spend_ceiling: u64) -> Sponsorship {
+        Sponsorship::new(SponsorLimits {
+            max_in_flight: 3,
+            max_in_flight_per_payer: 2,
+            spend_ceiling,
+            ..SponsorLimits::default()
+        })
+    }
+
+    #[test]
+    fn in_flight_submissions_are_capped_overall_and_per_payer() {
+        let s = sponsorship(u64::MAX);
+        let (a, b) = (Pubkey::new_unique(), Pubkey::new_unique());
+        let a1 = s.admit(a, 0, 0).unwrap();
+        let _a2 = s.admit(a, 0, 0).unwrap();
+        let busy = |r: Result<Permit, Refusal>| r.err().map(|r| r.reason());
+        assert_eq!(
+            busy(s.admit(a, 0, 0)),
+            Some(Reason::SponsorshipBusy),
+            "per payer"
+        );
+        let _b1 = s.admit(b, 0, 0).unwrap();
+        assert_eq!(
+            busy(s.admit(b, 0, 0)),
+            Some(Reason::SponsorshipBusy),
+            "overall"
+        );
+        drop(a1);
+        assert!(
+            s.admit(b, 0, 0).is_ok(),
+            "a finished submission frees its slot"
+        );
+    }
+
+    #[test]
+    fn past_the_ceiling_sponsorship_is_refused() {
+        let s = sponsorship(100);
+        let payer = Pubkey::new_unique();
+        assert!(s.admit(payer, 40, 60).is_ok());
+        let permit = s.admit(payer, 10, 60).unwrap();
+        permit.spent(30);
+        drop(permit);
+        let refused = s.admit(payer, 20, 60).err().map(|r| r.reason());
+        assert_eq!(refused, Some(Reason::SponsorshipUnavailable));
+    }
+}
