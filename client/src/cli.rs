@@ -45,9 +45,13 @@ enum Command {
         /// The request body.
         #[arg(short = 'd', long = "data")]
         data: Option<String>,
-        /// The most to pay for this request, in the token's units ("0.05").
-        #[arg(long)]
+        /// The most to pay for this request, in the token's units ("0.05"). Read with the
+        /// mint's decimals from --rpc-url or, for USDC, known ones; otherwise refused.
+        #[arg(long, conflicts_with = "max_units")]
         max_amount: Option<String>,
+        /// The most to pay for this request, in base units: needs no decimals.
+        #[arg(long)]
+        max_units: Option<u64>,
         /// Pay only these payees; repeatable.
         #[arg(long = "allow-payee")]
         allow_payees: Vec<Pubkey>,
@@ -165,6 +169,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             headers,
             data,
             max_amount,
+            max_units,
             allow_payees,
             allow_mints,
             allow_programs,
@@ -173,7 +178,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             rpc_url,
         } => {
             let mut policy = SpendingPolicy {
-                max_per_request: max_amount.map(Limit::Decimal),
+                max_per_request: max_amount
+                    .map(Limit::Decimal)
+                    .or(max_units.map(Limit::Units)),
                 mints: allow_mints,
                 payees: allow_payees,
                 ..SpendingPolicy::default()

@@ -294,7 +294,11 @@ impl X402Client {
     /// Pays the first offer of `challenge` the policy allows: sponsored when the server
     /// offers it, through the ledger otherwise. Nothing is signed if the policy refuses.
     pub async fn pay(&self, challenge: &Challenge) -> Result<Payment, ClientError> {
-        let offer = self.reserve(challenge)?;
+        let mut decimals = Vec::with_capacity(challenge.offers.len());
+        for offer in &challenge.offers {
+            decimals.push(self.trusted_decimals(&offer.requirement.mint).await);
+        }
+        let offer = self.reserve(challenge, &decimals)?;
         let requirement = &offer.requirement;
         let Some(payer) = self.payer.as_ref() else {
             self.unreserve(requirement.amount);
@@ -355,19 +359,28 @@ impl X402Client {
 
     /// Picks the first offer of `challenge` the policy allows and reserves its amount
     /// against the budget, under one lock: two payments at once cannot both pass it.
-    fn reserve(&self, challenge: &Challenge) -> Result<ReceiptOffer, ClientError> {
+    fn reserve(
+        &self,
+        challenge: &Challenge,
+        decimals: &[Option<u8>],
+    ) -> Result<ReceiptOffer, ClientError> {
         let mut spent = self.spent.lock().expect("not poisoned");
         let mut refusal = None;
         let offer = challenge
             .offers
             .iter()
-            .find(|offer| match self.policy.check(offer, *spent) {
-                Ok(()) => true,
-                Err(why) => {
-                    refusal.get_or_insert(why);
-                    false
-                }
-            })
+            .zip(decimals)
+            .map(|(offer, decimals)| (offer, *decimals))
+            .find(
+                |(offer, decimals)| match self.policy.check(offer, *spent, *decimals) {
+                    Ok(()) => true,
+                    Err(why) => {
+                        refusal.get_or_insert(why);
+                        false
+                    }
+                },
+            )
+            .map(|(offer, _)| offer)
             .ok_or_else(|| {
                 refusal
                     .map(ClientError::Policy)
@@ -375,6 +388,23 @@ impl X402Client {
             })?;
         *spent = spent.saturating_add(offer.requirement.amount);
         Ok(offer.clone())
+    }
+
+    /// The decimals of `mint` as this client knows them: from its ledger, else from the
+    /// table of well-known mints; never from the server. Asked only when the policy has
+    /// decimal limits.
+    async fn trusted_decimals(&self, mint: &anchor_lang::prelude::Pubkey) -> Option<u8> {
+        if !self.policy.has_decimal_limits() {
+            return None;
+        }
+        if let Some(ledger) = &self.ledger {
+            if let Ok(Some(account)) = ledger.account(mint).await {
+                if let Ok(facts) = x402_protocol::read_mint(&account) {
+                    return Some(facts.decimals);
+                }
+            }
+        }
+        x402_protocol::mint::known_decimals(mint)
     }
 
     fn unreserve(&self, amount: u64) {

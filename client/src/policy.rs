@@ -6,7 +6,7 @@ use x402_protocol::amount::{format_units, parse_units};
 use x402_protocol::ReceiptOffer;
 
 /// An amount of the offer's token: base units, or a decimal string ("0.05") read with
-/// the offer's decimals.
+/// the mint's decimals as the client knows them (never the server's word for them).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Limit {
     Units(u64),
@@ -14,12 +14,13 @@ pub enum Limit {
 }
 
 impl Limit {
-    fn units(&self, decimals: u8) -> Result<u64, PolicyRule> {
-        match self {
-            Limit::Units(units) => Ok(*units),
-            Limit::Decimal(text) => {
+    fn units(&self, decimals: Option<u8>) -> Result<u64, PolicyRule> {
+        match (self, decimals) {
+            (Limit::Units(units), _) => Ok(*units),
+            (Limit::Decimal(text), Some(decimals)) => {
                 parse_units(text, decimals).map_err(|_| PolicyRule::MalformedLimit)
             }
+            (Limit::Decimal(_), None) => Err(PolicyRule::UnknownDecimals),
         }
     }
 }
@@ -36,6 +37,10 @@ pub enum PolicyRule {
     Program,
     /// A decimal limit that is not an exact amount of the offered token.
     MalformedLimit,
+    /// A decimal limit for a mint whose decimals the client does not know (from its
+    /// ledger or its table of well-known mints): a server could claim 18 for USDC and get
+    /// a million times the limit approved. Limits in base units always apply.
+    UnknownDecimals,
 }
 
 /// A payment the policy refused, with what was asked.
@@ -81,8 +86,21 @@ impl Default for SpendingPolicy {
 }
 
 impl SpendingPolicy {
-    /// Whether `offer` may be paid, `spent` base units having been paid already.
-    pub fn check(&self, offer: &ReceiptOffer, spent: u64) -> Result<(), Box<PolicyRefusal>> {
+    /// Whether a limit is a decimal, which needs the mint's decimals.
+    pub fn has_decimal_limits(&self) -> bool {
+        [&self.max_per_request, &self.budget]
+            .into_iter()
+            .any(|limit| matches!(limit, Some(Limit::Decimal(_))))
+    }
+
+    /// Whether `offer` may be paid, `spent` base units having been paid already;
+    /// `decimals` are the mint's as the client knows them.
+    pub fn check(
+        &self,
+        offer: &ReceiptOffer,
+        spent: u64,
+        decimals: Option<u8>,
+    ) -> Result<(), Box<PolicyRefusal>> {
         let r = &offer.requirement;
         let asked = format_units(r.amount, offer.decimals);
         let refuse = |rule, detail: String| {
@@ -121,8 +139,8 @@ impl SpendingPolicy {
         }
         let units = |limit: &Limit| {
             limit
-                .units(offer.decimals)
-                .map_err(|rule| refuse(rule, format!("{limit:?}")))
+                .units(decimals)
+                .map_err(|rule| refuse(rule, format!("{limit:?} for mint {}", r.mint)))
         };
         if let Some(max) = &self.max_per_request {
             let max = units(max)?;

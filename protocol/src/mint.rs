@@ -24,6 +24,21 @@ pub enum MintError {
     NotAMint,
 }
 
+/// USDC on Solana mainnet and devnet, whose decimals (6) are known without asking.
+pub const KNOWN_MINTS: [(&str, u8); 2] = [
+    ("EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v", 6),
+    ("4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU", 6),
+];
+
+/// The decimals of a well-known mint, without a ledger.
+pub fn known_decimals(mint: &Pubkey) -> Option<u8> {
+    let mint = mint.to_string();
+    KNOWN_MINTS
+        .iter()
+        .find(|(known, _)| *known == mint)
+        .map(|(_, decimals)| *decimals)
+}
+
 /// Reads a mint of SPL Token or Token-2022 (with or without extensions).
 pub fn read_mint(account: &LedgerAccount) -> Result<MintInfo, MintError> {
     if account.owner != spl_token::ID && account.owner != spl_token_2022::ID {
@@ -72,6 +87,15 @@ mod tests {
                 })
             );
         }
+    }
+
+    #[test]
+    fn usdc_decimals_are_known_and_others_are_not() {
+        let usdc: Pubkey = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
+            .parse()
+            .unwrap();
+        assert_eq!(known_decimals(&usdc), Some(6));
+        assert_eq!(known_decimals(&Pubkey::new_unique()), None);
     }
 
     #[test]

@@ -100,13 +100,30 @@ async fn fetch_over_the_maximum_exits_3_without_paying() {
         &h.url("/api/dear"),
         "--keypair",
         &keypair,
+        "--max-units",
+        "1000",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("MaxPerRequest"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A decimal maximum needs the mint's decimals, which the server's word is not: for
+    // this local mint, without --rpc-url, it is refused.
+    let out = run(&[
+        "fetch",
+        &h.url("/api/dear"),
+        "--keypair",
+        &keypair,
         "--max-amount",
         "0.001",
     ])
     .await;
     assert_eq!(out.status.code(), Some(3));
     assert!(
-        text(&out.stderr).contains("MaxPerRequest"),
+        text(&out.stderr).contains("UnknownDecimals"),
         "{}",
         text(&out.stderr)
     );
@@ -117,8 +134,8 @@ async fn fetch_over_the_maximum_exits_3_without_paying() {
         &h.url("/api/dear"),
         "--keypair",
         &keypair,
-        "--max-amount",
-        "0.001",
+        "--max-units",
+        "1000",
     ])
     .await;
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
