@@ -10,13 +10,10 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
-use futures_util::TryStreamExt;
 use http::Request;
 use tower::{Layer, Service};
 
-use crate::gate::{
-    Gate, PaymentCheck, Price, SettledPayment, Target, DEFAULT_MIME_TYPE, DEFAULT_TTL,
-};
+use crate::gate::{Gate, PaymentCheck, Price, Target, DEFAULT_MIME_TYPE, DEFAULT_TTL};
 use crate::payment::PAYMENT_HEADERS;
 
 /// Charges `price` for every request through the wrapped service.
@@ -137,56 +134,23 @@ where
                 parts.headers.remove(header);
             }
             parts.extensions.insert(settled.clone());
-            let mut guard = GrantGuard {
-                gate: gate.clone(),
-                settled: Some(settled),
-            };
+            // Once forwarded, the work is done whether or not the client stays for the
+            // answer: a client that goes away keeps its grant spent.
             let mut response = inner.call(Request::from_parts(parts, body)).await?;
-            let settled = guard
-                .settled
-                .take()
-                .expect("the guard holds the grant until here");
             if response.status().is_server_error() {
+                // The upstream failed before its answer began (refused, 5xx, timed out
+                // before its head: the proxy's 502 and 504 too): nothing was delivered,
+                // so the payment may be presented again.
                 tracing::warn!(reference = %settled.reference, status = %response.status(), "upstream failed: grant released");
                 gate.release(&settled).await;
                 return Ok(response);
             }
+            // From here the answer is the buyer's, even if it breaks off midway: a partial
+            // answer was received, and giving the payment back would give work away.
             let (name, value) = gate.settlement_header(&settled, version);
             response.headers_mut().insert(name, value);
-            Ok(release_on_body_error(response, gate, settled))
+            Ok(response)
         })
-    }
-}
-
-/// Releases the grant if the body fails on the serving side (an upstream that breaks off
-/// or sends too much): the buyer got a truncated answer. A client that walks away
-/// mid-body keeps its grant spent; otherwise it could re-download for free.
-fn release_on_body_error(response: Response, gate: Gate, settled: SettledPayment) -> Response {
-    let (parts, body) = response.into_parts();
-    let mut settled = Some(settled);
-    let body = body.into_data_stream().inspect_err(move |error| {
-        if let Some(settled) = settled.take() {
-            tracing::warn!(reference = %settled.reference, %error, "answer broke off: grant released");
-            let gate = gate.clone();
-            tokio::spawn(async move { gate.release(&settled).await });
-        }
-    });
-    Response::from_parts(parts, Body::from_stream(body))
-}
-
-/// Releases the grant if the request is dropped before it is served (client gone, or a
-/// timeout around this service): the payment may then be used again.
-struct GrantGuard {
-    gate: Gate,
-    settled: Option<SettledPayment>,
-}
-
-impl Drop for GrantGuard {
-    fn drop(&mut self) {
-        if let Some(settled) = self.settled.take() {
-            let gate = self.gate.clone();
-            tokio::spawn(async move { gate.release(&settled).await });
-        }
     }
 }
 
