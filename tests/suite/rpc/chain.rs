@@ -320,7 +320,10 @@ async fn serve(
         timeout: Duration::from_secs(60),
     };
     let metrics = Some(x402_verifier::metrics::MetricsAccess::default());
-    let router = app(gate.clone(), vec![route], &limits, metrics, None);
+    let facilitator = Some(crate::verifier::support::facilitator_access(
+        &gate, 50_000_000,
+    ));
+    let router = app(gate.clone(), vec![route], &limits, metrics, facilitator);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -781,4 +784,171 @@ async fn send(
         blockhash,
     );
     ledger.submit(&tx).await.unwrap();
+}
+
+/// Copies of one sponsored payment differing only in compute-unit price, sent at once to
+/// the verifier on a real validator: one is submitted; the fee payer pays one fee and one
+/// rent deposit (without the submission lease, each copy would pass preflight and all but
+/// one fail on chain, each at the fee payer's cost).
+#[tokio::test]
+async fn copies_of_a_sponsored_payment_cost_the_fee_payer_one_fee_and_one_rent() {
+    use crate::verifier::support::{sponsored_transaction, x_payment};
+    use solana_compute_budget_interface::ComputeBudgetInstruction;
+    use x402_protocol::scheme::encode_transaction;
+
+    let chain = Plan::new().start().await;
+    let market = chain.market;
+    let fee_payer = Keypair::new();
+    let fee_payer_key = fee_payer.pubkey();
+    chain.fund(&fee_payer_key).await;
+    let buyer = Keypair::new();
+    chain.token_account(&buyer.pubkey(), &market.mint).await;
+    chain.mint_to(&market.mint, &buyer.pubkey(), PRICE).await;
+    let ledger = RpcLedger::connect(&chain.validator.url, RpcOptions::default())
+        .await
+        .unwrap();
+    let settings = settings(
+        ledger.network().clone(),
+        market.mint,
+        market.merchant,
+        Some(fee_payer),
+    );
+    let store = tempfile::tempdir().unwrap();
+    let (gate, base) = serve(settings, ledger, &store).await;
+    let http = reqwest::Client::new();
+    let url = format!("{base}/api/copies");
+    let body: serde_json::Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+    let offer = x402_protocol::ReceiptOffer::from_v1(
+        &serde_json::from_value(body["accepts"][0].clone()).unwrap(),
+    )
+    .unwrap();
+    let before = chain.lamports(&fee_payer_key).await;
+
+    let copies: Vec<_> = (1..=5u64)
+        .map(|price| {
+            let ixs = [
+                ComputeBudgetInstruction::set_compute_unit_price(price),
+                offer
+                    .requirement
+                    .pay_instruction(&buyer.pubkey(), &fee_payer_key),
+            ];
+            let tx = sponsored_transaction(&offer, &buyer, &ixs);
+            x_payment(
+                &offer,
+                serde_json::json!({"transaction": encode_transaction(&tx)}),
+            )
+        })
+        .collect();
+    let statuses = join_all(copies.iter().map(|(name, value)| {
+        let request = http.get(&url).header(*name, value);
+        async move { request.send().await.unwrap().status().as_u16() }
+    }))
+    .await;
+
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    let deposit = chain.lamports(&offer.requirement.receipt()).await;
+    let lost = before - chain.lamports(&fee_payer_key).await;
+    assert!(
+        (deposit + 10_000..=deposit + 10_005).contains(&lost),
+        "one rent deposit ({deposit}) and one fee of two signatures, not {lost}"
+    );
+    assert_eq!(chain.token_balance(&buyer.pubkey()).await, 0);
+    assert_eq!(gate.store().grants().await.unwrap().len(), 1);
+}
+
+/// A stranger at the facilitator of a verifier on a real validator, without a key and
+/// then with a key but requirements of its own: the fee payer spends nothing.
+#[tokio::test]
+async fn a_stranger_at_the_facilitator_costs_the_fee_payer_nothing_on_the_validator() {
+    use crate::verifier::support::{sponsored_transaction, FACILITATOR_KEY};
+    use x402_protocol::scheme::encode_transaction;
+
+    let chain = Plan::new().start().await;
+    let market = chain.market;
+    let fee_payer = Keypair::new();
+    let fee_payer_key = fee_payer.pubkey();
+    chain.fund(&fee_payer_key).await;
+    let ledger = RpcLedger::connect(&chain.validator.url, RpcOptions::default())
+        .await
+        .unwrap();
+    let network = ledger.network().clone();
+    let settings = settings(
+        network.clone(),
+        market.mint,
+        market.merchant,
+        Some(fee_payer),
+    );
+    let store = tempfile::tempdir().unwrap();
+    let (gate, base) = serve(settings, ledger, &store).await;
+    let before = chain.lamports(&fee_payer_key).await;
+
+    // The stranger's own mint and payee, one base unit, an expiry a year away.
+    let stranger = Keypair::new();
+    let mut reference = Keypair::new().pubkey().to_bytes();
+    let expires_at = unix_now() + 365 * 86_400;
+    reference[..8].copy_from_slice(&expires_at.to_be_bytes());
+    let offer = x402_protocol::ReceiptOffer {
+        network: network.caip2().into(),
+        requirement: Requirement {
+            program: x402_receipts::ID,
+            reference: Reference(reference),
+            amount: 1,
+            expires_at,
+            mint: Keypair::new().pubkey(),
+            token_program: spl_token::ID,
+            pay_to: stranger.pubkey(),
+        },
+        decimals: 6,
+        fee_payer: Some(fee_payer_key),
+        recent_blockhash: gate.blockhash(),
+        resource: "https://stranger.example/x".into(),
+        description: String::new(),
+        mime_type: "application/json".into(),
+        max_timeout_seconds: 60,
+    };
+    let tx = sponsored_transaction(
+        &offer,
+        &stranger,
+        &[offer
+            .requirement
+            .pay_instruction(&stranger.pubkey(), &fee_payer_key)],
+    );
+    let accepted = offer.to_offer().to_v2();
+    let body = serde_json::json!({
+        "x402Version": 2,
+        "paymentPayload": {
+            "x402Version": 2,
+            "accepted": accepted,
+            "payload": {"transaction": encode_transaction(&tx)},
+        },
+        "paymentRequirements": accepted,
+    });
+    let http = reqwest::Client::new();
+    let anonymous = http
+        .post(format!("{base}/settle"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let keyed: serde_json::Value = http
+        .post(format!("{base}/settle"))
+        .bearer_auth(FACILITATOR_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(keyed["errorReason"], "requirements_not_allowed");
+    assert_eq!(
+        chain.lamports(&fee_payer_key).await,
+        before,
+        "not a lamport"
+    );
 }
