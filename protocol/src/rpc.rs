@@ -38,6 +38,9 @@ pub struct RpcOptions {
     pub submit_deadline: Duration,
     /// How long a read waits for others to share its `getMultipleAccounts`.
     pub batch_window: Duration,
+    /// Reads waiting for their batch at most: past it a read is refused at once as
+    /// unavailable (a 503), instead of queueing without bound behind a slow node.
+    pub max_queued_reads: usize,
 }
 
 impl Default for RpcOptions {
@@ -47,6 +50,7 @@ impl Default for RpcOptions {
             deadline: Duration::from_secs(3),
             submit_deadline: Duration::from_secs(60),
             batch_window: Duration::from_millis(5),
+            max_queued_reads: 1024,
         }
     }
 }
@@ -67,7 +71,7 @@ pub struct RpcLedger {
     /// least there (`minContextSlot`), so that a lagging node cannot answer "no receipt"
     /// for a receipt that landed.
     seen_slot: Arc<AtomicU64>,
-    reads: mpsc::UnboundedSender<Read>,
+    reads: mpsc::Sender<Read>,
 }
 
 impl std::fmt::Debug for RpcLedger {
@@ -108,7 +112,7 @@ impl RpcLedger {
     fn start(client: RpcClient, network: Network, options: RpcOptions) -> Self {
         let client = Arc::new(client);
         let seen_slot = Arc::new(AtomicU64::new(0));
-        let (reads, queue) = mpsc::unbounded_channel();
+        let (reads, queue) = mpsc::channel(options.max_queued_reads.max(1));
         tokio::spawn(coalesce(
             client.clone(),
             seen_slot.clone(),
@@ -144,7 +148,7 @@ async fn coalesce(
     client: Arc<RpcClient>,
     seen_slot: Arc<AtomicU64>,
     options: RpcOptions,
-    mut queue: mpsc::UnboundedReceiver<Read>,
+    mut queue: mpsc::Receiver<Read>,
 ) {
     let mut carried: Option<Read> = None;
     loop {
@@ -155,6 +159,10 @@ async fn coalesce(
                 None => return,
             },
         };
+        // A reader that gave up (its request timed out or went away) is not asked for.
+        if first.reply.is_closed() {
+            continue;
+        }
         let mut keys: Vec<Pubkey> = Vec::new();
         let add = |keys: &mut Vec<Pubkey>, read: &Read| {
             for key in &read.keys {
@@ -170,6 +178,9 @@ async fn coalesce(
             let Ok(Some(read)) = tokio::time::timeout_at(until, queue.recv()).await else {
                 break;
             };
+            if read.reply.is_closed() {
+                continue;
+            }
             let new = read.keys.iter().filter(|k| !keys.contains(k)).count();
             if keys.len() + new > MAX_KEYS_PER_CALL {
                 carried = Some(read);
@@ -277,11 +288,18 @@ impl Ledger for RpcLedger {
         for chunk in addresses.chunks(MAX_KEYS_PER_CALL) {
             let (reply, answer) = oneshot::channel();
             self.reads
-                .send(Read {
+                .try_send(Read {
                     keys: chunk.to_vec(),
                     reply,
                 })
-                .map_err(|_| LedgerError::Unavailable("the RPC reader stopped".into()))?;
+                .map_err(|error| match error {
+                    mpsc::error::TrySendError::Full(_) => {
+                        LedgerError::Unavailable("too many reads waiting for the RPC node".into())
+                    }
+                    mpsc::error::TrySendError::Closed(_) => {
+                        LedgerError::Unavailable("the RPC reader stopped".into())
+                    }
+                })?;
             replies.push(answer);
         }
         let mut accounts = Vec::with_capacity(addresses.len());
@@ -362,6 +380,52 @@ impl Ledger for RpcLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A node that accepts connections and never answers.
+    async fn hanging_node() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn reads_past_the_queue_bound_are_refused_at_once_not_queued() {
+        let options = RpcOptions {
+            deadline: Duration::from_secs(2),
+            max_queued_reads: 2,
+            ..RpcOptions::default()
+        };
+        let ledger = Arc::new(RpcLedger::with_network(
+            &hanging_node().await,
+            Network::devnet(),
+            options,
+        ));
+        let started = std::time::Instant::now();
+        let read = |ledger: Arc<RpcLedger>| {
+            tokio::spawn(async move { ledger.accounts(&[Pubkey::new_unique()]).await })
+        };
+        // The first read's batch waits on the node; later reads queue behind it.
+        let first = read(ledger.clone());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let reads: Vec<_> = (0..10).map(|_| read(ledger.clone())).collect();
+        let reads = std::iter::once(first).chain(reads);
+        let mut refused_at_once = 0;
+        for read in reads {
+            if let Err(LedgerError::Unavailable(why)) = read.await.unwrap() {
+                if why.contains("too many reads") {
+                    refused_at_once += 1;
+                }
+            }
+        }
+        assert!(refused_at_once > 0, "the queue is bounded");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
 
     #[tokio::test]
     async fn an_unreachable_node_is_unavailable_and_its_url_is_never_shown() {
