@@ -316,7 +316,7 @@ async fn serve(
         service: RouteService::Demo,
     };
     let limits = RequestLimits {
-        body_bytes: 1024,
+        body_bytes: 64 * 1024,
         timeout: Duration::from_secs(60),
     };
     let metrics = Some(x402_verifier::metrics::MetricsAccess::default());
