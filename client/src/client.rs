@@ -7,7 +7,7 @@ use solana_keypair::Keypair;
 use solana_signer::Signer;
 use x402_protocol::scheme::{encode_transaction, SCHEME};
 use x402_protocol::wire::{self, decode_header, v1, v2, PaymentMessage, Version};
-use x402_protocol::{Ledger, LedgerError, ReceiptOffer};
+use x402_protocol::{sign_proof, Ledger, LedgerError, ProofTarget, ReceiptOffer};
 
 use crate::policy::{PolicyRefusal, SpendingPolicy};
 
@@ -58,6 +58,9 @@ pub struct Challenge {
     pub v2: Option<v2::PaymentRequired>,
     /// The server's reason, when it gave one (`invalid_reference`, ...).
     pub error: Option<String>,
+    /// The request that was answered with this challenge: a payment made on chain
+    /// carries the payer's proof for it.
+    pub request: Option<(reqwest::Method, reqwest::Url)>,
 }
 
 impl Challenge {
@@ -82,6 +85,7 @@ impl Challenge {
                     offers,
                     error: required.error.clone(),
                     v2: Some(required),
+                    request: None,
                 });
             }
         }
@@ -103,6 +107,7 @@ impl Challenge {
             offers,
             v2: None,
             error,
+            request: None,
         })
     }
 }
@@ -283,7 +288,10 @@ impl X402Client {
                 settlement: None,
             });
         }
-        let challenge = Challenge::read(response).await?;
+        let mut challenge = Challenge::read(response).await?;
+        if let Some(built) = retry.try_clone().and_then(|r| r.build().ok()) {
+            challenge.request = Some((built.method().clone(), built.url().clone()));
+        }
         if !self.auto_pay {
             return Err(ClientError::PaymentRequired(Box::new(challenge)));
         }
@@ -316,7 +324,10 @@ impl X402Client {
                     Err(e) => Err(ClientError::MalformedChallenge(e.to_string())),
                 }
             }
-            _ => self.pay_on_chain(payer, requirement).await,
+            _ => {
+                self.pay_on_chain(payer, requirement, challenge.request.as_ref())
+                    .await
+            }
         };
         let sponsored = offer.fee_payer.is_some() && offer.recent_blockhash.is_some();
         let (payload, signature, unsettled) = match signed {
@@ -419,6 +430,7 @@ impl X402Client {
         &self,
         payer: &Keypair,
         requirement: &x402_protocol::Requirement,
+        request: Option<&(reqwest::Method, reqwest::Url)>,
     ) -> Result<(serde_json::Value, Option<String>, Option<LedgerError>), ClientError> {
         let ledger = self.ledger.as_ref().ok_or(ClientError::NeedsLedger)?;
         let blockhash = ledger.latest_blockhash().await?;
@@ -431,7 +443,25 @@ impl X402Client {
             Err(rejected @ LedgerError::Rejected(_)) => return Err(rejected.into()),
             Err(unavailable) => Some(unavailable),
         };
-        let payload = serde_json::json!({ "reference": requirement.reference.to_string(), "signature": signature });
+        // The payer's proof that it presents this reference, for this request: the
+        // reference is public once `pay` lands.
+        let proof = request.map(|(method, url)| {
+            let host = match url.port() {
+                Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+                None => url.host_str().unwrap_or_default().to_string(),
+            };
+            let target = ProofTarget {
+                method: method.as_str(),
+                path: url.path(),
+                host: &host,
+            };
+            sign_proof(payer, &requirement.reference, &target)
+        });
+        let payload = serde_json::json!({
+            "reference": requirement.reference.to_string(),
+            "proof": proof,
+            "signature": signature,
+        });
         Ok((payload, Some(signature), unsettled))
     }
 

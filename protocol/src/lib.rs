@@ -6,6 +6,7 @@ pub mod keypair;
 pub mod ledger;
 pub mod mint;
 pub mod network;
+pub mod proof;
 pub mod receipt;
 pub mod reference;
 pub mod requirement;
@@ -27,6 +28,7 @@ pub fn unix_now() -> i64 {
 pub use ledger::{AccountFilter, Ledger, LedgerError};
 pub use mint::{read_mint, MintInfo};
 pub use network::{Cluster, Network};
+pub use proof::{check_proof, sign_proof, ProofTarget};
 pub use receipt::{check_receipt, LedgerAccount, Receipt, ReceiptDefect};
 pub use reference::{ChallengeKey, Reference, ReferenceError, Terms};
 pub use requirement::{receipt_address, Requirement};

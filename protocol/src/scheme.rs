@@ -48,9 +48,13 @@ pub enum ReceiptPayload {
     /// Way 1: the `pay` transaction signed by the payer, base64, for the server's fee
     /// payer to co-sign and submit.
     Sponsored { transaction: String },
-    /// Way 2: the payer paid on chain; the reference (and its signature, for the record).
+    /// Way 2: the payer paid on chain: the reference, the payer's proof that it presents
+    /// it for this request ([`crate::proof`]), and the transaction's signature, for the
+    /// record.
     SelfSubmitted {
         reference: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proof: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         signature: Option<String>,
     },
@@ -304,6 +308,7 @@ mod tests {
             own,
             ReceiptPayload::SelfSubmitted {
                 reference: "abc".into(),
+                proof: None,
                 signature: Some("sig".into())
             }
         );

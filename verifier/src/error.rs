@@ -56,6 +56,9 @@ reasons! {
     InvalidPaymentRequirements => "invalid_payment_requirements",
     /// The reference is not ours, or for another request or price.
     InvalidReference => "invalid_reference",
+    /// A self-submitted payment without the payer's proof for this request, or with a
+    /// proof that does not verify against the receipt's payer.
+    InvalidProof => "invalid_proof",
     /// The reference expired and no payment landed in time.
     ExpiredReference => "expired_reference",
     /// The reference has bought a request already.

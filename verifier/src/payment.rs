@@ -47,13 +47,26 @@ pub fn read_payment(
         }
     }
     if let Some(value) = text(X_PAYMENT_PROOF)? {
-        let reference = value
-            .trim()
+        // `<reference>:<proof>`; a bare reference is read, and refused for want of its
+        // proof once its receipt is found.
+        let (reference, proof) = match value.trim().split_once(':') {
+            Some((reference, proof)) => (reference, Some(proof.to_string())),
+            None => (value.trim(), None),
+        };
+        let reference = reference
             .parse()
             .map_err(|e| malformed(X_PAYMENT_PROOF, e))?;
-        let signature = text(X_PAYMENT_TXID)?.map(|s| s.trim().to_string());
+        let signature = text(X_PAYMENT_TXID)?
+            .map(|s| {
+                s.trim()
+                    .parse::<solana_signature::Signature>()
+                    .map(|s| s.to_string())
+                    .map_err(|e| malformed(X_PAYMENT_TXID, e))
+            })
+            .transpose()?;
         let payment = ReceiptPayment::SelfSubmitted {
             reference,
+            proof,
             signature,
         };
         return Ok(Some((Payment::Receipt(payment), Version::V1)));
@@ -97,6 +110,7 @@ mod tests {
                 Payment::Receipt(ReceiptPayment::SelfSubmitted {
                     reference,
                     signature,
+                    ..
                 }),
                 version,
             )) => (reference, signature, version),
@@ -115,14 +129,26 @@ mod tests {
         );
         let found = read_payment(&headers(&[(v1::X_PAYMENT, v1)]), &devnet).unwrap();
         assert_eq!(self_submitted(found), (reference, None, Version::V1));
+        let signature = solana_signature::Signature::from([3; 64]).to_string();
         let plain = headers(&[
-            (X_PAYMENT_PROOF, reference.to_string()),
-            (X_PAYMENT_TXID, "sig".into()),
+            (X_PAYMENT_PROOF, format!("{reference}:proof")),
+            (X_PAYMENT_TXID, signature.clone()),
         ]);
         let found = read_payment(&plain, &devnet).unwrap();
         assert_eq!(
             self_submitted(found),
-            (reference, Some("sig".into()), Version::V1)
+            (reference, Some(signature), Version::V1)
+        );
+        let not_a_signature = headers(&[
+            (X_PAYMENT_PROOF, reference.to_string()),
+            (X_PAYMENT_TXID, "sig".into()),
+        ]);
+        assert_eq!(
+            read_payment(&not_a_signature, &devnet)
+                .err()
+                .map(|r| r.reason()),
+            Some(Reason::InvalidPayload),
+            "a transaction signature is validated or refused"
         );
         assert!(matches!(read_payment(&HeaderMap::new(), &devnet), Ok(None)));
     }

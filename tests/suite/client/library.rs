@@ -401,3 +401,42 @@ async fn a_payment_still_landing_is_presented_again_not_paid_again() {
     );
     assert_eq!(spent, PRICE);
 }
+
+/// A server claims 18 decimals for its token: a decimal limit read with them would approve
+/// a million million times more. Without the mint's decimals from a ledger or the table
+/// of well-known mints, a decimal limit refuses; a limit in base units still holds.
+#[tokio::test]
+async fn a_decimal_limit_never_trusts_the_servers_decimals() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(10 * PRICE).await;
+    let (mut offer, _) = h.challenge("GET", "/api/claims").await;
+    offer.decimals = 18;
+    let challenge = x402_client::Challenge {
+        offers: vec![offer],
+        v2: None,
+        error: None,
+        request: None,
+    };
+    let decimal = SpendingPolicy {
+        max_per_request: Some(Limit::Decimal("0.05".into())),
+        ..Default::default()
+    };
+    match client(&payer, decimal.clone()).pay(&challenge).await {
+        Err(ClientError::Policy(refusal)) => assert_eq!(refusal.rule, PolicyRule::UnknownDecimals),
+        other => panic!("{other:?}"),
+    }
+    // With the ledger, the mint's own 6 decimals: 0.05 is 50_000 base units, enough.
+    let paid = client_with_ledger(&h, &payer, decimal)
+        .pay(&challenge)
+        .await;
+    assert!(paid.is_ok(), "{paid:?}");
+    // Base units need no decimals.
+    let units = SpendingPolicy {
+        max_per_request: Some(Limit::Units(PRICE - 1)),
+        ..Default::default()
+    };
+    match client(&payer, units).pay(&challenge).await {
+        Err(ClientError::Policy(refusal)) => assert_eq!(refusal.rule, PolicyRule::MaxPerRequest),
+        other => panic!("{other:?}"),
+    }
+}

@@ -330,15 +330,24 @@ async fn serve(
     (gate, url)
 }
 
+/// Presents a payment made on chain in the plain header, with `payer`'s proof for `GET
+/// path` at `url`.
 async fn present(
     http: &reqwest::Client,
     url: &str,
     path: &str,
     reference: &Reference,
+    payer: &Keypair,
 ) -> (u16, serde_json::Value) {
+    let target = x402_protocol::ProofTarget {
+        method: "GET",
+        path,
+        host: url.trim_start_matches("http://"),
+    };
+    let proof = x402_protocol::sign_proof(payer, reference, &target);
     let response = http
         .get(format!("{url}{path}"))
-        .header("X-Payment-Proof", reference.to_string())
+        .header("X-Payment-Proof", format!("{reference}:{proof}"))
         .send()
         .await
         .unwrap();
@@ -391,6 +400,7 @@ async fn the_verifier_on_json_rpc_grants_receipts_refuses_defects_and_coalesces_
         defects.push((path, reference, reason));
     }
     let chain = plan.start().await;
+    let payer = &chain.payer;
 
     // Receipts paid with `pay` on the validator: a good one, a crowd, and payments that
     // pay something else than their reference asked.
@@ -437,23 +447,23 @@ async fn the_verifier_on_json_rpc_grants_receipts_refuses_defects_and_coalesces_
     let (gate, url) = verifier(&market, &proxy, &store).await;
     let http = reqwest::Client::new();
 
-    let (status, body) = present(&http, &url, "/api/good", &good).await;
+    let (status, body) = present(&http, &url, "/api/good", &good, payer).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["payment"]["payer"], chain.payer.pubkey().to_string());
-    let (status, body) = present(&http, &url, "/api/good", &good).await;
+    let (status, body) = present(&http, &url, "/api/good", &good, payer).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (402, Some("reference_already_used"))
     );
     for (path, reference, reason) in &defects {
-        let (status, body) = present(&http, &url, path, reference).await;
+        let (status, body) = present(&http, &url, path, reference, payer).await;
         assert_eq!(
             (status, body["error"].as_str()),
             (402, Some(*reason)),
             "{path}"
         );
     }
-    let (status, body) = present(&http, &url, "/api/unpaid", &unpaid).await;
+    let (status, body) = present(&http, &url, "/api/unpaid", &unpaid, payer).await;
     assert_eq!(
         (status, body["error"].as_str(), body["reference"].as_str()),
         (
@@ -468,7 +478,7 @@ async fn the_verifier_on_json_rpc_grants_receipts_refuses_defects_and_coalesces_
     let presented = crowd.iter().enumerate().map(|(i, r)| {
         let (http, url) = (http.clone(), url.clone());
         let path = format!("/api/crowd{i}");
-        async move { present(&http, &url, &path, r).await.0 }
+        async move { present(&http, &url, &path, r, payer).await.0 }
     });
     assert_eq!(join_all(presented).await, vec![200; 6]);
     let calls = proxy.count("getMultipleAccounts") - before;
@@ -482,7 +492,7 @@ async fn the_verifier_on_json_rpc_grants_receipts_refuses_defects_and_coalesces_
     let before = proxy.count("getMultipleAccounts");
     let same = (0..10).map(|_| {
         let (http, url) = (http.clone(), url.clone());
-        async move { present(&http, &url, "/api/unpaid", &unpaid).await.0 }
+        async move { present(&http, &url, "/api/unpaid", &unpaid, payer).await.0 }
     });
     assert_eq!(join_all(same).await, vec![402; 10]);
     let calls = proxy.count("getMultipleAccounts") - before;
@@ -538,6 +548,7 @@ async fn the_verifier_on_json_rpc_grants_receipts_refuses_defects_and_coalesces_
 #[tokio::test]
 async fn node_faults_are_503s_within_the_deadline_and_the_same_reference_is_granted_after() {
     let chain = Plan::new().start().await;
+    let payer = &chain.payer;
     let reference = chain.paid("/api/faulty").await;
     let proxy = Proxy::start(&chain.validator.url).await;
     let store = tempfile::tempdir().unwrap();
@@ -573,7 +584,7 @@ async fn node_faults_are_503s_within_the_deadline_and_the_same_reference_is_gran
     }
 
     proxy.set(Fault::None);
-    let (status, _) = present(&http, &url, "/api/faulty", &reference).await;
+    let (status, _) = present(&http, &url, "/api/faulty", &reference, payer).await;
     assert_eq!(
         status, 200,
         "the same reference, once the node is back: no second payment"
@@ -628,6 +639,7 @@ async fn two_verifier_processes_sharing_postgres_serve_one_paid_reference_once()
     let postgres =
         std::env::var("X402_TEST_POSTGRES_URL").expect("X402_TEST_POSTGRES_URL: see .ci/run");
     let chain = Plan::new().start().await;
+    let payer = &chain.payer;
     let reference = chain.paid("/demo").await;
     let validator = &chain.validator;
     let states = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
@@ -639,7 +651,7 @@ async fn two_verifier_processes_sharing_postgres_serve_one_paid_reference_once()
 
     let requests = (0..100).map(|i| {
         let (http, base) = (http.clone(), processes[i % 2].1.clone());
-        async move { present(&http, &base, "/demo", &reference).await.0 }
+        async move { present(&http, &base, "/demo", &reference, payer).await.0 }
     });
     let statuses = join_all(requests).await;
 

@@ -74,7 +74,19 @@ async fn two_replicas_sharing_postgres_serve_one_paid_reference_once() {
     let payer = h.new_payer(PRICE).await;
     let (offer, _) = h.challenge("GET", "/api/shared").await;
     h.pay_on_chain(&offer.requirement, &payer).await;
-    let reference = offer.requirement.reference.to_string();
+    // The payer's proof names the host it presents to: each replica has its own here
+    // (behind a load balancer they share one).
+    let signed = |base: &str| {
+        let host = base.trim_start_matches("http://");
+        let target = x402_protocol::ProofTarget {
+            method: "GET",
+            path: "/api/shared",
+            host,
+        };
+        let proof = x402_protocol::sign_proof(&payer, &offer.requirement.reference, &target);
+        format!("{}:{proof}", offer.requirement.reference)
+    };
+    let proofs = [signed(&h.url), signed(&replica)];
 
     let requests = (0..100).map(|i| {
         let base = if i % 2 == 0 {
@@ -83,11 +95,11 @@ async fn two_replicas_sharing_postgres_serve_one_paid_reference_once() {
             replica.clone()
         };
         let http = h.http.clone();
-        let reference = reference.clone();
+        let proof = proofs[i % 2].clone();
         async move {
             let response = http
                 .get(format!("{base}/api/shared"))
-                .header("X-Payment-Proof", reference)
+                .header("X-Payment-Proof", proof)
                 .send()
                 .await;
             response.unwrap().status().as_u16()

@@ -38,7 +38,7 @@ async fn an_oversize_or_late_upstream_answer_is_a_gateway_error_and_releases_the
             .send(
                 "GET",
                 "/api/bounded",
-                &[proof(&offer.requirement.reference)],
+                &[h.proof(&payer, "/api/bounded", &offer.requirement.reference)],
             )
             .await;
         assert_eq!(response.status(), status);
@@ -54,7 +54,7 @@ async fn an_oversize_or_late_upstream_answer_is_a_gateway_error_and_releases_the
             .send(
                 "GET",
                 "/api/bounded",
-                &[proof(&offer.requirement.reference)],
+                &[h.proof(&payer, "/api/bounded", &offer.requirement.reference)],
             )
             .await;
         assert_eq!(response.status(), 200);
@@ -72,7 +72,11 @@ async fn an_answer_that_breaks_off_after_it_began_keeps_the_grant_spent() {
     h.pay_on_chain(&offer.requirement, &payer).await;
 
     let response = h
-        .send("GET", "/api/stream", &[proof(&offer.requirement.reference)])
+        .send(
+            "GET",
+            "/api/stream",
+            &[h.proof(&payer, "/api/stream", &offer.requirement.reference)],
+        )
         .await;
     assert_eq!(response.status(), 200, "the answer had begun");
     assert!(
@@ -84,7 +88,11 @@ async fn an_answer_that_breaks_off_after_it_began_keeps_the_grant_spent() {
     // `Range` request could fetch the rest for free.
     h.api.set_mode(UpstreamMode::Ok);
     let again = h
-        .send("GET", "/api/stream", &[proof(&offer.requirement.reference)])
+        .send(
+            "GET",
+            "/api/stream",
+            &[h.proof(&payer, "/api/stream", &offer.requirement.reference)],
+        )
         .await;
     assert_eq!(again.status(), 402);
     let body: serde_json::Value = again.json().await.unwrap();
@@ -100,13 +108,14 @@ async fn a_client_that_goes_away_after_its_request_was_forwarded_keeps_the_grant
     let (offer, _) = h.challenge("GET", "/api/slow").await;
     h.pay_on_chain(&offer.requirement, &payer).await;
 
+    let (_, proof_value) = h.proof(&payer, "/api/slow", &offer.requirement.reference);
     let impatient = reqwest::Client::builder()
         .timeout(std::time::Duration::from_millis(500))
         .build()
         .unwrap();
     let gone = impatient
         .get(h.url("/api/slow"))
-        .header("X-Payment-Proof", offer.requirement.reference.to_string())
+        .header("X-Payment-Proof", proof_value)
         .send()
         .await;
     assert!(gone.is_err(), "the client went away");
@@ -114,7 +123,11 @@ async fn a_client_that_goes_away_after_its_request_was_forwarded_keeps_the_grant
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     h.api.set_mode(UpstreamMode::Ok);
     let again = h
-        .send("GET", "/api/slow", &[proof(&offer.requirement.reference)])
+        .send(
+            "GET",
+            "/api/slow",
+            &[h.proof(&payer, "/api/slow", &offer.requirement.reference)],
+        )
         .await;
     assert_eq!(
         again.status(),

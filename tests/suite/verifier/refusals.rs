@@ -114,7 +114,13 @@ async fn a_reference_paid_in_time_is_served_when_presented_just_after_its_expiry
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
-    let response = h.send("GET", "/api/late", &[proof(&reference)]).await;
+    let response = h
+        .send(
+            "GET",
+            "/api/late",
+            &[h.proof(&payer, "/api/late", &reference)],
+        )
+        .await;
     assert_eq!(
         response.status(),
         200,
@@ -334,7 +340,11 @@ async fn a_ledger_outage_is_a_503_and_the_same_payment_is_granted_after_it() {
 
     h.ledger.down.store(true, Ordering::SeqCst);
     let response = h
-        .send("GET", "/api/outage", &[proof(&offer.requirement.reference)])
+        .send(
+            "GET",
+            "/api/outage",
+            &[h.proof(&payer, "/api/outage", &offer.requirement.reference)],
+        )
         .await;
     assert_eq!(response.status(), 503);
     assert!(response.headers().contains_key("retry-after"));
@@ -348,7 +358,11 @@ async fn a_ledger_outage_is_a_503_and_the_same_payment_is_granted_after_it() {
 
     h.ledger.down.store(false, Ordering::SeqCst);
     let response = h
-        .send("GET", "/api/outage", &[proof(&offer.requirement.reference)])
+        .send(
+            "GET",
+            "/api/outage",
+            &[h.proof(&payer, "/api/outage", &offer.requirement.reference)],
+        )
         .await;
     assert_eq!(response.status(), 200);
     assert_eq!(

@@ -92,7 +92,15 @@ async fn a_self_submitted_payment_is_accepted_in_each_header_form() {
     // x402 v1: X-PAYMENT with the reference.
     let (offer, _) = h.challenge("GET", "/api/v1").await;
     let signature = h.pay_on_chain(&offer.requirement, &payer).await;
-    let payload = serde_json::json!({"reference": offer.requirement.reference.to_string(), "signature": signature.to_string()});
+    let proof_of = |path: &str, reference| {
+        let (_, header) = h.proof(&payer, path, reference);
+        header.split_once(':').unwrap().1.to_string()
+    };
+    let payload = serde_json::json!({
+        "reference": offer.requirement.reference.to_string(),
+        "proof": proof_of("/api/v1", &offer.requirement.reference),
+        "signature": signature.to_string(),
+    });
     let response = h
         .send("GET", "/api/v1", &[x_payment(&offer, payload)])
         .await;
@@ -116,7 +124,10 @@ async fn a_self_submitted_payment_is_accepted_in_each_header_form() {
         x402_version: 2,
         resource: Some(required.resource.clone()),
         accepted: required.accepts[0].clone(),
-        payload: serde_json::json!({"reference": offer.requirement.reference.to_string()}),
+        payload: serde_json::json!({
+            "reference": offer.requirement.reference.to_string(),
+            "proof": proof_of("/api/v2", &offer.requirement.reference),
+        }),
         extensions: None,
     };
     let response = h
@@ -136,7 +147,11 @@ async fn a_self_submitted_payment_is_accepted_in_each_header_form() {
     let (offer, _) = h.challenge("GET", "/api/plain").await;
     h.pay_on_chain(&offer.requirement, &payer).await;
     let response = h
-        .send("GET", "/api/plain", &[proof(&offer.requirement.reference)])
+        .send(
+            "GET",
+            "/api/plain",
+            &[h.proof(&payer, "/api/plain", &offer.requirement.reference)],
+        )
         .await;
     assert_eq!(response.status(), 200);
 
@@ -185,7 +200,7 @@ async fn a_hundred_concurrent_requests_with_one_paid_reference_get_one_200() {
     let (offer, _) = h.challenge("GET", "/api/race").await;
     h.pay_on_chain(&offer.requirement, &payer).await;
 
-    let paid = [proof(&offer.requirement.reference)];
+    let paid = [h.proof(&payer, "/api/race", &offer.requirement.reference)];
     let requests = (0..100).map(|_| h.send("GET", "/api/race", &paid));
     let statuses: Vec<u16> = join_all(requests)
         .await
@@ -238,9 +253,13 @@ async fn grants_survive_a_restart_so_a_receipt_is_not_replayed() {
     let (offer, _) = h.challenge("GET", "/api/kept").await;
     h.pay_on_chain(&offer.requirement, &payer).await;
     assert_eq!(
-        h.send("GET", "/api/kept", &[proof(&offer.requirement.reference)])
-            .await
-            .status(),
+        h.send(
+            "GET",
+            "/api/kept",
+            &[h.proof(&payer, "/api/kept", &offer.requirement.reference)],
+        )
+        .await
+        .status(),
         200
     );
 
@@ -331,4 +350,39 @@ async fn a_sponsored_payment_in_the_challenges_last_seconds_is_not_submitted() {
         0
     );
     assert_eq!(h.token_balance(&payer.pubkey()).await, PRICE);
+}
+
+/// A reference is public once its `pay` lands: an observer who reads it from the chain and
+/// presents it first, bare or with a proof of its own, is refused; the buyer's proof
+/// redeems it.
+#[tokio::test]
+async fn an_observer_cannot_redeem_a_buyers_self_submitted_payment() {
+    let h = Harness::start().await;
+    let buyer = h.new_payer(PRICE).await;
+    let (offer, _) = h.challenge("GET", "/api/mine").await;
+    h.pay_on_chain(&offer.requirement, &buyer).await;
+    let reference = &offer.requirement.reference;
+
+    let observer = solana_keypair::Keypair::new();
+    for stolen in [proof(reference), h.proof(&observer, "/api/mine", reference)] {
+        let response = h.send("GET", "/api/mine", &[stolen]).await;
+        assert_eq!(response.status(), 402);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_proof");
+    }
+    // Nor does the buyer's proof for another request pay for this one.
+    let elsewhere = h.proof(&buyer, "/api/other", reference);
+    let response = h.send("GET", "/api/mine", &[elsewhere]).await;
+    assert_eq!(response.status(), 402);
+    assert_eq!(h.api.hits(), 0);
+
+    let redeemed = h
+        .send(
+            "GET",
+            "/api/mine",
+            &[h.proof(&buyer, "/api/mine", reference)],
+        )
+        .await;
+    assert_eq!(redeemed.status(), 200);
+    assert_eq!(h.api.hits(), 1);
 }

@@ -324,6 +324,24 @@ impl Harness {
             .await
     }
 
+    /// The plain header for a payment made on chain: `<reference>:<proof>`, the payer's
+    /// proof that it presents `reference` for `GET path` at this verifier.
+    pub fn proof(
+        &self,
+        payer: &Keypair,
+        path: &str,
+        reference: &Reference,
+    ) -> (&'static str, String) {
+        let host = self.url.trim_start_matches("http://");
+        let target = x402_protocol::ProofTarget {
+            method: "GET",
+            path,
+            host,
+        };
+        let proof = x402_protocol::sign_proof(payer, reference, &target);
+        ("X-Payment-Proof", format!("{reference}:{proof}"))
+    }
+
     /// What the verifier requires for `reference` at the `/api/*` price.
     pub fn gate_requirement(&self, reference: Reference) -> Requirement {
         self.gate.requirement(PRICE, reference)
@@ -384,6 +402,8 @@ pub fn x_payment(offer: &ReceiptOffer, payload: serde_json::Value) -> (&'static 
     (v1::X_PAYMENT, encode_header(&payment))
 }
 
+/// The plain header with a bare reference: refused once its receipt is found, for want
+/// of the payer's proof (see [`Harness::proof`]).
 pub fn proof(reference: &Reference) -> (&'static str, String) {
     ("X-Payment-Proof", reference.to_string())
 }

@@ -109,7 +109,7 @@ async fn verify_in_window(
     }: Delegated,
 ) -> Result<Verified, Refusal> {
     let window = Window::at(requirement.expires_at, unix_now());
-    payment.verify(gate, &requirement, window).await
+    payment.verify(gate, &requirement, window, None).await
 }
 
 /// A refusal as a facilitator answer: the ledger's unavailability is a 503 to retry;

@@ -66,7 +66,9 @@ impl Gate {
             return Err(Refusal::new(Reason::ExpiredReference));
         }
         let requirement = self.requirement(price.amount, reference);
-        let verified = payment.verify(self, &requirement, window).await?;
+        let verified = payment
+            .verify(self, &requirement, window, Some(target))
+            .await?;
         run_check(check, reference, verified.payer, verified.amount, target).await?;
         let settled = verified.settle(self).await?;
         self.grant(&settled, target).await?;

@@ -64,6 +64,20 @@ pub struct Target {
     pub resource: String,
 }
 
+impl Target {
+    /// `host[:port]` of the resource URL, as a payer's proof names it.
+    pub fn host(&self) -> String {
+        let Ok(url) = url::Url::parse(&self.resource) else {
+            return String::new();
+        };
+        let host = url.host_str().unwrap_or_default();
+        match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        }
+    }
+}
+
 /// A payment the gate accepted, in the request's extensions for the handler to read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SettledPayment {

@@ -80,19 +80,21 @@ impl Payment {
 
     /// Checks the payment against `requirement` without moving anything. While the
     /// challenge is open a new payment may still be submitted; in its grace, only a
-    /// payment that landed in time counts; after that, nothing does.
+    /// payment that landed in time counts; after that, nothing does. `target` is the
+    /// request it pays for, when this verifier serves it (not for the facilitator).
     pub async fn verify(
         self,
         gate: &Gate,
         requirement: &Requirement,
         window: Window,
+        target: Option<&Target>,
     ) -> Result<Verified, Refusal> {
         if window == Window::Closed {
             return Err(Refusal::new(Reason::ExpiredReference));
         }
         let open = window == Window::Open;
         match self {
-            Payment::Receipt(payment) => payment.verify(gate, requirement, open).await,
+            Payment::Receipt(payment) => payment.verify(gate, requirement, open, target).await,
         }
     }
 }

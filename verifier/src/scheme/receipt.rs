@@ -12,7 +12,8 @@ use x402_protocol::scheme::{
 };
 use x402_protocol::wire::Offer;
 use x402_protocol::{
-    check_receipt, validate_sponsored, LedgerError, Receipt, Reference, Requirement, SponsorPolicy,
+    check_proof, check_receipt, validate_sponsored, LedgerError, ProofTarget, Receipt, Reference,
+    Requirement, SponsorPolicy,
 };
 
 use super::{Next, Verified};
@@ -69,9 +70,10 @@ pub(super) fn supported(gate: &Gate) -> Map<String, Value> {
 pub enum ReceiptPayment {
     /// Way 1: a `pay` transaction for the fee payer to co-sign.
     Sponsored(Box<Transaction>),
-    /// Way 2: the payer paid; the verifier checks the receipt.
+    /// Way 2: the payer paid; the verifier checks the receipt and the payer's proof.
     SelfSubmitted {
         reference: Reference,
+        proof: Option<String>,
         signature: Option<String>,
     },
 }
@@ -101,11 +103,13 @@ impl ReceiptPayment {
             }
             ReceiptPayload::SelfSubmitted {
                 reference,
+                proof,
                 signature,
             } => Ok(ReceiptPayment::SelfSubmitted {
                 reference: reference
                     .parse()
                     .map_err(|e| malformed("payload.reference", e))?,
+                proof,
                 signature,
             }),
         }
@@ -127,8 +131,9 @@ impl ReceiptPayment {
         gate: &Gate,
         requirement: &Requirement,
         open: bool,
+        target: Option<&Target>,
     ) -> Result<Verified, Refusal> {
-        let signature = match self {
+        let (signature, proof) = match self {
             ReceiptPayment::Sponsored(transaction) if open => {
                 let payer = check_sponsored(gate, &transaction, requirement)?;
                 // Submitted this late, it could land after the expiry and fail, at the
@@ -149,8 +154,10 @@ impl ReceiptPayment {
             }
             // Nothing new is submitted for an expired reference: only a receipt that
             // exists already pays for it.
-            ReceiptPayment::Sponsored(_) => None,
-            ReceiptPayment::SelfSubmitted { signature, .. } => signature,
+            ReceiptPayment::Sponsored(_) => (None, None),
+            ReceiptPayment::SelfSubmitted {
+                signature, proof, ..
+            } => (signature, Some(proof)),
         };
         let receipt = match read_receipt(gate, requirement).await? {
             Some((receipt, _)) => receipt,
@@ -163,6 +170,22 @@ impl ReceiptPayment {
                 ))
             }
         };
+        // A self-submitted payment is redeemed by its payer only: its reference is public
+        // on chain, its proof is not.
+        if let (Some(proof), Some(target)) = (proof, target) {
+            let host = target.host();
+            let request = ProofTarget {
+                method: &target.method,
+                path: &target.path,
+                host: &host,
+            };
+            let proven = proof.is_some_and(|proof| {
+                check_proof(&receipt.payer, &proof, &requirement.reference, &request)
+            });
+            if !proven {
+                return Err(Refusal::new(Reason::InvalidProof));
+            }
+        }
         Ok(Verified {
             payer: receipt.payer,
             amount: receipt.amount,
