@@ -47,6 +47,7 @@ pub struct Verifier {
     pub ledger_kind: &'static str,
     /// A funded payer for trying the API, written by the embedded ledger.
     pub demo_payer: Option<PathBuf>,
+    pub connections: ConnectionLimits,
 }
 
 /// Builds the verifier `config` describes and starts its background tasks.
@@ -120,6 +121,10 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
         routes,
         ledger_kind: market.kind,
         demo_payer: market.demo_payer,
+        connections: ConnectionLimits {
+            max_connections: config.limits.max_connections,
+            header_read_timeout: Duration::from_secs(config.limits.header_read_timeout_seconds),
+        },
     })
 }
 
@@ -314,10 +319,9 @@ pub async fn run(
         let metrics = tokio::net::TcpListener::bind(address).await?;
         metrics_address = Some(metrics.local_addr()?);
         let stop = shutdown.clone();
+        let limits = verifier.connections.clone();
         tokio::spawn(async move {
-            let served = axum::serve(metrics, router)
-                .with_graceful_shutdown(stop)
-                .await;
+            let served = serve(metrics, router, &limits, stop).await;
             if let Err(error) = served {
                 tracing::error!(%error, "the metrics listener stopped");
             }
@@ -327,9 +331,70 @@ pub async fn run(
         "{}",
         banner(&verifier, listener.local_addr()?, metrics_address)
     );
-    axum::serve(listener, verifier.router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve(listener, verifier.router, &verifier.connections, shutdown).await
+}
+
+/// What one connection may hold, and how many there may be.
+#[derive(Clone, Debug)]
+pub struct ConnectionLimits {
+    /// Connections served at once; the next waits in the listen backlog.
+    pub max_connections: usize,
+    /// How long a client has to send a request's head: a client that sends it a byte at a
+    /// time would otherwise hold its connection, and a slot, for ever.
+    pub header_read_timeout: Duration,
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown` resolves, then lets
+/// the requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    limits: &ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors, or a connection reset before accept.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// One shutdown signal for several servers.

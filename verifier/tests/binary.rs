@@ -152,3 +152,45 @@ async fn metrics_can_have_their_own_listener_behind_a_bearer_token() {
         .contains("x402_challenges_total"));
     stop(verifier);
 }
+
+#[tokio::test]
+async fn a_slow_client_holds_no_connection_past_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let state = tempfile::tempdir().unwrap();
+    let (verifier, address, _) = start_with(
+        state.path(),
+        &[
+            ("X402_MAX_CONNECTIONS", "1"),
+            ("X402_HEADER_READ_TIMEOUT_SECONDS", "1"),
+        ],
+    );
+    // A client that sends its request head a byte at a time, and stops.
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    // It holds the only connection: another client waits.
+    let quick = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let url = format!("http://{address}/healthz");
+    assert!(
+        quick.get(&url).send().await.is_err(),
+        "the one slot is taken"
+    );
+
+    // Past the header timeout its connection is closed, and the slot is free again.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        slow.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(closed.is_ok(), "the slow connection was closed");
+    let patient = reqwest::Client::new();
+    assert_eq!(patient.get(&url).send().await.unwrap().status(), 200);
+    stop(verifier);
+}

@@ -59,6 +59,10 @@ impl Config {
         env.set("X402_REQUEST_TIMEOUT_SECONDS", |v| {
             l.request_timeout_seconds = v
         })?;
+        env.set("X402_MAX_CONNECTIONS", |v| l.max_connections = v)?;
+        env.set("X402_HEADER_READ_TIMEOUT_SECONDS", |v| {
+            l.header_read_timeout_seconds = v
+        })?;
         let j = &mut self.janitor;
         env.set("X402_JANITOR_INTERVAL_SECONDS", |v| j.interval_seconds = v)?;
         env.set("X402_JANITOR_RETENTION_SECONDS", |v| {

@@ -162,6 +162,10 @@ pub struct Limits {
     pub response_body_bytes: u64,
     pub upstream_timeout_seconds: u64,
     pub request_timeout_seconds: u64,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// How long a client has to send a request's head.
+    pub header_read_timeout_seconds: u64,
 }
 
 impl Default for Limits {
@@ -171,6 +175,8 @@ impl Default for Limits {
             response_body_bytes: 16 * 1024 * 1024,
             upstream_timeout_seconds: 30,
             request_timeout_seconds: 60,
+            max_connections: 1024,
+            header_read_timeout_seconds: 10,
         }
     }
 }
