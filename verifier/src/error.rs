@@ -111,6 +111,8 @@ reasons! {
     LedgerUnavailable => "ledger_unavailable",
     /// `/metrics`, `/verify` or `/settle` without the right bearer token.
     Unauthorized => "unauthorized",
+    /// Too many receipt lookups at once: they spend the RPC provider's quota.
+    RateLimited => "rate_limited",
     /// A facilitator caller's requirements are outside the facilitator's policy (a mint,
     /// payee, amount or expiry it does not sponsor).
     RequirementsNotAllowed => "requirements_not_allowed",
@@ -253,6 +255,7 @@ impl Refusal {
                 | InvalidPaymentRequirements
                 | LedgerUnavailable
                 | SponsorshipBusy
+                | RateLimited
                 | Unauthorized
                 | UpstreamTimeout
                 | UpstreamUnreachable
@@ -279,6 +282,7 @@ impl Refusal {
             | ReceiptAmountBelowPrice => StatusCode::CONFLICT,
             LedgerUnavailable | SponsorshipBusy => StatusCode::SERVICE_UNAVAILABLE,
             Unauthorized => StatusCode::UNAUTHORIZED,
+            RateLimited => StatusCode::TOO_MANY_REQUESTS,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             UpstreamUnreachable | UpstreamResponseTooLarge => StatusCode::BAD_GATEWAY,
             _ => StatusCode::PAYMENT_REQUIRED,
@@ -311,7 +315,7 @@ impl IntoResponse for Refusal {
         }
         body.extend(self.detail);
         let mut response = (status, Json(Value::Object(body))).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             response.headers_mut().insert(
                 http::header::RETRY_AFTER,
                 HeaderValue::from(RETRY_AFTER_SECONDS),

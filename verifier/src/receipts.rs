@@ -1,5 +1,11 @@
 //! `GET /receipts/{reference}`: a receipt decoded, with explorer links, for auditors and
-//! for clients that have no RPC endpoint.
+//! for clients that have no RPC endpoint. Anyone may ask, and each answer is a read from
+//! the RPC provider: lookups in flight are capped ([`ReceiptLookups`]), past it a 429.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use tokio::sync::Semaphore;
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -12,13 +18,28 @@ use crate::error::{Reason, Refusal};
 use crate::gate::Gate;
 use crate::metrics::LedgerCall;
 
+/// The receipt lookups that may be in flight at once.
+#[derive(Clone)]
+pub struct ReceiptLookups(pub Arc<Semaphore>);
+
+impl Default for ReceiptLookups {
+    fn default() -> Self {
+        ReceiptLookups(Arc::new(Semaphore::new(16)))
+    }
+}
+
 pub async fn show_receipt(
     State(gate): State<Gate>,
+    Extension(lookups): Extension<ReceiptLookups>,
     Path(reference): Path<String>,
 ) -> Result<Response, Refusal> {
     let reference = reference.parse::<Reference>().map_err(|_| {
         Refusal::new(Reason::InvalidReference).message("a reference is 32 bytes in base58")
     })?;
+    let _lookup = lookups
+        .0
+        .try_acquire()
+        .map_err(|_| Refusal::new(Reason::RateLimited))?;
     let s = gate.settings();
     let address = receipt_address(&s.program, &reference);
     let account = gate

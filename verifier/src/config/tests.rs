@@ -1,0 +1,96 @@
+//! Reading configuration files.
+
+use std::collections::HashMap;
+
+use super::*;
+
+#[test]
+fn reads_a_file_with_routes_and_applies_environment_overrides() {
+    let wallet = Pubkey::new_unique();
+    let mut config: Config = toml::from_str(&format!(
+        r#"
+        listen = "127.0.0.1:9000"
+        [payment]
+        network = "solana-localnet"
+        pay_to = "{wallet}"
+        commitment = "finalized"
+        [[routes]]
+        path = "/api/*"
+        methods = ["GET", "POST"]
+        price = "0.05"
+        upstream = "http://127.0.0.1:3000"
+        description = "Generation"
+        "#
+    ))
+    .unwrap();
+    assert_eq!(config.payment.pay_to, Some(wallet));
+    assert_eq!(config.payment.commitment, Commitment::Finalized);
+    let from_env = Pubkey::new_unique().to_string();
+    let env: HashMap<&str, &str> = [
+        ("X402_MERCHANT_WALLET", from_env.as_str()),
+        ("X402_MIN_PAYMENT", "0.02"),
+        ("X402_LISTEN", "0.0.0.0:1"),
+        ("X402_UPSTREAM_TIMEOUT_SECONDS", "7"),
+        ("X402_LEDGER_TIMEOUT_SECONDS", "3"),
+        ("X402_MAX_COMPUTE_UNIT_LIMIT", "150000"),
+    ]
+    .into();
+    config
+        .apply_env(|name| env.get(name).map(|v| v.to_string()))
+        .unwrap();
+    assert_eq!(config.payment.pay_to.unwrap().to_string(), from_env);
+    assert_eq!(config.payment.min_payment, "0.02");
+    assert_eq!(config.payment.network, "solana-localnet");
+    assert_eq!(config.listen, "0.0.0.0:1".parse().unwrap());
+    assert_eq!(config.limits.upstream_timeout_seconds, 7);
+    assert_eq!(config.payment.ledger_timeout(), Duration::from_secs(3));
+    assert_eq!(config.payment.max_compute_unit_limit, 150_000);
+    assert_eq!(
+        config.routes[0].methods,
+        [http::Method::GET, http::Method::POST]
+    );
+    assert_eq!(config.routes[0].price.as_deref(), Some("0.05"));
+    assert_eq!(config.routes[0].ttl, 300, "the default in one place");
+}
+
+#[test]
+fn a_bad_file_is_named_by_line_without_repeating_its_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("verifier.toml");
+    std::fs::write(
+        &path,
+        "[payment]\nrpc_url = \"wss://rpc.example.com/?api-key=sekrit\"\n",
+    )
+    .unwrap();
+    let error = Config::load(Some(&path)).unwrap_err().to_string();
+    assert!(error.contains("line 2"), "{error}");
+    assert!(!error.contains("sekrit"), "{error}");
+}
+
+#[test]
+fn the_janitor_keeps_receipts_at_least_for_the_settlement_grace() {
+    let janitor = |retention_seconds| JanitorConfig {
+        interval_seconds: 60,
+        retention_seconds,
+    };
+    assert!(janitor(119).schedule().is_err());
+    let kept = janitor(120).schedule().unwrap().unwrap();
+    assert_eq!(kept.retention, Duration::from_secs(120));
+    let off = JanitorConfig {
+        interval_seconds: 0,
+        ..JanitorConfig::default()
+    };
+    assert!(off.schedule().unwrap().is_none());
+}
+
+#[test]
+fn unknown_settings_and_bad_values_are_errors() {
+    assert!(toml::from_str::<Config>("[payment]\npay_too = \"typo\"").is_err());
+    assert!(toml::from_str::<Config>("[payment]\npay_to = \"not a key\"").is_err());
+    assert!(toml::from_str::<Config>("[payment]\ncommitment = \"processed\"").is_err());
+    let mut config = Config::default();
+    let error = config
+        .apply_env(|name| (name == "X402_LISTEN").then(|| "nowhere".to_string()))
+        .unwrap_err();
+    assert!(error.to_string().contains("X402_LISTEN"));
+}
