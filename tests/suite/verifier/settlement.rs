@@ -386,3 +386,35 @@ async fn an_observer_cannot_redeem_a_buyers_self_submitted_payment() {
     assert_eq!(redeemed.status(), 200);
     assert_eq!(h.api.hits(), 1);
 }
+
+/// A payer whose sponsored payment failed (here it had no tokens; on a cluster it may
+/// empty its account after the checks) is not sponsored again for a while: each failure
+/// could cost the fee payer a fee.
+#[tokio::test]
+async fn a_payer_whose_sponsored_payment_failed_is_not_sponsored_again_at_once() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(0).await;
+    let (offer, _) = h.challenge("GET", "/api/broke").await;
+    let failed = h
+        .send("GET", "/api/broke", &[sponsored_header(&offer, &payer)])
+        .await;
+    let body: serde_json::Value = failed.json().await.unwrap();
+    assert_eq!(body["error"], "transaction_failed");
+
+    h.market
+        .ledger
+        .mint_to(&h.market.mint, &payer.pubkey(), PRICE)
+        .await;
+    let submits = h.ledger.submits.load(std::sync::atomic::Ordering::SeqCst);
+    let (offer, _) = h.challenge("GET", "/api/broke").await;
+    let again = h
+        .send("GET", "/api/broke", &[sponsored_header(&offer, &payer)])
+        .await;
+    let body: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(body["error"], "sponsorship_unavailable");
+    assert_eq!(
+        h.ledger.submits.load(std::sync::atomic::Ordering::SeqCst),
+        submits,
+        "nothing submitted"
+    );
+}

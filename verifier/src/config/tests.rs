@@ -86,6 +86,8 @@ fn the_janitor_keeps_receipts_at_least_for_the_settlement_grace() {
 #[test]
 fn unknown_settings_and_bad_values_are_errors() {
     assert!(toml::from_str::<Config>("[payment]\npay_too = \"typo\"").is_err());
+    // Decimals come from the mint alone: a setting could contradict it.
+    assert!(toml::from_str::<Config>("[payment]\ndecimals = 18").is_err());
     assert!(toml::from_str::<Config>("[payment]\npay_to = \"not a key\"").is_err());
     assert!(toml::from_str::<Config>("[payment]\ncommitment = \"processed\"").is_err());
     let mut config = Config::default();

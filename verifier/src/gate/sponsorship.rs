@@ -25,6 +25,9 @@ pub struct SponsorLimits {
     pub spend_ceiling: u64,
     /// The window fees are counted over.
     pub fee_window: Duration,
+    /// How long a payer whose sponsored payment failed is not sponsored again: it may
+    /// have emptied its token account after the checks, at the fee payer's cost.
+    pub failure_cooldown: Duration,
 }
 
 impl Default for SponsorLimits {
@@ -35,6 +38,7 @@ impl Default for SponsorLimits {
             expiry_margin: Duration::from_secs(10),
             spend_ceiling: 10_000_000_000,
             fee_window: Duration::from_secs(3600),
+            failure_cooldown: Duration::from_secs(600),
         }
     }
 }
@@ -52,6 +56,8 @@ struct State {
     per_payer: HashMap<Pubkey, usize>,
     /// When the fee window began, and the fees paid in it.
     fees: Option<(Instant, u64)>,
+    /// Payers whose sponsored payment failed, and when.
+    failed: HashMap<Pubkey, Instant>,
 }
 
 /// A sponsored submission admitted; its slot is freed when dropped.
@@ -93,6 +99,13 @@ impl Sponsorship {
             );
             return Err(Refusal::new(Reason::SponsorshipUnavailable));
         }
+        let cooldown = self.limits.failure_cooldown;
+        state
+            .failed
+            .retain(|_, when| now.duration_since(*when) < cooldown);
+        if state.failed.contains_key(&payer) {
+            return Err(Refusal::new(Reason::SponsorshipUnavailable));
+        }
         let for_payer = state.per_payer.get(&payer).copied().unwrap_or(0);
         if state.in_flight >= self.limits.max_in_flight
             || for_payer >= self.limits.max_in_flight_per_payer
@@ -109,6 +122,12 @@ impl Sponsorship {
 }
 
 impl Permit {
+    /// The submission failed: its payer is not sponsored again for a while.
+    pub fn failed(&self) {
+        let mut state = self.state.lock().expect("not poisoned");
+        state.failed.insert(self.payer, Instant::now());
+    }
+
     /// The submission went out: its fees count against the ceiling.
     pub fn spent(&self, fees: u64) {
         let mut state = self.state.lock().expect("not poisoned");
@@ -167,6 +186,16 @@ mod tests {
             s.admit(b, 0, 0).is_ok(),
             "a finished submission frees its slot"
         );
+    }
+
+    #[test]
+    fn a_payer_whose_payment_failed_is_not_sponsored_for_a_while() {
+        let s = sponsorship(u64::MAX);
+        let (payer, other) = (Pubkey::new_unique(), Pubkey::new_unique());
+        s.admit(payer, 0, 0).unwrap().failed();
+        let refused = s.admit(payer, 0, 0).err().map(|r| r.reason());
+        assert_eq!(refused, Some(Reason::SponsorshipUnavailable));
+        assert!(s.admit(other, 0, 0).is_ok());
     }
 
     #[test]

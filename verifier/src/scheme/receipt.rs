@@ -263,7 +263,10 @@ impl Submission {
             // A payment that failed may be retried at once. One that landed keeps its
             // lease until it lapses (or its grant is given back): by then its grant is
             // recorded, and copies are refused before they reach the ledger.
-            Err(_) => {
+            Err(refusal) => {
+                if refusal.reason() == Reason::TransactionFailed {
+                    permit.failed();
+                }
                 if let Err(error) = gate.store().end_submission(&reference).await {
                     tracing::warn!(%error, "could not end a submission lease: it lapses by itself");
                 }
