@@ -24,7 +24,7 @@ use x402_protocol::Requirement;
 
 use self::access::FacilitatorAccess;
 use crate::error::{Reason, Refusal};
-use crate::gate::{Gate, SettledPayment, Window};
+use crate::gate::{store_unavailable, Gate, SettledPayment, Window};
 use crate::scheme::{Payment, Scheme, Verified};
 use crate::store::Grant;
 use crate::unix_now;
@@ -94,10 +94,7 @@ async fn settled_before(gate: &Gate, requirement: &Requirement) -> Result<Option
     gate.store()
         .grant(&requirement.reference.to_string())
         .await
-        .map_err(|error| {
-            tracing::warn!(%error, "grant store call failed");
-            Refusal::unavailable()
-        })
+        .map_err(store_unavailable)
 }
 
 /// Verifies `payment` in the challenge's window, as the gate does.
@@ -185,12 +182,11 @@ pub async fn settle(
         if let Some(grant) = settled_before(&gate, &delegated.requirement).await? {
             return Ok((grant.payer, grant.transaction));
         }
-        let requirement = delegated.requirement.clone();
         let verified = verify_in_window(&gate, delegated).await?;
         // What the fee payer may spend on it is charged to the caller first.
         access.charge(caller, verified.sponsor_cost(&gate))?;
         let settled = verified.settle(&gate).await?;
-        record(&gate, &requirement, &settled).await?;
+        record(&gate, &settled).await?;
         Ok((settled.payer.to_string(), settled.transaction))
     };
     match settled.await {
@@ -219,26 +215,13 @@ pub async fn settle(
 /// concurrent /settle of the same payment may have recorded it first: that is the same
 /// settlement. Unrecorded, it is a 503: the retried /settle finds the payment landed and
 /// records it then, and until then nothing verifies it as new.
-async fn record(
-    gate: &Gate,
-    requirement: &Requirement,
-    settled: &SettledPayment,
-) -> Result<(), Refusal> {
-    let grant = Grant {
-        reference: requirement.reference.to_string(),
-        method: "SETTLE".into(),
-        path: "/settle".into(),
-        payer: settled.payer.to_string(),
-        amount: settled.amount,
-        mint: settled.mint.to_string(),
-        receipt: settled.receipt.to_string(),
-        transaction: settled.transaction.clone(),
-        granted_at: unix_now(),
-    };
-    gate.store().try_grant(&grant).await.map(drop).map_err(|error| {
-        tracing::warn!(%error, reference = %requirement.reference, "could not record a settlement");
-        Refusal::unavailable()
-    })
+async fn record(gate: &Gate, settled: &SettledPayment) -> Result<(), Refusal> {
+    let grant = settled.grant("SETTLE", "/settle");
+    gate.store()
+        .try_grant(&grant)
+        .await
+        .map(drop)
+        .map_err(store_unavailable)
 }
 
 /// The kinds this facilitator settles: each scheme on its network, in x402 v1 and v2,

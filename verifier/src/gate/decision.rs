@@ -7,10 +7,10 @@ use anchor_lang::prelude::Pubkey;
 use x402_protocol::wire::Version;
 use x402_protocol::{Reference, ReferenceError};
 
+use super::store_unavailable;
 use super::{Gate, PaymentAttempt, PaymentCheck, Price, SettledPayment, Target, Window};
 use crate::error::{Reason, Refusal};
 use crate::payment::read_payment;
-use crate::store::{Grant, StoreError};
 use crate::unix_now;
 
 impl Gate {
@@ -85,28 +85,13 @@ impl Gate {
     /// Records the grant; a reference granted meanwhile (a concurrent request with the
     /// same payment) is refused.
     async fn grant(&self, settled: &SettledPayment, target: &Target) -> Result<(), Refusal> {
-        let grant = Grant {
-            reference: settled.reference.to_string(),
-            method: target.method.clone(),
-            path: target.path.clone(),
-            payer: settled.payer.to_string(),
-            amount: settled.amount,
-            mint: settled.mint.to_string(),
-            receipt: settled.receipt.to_string(),
-            transaction: settled.transaction.clone(),
-            granted_at: unix_now(),
-        };
+        let grant = settled.grant(&target.method, &target.path);
         match self.store().try_grant(&grant).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(Refusal::new(Reason::ReferenceAlreadyUsed)),
             Err(error) => Err(store_unavailable(error)),
         }
     }
-}
-
-fn store_unavailable(error: StoreError) -> Refusal {
-    tracing::warn!(%error, "grant store call failed");
-    Refusal::unavailable()
 }
 
 async fn run_check(

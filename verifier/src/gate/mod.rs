@@ -16,8 +16,9 @@ use x402_protocol::amount::{parse_units, AmountError};
 use x402_protocol::{ChallengeKey, Ledger, LedgerError, Network, Reference, Requirement, Terms};
 
 use self::sponsorship::{SponsorLimits, Sponsorship};
+use crate::error::Refusal;
 use crate::metrics::{LedgerCall, Metrics};
-use crate::store::GrantStore;
+use crate::store::{Grant, GrantStore};
 
 /// What every price of one gate shares: where the money goes and how it is checked.
 pub struct PaymentSettings {
@@ -91,6 +92,29 @@ pub struct SettledPayment {
     pub transaction: Option<String>,
     /// CAIP-2.
     pub network: String,
+}
+
+impl SettledPayment {
+    /// The grant that records this payment serving `method path`.
+    pub fn grant(&self, method: &str, path: &str) -> Grant {
+        Grant {
+            reference: self.reference.to_string(),
+            method: method.into(),
+            path: path.into(),
+            payer: self.payer.to_string(),
+            amount: self.amount,
+            mint: self.mint.to_string(),
+            receipt: self.receipt.to_string(),
+            transaction: self.transaction.clone(),
+            granted_at: crate::unix_now(),
+        }
+    }
+}
+
+/// The grant store did not answer: logged here, answered as a 503.
+pub(crate) fn store_unavailable(error: crate::store::StoreError) -> Refusal {
+    tracing::warn!(%error, "grant store call failed");
+    Refusal::unavailable()
 }
 
 /// A payment about to be accepted, for a merchant's own rule to refuse.

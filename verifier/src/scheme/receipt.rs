@@ -18,7 +18,7 @@ use x402_protocol::{
 
 use super::{Next, Verified};
 use crate::error::{Reason, Refusal};
-use crate::gate::{Gate, Price, SettledPayment, Target};
+use crate::gate::{store_unavailable, Gate, Price, SettledPayment, Target};
 use crate::metrics::LedgerCall;
 use crate::unix_now;
 
@@ -244,10 +244,7 @@ impl Submission {
             .store()
             .lease_submission(&reference, now, held_until)
             .await
-            .map_err(|error| {
-                tracing::warn!(%error, "grant store call failed");
-                Refusal::unavailable()
-            })?;
+            .map_err(store_unavailable)?;
         if !leased {
             // Another request submits this payment: its grant belongs to that request,
             // which no copy may take while it confirms.
