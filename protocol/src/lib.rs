@@ -2,6 +2,7 @@
 //! `receipt` scheme (references, receipt addresses, the `pay` transaction, receipt checks).
 
 pub mod amount;
+pub mod exact;
 pub mod keypair;
 pub mod ledger;
 pub mod mint;
@@ -25,6 +26,7 @@ pub fn unix_now() -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default()
 }
+pub use exact::{ExactOffer, ExactTerms, EXACT};
 pub use ledger::{AccountFilter, Ledger, LedgerError};
 pub use mint::{read_mint, MintInfo};
 pub use network::{Cluster, Network};

@@ -3,7 +3,10 @@
 
 use anchor_lang::prelude::Pubkey;
 use anchor_spl::token::spl_token;
-use anchor_spl::token_2022::spl_token_2022::{self, extension::StateWithExtensions};
+use anchor_spl::token_2022::spl_token_2022::{
+    self,
+    extension::{BaseStateWithExtensions, ExtensionType, StateWithExtensions},
+};
 
 use crate::receipt::LedgerAccount;
 
@@ -13,6 +16,9 @@ pub struct MintInfo {
     pub decimals: u8,
     /// SPL Token or Token-2022.
     pub token_program: Pubkey,
+    /// Whether a transfer delivers its whole amount and runs no foreign code: false for a
+    /// Token-2022 mint with a transfer fee or a transfer hook.
+    pub delivers_in_full: bool,
 }
 
 /// Why an account is not a usable mint.
@@ -49,9 +55,18 @@ pub fn read_mint(account: &LedgerAccount) -> Result<MintInfo, MintError> {
     if !mint.base.is_initialized {
         return Err(MintError::NotAMint);
     }
+    let extensions = mint
+        .get_extension_types()
+        .map_err(|_| MintError::NotAMint)?;
     Ok(MintInfo {
         decimals: mint.base.decimals,
         token_program: account.owner,
+        delivers_in_full: !extensions.iter().any(|e| {
+            matches!(
+                e,
+                ExtensionType::TransferFeeConfig | ExtensionType::TransferHook
+            )
+        }),
     })
 }
 
@@ -83,7 +98,8 @@ mod tests {
                 read_mint(&mint_account(program, 9, true)),
                 Ok(MintInfo {
                     decimals: 9,
-                    token_program: program
+                    token_program: program,
+                    delivers_in_full: true,
                 })
             );
         }
@@ -111,5 +127,50 @@ mod tests {
         let mut token_account = mint_account(spl_token::ID, 6, true);
         token_account.data = vec![1; 165];
         assert_eq!(read_mint(&token_account), Err(MintError::NotAMint));
+    }
+
+    #[test]
+    fn a_mint_with_a_transfer_fee_or_hook_does_not_deliver_in_full() {
+        use spl_token_2022::extension::{
+            transfer_fee::TransferFeeConfig, transfer_hook::TransferHook,
+            BaseStateWithExtensionsMut, StateWithExtensionsMut,
+        };
+        fn with(extension: ExtensionType) -> LedgerAccount {
+            let len = ExtensionType::try_calculate_account_len::<spl_token_2022::state::Mint>(&[
+                extension,
+            ])
+            .unwrap();
+            let mut data = vec![0; len];
+            let mut state =
+                StateWithExtensionsMut::<spl_token_2022::state::Mint>::unpack_uninitialized(
+                    &mut data,
+                )
+                .unwrap();
+            match extension {
+                ExtensionType::TransferFeeConfig => {
+                    state.init_extension::<TransferFeeConfig>(true).unwrap();
+                }
+                _ => {
+                    state.init_extension::<TransferHook>(true).unwrap();
+                }
+            }
+            state.base.decimals = 6;
+            state.base.is_initialized = true;
+            state.pack_base();
+            state.init_account_type().unwrap();
+            LedgerAccount {
+                owner: spl_token_2022::ID,
+                lamports: 1,
+                data,
+            }
+        }
+        for account in [
+            with(ExtensionType::TransferFeeConfig),
+            with(ExtensionType::TransferHook),
+        ] {
+            let info = read_mint(&account).unwrap();
+            assert_eq!(info.decimals, 6);
+            assert!(!info.delivers_in_full);
+        }
     }
 }

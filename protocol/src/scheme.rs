@@ -20,7 +20,7 @@ use crate::wire::{v1, v2, Offer};
 pub const SCHEME: &str = "receipt";
 
 /// The largest transaction Solana accepts, in bytes.
-const MAX_TRANSACTION_BYTES: usize = 1232;
+pub(crate) const MAX_TRANSACTION_BYTES: usize = 1232;
 
 /// The `extra` object of a `receipt` offer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,12 +60,12 @@ pub enum ReceiptPayload {
     },
 }
 
-/// Why an offer or payment in the `receipt` scheme could not be read.
+/// Why an offer or payment in a scheme could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SchemeError {
-    #[error("the offer is not in the receipt scheme")]
+    #[error("the offer is in another scheme")]
     OtherScheme,
-    #[error("the receipt scheme's `{0}` is missing or malformed")]
+    #[error("the offer's or payment's `{0}` is missing or malformed")]
     Malformed(&'static str),
 }
 
