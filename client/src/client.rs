@@ -438,7 +438,7 @@ impl X402Client {
         tx.try_sign(&[payer], blockhash)
             .map_err(|e| ClientError::MalformedChallenge(e.to_string()))?;
         let signature = tx.signatures[0].to_string();
-        let unsettled = match ledger.submit(&tx).await {
+        let unsettled = match ledger.submit(&tx.clone().into()).await {
             Ok(_) => None,
             Err(rejected @ LedgerError::Rejected(_)) => return Err(rejected.into()),
             Err(unavailable) => Some(unavailable),

@@ -6,7 +6,7 @@ use anchor_lang::prelude::Pubkey;
 use async_trait::async_trait;
 use solana_hash::Hash;
 use solana_signature::Signature;
-use solana_transaction::Transaction;
+use solana_transaction::versioned::VersionedTransaction;
 
 use crate::network::Network;
 use crate::receipt::LedgerAccount;
@@ -46,6 +46,15 @@ impl AccountFilter {
     }
 }
 
+/// What a processed transaction did, as far as settling a payment needs to know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Landed {
+    /// Why it failed, when it did (its fee was charged all the same).
+    pub failure: Option<String>,
+    /// By how much the watched token account's balance grew, in base units.
+    pub received: u64,
+}
+
 #[async_trait]
 pub trait Ledger: Send + Sync {
     /// The network this ledger is.
@@ -62,7 +71,15 @@ pub trait Ledger: Send + Sync {
 
     /// Submits a fully signed transaction and waits until it reaches the ledger's
     /// commitment.
-    async fn submit(&self, transaction: &Transaction) -> Result<Signature, LedgerError>;
+    async fn submit(&self, transaction: &VersionedTransaction) -> Result<Signature, LedgerError>;
+
+    /// Whether the ledger processed the transaction `signature` at its commitment, and by
+    /// how much it grew the token account `watched`; `None` when it has not (yet).
+    async fn landed(
+        &self,
+        signature: &Signature,
+        watched: &Pubkey,
+    ) -> Result<Option<Landed>, LedgerError>;
 
     /// The accounts owned by `program` that pass every filter.
     async fn program_accounts(

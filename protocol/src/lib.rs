@@ -27,7 +27,7 @@ pub fn unix_now() -> i64 {
         .unwrap_or_default()
 }
 pub use exact::{ExactOffer, ExactTerms, EXACT};
-pub use ledger::{AccountFilter, Ledger, LedgerError};
+pub use ledger::{AccountFilter, Landed, Ledger, LedgerError};
 pub use mint::{read_mint, MintInfo};
 pub use network::{Cluster, Network};
 pub use proof::{check_proof, sign_proof, ProofTarget};

@@ -257,7 +257,7 @@ pub async fn close_expired(
         );
         report
             .transactions
-            .push(ledger.submit(&tx).await?.to_string());
+            .push(ledger.submit(&tx.into()).await?.to_string());
         report.closed.extend(batch.iter().map(|r| r.address));
         report.rent_returned += batch.iter().map(|r| r.lamports).sum::<u64>();
     }

@@ -14,13 +14,18 @@ use solana_commitment_config::CommitmentConfig;
 use solana_hash::Hash;
 use solana_rpc_client::nonblocking::rpc_client::RpcClient;
 use solana_rpc_client_api::client_error::{Error as ClientError, ErrorKind};
-use solana_rpc_client_api::config::{RpcAccountInfoConfig, RpcProgramAccountsConfig};
+use solana_rpc_client_api::config::{
+    RpcAccountInfoConfig, RpcProgramAccountsConfig, RpcTransactionConfig,
+};
 use solana_rpc_client_api::filter::{Memcmp, RpcFilterType};
 use solana_signature::Signature;
-use solana_transaction::Transaction;
+use solana_transaction::versioned::VersionedTransaction;
+use solana_transaction_status_client_types::{
+    option_serializer::OptionSerializer, UiTransactionEncoding,
+};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::ledger::{AccountFilter, Ledger, LedgerError};
+use crate::ledger::{AccountFilter, Landed, Ledger, LedgerError};
 use crate::network::Network;
 use crate::receipt::LedgerAccount;
 
@@ -316,7 +321,7 @@ impl Ledger for RpcLedger {
         deadline(self.options.deadline, self.client.get_latest_blockhash()).await
     }
 
-    async fn submit(&self, transaction: &Transaction) -> Result<Signature, LedgerError> {
+    async fn submit(&self, transaction: &VersionedTransaction) -> Result<Signature, LedgerError> {
         // Preflight is on: a transaction that would fail is refused without a fee.
         let sent = tokio::time::timeout(
             self.options.submit_deadline,
@@ -339,6 +344,61 @@ impl Ledger for RpcLedger {
             self.seen_slot.fetch_max(status.slot, Ordering::SeqCst);
         }
         Ok(signature)
+    }
+
+    async fn landed(
+        &self,
+        signature: &Signature,
+        watched: &Pubkey,
+    ) -> Result<Option<Landed>, LedgerError> {
+        let statuses = deadline(
+            self.options.deadline,
+            self.client
+                .get_signature_statuses_with_history(&[*signature]),
+        )
+        .await?;
+        let Some(Some(status)) = statuses.value.first() else {
+            return Ok(None);
+        };
+        if !status.satisfies_commitment(self.options.commitment) {
+            return Ok(None);
+        }
+        let config = RpcTransactionConfig {
+            encoding: Some(UiTransactionEncoding::Base64),
+            commitment: Some(self.options.commitment),
+            max_supported_transaction_version: Some(0),
+        };
+        let found = deadline(
+            self.options.deadline,
+            self.client.get_transaction_with_config(signature, config),
+        )
+        .await?;
+        let meta = found.transaction.meta.ok_or_else(|| {
+            LedgerError::Unavailable("the node keeps no transaction status".into())
+        })?;
+        let transaction = found.transaction.transaction.decode().ok_or_else(|| {
+            LedgerError::Unavailable("the node's transaction cannot be decoded".into())
+        })?;
+        let index = transaction
+            .message
+            .static_account_keys()
+            .iter()
+            .position(|key| key == watched);
+        let balance = |balances: OptionSerializer<Vec<_>>| -> u64 {
+            let balances: Vec<solana_transaction_status_client_types::UiTransactionTokenBalance> =
+                balances.unwrap_or(Vec::new());
+            balances
+                .iter()
+                .find(|b| Some(usize::from(b.account_index)) == index)
+                .and_then(|b| b.ui_token_amount.amount.parse().ok())
+                .unwrap_or(0)
+        };
+        let before = balance(meta.pre_token_balances);
+        let after = balance(meta.post_token_balances);
+        Ok(Some(Landed {
+            failure: meta.err.map(|e| format!("{e:?}")),
+            received: after.saturating_sub(before),
+        }))
     }
 
     async fn program_accounts(

@@ -320,7 +320,7 @@ async fn the_budget_holds_when_two_payments_race() {
 /// as on a cluster where confirmation takes a while.
 struct LateLedger {
     inner: std::sync::Arc<x402_verifier::ledger::local::LocalLedger>,
-    pending: tokio::sync::Mutex<Option<solana_transaction::Transaction>>,
+    pending: tokio::sync::Mutex<Option<solana_transaction::versioned::VersionedTransaction>>,
 }
 
 impl LateLedger {
@@ -353,10 +353,17 @@ impl x402_protocol::Ledger for LateLedger {
     }
     async fn submit(
         &self,
-        transaction: &solana_transaction::Transaction,
+        transaction: &solana_transaction::versioned::VersionedTransaction,
     ) -> Result<solana_signature::Signature, x402_protocol::LedgerError> {
         *self.pending.lock().await = Some(transaction.clone());
         Ok(transaction.signatures[0])
+    }
+    async fn landed(
+        &self,
+        signature: &solana_signature::Signature,
+        watched: &Pubkey,
+    ) -> Result<Option<x402_protocol::Landed>, x402_protocol::LedgerError> {
+        self.inner.landed(signature, watched).await
     }
     async fn program_accounts(
         &self,

@@ -149,7 +149,7 @@ impl Chain {
         let blockhash = self.ledger.latest_blockhash().await.unwrap();
         let mut tx = paid.pay_transaction(&payer.pubkey(), &payer.pubkey(), blockhash);
         tx.sign(&[payer], blockhash);
-        self.ledger.submit(&tx).await.unwrap();
+        self.ledger.submit(&tx.into()).await.unwrap();
     }
 
     /// Pays `path`'s reference as asked; returns the reference.
@@ -733,7 +733,7 @@ async fn close_expired_and_the_janitor_take_the_rent_back_on_the_validator() {
     let blockhash = chain.ledger.latest_blockhash().await.unwrap();
     let mut tx = sponsored.pay_transaction(&chain.payer.pubkey(), &fee_payer.pubkey(), blockhash);
     tx.sign(&[&fee_payer, &chain.payer], blockhash);
-    chain.ledger.submit(&tx).await.unwrap();
+    chain.ledger.submit(&tx.into()).await.unwrap();
     let deposit = chain.lamports(&own.receipt()).await;
     chain.wait_past(expires_at).await;
 
@@ -795,7 +795,7 @@ async fn send(
         &signers,
         blockhash,
     );
-    ledger.submit(&tx).await.unwrap();
+    ledger.submit(&tx.into()).await.unwrap();
 }
 
 /// Copies of one sponsored payment differing only in compute-unit price, sent at once to

@@ -59,7 +59,7 @@ async fn the_janitor_closes_expired_receipts_the_fee_payer_funded_and_takes_the_
     let blockhash = h.market.ledger.latest_blockhash().await.unwrap();
     let mut tx = requirement.pay_transaction(&payer.pubkey(), &fee_payer.pubkey(), blockhash);
     tx.sign(&[fee_payer, &payer], blockhash);
-    h.market.ledger.submit(&tx).await.unwrap();
+    h.market.ledger.submit(&tx.into()).await.unwrap();
     let deposit = h
         .ledger
         .inner

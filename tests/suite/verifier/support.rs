@@ -14,6 +14,7 @@ use solana_hash::Hash;
 use solana_keypair::Keypair;
 use solana_signature::Signature;
 use solana_signer::Signer;
+use solana_transaction::versioned::VersionedTransaction;
 use solana_transaction::Transaction;
 use x402_protocol::scheme::{encode_transaction, ReceiptOffer, SCHEME};
 use x402_protocol::wire::{encode_header, v1};
@@ -92,10 +93,19 @@ impl Ledger for CountingLedger {
         self.inner.latest_blockhash().await
     }
 
-    async fn submit(&self, transaction: &Transaction) -> Result<Signature, LedgerError> {
+    async fn submit(&self, transaction: &VersionedTransaction) -> Result<Signature, LedgerError> {
         self.check_up()?;
         self.submits.fetch_add(1, Ordering::SeqCst);
         self.inner.submit(transaction).await
+    }
+
+    async fn landed(
+        &self,
+        signature: &Signature,
+        watched: &Pubkey,
+    ) -> Result<Option<x402_protocol::Landed>, LedgerError> {
+        self.check_up()?;
+        self.inner.landed(signature, watched).await
     }
 
     async fn program_accounts(
@@ -314,7 +324,7 @@ impl Harness {
         let blockhash = self.market.ledger.latest_blockhash().await.unwrap();
         let mut tx = requirement.pay_transaction(&payer.pubkey(), &payer.pubkey(), blockhash);
         tx.sign(&[payer], blockhash);
-        self.market.ledger.submit(&tx).await.unwrap()
+        self.market.ledger.submit(&tx.into()).await.unwrap()
     }
 
     pub async fn token_balance(&self, owner: &Pubkey) -> u64 {

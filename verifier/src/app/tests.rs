@@ -8,7 +8,7 @@ use axum::body::Body;
 use http::Request;
 use solana_hash::Hash;
 use solana_signature::Signature;
-use solana_transaction::Transaction;
+use solana_transaction::versioned::VersionedTransaction;
 use tower::ServiceExt;
 use x402_protocol::wire::{decode_header, v2};
 use x402_protocol::{ChallengeKey, Ledger, LedgerAccount, LedgerError, Network};
@@ -34,10 +34,17 @@ impl Ledger for EmptyLedger {
     async fn latest_blockhash(&self) -> Result<Hash, LedgerError> {
         Ok(Hash::new_from_array([3; 32]))
     }
-    async fn submit(&self, _: &Transaction) -> Result<Signature, LedgerError> {
+    async fn submit(&self, _: &VersionedTransaction) -> Result<Signature, LedgerError> {
         Err(LedgerError::Rejected(
             "nothing is submitted in these tests".into(),
         ))
+    }
+    async fn landed(
+        &self,
+        _: &Signature,
+        _: &Pubkey,
+    ) -> Result<Option<x402_protocol::Landed>, LedgerError> {
+        Ok(None)
     }
     async fn program_accounts(
         &self,
@@ -278,8 +285,15 @@ impl Ledger for SlowLedger {
     async fn latest_blockhash(&self) -> Result<Hash, LedgerError> {
         self.0.latest_blockhash().await
     }
-    async fn submit(&self, tx: &Transaction) -> Result<Signature, LedgerError> {
+    async fn submit(&self, tx: &VersionedTransaction) -> Result<Signature, LedgerError> {
         self.0.submit(tx).await
+    }
+    async fn landed(
+        &self,
+        signature: &Signature,
+        watched: &Pubkey,
+    ) -> Result<Option<x402_protocol::Landed>, LedgerError> {
+        self.0.landed(signature, watched).await
     }
     async fn program_accounts(
         &self,

@@ -16,11 +16,13 @@ use solana_keypair::Keypair;
 use solana_program_test::{BanksClient, BanksClientError, ProgramTestContext};
 use solana_signature::Signature;
 use solana_signer::Signer;
-use solana_transaction::Transaction;
+use solana_transaction::versioned::VersionedTransaction;
 use tokio::sync::Mutex;
 use x402_protocol::keypair::{read_keypair_file, write_keypair_file};
 use x402_protocol::scheme::paid_reference;
-use x402_protocol::{receipt_address, AccountFilter, Ledger, LedgerAccount, LedgerError, Network};
+use x402_protocol::{
+    receipt_address, AccountFilter, Landed, Ledger, LedgerAccount, LedgerError, Network,
+};
 
 use super::{bank, Market};
 use crate::config::Config;
@@ -44,7 +46,13 @@ pub struct LocalLedger {
     /// The receipts created through `submit`: the bank cannot be scanned for a program's
     /// accounts, so `program_accounts` looks among these.
     receipts: std::sync::Mutex<std::collections::BTreeSet<Pubkey>>,
+    /// What each transaction submitted here did to the token accounts it wrote: the bank
+    /// keeps no token balances, so `landed` reads them from here.
+    landed: std::sync::Mutex<std::collections::HashMap<Signature, TokenChanges>>,
 }
+
+/// Token balances before and after one transaction, by token account.
+type TokenChanges = Vec<(Pubkey, u64, u64)>;
 
 /// What a fresh local ledger holds: a mint, a merchant with a token account, a funded
 /// fee payer and a funded demo payer.
@@ -74,6 +82,7 @@ impl LocalLedger {
             context: Mutex::new(context),
             banks,
             receipts: Default::default(),
+            landed: Default::default(),
         };
         ledger.set_time(unix_now()).await;
         ledger
@@ -230,7 +239,7 @@ impl Ledger for LocalLedger {
             .collect())
     }
 
-    async fn submit(&self, transaction: &Transaction) -> Result<Signature, LedgerError> {
+    async fn submit(&self, transaction: &VersionedTransaction) -> Result<Signature, LedgerError> {
         let context = self.context.lock().await;
         let clock: Clock = self.banks.get_sysvar().await.map_err(unavailable)?;
         bank::set_time(&context, clock.unix_timestamp.max(unix_now()))
@@ -246,23 +255,80 @@ impl Ledger for LocalLedger {
         if let Some(Err(error)) = simulation.result {
             return Err(LedgerError::Rejected(error.to_string()));
         }
+        // Read under the context's lock: no other submission runs in between.
+        let written = transaction.message.static_account_keys().to_vec();
+        let before = self.token_balances(&written).await?;
         match self
             .banks
             .process_transaction_with_commitment(transaction.clone(), CommitmentLevel::Confirmed)
             .await
         {
             Ok(()) => {
-                if let Some(reference) = paid_reference(transaction, &x402_receipts::ID) {
+                let legacy = transaction.clone().into_legacy_transaction();
+                if let Some(reference) =
+                    legacy.and_then(|tx| paid_reference(&tx, &x402_receipts::ID))
+                {
                     let receipt = receipt_address(&x402_receipts::ID, &reference);
                     self.receipts.lock().expect("not poisoned").insert(receipt);
                 }
-                Ok(transaction.signatures[0])
+                let after = self.token_balances(&written).await?;
+                let changes = written
+                    .iter()
+                    .zip(before.iter().zip(after))
+                    .filter_map(|(key, (before, after))| Some((*key, (*before)?, after?)))
+                    .collect();
+                let signature = transaction.signatures[0];
+                self.landed
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(signature, changes);
+                Ok(signature)
             }
             Err(BanksClientError::TransactionError(error)) => {
                 Err(LedgerError::Rejected(error.to_string()))
             }
             Err(other) => Err(unavailable(other)),
         }
+    }
+
+    /// Only the transactions submitted through this ledger are known; those that failed
+    /// in preflight were never processed.
+    async fn landed(
+        &self,
+        signature: &Signature,
+        watched: &Pubkey,
+    ) -> Result<Option<Landed>, LedgerError> {
+        let landed = self.landed.lock().expect("not poisoned");
+        Ok(landed.get(signature).map(|changes| Landed {
+            failure: None,
+            received: changes
+                .iter()
+                .find(|(key, _, _)| key == watched)
+                .map(|(_, before, after)| after.saturating_sub(*before))
+                .unwrap_or(0),
+        }))
+    }
+}
+
+impl LocalLedger {
+    /// The token balance of each account that is a token account.
+    async fn token_balances(&self, keys: &[Pubkey]) -> Result<Vec<Option<u64>>, LedgerError> {
+        use anchor_spl::token_2022::spl_token_2022::{
+            extension::StateWithExtensions, state::Account,
+        };
+        let accounts = self.accounts(keys).await?;
+        Ok(accounts
+            .into_iter()
+            .map(|account| {
+                let account = account?;
+                let token_program =
+                    account.owner == spl_token::ID || account.owner == anchor_spl::token_2022::ID;
+                token_program
+                    .then(|| StateWithExtensions::<Account>::unpack(&account.data).ok())
+                    .flatten()
+                    .map(|state| state.base.amount)
+            })
+            .collect())
     }
 }
 

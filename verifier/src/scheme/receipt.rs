@@ -282,8 +282,9 @@ async fn submit(
     requirement: &Requirement,
     signature: String,
 ) -> Result<(SettledPayment, Option<u64>), Refusal> {
+    let transaction = transaction.clone().into();
     let rejected = match gate
-        .ledger_call(LedgerCall::Submit, gate.ledger().submit(transaction))
+        .ledger_call(LedgerCall::Submit, gate.ledger().submit(&transaction))
         .await
     {
         Ok(_) => None,
