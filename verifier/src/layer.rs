@@ -15,6 +15,7 @@ use tower::{Layer, Service};
 
 use crate::gate::{Gate, PaymentCheck, Price, Target, DEFAULT_MIME_TYPE, DEFAULT_TTL};
 use crate::payment::PAYMENT_HEADERS;
+use crate::scheme::Scheme;
 
 /// Charges `price` for every request through the wrapped service.
 #[derive(Clone)]
@@ -48,6 +49,7 @@ impl Gate {
                 description: String::new(),
                 mime_type: DEFAULT_MIME_TYPE.into(),
                 ttl: DEFAULT_TTL,
+                schemes: self.settings().schemes.clone(),
             }),
             check: None,
         })
@@ -55,6 +57,17 @@ impl Gate {
 }
 
 impl PaymentLayer {
+    /// Offers only `schemes` (of those the gate settles) for this price.
+    pub fn schemes(mut self, schemes: &[Scheme]) -> Self {
+        let enabled = &self.gate.settings().schemes;
+        Arc::make_mut(&mut self.price).schemes = schemes
+            .iter()
+            .filter(|scheme| enabled.contains(scheme))
+            .copied()
+            .collect();
+        self
+    }
+
     /// What the challenge says is being bought.
     pub fn description(mut self, description: &str) -> Self {
         Arc::make_mut(&mut self.price).description = description.into();

@@ -40,6 +40,7 @@ pub use app::{app, PaidRoute, RequestLimits, RouteService};
 pub use error::{Reason, Refusal};
 pub use gate::{Gate, PaymentAttempt, PaymentCheck, PaymentSettings, Price, SettledPayment};
 pub use layer::PaymentLayer;
+pub use scheme::Scheme;
 pub use store::{Grant, GrantStore};
 
 pub use x402_protocol::unix_now;

@@ -32,6 +32,8 @@ const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 pub enum LedgerCall {
     Account,
     Submit,
+    /// What a submitted transaction did (`exact`).
+    Transaction,
     LatestBlockhash,
     ProgramAccounts,
 }
@@ -42,6 +44,7 @@ impl EncodeLabelValue for LedgerCall {
         encoder.write_str(match self {
             LedgerCall::Account => "account",
             LedgerCall::Submit => "submit",
+            LedgerCall::Transaction => "transaction",
             LedgerCall::LatestBlockhash => "latest_blockhash",
             LedgerCall::ProgramAccounts => "program_accounts",
         })

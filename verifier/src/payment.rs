@@ -26,6 +26,7 @@ pub const PAYMENT_HEADERS: [&str; 4] = [
 pub fn read_payment(
     headers: &HeaderMap,
     network: &Network,
+    schemes: &[Scheme],
 ) -> Result<Option<(Payment, Version)>, Refusal> {
     let text = |name: &str| {
         headers
@@ -39,6 +40,7 @@ pub fn read_payment(
             let message =
                 PaymentMessage::decode(version, value).map_err(|e| malformed(header, e))?;
             let scheme = Scheme::named(&message.offer.scheme)
+                .filter(|scheme| schemes.contains(scheme))
                 .ok_or_else(|| Refusal::new(Reason::UnsupportedScheme))?;
             if !network.is_named(&message.offer.network) {
                 return Err(Refusal::new(Reason::InvalidNetwork));
@@ -127,14 +129,14 @@ mod tests {
             "solana-devnet",
             serde_json::json!({"reference": reference.to_string()}),
         );
-        let found = read_payment(&headers(&[(v1::X_PAYMENT, v1)]), &devnet).unwrap();
+        let found = read_payment(&headers(&[(v1::X_PAYMENT, v1)]), &devnet, &Scheme::ALL).unwrap();
         assert_eq!(self_submitted(found), (reference, None, Version::V1));
         let signature = solana_signature::Signature::from([3; 64]).to_string();
         let plain = headers(&[
             (X_PAYMENT_PROOF, format!("{reference}:proof")),
             (X_PAYMENT_TXID, signature.clone()),
         ]);
-        let found = read_payment(&plain, &devnet).unwrap();
+        let found = read_payment(&plain, &devnet, &Scheme::ALL).unwrap();
         assert_eq!(
             self_submitted(found),
             (reference, Some(signature), Version::V1)
@@ -144,13 +146,16 @@ mod tests {
             (X_PAYMENT_TXID, "sig".into()),
         ]);
         assert_eq!(
-            read_payment(&not_a_signature, &devnet)
+            read_payment(&not_a_signature, &devnet, &Scheme::ALL)
                 .err()
                 .map(|r| r.reason()),
             Some(Reason::InvalidPayload),
             "a transaction signature is validated or refused"
         );
-        assert!(matches!(read_payment(&HeaderMap::new(), &devnet), Ok(None)));
+        assert!(matches!(
+            read_payment(&HeaderMap::new(), &devnet, &Scheme::ALL),
+            Ok(None)
+        ));
     }
 
     #[test]
@@ -173,9 +178,25 @@ mod tests {
                 ),
             )]),
             headers(&[(v2::PAYMENT_SIGNATURE, STANDARD.encode("{}"))]),
+            headers(&[(
+                v1::X_PAYMENT,
+                v1_payload("exact", "solana-devnet", serde_json::json!({})),
+            )]),
+            headers(&[(
+                v1::X_PAYMENT,
+                v1_payload(
+                    "exact",
+                    "solana-devnet",
+                    serde_json::json!({"transaction": "AAAA"}),
+                ),
+            )]),
             headers(&[(X_PAYMENT_PROOF, "short".into())]),
         ];
-        let reason = |headers: &HeaderMap| read_payment(headers, &devnet).err().map(|r| r.reason());
+        let reason = |headers: &HeaderMap| {
+            read_payment(headers, &devnet, &Scheme::ALL)
+                .err()
+                .map(|r| r.reason())
+        };
         for headers in bad {
             assert_eq!(
                 reason(&headers),
@@ -183,11 +204,21 @@ mod tests {
                 "{headers:?}"
             );
         }
+        // A scheme this gate does not offer is unsupported, however well formed.
         let exact = headers(&[(
             v1::X_PAYMENT,
             v1_payload("exact", "solana-devnet", serde_json::json!({})),
         )]);
-        assert_eq!(reason(&exact), Some(Reason::UnsupportedScheme));
+        let receipt_only = read_payment(&exact, &devnet, &[Scheme::Receipt]);
+        assert_eq!(
+            receipt_only.err().map(|r| r.reason()),
+            Some(Reason::UnsupportedScheme)
+        );
+        let other = headers(&[(
+            v1::X_PAYMENT,
+            v1_payload("upto", "solana-devnet", serde_json::json!({})),
+        )]);
+        assert_eq!(reason(&other), Some(Reason::UnsupportedScheme));
         let mainnet = headers(&[(
             v1::X_PAYMENT,
             v1_payload("receipt", "solana", serde_json::json!({})),

@@ -1,6 +1,8 @@
 //! `GET /receipts/{reference}`: a receipt decoded, with explorer links, for auditors and
 //! for clients that have no RPC endpoint. Anyone may ask, and each answer is a read from
 //! the RPC provider: lookups in flight are capped ([`ReceiptLookups`]), past it a 429.
+//! An `exact` payment has no receipt account: its grant is shown instead, with its
+//! transaction, whose Memo holds the reference.
 
 use std::sync::Arc;
 
@@ -15,8 +17,10 @@ use x402_protocol::receipt::decode_receipt;
 use x402_protocol::{receipt_address, Reference};
 
 use crate::error::{Reason, Refusal};
-use crate::gate::Gate;
+use crate::gate::{store_unavailable, Gate};
 use crate::metrics::LedgerCall;
+use crate::scheme::Scheme;
+use crate::store::Grant;
 
 /// The receipt lookups that may be in flight at once.
 #[derive(Clone)]
@@ -41,6 +45,15 @@ pub async fn show_receipt(
         .try_acquire()
         .map_err(|_| Refusal::new(Reason::RateLimited))?;
     let s = gate.settings();
+    if let Some(grant) = gate
+        .store()
+        .grant(&reference.to_string())
+        .await
+        .map_err(store_unavailable)?
+        .filter(|grant| grant.scheme == Scheme::Exact.name())
+    {
+        return Ok(exact_payment(&gate, grant).into_response());
+    }
     let address = receipt_address(&s.program, &reference);
     let account = gate
         .ledger_call(LedgerCall::Account, gate.ledger().account(&address))
@@ -68,6 +81,7 @@ pub async fn show_receipt(
         "paidAt": receipt.paid_at,
         "slot": receipt.slot,
         "expiresAt": receipt.expires_at,
+        "scheme": Scheme::Receipt.name(),
         "lamports": account.lamports,
         "explorer": {
             "receipt": explorer(format!("address/{address}")),
@@ -76,4 +90,30 @@ pub async fn show_receipt(
         },
     }))
     .into_response())
+}
+
+/// An `exact` payment as its grant records it: the transaction to read on an explorer
+/// (its Memo is the reference, its TransferChecked the payment).
+fn exact_payment(gate: &Gate, grant: Grant) -> axum::Json<serde_json::Value> {
+    let s = gate.settings();
+    let explorer = |path: String| s.network.explorer_url(&path, None);
+    let amount_decimal =
+        (grant.mint == s.mint.to_string()).then(|| format_units(grant.amount, s.decimals));
+    axum::Json(json!({
+        "reference": grant.reference,
+        "scheme": grant.scheme,
+        "network": s.network.caip2(),
+        "payer": grant.payer,
+        "payee": s.pay_to.to_string(),
+        "mint": grant.mint,
+        "amount": grant.amount.to_string(),
+        "amountDecimal": amount_decimal,
+        "transaction": grant.transaction,
+        "grantedAt": grant.granted_at,
+        "explorer": {
+            "transaction": grant.transaction.as_ref().map(|tx| explorer(format!("tx/{tx}"))),
+            "payer": explorer(format!("address/{}", grant.payer)),
+            "payee": explorer(format!("address/{}", s.pay_to)),
+        },
+    }))
 }

@@ -12,7 +12,6 @@ use x402_protocol::Reference;
 
 use crate::error::{Reason, Refusal};
 use crate::gate::{Gate, Price, SettledPayment, Target};
-use crate::scheme::Scheme;
 use crate::unix_now;
 
 /// A 402 answer, ready to send.
@@ -57,8 +56,9 @@ impl Gate {
     ) -> Challenge {
         self.metrics().challenge_issued();
         let s = self.settings();
-        let offers: Vec<_> = Scheme::ALL
-            .into_iter()
+        let offers: Vec<_> = price
+            .schemes
+            .iter()
             .map(|scheme| scheme.offer(self, price, target, reference))
             .collect();
         let amount = format_units(price.amount, s.decimals);
@@ -122,7 +122,10 @@ impl Gate {
     ) -> (&'static str, HeaderValue) {
         let mut extra = Map::new();
         extra.insert("reference".into(), settled.reference.to_string().into());
-        extra.insert("receipt".into(), settled.receipt.to_string().into());
+        extra.insert("scheme".into(), settled.scheme.name().into());
+        if let Some(receipt) = settled.receipt {
+            extra.insert("receipt".into(), receipt.to_string().into());
+        }
         let network = match version {
             Version::V1 => self.settings().network.v1_name().to_string(),
             Version::V2 => settled.network.clone(),

@@ -38,7 +38,10 @@ pub struct Grant {
     /// Base units received, as the receipt records them.
     pub amount: u64,
     pub mint: String,
-    pub receipt: String,
+    /// The x402 scheme it was paid in (`receipt` or `exact`).
+    pub scheme: String,
+    /// The receipt account; an `exact` payment has none.
+    pub receipt: Option<String>,
     /// The payment's transaction signature, when known.
     pub transaction: Option<String>,
     pub granted_at: i64,
@@ -58,8 +61,13 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS grants (
     mint TEXT NOT NULL,
     receipt TEXT NOT NULL,
     transaction_signature TEXT,
-    granted_at BIGINT NOT NULL
+    granted_at BIGINT NOT NULL,
+    scheme TEXT NOT NULL DEFAULT 'receipt'
 )";
+
+/// A grants table from before the `exact` scheme has no `scheme` column: every row in it
+/// was paid in `receipt`.
+const ADD_SCHEME: &str = "ALTER TABLE grants ADD COLUMN scheme TEXT NOT NULL DEFAULT 'receipt'";
 
 /// Leases on submitting a sponsored payment: one submission per reference at a time,
 /// across replicas.
@@ -94,6 +102,7 @@ impl GrantStore {
             sqlx::query(SCHEMA).execute(&pool).await?;
             sqlx::query(SUBMISSIONS).execute(&pool).await?;
         }
+        add_scheme_column(&pool, url.starts_with("postgres")).await?;
         Ok(GrantStore { pool })
     }
 
@@ -101,8 +110,8 @@ impl GrantStore {
     /// recorded it: the caller may serve the request.
     pub async fn try_grant(&self, grant: &Grant) -> Result<bool, StoreError> {
         let inserted = sqlx::query(
-            "INSERT INTO grants (reference, method, path, payer, amount, mint, receipt, transaction_signature, granted_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (reference) DO NOTHING",
+            "INSERT INTO grants (reference, method, path, payer, amount, mint, receipt, transaction_signature, granted_at, scheme)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (reference) DO NOTHING",
         )
         .bind(&grant.reference)
         .bind(&grant.method)
@@ -111,9 +120,11 @@ impl GrantStore {
         // u64 does not fit every SQL integer type: stored exactly as text.
         .bind(grant.amount.to_string())
         .bind(&grant.mint)
-        .bind(&grant.receipt)
+        // NOT NULL in tables made before `exact`: empty for none.
+        .bind(grant.receipt.clone().unwrap_or_default())
         .bind(&grant.transaction)
         .bind(grant.granted_at)
+        .bind(&grant.scheme)
         .execute(&self.pool)
         .await?;
         Ok(inserted.rows_affected() == 1)
@@ -189,11 +200,37 @@ impl GrantStore {
     }
 }
 
-const SELECT_GRANTS: &str = "SELECT reference, method, path, payer, amount, mint, receipt, transaction_signature, granted_at FROM grants";
+/// Brings a grants table from before the `scheme` column up to date (under PostgreSQL's
+/// lock, as the tables are made).
+async fn add_scheme_column(pool: &AnyPool, postgres: bool) -> Result<(), StoreError> {
+    if sqlx::query("SELECT scheme FROM grants WHERE 1 = 0")
+        .fetch_optional(pool)
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    if postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock(402)")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&ADD_SCHEME.replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS"))
+            .execute(&mut *tx)
+            .await?;
+    } else {
+        sqlx::query(ADD_SCHEME).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+const SELECT_GRANTS: &str = "SELECT reference, method, path, payer, amount, mint, receipt, transaction_signature, granted_at, scheme FROM grants";
 
 fn grant_of(row: &sqlx::any::AnyRow) -> Result<Grant, StoreError> {
     use sqlx::Row;
     let amount: String = row.try_get("amount")?;
+    let receipt: String = row.try_get("receipt")?;
     Ok(Grant {
         reference: row.try_get("reference")?,
         method: row.try_get("method")?,
@@ -203,7 +240,8 @@ fn grant_of(row: &sqlx::any::AnyRow) -> Result<Grant, StoreError> {
             .parse()
             .map_err(|_| StoreError("corrupt amount in the grants table".into()))?,
         mint: row.try_get("mint")?,
-        receipt: row.try_get("receipt")?,
+        scheme: row.try_get("scheme")?,
+        receipt: Some(receipt).filter(|r| !r.is_empty()),
         transaction: row.try_get("transaction_signature")?,
         granted_at: row.try_get("granted_at")?,
     })
@@ -221,7 +259,8 @@ mod tests {
             payer: "payer".into(),
             amount: u64::MAX,
             mint: "mint".into(),
-            receipt: "receipt".into(),
+            scheme: "receipt".into(),
+            receipt: Some("receipt".into()),
             transaction: Some("sig".into()),
             granted_at: 1,
         }
@@ -270,6 +309,36 @@ mod tests {
             reopened.try_grant(&grant("r1")).await.unwrap(),
             "granted again after release"
         );
+    }
+
+    #[tokio::test]
+    async fn a_table_from_before_exact_gains_its_scheme_column_and_exact_grants_have_no_receipt() {
+        let (store, path) = temp_store().await;
+        drop(store);
+        std::fs::remove_file(&path).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let old = AnyPoolOptions::new().connect(&url).await.unwrap();
+        sqlx::query(&SCHEMA.replace(",\n    scheme TEXT NOT NULL DEFAULT 'receipt'", ""))
+            .execute(&old)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO grants VALUES ('old', 'GET', '/demo', 'payer', '18446744073709551615', 'mint', 'receipt', 'sig', 1)")
+            .execute(&old)
+            .await
+            .unwrap();
+        old.close().await;
+
+        let store = GrantStore::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        assert_eq!(store.grant("old").await.unwrap(), Some(grant("old")));
+        let exact = Grant {
+            scheme: "exact".into(),
+            receipt: None,
+            ..grant("new")
+        };
+        assert!(store.try_grant(&exact).await.unwrap());
+        assert_eq!(store.grant("new").await.unwrap(), Some(exact));
     }
 
     #[tokio::test]

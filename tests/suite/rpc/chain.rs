@@ -12,6 +12,7 @@ use x402_protocol::rpc::{RpcLedger, RpcOptions};
 use x402_protocol::{ChallengeKey, Ledger, LedgerAccount, Network, Reference, Requirement, Terms};
 use x402_verifier::{
     app, unix_now, Gate, GrantStore, PaidRoute, PaymentSettings, RequestLimits, RouteService,
+    Scheme,
 };
 
 use super::node::{Fault, Proxy, Validator};
@@ -282,6 +283,11 @@ fn settings(
         currency: "USDC".into(),
         pay_to,
         challenge_keys: vec![key()],
+        schemes: if fee_payer.is_some() {
+            Scheme::ALL.to_vec()
+        } else {
+            vec![Scheme::Receipt]
+        },
         fee_payer: fee_payer.map(Arc::new),
         sponsor_limits: Default::default(),
         max_compute_unit_price: 100_000,

@@ -65,7 +65,7 @@ async fn post<T: serde::de::DeserializeOwned>(
 }
 
 #[tokio::test]
-async fn supported_lists_the_receipt_scheme_in_both_versions_and_the_fee_payer() {
+async fn supported_lists_both_schemes_in_both_versions_and_the_fee_payer() {
     let h = Harness::start().await;
     let supported: SupportedResponse = h
         .http
@@ -86,9 +86,16 @@ async fn supported_lists_the_receipt_scheme_in_both_versions_and_the_fee_payer()
         kinds,
         [
             (1, "receipt", "solana-localnet"),
-            (2, "receipt", s.network.caip2())
+            (2, "receipt", s.network.caip2()),
+            (1, "exact", "solana-localnet"),
+            (2, "exact", s.network.caip2()),
         ]
     );
+    // Stock clients need the fee payer in each `exact` kind's `extra`.
+    let fee_payer = h.market.fee_payer.pubkey().to_string();
+    for kind in supported.kinds.iter().filter(|k| k.scheme == "exact") {
+        assert_eq!(kind.extra.as_ref().unwrap()["feePayer"], fee_payer.as_str());
+    }
     assert_eq!(
         supported.signers["solana:*"][0],
         h.market.fee_payer.pubkey().to_string()

@@ -23,7 +23,8 @@ fn grant(reference: &str) -> Grant {
         payer: "payer".into(),
         amount: u64::MAX,
         mint: "mint".into(),
-        receipt: "receipt".into(),
+        scheme: "receipt".into(),
+        receipt: Some("receipt".into()),
         transaction: None,
         granted_at: 7,
     }

@@ -29,7 +29,7 @@ use x402_verifier::metrics::MetricsAccess;
 use x402_verifier::proxy::{Proxy, Upstream};
 use x402_verifier::tasks::Schedule;
 use x402_verifier::{
-    app, Gate, GrantStore, PaidRoute, PaymentSettings, RequestLimits, RouteService,
+    app, Gate, GrantStore, PaidRoute, PaymentSettings, RequestLimits, RouteService, Scheme,
 };
 
 /// 0.01 of the local mint: the price of `/api/*`.
@@ -434,6 +434,11 @@ async fn gate(
         pay_to: market.merchant,
         challenge_keys: vec![challenge_key()],
         fee_payer: sponsor.then(|| Arc::new(market.fee_payer.insecure_clone())),
+        schemes: if sponsor {
+            Scheme::ALL.to_vec()
+        } else {
+            vec![Scheme::Receipt]
+        },
         sponsor_limits: Default::default(),
         max_compute_unit_price: 1_000,
         max_compute_unit_limit: 200_000,

@@ -120,10 +120,11 @@ fn axum_path(pattern: &str) -> String {
 /// The demo resource: what the buyer paid for, and the payment it was paid with.
 async fn demo(Extension(payment): Extension<SettledPayment>) -> Json<serde_json::Value> {
     Json(json!({
-        "message": "Paid content: this response was bought with an on-chain receipt.",
+        "message": "Paid content: this response was bought with an on-chain payment.",
         "payment": {
+            "scheme": payment.scheme.name(),
             "reference": payment.reference.to_string(),
-            "receipt": payment.receipt.to_string(),
+            "receipt": payment.receipt.map(|r| r.to_string()),
             "payer": payment.payer.to_string(),
             "amount": payment.amount.to_string(),
             "transaction": payment.transaction,

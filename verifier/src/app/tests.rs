@@ -81,6 +81,7 @@ async fn router_on(
         pay_to: Pubkey::new_unique(),
         challenge_keys: vec![ChallengeKey::random()],
         fee_payer: Some(Arc::new(solana_keypair::Keypair::new())),
+        schemes: crate::Scheme::ALL.to_vec(),
         sponsor_limits: Default::default(),
         max_compute_unit_price: 1,
         max_compute_unit_limit: 1,

@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::{Config, ConfigError};
+use crate::scheme::SchemeList;
 
 impl Config {
     /// Applies the `X402_*` overrides that `env` (the process environment, or a map in
@@ -23,6 +24,8 @@ impl Config {
         env.set("X402_RPC_URL", |v| p.rpc_url = Some(v))?;
         env.set("X402_COMMITMENT", |v| p.commitment = v)?;
         env.set("X402_FEE_PAYER_KEYPAIR", |v| p.fee_payer_keypair = Some(v))?;
+        env.set("X402_SCHEMES", |v: SchemeList| p.schemes = Some(v.0))?;
+        env.set("X402_ANNOUNCE_NETWORK", |v| p.announce_network = Some(v))?;
         env.set("X402_CHALLENGE_KEY", |v| p.challenge_keys = Some(v))?;
         env.set("X402_MIN_PAYMENT", |v| p.min_payment = v)?;
         env.set("X402_FACILITATOR_URL", |v| p.facilitator_url = Some(v))?;

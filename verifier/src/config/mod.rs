@@ -20,6 +20,7 @@ mod values;
 pub use values::{ApiKeys, ChallengeKeys, Commitment, RpcUrl};
 
 use crate::gate::sponsorship::SponsorLimits;
+use crate::scheme::Scheme;
 
 #[serde_as]
 #[derive(Debug, Deserialize)]
@@ -82,6 +83,14 @@ pub struct PaymentConfig {
     pub commitment: Commitment,
     /// A Solana CLI keypair file: with it the verifier sponsors payments.
     pub fee_payer_keypair: Option<PathBuf>,
+    /// The schemes challenges offer: `receipt` and `exact` when there is a fee payer
+    /// (stock x402 clients expect the seller to pay the fee), `receipt` otherwise.
+    #[serde_as(as = "Option<Vec<DisplayFromStr>>")]
+    pub schemes: Option<Vec<Scheme>>,
+    /// Development only: announce this public network (`solana-devnet`) while the RPC
+    /// node is a local validator, as stock x402 sellers do, since stock clients refuse a
+    /// local network's id. Logged loudly at start.
+    pub announce_network: Option<String>,
     /// Environment only (`X402_CHALLENGE_KEY`): kept out of files that get copied around.
     #[serde(skip)]
     pub challenge_keys: Option<ChallengeKeys>,
@@ -117,6 +126,8 @@ impl Default for PaymentConfig {
             rpc_url: None,
             commitment: Commitment::Confirmed,
             fee_payer_keypair: None,
+            schemes: None,
+            announce_network: None,
             challenge_keys: None,
             min_payment: "0.01".into(),
             facilitator_url: None,
@@ -296,6 +307,10 @@ pub struct RouteConfig {
     /// Seconds a challenge may be paid.
     #[serde(default = "default_ttl")]
     pub ttl: u64,
+    /// The schemes this route offers, among `payment.schemes`; all of those by default.
+    #[serde(default)]
+    #[serde_as(as = "Option<Vec<DisplayFromStr>>")]
+    pub schemes: Option<Vec<Scheme>>,
 }
 
 fn default_methods() -> Vec<http::Method> {

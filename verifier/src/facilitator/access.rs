@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use anchor_lang::prelude::Pubkey;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
-use x402_protocol::Requirement;
 
 use crate::error::{Reason, Refusal};
+use crate::scheme::Demand;
 
 /// What the fee payer sponsors for facilitator callers.
 #[derive(Clone, Debug)]
@@ -73,13 +73,15 @@ impl FacilitatorAccess {
     }
 
     /// Whether `requirement` is within the policy, `now` being unix seconds.
-    pub fn allows(&self, requirement: &Requirement, now: i64) -> Result<(), Refusal> {
+    pub fn allows(&self, demand: &Demand, now: i64) -> Result<(), Refusal> {
         let p = &self.policy;
         let horizon = now.saturating_add(p.max_horizon.as_secs() as i64);
-        if !p.mints.contains(&requirement.mint)
-            || !p.payees.contains(&requirement.pay_to)
-            || requirement.amount < p.min_amount
-            || requirement.expires_at > horizon
+        if !p.mints.contains(&demand.mint())
+            || !p.payees.contains(&demand.pay_to())
+            || demand.amount() < p.min_amount
+            || demand
+                .expires_at()
+                .is_some_and(|expires_at| expires_at > horizon)
         {
             return Err(Refusal::new(Reason::RequirementsNotAllowed));
         }
@@ -108,6 +110,7 @@ impl FacilitatorAccess {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use x402_protocol::Requirement;
 
     fn access(budget_lamports: u64) -> FacilitatorAccess {
         FacilitatorAccess::new(
@@ -159,7 +162,7 @@ mod tests {
             token_program: anchor_lang::prelude::Pubkey::default(),
             pay_to: Pubkey::new_from_array([2; 32]),
         };
-        assert!(access.allows(&good, now).is_ok());
+        assert!(access.allows(&Demand::Receipt(good.clone()), now).is_ok());
         let stranger = Pubkey::new_unique();
         for bad in [
             Requirement {
@@ -180,9 +183,35 @@ mod tests {
             },
         ] {
             assert_eq!(
-                access.allows(&bad, now).unwrap_err().reason(),
+                access
+                    .allows(&Demand::Receipt(bad), now)
+                    .unwrap_err()
+                    .reason(),
                 Reason::RequirementsNotAllowed
             );
+        }
+        // `exact`: the same mints, payees and minimum; its blockhash bounds its time.
+        let exact = |mint, pay_to, amount| {
+            Demand::Exact(crate::scheme::exact::ExactDemand {
+                terms: x402_protocol::ExactTerms {
+                    mint,
+                    pay_to,
+                    amount,
+                    fee_payer: Pubkey::new_unique(),
+                    memo: None,
+                },
+                reference: None,
+            })
+        };
+        assert!(access
+            .allows(&exact(good.mint, good.pay_to, 100), now)
+            .is_ok());
+        for bad in [
+            exact(stranger, good.pay_to, 100),
+            exact(good.mint, stranger, 100),
+            exact(good.mint, good.pay_to, 99),
+        ] {
+            assert!(access.allows(&bad, now).is_err());
         }
     }
 

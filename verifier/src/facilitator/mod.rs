@@ -5,8 +5,10 @@
 //!
 //! A delegating server issues its own references, so a payment is checked against the
 //! `paymentRequirements` it sends (not against this verifier's challenge key): the
-//! receipts program must be ours, and a sponsored payment must name our fee payer. The
-//! checking and settling are the schemes' own ([`crate::scheme`]), as for the gate.
+//! receipts program must be ours, and a sponsored or `exact` payment must name our fee
+//! payer. The checking and settling are the schemes' own ([`crate::scheme`]), as for the
+//! gate. Each settlement is recorded under its key (the reference, or an `exact`
+//! payment's message hash), so a payment settles once and verifies no other request.
 
 pub mod access;
 
@@ -20,19 +22,21 @@ use x402_protocol::wire::facilitator::{
     FacilitatorRequest, SettleResponse, SupportedKind, SupportedResponse, VerifyResponse,
 };
 use x402_protocol::wire::{Offer, PaymentMessage, Version};
-use x402_protocol::Requirement;
+use x402_protocol::Reference;
 
 use self::access::FacilitatorAccess;
 use crate::error::{Reason, Refusal};
 use crate::gate::{store_unavailable, Gate, SettledPayment, Window};
-use crate::scheme::{Payment, Scheme, Verified};
+use crate::scheme::{Demand, Payment, Scheme, Verified};
 use crate::store::Grant;
 use crate::unix_now;
 
 /// A payment delegated to this facilitator, read and checked against its requirements.
 struct Delegated {
-    requirement: Requirement,
+    demand: Demand,
     payment: Payment,
+    /// What its settlement is recorded under.
+    key: Reference,
 }
 
 /// Reads the body; one that is not a facilitator request at all is a 400.
@@ -67,14 +71,18 @@ fn read(gate: &Gate, request: FacilitatorRequest) -> Result<Delegated, Refusal> 
     if !pays_it {
         return Err(Refusal::new(Reason::InvalidPayload));
     }
-    let scheme =
-        Scheme::named(&required.scheme).ok_or_else(|| Refusal::new(Reason::UnsupportedScheme))?;
+    let scheme = Scheme::named(&required.scheme)
+        .filter(|scheme| gate.settings().schemes.contains(scheme))
+        .ok_or_else(|| Refusal::new(Reason::UnsupportedScheme))?;
     if !gate.settings().network.is_named(&required.network) {
         return Err(Refusal::new(Reason::InvalidNetwork));
     }
+    let demand = scheme.demand(gate, &required)?;
+    let payment = scheme.read(payment.payload)?;
     Ok(Delegated {
-        requirement: scheme.requirement(gate, &required)?,
-        payment: scheme.read(payment.payload)?,
+        key: payment.settlement_key(&demand)?,
+        demand,
+        payment,
     })
 }
 
@@ -85,14 +93,14 @@ fn delegated(
     request: FacilitatorRequest,
 ) -> Result<Delegated, Refusal> {
     let delegated = read(gate, request)?;
-    access.allows(&delegated.requirement, unix_now())?;
+    access.allows(&delegated.demand, unix_now())?;
     Ok(delegated)
 }
 
-/// The settlement recorded for `requirement`'s reference, if it was settled here.
-async fn settled_before(gate: &Gate, requirement: &Requirement) -> Result<Option<Grant>, Refusal> {
+/// The settlement recorded under `key`, if the payment was settled here.
+async fn settled_before(gate: &Gate, key: &Reference) -> Result<Option<Grant>, Refusal> {
     gate.store()
-        .grant(&requirement.reference.to_string())
+        .grant(&key.to_string())
         .await
         .map_err(store_unavailable)
 }
@@ -101,12 +109,15 @@ async fn settled_before(gate: &Gate, requirement: &Requirement) -> Result<Option
 async fn verify_in_window(
     gate: &Gate,
     Delegated {
-        requirement,
-        payment,
+        demand, payment, ..
     }: Delegated,
 ) -> Result<Verified, Refusal> {
-    let window = Window::at(requirement.expires_at, unix_now());
-    payment.verify(gate, &requirement, window, None).await
+    let window = match demand.expires_at() {
+        Some(expires_at) => Window::at(expires_at, unix_now()),
+        // An `exact` payment's blockhash bounds it.
+        None => Window::Open,
+    };
+    payment.verify(gate, &demand, window, None).await
 }
 
 /// A refusal as a facilitator answer: the ledger's unavailability is a 503 to retry;
@@ -133,10 +144,7 @@ pub async fn verify(
     let verified = async {
         let delegated = delegated(&gate, &access, request)?;
         // One payment pays for one request: settled once, it verifies no other.
-        if settled_before(&gate, &delegated.requirement)
-            .await?
-            .is_some()
-        {
+        if settled_before(&gate, &delegated.key).await?.is_some() {
             return Err(Refusal::new(Reason::DuplicateSettlement));
         }
         verify_in_window(&gate, delegated).await
@@ -179,7 +187,7 @@ pub async fn settle(
         let delegated = delegated(&gate, &access, request)?;
         // A retried /settle (its answer was lost) is told where the payment landed;
         // nothing is submitted or recorded twice.
-        if let Some(grant) = settled_before(&gate, &delegated.requirement).await? {
+        if let Some(grant) = settled_before(&gate, &delegated.key).await? {
             return Ok((grant.payer, grant.transaction));
         }
         let verified = verify_in_window(&gate, delegated).await?;
@@ -230,9 +238,10 @@ pub async fn supported(
     State((gate, _)): State<(Gate, FacilitatorAccess)>,
 ) -> Json<SupportedResponse> {
     let s = gate.settings();
-    let kinds = Scheme::ALL
-        .into_iter()
-        .flat_map(|scheme| {
+    let kinds = s
+        .schemes
+        .iter()
+        .flat_map(|&scheme| {
             let extra = scheme.supported(&gate);
             [(1, s.network.v1_name()), (2, s.network.caip2())].map(|(version, network)| {
                 SupportedKind {

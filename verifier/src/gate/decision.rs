@@ -11,6 +11,7 @@ use super::store_unavailable;
 use super::{Gate, PaymentAttempt, PaymentCheck, Price, SettledPayment, Target, Window};
 use crate::error::{Reason, Refusal};
 use crate::payment::read_payment;
+use crate::scheme::Demand;
 use crate::unix_now;
 
 impl Gate {
@@ -49,7 +50,7 @@ impl Gate {
         check: Option<&dyn PaymentCheck>,
     ) -> Result<(SettledPayment, Version), Refusal> {
         let s = self.settings();
-        let Some((payment, version)) = read_payment(headers, &s.network)? else {
+        let Some((payment, version)) = read_payment(headers, &s.network, &price.schemes)? else {
             return Err(Refusal::new(Reason::PaymentRequired));
         };
         let reference = payment.reference(self)?;
@@ -65,10 +66,8 @@ impl Gate {
         if window == Window::Closed {
             return Err(Refusal::new(Reason::ExpiredReference));
         }
-        let requirement = self.requirement(price.amount, reference);
-        let verified = payment
-            .verify(self, &requirement, window, Some(target))
-            .await?;
+        let demand = Demand::at_gate(self, payment.scheme(), price.amount, reference);
+        let verified = payment.verify(self, &demand, window, Some(target)).await?;
         run_check(check, reference, verified.payer, verified.amount, target).await?;
         let settled = verified.settle(self).await?;
         self.grant(&settled, target).await?;

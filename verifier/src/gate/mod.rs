@@ -18,6 +18,7 @@ use x402_protocol::{ChallengeKey, Ledger, LedgerError, Network, Reference, Requi
 use self::sponsorship::{SponsorLimits, Sponsorship};
 use crate::error::Refusal;
 use crate::metrics::{LedgerCall, Metrics};
+use crate::scheme::Scheme;
 use crate::store::{Grant, GrantStore};
 
 /// What every price of one gate shares: where the money goes and how it is checked.
@@ -34,6 +35,9 @@ pub struct PaymentSettings {
     pub challenge_keys: Vec<ChallengeKey>,
     /// When set, the gate sponsors payments: it co-signs and pays fee and rent.
     pub fee_payer: Option<Arc<Keypair>>,
+    /// The schemes challenges offer, in order; `exact` needs a fee payer and a mint that
+    /// delivers transfers in full (checked at start).
+    pub schemes: Vec<Scheme>,
     /// What sponsoring may cost and how much of it may be in flight.
     pub sponsor_limits: SponsorLimits,
     pub max_compute_unit_price: u64,
@@ -54,6 +58,8 @@ pub struct Price {
     pub mime_type: String,
     /// How long a challenge may be paid.
     pub ttl: Duration,
+    /// The schemes its challenges offer and its payments may use, among the gate's.
+    pub schemes: Vec<Scheme>,
 }
 
 /// The request a payment is for.
@@ -82,8 +88,10 @@ impl Target {
 /// A payment the gate accepted, in the request's extensions for the handler to read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SettledPayment {
+    pub scheme: Scheme,
     pub reference: Reference,
-    pub receipt: Pubkey,
+    /// The receipt account; an `exact` payment has none.
+    pub receipt: Option<Pubkey>,
     pub payer: Pubkey,
     /// Base units the payee received.
     pub amount: u64,
@@ -104,7 +112,8 @@ impl SettledPayment {
             payer: self.payer.to_string(),
             amount: self.amount,
             mint: self.mint.to_string(),
-            receipt: self.receipt.to_string(),
+            scheme: self.scheme.name().into(),
+            receipt: self.receipt.map(|r| r.to_string()),
             transaction: self.transaction.clone(),
             granted_at: crate::unix_now(),
         }

@@ -376,6 +376,7 @@ pub(crate) async fn embedded_market(config: &Config) -> Result<Market, StartErro
         mint: market.mint,
         decimals: LOCAL_DECIMALS,
         token_program: spl_token::ID,
+        delivers_in_full: true,
         pay_to: market.merchant,
         fee_payer: Some(fee_payer),
         blockhash_refresh: LOCAL_BLOCKHASH_REFRESH,

@@ -17,7 +17,7 @@ use solana_commitment_config::CommitmentConfig;
 use solana_keypair::Keypair;
 use x402_protocol::keypair::read_keypair_file;
 use x402_protocol::rpc::{RpcLedger, RpcOptions};
-use x402_protocol::{read_mint, Ledger, LedgerError, Network};
+use x402_protocol::{read_mint, Cluster, Ledger, LedgerError, Network};
 
 use crate::config::{Commitment, Config, RpcUrl};
 use crate::server::{invalid, StartError};
@@ -31,6 +31,8 @@ pub(crate) struct Market {
     pub mint: Pubkey,
     pub decimals: u8,
     pub token_program: Pubkey,
+    /// Whether a transfer of the mint delivers its whole amount (no fee, no hook).
+    pub delivers_in_full: bool,
     pub pay_to: Pubkey,
     pub fee_payer: Option<Keypair>,
     /// Well inside the ledger's blockhash lifetime.
@@ -53,6 +55,36 @@ pub(crate) async fn open_market(config: &Config) -> Result<Market, StartError> {
     }
 }
 
+/// A local validator's ledger that announces `announced` (a public network) to clients:
+/// refused on any node that is not local, and said loudly, since payments on it are not
+/// worth what the announced network's are.
+async fn announcing(
+    url: &RpcUrl,
+    options: RpcOptions,
+    announced: &str,
+) -> Result<RpcLedger, StartError> {
+    let network =
+        Network::public(announced).ok_or_else(|| invalid("payment.announce_network", announced))?;
+    let node = RpcLedger::connect(url.expose(), options.clone())
+        .await
+        .map_err(|e| StartError::Io(format!("the RPC node: {e}")))?;
+    if node.network().cluster() != Cluster::Localnet {
+        return Err(invalid(
+            "payment.announce_network",
+            format!(
+                "only for a local validator; the RPC node is on {}",
+                node.network()
+            ),
+        ));
+    }
+    tracing::warn!(
+        announced = %network,
+        node = %node.network(),
+        "DEVELOPMENT: announcing a public network while paying on a local validator"
+    );
+    Ok(RpcLedger::with_network(url.expose(), network, options))
+}
+
 /// A Solana JSON-RPC node. The network named in configuration must be the node's; the
 /// mint's decimals and token program are read from the mint itself.
 async fn rpc_market(config: &Config, url: &RpcUrl) -> Result<Market, StartError> {
@@ -66,30 +98,33 @@ async fn rpc_market(config: &Config, url: &RpcUrl) -> Result<Market, StartError>
     };
     let unreachable = |e: LedgerError| StartError::Io(format!("the RPC node: {e}"));
     let named = p.network.as_str();
-    let ledger = match Network::public(named) {
-        // A network named by its CAIP-2 id alone (a local validator): taken as given.
-        None if named.starts_with("solana:") => RpcLedger::with_network(
-            url.expose(),
-            Network::localnet(named.trim_start_matches("solana:")),
-            options,
-        ),
-        None if named == "solana-localnet" => RpcLedger::connect(url.expose(), options)
-            .await
-            .map_err(unreachable)?,
-        None => return Err(invalid("payment.network", named)),
-        Some(expected) => {
-            let ledger = RpcLedger::connect(url.expose(), options)
+    let ledger = match &p.announce_network {
+        Some(announced) => announcing(url, options, announced).await?,
+        None => match Network::public(named) {
+            // A network named by its CAIP-2 id alone (a local validator): taken as given.
+            None if named.starts_with("solana:") => RpcLedger::with_network(
+                url.expose(),
+                Network::localnet(named.trim_start_matches("solana:")),
+                options,
+            ),
+            None if named == "solana-localnet" => RpcLedger::connect(url.expose(), options)
                 .await
-                .map_err(unreachable)?;
-            if ledger.network() != &expected {
-                let on = ledger.network().caip2().to_string();
-                return Err(invalid(
-                    "payment.network",
-                    format!("the RPC node is on {on}, not {expected}"),
-                ));
+                .map_err(unreachable)?,
+            None => return Err(invalid("payment.network", named)),
+            Some(expected) => {
+                let ledger = RpcLedger::connect(url.expose(), options)
+                    .await
+                    .map_err(unreachable)?;
+                if ledger.network() != &expected {
+                    let on = ledger.network().caip2().to_string();
+                    return Err(invalid(
+                        "payment.network",
+                        format!("the RPC node is on {on}, not {expected}"),
+                    ));
+                }
+                ledger
             }
-            ledger
-        }
+        },
     };
     let mint = p.asset.ok_or_else(|| {
         invalid(
@@ -119,6 +154,7 @@ async fn rpc_market(config: &Config, url: &RpcUrl) -> Result<Market, StartError>
         mint,
         decimals: facts.decimals,
         token_program: facts.token_program,
+        delivers_in_full: facts.delivers_in_full,
         pay_to,
         fee_payer,
         blockhash_refresh: crate::tasks::Schedule::default().blockhash_refresh,

@@ -4,6 +4,7 @@
 //! co-sign and submit, or read what landed). The decision, the rendering and the
 //! facilitator all go through here: a new scheme is a new module and one more variant.
 
+pub mod exact;
 pub mod receipt;
 
 use anchor_lang::prelude::Pubkey;
@@ -17,12 +18,16 @@ use crate::gate::{Gate, Price, SettledPayment, Target, Window};
 /// A scheme this verifier settles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scheme {
+    /// Ours: `pay` creates the reference's receipt account with the transfer.
     Receipt,
+    /// The ecosystem's: a `TransferChecked` with the reference in its Memo, co-signed by
+    /// our fee payer.
+    Exact,
 }
 
 impl Scheme {
     /// Every scheme, in the order challenges offer them.
-    pub const ALL: [Scheme; 1] = [Scheme::Receipt];
+    pub const ALL: [Scheme; 2] = [Scheme::Receipt, Scheme::Exact];
 
     /// The scheme called `name` on the wire, if this verifier settles it.
     pub fn named(name: &str) -> Option<Scheme> {
@@ -32,6 +37,7 @@ impl Scheme {
     pub fn name(self) -> &'static str {
         match self {
             Scheme::Receipt => x402_protocol::SCHEME,
+            Scheme::Exact => x402_protocol::EXACT,
         }
     }
 
@@ -39,13 +45,15 @@ impl Scheme {
     pub fn offer(self, gate: &Gate, price: &Price, target: &Target, reference: Reference) -> Offer {
         match self {
             Scheme::Receipt => receipt::offer(gate, price, target, reference),
+            Scheme::Exact => exact::offer(gate, price, target, reference),
         }
     }
 
     /// What an offer sent by a facilitator caller asks, if this verifier settles it.
-    pub fn requirement(self, gate: &Gate, offer: &Offer) -> Result<Requirement, Refusal> {
+    pub fn demand(self, gate: &Gate, offer: &Offer) -> Result<Demand, Refusal> {
         match self {
-            Scheme::Receipt => receipt::requirement(gate, offer),
+            Scheme::Receipt => receipt::requirement(gate, offer).map(Demand::Receipt),
+            Scheme::Exact => exact::demand(gate, offer).map(Demand::Exact),
         }
     }
 
@@ -53,6 +61,7 @@ impl Scheme {
     pub fn supported(self, gate: &Gate) -> Map<String, Value> {
         match self {
             Scheme::Receipt => receipt::supported(gate),
+            Scheme::Exact => exact::supported(gate),
         }
     }
 
@@ -60,6 +69,84 @@ impl Scheme {
     pub fn read(self, payload: Value) -> Result<Payment, Refusal> {
         match self {
             Scheme::Receipt => Ok(Payment::Receipt(receipt::ReceiptPayment::read(payload)?)),
+            Scheme::Exact => Ok(Payment::Exact(exact::ExactPayment::read(payload)?)),
+        }
+    }
+}
+
+impl std::str::FromStr for Scheme {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Scheme::named(name).ok_or_else(|| format!("{name:?} is not a scheme: receipt or exact"))
+    }
+}
+
+impl std::fmt::Display for Scheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Schemes as one setting names them: `receipt,exact`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchemeList(pub Vec<Scheme>);
+
+impl std::str::FromStr for SchemeList {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.split(',')
+            .map(|name| name.trim().parse())
+            .collect::<Result<_, _>>()
+            .map(SchemeList)
+    }
+}
+
+/// What a payment must pay, in its scheme's terms.
+#[derive(Clone, Debug)]
+pub enum Demand {
+    Receipt(Requirement),
+    Exact(exact::ExactDemand),
+}
+
+impl Demand {
+    /// The gate's demand for `amount`, paying `reference`, in `scheme`.
+    pub fn at_gate(gate: &Gate, scheme: Scheme, amount: u64, reference: Reference) -> Demand {
+        match scheme {
+            Scheme::Receipt => Demand::Receipt(gate.requirement(amount, reference)),
+            Scheme::Exact => Demand::Exact(exact::ExactDemand::at_gate(gate, amount, reference)),
+        }
+    }
+
+    pub fn mint(&self) -> Pubkey {
+        match self {
+            Demand::Receipt(r) => r.mint,
+            Demand::Exact(d) => d.terms.mint,
+        }
+    }
+
+    pub fn pay_to(&self) -> Pubkey {
+        match self {
+            Demand::Receipt(r) => r.pay_to,
+            Demand::Exact(d) => d.terms.pay_to,
+        }
+    }
+
+    /// Base units.
+    pub fn amount(&self) -> u64 {
+        match self {
+            Demand::Receipt(r) => r.amount,
+            Demand::Exact(d) => d.terms.amount,
+        }
+    }
+
+    /// Until when a new payment may be submitted, when the demand says (a reference's
+    /// expiry); an `exact` payment for a facilitator caller is bounded by its blockhash.
+    pub fn expires_at(&self) -> Option<i64> {
+        match self {
+            Demand::Receipt(r) => Some(r.expires_at),
+            Demand::Exact(d) => d.reference.map(|r| r.expires_at()),
         }
     }
 }
@@ -68,24 +155,46 @@ impl Scheme {
 #[derive(Debug)]
 pub enum Payment {
     Receipt(receipt::ReceiptPayment),
+    Exact(exact::ExactPayment),
 }
 
 impl Payment {
+    pub fn scheme(&self) -> Scheme {
+        match self {
+            Payment::Receipt(_) => Scheme::Receipt,
+            Payment::Exact(_) => Scheme::Exact,
+        }
+    }
+
     /// The reference the payment claims to pay, read without a ledger call.
     pub fn reference(&self, gate: &Gate) -> Result<Reference, Refusal> {
         match self {
             Payment::Receipt(payment) => payment.reference(&gate.settings().program),
+            Payment::Exact(payment) => payment
+                .memo_reference()
+                .ok_or_else(|| Refusal::new(Reason::InvalidReference)),
         }
     }
 
-    /// Checks the payment against `requirement` without moving anything. While the
+    /// What a payment for `demand` is recorded under: the reference it pays, or for a
+    /// facilitator caller's `exact` payment (whose memo is the caller's), its message's
+    /// hash.
+    pub fn settlement_key(&self, demand: &Demand) -> Result<Reference, Refusal> {
+        match (self, demand) {
+            (Payment::Exact(payment), Demand::Exact(demand)) => Ok(payment.key(demand)),
+            (Payment::Receipt(_), Demand::Receipt(requirement)) => Ok(requirement.reference),
+            _ => Err(Refusal::new(Reason::UnsupportedScheme)),
+        }
+    }
+
+    /// Checks the payment against `demand` without moving anything. While the
     /// challenge is open a new payment may still be submitted; in its grace, only a
     /// payment that landed in time counts; after that, nothing does. `target` is the
     /// request it pays for, when this verifier serves it (not for the facilitator).
     pub async fn verify(
         self,
         gate: &Gate,
-        requirement: &Requirement,
+        demand: &Demand,
         window: Window,
         target: Option<&Target>,
     ) -> Result<Verified, Refusal> {
@@ -93,8 +202,15 @@ impl Payment {
             return Err(Refusal::new(Reason::ExpiredReference));
         }
         let open = window == Window::Open;
-        match self {
-            Payment::Receipt(payment) => payment.verify(gate, requirement, open, target).await,
+        match (self, demand) {
+            (Payment::Receipt(payment), Demand::Receipt(requirement)) => {
+                payment.verify(gate, requirement, open, target).await
+            }
+            (Payment::Exact(payment), Demand::Exact(demand)) => {
+                payment.verify(gate, demand, open).await
+            }
+            // A payment is read in its offer's scheme: this is a caller's mix-up.
+            _ => Err(Refusal::new(Reason::UnsupportedScheme)),
         }
     }
 }
@@ -114,6 +230,8 @@ enum Next {
     Settled(SettledPayment),
     /// A sponsored `receipt` payment to co-sign and submit.
     Receipt(receipt::Submission),
+    /// An `exact` payment to co-sign and submit.
+    Exact(exact::Submission),
 }
 
 impl Verified {
@@ -123,6 +241,7 @@ impl Verified {
         match &self.next {
             Next::Settled(_) => 0,
             Next::Receipt(submission) => submission.cost(gate),
+            Next::Exact(submission) => submission.cost(gate),
         }
     }
 
@@ -131,6 +250,21 @@ impl Verified {
         match self.next {
             Next::Settled(settled) => Ok(settled),
             Next::Receipt(submission) => submission.settle(gate).await,
+            Next::Exact(submission) => submission.settle(gate).await,
         }
     }
+}
+
+/// The most a transaction with `signatures` costs the fee payer in fees: the signatures'
+/// fee and the priority fee at the capped price and limit.
+fn fee_cost(gate: &Gate, signatures: usize) -> u64 {
+    const LAMPORTS_PER_SIGNATURE: u64 = 5_000;
+    let s = gate.settings();
+    let priority = s
+        .max_compute_unit_price
+        .saturating_mul(u64::from(s.max_compute_unit_limit))
+        .div_ceil(1_000_000);
+    (signatures as u64)
+        .saturating_mul(LAMPORTS_PER_SIGNATURE)
+        .saturating_add(priority)
 }

@@ -16,7 +16,7 @@ use x402_protocol::{
     Requirement, SponsorPolicy,
 };
 
-use super::{Next, Verified};
+use super::{fee_cost, Next, Verified};
 use crate::error::{Reason, Refusal};
 use crate::gate::{store_unavailable, Gate, Price, SettledPayment, Target};
 use crate::metrics::LedgerCall;
@@ -198,18 +198,7 @@ impl Submission {
     /// The most this submission costs the fee payer: the fee of its signatures, the
     /// priority fee at the capped price and limit, and the receipt's rent deposit.
     pub(super) fn cost(&self, gate: &Gate) -> u64 {
-        const LAMPORTS_PER_SIGNATURE: u64 = 5_000;
-        let s = gate.settings();
-        let signatures = self.transaction.signatures.len() as u64;
-        let priority = s
-            .max_compute_unit_price
-            .saturating_mul(u64::from(s.max_compute_unit_limit))
-            .div_ceil(1_000_000);
-        let rent = rent_of_a_receipt();
-        signatures
-            .saturating_mul(LAMPORTS_PER_SIGNATURE)
-            .saturating_add(priority)
-            .saturating_add(rent)
+        fee_cost(gate, self.transaction.signatures.len()).saturating_add(rent_of_a_receipt())
     }
 
     /// Co-signs, submits, and reads the receipt: the receipt decides, not the
@@ -311,7 +300,7 @@ async fn submit(
 }
 
 /// How long a submission's lease is held at most: past the ledger calls' deadlines.
-const LEASE_SECONDS: i64 = 60;
+pub(super) const LEASE_SECONDS: i64 = 60;
 
 /// The rent deposit of a receipt.
 fn rent_of_a_receipt() -> u64 {
@@ -365,8 +354,9 @@ fn settled(
     transaction: Option<String>,
 ) -> SettledPayment {
     SettledPayment {
+        scheme: super::Scheme::Receipt,
         reference: requirement.reference,
-        receipt: requirement.receipt(),
+        receipt: Some(requirement.receipt()),
         payer: receipt.payer,
         amount: receipt.amount,
         mint: receipt.mint,

@@ -13,8 +13,10 @@ pub use listen::{banner, run, serve, shutdown_signal, ConnectionLimits};
 use crate::config::{ApiKeys, Config, ConfigError};
 use crate::facilitator::access::{FacilitatorAccess, SponsorshipPolicy};
 use crate::gate::{Gate, PaymentSettings};
+use crate::ledger::Market;
 use crate::metrics::MetricsAccess;
 use crate::proxy::{Proxy, Upstream};
+use crate::scheme::Scheme;
 use crate::store::{GrantStore, StoreError};
 use crate::tasks::Schedule;
 use crate::{app, PaidRoute, RequestLimits, RouteService};
@@ -71,6 +73,7 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
         }
     };
     let p = &config.payment;
+    let schemes = schemes(p, &market)?;
     let settings = PaymentSettings {
         network: market.network,
         program: p.program_id,
@@ -81,6 +84,7 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
         pay_to: market.pay_to,
         challenge_keys,
         fee_payer: market.fee_payer.map(Arc::new),
+        schemes,
         sponsor_limits: p.sponsor_limits(),
         max_compute_unit_price: p.max_compute_unit_price,
         max_compute_unit_limit: p.max_compute_unit_limit,
@@ -129,6 +133,34 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
             header_read_timeout: Duration::from_secs(config.limits.header_read_timeout_seconds),
         },
     })
+}
+
+/// The schemes the gate settles: as configured, or both when there is a fee payer.
+/// `exact` needs a fee payer (stock clients expect the seller to pay the fee) and a mint
+/// that delivers transfers in full (the price is checked on the payee's side).
+fn schemes(p: &crate::config::PaymentConfig, market: &Market) -> Result<Vec<Scheme>, StartError> {
+    let sponsored = market.fee_payer.is_some();
+    let schemes = match &p.schemes {
+        Some(schemes) => schemes.clone(),
+        None if sponsored && market.delivers_in_full => vec![Scheme::Receipt, Scheme::Exact],
+        None => vec![Scheme::Receipt],
+    };
+    if schemes.is_empty() {
+        return Err(invalid("payment.schemes", "at least one scheme"));
+    }
+    if schemes.contains(&Scheme::Exact) && !sponsored {
+        return Err(invalid(
+            "payment.schemes",
+            "exact needs payment.fee_payer_keypair",
+        ));
+    }
+    if schemes.contains(&Scheme::Exact) && !market.delivers_in_full {
+        return Err(invalid(
+            "payment.schemes",
+            "exact cannot be offered in a mint with a transfer fee or hook",
+        ));
+    }
+    Ok(schemes)
 }
 
 /// The facilitator's keys and policy, when it is on. Its keys come from the environment
@@ -254,10 +286,19 @@ fn paid_routes(config: &Config, gate: &Gate) -> Result<Vec<PaidRoute>, StartErro
                 timeout: Duration::from_secs(config.limits.upstream_timeout_seconds),
                 max_response_bytes: config.limits.response_body_bytes,
             };
+            let enabled = &gate.settings().schemes;
+            let schemes = route.schemes.as_deref().unwrap_or(enabled);
+            if schemes.is_empty() || schemes.iter().any(|s| !enabled.contains(s)) {
+                return Err(invalid(
+                    "routes.schemes",
+                    format!("{}: some of payment.schemes, at least one", route.path),
+                ));
+            }
             Ok(PaidRoute {
                 pattern: route.path.clone(),
                 methods: route.methods.clone(),
                 payment: payment
+                    .schemes(schemes)
                     .description(&route.description)
                     .mime_type(&route.mime_type)
                     .ttl(Duration::from_secs(route.ttl)),
