@@ -1,13 +1,20 @@
 //! The challenge reference: 32 bytes that authenticate themselves, so that issuing a
 //! challenge stores nothing.
 //!
-//! `reference = expires_at (i64 BE) || nonce (8 random bytes) ||
+//! `reference = expires_at (i64 BE) || nonce (8 bytes) ||
 //! HMAC-SHA256(key, terms, expires_at, nonce)[..16]`, where the terms are the network,
 //! program, mint, payTo, amount, HTTP method and path the challenge was issued for.
+//!
+//! An `exact` payment carries the reference in its Memo, and the Memo program costs
+//! about 350 compute units a character: stock clients give the whole transaction 20,000,
+//! which leaves room for 32. So a reference is issued with 4 random nonce bytes (the
+//! other 4 zero), and while its expiry fits 32 bits its memo form is the 24 meaningful
+//! bytes in unpadded base64url: 32 characters ([`Reference::memo`]).
 
 use std::{fmt, str::FromStr};
 
 use anchor_lang::prelude::Pubkey;
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -97,7 +104,7 @@ impl Reference {
     /// Issues the reference for `terms`, valid until `expires_at` (unix seconds).
     pub fn issue(key: &ChallengeKey, terms: &Terms, expires_at: i64) -> Self {
         let mut nonce = [0u8; 8];
-        getrandom::getrandom(&mut nonce).expect("the OS provides randomness");
+        getrandom::getrandom(&mut nonce[..4]).expect("the OS provides randomness");
         let mut bytes = [0u8; 32];
         bytes[..8].copy_from_slice(&expires_at.to_be_bytes());
         bytes[8..16].copy_from_slice(&nonce);
@@ -135,6 +142,41 @@ impl Reference {
             return Err(ReferenceError::Expired);
         }
         Ok(())
+    }
+}
+
+impl Reference {
+    /// The reference as an `exact` payment's Memo carries it: 32 characters for the
+    /// references [`Reference::issue`] makes, its base58 form for any other.
+    pub fn memo(&self) -> String {
+        match self.compact() {
+            Some(compact) => URL_SAFE_NO_PAD.encode(compact),
+            None => self.to_string(),
+        }
+    }
+
+    /// Reads a Memo written by [`Reference::memo`].
+    pub fn from_memo(memo: &str) -> Option<Self> {
+        if memo.len() == 32 {
+            let compact: [u8; 24] = URL_SAFE_NO_PAD.decode(memo).ok()?.try_into().ok()?;
+            let mut bytes = [0u8; 32];
+            bytes[4..12].copy_from_slice(&compact[..8]);
+            bytes[16..].copy_from_slice(&compact[8..]);
+            return Some(Reference(bytes));
+        }
+        memo.parse().ok()
+    }
+
+    /// The 24 bytes that are not always zero: expiry's low half, 4 nonce bytes, the tag.
+    fn compact(&self) -> Option<[u8; 24]> {
+        let zero = |range: std::ops::Range<usize>| self.0[range].iter().all(|b| *b == 0);
+        if !zero(0..4) || !zero(12..16) {
+            return None;
+        }
+        let mut compact = [0u8; 24];
+        compact[..8].copy_from_slice(&self.0[4..12]);
+        compact[8..].copy_from_slice(&self.0[16..]);
+        Some(compact)
     }
 }
 
@@ -184,6 +226,20 @@ mod tests {
 
     fn key(byte: u8) -> ChallengeKey {
         ChallengeKey::new(vec![byte; 32]).unwrap()
+    }
+
+    #[test]
+    fn an_issued_reference_fits_a_memo_of_32_characters_and_reads_back() {
+        let reference = Reference::issue(&key(7), &terms(), 1_800_000_000);
+        let memo = reference.memo();
+        assert_eq!(memo.len(), 32, "{memo}");
+        assert_eq!(Reference::from_memo(&memo), Some(reference));
+        assert_eq!(reference.check(&[key(7)], &terms(), 1_000), Ok(()));
+        // Any other reference keeps its base58 form.
+        let wide = Reference([9; 32]);
+        assert_eq!(wide.memo(), wide.to_string());
+        assert_eq!(Reference::from_memo(&wide.memo()), Some(wide));
+        assert_eq!(Reference::from_memo("hello"), None);
     }
 
     #[test]

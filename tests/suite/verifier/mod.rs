@@ -3,6 +3,7 @@
 
 pub mod support;
 
+mod exact;
 mod facilitator;
 mod layer;
 mod operations;

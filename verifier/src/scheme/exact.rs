@@ -59,7 +59,7 @@ fn terms(gate: &Gate, amount: u64, reference: Reference) -> ExactTerms {
         amount,
         // `exact` is enabled only with a fee payer (checked at start).
         fee_payer: s.fee_payer.as_ref().map(|k| k.pubkey()).unwrap_or_default(),
-        memo: Some(reference.to_string()),
+        memo: Some(reference.memo()),
     }
 }
 
@@ -128,7 +128,7 @@ impl ExactPayment {
             .instructions()
             .iter()
             .find(|ix| keys.get(usize::from(ix.program_id_index)) == Some(&MEMO_PROGRAM))
-            .and_then(|memo| std::str::from_utf8(&memo.data).ok()?.parse().ok())
+            .and_then(|memo| Reference::from_memo(std::str::from_utf8(&memo.data).ok()?))
     }
 
     /// What this payment is recorded under, for `demand`.
