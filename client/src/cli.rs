@@ -11,8 +11,7 @@ use std::sync::Arc;
 use anchor_lang::prelude::Pubkey;
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
-use x402_client::{Challenge, ClientError, Limit, Payment, SpendingPolicy, X402Client};
-use x402_protocol::amount::format_units;
+use x402_client::{Challenge, ClientError, Limit, Offer, Payment, SpendingPolicy, X402Client};
 use x402_protocol::keypair::read_keypair_file;
 use x402_protocol::receipt::{close_expired, find_receipt, receipts_for_payee, FoundReceipt};
 use x402_protocol::rpc::{RpcLedger, RpcOptions};
@@ -22,7 +21,7 @@ use x402_protocol::{Ledger, Network, Reference};
 #[command(
     name = "x402",
     version,
-    about = "Pay for HTTP APIs with x402 receipts on Solana"
+    about = "Pay for HTTP APIs with x402 on Solana (receipt and exact schemes)"
 )]
 pub struct Cli {
     /// Print one JSON document on stdout, for scripts and agents.
@@ -62,6 +61,10 @@ enum Command {
         /// build's program is always allowed. Repeatable.
         #[arg(long = "allow-program")]
         allow_programs: Vec<Pubkey>,
+        /// The schemes to pay first when several are offered (`receipt,exact` by
+        /// default: a receipt settles once, on chain).
+        #[arg(long, value_delimiter = ',')]
+        prefer: Vec<String>,
         /// Present the payment kept in FILE (written when a paid request could not be
         /// presented) instead of paying.
         #[arg(long)]
@@ -173,6 +176,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             allow_payees,
             allow_mints,
             allow_programs,
+            prefer,
             resume,
             keypair,
             rpc_url,
@@ -192,6 +196,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 &headers,
                 data,
                 policy,
+                &prefer,
                 &keypair,
                 rpc_url.as_deref(),
                 resume.as_deref(),
@@ -260,12 +265,17 @@ async fn fetch(
     headers: &[String],
     data: Option<String>,
     policy: SpendingPolicy,
+    prefer: &[String],
     keypair: &std::path::Path,
     rpc_url: Option<&str>,
     resume: Option<&std::path::Path>,
     json: bool,
 ) -> Result<u8, Failure> {
     let mut builder = X402Client::builder().policy(policy);
+    if !prefer.is_empty() {
+        let prefer: Vec<&str> = prefer.iter().map(String::as_str).collect();
+        builder = builder.prefer(&prefer);
+    }
     if keypair.exists() {
         builder = builder.keypair(read_keypair_file(keypair).map_err(|e| fail(1, e))?);
     }
@@ -317,10 +327,11 @@ async fn fetch(
     };
     let settlement = paid.settlement.as_ref().map(|s| {
         json!({
+            "scheme": s.scheme,
             "transaction": s.transaction,
             "reference": s.reference,
             "receipt": s.receipt,
-            "amount": format_units(s.amount, s.decimals),
+            "amount": s.shown_amount,
             "amountBaseUnits": s.amount.to_string(),
             "network": s.network,
             "payer": s.payer,
@@ -339,11 +350,12 @@ async fn fetch(
     std::io::stdout().write_all(&body).map_err(|e| fail(1, e))?;
     match &settlement {
         Some(s) => eprintln!(
-            "x402: {} paid {} for reference {} (receipt {}): {}",
+            "x402: {} paid {} in {} (reference {}, receipt {}): {}",
             status,
             s["amount"].as_str().unwrap_or_default(),
-            s["reference"].as_str().unwrap_or_default(),
-            s["receipt"].as_str().unwrap_or_default(),
+            s["scheme"].as_str().unwrap_or_default(),
+            s["reference"].as_str().unwrap_or("none"),
+            s["receipt"].as_str().unwrap_or("none"),
             s["explorer"].as_str().unwrap_or_default()
         ),
         None => eprintln!("x402: {status}, nothing paid"),
@@ -352,10 +364,22 @@ async fn fetch(
 }
 
 /// Writes a payment that could not be presented to `x402-payment-<reference>.json` in
-/// the current directory; its path.
+/// the current directory (or, without a reference, named after its challenge's memo or
+/// the time); its path.
 fn keep(payment: &Payment) -> Result<PathBuf, Failure> {
-    let reference = payment.offer.requirement.reference;
-    let file = PathBuf::from(format!("x402-payment-{reference}.json"));
+    let name: String = match payment.offer.reference() {
+        Some(reference) => reference.to_string(),
+        // A stock server's memo is its own text: only its safe characters name a file.
+        None => payment
+            .offer
+            .key()
+            .unwrap_or_else(|| x402_protocol::unix_now().to_string())
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(64)
+            .collect(),
+    };
+    let file = PathBuf::from(format!("x402-payment-{name}.json"));
     std::fs::write(&file, payment.to_json().to_string()).map_err(|e| {
         fail(
             1,
@@ -392,43 +416,53 @@ async fn quote(url: &str, json: bool) -> Result<u8, Failure> {
         Err(ClientError::PaymentRequired(challenge)) => challenge,
         Err(other) => return Err(other.into()),
     };
-    let Challenge { offers, .. } = *challenge;
+    let Challenge {
+        offers, unpayable, ..
+    } = *challenge;
     let offers: Vec<Value> = offers
         .iter()
         .map(|o| {
-            let r = &o.requirement;
+            let expires_at = match o {
+                Offer::Receipt(r) => Some(r.requirement.expires_at),
+                Offer::Exact(_) => None,
+            };
             json!({
-                "amount": format_units(r.amount, o.decimals),
-                "amountBaseUnits": r.amount.to_string(),
-                "asset": r.mint.to_string(),
-                "payTo": r.pay_to.to_string(),
-                "network": o.network,
-                "sponsored": o.fee_payer.is_some(),
-                "reference": r.reference.to_string(),
-                "expiresAt": r.expires_at,
-                "description": o.description,
+                "scheme": o.scheme(),
+                "amount": o.shown_amount(),
+                "amountBaseUnits": o.amount().to_string(),
+                "asset": o.mint().to_string(),
+                "payTo": o.pay_to().to_string(),
+                "network": o.network(),
+                "sponsored": o.sponsored(),
+                "reference": o.reference().map(|r| r.to_string()),
+                "expiresAt": expires_at,
+                "description": o.description(),
             })
         })
         .collect();
     if json {
         println!(
             "{}",
-            json!({"status": 402, "paymentRequired": true, "offers": offers})
+            json!({"status": 402, "paymentRequired": true, "offers": offers, "unpayable": unpayable})
         );
     } else {
         for o in &offers {
             println!(
-                "{url} costs {} of {} to {} on {}{}",
+                "{url} costs {} of {} to {} on {}, scheme {}{}",
                 o["amount"].as_str().unwrap_or_default(),
                 o["asset"].as_str().unwrap_or_default(),
                 o["payTo"].as_str().unwrap_or_default(),
                 o["network"].as_str().unwrap_or_default(),
+                o["scheme"].as_str().unwrap_or_default(),
                 if o["sponsored"] == true {
                     " (sponsored: no SOL needed)"
                 } else {
                     ""
                 },
             );
+        }
+        for why in &unpayable {
+            println!("{url} also offers {why}");
         }
     }
     Ok(0)

@@ -3,12 +3,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anchor_lang::prelude::Pubkey;
 use solana_keypair::Keypair;
 use solana_signer::Signer;
-use x402_protocol::scheme::{encode_transaction, SCHEME};
+use x402_protocol::exact::{build_exact, encode_versioned};
+use x402_protocol::scheme::encode_transaction;
 use x402_protocol::wire::{self, decode_header, v1, v2, PaymentMessage, Version};
-use x402_protocol::{sign_proof, Ledger, LedgerError, ProofTarget, ReceiptOffer};
+use x402_protocol::{sign_proof, ExactOffer, Ledger, LedgerError, ProofTarget};
 
+use crate::offer::{describe, Offer};
 use crate::policy::{PolicyRefusal, SpendingPolicy};
 
 /// Why a request could not be paid for or served.
@@ -20,8 +23,9 @@ pub enum ClientError {
     /// [`X402Client::pay`], then send with [`X402Client::send_with`].
     #[error("payment required")]
     PaymentRequired(Box<Challenge>),
-    #[error("the 402 answer holds no offer in the receipt scheme")]
-    NoReceiptOffer,
+    /// Nothing offered is payable here: each offer, and why not.
+    #[error("nothing offered can be paid: {}", offered.join("; "))]
+    NoPayableOffer { offered: Vec<String> },
     #[error("the 402 answer cannot be read: {0}")]
     MalformedChallenge(String),
     #[error(transparent)]
@@ -30,6 +34,14 @@ pub enum ClientError {
     NoKeypair,
     #[error("the server does not sponsor this payment; paying it yourself needs an RPC URL")]
     NeedsLedger,
+    /// An `exact` payment needs the mint's token program and decimals from a trusted
+    /// source: an RPC URL, or the table of well-known mints.
+    #[error("paying in mint {0} needs an RPC URL (its decimals are never taken from the server)")]
+    UnknownMint(Pubkey),
+    /// The mint takes a fee or runs a hook on transfers: the payee would receive less
+    /// than the price.
+    #[error("mint {0} withholds part of each transfer (fee or hook): not paid")]
+    WithholdingMint(Pubkey),
     #[error("the ledger: {0}")]
     Ledger(#[from] LedgerError),
     /// The server answered 402 again after the payment: its reason.
@@ -52,8 +64,11 @@ pub enum ClientError {
 /// A 402 answer, read.
 #[derive(Clone, Debug)]
 pub struct Challenge {
-    /// The offers in the receipt scheme, in the server's order.
-    pub offers: Vec<ReceiptOffer>,
+    /// The offers this client can pay, in the client's order of preference, then the
+    /// server's.
+    pub offers: Vec<Offer>,
+    /// The offers it cannot pay, each with why, to say so when nothing is payable.
+    pub unpayable: Vec<String>,
     /// The v2 challenge, when the server sent one: the payment is then sent in v2.
     pub v2: Option<v2::PaymentRequired>,
     /// The server's reason, when it gave one (`invalid_reference`, ...).
@@ -64,58 +79,71 @@ pub struct Challenge {
 }
 
 impl Challenge {
-    /// Reads a 402 answer: the v2 `PAYMENT-REQUIRED` header first, the v1 body otherwise.
+    /// Reads a 402 answer: the v2 `PAYMENT-REQUIRED` header when there is one (stock
+    /// servers send an empty body with it), the v1 body otherwise.
     pub async fn read(response: reqwest::Response) -> Result<Self, ClientError> {
+        let malformed = |e: String| ClientError::MalformedChallenge(e);
         let header = response
             .headers()
             .get(v2::PAYMENT_REQUIRED)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         if let Some(header) = header {
-            let required: v2::PaymentRequired = decode_header(&header)
-                .map_err(|e| ClientError::MalformedChallenge(e.to_string()))?;
-            let offers: Vec<ReceiptOffer> = required
+            let required: v2::PaymentRequired =
+                decode_header(&header).map_err(|e| malformed(e.to_string()))?;
+            let offers = required
                 .accepts
                 .iter()
-                .filter(|offer| offer.scheme == SCHEME)
-                .filter_map(|offer| ReceiptOffer::from_v2(offer, &required.resource).ok())
-                .collect();
-            if !offers.is_empty() {
-                return Ok(Challenge {
-                    offers,
-                    error: required.error.clone(),
-                    v2: Some(required),
-                    request: None,
-                });
+                .map(|offer| wire::Offer::from_v2(offer, &required.resource));
+            let mut challenge = Challenge::of(offers.collect());
+            challenge.error = required.error.clone();
+            challenge.v2 = Some(required);
+            return Ok(challenge);
+        }
+        let body: v1::PaymentRequired = response.json().await.map_err(|e| {
+            malformed(format!(
+                "no PAYMENT-REQUIRED header, and the body is not an x402 v1 challenge: {}",
+                e.without_url()
+            ))
+        })?;
+        let mut challenge = Challenge::of(body.accepts.iter().map(wire::Offer::from_v1).collect());
+        challenge.error = Some(body.error).filter(|e| !e.is_empty() && e != "payment_required");
+        Ok(challenge)
+    }
+
+    fn of(offered: Vec<wire::Offer>) -> Self {
+        let mut challenge = Challenge {
+            offers: Vec::new(),
+            unpayable: Vec::new(),
+            v2: None,
+            error: None,
+            request: None,
+        };
+        for offer in &offered {
+            match Offer::read(offer) {
+                Ok(payable) => challenge.offers.push(payable),
+                Err(why) => challenge.unpayable.push(describe(offer, &why)),
             }
         }
-        let body: v1::PaymentRequired = response
-            .json()
-            .await
-            .map_err(|e| ClientError::MalformedChallenge(e.without_url().to_string()))?;
-        let offers: Vec<ReceiptOffer> = body
-            .accepts
-            .iter()
-            .filter(|offer| offer.scheme == SCHEME)
-            .filter_map(|offer| ReceiptOffer::from_v1(offer).ok())
-            .collect();
-        if offers.is_empty() {
-            return Err(ClientError::NoReceiptOffer);
-        }
-        let error = Some(body.error).filter(|e| !e.is_empty() && e != "payment_required");
-        Ok(Challenge {
-            offers,
-            v2: None,
-            error,
-            request: None,
-        })
+        challenge
+    }
+
+    /// Puts the schemes of `preferred` first, in its order (stable otherwise).
+    fn prefer(&mut self, preferred: &[String]) {
+        let rank = |offer: &Offer| {
+            preferred
+                .iter()
+                .position(|scheme| scheme == offer.scheme())
+                .unwrap_or(preferred.len())
+        };
+        self.offers.sort_by_key(rank);
     }
 }
 
 /// A signed payment for one offer, ready to send (and to send again after a 503).
 #[derive(Clone, Debug)]
 pub struct Payment {
-    pub offer: ReceiptOffer,
+    pub offer: Offer,
     /// The payment header: name and value.
     pub header: (&'static str, String),
     /// Whether the server's fee payer submits it (way 1) or it was paid already (way 2).
@@ -132,7 +160,7 @@ impl Payment {
         serde_json::json!({
             "header": self.header.0,
             "value": self.header.1,
-            "offer": self.offer.to_offer().to_v1(),
+            "offer": self.offer.to_wire().to_v1(),
             "sponsored": self.sponsored,
             "signature": self.signature,
         })
@@ -151,7 +179,7 @@ impl Payment {
         let value = json["value"].as_str().ok_or_else(|| malformed("value"))?;
         let offer =
             serde_json::from_value(json["offer"].clone()).map_err(|_| malformed("offer"))?;
-        let offer = ReceiptOffer::from_v1(&offer).map_err(|_| malformed("offer"))?;
+        let offer = Offer::read(&wire::Offer::from_v1(&offer)).map_err(|_| malformed("offer"))?;
         Ok(Payment {
             offer,
             header: (header, value.to_string()),
@@ -164,12 +192,16 @@ impl Payment {
 /// What a paid request bought, from the server's settlement header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settlement {
+    pub scheme: String,
     pub transaction: String,
-    pub reference: String,
-    pub receipt: String,
+    /// The challenge's reference, when the server is one of ours.
+    pub reference: Option<String>,
+    /// The receipt account (`receipt` scheme).
+    pub receipt: Option<String>,
     /// Base units paid.
     pub amount: u64,
-    pub decimals: u8,
+    /// The amount for people (with the server's decimals, display only).
+    pub shown_amount: String,
     pub network: String,
     pub payer: String,
 }
@@ -188,6 +220,8 @@ pub struct X402Client {
     policy: SpendingPolicy,
     ledger: Option<Arc<dyn Ledger>>,
     auto_pay: bool,
+    /// Schemes to pay first when several are offered.
+    preferred: Vec<String>,
     retries: u32,
     backoff: Duration,
     /// Base units signed away so far, against the budget.
@@ -222,6 +256,13 @@ impl X402ClientBuilder {
         self
     }
 
+    /// The schemes to pay first when a server offers several: `receipt` (whose receipt
+    /// account settles it exactly once, on chain) then `exact` by default.
+    pub fn prefer(mut self, schemes: &[&str]) -> Self {
+        self.client.preferred = schemes.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
     /// Off: a 402 comes back as [`ClientError::PaymentRequired`] with the challenge.
     pub fn auto_pay(mut self, auto_pay: bool) -> Self {
         self.client.auto_pay = auto_pay;
@@ -249,6 +290,7 @@ impl X402Client {
                 policy: SpendingPolicy::default(),
                 ledger: None,
                 auto_pay: true,
+                preferred: vec![x402_protocol::SCHEME.into(), x402_protocol::EXACT.into()],
                 retries: 3,
                 backoff: Duration::from_millis(500),
                 spent: Mutex::new(0),
@@ -289,6 +331,7 @@ impl X402Client {
             });
         }
         let mut challenge = Challenge::read(response).await?;
+        challenge.prefer(&self.preferred);
         if let Some(built) = retry.try_clone().and_then(|r| r.build().ok()) {
             challenge.request = Some((built.method().clone(), built.url().clone()));
         }
@@ -299,42 +342,55 @@ impl X402Client {
         self.send_with(retry, &payment).await
     }
 
-    /// Pays the first offer of `challenge` the policy allows: sponsored when the server
-    /// offers it, through the ledger otherwise. Nothing is signed if the policy refuses.
+    /// Pays the first offer of `challenge` the policy allows: a `receipt` offer
+    /// sponsored when the server offers it, through the ledger otherwise; an `exact`
+    /// offer signed for the server's fee payer. Nothing is signed if the policy refuses.
     pub async fn pay(&self, challenge: &Challenge) -> Result<Payment, ClientError> {
+        if challenge.offers.is_empty() {
+            return Err(ClientError::NoPayableOffer {
+                offered: challenge.unpayable.clone(),
+            });
+        }
         let mut decimals = Vec::with_capacity(challenge.offers.len());
         for offer in &challenge.offers {
-            decimals.push(self.trusted_decimals(&offer.requirement.mint).await);
+            decimals.push(self.trusted_decimals(&offer.mint()).await);
         }
         let offer = self.reserve(challenge, &decimals)?;
-        let requirement = &offer.requirement;
         let Some(payer) = self.payer.as_ref() else {
-            self.unreserve(requirement.amount);
+            self.unreserve(offer.amount());
             return Err(ClientError::NoKeypair);
         };
-        let signed = match (offer.fee_payer, offer.recent_blockhash) {
-            (Some(fee_payer), Some(blockhash)) => {
-                let mut tx = requirement.pay_transaction(&payer.pubkey(), &fee_payer, blockhash);
-                match tx.try_partial_sign(&[payer.as_ref()], blockhash) {
-                    Ok(()) => Ok((
-                        serde_json::json!({ "transaction": encode_transaction(&tx) }),
-                        None,
-                        None,
-                    )),
-                    Err(e) => Err(ClientError::MalformedChallenge(e.to_string())),
+        let signed = match &offer {
+            Offer::Receipt(receipt) => match (receipt.fee_payer, receipt.recent_blockhash) {
+                (Some(fee_payer), Some(blockhash)) => {
+                    let requirement = &receipt.requirement;
+                    let mut tx =
+                        requirement.pay_transaction(&payer.pubkey(), &fee_payer, blockhash);
+                    match tx.try_partial_sign(&[payer.as_ref()], blockhash) {
+                        Ok(()) => Ok((
+                            serde_json::json!({ "transaction": encode_transaction(&tx) }),
+                            None,
+                            None,
+                        )),
+                        Err(e) => Err(ClientError::MalformedChallenge(e.to_string())),
+                    }
                 }
-            }
-            _ => {
-                self.pay_on_chain(payer, requirement, challenge.request.as_ref())
-                    .await
-            }
+                _ => {
+                    self.pay_on_chain(payer, &receipt.requirement, challenge.request.as_ref())
+                        .await
+                }
+            },
+            Offer::Exact(exact) => self
+                .sign_exact(payer, exact)
+                .await
+                .map(|payload| (payload, None, None)),
         };
-        let sponsored = offer.fee_payer.is_some() && offer.recent_blockhash.is_some();
+        let sponsored = offer.sponsored();
         let (payload, signature, unsettled) = match signed {
             Ok(signed) => signed,
             Err(error) => {
                 // Nothing left the client, or the ledger refused it: nothing was spent.
-                self.unreserve(requirement.amount);
+                self.unreserve(offer.amount());
                 return Err(error);
             }
         };
@@ -342,7 +398,7 @@ impl X402Client {
             Some(_) => Version::V2,
             None => Version::V1,
         };
-        let mut paid = offer.to_offer();
+        let mut paid = offer.to_wire();
         if let Some(required) = &challenge.v2 {
             paid.resource = required.resource.clone();
         }
@@ -368,22 +424,52 @@ impl X402Client {
         }
     }
 
+    /// An `exact` payment for `offer`: the transfer, signed by the payer for the
+    /// server's fee payer to co-sign. The mint's token program and decimals come from the
+    /// client's ledger or its table of well-known mints, never from the server.
+    async fn sign_exact(
+        &self,
+        payer: &Keypair,
+        offer: &ExactOffer,
+    ) -> Result<serde_json::Value, ClientError> {
+        let mint = &offer.terms.mint;
+        let facts = match &self.ledger {
+            Some(ledger) => {
+                let account = ledger
+                    .account(mint)
+                    .await?
+                    .ok_or(ClientError::UnknownMint(*mint))?;
+                x402_protocol::read_mint(&account).map_err(|_| ClientError::UnknownMint(*mint))?
+            }
+            None => x402_protocol::mint::known_mint(mint).ok_or(ClientError::UnknownMint(*mint))?,
+        };
+        if !facts.delivers_in_full {
+            return Err(ClientError::WithholdingMint(*mint));
+        }
+        let blockhash = match (offer.recent_blockhash, &self.ledger) {
+            (_, Some(ledger)) => ledger.latest_blockhash().await?,
+            (Some(hint), None) => hint,
+            (None, None) => return Err(ClientError::NeedsLedger),
+        };
+        let tx = build_exact(payer, &offer.terms, &facts, blockhash);
+        Ok(serde_json::json!({ "transaction": encode_versioned(&tx) }))
+    }
+
     /// Picks the first offer of `challenge` the policy allows and reserves its amount
     /// against the budget, under one lock: two payments at once cannot both pass it.
     fn reserve(
         &self,
         challenge: &Challenge,
         decimals: &[Option<u8>],
-    ) -> Result<ReceiptOffer, ClientError> {
+    ) -> Result<Offer, ClientError> {
         let mut spent = self.spent.lock().expect("not poisoned");
         let mut refusal = None;
         let offer = challenge
             .offers
             .iter()
             .zip(decimals)
-            .map(|(offer, decimals)| (offer, *decimals))
             .find(
-                |(offer, decimals)| match self.policy.check(offer, *spent, *decimals) {
+                |(offer, decimals)| match self.policy.check(offer, *spent, **decimals) {
                     Ok(()) => true,
                     Err(why) => {
                         refusal.get_or_insert(why);
@@ -392,12 +478,13 @@ impl X402Client {
                 },
             )
             .map(|(offer, _)| offer)
-            .ok_or_else(|| {
-                refusal
-                    .map(ClientError::Policy)
-                    .unwrap_or(ClientError::NoReceiptOffer)
+            .ok_or_else(|| match refusal {
+                Some(refusal) => ClientError::Policy(refusal),
+                None => ClientError::NoPayableOffer {
+                    offered: challenge.unpayable.clone(),
+                },
             })?;
-        *spent = spent.saturating_add(offer.requirement.amount);
+        *spent = spent.saturating_add(offer.amount());
         Ok(offer.clone())
     }
 
@@ -498,8 +585,8 @@ impl X402Client {
                     // The same reference asked again: our payment may still land. Waiting
                     // and presenting it again is right; paying again never is.
                     let pending = challenge.as_ref().is_some_and(|c| {
-                        let ours = &payment.offer.requirement.reference;
-                        c.offers.iter().any(|o| &o.requirement.reference == ours)
+                        let ours = payment.offer.key();
+                        ours.is_some() && c.offers.iter().any(|o| o.key() == ours)
                     });
                     if pending && attempt <= self.retries {
                         tokio::time::sleep(wait.min(Duration::from_secs(30))).await;
@@ -539,13 +626,18 @@ fn settlement_of(response: &reqwest::Response, payment: &Payment) -> Option<Sett
             .and_then(|v| v.as_str())
             .map(str::to_string)
     };
-    let requirement = &payment.offer.requirement;
+    let offer = &payment.offer;
+    let receipt = match offer {
+        Offer::Receipt(o) => Some(o.requirement.receipt().to_string()),
+        Offer::Exact(_) => None,
+    };
     Some(Settlement {
-        reference: text("reference").unwrap_or_else(|| requirement.reference.to_string()),
-        receipt: text("receipt").unwrap_or_else(|| requirement.receipt().to_string()),
+        scheme: offer.scheme().into(),
+        reference: text("reference").or_else(|| offer.reference().map(|r| r.to_string())),
+        receipt: text("receipt").or(receipt),
         transaction: s.transaction,
-        amount: requirement.amount,
-        decimals: payment.offer.decimals,
+        amount: offer.amount(),
+        shown_amount: offer.shown_amount(),
         network: s.network,
         payer: s.payer,
     })

@@ -1,9 +1,9 @@
 //! The spending policy: checked before anything is signed, so that a refusal costs
 //! nothing.
 
+use crate::offer::Offer;
 use anchor_lang::prelude::Pubkey;
 use x402_protocol::amount::{format_units, parse_units};
-use x402_protocol::ReceiptOffer;
 
 /// An amount of the offer's token: base units, or a decimal string ("0.05") read with
 /// the mint's decimals as the client knows them (never the server's word for them).
@@ -97,68 +97,72 @@ impl SpendingPolicy {
     /// `decimals` are the mint's as the client knows them.
     pub fn check(
         &self,
-        offer: &ReceiptOffer,
+        offer: &Offer,
         spent: u64,
         decimals: Option<u8>,
     ) -> Result<(), Box<PolicyRefusal>> {
-        let r = &offer.requirement;
-        let asked = format_units(r.amount, offer.decimals);
+        let (amount, mint, pay_to) = (offer.amount(), offer.mint(), offer.pay_to());
+        let asked = offer.shown_amount();
+        // For people only: the trusted decimals when known, base units otherwise.
+        let shown = |units: u64| match decimals {
+            Some(decimals) => format_units(units, decimals),
+            None => format!("{units} base units"),
+        };
         let refuse = |rule, detail: String| {
             Box::new(PolicyRefusal {
                 rule,
                 detail,
-                amount: r.amount,
-                mint: r.mint,
-                pay_to: r.pay_to,
-                network: offer.network.clone(),
+                amount,
+                mint,
+                pay_to,
+                network: offer.network().to_string(),
             })
         };
-        if !self.programs.contains(&r.program) {
-            return Err(refuse(
-                PolicyRule::Program,
-                format!("program {} is not one this client signs for", r.program),
-            ));
+        // Only a `receipt` payment calls a program of the server's naming.
+        if let Offer::Receipt(receipt) = offer {
+            let program = receipt.requirement.program;
+            if !self.programs.contains(&program) {
+                return Err(refuse(
+                    PolicyRule::Program,
+                    format!("program {program} is not one this client signs for"),
+                ));
+            }
         }
-        if !self.networks.is_empty() && !self.networks.contains(&offer.network) {
+        let network = offer.network().to_string();
+        if !self.networks.is_empty() && !self.networks.contains(&network) {
             return Err(refuse(
                 PolicyRule::Network,
-                format!("network {} is not allowed", offer.network),
+                format!("network {network} is not allowed"),
             ));
         }
-        if !self.mints.is_empty() && !self.mints.contains(&r.mint) {
+        if !self.mints.is_empty() && !self.mints.contains(&mint) {
             return Err(refuse(
                 PolicyRule::Mint,
-                format!("token {} is not allowed", r.mint),
+                format!("token {mint} is not allowed"),
             ));
         }
-        if !self.payees.is_empty() && !self.payees.contains(&r.pay_to) {
+        if !self.payees.is_empty() && !self.payees.contains(&pay_to) {
             return Err(refuse(
                 PolicyRule::Payee,
-                format!("payee {} is not allowed", r.pay_to),
+                format!("payee {pay_to} is not allowed"),
             ));
         }
         let units = |limit: &Limit| {
             limit
                 .units(decimals)
-                .map_err(|rule| refuse(rule, format!("{limit:?} for mint {}", r.mint)))
+                .map_err(|rule| refuse(rule, format!("{limit:?} for mint {mint}")))
         };
         if let Some(max) = &self.max_per_request {
             let max = units(max)?;
-            if r.amount > max {
-                let detail = format!(
-                    "{asked} asked, at most {} per request",
-                    format_units(max, offer.decimals)
-                );
+            if amount > max {
+                let detail = format!("{asked} asked, at most {} per request", shown(max));
                 return Err(refuse(PolicyRule::MaxPerRequest, detail));
             }
         }
         if let Some(budget) = &self.budget {
             let budget = units(budget)?;
-            if spent
-                .checked_add(r.amount)
-                .is_none_or(|total| total > budget)
-            {
-                let left = format_units(budget.saturating_sub(spent), offer.decimals);
+            if spent.checked_add(amount).is_none_or(|total| total > budget) {
+                let left = shown(budget.saturating_sub(spent));
                 return Err(refuse(
                     PolicyRule::Budget,
                     format!("{asked} asked, {left} left of the budget"),

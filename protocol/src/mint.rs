@@ -38,11 +38,20 @@ pub const KNOWN_MINTS: [(&str, u8); 2] = [
 
 /// The decimals of a well-known mint, without a ledger.
 pub fn known_decimals(mint: &Pubkey) -> Option<u8> {
+    known_mint(mint).map(|facts| facts.decimals)
+}
+
+/// The facts of a well-known mint (USDC's are SPL Token mints), without a ledger.
+pub fn known_mint(mint: &Pubkey) -> Option<MintInfo> {
     let mint = mint.to_string();
     KNOWN_MINTS
         .iter()
         .find(|(known, _)| *known == mint)
-        .map(|(_, decimals)| *decimals)
+        .map(|(_, decimals)| MintInfo {
+            decimals: *decimals,
+            token_program: spl_token::ID,
+            delivers_in_full: true,
+        })
 }
 
 /// Reads a mint of SPL Token or Token-2022 (with or without extensions).

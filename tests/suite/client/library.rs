@@ -187,7 +187,7 @@ async fn the_manual_flow_returns_the_challenge_and_a_refusal_after_paying_says_w
         Err(ClientError::PaymentRequired(challenge)) => challenge,
         other => panic!("{other:?}"),
     };
-    assert_eq!(challenge.offers[0].requirement.amount, PRICE);
+    assert_eq!(challenge.offers[0].amount(), PRICE);
     assert_eq!(
         h.token_balance(&payer.pubkey()).await,
         10 * PRICE,
@@ -419,7 +419,8 @@ async fn a_decimal_limit_never_trusts_the_servers_decimals() {
     let (mut offer, _) = h.challenge("GET", "/api/claims").await;
     offer.decimals = 18;
     let challenge = x402_client::Challenge {
-        offers: vec![offer],
+        offers: vec![x402_client::Offer::Receipt(offer)],
+        unpayable: Vec::new(),
         v2: None,
         error: None,
         request: None,
