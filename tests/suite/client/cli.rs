@@ -66,7 +66,10 @@ async fn fetch_prints_the_body_and_a_settlement_line_and_pays_once() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "served /api/cli body=");
     let summary = text(&out.stderr);
-    assert!(summary.contains("paid 0.01 in receipt (reference "), "{summary}");
+    assert!(
+        summary.contains("paid 0.01 in receipt (reference "),
+        "{summary}"
+    );
     assert!(
         summary.contains("https://explorer.solana.com/tx/"),
         "{summary}"

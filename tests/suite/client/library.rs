@@ -448,3 +448,99 @@ async fn a_decimal_limit_never_trusts_the_servers_decimals() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn preferring_exact_pays_the_exact_offer_once_with_mint_facts_from_the_ledger() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(3 * PRICE).await;
+    let client = X402Client::builder()
+        .keypair(payer.insecure_clone())
+        .ledger(h.market.ledger.clone())
+        .prefer(&["exact"])
+        .retries(3, Duration::from_millis(50))
+        .build();
+    let paid = client.get(&h.url("/api/exact")).await.unwrap();
+    assert_eq!(paid.response.status(), 200);
+    let settlement = paid.settlement.unwrap();
+    assert_eq!(settlement.scheme, "exact");
+    assert_eq!(settlement.receipt, None);
+    let reference = settlement
+        .reference
+        .expect("our verifier's memo is a reference");
+    let grant = h.gate.store().grant(&reference).await.unwrap().unwrap();
+    assert_eq!(grant.scheme, "exact");
+    assert_eq!(h.token_balance(&payer.pubkey()).await, 2 * PRICE);
+    assert_eq!(h.token_balance(&h.market.merchant).await, PRICE);
+    assert_eq!(h.api.hits(), 1);
+
+    // Without a ledger, the mint is not a well-known one: its facts are never the
+    // server's, so nothing is signed.
+    let blind = X402Client::builder()
+        .keypair(payer.insecure_clone())
+        .prefer(&["exact"])
+        .build();
+    assert!(matches!(
+        blind.get(&h.url("/api/exact")).await,
+        Err(ClientError::UnknownMint(mint)) if mint == h.market.mint
+    ));
+    assert_eq!(blind.spent(), 0);
+    assert_eq!(h.token_balance(&payer.pubkey()).await, 2 * PRICE);
+}
+
+/// A stock seller's 402: an empty body, the offers in the header only.
+async fn stock_402(offers: Vec<serde_json::Value>) -> String {
+    use axum::response::IntoResponse;
+    let header = x402_protocol::wire::encode_header(&serde_json::json!({
+        "x402Version": 2,
+        "resource": {"url": "http://stock.example/paid"},
+        "accepts": offers,
+    }));
+    let app = axum::Router::new().route(
+        "/paid",
+        axum::routing::get(move || {
+            let header = header.clone();
+            async move {
+                (
+                    axum::http::StatusCode::PAYMENT_REQUIRED,
+                    [("PAYMENT-REQUIRED", header)],
+                    axum::Json(serde_json::json!({})),
+                )
+                    .into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/paid", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn a_stock_402_with_nothing_payable_says_what_was_offered_and_why() {
+    let url = stock_402(vec![
+        serde_json::json!({
+            "scheme": "exact", "network": "eip155:8453", "amount": "1000",
+            "asset": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
+            "payTo": "0x0000000000000000000000000000000000000001",
+            "maxTimeoutSeconds": 60, "extra": {}
+        }),
+        serde_json::json!({
+            "scheme": "upto", "network": "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1", "amount": "1000",
+            "asset": "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU",
+            "payTo": Pubkey::new_unique().to_string(), "maxTimeoutSeconds": 60, "extra": {}
+        }),
+    ])
+    .await;
+    let client = X402Client::builder().keypair(Keypair::new()).build();
+    match client.get(&url).await {
+        Err(ClientError::NoPayableOffer { offered }) => {
+            assert_eq!(offered.len(), 2, "{offered:?}");
+            assert!(offered[0].contains("eip155:8453") && offered[0].contains("not Solana"));
+            assert!(
+                offered[1].starts_with("upto on solana:") && offered[1].contains("scheme upto")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(client.spent(), 0);
+}
