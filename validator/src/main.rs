@@ -59,6 +59,12 @@ fn split<'a>(value: &'a str, flag: &str) -> (&'a str, &'a str) {
 async fn main() {
     let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut genesis = TestValidatorGenesis::default();
+    // Transaction history, as RPC providers serve it: an `exact` payment is settled by
+    // reading its transaction (status and token balances) back.
+    genesis.rpc_config(solana_rpc::rpc::JsonRpcConfig {
+        enable_rpc_transaction_history: true,
+        ..solana_rpc::rpc::JsonRpcConfig::default_for_test()
+    });
     genesis
         .bind_ip_addr(loopback)
         .gossip_host(loopback)

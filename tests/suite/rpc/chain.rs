@@ -17,7 +17,7 @@ use x402_verifier::{
 
 use super::node::{Fault, Proxy, Validator};
 
-const PRICE: u64 = 10_000;
+pub(super) const PRICE: u64 = 10_000;
 
 /// A network named in configuration, so that references can be issued before the
 /// validator (and its genesis hash) exists.
@@ -45,9 +45,9 @@ fn program() -> std::path::PathBuf {
 /// What a reference binds: known before the validator starts, so that references can
 /// be issued and accounts the program never wrote placed at their receipts' addresses.
 #[derive(Clone, Copy)]
-struct Market {
-    mint: Pubkey,
-    merchant: Pubkey,
+pub(super) struct Market {
+    pub(super) mint: Pubkey,
+    pub(super) merchant: Pubkey,
 }
 
 impl Market {
@@ -86,9 +86,9 @@ impl Market {
 /// A validator running the receipts program, with a USDC-like mint, the merchant's token
 /// account and a payer holding tokens and SOL. Payments are `pay` transactions sent to
 /// it, as buyers send them.
-struct Chain {
-    market: Market,
-    validator: Validator,
+pub(super) struct Chain {
+    pub(super) market: Market,
+    pub(super) validator: Validator,
     /// Straight to the validator, for set-up and payments (the verifier's goes through
     /// a proxy).
     ledger: RpcLedger,
@@ -99,14 +99,14 @@ struct Chain {
 
 /// Where a chain is planned: the mint's keypair (its address is in every reference) and
 /// the accounts its genesis holds.
-struct Plan {
+pub(super) struct Plan {
     mint: Keypair,
     market: Market,
     genesis: Vec<(Pubkey, LedgerAccount)>,
 }
 
 impl Plan {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let mint = Keypair::new();
         Plan {
             market: Market {
@@ -119,7 +119,7 @@ impl Plan {
     }
 
     /// Starts the validator, creates the mint and token accounts, funds the payer.
-    async fn start(self) -> Chain {
+    pub(super) async fn start(self) -> Chain {
         let validator = Validator::start_with(&self.genesis, Some(&program())).await;
         let ledger = RpcLedger::with_network(&validator.url, network(), RpcOptions::default());
         let authority = validator.payer();
@@ -178,13 +178,13 @@ impl Chain {
         send(&self.ledger, ixs, vec![&self.authority, mint]).await;
     }
 
-    async fn fund(&self, to: &Pubkey) {
+    pub(super) async fn fund(&self, to: &Pubkey) {
         use solana_system_interface::instruction as system;
         let ix = system::transfer(&self.authority.pubkey(), to, 1_000_000_000);
         send(&self.ledger, vec![ix], vec![&self.authority]).await;
     }
 
-    async fn token_account(&self, owner: &Pubkey, mint: &Pubkey) {
+    pub(super) async fn token_account(&self, owner: &Pubkey, mint: &Pubkey) {
         use anchor_spl::associated_token::spl_associated_token_account::instruction::create_associated_token_account_idempotent;
         let ix = create_associated_token_account_idempotent(
             &self.authority.pubkey(),
@@ -195,7 +195,7 @@ impl Chain {
         send(&self.ledger, vec![ix], vec![&self.authority]).await;
     }
 
-    async fn mint_to(&self, mint: &Pubkey, owner: &Pubkey, amount: u64) {
+    pub(super) async fn mint_to(&self, mint: &Pubkey, owner: &Pubkey, amount: u64) {
         let account = anchor_spl::associated_token::get_associated_token_address(owner, mint);
         let ix = spl_token::instruction::mint_to(
             &spl_token::ID,
@@ -209,7 +209,7 @@ impl Chain {
         send(&self.ledger, vec![ix], vec![&self.authority]).await;
     }
 
-    async fn token_balance(&self, owner: &Pubkey) -> u64 {
+    pub(super) async fn token_balance(&self, owner: &Pubkey) -> u64 {
         let account =
             anchor_spl::associated_token::get_associated_token_address(owner, &self.market.mint);
         let account = self.ledger.account(&account).await.unwrap().unwrap();
@@ -217,7 +217,7 @@ impl Chain {
         u64::from_le_bytes(account.data[64..72].try_into().unwrap())
     }
 
-    async fn lamports(&self, address: &Pubkey) -> u64 {
+    pub(super) async fn lamports(&self, address: &Pubkey) -> u64 {
         self.ledger
             .account(address)
             .await
@@ -268,7 +268,7 @@ async fn verifier(market: &Market, proxy: &Proxy, store: &tempfile::TempDir) -> 
 }
 
 /// This test's gate settings: the key, USDC-like decimals, room for a confirmation.
-fn settings(
+pub(super) fn settings(
     network: Network,
     mint: Pubkey,
     pay_to: Pubkey,
@@ -299,7 +299,7 @@ fn settings(
 }
 
 /// A gate over `ledger` serving `/api/*` at 0.01 over a socket: the gate and its base URL.
-async fn serve(
+pub(super) async fn serve(
     settings: PaymentSettings,
     ledger: RpcLedger,
     store: &tempfile::TempDir,

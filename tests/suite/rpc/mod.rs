@@ -2,4 +2,5 @@
 //! SBF, paid with `pay` transactions, read by the verifier's RPC ledger and by `x402`.
 
 mod chain;
+mod interop;
 mod node;

@@ -1,0 +1,250 @@
+//! Interoperability with stock x402 software on a real validator, in the `exact` scheme:
+//! the stock npm buyer (@x402/fetch with @x402/svm) and the stock Python buyer (`x402`)
+//! pay our verifier; our `x402` pays a stock @x402/express seller whose facilitator is
+//! the stock x402 facilitator code with its own fee payer; and the stock buyer pays the
+//! stock seller, as a control (if it fails, the harness is broken, not the product).
+//! Versions: tests/interop/package.json and requirements.txt.
+//!
+//! Stock clients accept only public network ids, so the verifier and the stock seller
+//! announce devnet's while their RPC is the local validator, as a stock seller's
+//! development set-up does (`payment.announce_network`).
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use solana_keypair::Keypair;
+use solana_signer::Signer;
+use x402_protocol::rpc::{RpcLedger, RpcOptions};
+use x402_protocol::Network;
+
+use super::chain::{serve, settings, Chain, Plan, PRICE};
+
+fn interop_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop");
+    assert!(
+        dir.join("node_modules/@x402/svm").exists(),
+        "the stock x402 packages are missing: npm ci --prefix tests/interop (scripts/test does)"
+    );
+    dir
+}
+
+/// Runs a stock buyer (`client.mjs`, or `client.py` with `python`) for `url`, off the
+/// runtime (the servers under test run on it): its one line of JSON.
+async fn stock_buyer(
+    program: &str,
+    script: &str,
+    url: &str,
+    keypair: &Path,
+    chain: &Chain,
+) -> serde_json::Value {
+    let mut command = Command::new(program);
+    command
+        .arg(interop_dir().join(script))
+        .env("X402_URL", url)
+        .env("X402_KEYPAIR", keypair)
+        .env("X402_RPC_URL", &chain.validator.url)
+        .env("X402_ASSET", chain.market.mint.to_string())
+        .env("X402_MAX_AMOUNT", PRICE.to_string())
+        .env("X402_REPLAY", "1");
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{program} {script}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{script}: {stdout}\n{stderr}");
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{script}: {e}: {stdout}\n{stderr}"))
+}
+
+/// A buyer with `PRICE` tokens and no SOL: in `exact` the seller pays the fee.
+async fn new_buyer(chain: &Chain, name: &str) -> (Keypair, PathBuf) {
+    let buyer = Keypair::new();
+    chain
+        .token_account(&buyer.pubkey(), &chain.market.mint)
+        .await;
+    chain
+        .mint_to(&chain.market.mint, &buyer.pubkey(), PRICE)
+        .await;
+    let file = chain.validator.write_keypair(name, &buyer);
+    (buyer, file)
+}
+
+/// Our verifier on the validator, announcing devnet, with a fee payer: `/api/*` at 0.01.
+async fn our_verifier(chain: &Chain, store: &tempfile::TempDir) -> (x402_verifier::Gate, String) {
+    let fee_payer = Keypair::new();
+    chain.fund(&fee_payer.pubkey()).await;
+    let ledger = RpcLedger::with_network(
+        &chain.validator.url,
+        Network::devnet(),
+        RpcOptions::default(),
+    );
+    let settings = settings(
+        Network::devnet(),
+        chain.market.mint,
+        chain.market.merchant,
+        Some(fee_payer),
+    );
+    serve(settings, ledger, store).await
+}
+
+#[tokio::test]
+async fn stock_buyers_pay_our_verifier_in_exact_once() {
+    let chain = Plan::new().start().await;
+    let store = tempfile::tempdir().unwrap();
+    let (gate, base) = our_verifier(&chain, &store).await;
+    let merchant = chain.market.merchant;
+    let mut buyers = vec![("node", "client.mjs")];
+    // The Python buyer, when scripts/test has made its virtual environment.
+    let python = std::env::var("X402_TEST_PYTHON").expect(
+        "X402_TEST_PYTHON names a python with tests/interop/requirements.txt (scripts/test)",
+    );
+    buyers.push((python.as_str(), "client.py"));
+
+    for (i, (program, script)) in buyers.into_iter().enumerate() {
+        let (buyer, keypair) = new_buyer(&chain, &format!("buyer-{i}")).await;
+        let merchant_before = chain.token_balance(&merchant).await;
+        let url = format!("{base}/api/stock-{i}");
+        let out = stock_buyer(program, script, &url, &keypair, &chain).await;
+
+        assert_eq!(out["status"], 200, "{script}: {out}");
+        let body: serde_json::Value = serde_json::from_str(out["body"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            body["payment"]["scheme"], "exact",
+            "{script}: the content was served"
+        );
+        assert_eq!(out["paymentResponse"]["success"], true, "{script}: {out}");
+        // The same payment again is refused, and nothing moves twice.
+        assert_eq!(out["replayStatus"], 402, "{script}: {out}");
+        assert_eq!(
+            out["replayError"], "reference_already_used",
+            "{script}: {out}"
+        );
+        assert_eq!(chain.token_balance(&buyer.pubkey()).await, 0, "{script}");
+        assert_eq!(
+            chain.token_balance(&merchant).await,
+            merchant_before + PRICE,
+            "{script}"
+        );
+        assert_eq!(
+            chain.lamports(&buyer.pubkey()).await,
+            0,
+            "{script}: no SOL needed"
+        );
+    }
+    let grants = gate.store().grants().await.unwrap();
+    assert_eq!(grants.len(), 2);
+    assert!(grants
+        .iter()
+        .all(|g| g.scheme == "exact" && g.receipt.is_none()));
+}
+
+/// The stock seller: @x402/express with the stock facilitator in process. Stops with
+/// its standard input.
+struct StockSeller {
+    process: std::process::Child,
+    url: String,
+}
+
+impl StockSeller {
+    async fn start(chain: &Chain, pay_to: &anchor_lang::prelude::Pubkey) -> Self {
+        let fee_payer = Keypair::new();
+        chain.fund(&fee_payer.pubkey()).await;
+        let fee_payer = chain.validator.write_keypair("stock-fee-payer", &fee_payer);
+        let mut process = Command::new("node")
+            .arg(interop_dir().join("server.mjs"))
+            .env("X402_PORT", "0")
+            .env("X402_RPC_URL", &chain.validator.url)
+            .env("X402_FEE_PAYER_KEYPAIR", fee_payer)
+            .env("X402_PAY_TO", pay_to.to_string())
+            .env("X402_ASSET", chain.market.mint.to_string())
+            .env("X402_AMOUNT", PRICE.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node runs server.mjs");
+        let stdout = std::io::BufReader::new(process.stdout.take().unwrap());
+        let port = stdout
+            .lines()
+            .find_map(|line| {
+                line.ok()?
+                    .strip_prefix("LISTENING ")?
+                    .trim()
+                    .parse::<u16>()
+                    .ok()
+            })
+            .expect("the stock seller starts");
+        StockSeller {
+            process,
+            url: format!("http://127.0.0.1:{port}/paid"),
+        }
+    }
+}
+
+impl Drop for StockSeller {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+fn x402(args: &[&str]) -> std::process::Output {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    Command::new(target.join("debug/x402"))
+        .args(args)
+        .env_remove("X402_KEYPAIR")
+        .env_remove("X402_RPC_URL")
+        .output()
+        .expect("the x402 binary runs")
+}
+
+#[tokio::test]
+async fn our_client_and_the_stock_buyer_pay_a_stock_seller_once() {
+    let chain = Plan::new().start().await;
+    let seller_wallet = Keypair::new().pubkey();
+    chain
+        .token_account(&seller_wallet, &chain.market.mint)
+        .await;
+    let seller = StockSeller::start(&chain, &seller_wallet).await;
+
+    // Our x402: the offer is in the header only; the mint's facts come from the RPC.
+    let (buyer, keypair) = new_buyer(&chain, "our-buyer").await;
+    let keypair = keypair.display().to_string();
+    let out = x402(&[
+        "fetch",
+        &seller.url,
+        "--keypair",
+        &keypair,
+        "--rpc-url",
+        &chain.validator.url,
+        "--max-units",
+        &PRICE.to_string(),
+        "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fetched: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(fetched["status"], 200);
+    assert_eq!(fetched["body"], r#"{"paid":true}"#);
+    assert_eq!(fetched["settlement"]["scheme"], "exact");
+    assert_eq!(chain.token_balance(&buyer.pubkey()).await, 0);
+    assert_eq!(chain.token_balance(&seller_wallet).await, PRICE);
+
+    // Control: the stock buyer pays the stock seller in the same harness.
+    let (stock_buyer_key, keypair) = new_buyer(&chain, "stock-buyer").await;
+    let control = stock_buyer("node", "client.mjs", &seller.url, &keypair, &chain).await;
+    assert_eq!(control["status"], 200, "{control}");
+    assert_eq!(control["body"], r#"{"paid":true}"#);
+    assert_eq!(control["replayStatus"], 402, "{control}");
+    assert_eq!(chain.token_balance(&stock_buyer_key.pubkey()).await, 0);
+    assert_eq!(chain.token_balance(&seller_wallet).await, 2 * PRICE);
+}
