@@ -55,6 +55,40 @@ fn split<'a>(value: &'a str, flag: &str) -> (&'a str, &'a str) {
         .unwrap_or_else(|| fail(format!("{flag} takes KEY=VALUE")))
 }
 
+/// Waits until SPL Token runs: just after start, a transaction calling it may still be
+/// refused with "Unsupported program id" (the validator waits for our program, not for
+/// the ones it loads itself). An empty instruction fails inside the program once it runs.
+async fn wait_for_the_token_program(
+    validator: &solana_test_validator::TestValidator,
+    payer: &solana_keypair::Keypair,
+) {
+    use solana_signer::Signer;
+    let rpc = validator.get_async_rpc_client();
+    for _ in 0..100 {
+        let Ok(blockhash) = rpc.get_latest_blockhash().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            continue;
+        };
+        let probe = solana_transaction::Transaction::new_signed_with_payer(
+            &[solana_instruction::Instruction::new_with_bytes(
+                Pubkey::from_str_const("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"),
+                &[],
+                vec![],
+            )],
+            Some(&payer.pubkey()),
+            &[payer],
+            blockhash,
+        );
+        match rpc.simulate_transaction(&probe).await {
+            Ok(answer) if !format!("{:?}", answer.value.err).contains("UnsupportedProgramId") => {
+                return
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    fail("SPL Token never became usable".into())
+}
+
 #[tokio::main]
 async fn main() {
     let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -120,6 +154,7 @@ async fn main() {
     }
 
     let (validator, payer) = genesis.start_async().await;
+    wait_for_the_token_program(&validator, &payer).await;
     if let Some(path) = payer_file {
         let bytes = payer.to_bytes().to_vec();
         std::fs::write(

@@ -13,7 +13,6 @@ pub use listen::{banner, run, serve, shutdown_signal, ConnectionLimits};
 use crate::config::{ApiKeys, Config, ConfigError};
 use crate::facilitator::access::{FacilitatorAccess, SponsorshipPolicy};
 use crate::gate::{Gate, PaymentSettings};
-use crate::ledger::Market;
 use crate::metrics::MetricsAccess;
 use crate::proxy::{Proxy, Upstream};
 use crate::scheme::Scheme;
@@ -73,7 +72,11 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
         }
     };
     let p = &config.payment;
-    let schemes = schemes(p, &market)?;
+    let schemes = schemes(
+        p.schemes.as_deref(),
+        market.fee_payer.is_some(),
+        market.delivers_in_full,
+    )?;
     let settings = PaymentSettings {
         network: market.network,
         program: p.program_id,
@@ -138,11 +141,14 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
 /// The schemes the gate settles: as configured, or both when there is a fee payer.
 /// `exact` needs a fee payer (stock clients expect the seller to pay the fee) and a mint
 /// that delivers transfers in full (the price is checked on the payee's side).
-fn schemes(p: &crate::config::PaymentConfig, market: &Market) -> Result<Vec<Scheme>, StartError> {
-    let sponsored = market.fee_payer.is_some();
-    let schemes = match &p.schemes {
-        Some(schemes) => schemes.clone(),
-        None if sponsored && market.delivers_in_full => vec![Scheme::Receipt, Scheme::Exact],
+fn schemes(
+    configured: Option<&[Scheme]>,
+    sponsored: bool,
+    delivers_in_full: bool,
+) -> Result<Vec<Scheme>, StartError> {
+    let schemes = match configured {
+        Some(schemes) => schemes.to_vec(),
+        None if sponsored && delivers_in_full => vec![Scheme::Receipt, Scheme::Exact],
         None => vec![Scheme::Receipt],
     };
     if schemes.is_empty() {
@@ -154,7 +160,7 @@ fn schemes(p: &crate::config::PaymentConfig, market: &Market) -> Result<Vec<Sche
             "exact needs payment.fee_payer_keypair",
         ));
     }
-    if schemes.contains(&Scheme::Exact) && !market.delivers_in_full {
+    if schemes.contains(&Scheme::Exact) && !delivers_in_full {
         return Err(invalid(
             "payment.schemes",
             "exact cannot be offered in a mint with a transfer fee or hook",
@@ -306,4 +312,56 @@ fn paid_routes(config: &Config, gate: &Gate) -> Result<Vec<PaidRoute>, StartErro
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_is_offered_only_with_a_fee_payer_and_a_mint_that_delivers_in_full() {
+        use Scheme::{Exact, Receipt};
+        assert_eq!(schemes(None, true, true).unwrap(), [Receipt, Exact]);
+        assert_eq!(schemes(None, false, true).unwrap(), [Receipt]);
+        assert_eq!(schemes(None, true, false).unwrap(), [Receipt]);
+        assert_eq!(schemes(Some(&[Exact]), true, true).unwrap(), [Exact]);
+        for (configured, sponsored, full) in [
+            (&[Exact][..], false, true),
+            (&[Receipt, Exact][..], true, false),
+            (&[][..], true, true),
+        ] {
+            let refused = schemes(Some(configured), sponsored, full).unwrap_err();
+            assert!(refused.to_string().contains("payment.schemes"), "{refused}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_route_offers_its_own_schemes_among_the_gates_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let route = |schemes: &str| {
+            format!(
+                r#"
+                state_dir = "{}"
+                [payment]
+                schemes = ["receipt"]
+                [[routes]]
+                path = "/api/*"
+                upstream = "http://127.0.0.1:9"
+                {schemes}
+                "#,
+                dir.path().display()
+            )
+        };
+        let config: Config = toml::from_str(&route("")).unwrap();
+        let verifier = build(config).await.unwrap();
+        assert_eq!(verifier.gate.settings().schemes, [Scheme::Receipt]);
+        assert_eq!(
+            verifier.routes[0].payment.price().schemes,
+            [Scheme::Receipt]
+        );
+
+        let config: Config = toml::from_str(&route(r#"schemes = ["exact"]"#)).unwrap();
+        let refused = build(config).await.err().expect("exact is not the gate's");
+        assert!(refused.to_string().contains("routes.schemes"), "{refused}");
+    }
 }
