@@ -12,7 +12,8 @@
 //   X402_REPLAY=1    after the paid request, resend it with the identical payment header
 //
 // Stdout, one line:
-//   {"status":N,"body":"...","paymentResponse":{...}|null,"paymentHeader":"..."|null
+//   {"status":N,"body":"...","error":"<PAYMENT-REQUIRED .error on a 402>"|null,
+//    "paymentResponse":{...}|null,"paymentHeader":"..."|null
 //    ,"paymentHeaderName":"PAYMENT-SIGNATURE"|"X-PAYMENT"|null
 //    [,"replayStatus":N,"replayBody":"...","replayError":"<PAYMENT-REQUIRED .error>"|null]}
 // Exit 0 whenever an HTTP answer came back (any status); non-zero + stderr message otherwise.
@@ -82,6 +83,14 @@ async function main() {
     }
   }
   const out = { status: res.status, body, paymentResponse, paymentHeader: headerValue, paymentHeaderName: headerName };
+  // A refused payment: the reason its PAYMENT-REQUIRED header gives.
+  out.error = null;
+  const required = res.headers.get("PAYMENT-REQUIRED");
+  if (res.status === 402 && required) {
+    try {
+      out.error = decodePaymentRequiredHeader(required).error ?? null;
+    } catch {}
+  }
 
   if (replay) {
     if (!headerValue) throw new Error("X402_REPLAY=1 but no payment header was sent");

@@ -13,6 +13,10 @@
 //   X402_EMBED_BLOCKHASH=1  optional: stock server scheme embeds extra.recentBlockhash
 //                           (ExactSvmServerOptions.rpcUrl); off by default like upstream
 //
+//   X402_FACILITATOR_URL    optional: delegate to this facilitator over HTTP instead (the
+//                           stock HTTPFacilitatorClient), with X402_FACILITATOR_KEY as its
+//                           bearer API key; X402_FEE_PAYER_KEYPAIR is then not read
+//
 // The announced network is devnet's CAIP-2 id (stock software rejects unknown ids); its
 // RPC is pointed at X402_RPC_URL. Prints exactly "LISTENING <port>" on stdout when ready;
 // logs go to stderr. Exits on SIGTERM/SIGINT or when stdin closes.
@@ -21,6 +25,7 @@ import { readFileSync } from "node:fs";
 import express from "express";
 import { createKeyPairSignerFromBytes } from "@solana/kit";
 import { x402Facilitator } from "@x402/core/facilitator";
+import { HTTPFacilitatorClient } from "@x402/core/server";
 import { paymentMiddleware, x402ResourceServer } from "@x402/express";
 import { toFacilitatorSvmSigner } from "@x402/svm";
 import { registerExactSvmScheme as registerFacilitatorScheme } from "@x402/svm/exact/facilitator";
@@ -41,25 +46,8 @@ async function main() {
   const payTo = env("X402_PAY_TO");
   const asset = env("X402_ASSET");
   const amount = env("X402_AMOUNT");
-  const bytes = Uint8Array.from(JSON.parse(readFileSync(env("X402_FEE_PAYER_KEYPAIR"), "utf8")));
-  const feePayer = await createKeyPairSignerFromBytes(bytes);
-
-  // Stock facilitator, in-process; defaultRpcUrl makes devnet (and every other network) use the local RPC.
-  const facilitator = new x402Facilitator();
-  registerFacilitatorScheme(facilitator, {
-    signer: toFacilitatorSvmSigner(feePayer, { defaultRpcUrl: rpcUrl }),
-    networks: DEVNET,
-  });
-  facilitator.onAfterVerify(async ({ result }) => log("verify:", JSON.stringify(result)));
-  facilitator.onAfterSettle(async ({ result }) => log("settle:", JSON.stringify(result)));
-  facilitator.onSettleFailure(async ({ error }) => log("settle failed:", error?.message ?? error));
-  facilitator.onVerifyFailure(async ({ error }) => log("verify failed:", error?.message ?? error));
-
-  const resourceServer = new x402ResourceServer({
-    verify: facilitator.verify.bind(facilitator),
-    settle: facilitator.settle.bind(facilitator),
-    getSupported: async () => facilitator.getSupported(),
-  }).register(
+  const remote = process.env.X402_FACILITATOR_URL;
+  const resourceServer = (remote ? await remoteFacilitator(remote) : await localFacilitator(rpcUrl)).register(
     DEVNET,
     new ExactSvmServerScheme(process.env.X402_EMBED_BLOCKHASH === "1" ? { rpcUrl } : {}),
   );
@@ -81,7 +69,7 @@ async function main() {
 
   const server = app.listen(port, "127.0.0.1", () => {
     const actual = server.address().port;
-    log(`fee payer ${feePayer.address}, payTo ${payTo}, asset ${asset}, amount ${amount}, rpc ${rpcUrl}`);
+    log(`payTo ${payTo}, asset ${asset}, amount ${amount}, rpc ${rpcUrl}`);
     process.stdout.write(`LISTENING ${actual}\n`);
   });
   server.on("error", (e) => {
@@ -100,6 +88,44 @@ async function main() {
   process.stdin.on("end", () => stop("stdin closed"));
   process.stdin.on("error", () => stop("stdin error"));
   process.stdin.resume();
+}
+
+// The stock facilitator, in-process; defaultRpcUrl makes devnet (and every other
+// network) use the local RPC.
+async function localFacilitator(rpcUrl) {
+  const bytes = Uint8Array.from(JSON.parse(readFileSync(env("X402_FEE_PAYER_KEYPAIR"), "utf8")));
+  const feePayer = await createKeyPairSignerFromBytes(bytes);
+  log(`stock facilitator, fee payer ${feePayer.address}`);
+  const facilitator = new x402Facilitator();
+  registerFacilitatorScheme(facilitator, {
+    signer: toFacilitatorSvmSigner(feePayer, { defaultRpcUrl: rpcUrl }),
+    networks: DEVNET,
+  });
+  facilitator.onAfterVerify(async ({ result }) => log("verify:", JSON.stringify(result)));
+  facilitator.onAfterSettle(async ({ result }) => log("settle:", JSON.stringify(result)));
+  facilitator.onSettleFailure(async ({ error }) => log("settle failed:", error?.message ?? error));
+  facilitator.onVerifyFailure(async ({ error }) => log("verify failed:", error?.message ?? error));
+  return new x402ResourceServer({
+    verify: facilitator.verify.bind(facilitator),
+    settle: facilitator.settle.bind(facilitator),
+    getSupported: async () => facilitator.getSupported(),
+  });
+}
+
+// A facilitator over HTTP, as a seller delegating to a hosted one does.
+async function remoteFacilitator(url) {
+  const authorization = { Authorization: `Bearer ${env("X402_FACILITATOR_KEY")}` };
+  log(`facilitator at ${url}`);
+  return new x402ResourceServer(
+    new HTTPFacilitatorClient({
+      url,
+      createAuthHeaders: async () => ({
+        verify: authorization,
+        settle: authorization,
+        supported: authorization,
+      }),
+    }),
+  );
 }
 
 main().catch((e) => {

@@ -1,8 +1,9 @@
 //! Interoperability with stock x402 software on a real validator, in the `exact` scheme:
 //! the stock npm buyer (@x402/fetch with @x402/svm) and the stock Python buyer (`x402`)
 //! pay our verifier; our `x402` pays a stock @x402/express seller whose facilitator is
-//! the stock x402 facilitator code with its own fee payer; and the stock buyer pays the
-//! stock seller, as a control (if it fails, the harness is broken, not the product).
+//! the stock x402 facilitator code with its own fee payer; the stock buyer pays the stock
+//! seller, as a control (if it fails, the harness is broken, not the product); and a
+//! stock seller delegates to our facilitator API.
 //! Versions: tests/interop/package.json and requirements.txt.
 //!
 //! Stock clients accept only public network ids, so the verifier and the stock seller
@@ -19,6 +20,7 @@ use x402_protocol::rpc::{RpcLedger, RpcOptions};
 use x402_protocol::Network;
 
 use super::chain::{serve, settings, Chain, Plan, PRICE};
+use crate::verifier::support::FACILITATOR_KEY;
 
 fn interop_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop");
@@ -148,15 +150,29 @@ struct StockSeller {
 }
 
 impl StockSeller {
-    async fn start(chain: &Chain, pay_to: &anchor_lang::prelude::Pubkey) -> Self {
-        let fee_payer = Keypair::new();
-        chain.fund(&fee_payer.pubkey()).await;
-        let fee_payer = chain.validator.write_keypair("stock-fee-payer", &fee_payer);
-        let mut process = Command::new("node")
+    /// With the stock facilitator in process and its own fee payer, or delegating to
+    /// `facilitator` (a base URL) with our test API key.
+    async fn start(
+        chain: &Chain,
+        pay_to: &anchor_lang::prelude::Pubkey,
+        facilitator: Option<&str>,
+    ) -> Self {
+        let mut command = Command::new("node");
+        match facilitator {
+            Some(url) => command
+                .env("X402_FACILITATOR_URL", url)
+                .env("X402_FACILITATOR_KEY", FACILITATOR_KEY),
+            None => {
+                let fee_payer = Keypair::new();
+                chain.fund(&fee_payer.pubkey()).await;
+                let file = chain.validator.write_keypair("stock-fee-payer", &fee_payer);
+                command.env("X402_FEE_PAYER_KEYPAIR", file)
+            }
+        };
+        let mut process = command
             .arg(interop_dir().join("server.mjs"))
             .env("X402_PORT", "0")
             .env("X402_RPC_URL", &chain.validator.url)
-            .env("X402_FEE_PAYER_KEYPAIR", fee_payer)
             .env("X402_PAY_TO", pay_to.to_string())
             .env("X402_ASSET", chain.market.mint.to_string())
             .env("X402_AMOUNT", PRICE.to_string())
@@ -209,7 +225,7 @@ async fn our_client_and_the_stock_buyer_pay_a_stock_seller_once() {
     chain
         .token_account(&seller_wallet, &chain.market.mint)
         .await;
-    let seller = StockSeller::start(&chain, &seller_wallet).await;
+    let seller = StockSeller::start(&chain, &seller_wallet, None).await;
 
     // Our x402: the offer is in the header only; the mint's facts come from the RPC.
     let (buyer, keypair) = new_buyer(&chain, "our-buyer").await;
@@ -247,4 +263,29 @@ async fn our_client_and_the_stock_buyer_pay_a_stock_seller_once() {
     assert_eq!(control["replayStatus"], 402, "{control}");
     assert_eq!(chain.token_balance(&stock_buyer_key.pubkey()).await, 0);
     assert_eq!(chain.token_balance(&seller_wallet).await, 2 * PRICE);
+}
+
+#[tokio::test]
+async fn a_stock_seller_delegating_to_our_facilitator_is_paid_once() {
+    let chain = Plan::new().start().await;
+    let store = tempfile::tempdir().unwrap();
+    let (gate, base) = our_verifier(&chain, &store).await;
+    let merchant = chain.market.merchant;
+    // The stock seller reads our /supported at start: it needs `exact` on devnet there.
+    let seller = StockSeller::start(&chain, &merchant, Some(&base)).await;
+
+    let (buyer, keypair) = new_buyer(&chain, "delegating-buyer").await;
+    let out = stock_buyer("node", "client.mjs", &seller.url, &keypair, &chain).await;
+    assert_eq!(out["status"], 200, "{out}");
+    assert_eq!(out["body"], r#"{"paid":true}"#);
+    assert_eq!(out["replayStatus"], 402, "{out}");
+    assert_eq!(chain.token_balance(&buyer.pubkey()).await, 0);
+    assert_eq!(chain.token_balance(&merchant).await, PRICE);
+    // Our facilitator recorded the settlement, under the payment's message hash.
+    let grants = gate.store().grants().await.unwrap();
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert_eq!(
+        (grants[0].scheme.as_str(), grants[0].path.as_str()),
+        ("exact", "/settle")
+    );
 }

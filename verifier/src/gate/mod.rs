@@ -147,6 +147,11 @@ pub trait PaymentCheck: Send + Sync {
 /// How long after its expiry a reference paid in time is still accepted.
 pub const SETTLEMENT_GRACE_SECONDS: i64 = 120;
 
+/// How long a submission may wait for its confirmation before the request gets a 503: a
+/// stock x402 client does not retry a 503, so a payment that is merely slow to confirm
+/// should still be served; within the request's own timeout (60 s by default).
+pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(45);
+
 /// How long a challenge may be paid, unless its price says otherwise.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 
@@ -311,7 +316,8 @@ impl Gate {
         }
     }
 
-    /// A ledger call bounded by the gate's deadline: past it the ledger counts as
+    /// A ledger call bounded by the gate's deadline (a submission, which waits for its
+    /// confirmation, by [`SUBMIT_TIMEOUT`] at least): past it the ledger counts as
     /// unavailable (a 503), never as an answer. Failures are logged here, where they are
     /// decided, without the ledger's text (it may name the RPC URL).
     pub(crate) async fn ledger_call<T>(
@@ -320,7 +326,11 @@ impl Gate {
         call: impl std::future::Future<Output = Result<T, LedgerError>>,
     ) -> Result<T, LedgerError> {
         let started = std::time::Instant::now();
-        let answer = tokio::time::timeout(self.0.settings.ledger_timeout, call)
+        let deadline = match kind {
+            LedgerCall::Submit => self.0.settings.ledger_timeout.max(SUBMIT_TIMEOUT),
+            _ => self.0.settings.ledger_timeout,
+        };
+        let answer = tokio::time::timeout(deadline, call)
             .await
             .unwrap_or_else(|_| Err(LedgerError::Unavailable("the ledger call timed out".into())));
         let failed = matches!(answer, Err(LedgerError::Unavailable(_)));

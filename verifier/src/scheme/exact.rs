@@ -273,14 +273,14 @@ impl Submission {
     }
 
     async fn submit(&self, gate: &Gate) -> Result<SettledPayment, Refusal> {
+        // Already processed, among others: what landed decides below. Unanswered, it may
+        // have landed all the same: that is read too before a 503.
         let rejected = match gate
             .ledger_call(LedgerCall::Submit, gate.ledger().submit(&self.transaction))
             .await
         {
-            Ok(_) => None,
-            // Already processed, among others: what landed decides below.
             Err(LedgerError::Rejected(why)) => Some(why),
-            Err(unavailable) => return Err(unavailable.into()),
+            Ok(_) | Err(LedgerError::Unavailable(_)) => None,
         };
         match (self.landed(gate).await, rejected) {
             (Ok(Some(settled)), _) => Ok(settled),
