@@ -187,6 +187,7 @@ fn target_of(gate: &Gate, parts: &http::request::Parts) -> Target {
         .map(|q| format!("?{q}"))
         .unwrap_or_default();
     Target {
+        wants_page: parts.method == http::Method::GET && crate::paywall::wants_page(&parts.headers),
         method: parts.method.to_string(),
         resource: format!("{base}{path}{query}"),
         path,

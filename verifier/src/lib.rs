@@ -1,6 +1,7 @@
-//! x402 verifier for Solana receipts: answers 402 challenges, settles sponsored payments
-//! or checks self-submitted ones, and grants a request only once it has read the receipt
-//! account and found the right payee, mint, expiry and amount.
+//! x402 verifier for Solana: answers 402 challenges, settles sponsored payments or checks
+//! self-submitted ones in our `receipt` scheme and settles the ecosystem's `exact`, and
+//! grants a request only once it has read what landed: the receipt account with the right
+//! payee, mint, expiry and amount, or the `exact` transfer to the payee.
 //!
 //! Two ways to use it: in front of an API as a reverse proxy ([`app`] with proxy routes,
 //! the `x402-verifier` binary), or inside an axum app as a tower layer
@@ -9,8 +10,8 @@
 //! | module | what it holds |
 //! | --- | --- |
 //! | [`gate::decision`] | the decision: payment, reference checks, grant store, settle, grant |
-//! | [`scheme`] | the schemes' checks and settlement (`receipt`: [`scheme::receipt`]) |
-//! | [`render`] | the 402 challenge and the settlement header |
+//! | [`scheme`] | the schemes' checks and settlement ([`scheme::receipt`], [`scheme::exact`]) |
+//! | [`render`], [`paywall`] | the 402 challenge (JSON, or a page for browsers) and the settlement header |
 //! | [`error`] | every reason code ([`Reason`]) and the one refused answer ([`Refusal`]) |
 //! | [`tasks`] | background tasks: blockhash, rent gauge, janitor |
 //! | [`layer`], [`proxy`], [`app`] | the tower layer, the reverse proxy, the router |
@@ -28,6 +29,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod paths;
 pub mod payment;
+pub mod paywall;
 pub mod proxy;
 pub mod receipts;
 pub mod render;

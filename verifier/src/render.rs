@@ -12,17 +12,22 @@ use x402_protocol::Reference;
 
 use crate::error::{Reason, Refusal};
 use crate::gate::{Gate, Price, SettledPayment, Target};
+use crate::paywall;
 use crate::unix_now;
 
-/// A 402 answer, ready to send.
+/// A 402 answer, ready to send: JSON, or the paywall page for a browser.
 #[derive(Debug)]
 pub struct Challenge {
     body: v1::PaymentRequired,
     header: HeaderValue,
+    page: Option<String>,
 }
 
 impl IntoResponse for Challenge {
     fn into_response(self) -> Response {
+        if let Some(page) = self.page {
+            return paywall::respond(page, self.header);
+        }
         let mut response = (StatusCode::PAYMENT_REQUIRED, Json(self.body)).into_response();
         response
             .headers_mut()
@@ -62,6 +67,8 @@ impl Gate {
             .map(|scheme| scheme.offer(self, price, target, reference))
             .collect();
         let amount = format_units(price.amount, s.decimals);
+        let price_description = price.description.clone();
+        let shown_price = format!("{amount} {}", s.currency);
         let ttl = (reference.expires_at() - unix_now()).max(0);
         let message = format!(
             "Pay {amount} {} to {} on {} for {} {}{}",
@@ -108,9 +115,25 @@ impl Gate {
             accepts: offers.iter().map(|offer| offer.to_v2()).collect(),
             extensions: None,
         };
+        let page = target.wants_page.then(|| {
+            let expires = std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(reference.expires_at().max(0) as u64);
+            let summary = paywall::Summary {
+                price: &shown_price,
+                payee: &s.pay_to.to_string(),
+                method: &target.method,
+                path: &target.path,
+                description: &price_description,
+                expires: &humantime::format_rfc3339_seconds(expires).to_string(),
+                network: s.network.v1_name(),
+                reason,
+            };
+            paywall::page(&summary, &header)
+        });
         Challenge {
             body,
             header: header_value(encode_header(&header)),
+            page,
         }
     }
 

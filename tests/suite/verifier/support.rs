@@ -47,6 +47,8 @@ pub struct CountingLedger {
     pub down: AtomicBool,
     /// Reads still to fail, one by one: an outage of a moment.
     pub failing_reads: std::sync::Mutex<usize>,
+    /// Submissions fail unanswered while the rest works (blockhashes keep coming).
+    pub failing_submits: AtomicBool,
 }
 
 impl CountingLedger {
@@ -96,6 +98,11 @@ impl Ledger for CountingLedger {
     async fn submit(&self, transaction: &VersionedTransaction) -> Result<Signature, LedgerError> {
         self.check_up()?;
         self.submits.fetch_add(1, Ordering::SeqCst);
+        if self.failing_submits.load(Ordering::SeqCst) {
+            return Err(LedgerError::Unavailable(
+                "the submission went unanswered".into(),
+            ));
+        }
         self.inner.submit(transaction).await
     }
 
@@ -238,6 +245,7 @@ impl Harness {
             scans: AtomicUsize::new(0),
             down: AtomicBool::new(false),
             failing_reads: std::sync::Mutex::new(0),
+            failing_submits: AtomicBool::new(false),
         });
         let dir = tempfile::tempdir().unwrap();
         let store_url = store_url
@@ -495,6 +503,13 @@ fn app_for(gate: &Gate, api_url: &str) -> Router {
             "0.01",
         ),
         route("/premium", vec![http::Method::GET], "0.05"),
+        // A challenge that lives 5 seconds: always inside the sponsorship's expiry margin.
+        PaidRoute {
+            pattern: "/brief".into(),
+            methods: vec![http::Method::GET],
+            payment: gate.price("0.01").ttl(Duration::from_secs(5)),
+            service: RouteService::Proxy(proxy.clone()),
+        },
     ];
     app(
         gate.clone(),

@@ -61,6 +61,7 @@ pub fn app(
             get(receipts::show_receipt).layer(Extension(receipts::ReceiptLookups::default())),
         )
         .route("/healthz", get(|| async { "ok" }))
+        .route(crate::paywall::SCRIPT_PATH, get(crate::paywall::script))
         .with_state(gate.clone());
     if let Some(access) = facilitator {
         let facilitator = Router::new()

@@ -69,6 +69,8 @@ pub struct Target {
     pub path: String,
     /// The absolute URL of the resource, as the challenge names it.
     pub resource: String,
+    /// A browser navigation: its 402 is the paywall page ([`crate::paywall`]).
+    pub wants_page: bool,
 }
 
 impl Target {

@@ -1,0 +1,70 @@
+/** Addresses and numbers shared by both schemes, as the Rust verifier uses them. */
+
+export const RECEIPT_PROGRAM = "B6YDeqPwMQDKsDhCyqBxuW8secdHEx7oMRr3Fww75CGr";
+/** Anchor's discriminator of `pay`: sha256("global:pay")[..8]. */
+export const PAY_DISCRIMINATOR = new Uint8Array([119, 18, 216, 65, 192, 117, 122, 220]);
+export const RECEIPT_SEED = "receipt";
+
+export const SYSTEM_PROGRAM = "11111111111111111111111111111111";
+export const TOKEN_PROGRAM = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA";
+export const TOKEN_2022_PROGRAM = "TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb";
+export const ASSOCIATED_TOKEN_PROGRAM = "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL";
+export const COMPUTE_BUDGET_PROGRAM = "ComputeBudget111111111111111111111111111111";
+export const MEMO_PROGRAM = "MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr";
+
+/** What the `exact` client asks for, as the Rust client does. */
+export const EXACT_COMPUTE_UNIT_LIMIT = 20_000;
+export const EXACT_COMPUTE_UNIT_PRICE = 1n;
+
+export const MAINNET = "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp";
+export const DEVNET = "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1";
+export const TESTNET = "solana:4uhcVJyU9pJkvQyS88uRDiswHXSCkY3z";
+
+export interface MintInfo {
+  decimals: number;
+  tokenProgram: string;
+}
+
+/** Mints whose facts the client knows without asking a ledger. */
+export const KNOWN_MINTS: Readonly<Record<string, MintInfo>> = Object.freeze({
+  // USDC, mainnet.
+  EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v: { decimals: 6, tokenProgram: TOKEN_PROGRAM },
+  // USDC, devnet.
+  "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU": { decimals: 6, tokenProgram: TOKEN_PROGRAM },
+});
+
+/** The Wallet Standard chain (`solana:mainnet`, ...) of an x402 network (CAIP-2 or v1 name). */
+export function walletChain(network: string): string {
+  switch (network) {
+    case MAINNET:
+    case "solana":
+    case "solana-mainnet":
+    case "mainnet-beta":
+      return "solana:mainnet";
+    case DEVNET:
+    case "solana-devnet":
+    case "devnet":
+      return "solana:devnet";
+    case TESTNET:
+    case "solana-testnet":
+      return "solana:testnet";
+    default:
+      return "solana:localnet";
+  }
+}
+
+/** Whether `network` names a Solana cluster (CAIP-2 `solana:...` or a v1 `solana*` name). */
+export function isSolanaNetwork(network: string): boolean {
+  return network === "solana" || network.startsWith("solana:") || network.startsWith("solana-") ||
+    network === "devnet" || network === "mainnet-beta";
+}
+
+/** The explorer page of a transaction on `network`. */
+export function explorerTxUrl(signature: string, network: string): string {
+  const base = `https://explorer.solana.com/tx/${encodeURIComponent(signature)}`;
+  const chain = walletChain(network);
+  if (chain === "solana:mainnet") return base;
+  if (chain === "solana:devnet") return `${base}?cluster=devnet`;
+  if (chain === "solana:testnet") return `${base}?cluster=testnet`;
+  return `${base}?cluster=custom`;
+}

@@ -1,0 +1,228 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { fetchWithPayment, decodeHeader, encodeHeader, X402Error, spentUnder } from "../dist/index.js";
+import * as f from "./fixtures.mjs";
+
+const SETTLEMENT = {
+  success: true,
+  transaction: "5sig",
+  network: f.DEVNET,
+  payer: f.BUYER,
+  reference: f.REFERENCE,
+  receipt: f.RECEIPT,
+  scheme: "receipt",
+};
+
+/** A mock fetch answering from a list of functions, recording each request's headers. */
+function mockFetch(...answers) {
+  const calls = [];
+  const fetch = async (url, init) => {
+    const headers = new Headers(init?.headers);
+    calls.push({ url: String(url), headers });
+    const answer = answers[Math.min(calls.length - 1, answers.length - 1)];
+    return answer(headers);
+  };
+  return { fetch, calls };
+}
+
+const paid = () =>
+  new Response("the poem", { status: 200, headers: { "PAYMENT-RESPONSE": encodeHeader(SETTLEMENT) } });
+
+/** A signer that counts signatures. */
+async function countingSigner() {
+  const inner = await f.buyerSigner();
+  const counter = { count: 0 };
+  counter.signer = {
+    address: inner.address,
+    async signTransactions(txs) {
+      counter.count++;
+      return inner.signTransactions(txs);
+    },
+  };
+  return counter;
+}
+
+test("no 402: the response passes through, nothing paid", async () => {
+  const { fetch } = mockFetch(() => new Response("free", { status: 200 }));
+  const r = await fetchWithPayment("http://x/free", undefined, { fetch });
+  assert.equal(await r.response.text(), "free");
+  assert.equal(r.settlement, null);
+  assert.equal(r.payment, null);
+});
+
+test("v2: pays the receipt offer and returns the decoded settlement", async () => {
+  const { fetch, calls } = mockFetch(() => f.response402(), paid);
+  const { signer } = await countingSigner();
+  const r = await fetchWithPayment("http://x/api", { method: "POST", body: "{}" }, { fetch, signer });
+  assert.equal(calls.length, 2);
+  const sent = decodeHeader(calls[1].headers.get("PAYMENT-SIGNATURE"));
+  assert.equal(sent.x402Version, 2);
+  assert.deepEqual(sent.accepted, f.receiptOffer());
+  assert.deepEqual(r.settlement, SETTLEMENT);
+  assert.equal(await r.response.text(), "the poem");
+});
+
+test("schemes option prefers exact", async () => {
+  const { fetch, calls } = mockFetch(() => f.response402(), paid);
+  const { signer } = await countingSigner();
+  await fetchWithPayment("http://x/api", undefined, { fetch, signer, schemes: ["exact", "receipt"] });
+  assert.equal(decodeHeader(calls[1].headers.get("PAYMENT-SIGNATURE")).accepted.scheme, "exact");
+});
+
+test("v1: reads the JSON body and pays with X-PAYMENT", async () => {
+  const o = f.receiptOffer();
+  const v1 = {
+    x402Version: 1,
+    error: "X-PAYMENT header is required",
+    accepts: [
+      {
+        scheme: "receipt",
+        network: "solana-devnet",
+        maxAmountRequired: o.amount,
+        resource: "http://x/api",
+        description: "d",
+        mimeType: "text/plain",
+        payTo: o.payTo,
+        maxTimeoutSeconds: 60,
+        asset: o.asset,
+        extra: o.extra,
+      },
+    ],
+  };
+  const settle = () =>
+    new Response("ok", { status: 200, headers: { "X-PAYMENT-RESPONSE": encodeHeader(SETTLEMENT) } });
+  const { fetch, calls } = mockFetch(() => Response.json(v1, { status: 402 }), settle);
+  const { signer } = await countingSigner();
+  const r = await fetchWithPayment("http://x/api", undefined, { fetch, signer });
+  const sent = decodeHeader(calls[1].headers.get("X-PAYMENT"));
+  assert.deepEqual(Object.keys(sent).sort(), ["network", "payload", "scheme", "x402Version"]);
+  assert.equal(sent.x402Version, 1);
+  assert.equal(sent.network, "solana-devnet");
+  assert.ok(f.verifyBuyer(f.decodeTx(sent.payload.transaction).tx));
+  assert.deepEqual(r.settlement, SETTLEMENT);
+});
+
+test("503 after paying is retried with the same header, honouring Retry-After, never re-signed", async () => {
+  const busy = () => new Response("busy", { status: 503, headers: { "Retry-After": "2" } });
+  const { fetch, calls } = mockFetch(() => f.response402(), busy, busy, paid);
+  const counter = await countingSigner();
+  const slept = [];
+  const r = await fetchWithPayment("http://x/api", undefined, {
+    fetch,
+    signer: counter.signer,
+    sleep: async (ms) => void slept.push(ms),
+  });
+  assert.equal(r.response.status, 200);
+  assert.equal(counter.count, 1);
+  assert.deepEqual(slept, [2000, 2000]);
+  const headers = calls.slice(1).map((c) => c.headers.get("PAYMENT-SIGNATURE"));
+  assert.equal(new Set(headers).size, 1);
+});
+
+test("503 that persists: 'unavailable' keeps the payment; resending it does not sign again", async () => {
+  const busy = () => new Response("busy", { status: 503 });
+  const { fetch, calls } = mockFetch(() => f.response402(), busy);
+  const counter = await countingSigner();
+  const error = await fetchWithPayment("http://x/api", undefined, {
+    fetch,
+    signer: counter.signer,
+    retries: 2,
+    sleep: async () => {},
+  }).catch((e) => e);
+  assert.ok(error instanceof X402Error);
+  assert.equal(error.code, "unavailable");
+  assert.equal(calls.length, 4);
+  const header = error.payment.headerValue;
+
+  const again = mockFetch(paid);
+  const r = await fetchWithPayment("http://x/api", undefined, {
+    fetch: again.fetch,
+    signer: counter.signer,
+    payment: error.payment,
+  });
+  assert.equal(r.response.status, 200);
+  assert.equal(again.calls.length, 1);
+  assert.equal(again.calls[0].headers.get("PAYMENT-SIGNATURE"), header);
+  assert.equal(counter.count, 1);
+});
+
+test("402 after paying throws 'refused' with the server's reason and gives the budget back", async () => {
+  const policy = { budget: 50_000n };
+  const refusal = () => f.response402(f.challengeV2(undefined, "transaction_failed"));
+  const { fetch } = mockFetch(() => f.response402(), refusal);
+  const { signer } = await countingSigner();
+  const error = await fetchWithPayment("http://x/api", undefined, { fetch, signer, policy }).catch((e) => e);
+  assert.ok(error instanceof X402Error);
+  assert.equal(error.code, "refused");
+  assert.equal(error.reason, "transaction_failed");
+  assert.equal(spentUnder(policy), 0n);
+});
+
+test("policy: checked before signing, per offer", async () => {
+  const counter = await countingSigner();
+  const cases = [
+    [{ maxPerRequest: "9999" }, /maxPerRequest/],
+    [{ payees: [f.key(4)] }, /payee/],
+    [{ mints: [f.key(4)] }, /mint/],
+    [{ networks: ["solana"] }, /network/],
+  ];
+  for (const [policy, pattern] of cases) {
+    const { fetch, calls } = mockFetch(() => f.response402());
+    const error = await fetchWithPayment("http://x/api", undefined, { fetch, signer: counter.signer, policy }).catch(
+      (e) => e,
+    );
+    assert.equal(error.code, "policy", JSON.stringify(policy));
+    assert.equal(error.offers.length, 2);
+    assert.match(error.offers[0].reason, pattern);
+    assert.equal(calls.length, 1);
+  }
+  assert.equal(counter.count, 0);
+
+  // A program not in `programs` rules out the receipt offer only: exact is paid.
+  const { fetch, calls } = mockFetch(() => f.response402(), paid);
+  await fetchWithPayment("http://x/api", undefined, { fetch, signer: counter.signer, policy: { programs: [f.key(6)] } });
+  assert.equal(decodeHeader(calls[1].headers.get("PAYMENT-SIGNATURE")).accepted.scheme, "exact");
+  // networks accept v1 names for CAIP-2 offers.
+  const ok = mockFetch(() => f.response402(), paid);
+  await fetchWithPayment("http://x/api", undefined, { fetch: ok.fetch, signer: counter.signer, policy: { networks: ["solana-devnet"] } });
+  assert.equal(ok.calls.length, 2);
+});
+
+test("policy: the budget is spent across calls", async () => {
+  const policy = { budget: "15000" };
+  const { signer } = await countingSigner();
+  const first = mockFetch(() => f.response402(), paid);
+  await fetchWithPayment("http://x/api", undefined, { fetch: first.fetch, signer, policy });
+  assert.equal(spentUnder(policy), 10000n);
+  const second = mockFetch(() => f.response402(), paid);
+  const error = await fetchWithPayment("http://x/api", undefined, { fetch: second.fetch, signer, policy }).catch((e) => e);
+  assert.equal(error.code, "policy");
+  assert.match(error.offers[0].reason, /budget/);
+});
+
+test("no payable offer lists each offer and why; no signer is 'no_wallet'", async () => {
+  const evm = f.receiptOffer({ network: "eip155:8453" });
+  const unsponsored = f.receiptOffer();
+  unsponsored.extra = { ...unsponsored.extra, feePayer: undefined };
+  const other = f.exactOffer({ scheme: "upto" });
+  const { fetch } = mockFetch(() => f.response402(f.challengeV2([evm, unsponsored, other])));
+  const error = await fetchWithPayment("http://x/api", undefined, { fetch, signer: (await countingSigner()).signer }).catch(
+    (e) => e,
+  );
+  assert.equal(error.code, "no_payable_offer");
+  assert.equal(error.offers.length, 3);
+  assert.match(error.message, /not Solana/);
+  assert.match(error.message, /not sponsored/);
+  assert.match(error.message, /upto/);
+
+  const none = mockFetch(() => f.response402());
+  const noWallet = await fetchWithPayment("http://x/api", undefined, { fetch: none.fetch }).catch((e) => e);
+  assert.equal(noWallet.code, "no_wallet");
+});
+
+test("a signer that throws is 'wallet_rejected'", async () => {
+  const { fetch } = mockFetch(() => f.response402());
+  const signer = { address: f.BUYER, signTransactions: async () => { throw new Error("User rejected the request"); } };
+  const error = await fetchWithPayment("http://x/api", undefined, { fetch, signer }).catch((e) => e);
+  assert.equal(error.code, "wallet_rejected");
+});

@@ -1,0 +1,59 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createPayment, parseChallenge, decodeHeader } from "../dist/index.js";
+import { loadTestWallet } from "./wallet-env.mjs";
+import * as f from "./fixtures.mjs";
+
+test("the test wallet registers through the Wallet Standard events", () => {
+  const { wallet, registered } = loadTestWallet({ secretKey: f.BUYER_SECRET });
+  assert.equal(registered.length, 1);
+  assert.equal(wallet.name, "x402 Test Wallet");
+  assert.deepEqual([...wallet.chains], ["solana:devnet", "solana:localnet", "solana:mainnet"]);
+  for (const feature of ["standard:connect", "standard:events", "solana:signTransaction"]) {
+    assert.ok(wallet.features[feature], feature);
+  }
+  assert.equal(wallet.accounts.length, 0);
+});
+
+test("it also answers an app that becomes ready later", () => {
+  const win = new EventTarget();
+  win.__X402_TEST_WALLET__ = { secretKey: f.BUYER_SECRET };
+  // No register listener: the wallet waits for app-ready.
+  globalThis.window = win;
+  return import("node:fs").then(async ({ readFileSync }) => {
+    (await import("node:vm")).default.runInThisContext(readFileSync(new URL("../dist/test-wallet.js", import.meta.url), "utf8"));
+    delete globalThis.window;
+    const got = [];
+    const event = new Event("wallet-standard:app-ready");
+    Object.defineProperty(event, "detail", { value: { register: (w) => got.push(w) } });
+    win.dispatchEvent(event);
+    assert.equal(got.length, 1);
+  });
+});
+
+test("connect, then sign a receipt payment as a Wallet Standard signer", async () => {
+  const { wallet } = loadTestWallet({ secretKey: f.BUYER_SECRET });
+  const { accounts } = await wallet.features["standard:connect"].connect();
+  assert.equal(accounts[0].address, f.BUYER);
+  assert.equal(wallet.accounts.length, 1);
+  const challenge = parseChallenge(f.challengeV2());
+  for (const offer of challenge.offers) {
+    const payment = await createPayment(challenge, offer, { wallet, account: accounts[0] });
+    const { tx } = f.decodeTx(decodeHeader(payment.headerValue).payload.transaction);
+    assert.ok(f.verifyBuyer(tx), offer.scheme);
+    assert.equal(tx.signatures[f.FEE_PAYER], null);
+  }
+});
+
+test("reject: connect and signTransaction throw user rejections; createPayment says wallet_rejected", async () => {
+  const env = loadTestWallet({ secretKey: f.BUYER_SECRET, reject: true });
+  await assert.rejects(env.wallet.features["standard:connect"].connect(), (e) => e.code === 4001);
+  env.config.reject = false;
+  const { accounts } = await env.wallet.features["standard:connect"].connect();
+  env.config.reject = true;
+  const challenge = parseChallenge(f.challengeV2());
+  await assert.rejects(createPayment(challenge, challenge.offers[0], { wallet: env.wallet, account: accounts[0] }), (e) => {
+    assert.equal(e.code, "wallet_rejected");
+    return true;
+  });
+});
