@@ -86,8 +86,10 @@ async fn tokens(ledger: &dyn Ledger, owner: &Pubkey, mint: &Pubkey) -> u64 {
 #[tokio::test]
 async fn a_person_pays_the_demo_route_in_a_browser() {
     let state = tempfile::tempdir().unwrap();
-    let mut config = x402_verifier::config::Config::default();
-    config.state_dir = state.path().to_path_buf();
+    let config = x402_verifier::config::Config {
+        state_dir: state.path().to_path_buf(),
+        ..Default::default()
+    };
     let verifier = x402_verifier::server::build(config).await.unwrap();
     let demo_payer = verifier
         .demo_payer
