@@ -1,7 +1,8 @@
 /**
  * A Wallet Standard wallet for browser tests, registered on load. Reads
- * window.__X402_TEST_WALLET__ = { secretKey: number[64], reject?: boolean } (reject is read
- * at each call, so a test may flip it). Signs with ed25519 (noble).
+ * window.__X402_TEST_WALLET__ = { secretKey: number[64], reject?: boolean, signDelayMs?: number }
+ * (read at each call, so a test may flip them). Signs with ed25519 (noble), after
+ * `signDelayMs`, as a person taking time to approve does.
  */
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { getBase58Decoder, getTransactionDecoder, getTransactionEncoder, type Transaction } from "@solana/kit";
@@ -10,6 +11,7 @@ import { registerWallet } from "@wallet-standard/wallet";
 interface Config {
   secretKey: number[];
   reject?: boolean;
+  signDelayMs?: number;
 }
 
 const CHAINS = ["solana:devnet", "solana:localnet", "solana:mainnet"] as const;
@@ -88,6 +90,8 @@ function install(): void {
         supportedTransactionVersions: ["legacy", 0],
         async signTransaction(...inputs: { account: { address: string }; transaction: Uint8Array }[]) {
           if (config().reject) throw userRejected("signTransaction");
+          const delay = config().signDelayMs ?? 0;
+          if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
           return inputs.map((input) => {
             if (input.account.address !== address) throw new Error("unknown account");
             return { signedTransaction: sign(input.transaction) };

@@ -24,14 +24,14 @@ fn js_dir() -> PathBuf {
 }
 
 /// What the page showed after the pay button was clicked.
-struct Outcome {
-    json: serde_json::Value,
+pub(crate) struct Outcome {
+    pub(crate) json: serde_json::Value,
     screenshot: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Outcome {
-    fn state(&self) -> &str {
+    pub(crate) fn state(&self) -> &str {
         self.json["state"].as_str().unwrap_or_default()
     }
 }
@@ -39,11 +39,18 @@ impl Outcome {
 /// Opens `url` in Chromium as a person would, with a wallet holding `keypair` (none for
 /// the `no-wallet` scenario), and clicks pay.
 async fn browse(url: &str, keypair: &Path, scenario: &str) -> Outcome {
-    drive("paywall.mjs", url, keypair, scenario).await
+    drive("paywall.mjs", url, keypair, scenario, &[]).await
 }
 
-/// Runs the browser driver `script` on `url` (the page, or the API the React page calls).
-async fn drive(script: &str, url: &str, keypair: &Path, scenario: &str) -> Outcome {
+/// Runs the browser driver `script` on `url` (the page, or the API the React page calls),
+/// with `env` for the driver (`X402_SIGN_DELAY_MS`: the wallet takes that long to sign).
+pub(crate) async fn drive(
+    script: &str,
+    url: &str,
+    keypair: &Path,
+    scenario: &str,
+    env: &[(&str, &str)],
+) -> Outcome {
     let chromium = std::env::var("X402_CHROMIUM")
         .expect("X402_CHROMIUM names Debian's chromium for the browser tests (scripts/test)");
     let dir = tempfile::tempdir().unwrap();
@@ -56,7 +63,8 @@ async fn drive(script: &str, url: &str, keypair: &Path, scenario: &str) -> Outco
         .env("X402_API_URL", url)
         .env("X402_KEYPAIR", keypair)
         .env("X402_SCENARIO", scenario)
-        .env("X402_SCREENSHOT", &screenshot);
+        .env("X402_SCREENSHOT", &screenshot)
+        .envs(env.iter().copied());
     // Off the runtime: the verifier under test answers on it.
     let output = tokio::task::spawn_blocking(move || command.output())
         .await
@@ -181,7 +189,7 @@ async fn the_react_hook_pays_the_api_once_in_a_browser() {
     let keypair = dir.path().join("buyer.json");
     x402_protocol::keypair::write_keypair_file(&buyer, &keypair).unwrap();
 
-    let outcome = drive("react.mjs", &h.url("/api/react"), &keypair, "pay").await;
+    let outcome = drive("react.mjs", &h.url("/api/react"), &keypair, "pay", &[]).await;
 
     assert_eq!(outcome.state(), "paid", "{}", outcome.json);
     assert_eq!(
@@ -197,6 +205,7 @@ async fn the_react_hook_pays_the_api_once_in_a_browser() {
         &h.url("/api/react"),
         &keypair,
         "wallet-rejected",
+        &[],
     )
     .await;
     assert_eq!(rejected.state(), "error", "{}", rejected.json);

@@ -9,6 +9,7 @@
 //   X402_SCREENSHOT  where to write a PNG of the page once the status settles
 //   X402_CHROMIUM    Chromium executable (default /usr/bin/chromium)
 //   X402_DELAY_MS    optional wait before clicking (lets a short-lived offer expire)
+//   X402_SIGN_DELAY_MS  optional: the wallet takes this long to sign, as a person does
 //   X402_TIMEOUT_MS  optional wait for the status to settle (default 60000)
 //   X402_EXPECT      optional: exit 1 unless the final data-state is this
 //
@@ -55,7 +56,11 @@ if (scenario !== "no-wallet") {
     console.error("dist/test-wallet.js is missing: run `npm run build` in js/ first");
     process.exit(2);
   }
-  const config = { secretKey, reject: scenario === "wallet-rejected" };
+  const config = {
+    secretKey,
+    reject: scenario === "wallet-rejected",
+    signDelayMs: Number(process.env.X402_SIGN_DELAY_MS ?? 0),
+  };
   walletScript = `window.__X402_TEST_WALLET__ = ${JSON.stringify(config)};\n${code}`;
 }
 

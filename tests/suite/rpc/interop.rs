@@ -61,7 +61,7 @@ async fn stock_buyer(
 }
 
 /// A buyer with `PRICE` tokens and no SOL: in `exact` the seller pays the fee.
-async fn new_buyer(chain: &Chain, name: &str) -> (Keypair, PathBuf) {
+pub(super) async fn new_buyer(chain: &Chain, name: &str) -> (Keypair, PathBuf) {
     let buyer = Keypair::new();
     chain
         .token_account(&buyer.pubkey(), &chain.market.mint)
