@@ -314,3 +314,40 @@ async fn a_delegated_exact_payment_settles_once_however_often_settle_is_called()
     assert_ne!(settled.transaction, first.transaction);
     assert_eq!(h.token_balance(&payer.pubkey()).await, 0);
 }
+
+#[tokio::test]
+async fn an_exact_payment_in_x402_v1_is_settled_and_answered_in_v1() {
+    use x402_protocol::wire::v1;
+    let h = Harness::start().await;
+    let payer = h.new_payer(PRICE).await;
+    let (_, body) = h.challenge("GET", "/api/v1").await;
+    let offer: v1::PaymentRequirements = body["accepts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["scheme"] == "exact")
+        .map(|o| serde_json::from_value(o.clone()).unwrap())
+        .expect("the v1 body offers exact too");
+    assert_eq!(offer.network, "solana-localnet");
+    let offer = ExactOffer::from_offer(&Offer::from_v1(&offer)).unwrap();
+    let tx = pay(&offer, &payer, &offer.terms);
+    let payment = v1::PaymentPayload {
+        x402_version: 1,
+        scheme: "exact".into(),
+        network: "solana-localnet".into(),
+        payload: serde_json::json!({ "transaction": encode_versioned(&tx) }),
+    };
+    let response = h
+        .send(
+            "GET",
+            "/api/v1",
+            &[(v1::X_PAYMENT, encode_header(&payment))],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let settlement: serde_json::Value =
+        decode_header(response.headers()[v1::X_PAYMENT_RESPONSE].to_str().unwrap()).unwrap();
+    assert_eq!(settlement["network"], "solana-localnet");
+    assert_eq!(settlement["scheme"], "exact");
+    assert_eq!(h.token_balance(&payer.pubkey()).await, 0);
+}
