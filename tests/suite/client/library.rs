@@ -544,3 +544,50 @@ async fn a_stock_402_with_nothing_payable_says_what_was_offered_and_why() {
     }
     assert_eq!(client.spent(), 0);
 }
+
+/// A Token-2022 mint that takes a fee on every transfer: the payee would get less.
+fn mint_with_a_transfer_fee() -> x402_protocol::LedgerAccount {
+    use anchor_spl::token_2022::spl_token_2022::extension::{
+        transfer_fee::TransferFeeConfig, BaseStateWithExtensionsMut, ExtensionType,
+        StateWithExtensionsMut,
+    };
+    use anchor_spl::token_2022::spl_token_2022::{self, state::Mint};
+    let len = ExtensionType::try_calculate_account_len::<Mint>(&[ExtensionType::TransferFeeConfig])
+        .unwrap();
+    let mut data = vec![0; len];
+    let mut mint = StateWithExtensionsMut::<Mint>::unpack_uninitialized(&mut data).unwrap();
+    mint.init_extension::<TransferFeeConfig>(true).unwrap();
+    mint.base.decimals = 6;
+    mint.base.is_initialized = true;
+    mint.pack_base();
+    mint.init_account_type().unwrap();
+    x402_protocol::LedgerAccount {
+        owner: spl_token_2022::ID,
+        lamports: 1_000_000_000,
+        data,
+    }
+}
+
+#[tokio::test]
+async fn an_exact_offer_in_a_mint_that_takes_a_transfer_fee_is_not_signed() {
+    let h = Harness::start().await;
+    let mint = Pubkey::new_unique();
+    h.market
+        .ledger
+        .set_account(&mint, &mint_with_a_transfer_fee())
+        .await;
+    let url = stock_402(vec![serde_json::json!({
+        "scheme": "exact", "network": "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1", "amount": "1000",
+        "asset": mint.to_string(), "payTo": Pubkey::new_unique().to_string(),
+        "maxTimeoutSeconds": 60,
+        "extra": {"feePayer": Pubkey::new_unique().to_string(), "recentBlockhash": "11111111111111111111111111111111"}
+    })])
+    .await;
+    let payer = Keypair::new();
+    let client = client_with_ledger(&h, &payer, SpendingPolicy::default());
+    assert!(matches!(
+        client.get(&url).await,
+        Err(ClientError::WithholdingMint(refused)) if refused == mint
+    ));
+    assert_eq!(client.spent(), 0);
+}
