@@ -432,6 +432,12 @@ impl X402Client {
         payer: &Keypair,
         offer: &ExactOffer,
     ) -> Result<serde_json::Value, ClientError> {
+        // The payer as fee payer would pay the network fee the seller offered to pay.
+        if offer.terms.fee_payer == payer.pubkey() {
+            return Err(ClientError::MalformedChallenge(
+                "the offer names the payer as its fee payer".into(),
+            ));
+        }
         let mint = &offer.terms.mint;
         let facts = match &self.ledger {
             Some(ledger) => {

@@ -115,8 +115,8 @@ export async function fetchWithPayment(
     if (response.status === 402) {
       const challenge = await readChallenge(response);
       const reason = challenge?.error ?? readSettlement(response)?.errorReason ?? "payment refused";
-      // Nothing was taken: give the amount back to the budget.
-      if (!options.payment) recordSpending(options.policy, -payment.amount);
+      // The budget keeps the amount: a hostile seller may have submitted the payment and
+      // still answered 402, and a refund would let it be taken again and again.
       throw new X402Error("refused", `The server refused the payment: ${reason}`, { reason, payment, response });
     }
     return { response, settlement: readSettlement(response), payment };

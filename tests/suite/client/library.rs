@@ -591,3 +591,21 @@ async fn an_exact_offer_in_a_mint_that_takes_a_transfer_fee_is_not_signed() {
     ));
     assert_eq!(client.spent(), 0);
 }
+
+#[tokio::test]
+async fn an_exact_offer_naming_the_payer_as_fee_payer_is_not_signed() {
+    let payer = Keypair::new();
+    let usdc = "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU";
+    let url = stock_402(vec![serde_json::json!({
+        "scheme": "exact", "network": "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1", "amount": "1000",
+        "asset": usdc, "payTo": Pubkey::new_unique().to_string(), "maxTimeoutSeconds": 60,
+        "extra": {"feePayer": payer.pubkey().to_string(), "recentBlockhash": "11111111111111111111111111111111"}
+    })])
+    .await;
+    let client = client(&payer, SpendingPolicy::default());
+    assert!(matches!(
+        client.get(&url).await,
+        Err(ClientError::MalformedChallenge(why)) if why.contains("fee payer")
+    ));
+    assert_eq!(client.spent(), 0);
+}

@@ -120,10 +120,16 @@ async fn verify_in_window(
     payment.verify(gate, &demand, window, None).await
 }
 
-/// A refusal as a facilitator answer: the ledger's unavailability is a 503 to retry;
-/// anything else is the payment's fault, answered in the protocol's own shape.
+/// A refusal as a facilitator answer: the ledger's unavailability and a busy submission
+/// are 503s to retry; anything else is the payment's fault, answered in the protocol's
+/// own shape.
 fn answer(gate: &Gate, refusal: Refusal, negative: impl FnOnce(String) -> Response) -> Response {
-    if refusal.reason() == Reason::LedgerUnavailable {
+    // Retry later, with the same payment: a 503 (the same payment being submitted by
+    // another call is busy, not refused).
+    if matches!(
+        refusal.reason(),
+        Reason::LedgerUnavailable | Reason::SponsorshipBusy
+    ) {
         return refusal.into_response();
     }
     gate.metrics().facilitator_refused(refusal.reason());
@@ -167,8 +173,8 @@ pub async fn verify(
     }
 }
 
-/// Settles a payment: a sponsored one is co-signed and submitted (again safely: a
-/// payment already settled answers with its receipt); a self-submitted one is checked.
+/// Settles a payment: a sponsored or `exact` one is co-signed and submitted; a
+/// self-submitted one is checked. A payment settled before is `duplicate_settlement`.
 pub async fn settle(
     State((gate, access)): State<(Gate, FacilitatorAccess)>,
     headers: http::HeaderMap,
@@ -185,10 +191,11 @@ pub async fn settle(
     let network = gate.settings().network.caip2().to_string();
     let settled = async {
         let delegated = delegated(&gate, &access, request)?;
-        // A retried /settle (its answer was lost) is told where the payment landed;
-        // nothing is submitted or recorded twice.
-        if let Some(grant) = settled_before(&gate, &delegated.key).await? {
-            return Ok((grant.payer, grant.transaction));
+        // Settled once, it settles nothing more (x402's duplicate-settlement rule): a
+        // caller cannot tell its own retry from a buyer replaying the payment, and a
+        // second success would serve a second request. Nothing is submitted again.
+        if settled_before(&gate, &delegated.key).await?.is_some() {
+            return Err(Refusal::new(Reason::DuplicateSettlement));
         }
         let verified = verify_in_window(&gate, delegated).await?;
         // What the fee payer may spend on it is charged to the caller first.

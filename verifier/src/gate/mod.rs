@@ -35,8 +35,9 @@ pub struct PaymentSettings {
     pub challenge_keys: Vec<ChallengeKey>,
     /// When set, the gate sponsors payments: it co-signs and pays fee and rent.
     pub fee_payer: Option<Arc<Keypair>>,
-    /// The schemes challenges offer, in order; `exact` needs a fee payer and a mint that
-    /// delivers transfers in full (checked at start).
+    /// The schemes challenges offer, in order. `exact` needs a fee payer (checked here)
+    /// and a mint without a transfer fee or hook (checked by `server::build`; a library
+    /// user must check it: the gate takes its own mint to deliver in full).
     pub schemes: Vec<Scheme>,
     /// What sponsoring may cost and how much of it may be in flight.
     pub sponsor_limits: SponsorLimits,
@@ -228,6 +229,10 @@ impl Gate {
         assert!(
             !settings.challenge_keys.is_empty(),
             "a gate needs a challenge key"
+        );
+        assert!(
+            settings.fee_payer.is_some() || !settings.schemes.contains(&Scheme::Exact),
+            "exact needs a fee payer: the seller pays its fee"
         );
         Gate(Arc::new(Inner {
             sponsorship: Sponsorship::new(settings.sponsor_limits.clone()),

@@ -255,24 +255,28 @@ impl Submission {
         if !leased {
             return Err(Refusal::new(Reason::SponsorshipBusy));
         }
-        let outcome = self.submit(gate).await;
-        match &outcome {
-            Ok(_) => permit.spent(cost),
-            // A payment that failed may be retried at once; one that landed keeps its
-            // lease until it lapses, by when its grant is recorded.
-            Err(refusal) => {
-                if refusal.reason() == Reason::TransactionFailed {
-                    permit.failed();
-                }
-                if let Err(error) = gate.store().end_submission(&lease).await {
-                    tracing::warn!(%error, "could not end a submission lease: it lapses by itself");
-                }
+        let (outcome, charged) = self.submit(gate).await;
+        // Landed, it cost its fees, succeeded or not: they count against the ceiling. A
+        // payer whose payment failed on chain (a wallet's assertion, say) is not sponsored
+        // again for a while; one refused in preflight cost nothing.
+        if charged {
+            permit.spent(cost);
+        }
+        if let Err(refusal) = &outcome {
+            if charged && refusal.reason() == Reason::TransactionFailed {
+                permit.failed();
+            }
+            // A payment that did not land may be retried at once; one that landed keeps
+            // its lease until it lapses, by when its grant is recorded.
+            if let Err(error) = gate.store().end_submission(&lease).await {
+                tracing::warn!(%error, "could not end a submission lease: it lapses by itself");
             }
         }
         outcome
     }
 
-    async fn submit(&self, gate: &Gate) -> Result<SettledPayment, Refusal> {
+    /// Submits and reads what landed; whether the transaction landed (its fees paid).
+    async fn submit(&self, gate: &Gate) -> (Result<SettledPayment, Refusal>, bool) {
         // Already processed, among others: what landed decides below. Unanswered, it may
         // have landed all the same: that is read too before a 503.
         let rejected = match gate
@@ -283,17 +287,19 @@ impl Submission {
             Ok(_) | Err(LedgerError::Unavailable(_)) => None,
         };
         match (self.landed(gate).await, rejected) {
-            (Ok(Some(settled)), _) => Ok(settled),
-            (Err(refusal), _) if refusal.reason() != Reason::LedgerUnavailable => Err(refusal),
+            (Ok(Some(settled)), _) => (Ok(settled), true),
+            (Err(refusal), _) if refusal.reason() != Reason::LedgerUnavailable => {
+                (Err(refusal), true)
+            }
             (_, Some(why)) => {
                 tracing::info!(reference = %self.key, %why, "exact payment rejected");
-                Err(Refusal::new(Reason::TransactionFailed))
+                (Err(Refusal::new(Reason::TransactionFailed)), false)
             }
             // Submitted at our commitment yet not visible: the client retries the same
             // payment.
             (Ok(None) | Err(_), None) => {
                 tracing::warn!(reference = %self.key, "submitted, but not visible yet");
-                Err(Refusal::unavailable())
+                (Err(Refusal::unavailable()), false)
             }
         }
     }
