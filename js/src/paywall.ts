@@ -23,6 +23,8 @@ export const MESSAGES = Object.freeze({
   checking: "Checking the payment…",
   explorer: "View the payment on the explorer",
   retry: "Retry",
+  alreadyUsed:
+    "This payment was already accepted, but its answer was lost on the way. Nothing more was charged; reload the page to buy again.",
 });
 
 /** The full "refused" message for a server reason. */
@@ -42,6 +44,7 @@ export const STATES = Object.freeze({
   unavailable: "unavailable",
   paid: "paid",
   refused: "refused",
+  alreadyUsed: "already-used",
   noOffer: "no-offer",
   insecure: "insecure",
   connecting: "working",
@@ -133,6 +136,8 @@ export function startPaywall(deps: PaywallDeps): { pay(): Promise<void> } {
   };
 
   async function send(payment: Payment): Promise<void> {
+    // Sent before, unanswered: it may have been accepted while its answer was lost.
+    const resent = pending !== null;
     show(STATES.checking, MESSAGES.checking);
     let response: Response;
     try {
@@ -154,6 +159,11 @@ export function startPaywall(deps: PaywallDeps): { pay(): Promise<void> } {
       const next = await readChallenge(response);
       if (next && next.version === 2 && next.offers.length) challenge = next;
       const reason = next?.error ?? readSettlement(response)?.errorReason ?? "payment refused";
+      if (resent && reason === "reference_already_used") {
+        // Never invite a second payment for what was already paid.
+        finished = true;
+        return show(STATES.alreadyUsed, MESSAGES.alreadyUsed);
+      }
       if (reason === "transaction_failed") show(STATES.insufficientFunds, MESSAGES.insufficientFunds);
       else if (reason === "expired_reference" || reason === "expiring_reference") {
         finished = true;

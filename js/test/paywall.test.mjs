@@ -159,3 +159,14 @@ test("503: Retry resends the same header without signing again", async () => {
   assert.equal(p.sent[0], p.sent[1]);
   assert.equal(signs, 1);
 });
+
+test("a retried payment already accepted (its answer lost) invites no second payment", async () => {
+  const p = page({ wallets: [wallet()], answers: [busy, refused("reference_already_used")] });
+  await p.pay();
+  assert.equal(p.status()[0], STATES.unavailable);
+  await p.pay();
+  assert.deepEqual(p.status(), [STATES.alreadyUsed, MESSAGES.alreadyUsed]);
+  assert.equal(p.sent.length, 2);
+  assert.equal(p.sent[0], p.sent[1], "the same payment, not a new one");
+  assert.equal(p.els["x402-pay"].disabled, true);
+});
