@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anchor_lang::prelude::Pubkey;
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
-use x402_client::{Challenge, ClientError, Limit, Offer, Payment, SpendingPolicy, X402Client};
+use x402_client::{Challenge, ClientError, Limit, Payment, SpendingPolicy, Terms, X402Client};
 use x402_protocol::keypair::read_keypair_file;
 use x402_protocol::receipt::{close_expired, find_receipt, receipts_for_payee, FoundReceipt};
 use x402_protocol::rpc::{RpcLedger, RpcOptions};
@@ -422,9 +422,9 @@ async fn quote(url: &str, json: bool) -> Result<u8, Failure> {
     let offers: Vec<Value> = offers
         .iter()
         .map(|o| {
-            let expires_at = match o {
-                Offer::Receipt(r) => Some(r.requirement.expires_at),
-                Offer::Exact(_) => None,
+            let expires_at = match &o.terms {
+                Terms::Receipt(r) => Some(r.requirement.expires_at),
+                Terms::Exact(_) => None,
             };
             json!({
                 "scheme": o.scheme(),

@@ -11,7 +11,7 @@ use x402_protocol::scheme::encode_transaction;
 use x402_protocol::wire::{self, decode_header, v1, v2, PaymentMessage, Version};
 use x402_protocol::{sign_proof, ExactOffer, Ledger, LedgerError, ProofTarget};
 
-use crate::offer::{describe, Offer};
+use crate::offer::{describe, Offer, Terms};
 use crate::policy::{PolicyRefusal, SpendingPolicy};
 
 /// Why a request could not be paid for or served.
@@ -360,8 +360,8 @@ impl X402Client {
             self.unreserve(offer.amount());
             return Err(ClientError::NoKeypair);
         };
-        let signed = match &offer {
-            Offer::Receipt(receipt) => match (receipt.fee_payer, receipt.recent_blockhash) {
+        let signed = match &offer.terms {
+            Terms::Receipt(receipt) => match (receipt.fee_payer, receipt.recent_blockhash) {
                 (Some(fee_payer), Some(blockhash)) => {
                     let requirement = &receipt.requirement;
                     let mut tx =
@@ -380,7 +380,7 @@ impl X402Client {
                         .await
                 }
             },
-            Offer::Exact(exact) => self
+            Terms::Exact(exact) => self
                 .sign_exact(payer, exact)
                 .await
                 .map(|payload| (payload, None, None)),
@@ -633,9 +633,9 @@ fn settlement_of(response: &reqwest::Response, payment: &Payment) -> Option<Sett
             .map(str::to_string)
     };
     let offer = &payment.offer;
-    let receipt = match offer {
-        Offer::Receipt(o) => Some(o.requirement.receipt().to_string()),
-        Offer::Exact(_) => None,
+    let receipt = match &offer.terms {
+        Terms::Receipt(o) => Some(o.requirement.receipt().to_string()),
+        Terms::Exact(_) => None,
     };
     Some(Settlement {
         scheme: offer.scheme().into(),

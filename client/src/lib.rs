@@ -10,5 +10,5 @@ pub mod policy;
 pub use client::{
     Challenge, ClientError, Paid, Payment, Settlement, X402Client, X402ClientBuilder,
 };
-pub use offer::Offer;
+pub use offer::{Offer, Terms};
 pub use policy::{Limit, PolicyRefusal, PolicyRule, SpendingPolicy};

@@ -7,9 +7,17 @@ use x402_protocol::amount::format_units;
 use x402_protocol::wire;
 use x402_protocol::{ExactOffer, ReceiptOffer, Reference, EXACT, SCHEME};
 
-/// An offer this client can pay.
+/// An offer this client can pay: what it asks, and the offer as the server wrote it (a
+/// payment echoes it back unchanged: stock servers compare it whole).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Offer {
+pub struct Offer {
+    pub terms: Terms,
+    wire: wire::Offer,
+}
+
+/// What an offer asks, in its scheme.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Terms {
     Receipt(ReceiptOffer),
     Exact(ExactOffer),
 }
@@ -20,102 +28,99 @@ impl Offer {
         if !is_solana(&offer.network) {
             return Err(format!("network {} is not Solana", offer.network));
         }
-        match offer.scheme.as_str() {
-            SCHEME => ReceiptOffer::from_offer(offer)
-                .map(Offer::Receipt)
-                .map_err(|e| e.to_string()),
-            EXACT => ExactOffer::from_offer(offer)
-                .map(Offer::Exact)
-                .map_err(|e| e.to_string()),
-            other => Err(format!("scheme {other} is not one this client pays")),
-        }
+        let terms = match offer.scheme.as_str() {
+            SCHEME => ReceiptOffer::from_offer(offer).map(Terms::Receipt),
+            EXACT => ExactOffer::from_offer(offer).map(Terms::Exact),
+            other => return Err(format!("scheme {other} is not one this client pays")),
+        };
+        Ok(Offer {
+            terms: terms.map_err(|e| e.to_string())?,
+            wire: offer.clone(),
+        })
     }
 
     pub fn scheme(&self) -> &'static str {
-        match self {
-            Offer::Receipt(_) => SCHEME,
-            Offer::Exact(_) => EXACT,
+        match &self.terms {
+            Terms::Receipt(_) => SCHEME,
+            Terms::Exact(_) => EXACT,
         }
     }
 
     /// The network as the offer names it.
     pub fn network(&self) -> &str {
-        match self {
-            Offer::Receipt(o) => &o.network,
-            Offer::Exact(o) => &o.network,
+        match &self.terms {
+            Terms::Receipt(o) => &o.network,
+            Terms::Exact(o) => &o.network,
         }
     }
 
     /// Base units asked.
     pub fn amount(&self) -> u64 {
-        match self {
-            Offer::Receipt(o) => o.requirement.amount,
-            Offer::Exact(o) => o.terms.amount,
+        match &self.terms {
+            Terms::Receipt(o) => o.requirement.amount,
+            Terms::Exact(o) => o.terms.amount,
         }
     }
 
     pub fn mint(&self) -> Pubkey {
-        match self {
-            Offer::Receipt(o) => o.requirement.mint,
-            Offer::Exact(o) => o.terms.mint,
+        match &self.terms {
+            Terms::Receipt(o) => o.requirement.mint,
+            Terms::Exact(o) => o.terms.mint,
         }
     }
 
     pub fn pay_to(&self) -> Pubkey {
-        match self {
-            Offer::Receipt(o) => o.requirement.pay_to,
-            Offer::Exact(o) => o.terms.pay_to,
+        match &self.terms {
+            Terms::Receipt(o) => o.requirement.pay_to,
+            Terms::Exact(o) => o.terms.pay_to,
         }
     }
 
     /// The challenge's reference: a `receipt` offer's, or the one an `exact` memo holds
     /// when the server is one of ours.
     pub fn reference(&self) -> Option<Reference> {
-        match self {
-            Offer::Receipt(o) => Some(o.requirement.reference),
-            Offer::Exact(o) => o.terms.memo.as_deref().and_then(Reference::from_memo),
+        match &self.terms {
+            Terms::Receipt(o) => Some(o.requirement.reference),
+            Terms::Exact(o) => o.terms.memo.as_deref().and_then(Reference::from_memo),
         }
     }
 
     /// What tells this challenge from another of the same server: the reference, or an
     /// `exact` offer's memo.
     pub fn key(&self) -> Option<String> {
-        match self {
-            Offer::Receipt(o) => Some(o.requirement.reference.to_string()),
-            Offer::Exact(o) => o.terms.memo.clone(),
+        match &self.terms {
+            Terms::Receipt(o) => Some(o.requirement.reference.to_string()),
+            Terms::Exact(o) => o.terms.memo.clone(),
         }
     }
 
     /// Whether the server's fee payer pays the fee (no SOL needed).
     pub fn sponsored(&self) -> bool {
-        match self {
-            Offer::Receipt(o) => o.fee_payer.is_some() && o.recent_blockhash.is_some(),
-            Offer::Exact(_) => true,
+        match &self.terms {
+            Terms::Receipt(o) => o.fee_payer.is_some() && o.recent_blockhash.is_some(),
+            Terms::Exact(_) => true,
         }
     }
 
     /// The amount for people: with the decimals the server claims (display only, never a
     /// limit), in base units when it claims none.
     pub fn shown_amount(&self) -> String {
-        match self {
-            Offer::Receipt(o) => format_units(o.requirement.amount, o.decimals),
-            Offer::Exact(o) => format!("{} base units", o.terms.amount),
+        match &self.terms {
+            Terms::Receipt(o) => format_units(o.requirement.amount, o.decimals),
+            Terms::Exact(o) => format!("{} base units", o.terms.amount),
         }
     }
 
     pub fn description(&self) -> String {
-        match self {
-            Offer::Receipt(o) => o.description.clone(),
-            Offer::Exact(o) => o.resource.description.clone().unwrap_or_default(),
+        match &self.terms {
+            Terms::Receipt(o) => o.description.clone(),
+            Terms::Exact(o) => o.resource.description.clone().unwrap_or_default(),
         }
     }
 
-    /// The offer on the wire, as the payment echoes it.
+    /// The offer as the server wrote it, as the payment echoes it.
     pub fn to_wire(&self) -> wire::Offer {
-        match self {
-            Offer::Receipt(o) => o.to_offer(),
-            Offer::Exact(o) => o.to_offer(),
-        }
+        self.wire.clone()
     }
 }
 
@@ -130,4 +135,33 @@ pub(crate) fn describe(offer: &wire::Offer, why: &str) -> String {
         "{} on {}: {} of {} ({why})",
         offer.scheme, offer.network, offer.amount, offer.asset
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payment_echoes_the_offer_as_the_server_wrote_it() {
+        let fee_payer = Pubkey::new_unique().to_string();
+        let offer = wire::Offer::from_v2(
+            &serde_json::from_value(serde_json::json!({
+                "scheme": "exact", "network": "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1",
+                "amount": "1000", "asset": Pubkey::new_unique().to_string(),
+                "payTo": Pubkey::new_unique().to_string(), "maxTimeoutSeconds": 60,
+                // A key this client does not know: a stock server compares `accepted` whole.
+                "extra": {"feePayer": fee_payer, "name": "USDC", "version": "2"}
+            }))
+            .unwrap(),
+            &x402_protocol::wire::v2::ResourceInfo {
+                url: "https://seller.example/paid".into(),
+                description: None,
+                mime_type: None,
+            },
+        );
+        let read = Offer::read(&offer).unwrap();
+        assert!(matches!(read.terms, Terms::Exact(_)));
+        assert_eq!(read.to_wire(), offer);
+        assert_eq!(read.to_wire().to_v2().extra.unwrap()["name"], "USDC");
+    }
 }

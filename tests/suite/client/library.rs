@@ -419,7 +419,7 @@ async fn a_decimal_limit_never_trusts_the_servers_decimals() {
     let (mut offer, _) = h.challenge("GET", "/api/claims").await;
     offer.decimals = 18;
     let challenge = x402_client::Challenge {
-        offers: vec![x402_client::Offer::Receipt(offer)],
+        offers: vec![x402_client::Offer::read(&offer.to_offer()).unwrap()],
         unpayable: Vec::new(),
         v2: None,
         error: None,
