@@ -25,7 +25,7 @@ use solana_signer::Signer;
 use solana_transaction::versioned::VersionedTransaction;
 
 use crate::mint::MintInfo;
-use crate::scheme::{SchemeError, MAX_TRANSACTION_BYTES};
+use crate::scheme::{decode_wire, SchemeError};
 use crate::sponsored::{SponsorPolicy, SponsoredDefect};
 use crate::wire::{v2, Offer};
 
@@ -237,13 +237,9 @@ pub fn encode_versioned(transaction: &VersionedTransaction) -> String {
 /// Reads `payload.transaction` (legacy or v0); anything larger than a Solana transaction
 /// is refused before decoding.
 pub fn decode_versioned(text: &str) -> Result<VersionedTransaction, SchemeError> {
-    let malformed = SchemeError::Malformed("transaction");
-    if text.len() > MAX_TRANSACTION_BYTES.div_ceil(3) * 4 {
-        return Err(malformed);
-    }
-    let bytes = STANDARD.decode(text).map_err(|_| malformed.clone())?;
-    let tx: VersionedTransaction = bincode::deserialize(&bytes).map_err(|_| malformed.clone())?;
-    tx.sanitize().map_err(|_| malformed)?;
+    let tx: VersionedTransaction = decode_wire(text)?;
+    tx.sanitize()
+        .map_err(|_| SchemeError::Malformed("transaction"))?;
     Ok(tx)
 }
 

@@ -20,7 +20,7 @@ use crate::wire::{v1, v2, Offer};
 pub const SCHEME: &str = "receipt";
 
 /// The largest transaction Solana accepts, in bytes.
-pub(crate) const MAX_TRANSACTION_BYTES: usize = 1232;
+const MAX_TRANSACTION_BYTES: usize = 1232;
 
 /// The `extra` object of a `receipt` offer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,15 +194,22 @@ pub fn encode_transaction(transaction: &Transaction) -> String {
 /// before decoding.
 pub fn decode_transaction(text: &str) -> Result<Transaction, SchemeError> {
     let malformed = SchemeError::Malformed("transaction");
-    if text.len() > MAX_TRANSACTION_BYTES.div_ceil(3) * 4 {
-        return Err(malformed);
-    }
-    let bytes = STANDARD.decode(text).map_err(|_| malformed.clone())?;
-    let tx: Transaction = bincode::deserialize(&bytes).map_err(|_| malformed.clone())?;
+    let tx: Transaction = decode_wire(text)?;
     // The signature list and the instruction indexes must be consistent for the
     // message to be readable at all.
     tx.sanitize().map_err(|_| malformed)?;
     Ok(tx)
+}
+
+/// A transaction of either kind from `payload.transaction`'s base64, not yet sanitized;
+/// anything larger than a Solana transaction is refused before decoding.
+pub(crate) fn decode_wire<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, SchemeError> {
+    let malformed = SchemeError::Malformed("transaction");
+    if text.len() > MAX_TRANSACTION_BYTES.div_ceil(3) * 4 {
+        return Err(malformed);
+    }
+    let bytes = STANDARD.decode(text).map_err(|_| malformed.clone())?;
+    bincode::deserialize(&bytes).map_err(|_| malformed)
 }
 
 /// The reference a `pay` transaction pays: the arguments of its last instruction, if that

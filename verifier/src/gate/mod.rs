@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use solana_hash::Hash;
 use solana_keypair::Keypair;
 use x402_protocol::amount::{parse_units, AmountError};
-use x402_protocol::{ChallengeKey, Ledger, LedgerError, Network, Reference, Requirement, Terms};
+use x402_protocol::{
+    ChallengeKey, Ledger, LedgerError, Network, Reference, Requirement, SponsorPolicy, Terms,
+};
 
 use self::sponsorship::{SponsorLimits, Sponsorship};
 use crate::error::Refusal;
@@ -278,6 +280,21 @@ impl Gate {
 
     pub(crate) fn set_blockhash(&self, blockhash: Option<Hash>) {
         *self.0.blockhash.write().expect("not poisoned") = blockhash;
+    }
+
+    /// What the fee payer co-signs: its key and the compute-budget caps; without a fee
+    /// payer, nothing (`sponsorship_unavailable`).
+    pub(crate) fn sponsor_policy(&self) -> Result<SponsorPolicy, Refusal> {
+        let s = &self.0.settings;
+        let fee_payer = s
+            .fee_payer
+            .as_ref()
+            .ok_or_else(|| Refusal::new(crate::error::Reason::SponsorshipUnavailable))?;
+        Ok(SponsorPolicy {
+            fee_payer: solana_signer::Signer::pubkey(fee_payer.as_ref()),
+            max_compute_unit_price: s.max_compute_unit_price,
+            max_compute_unit_limit: s.max_compute_unit_limit,
+        })
     }
 
     /// Parses a decimal price ("0.01") in the gate's token.

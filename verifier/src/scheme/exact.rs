@@ -13,9 +13,7 @@ use solana_transaction::versioned::VersionedTransaction;
 use x402_protocol::exact::{decode_versioned, validate_exact, ExactPayload, MEMO_PROGRAM};
 use x402_protocol::scheme::SchemeError;
 use x402_protocol::wire::{v2, Offer};
-use x402_protocol::{
-    read_mint, ExactOffer, ExactTerms, Landed, LedgerError, MintInfo, Reference, SponsorPolicy,
-};
+use x402_protocol::{read_mint, ExactOffer, ExactTerms, Landed, LedgerError, MintInfo, Reference};
 
 use super::{fee_cost, Next, Scheme, Verified};
 use crate::error::{Reason, Refusal};
@@ -145,15 +143,11 @@ impl ExactPayment {
         open: bool,
     ) -> Result<Verified, Refusal> {
         let s = gate.settings();
+        let policy = gate.sponsor_policy()?;
         let fee_payer = s
             .fee_payer
             .as_ref()
-            .ok_or_else(|| Refusal::new(Reason::SponsorshipUnavailable))?;
-        let policy = SponsorPolicy {
-            fee_payer: fee_payer.pubkey(),
-            max_compute_unit_price: s.max_compute_unit_price,
-            max_compute_unit_limit: s.max_compute_unit_limit,
-        };
+            .expect("a sponsor policy has a fee payer");
         let mint = mint_facts(gate, &demand.terms.mint).await?;
         let transfer = validate_exact(&self.0, &demand.terms, &mint, &policy)
             .map_err(|defect| Refusal::new(defect.into()))?;

@@ -13,7 +13,7 @@ use x402_protocol::scheme::{
 use x402_protocol::wire::Offer;
 use x402_protocol::{
     check_proof, check_receipt, validate_sponsored, LedgerError, ProofTarget, Receipt, Reference,
-    Requirement, SponsorPolicy,
+    Requirement,
 };
 
 use super::{fee_cost, Next, Verified};
@@ -314,16 +314,7 @@ fn check_sponsored(
     tx: &Transaction,
     requirement: &Requirement,
 ) -> Result<Pubkey, Refusal> {
-    let s = gate.settings();
-    let fee_payer = s
-        .fee_payer
-        .as_ref()
-        .ok_or_else(|| Refusal::new(Reason::SponsorshipUnavailable))?;
-    let policy = SponsorPolicy {
-        fee_payer: fee_payer.pubkey(),
-        max_compute_unit_price: s.max_compute_unit_price,
-        max_compute_unit_limit: s.max_compute_unit_limit,
-    };
+    let policy = gate.sponsor_policy()?;
     validate_sponsored(tx, requirement, &policy).map_err(|defect| Refusal::new(defect.into()))
 }
 
