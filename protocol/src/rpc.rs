@@ -41,7 +41,8 @@ pub struct RpcOptions {
     pub deadline: Duration,
     /// The deadline of a submission, confirmation included.
     pub submit_deadline: Duration,
-    /// How long a read waits for others to share its `getMultipleAccounts`.
+    /// How long a read that queued behind others waits for more to share its
+    /// `getMultipleAccounts` (a read alone goes out at once).
     pub batch_window: Duration,
     /// Reads waiting for their batch at most: past it a read is refused at once as
     /// unavailable (a 503), instead of queueing without bound behind a slow node.
@@ -147,8 +148,10 @@ async fn deadline<T>(
     }
 }
 
-/// Serves reads in batches: reads arriving within the window share one
-/// `getMultipleAccounts` of at most 100 keys, a key asked twice is asked once.
+/// Serves reads in batches of one `getMultipleAccounts` of at most 100 keys, a key asked
+/// twice asked once. A read that finds no other waiting goes out at once: alone, it pays
+/// one round trip and no window. Reads that queued behind others (a crowd) wait up to the
+/// window for more to share their call.
 async fn coalesce(
     client: Arc<RpcClient>,
     seen_slot: Arc<AtomicU64>,
@@ -178,9 +181,18 @@ async fn coalesce(
         };
         add(&mut keys, &first);
         let mut batch = vec![first];
+        let crowd = !queue.is_empty();
         let until = tokio::time::Instant::now() + options.batch_window;
         while keys.len() < MAX_KEYS_PER_CALL {
-            let Ok(Some(read)) = tokio::time::timeout_at(until, queue.recv()).await else {
+            let next = if crowd {
+                tokio::time::timeout_at(until, queue.recv())
+                    .await
+                    .ok()
+                    .flatten()
+            } else {
+                None
+            };
+            let Some(read) = next else {
                 break;
             };
             if read.reply.is_closed() {

@@ -259,7 +259,8 @@ impl Chain {
 async fn verifier(market: &Market, proxy: &Proxy, store: &tempfile::TempDir) -> (Gate, String) {
     let options = RpcOptions {
         deadline: Duration::from_secs(1),
-        batch_window: Duration::from_millis(50),
+        // Long enough that a read alone made to wait for it would show.
+        batch_window: Duration::from_secs(2),
         ..RpcOptions::default()
     };
     let ledger = RpcLedger::with_network(&proxy.url, network(), options);
@@ -453,9 +454,16 @@ async fn the_verifier_on_json_rpc_grants_receipts_refuses_defects_and_coalesces_
     let (gate, url) = verifier(&market, &proxy, &store).await;
     let http = reqwest::Client::new();
 
+    // A read alone goes out at once: it does not wait the 2 s batch window.
+    let started = Instant::now();
     let (status, body) = present(&http, &url, "/api/good", &good, payer).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["payment"]["payer"], chain.payer.pubkey().to_string());
+    let alone = started.elapsed();
+    assert!(
+        alone < Duration::from_millis(1500),
+        "a lone read took {alone:?}"
+    );
     let (status, body) = present(&http, &url, "/api/good", &good, payer).await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -479,32 +487,37 @@ async fn the_verifier_on_json_rpc_grants_receipts_refuses_defects_and_coalesces_
         )
     );
 
-    // Six presentations at once: their reads share getMultipleAccounts calls.
-    let before = proxy.count("getMultipleAccounts");
+    // Six presentations at once, and ten of one unpaid reference: each is answered.
     let presented = crowd.iter().enumerate().map(|(i, r)| {
         let (http, url) = (http.clone(), url.clone());
         let path = format!("/api/crowd{i}");
         async move { present(&http, &url, &path, r, payer).await.0 }
     });
     assert_eq!(join_all(presented).await, vec![200; 6]);
-    let calls = proxy.count("getMultipleAccounts") - before;
-    assert!(
-        (1..6).contains(&calls),
-        "{calls} getMultipleAccounts calls for 6 reads"
-    );
     assert_eq!(gate.store().grants().await.unwrap().len(), 7);
-
-    // Ten reads of one reference at once share calls too: the key is asked once a batch.
-    let before = proxy.count("getMultipleAccounts");
     let same = (0..10).map(|_| {
         let (http, url) = (http.clone(), url.clone());
         async move { present(&http, &url, "/api/unpaid", &unpaid, payer).await.0 }
     });
     assert_eq!(join_all(same).await, vec![402; 10]);
+
+    // Reads made at once share getMultipleAccounts calls, a key asked twice asked once:
+    // the first may go out alone (the node idle), the rest queue behind it and go
+    // together. (Requests through the gate reach their reads as fast as the machine
+    // serves them, so this is shown on the ledger itself.)
+    let ledger = RpcLedger::with_network(&proxy.url, network(), RpcOptions::default());
+    let receipts: Vec<Pubkey> = crowd
+        .iter()
+        .map(|r| market.requirement(*r).receipt())
+        .collect();
+    let reads = receipts.iter().chain(std::iter::repeat_n(&receipts[0], 10));
+    let before = proxy.count("getMultipleAccounts");
+    let found = join_all(reads.map(|key| ledger.account(key))).await;
+    assert!(found.iter().all(|read| matches!(read, Ok(Some(_)))));
     let calls = proxy.count("getMultipleAccounts") - before;
     assert!(
-        (1..10).contains(&calls),
-        "{calls} getMultipleAccounts calls for 10 reads of one reference"
+        (1..=2).contains(&calls),
+        "{calls} getMultipleAccounts calls for 16 reads at once"
     );
 
     // x402 reads the same chain over JSON-RPC.

@@ -3,10 +3,10 @@
 //! a funded demo payer. One command on a fresh machine serves paid requests with it.
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anchor_lang::prelude::Pubkey;
-use anchor_lang::solana_program::clock::Clock;
 use anchor_spl::associated_token::get_associated_token_address_with_program_id;
 use anchor_spl::token::spl_token;
 use async_trait::async_trait;
@@ -36,13 +36,16 @@ pub const LOCAL_DECIMALS: u8 = 6;
 /// so a blockhash lives about a second: sponsored challenges need a fresh one.
 pub const LOCAL_BLOCKHASH_REFRESH: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// The embedded ledger. Its clock follows wall time: every submission first sets
-/// `Clock::unix_timestamp` to now. Its slot does not advance (warping the bank would
+/// The embedded ledger. Its clock follows wall time: a submission first moves
+/// `Clock::unix_timestamp` up to now. Its slot does not advance (warping the bank would
 /// expire the blockhashes that challenges hand out), so receipts record one slot.
 pub struct LocalLedger {
     context: Mutex<ProgramTestContext>,
     banks: BanksClient,
     network: Network,
+    /// The bank's `Clock::unix_timestamp`, as last set here: a submission sets it only
+    /// when wall time has passed it (once a second at most, not once a submission).
+    clock: std::sync::atomic::AtomicI64,
     /// The receipts created through `submit`: the bank cannot be scanned for a program's
     /// accounts, so `program_accounts` looks among these.
     receipts: std::sync::Mutex<std::collections::BTreeSet<Pubkey>>,
@@ -81,6 +84,7 @@ impl LocalLedger {
             network: Network::localnet(&genesis.to_string()),
             context: Mutex::new(context),
             banks,
+            clock: Default::default(),
             receipts: Default::default(),
             landed: Default::default(),
         };
@@ -123,6 +127,7 @@ impl LocalLedger {
         bank::set_time(&context, unix_timestamp)
             .await
             .expect("the bank answers");
+        self.clock.store(unix_timestamp, Ordering::SeqCst);
     }
 
     /// Sends lamports from the bank's genesis payer.
@@ -241,10 +246,11 @@ impl Ledger for LocalLedger {
 
     async fn submit(&self, transaction: &VersionedTransaction) -> Result<Signature, LedgerError> {
         let context = self.context.lock().await;
-        let clock: Clock = self.banks.get_sysvar().await.map_err(unavailable)?;
-        bank::set_time(&context, clock.unix_timestamp.max(unix_now()))
-            .await
-            .map_err(unavailable)?;
+        let now = unix_now();
+        if now > self.clock.load(Ordering::SeqCst) {
+            bank::set_time(&context, now).await.map_err(unavailable)?;
+            self.clock.store(now, Ordering::SeqCst);
+        }
         // Preflight, as an RPC node does: a transaction that would fail is refused
         // without being recorded, so the fee payer pays no fee for it.
         let simulation = self
@@ -255,8 +261,13 @@ impl Ledger for LocalLedger {
         if let Some(Err(error)) = simulation.result {
             return Err(LedgerError::Rejected(error.to_string()));
         }
-        // Read under the context's lock: no other submission runs in between.
-        let written = transaction.message.static_account_keys().to_vec();
+        // Read under the context's lock: no other submission runs in between. A token
+        // account that changes is written and never signs.
+        let message = &transaction.message;
+        let written: Vec<Pubkey> = (message.static_account_keys().iter().enumerate())
+            .filter(|(i, _)| message.is_maybe_writable(*i, None) && !message.is_signer(*i))
+            .map(|(_, key)| *key)
+            .collect();
         let before = self.token_balances(&written).await?;
         match self
             .banks

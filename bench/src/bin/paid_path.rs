@@ -1,0 +1,443 @@
+//! The paid path over JSON-RPC: the release verifier (a process of its own, as a seller
+//! runs it) on a real solana-test-validator with the receipts program, in front of an
+//! upstream that answers at once. Buyers pay `receipt` challenges themselves (way 2),
+//! then present them; what is measured is the presentation:
+//!
+//! - the JSON-RPC calls that reach the node per verification, alone (one request at a
+//!   time) and in a crowd (64 at once: reads share `getMultipleAccounts` calls), counted
+//!   by a proxy between the verifier and the node;
+//! - the latency the verifier adds over calling the upstream directly, beside one
+//!   `getMultipleAccounts` round trip to the node (through the proxy, as the verifier's
+//!   reads go);
+//! - the verifier's peak RSS (VmHWM) at the end.
+//!
+//! `bench/run` runs it after the challenge path:
+//!
+//! ```sh
+//! paid-path --verifier target/release/x402-verifier --validator $X402_TEST_VALIDATOR \
+//!     --program target/deploy/x402_receipts.so --work DIR [--payments 640]
+//! ```
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anchor_lang::prelude::Pubkey;
+use anchor_spl::associated_token::get_associated_token_address;
+use anchor_spl::associated_token::spl_associated_token_account::instruction::create_associated_token_account;
+use anchor_spl::token::spl_token;
+use axum::body::Bytes;
+use axum::extract::State;
+use futures_util::{stream, StreamExt};
+use solana_keypair::Keypair;
+use solana_signer::Signer;
+use solana_system_interface::instruction as system_instruction;
+use x402_bench::{ms, percentile, wait_until_up, Process};
+use x402_client::{Challenge, Payment, X402Client};
+use x402_protocol::keypair::read_keypair_file;
+use x402_protocol::rpc::{RpcLedger, RpcOptions};
+use x402_protocol::Ledger;
+
+/// Base units of a request (0.01 of a 6-decimal token).
+const PRICE: u64 = 10_000;
+/// Requests presented one at a time; the rest are presented 64 at once.
+const ALONE: usize = 100;
+const CROWD: usize = 64;
+
+struct Args {
+    verifier: PathBuf,
+    validator: PathBuf,
+    program: PathBuf,
+    work: PathBuf,
+    payments: usize,
+}
+
+impl Args {
+    fn parse() -> Args {
+        let mut named: HashMap<String, String> = HashMap::new();
+        let mut args = std::env::args().skip(1);
+        while let (Some(flag), Some(value)) = (args.next(), args.next()) {
+            named.insert(flag.trim_start_matches("--").to_string(), value);
+        }
+        let mut take = |name: &str| {
+            named.remove(name).unwrap_or_else(|| {
+                panic!("paid-path --verifier BIN --validator BIN --program SO --work DIR [--payments N]: no --{name}")
+            })
+        };
+        Args {
+            verifier: take("verifier").into(),
+            validator: take("validator").into(),
+            program: take("program").into(),
+            work: take("work").into(),
+            payments: named
+                .remove("payments")
+                .map(|n| n.parse().expect("--payments N"))
+                .unwrap_or(ALONE + 4 * CROWD),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    assert!(
+        args.payments > ALONE,
+        "--payments must be more than {ALONE}"
+    );
+    std::fs::create_dir_all(&args.work).expect("the work directory");
+
+    let (_validator, node_url) = start_validator(&args);
+    let node = Arc::new(
+        RpcLedger::connect(&node_url, RpcOptions::default())
+            .await
+            .expect("the node"),
+    );
+    let authority =
+        read_keypair_file(&args.work.join("payer.json")).expect("the validator's payer");
+    let merchant = Keypair::new().pubkey();
+    let mint = create_market(&node, &authority, &merchant).await;
+
+    let counter = RpcCounter::start(&node_url).await;
+    let upstream = serve(axum::Router::new().fallback(|| async { r#"{"ok":true}"# })).await;
+    let (verifier, url) = start_verifier(&args, &counter.url, &mint, &merchant, &upstream).await;
+
+    let buyer = X402Client::builder()
+        .keypair(authority.insecure_clone())
+        .ledger(node.clone())
+        .build();
+    let http = reqwest::Client::new();
+    let paid = pay(&http, &buyer, &url, args.payments).await;
+    let (alone, crowd) = paid.split_at(ALONE);
+
+    let round_trip = percentile(&node_round_trips(&http, &counter.url, &merchant).await, 50);
+    let upstream_alone = timed(&http, &upstream, ALONE, 1, None).await;
+    let before = counter.reads();
+    let verifier_alone = timed(&http, &url, alone.len(), 1, Some(alone)).await;
+    let reads_alone = counter.reads() - before;
+    let read_alone = mean_account_read(&http, &url).await;
+    let upstream_crowd = timed(&http, &upstream, crowd.len(), CROWD, None).await;
+    let before = counter.reads();
+    let verifier_crowd = timed(&http, &url, crowd.len(), CROWD, Some(crowd)).await;
+    let reads_crowd = counter.reads() - before;
+    let rss = verifier.peak_rss();
+
+    println!(
+        "{:<22} {:>5} {:>12} {:>10} {:>10} {:>16}",
+        "paid path", "conns", "requests/s", "p50 ms", "p99 ms", "node reads/req"
+    );
+    for (name, connections, figures, reads) in [
+        ("verifier (paid)", 1, &verifier_alone, Some(reads_alone)),
+        ("upstream directly", 1, &upstream_alone, None),
+        ("verifier (paid)", CROWD, &verifier_crowd, Some(reads_crowd)),
+        ("upstream directly", CROWD, &upstream_crowd, None),
+    ] {
+        let reads = reads.map_or(String::new(), |r| {
+            format!("{:.3}", r as f64 / figures.latencies.len() as f64)
+        });
+        println!(
+            "{name:<22} {connections:>5} {:>12.0} {:>10.2} {:>10.2} {reads:>16}",
+            figures.rate,
+            ms(percentile(&figures.latencies, 50)),
+            ms(percentile(&figures.latencies, 99)),
+        );
+    }
+    let added = percentile(&verifier_alone.latencies, 50)
+        .saturating_sub(percentile(&upstream_alone.latencies, 50));
+    println!(
+        "added p50, alone: {:.2} ms; one getMultipleAccounts round trip: {:.2} ms; target: at most {:.2} ms",
+        ms(added),
+        ms(round_trip),
+        ms(round_trip) + 1.0
+    );
+    println!(
+        "of which the receipt's read, as the verifier timed it (mean): {:.2} ms",
+        ms(read_alone)
+    );
+    println!(
+        "verifier peak RSS: {} MiB (JSON-RPC ledger, {} payments)",
+        rss / 1024,
+        args.payments
+    );
+}
+
+/// The validator with the receipts program; its funded payer is written to the work
+/// directory. Returns the process and its RPC URL.
+fn start_validator(args: &Args) -> (Process, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(&args.validator)
+        .args(["--rpc-port", "18491", "--port-range", "18500-18590"])
+        .arg("--ledger")
+        .arg(args.work.join("ledger"))
+        .arg("--payer")
+        .arg(args.work.join("payer.json"))
+        .arg("--program")
+        .arg(format!("{}={}", x402_receipts::ID, args.program.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("x402-test-validator starts");
+    let stdout = child.stdout.take().expect("piped");
+    let process = Process(child);
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("the validator's output");
+        if let Some(url) = line.strip_prefix("READY ") {
+            return (process, url.to_string());
+        }
+    }
+    panic!("the validator stopped before it was ready");
+}
+
+/// A 6-decimal SPL Token mint of `authority`'s, the merchant's account and the buyer's
+/// (the authority's own) holding enough for every payment: one transaction.
+async fn create_market(node: &RpcLedger, authority: &Keypair, merchant: &Pubkey) -> Pubkey {
+    let mint = Keypair::new();
+    let owner = authority.pubkey();
+    let rent = 1_461_600; // rent exemption of an 82-byte mint
+    let instructions = vec![
+        system_instruction::create_account(&owner, &mint.pubkey(), rent, 82, &spl_token::ID),
+        spl_token::instruction::initialize_mint2(&spl_token::ID, &mint.pubkey(), &owner, None, 6)
+            .expect("a valid mint"),
+        create_associated_token_account(&owner, &owner, &mint.pubkey(), &spl_token::ID),
+        create_associated_token_account(&owner, merchant, &mint.pubkey(), &spl_token::ID),
+        spl_token::instruction::mint_to(
+            &spl_token::ID,
+            &mint.pubkey(),
+            &get_associated_token_address(&owner, &mint.pubkey()),
+            &owner,
+            &[],
+            u64::MAX / 2,
+        )
+        .expect("a valid mint_to"),
+    ];
+    let blockhash = node.latest_blockhash().await.expect("a blockhash");
+    let transaction = solana_transaction::Transaction::new_signed_with_payer(
+        &instructions,
+        Some(&owner),
+        &[authority, &mint],
+        blockhash,
+    );
+    node.submit(&transaction.into()).await.expect("the market");
+    mint.pubkey()
+}
+
+/// Counts the JSON-RPC calls that pass through it to the node, by method.
+struct RpcCounter {
+    url: String,
+    calls: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+impl RpcCounter {
+    async fn start(node: &str) -> RpcCounter {
+        #[derive(Clone)]
+        struct Forward {
+            node: String,
+            http: reqwest::Client,
+            calls: Arc<Mutex<HashMap<String, u64>>>,
+        }
+        async fn forward(State(to): State<Forward>, body: Bytes) -> (http::StatusCode, Bytes) {
+            if let Ok(call) = serde_json::from_slice::<serde_json::Value>(&body) {
+                let method = call["method"].as_str().unwrap_or("batch").to_string();
+                *to.calls.lock().unwrap().entry(method).or_default() += 1;
+            }
+            let answer = to
+                .http
+                .post(&to.node)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await;
+            match answer {
+                Ok(answer) => (answer.status(), answer.bytes().await.unwrap_or_default()),
+                Err(_) => (http::StatusCode::BAD_GATEWAY, Bytes::new()),
+            }
+        }
+        let calls = Arc::new(Mutex::new(HashMap::new()));
+        let state = Forward {
+            node: node.to_string(),
+            http: reqwest::Client::new(),
+            calls: calls.clone(),
+        };
+        let url = serve(axum::Router::new().fallback(forward).with_state(state)).await;
+        RpcCounter { url, calls }
+    }
+
+    /// The account reads the node has been asked for so far.
+    fn reads(&self) -> u64 {
+        let calls = self.calls.lock().unwrap();
+        ["getMultipleAccounts", "getAccountInfo"]
+            .iter()
+            .map(|m| calls.get(*m).copied().unwrap_or(0))
+            .sum()
+    }
+}
+
+/// Serves `router` on a free loopback port; its base URL.
+async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let url = format!("http://{}", listener.local_addr().expect("bound"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
+/// The release verifier as a seller runs it: its configuration file, the JSON-RPC ledger
+/// through `rpc_url`, `/api/*` at 0.01 in `receipt` only (no fee payer: buyers pay
+/// themselves). Returns the process and its base URL.
+async fn start_verifier(
+    args: &Args,
+    rpc_url: &str,
+    mint: &Pubkey,
+    merchant: &Pubkey,
+    upstream: &str,
+) -> (Process, String) {
+    // Beside the validator's ports (18491 for JSON-RPC, 18492 for its websocket, 18500-18590).
+    let listen = "127.0.0.1:18495";
+    let config = args.work.join("verifier.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"listen = "{listen}"
+state_dir = "{state}"
+
+[payment]
+network = "solana-localnet"
+rpc_url = "{rpc_url}"
+asset = "{mint}"
+pay_to = "{merchant}"
+
+[[routes]]
+path = "/api/*"
+methods = ["GET"]
+price = "0.01"
+upstream = "{upstream}"
+"#,
+            state = args.work.join("verifier-state").display(),
+        ),
+    )
+    .expect("the verifier's configuration");
+    let process = Process(
+        Command::new(&args.verifier)
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(args.work.join("verifier.log")).expect("a log file"))
+            .spawn()
+            .expect("the verifier starts"),
+    );
+    let url = format!("http://{listen}");
+    wait_until_up(&url).await;
+    (process, url)
+}
+
+/// `count` challenges at `/api/<n>`, each paid on chain by `buyer` (16 at a time).
+async fn pay(
+    http: &reqwest::Client,
+    buyer: &X402Client,
+    url: &str,
+    count: usize,
+) -> Vec<(String, Payment)> {
+    let started = Instant::now();
+    let paid: Vec<_> = stream::iter(0..count)
+        .map(|n| async move {
+            let path = format!("{url}/api/{n}");
+            let answer = http.get(&path).send().await.expect("a challenge");
+            assert_eq!(answer.status(), 402);
+            let mut challenge = Challenge::read(answer).await.expect("a challenge");
+            // The payer's proof names the request it pays for.
+            challenge.request = Some((reqwest::Method::GET, path.parse().expect("a URL")));
+            let payment = buyer.pay(&challenge).await.expect("paid on chain");
+            assert_eq!(payment.offer.amount(), PRICE);
+            (path, payment)
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    eprintln!(
+        "paid-path: {count} payments made on chain in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    paid
+}
+
+/// Requests per second and each request's latency.
+struct Figures {
+    rate: f64,
+    latencies: Vec<Duration>,
+}
+
+/// `count` GETs at `connections` at once: of `url` (the upstream), or of each paid path
+/// with its payment. Every answer must be a 200.
+async fn timed(
+    http: &reqwest::Client,
+    url: &str,
+    count: usize,
+    connections: usize,
+    payments: Option<&[(String, Payment)]>,
+) -> Figures {
+    let started = Instant::now();
+    let latencies: Vec<Duration> = stream::iter(0..count)
+        .map(|n| async move {
+            let request = match payments {
+                Some(paid) => {
+                    let (path, payment) = &paid[n];
+                    let (name, value) = &payment.header;
+                    http.get(path).header(*name, value)
+                }
+                None => http.get(format!("{url}/api/{n}")),
+            };
+            let sent = Instant::now();
+            let answer = request.send().await.expect("an answer");
+            let status = answer.status();
+            let body = answer.bytes().await.expect("a body");
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            sent.elapsed()
+        })
+        .buffer_unordered(connections)
+        .collect()
+        .await;
+    Figures {
+        rate: count as f64 / started.elapsed().as_secs_f64(),
+        latencies,
+    }
+}
+
+/// The mean time of the verifier's account reads so far (its
+/// `x402_ledger_call_seconds{call="account"}`).
+async fn mean_account_read(http: &reqwest::Client, url: &str) -> Duration {
+    let metrics = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .expect("the verifier's /metrics");
+    let text = metrics.text().await.expect("metrics text");
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let sum = value(r#"x402_ledger_call_seconds_sum{call="account"}"#);
+    let count = value(r#"x402_ledger_call_seconds_count{call="account"}"#);
+    Duration::from_secs_f64(if count > 0.0 { sum / count } else { 0.0 })
+}
+
+/// Round trips of a one-key `getMultipleAccounts` to the node through `node` (the
+/// counting proxy, the verifier's way to it).
+async fn node_round_trips(http: &reqwest::Client, node: &str, key: &Pubkey) -> Vec<Duration> {
+    let call = serde_json::json!({
+        "jsonrpc": "2.0", "id": 1, "method": "getMultipleAccounts",
+        "params": [[key.to_string()], {"encoding": "base64", "commitment": "confirmed"}],
+    });
+    let mut round_trips = Vec::new();
+    for _ in 0..ALONE {
+        let sent = Instant::now();
+        let answer = http.post(node).json(&call).send().await.expect("the node");
+        answer.bytes().await.expect("the node's answer");
+        round_trips.push(sent.elapsed());
+    }
+    round_trips
+}

@@ -1,0 +1,174 @@
+//! The sponsored settlement rate: paid requests per second through the release verifier
+//! on its embedded ledger (as `cargo run` starts it: the demo route, the fee payer
+//! co-signing `receipt` payments), beside the bank's raw rate for the same `pay`
+//! transactions (sponsored, signed by payer and fee payer) sent straight to a bank of
+//! the same kind, at the same concurrency.
+//!
+//! A paid request here is the whole of it as a buyer sees it: the challenge, the
+//! payer's signature, the verifier's checks, its co-signature and submission (with the
+//! preflight that keeps a failing payment from costing the fee payer), the grant and the
+//! answer. The bank's raw rate is signing and processing alone.
+//!
+//! ```sh
+//! settlement --verifier target/release/x402-verifier --work DIR [--payments 2000]
+//! ```
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anchor_lang::prelude::Pubkey;
+use anchor_spl::token::spl_token;
+use futures_util::{stream, StreamExt};
+use solana_keypair::Keypair;
+use solana_signer::Signer;
+use x402_bench::{wait_until_up, Process};
+use x402_client::X402Client;
+use x402_protocol::keypair::read_keypair_file;
+use x402_protocol::{Reference, Requirement};
+use x402_verifier::ledger::bank;
+
+/// Payments in flight at once, on both sides.
+const CONNECTIONS: usize = 8;
+/// Base units of the demo route's price (0.01 of a 6-decimal token).
+const PRICE: u64 = 10_000;
+
+#[tokio::main]
+async fn main() {
+    let mut named: HashMap<String, String> = HashMap::new();
+    let mut args = std::env::args().skip(1);
+    while let (Some(flag), Some(value)) = (args.next(), args.next()) {
+        named.insert(flag.trim_start_matches("--").to_string(), value);
+    }
+    let usage = "settlement --verifier BIN --work DIR [--payments N]";
+    let verifier = PathBuf::from(named.remove("verifier").expect(usage));
+    let work = PathBuf::from(named.remove("work").expect(usage));
+    let payments: usize = named
+        .remove("payments")
+        .map_or(2000, |n| n.parse().expect(usage));
+
+    let raw = bank_rate(payments).await;
+    let settled = verifier_rate(&verifier, &work, payments).await;
+    println!(
+        "{:<40} {:>12} {:>8}",
+        "sponsored settlement (embedded ledger)", "payments/s", "ratio"
+    );
+    println!("{:<40} {raw:>12.0}", "bank, raw (sign and process)");
+    println!(
+        "{:<40} {settled:>12.0} {:>7.2}x",
+        "verifier (paid request, end to end)",
+        settled / raw
+    );
+}
+
+/// Sponsored `pay` transactions per second a bank processes, signed just before, at
+/// [`CONNECTIONS`] at once.
+async fn bank_rate(payments: usize) -> f64 {
+    let mut context = bank::program_test().start_with_context().await;
+    let parties = bank::parties(
+        &mut context,
+        spl_token::ID,
+        6,
+        None,
+        PRICE * payments as u64,
+    )
+    .await;
+    let fee_payer = Keypair::new();
+    bank::fund(&mut context, &fee_payer.pubkey(), 100_000_000_000).await;
+    let banks = context.banks_client.clone();
+    // A blockhash refreshed as the verifier refreshes its own (every 100 ms).
+    let blockhash = Arc::new(RwLock::new(
+        banks.get_latest_blockhash().await.expect("a blockhash"),
+    ));
+    let refresh = {
+        let (banks, blockhash) = (banks.clone(), blockhash.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if let Ok(latest) = banks.get_latest_blockhash().await {
+                    *blockhash.write().expect("not poisoned") = latest;
+                }
+            }
+        })
+    };
+    let expires_at = x402_verifier::unix_now() + 600;
+    let started = Instant::now();
+    stream::iter(0..payments)
+        .for_each_concurrent(CONNECTIONS, |_| {
+            let (banks, blockhash) = (banks.clone(), blockhash.clone());
+            let (parties, fee_payer) = (&parties, &fee_payer);
+            async move {
+                let mut reference = Pubkey::new_unique().to_bytes();
+                reference[..8].copy_from_slice(&expires_at.to_be_bytes());
+                let requirement = Requirement {
+                    program: x402_receipts::ID,
+                    reference: Reference(reference),
+                    amount: PRICE,
+                    expires_at,
+                    mint: parties.mint,
+                    token_program: parties.token_program,
+                    pay_to: parties.payee,
+                };
+                let pay = requirement.pay_instruction(&parties.payer.pubkey(), &fee_payer.pubkey());
+                let recent = *blockhash.read().expect("not poisoned");
+                let transaction = solana_transaction::Transaction::new_signed_with_payer(
+                    &[pay],
+                    Some(&fee_payer.pubkey()),
+                    &[fee_payer, &parties.payer],
+                    recent,
+                );
+                banks
+                    .process_transaction(transaction)
+                    .await
+                    .expect("the payment lands");
+            }
+        })
+        .await;
+    let rate = payments as f64 / started.elapsed().as_secs_f64();
+    refresh.abort();
+    rate
+}
+
+/// Paid requests per second of the verifier's demo route, sponsored, at [`CONNECTIONS`]
+/// at once: one buyer (the demo payer), so the per-payer cap on sponsored submissions
+/// in flight is raised to match.
+async fn verifier_rate(verifier: &std::path::Path, work: &std::path::Path, payments: usize) -> f64 {
+    std::fs::create_dir_all(work).expect("the work directory");
+    let state = work.join("settlement-state");
+    let listen = "127.0.0.1:18496";
+    let _verifier = Process(
+        Command::new(verifier)
+            .env("X402_STATE_DIR", &state)
+            .env("X402_LISTEN", listen)
+            .env(
+                "X402_MAX_SPONSORED_IN_FLIGHT_PER_PAYER",
+                CONNECTIONS.to_string(),
+            )
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(work.join("verifier.log")).expect("a log file"))
+            .spawn()
+            .expect("the verifier starts"),
+    );
+    let url = format!("http://{listen}");
+    wait_until_up(&url).await;
+    let buyer = X402Client::builder()
+        .keypair(read_keypair_file(&state.join("demo-payer.json")).expect("the demo payer"))
+        .build();
+    let demo = format!("{url}/demo");
+    let started = Instant::now();
+    stream::iter(0..payments)
+        .for_each_concurrent(CONNECTIONS, |_| {
+            let (buyer, demo) = (&buyer, &demo);
+            async move {
+                let paid = buyer.get(demo).await.expect("a paid request");
+                assert_eq!(paid.response.status(), 200);
+                let settlement = paid.settlement.expect("a settlement");
+                assert!(settlement.receipt.is_some(), "a receipt on the ledger");
+            }
+        })
+        .await;
+    payments as f64 / started.elapsed().as_secs_f64()
+}
