@@ -9,6 +9,9 @@ use tracing_subscriber::EnvFilter;
 use x402_verifier::config::Config;
 use x402_verifier::server;
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The verifier's own lines at info; everything else (the embedded bank's runtime,
 /// tarpc, OpenTelemetry) only when it fails. `RUST_LOG` replaces this.
 const DEFAULT_LOG: &str = "error,x402_verifier=info,x402_protocol=info";

@@ -322,7 +322,8 @@ upstream = "{upstream}"
     let process = Process(
         Command::new(&args.verifier)
             .arg(&config)
-            .env("RUST_LOG", "warn")
+            // Its own log filter, as a seller runs it.
+            .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(args.work.join("verifier.log")).expect("a log file"))
             .spawn()

@@ -146,7 +146,8 @@ async fn verifier_rate(verifier: &std::path::Path, work: &std::path::Path, payme
                 "X402_MAX_SPONSORED_IN_FLIGHT_PER_PAYER",
                 CONNECTIONS.to_string(),
             )
-            .env("RUST_LOG", "warn")
+            // Its own log filter, as a seller runs it.
+            .env_remove("RUST_LOG")
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(work.join("verifier.log")).expect("a log file"))
             .spawn()

@@ -49,13 +49,15 @@ pub struct LocalLedger {
     /// The receipts created through `submit`: the bank cannot be scanned for a program's
     /// accounts, so `program_accounts` looks among these.
     receipts: std::sync::Mutex<std::collections::BTreeSet<Pubkey>>,
-    /// What each transaction submitted here did to the token accounts it wrote: the bank
-    /// keeps no token balances, so `landed` reads them from here.
-    landed: std::sync::Mutex<std::collections::HashMap<Signature, TokenChanges>>,
+    /// The tokens each transaction submitted here moved, by destination: the bank keeps
+    /// no token balances, so `landed` reads them from here.
+    landed: std::sync::Mutex<std::collections::HashMap<Signature, Transfers>>,
 }
 
-/// Token balances before and after one transaction, by token account.
-type TokenChanges = Vec<(Pubkey, u64, u64)>;
+/// The top-level token transfers of one transaction: destination account and amount.
+/// On this ledger's own mint (SPL Token, no fee, no hook) that is what each destination
+/// received when the transaction landed.
+type Transfers = Vec<(Pubkey, u64)>;
 
 /// What a fresh local ledger holds: a mint, a merchant with a token account, a funded
 /// fee payer and a funded demo payer.
@@ -244,12 +246,13 @@ impl Ledger for LocalLedger {
             .collect())
     }
 
+    /// Submissions run side by side, as on a node: none waits for another's confirmation.
     async fn submit(&self, transaction: &VersionedTransaction) -> Result<Signature, LedgerError> {
-        let context = self.context.lock().await;
         let now = unix_now();
         if now > self.clock.load(Ordering::SeqCst) {
+            let context = self.context.lock().await;
             bank::set_time(&context, now).await.map_err(unavailable)?;
-            self.clock.store(now, Ordering::SeqCst);
+            self.clock.fetch_max(now, Ordering::SeqCst);
         }
         // Preflight, as an RPC node does: a transaction that would fail is refused
         // without being recorded, so the fee payer pays no fee for it.
@@ -261,14 +264,6 @@ impl Ledger for LocalLedger {
         if let Some(Err(error)) = simulation.result {
             return Err(LedgerError::Rejected(error.to_string()));
         }
-        // Read under the context's lock: no other submission runs in between. A token
-        // account that changes is written and never signs.
-        let message = &transaction.message;
-        let written: Vec<Pubkey> = (message.static_account_keys().iter().enumerate())
-            .filter(|(i, _)| message.is_maybe_writable(*i, None) && !message.is_signer(*i))
-            .map(|(_, key)| *key)
-            .collect();
-        let before = self.token_balances(&written).await?;
         match self
             .banks
             .process_transaction_with_commitment(transaction.clone(), CommitmentLevel::Confirmed)
@@ -282,17 +277,11 @@ impl Ledger for LocalLedger {
                     let receipt = receipt_address(&x402_receipts::ID, &reference);
                     self.receipts.lock().expect("not poisoned").insert(receipt);
                 }
-                let after = self.token_balances(&written).await?;
-                let changes = written
-                    .iter()
-                    .zip(before.iter().zip(after))
-                    .filter_map(|(key, (before, after))| Some((*key, (*before)?, after?)))
-                    .collect();
                 let signature = transaction.signatures[0];
                 self.landed
                     .lock()
                     .expect("not poisoned")
-                    .insert(signature, changes);
+                    .insert(signature, transfers(transaction));
                 Ok(signature)
             }
             Err(BanksClientError::TransactionError(error)) => {
@@ -310,37 +299,38 @@ impl Ledger for LocalLedger {
         watched: &Pubkey,
     ) -> Result<Option<Landed>, LedgerError> {
         let landed = self.landed.lock().expect("not poisoned");
-        Ok(landed.get(signature).map(|changes| Landed {
+        Ok(landed.get(signature).map(|transfers| Landed {
             failure: None,
-            received: changes
+            received: transfers
                 .iter()
-                .find(|(key, _, _)| key == watched)
-                .map(|(_, before, after)| after.saturating_sub(*before))
-                .unwrap_or(0),
+                .filter(|(destination, _)| destination == watched)
+                .fold(0u64, |sum, (_, amount)| sum.saturating_add(*amount)),
         }))
     }
 }
 
-impl LocalLedger {
-    /// The token balance of each account that is a token account.
-    async fn token_balances(&self, keys: &[Pubkey]) -> Result<Vec<Option<u64>>, LedgerError> {
-        use anchor_spl::token_2022::spl_token_2022::{
-            extension::StateWithExtensions, state::Account,
-        };
-        let accounts = self.accounts(keys).await?;
-        Ok(accounts
-            .into_iter()
-            .map(|account| {
-                let account = account?;
-                let token_program =
-                    account.owner == spl_token::ID || account.owner == anchor_spl::token_2022::ID;
-                token_program
-                    .then(|| StateWithExtensions::<Account>::unpack(&account.data).ok())
-                    .flatten()
-                    .map(|state| state.base.amount)
-            })
-            .collect())
-    }
+/// The top-level SPL Token and Token-2022 transfers of `transaction`.
+fn transfers(transaction: &VersionedTransaction) -> Transfers {
+    use anchor_spl::token_2022::spl_token_2022::instruction::TokenInstruction;
+    let message = &transaction.message;
+    let keys = message.static_account_keys();
+    message
+        .instructions()
+        .iter()
+        .filter(|ix| {
+            let program = keys.get(ix.program_id_index as usize);
+            program == Some(&spl_token::ID) || program == Some(&anchor_spl::token_2022::ID)
+        })
+        .filter_map(|ix| {
+            let (amount, destination) = match TokenInstruction::unpack(&ix.data).ok()? {
+                TokenInstruction::TransferChecked { amount, .. } => (amount, ix.accounts.get(2)?),
+                #[allow(deprecated)]
+                TokenInstruction::Transfer { amount } => (amount, ix.accounts.get(1)?),
+                _ => return None,
+            };
+            Some((*keys.get(*destination as usize)?, amount))
+        })
+        .collect()
 }
 
 /// The embedded ledger's market: its own mint, a funded fee payer (the configured one,
