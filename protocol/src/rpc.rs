@@ -55,7 +55,7 @@ impl Default for RpcOptions {
             commitment: CommitmentConfig::confirmed(),
             deadline: Duration::from_secs(3),
             submit_deadline: Duration::from_secs(60),
-            batch_window: Duration::from_millis(5),
+            batch_window: Duration::from_millis(20),
             max_queued_reads: 1024,
         }
     }
