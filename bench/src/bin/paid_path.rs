@@ -212,14 +212,25 @@ async fn create_market(node: &RpcLedger, authority: &Keypair, merchant: &Pubkey)
         )
         .expect("a valid mint_to"),
     ];
-    let blockhash = node.latest_blockhash().await.expect("a blockhash");
-    let transaction = solana_transaction::Transaction::new_signed_with_payer(
-        &instructions,
-        Some(&owner),
-        &[authority, &mint],
-        blockhash,
-    );
-    node.submit(&transaction.into()).await.expect("the market");
+    // Just after start the validator may still refuse SPL Token ("Unsupported program
+    // id"): tried again for a few seconds.
+    for attempt in 1.. {
+        let blockhash = node.latest_blockhash().await.expect("a blockhash");
+        let transaction = solana_transaction::Transaction::new_signed_with_payer(
+            &instructions,
+            Some(&owner),
+            &[authority, &mint],
+            blockhash,
+        );
+        match node.submit(&transaction.into()).await {
+            Ok(_) => break,
+            Err(error) if attempt < 20 => {
+                eprintln!("paid-path: the market, attempt {attempt}: {error}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => panic!("the market: {error}"),
+        }
+    }
     mint.pubkey()
 }
 
