@@ -136,12 +136,13 @@ async fn main() {
         let reads = reads.map_or(String::new(), |r| {
             format!("{:.3}", r as f64 / figures.latencies.len() as f64)
         });
-        println!(
+        let line = format!(
             "{name:<22} {connections:>5} {:>12.0} {:>10.2} {:>10.2} {reads:>16}",
             figures.rate,
             ms(percentile(&figures.latencies, 50)),
             ms(percentile(&figures.latencies, 99)),
         );
+        println!("{}", line.trim_end());
     }
     let added = percentile(&verifier_alone.latencies, 50)
         .saturating_sub(percentile(&upstream_alone.latencies, 50));
