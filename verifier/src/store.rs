@@ -93,14 +93,6 @@ impl GrantStore {
             .max_connections(if postgres { 8 } else { 1 })
             .connect(&url)
             .await?;
-        if !postgres {
-            // The write-ahead log: a commit is one append and one fsync (synchronous stays
-            // FULL, so a grant that was answered survives a crash), not a journal file
-            // written, synced and deleted each time.
-            sqlx::query("PRAGMA journal_mode=WAL")
-                .execute(&pool)
-                .await?;
-        }
         if postgres {
             // Replicas starting together would race on CREATE TABLE: one at a time.
             let mut tx = pool.begin().await?;
@@ -111,6 +103,12 @@ impl GrantStore {
             sqlx::query(SUBMISSIONS).execute(&mut *tx).await?;
             tx.commit().await?;
         } else {
+            // The write-ahead log: a commit is one append and one fsync (synchronous stays
+            // FULL, so a grant that was answered survives a crash), not a journal file
+            // written, synced and deleted each time.
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&pool)
+                .await?;
             sqlx::query(SCHEMA).execute(&pool).await?;
             sqlx::query(SUBMISSIONS).execute(&pool).await?;
         }
@@ -305,6 +303,11 @@ mod tests {
             std::path::Path::new(&format!("{}-wal", path.display())).exists(),
             "commits go to the write-ahead log"
         );
+        let (synchronous,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(synchronous, 2, "FULL: each commit is synced");
         drop(store);
 
         let reopened = GrantStore::connect(&format!("sqlite://{}", path.display()))
