@@ -15,8 +15,11 @@
 //!
 //! ```sh
 //! paid-path --verifier target/release/x402-verifier --validator $X402_TEST_VALIDATOR \
-//!     --program target/deploy/x402_receipts.so --work DIR [--payments 640]
+//!     --program target/deploy/x402_receipts.so --work DIR [--payments N]
 //! ```
+//!
+//! N payments in all (356 by default; `bench/run` makes 740): 100 presented one at a
+//! time, the rest 64 at once.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
