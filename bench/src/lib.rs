@@ -1,7 +1,39 @@
-//! What the benchmarks share: the processes they start and what they read of them.
+//! What the benchmarks share: their arguments, the processes they start and what they
+//! read of them.
 
-use std::process::Child;
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+/// `--name value` pairs of the command line, by name.
+pub struct Args(HashMap<String, String>);
+
+impl Args {
+    pub fn parse() -> Args {
+        let mut named = HashMap::new();
+        let mut args = std::env::args().skip(1);
+        while let (Some(flag), Some(value)) = (args.next(), args.next()) {
+            named.insert(flag.trim_start_matches("--").to_string(), value);
+        }
+        Args(named)
+    }
+
+    /// `--name`'s value; without it the program stops with `usage`.
+    pub fn required(&mut self, name: &str, usage: &str) -> String {
+        self.0
+            .remove(name)
+            .unwrap_or_else(|| panic!("{usage}: no --{name}"))
+    }
+
+    /// `--name`'s number, or `default`.
+    pub fn number(&mut self, name: &str, default: usize) -> usize {
+        self.0.remove(name).map_or(default, |n| {
+            n.parse()
+                .unwrap_or_else(|_| panic!("--{name} takes a number"))
+        })
+    }
+}
 
 /// A child process, killed when dropped.
 pub struct Process(pub Child);
@@ -14,6 +46,29 @@ impl Drop for Process {
 }
 
 impl Process {
+    /// The verifier `command` (its binary with its configuration), with its own log
+    /// filter as a seller runs it and its log in `work/verifier.log`, once it answers at
+    /// `url`.
+    pub async fn verifier(mut command: Command, work: &Path, url: &str) -> Process {
+        let log = std::fs::File::create(work.join("verifier.log")).expect("a log file");
+        let process = Process(
+            command
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("the verifier starts"),
+        );
+        let http = reqwest::Client::new();
+        for _ in 0..600 {
+            if http.get(format!("{url}/healthz")).send().await.is_ok() {
+                return process;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the verifier at {url} never answered");
+    }
+
     /// Its peak resident set (VmHWM), in KiB.
     pub fn peak_rss(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))
@@ -24,28 +79,4 @@ impl Process {
             .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("VmHWM")
     }
-}
-
-/// Waits until a verifier at `url` answers its `/healthz`.
-pub async fn wait_until_up(url: &str) {
-    let http = reqwest::Client::new();
-    for _ in 0..600 {
-        if http.get(format!("{url}/healthz")).send().await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the verifier at {url} never answered");
-}
-
-/// The `p`th percentile of `samples`.
-pub fn percentile(samples: &[Duration], p: usize) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
-}
-
-/// Milliseconds, for printing.
-pub fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
 }

@@ -37,7 +37,7 @@ use futures_util::{stream, StreamExt};
 use solana_keypair::Keypair;
 use solana_signer::Signer;
 use solana_system_interface::instruction as system_instruction;
-use x402_bench::{ms, percentile, wait_until_up, Process};
+use x402_bench::Process;
 use x402_client::{Challenge, Payment, X402Client};
 use x402_protocol::keypair::read_keypair_file;
 use x402_protocol::rpc::{RpcLedger, RpcOptions};
@@ -49,6 +49,7 @@ const PRICE: u64 = 10_000;
 const ALONE: usize = 100;
 const CROWD: usize = 64;
 
+/// `paid-path`'s arguments.
 struct Args {
     verifier: PathBuf,
     validator: PathBuf,
@@ -59,25 +60,15 @@ struct Args {
 
 impl Args {
     fn parse() -> Args {
-        let mut named: HashMap<String, String> = HashMap::new();
-        let mut args = std::env::args().skip(1);
-        while let (Some(flag), Some(value)) = (args.next(), args.next()) {
-            named.insert(flag.trim_start_matches("--").to_string(), value);
-        }
-        let mut take = |name: &str| {
-            named.remove(name).unwrap_or_else(|| {
-                panic!("paid-path --verifier BIN --validator BIN --program SO --work DIR [--payments N]: no --{name}")
-            })
-        };
+        let usage =
+            "paid-path --verifier BIN --validator BIN --program SO --work DIR [--payments N]";
+        let mut named = x402_bench::Args::parse();
         Args {
-            verifier: take("verifier").into(),
-            validator: take("validator").into(),
-            program: take("program").into(),
-            work: take("work").into(),
-            payments: named
-                .remove("payments")
-                .map(|n| n.parse().expect("--payments N"))
-                .unwrap_or(ALONE + 4 * CROWD),
+            verifier: named.required("verifier", usage).into(),
+            validator: named.required("validator", usage).into(),
+            program: named.required("program", usage).into(),
+            work: named.required("work", usage).into(),
+            payments: named.number("payments", ALONE + 4 * CROWD),
         }
     }
 }
@@ -334,18 +325,10 @@ upstream = "{upstream}"
         ),
     )
     .expect("the verifier's configuration");
-    let process = Process(
-        Command::new(&args.verifier)
-            .arg(&config)
-            // Its own log filter, as a seller runs it.
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(args.work.join("verifier.log")).expect("a log file"))
-            .spawn()
-            .expect("the verifier starts"),
-    );
     let url = format!("http://{listen}");
-    wait_until_up(&url).await;
+    let mut command = Command::new(&args.verifier);
+    command.arg(&config);
+    let process = Process::verifier(command, &args.work, &url).await;
     (process, url)
 }
 
@@ -456,4 +439,16 @@ async fn node_round_trips(http: &reqwest::Client, node: &str, key: &Pubkey) -> V
         round_trips.push(sent.elapsed());
     }
     round_trips
+}
+
+/// The `p`th percentile of `samples`.
+fn percentile(samples: &[Duration], p: usize) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
+/// Milliseconds, for printing.
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
 }

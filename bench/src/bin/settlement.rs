@@ -13,7 +13,6 @@
 //! settlement --verifier target/release/x402-verifier --work DIR [--payments 2000]
 //! ```
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, RwLock};
@@ -24,7 +23,7 @@ use anchor_spl::token::spl_token;
 use futures_util::{stream, StreamExt};
 use solana_keypair::Keypair;
 use solana_signer::Signer;
-use x402_bench::{wait_until_up, Process};
+use x402_bench::{Args, Process};
 use x402_client::X402Client;
 use x402_protocol::keypair::read_keypair_file;
 use x402_protocol::{Reference, Requirement};
@@ -37,17 +36,11 @@ const PRICE: u64 = 10_000;
 
 #[tokio::main]
 async fn main() {
-    let mut named: HashMap<String, String> = HashMap::new();
-    let mut args = std::env::args().skip(1);
-    while let (Some(flag), Some(value)) = (args.next(), args.next()) {
-        named.insert(flag.trim_start_matches("--").to_string(), value);
-    }
     let usage = "settlement --verifier BIN --work DIR [--payments N]";
-    let verifier = PathBuf::from(named.remove("verifier").expect(usage));
-    let work = PathBuf::from(named.remove("work").expect(usage));
-    let payments: usize = named
-        .remove("payments")
-        .map_or(2000, |n| n.parse().expect(usage));
+    let mut named = Args::parse();
+    let verifier = PathBuf::from(named.required("verifier", usage));
+    let work = PathBuf::from(named.required("work", usage));
+    let payments = named.number("payments", 2000);
 
     let raw = bank_rate(payments).await;
     let settled = verifier_rate(&verifier, &work, payments).await;
@@ -138,23 +131,16 @@ async fn verifier_rate(verifier: &std::path::Path, work: &std::path::Path, payme
     std::fs::create_dir_all(work).expect("the work directory");
     let state = work.join("settlement-state");
     let listen = "127.0.0.1:18496";
-    let _verifier = Process(
-        Command::new(verifier)
-            .env("X402_STATE_DIR", &state)
-            .env("X402_LISTEN", listen)
-            .env(
-                "X402_MAX_SPONSORED_IN_FLIGHT_PER_PAYER",
-                CONNECTIONS.to_string(),
-            )
-            // Its own log filter, as a seller runs it.
-            .env_remove("RUST_LOG")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(work.join("verifier.log")).expect("a log file"))
-            .spawn()
-            .expect("the verifier starts"),
-    );
     let url = format!("http://{listen}");
-    wait_until_up(&url).await;
+    let mut command = Command::new(verifier);
+    command
+        .env("X402_STATE_DIR", &state)
+        .env("X402_LISTEN", listen)
+        .env(
+            "X402_MAX_SPONSORED_IN_FLIGHT_PER_PAYER",
+            CONNECTIONS.to_string(),
+        );
+    let _verifier = Process::verifier(command, work, &url).await;
     let buyer = X402Client::builder()
         .keypair(read_keypair_file(&state.join("demo-payer.json")).expect("the demo payer"))
         .build();

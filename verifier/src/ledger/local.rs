@@ -309,7 +309,7 @@ impl Ledger for LocalLedger {
     }
 }
 
-/// The top-level SPL Token and Token-2022 transfers of `transaction`.
+/// The top-level SPL Token and Token-2022 `TransferChecked`s of `transaction`.
 fn transfers(transaction: &VersionedTransaction) -> Transfers {
     use anchor_spl::token_2022::spl_token_2022::instruction::TokenInstruction;
     let message = &transaction.message;
@@ -322,13 +322,13 @@ fn transfers(transaction: &VersionedTransaction) -> Transfers {
             program == Some(&spl_token::ID) || program == Some(&anchor_spl::token_2022::ID)
         })
         .filter_map(|ix| {
-            let (amount, destination) = match TokenInstruction::unpack(&ix.data).ok()? {
-                TokenInstruction::TransferChecked { amount, .. } => (amount, ix.accounts.get(2)?),
-                #[allow(deprecated)]
-                TokenInstruction::Transfer { amount } => (amount, ix.accounts.get(1)?),
-                _ => return None,
+            // `exact` pays with TransferChecked only (validated before submission).
+            let TokenInstruction::TransferChecked { amount, .. } =
+                TokenInstruction::unpack(&ix.data).ok()?
+            else {
+                return None;
             };
-            Some((*keys.get(*destination as usize)?, amount))
+            Some((*keys.get(*ix.accounts.get(2)? as usize)?, amount))
         })
         .collect()
 }
