@@ -10,6 +10,8 @@
 //                    (spendControls.allowedAssets: stock clients only pay known USDC otherwise)
 //   X402_MAX_AMOUNT  per-payment cap in base units (allowedAssets[].maxAmountPerPayment)
 //   X402_REPLAY=1    after the paid request, resend it with the identical payment header
+//   X402_PAY_AFTER_MS  optional: wait this long before sending the paid request, so that
+//                    slots pass between the 402 and the payment (as with a person's wallet)
 //
 // Stdout, one line:
 //   {"status":N,"body":"...","error":"<PAYMENT-REQUIRED .error on a 402>"|null,
@@ -37,6 +39,7 @@ async function main() {
   const asset = env("X402_ASSET");
   const maxAmount = env("X402_MAX_AMOUNT");
   const replay = process.env.X402_REPLAY === "1";
+  const payAfter = Number(process.env.X402_PAY_AFTER_MS ?? "0");
   const bytes = Uint8Array.from(JSON.parse(readFileSync(env("X402_KEYPAIR"), "utf8")));
   const signer = await createKeyPairSignerFromBytes(bytes);
 
@@ -67,6 +70,7 @@ async function main() {
         headerValue = v;
       }
     }
+    if (headerValue && payAfter > 0) await new Promise((resolve) => setTimeout(resolve, payAfter));
     return fetch(req);
   };
 

@@ -43,6 +43,6 @@ pub use error::{Reason, Refusal};
 pub use gate::{Gate, PaymentAttempt, PaymentCheck, PaymentSettings, Price, SettledPayment};
 pub use layer::PaymentLayer;
 pub use scheme::Scheme;
-pub use store::{Grant, GrantStore};
+pub use store::{Grant, GrantStore, Standing};
 
 pub use x402_protocol::unix_now;

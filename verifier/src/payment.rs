@@ -3,7 +3,7 @@
 
 use http::HeaderMap;
 use x402_protocol::wire::{PaymentMessage, Version};
-use x402_protocol::Network;
+use x402_protocol::{Network, Reference};
 
 use crate::error::{Reason, Refusal};
 use crate::scheme::receipt::ReceiptPayment;
@@ -20,14 +20,51 @@ pub const PAYMENT_HEADERS: [&str; 4] = [
     X_PAYMENT_TXID,
 ];
 
-/// The payment in `headers`, if any, and the version to answer in (the plain headers are
-/// answered as v1). A header that cannot be decoded is a 400; a payment in a scheme or
-/// for a network this verifier does not take is a 402 with the reason.
+/// A payment as a request presents it.
+#[derive(Debug)]
+pub struct Presented {
+    pub payment: Payment,
+    /// The version to answer in (the plain headers are answered as v1).
+    pub version: Version,
+    /// `X-Payment-Proof: <reference>:<proof>` beside a v1 or v2 payment: its payer
+    /// presents it again, as a payment whose grant was given back must be.
+    proof: Option<(Reference, String)>,
+}
+
+impl Presented {
+    /// The payer's proof for `reference`, if the request carries one: a self-submitted
+    /// payment's own, or the header's.
+    pub fn proof(&self, reference: &Reference) -> Option<&str> {
+        if let Payment::Receipt(ReceiptPayment::SelfSubmitted { proof, .. }) = &self.payment {
+            return proof.as_deref();
+        }
+        self.proof
+            .as_ref()
+            .filter(|(proven, _)| proven == reference)
+            .map(|(_, proof)| proof.as_str())
+    }
+}
+
+/// `<reference>:<proof>`; a bare reference has no proof.
+fn split_proof(value: &str) -> Result<(Reference, Option<String>), Refusal> {
+    let (reference, proof) = match value.trim().split_once(':') {
+        Some((reference, proof)) => (reference, Some(proof.to_string())),
+        None => (value.trim(), None),
+    };
+    let reference = reference
+        .parse()
+        .map_err(|e| malformed(X_PAYMENT_PROOF, e))?;
+    Ok((reference, proof))
+}
+
+/// The payment in `headers`, if any. A header that cannot be decoded is a 400; a
+/// payment in a scheme or for a network this verifier does not take is a 402 with the
+/// reason.
 pub fn read_payment(
     headers: &HeaderMap,
     network: &Network,
     schemes: &[Scheme],
-) -> Result<Option<(Payment, Version)>, Refusal> {
+) -> Result<Option<Presented>, Refusal> {
     let text = |name: &str| {
         headers
             .get(name)
@@ -45,19 +82,24 @@ pub fn read_payment(
             if !network.is_named(&message.offer.network) {
                 return Err(Refusal::new(Reason::InvalidNetwork));
             }
-            return Ok(Some((scheme.read(message.payload)?, version)));
+            let proof = match text(X_PAYMENT_PROOF)? {
+                Some(value) => match split_proof(value)? {
+                    (reference, Some(proof)) => Some((reference, proof)),
+                    (_, None) => None,
+                },
+                None => None,
+            };
+            return Ok(Some(Presented {
+                payment: scheme.read(message.payload)?,
+                version,
+                proof,
+            }));
         }
     }
     if let Some(value) = text(X_PAYMENT_PROOF)? {
-        // `<reference>:<proof>`; a bare reference is read, and refused for want of its
-        // proof once its receipt is found.
-        let (reference, proof) = match value.trim().split_once(':') {
-            Some((reference, proof)) => (reference, Some(proof.to_string())),
-            None => (value.trim(), None),
-        };
-        let reference = reference
-            .parse()
-            .map_err(|e| malformed(X_PAYMENT_PROOF, e))?;
+        // A bare reference is read, and refused for want of its proof once its receipt
+        // is found.
+        let (reference, proof) = split_proof(value)?;
         let signature = text(X_PAYMENT_TXID)?
             .map(|s| {
                 s.trim()
@@ -71,7 +113,11 @@ pub fn read_payment(
             proof,
             signature,
         };
-        return Ok(Some((Payment::Receipt(payment), Version::V1)));
+        return Ok(Some(Presented {
+            payment: Payment::Receipt(payment),
+            version: Version::V1,
+            proof: None,
+        }));
     }
     Ok(None)
 }
@@ -85,7 +131,6 @@ mod tests {
     use base64::{engine::general_purpose::STANDARD, Engine as _};
     use http::HeaderValue;
     use x402_protocol::wire::{encode_header, v1, v2};
-    use x402_protocol::Reference;
 
     use super::*;
 
@@ -106,16 +151,18 @@ mod tests {
         })
     }
 
-    fn self_submitted(found: Option<(Payment, Version)>) -> (Reference, Option<String>, Version) {
+    fn self_submitted(found: Option<Presented>) -> (Reference, Option<String>, Version) {
         match found {
-            Some((
-                Payment::Receipt(ReceiptPayment::SelfSubmitted {
-                    reference,
-                    signature,
-                    ..
-                }),
+            Some(Presented {
+                payment:
+                    Payment::Receipt(ReceiptPayment::SelfSubmitted {
+                        reference,
+                        signature,
+                        ..
+                    }),
                 version,
-            )) => (reference, signature, version),
+                ..
+            }) => (reference, signature, version),
             other => panic!("{other:?}"),
         }
     }

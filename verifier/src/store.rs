@@ -1,6 +1,10 @@
 //! Grants: one row per reference that has bought a request. The unique key on the
 //! reference is what makes a payment serve exactly one request, however many requests
-//! race with it. The table doubles as the merchant's revenue ledger.
+//! race with it; an `exact` transaction is unique too, whatever key it was recorded
+//! under (the gate's reference or the facilitator's message hash), so one transfer never
+//! buys two requests. A grant given back (the upstream failed) stays, marked released:
+//! only its payer may present the payment again. The table doubles as the merchant's
+//! revenue ledger.
 //!
 //! SQL through sqlx's `Any` driver: a SQLite file by default, PostgreSQL by URL.
 
@@ -62,12 +66,34 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS grants (
     receipt TEXT NOT NULL,
     transaction_signature TEXT,
     granted_at BIGINT NOT NULL,
-    scheme TEXT NOT NULL DEFAULT 'receipt'
+    scheme TEXT NOT NULL DEFAULT 'receipt',
+    released_at BIGINT
 )";
 
-/// A grants table from before the `exact` scheme has no `scheme` column: every row in it
-/// was paid in `receipt`.
-const ADD_SCHEME: &str = "ALTER TABLE grants ADD COLUMN scheme TEXT NOT NULL DEFAULT 'receipt'";
+/// Columns a grants table made by an older version lacks: `scheme` (every row of a table
+/// from before `exact` was paid in `receipt`), `released_at` (NULL while the grant
+/// serves; set when it was given back).
+const ADDED_COLUMNS: [(&str, &str); 2] = [
+    ("scheme", "scheme TEXT NOT NULL DEFAULT 'receipt'"),
+    ("released_at", "released_at BIGINT"),
+];
+
+/// One `exact` transaction, one grant: the gate records it under the reference in its
+/// Memo, the facilitator under its message hash, and both keys must not buy twice.
+const EXACT_TRANSACTIONS: &str = "CREATE UNIQUE INDEX IF NOT EXISTS grants_exact_transaction
+    ON grants (transaction_signature) WHERE scheme = 'exact'";
+
+/// Where a reference stands in the grants table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// It has bought nothing yet.
+    Open,
+    /// It has bought a request.
+    Granted,
+    /// Its grant was given back: its payment may buy the request again, presented by
+    /// `payer` (with the payer's proof), since anyone can read the payment on chain.
+    Released { payer: String },
+}
 
 /// Leases on submitting a sponsored payment: one submission per reference at a time,
 /// across replicas.
@@ -112,16 +138,28 @@ impl GrantStore {
             sqlx::query(SCHEMA).execute(&pool).await?;
             sqlx::query(SUBMISSIONS).execute(&pool).await?;
         }
-        add_scheme_column(&pool, postgres).await?;
+        add_columns(&pool, postgres).await?;
+        sqlx::query(EXACT_TRANSACTIONS).execute(&pool).await?;
         Ok(GrantStore { pool })
     }
 
-    /// Records `grant` unless its reference has one already. `true` when this call
-    /// recorded it: the caller may serve the request.
-    pub async fn try_grant(&self, grant: &Grant) -> Result<bool, StoreError> {
-        let inserted = sqlx::query(
+    /// Records `grant` unless its reference has one already, or its `exact` transaction
+    /// bought a request under another key. A grant that was given back is taken again
+    /// only by `proven_payer`, its payer, whose proof the caller checked. `true` when this
+    /// call recorded it: the caller may serve the request.
+    pub async fn try_grant(
+        &self,
+        grant: &Grant,
+        proven_payer: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let recorded = sqlx::query(
             "INSERT INTO grants (reference, method, path, payer, amount, mint, receipt, transaction_signature, granted_at, scheme)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (reference) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (reference) DO UPDATE SET method = excluded.method, path = excluded.path,
+               payer = excluded.payer, amount = excluded.amount, mint = excluded.mint,
+               receipt = excluded.receipt, transaction_signature = excluded.transaction_signature,
+               granted_at = excluded.granted_at, scheme = excluded.scheme, released_at = NULL
+             WHERE grants.released_at IS NOT NULL AND grants.payer = $11",
         )
         .bind(&grant.reference)
         .bind(&grant.method)
@@ -135,9 +173,32 @@ impl GrantStore {
         .bind(&grant.transaction)
         .bind(grant.granted_at)
         .bind(&grant.scheme)
+        .bind(proven_payer)
         .execute(&self.pool)
+        .await;
+        match recorded {
+            Ok(done) => Ok(done.rows_affected() == 1),
+            // The same `exact` transaction holds a grant under another key.
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Whether the `exact` transaction `signature` bought a request under a key other than
+    /// `key` (checked before it is settled again).
+    pub async fn exact_settled_elsewhere(
+        &self,
+        signature: &str,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM grants WHERE scheme = 'exact' AND transaction_signature = $1 AND reference <> $2",
+        )
+        .bind(signature)
+        .bind(key)
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(inserted.rows_affected() == 1)
+        Ok(row.is_some())
     }
 
     /// Takes the lease on submitting `reference`'s payment until `held_until` (unix
@@ -171,26 +232,37 @@ impl GrantStore {
         Ok(())
     }
 
-    /// Whether `reference` has bought a request already.
-    pub async fn is_granted(&self, reference: &str) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT 1 FROM grants WHERE reference = $1")
+    /// Whether `reference` has bought a request, or had its grant given back.
+    pub async fn standing(&self, reference: &str) -> Result<Standing, StoreError> {
+        use sqlx::Row;
+        let row = sqlx::query("SELECT payer, released_at FROM grants WHERE reference = $1")
             .bind(reference)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.is_some())
+        let Some(row) = row else {
+            return Ok(Standing::Open);
+        };
+        let released_at: Option<i64> = row.try_get("released_at")?;
+        Ok(match released_at {
+            None => Standing::Granted,
+            Some(_) => Standing::Released {
+                payer: row.try_get("payer")?,
+            },
+        })
     }
 
-    /// Gives the reference back: the upstream failed, so the same receipt may be used
-    /// again until it expires.
-    pub async fn release(&self, reference: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM grants WHERE reference = $1")
+    /// Gives the grant of `reference` back at `now`: the upstream failed, so its payer may
+    /// present the same payment again until it expires.
+    pub async fn release(&self, reference: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE grants SET released_at = $2 WHERE reference = $1")
             .bind(reference)
+            .bind(now)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    /// The grant of `reference`, if it has one.
+    /// The grant of `reference`, given back or not, if it has one.
     pub async fn grant(&self, reference: &str) -> Result<Option<Grant>, StoreError> {
         let row = sqlx::query(&format!("{SELECT_GRANTS} WHERE reference = $1"))
             .bind(reference)
@@ -199,10 +271,11 @@ impl GrantStore {
         row.as_ref().map(grant_of).transpose()
     }
 
-    /// Every grant, newest first: the merchant's revenue ledger.
+    /// Every grant that serves a request (none given back), newest first: the
+    /// merchant's revenue ledger.
     pub async fn grants(&self) -> Result<Vec<Grant>, StoreError> {
         let rows = sqlx::query(&format!(
-            "{SELECT_GRANTS} ORDER BY granted_at DESC, reference"
+            "{SELECT_GRANTS} WHERE released_at IS NULL ORDER BY granted_at DESC, reference"
         ))
         .fetch_all(&self.pool)
         .await?;
@@ -210,28 +283,29 @@ impl GrantStore {
     }
 }
 
-/// Brings a grants table from before the `scheme` column up to date (under PostgreSQL's
-/// lock, as the tables are made).
-async fn add_scheme_column(pool: &AnyPool, postgres: bool) -> Result<(), StoreError> {
-    if sqlx::query("SELECT scheme FROM grants WHERE 1 = 0")
-        .fetch_optional(pool)
-        .await
-        .is_ok()
-    {
-        return Ok(());
+/// Brings a grants table made by an older version up to date (under PostgreSQL's lock,
+/// as the tables are made).
+async fn add_columns(pool: &AnyPool, postgres: bool) -> Result<(), StoreError> {
+    for (column, definition) in ADDED_COLUMNS {
+        if sqlx::query(&format!("SELECT {column} FROM grants WHERE 1 = 0"))
+            .fetch_optional(pool)
+            .await
+            .is_ok()
+        {
+            continue;
+        }
+        let mut tx = pool.begin().await?;
+        let add = if postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(402)")
+                .execute(&mut *tx)
+                .await?;
+            format!("ALTER TABLE grants ADD COLUMN IF NOT EXISTS {definition}")
+        } else {
+            format!("ALTER TABLE grants ADD COLUMN {definition}")
+        };
+        sqlx::query(&add).execute(&mut *tx).await?;
+        tx.commit().await?;
     }
-    let mut tx = pool.begin().await?;
-    if postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock(402)")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(&ADD_SCHEME.replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS"))
-            .execute(&mut *tx)
-            .await?;
-    } else {
-        sqlx::query(ADD_SCHEME).execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
     Ok(())
 }
 
@@ -293,12 +367,12 @@ mod tests {
     #[tokio::test]
     async fn a_reference_is_granted_once_until_released_and_survives_a_reopen() {
         let (store, path) = temp_store().await;
-        assert!(store.try_grant(&grant("r1")).await.unwrap());
+        assert!(store.try_grant(&grant("r1"), None).await.unwrap());
         assert!(
-            !store.try_grant(&grant("r1")).await.unwrap(),
+            !store.try_grant(&grant("r1"), None).await.unwrap(),
             "second grant refused"
         );
-        assert!(store.is_granted("r1").await.unwrap());
+        assert_eq!(store.standing("r1").await.unwrap(), Standing::Granted);
         assert!(
             std::path::Path::new(&format!("{}-wal", path.display())).exists(),
             "commits go to the write-ahead log"
@@ -313,8 +387,9 @@ mod tests {
         let reopened = GrantStore::connect(&format!("sqlite://{}", path.display()))
             .await
             .unwrap();
-        assert!(
-            reopened.is_granted("r1").await.unwrap(),
+        assert_eq!(
+            reopened.standing("r1").await.unwrap(),
+            Standing::Granted,
             "grants outlive the process"
         );
         assert_eq!(
@@ -322,12 +397,59 @@ mod tests {
             [grant("r1")],
             "u64::MAX round-trips"
         );
-        reopened.release("r1").await.unwrap();
-        assert!(!reopened.is_granted("r1").await.unwrap());
-        assert!(
-            reopened.try_grant(&grant("r1")).await.unwrap(),
-            "granted again after release"
+        reopened.release("r1", 2).await.unwrap();
+        assert_eq!(
+            reopened.standing("r1").await.unwrap(),
+            Standing::Released {
+                payer: "payer".into()
+            }
         );
+        assert!(
+            reopened.grants().await.unwrap().is_empty(),
+            "serves nothing"
+        );
+        assert!(
+            !reopened.try_grant(&grant("r1"), None).await.unwrap(),
+            "given back, it is taken again by its payer only"
+        );
+        assert!(!reopened
+            .try_grant(&grant("r1"), Some("observer"))
+            .await
+            .unwrap());
+        assert!(
+            reopened
+                .try_grant(&grant("r1"), Some("payer"))
+                .await
+                .unwrap(),
+            "granted again to its payer after release"
+        );
+        assert_eq!(reopened.standing("r1").await.unwrap(), Standing::Granted);
+        assert!(!reopened
+            .try_grant(&grant("r1"), Some("payer"))
+            .await
+            .unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_exact_transaction_buys_one_request_whatever_its_key() {
+        let (store, _) = temp_store().await;
+        let exact = |reference: &str, transaction: &str| Grant {
+            scheme: "exact".into(),
+            receipt: None,
+            transaction: Some(transaction.into()),
+            ..grant(reference)
+        };
+        assert!(store.try_grant(&exact("memo", "tx"), None).await.unwrap());
+        assert!(store.exact_settled_elsewhere("tx", "hash").await.unwrap());
+        assert!(!store.exact_settled_elsewhere("tx", "memo").await.unwrap());
+        assert!(
+            !store.try_grant(&exact("hash", "tx"), None).await.unwrap(),
+            "the same transaction under the facilitator's key"
+        );
+        assert!(store.try_grant(&exact("other", "tx2"), None).await.unwrap());
+        // `receipt` rows are not bound by their (buyer-supplied) signature.
+        assert!(store.try_grant(&grant("a"), None).await.unwrap());
+        assert!(store.try_grant(&grant("b"), None).await.unwrap());
     }
 
     #[tokio::test]
@@ -337,10 +459,13 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let url = format!("sqlite://{}?mode=rwc", path.display());
         let old = AnyPoolOptions::new().connect(&url).await.unwrap();
-        sqlx::query(&SCHEMA.replace(",\n    scheme TEXT NOT NULL DEFAULT 'receipt'", ""))
-            .execute(&old)
-            .await
-            .unwrap();
+        sqlx::query(&SCHEMA.replace(
+            ",\n    scheme TEXT NOT NULL DEFAULT 'receipt',\n    released_at BIGINT",
+            "",
+        ))
+        .execute(&old)
+        .await
+        .unwrap();
         sqlx::query("INSERT INTO grants VALUES ('old', 'GET', '/demo', 'payer', '18446744073709551615', 'mint', 'receipt', 'sig', 1)")
             .execute(&old)
             .await
@@ -356,7 +481,7 @@ mod tests {
             receipt: None,
             ..grant("new")
         };
-        assert!(store.try_grant(&exact).await.unwrap());
+        assert!(store.try_grant(&exact, None).await.unwrap());
         assert_eq!(store.grant("new").await.unwrap(), Some(exact));
     }
 
@@ -365,7 +490,7 @@ mod tests {
         let (store, _) = temp_store().await;
         let attempts = (0..50).map(|_| {
             let store = store.clone();
-            tokio::spawn(async move { store.try_grant(&grant("race")).await.unwrap() })
+            tokio::spawn(async move { store.try_grant(&grant("race"), None).await.unwrap() })
         });
         let winners = futures_util::future::join_all(attempts)
             .await

@@ -158,9 +158,13 @@ async fn main() {
 }
 
 /// The validator with the receipts program; its funded payer is written to the work
-/// directory. Returns the process and its RPC URL.
+/// directory, its standard error to `validator.log` there. Returns the process and its
+/// RPC URL. Its ports are fixed, below the kernel's ephemeral range (from 32,768), so
+/// only a program that asks for these very ports can hold them (the tests' validators
+/// take theirs from 20,000 up).
 fn start_validator(args: &Args) -> (Process, String) {
     use std::io::BufRead;
+    let log = args.work.join("validator.log");
     let mut child = Command::new(&args.validator)
         .args(["--rpc-port", "18491", "--port-range", "18500-18590"])
         .arg("--ledger")
@@ -171,7 +175,7 @@ fn start_validator(args: &Args) -> (Process, String) {
         .arg(format!("{}={}", x402_receipts::ID, args.program.display()))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("a log file"))
         .spawn()
         .expect("x402-test-validator starts");
     let stdout = child.stdout.take().expect("piped");
@@ -182,7 +186,13 @@ fn start_validator(args: &Args) -> (Process, String) {
             return (process, url.to_string());
         }
     }
-    panic!("the validator stopped before it was ready");
+    let output = std::fs::read_to_string(&log).unwrap_or_default();
+    let lines: Vec<&str> = output.lines().collect();
+    panic!(
+        "the validator stopped before it was ready; the end of {}:\n{}",
+        log.display(),
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    );
 }
 
 /// A 6-decimal SPL Token mint of `authority`'s, the merchant's account and the buyer's
@@ -307,6 +317,7 @@ async fn start_verifier(
         &config,
         format!(
             r#"listen = "{listen}"
+public_url = "http://{listen}"
 state_dir = "{state}"
 
 [payment]

@@ -346,10 +346,22 @@ async fn present(
     reference: &Reference,
     payer: &Keypair,
 ) -> (u16, serde_json::Value) {
+    present_to(http, url, url, path, reference, payer).await
+}
+
+/// [`present`] to a verifier at `url` whose public URL is `public_url`.
+async fn present_to(
+    http: &reqwest::Client,
+    url: &str,
+    public_url: &str,
+    path: &str,
+    reference: &Reference,
+    payer: &Keypair,
+) -> (u16, serde_json::Value) {
     let target = x402_protocol::ProofTarget {
         method: "GET",
         path,
-        host: url.trim_start_matches("http://"),
+        host: public_url.trim_start_matches("http://"),
     };
     let proof = x402_protocol::sign_proof(payer, reference, &target);
     let response = http
@@ -610,8 +622,12 @@ async fn node_faults_are_503s_within_the_deadline_and_the_same_reference_is_gran
     );
 }
 
+/// The public URL replicas share behind their load balancer.
+const REPLICAS_URL: &str = "http://api.replicas.test";
+
 /// Starts the `x402-verifier` binary on the RPC ledger with no routes (so its paid
-/// `/demo` at 0.01), this test's key, and `store`; returns it and its base URL.
+/// `/demo` at 0.01), this test's key, `store`, and [`REPLICAS_URL`]; returns it and its
+/// base URL.
 fn verifier_process(
     node_url: &str,
     market: &Market,
@@ -631,6 +647,7 @@ fn verifier_process(
         .env("X402_MERCHANT_WALLET", market.merchant.to_string())
         .env("X402_CHALLENGE_KEY", "09".repeat(32))
         .env("X402_STORE_URL", store)
+        .env("X402_PUBLIC_URL", REPLICAS_URL)
         .env("RUST_LOG", "warn")
         .env_remove("X402_CONFIG")
         .stdout(std::process::Stdio::null())
@@ -670,7 +687,11 @@ async fn two_verifier_processes_sharing_postgres_serve_one_paid_reference_once()
 
     let requests = (0..100).map(|i| {
         let (http, base) = (http.clone(), processes[i % 2].1.clone());
-        async move { present(&http, &base, "/demo", &reference, payer).await.0 }
+        async move {
+            present_to(&http, &base, REPLICAS_URL, "/demo", &reference, payer)
+                .await
+                .0
+        }
     });
     let statuses = join_all(requests).await;
 

@@ -40,7 +40,20 @@ async fn stock_buyer(
     keypair: &Path,
     chain: &Chain,
 ) -> serde_json::Value {
+    stock_buyer_with(program, script, url, keypair, chain, &[]).await
+}
+
+/// [`stock_buyer`] with more of the script's settings (`X402_PAY_AFTER_MS`).
+async fn stock_buyer_with(
+    program: &str,
+    script: &str,
+    url: &str,
+    keypair: &Path,
+    chain: &Chain,
+    settings: &[(&str, &str)],
+) -> serde_json::Value {
     let mut command = Command::new(program);
+    command.envs(settings.iter().copied());
     command
         .arg(interop_dir().join(script))
         .env("X402_URL", url)
@@ -159,9 +172,12 @@ impl StockSeller {
     ) -> Self {
         let mut command = Command::new("node");
         match facilitator {
+            // With an RPC, as a seller on a real network runs it: its offers carry a
+            // blockhash, rebuilt for the paid request.
             Some(url) => command
                 .env("X402_FACILITATOR_URL", url)
-                .env("X402_FACILITATOR_KEY", FACILITATOR_KEY),
+                .env("X402_FACILITATOR_KEY", FACILITATOR_KEY)
+                .env("X402_EMBED_BLOCKHASH", "1"),
             None => {
                 let fee_payer = Keypair::new();
                 chain.fund(&fee_payer.pubkey()).await;
@@ -275,7 +291,18 @@ async fn a_stock_seller_delegating_to_our_facilitator_is_paid_once() {
     let seller = StockSeller::start(&chain, &merchant, Some(&base)).await;
 
     let (buyer, keypair) = new_buyer(&chain, "delegating-buyer").await;
-    let out = stock_buyer("node", "client.mjs", &seller.url, &keypair, &chain).await;
+    // Slots pass between the 402 and the payment: the seller's offer for the paid request
+    // names a newer blockhash than the one the buyer accepted.
+    let settings = [("X402_PAY_AFTER_MS", "1500")];
+    let out = stock_buyer_with(
+        "node",
+        "client.mjs",
+        &seller.url,
+        &keypair,
+        &chain,
+        &settings,
+    )
+    .await;
     assert_eq!(out["status"], 200, "{out}");
     assert_eq!(out["body"], r#"{"paid":true}"#);
     assert_eq!(out["replayStatus"], 402, "{out}");

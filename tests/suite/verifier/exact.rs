@@ -242,16 +242,16 @@ async fn an_exact_payment_refused_in_preflight_costs_nothing_and_bars_nobody() {
     assert_eq!(h.api.hits(), 1);
 }
 
-/// A delegating server's `exact` offer: its payee and memo, our fee payer.
-async fn delegated(h: &Harness, payer: &Keypair, memo: &str) -> serde_json::Value {
-    let offer = ExactOffer {
+/// A delegating server's `exact` offer: its payee and memo (none: any), our fee payer.
+fn delegated_offer(h: &Harness, memo: Option<&str>) -> ExactOffer {
+    ExactOffer {
         network: h.gate.settings().network.caip2().into(),
         terms: ExactTerms {
             mint: h.market.mint,
             pay_to: h.market.merchant,
             amount: PRICE,
             fee_payer: h.market.fee_payer.pubkey(),
-            memo: Some(memo.into()),
+            memo: memo.map(str::to_string),
         },
         recent_blockhash: None,
         resource: v2::ResourceInfo {
@@ -260,15 +260,25 @@ async fn delegated(h: &Harness, payer: &Keypair, memo: &str) -> serde_json::Valu
             mime_type: None,
         },
         max_timeout_seconds: 60,
-    };
+    }
+}
+
+/// A facilitator request paying a delegating server's offer with `memo`.
+async fn delegated(h: &Harness, payer: &Keypair, memo: &str) -> serde_json::Value {
+    let offer = delegated_offer(h, Some(memo));
     let blockhash = h.market.ledger.latest_blockhash().await.unwrap();
     let tx = build_exact(payer, &offer.terms, &mint(), blockhash);
+    delegated_request(&offer, &tx)
+}
+
+/// A facilitator request for `offer`, paid with `tx`.
+fn delegated_request(offer: &ExactOffer, tx: &VersionedTransaction) -> serde_json::Value {
     let accepted = offer.to_offer().to_v2();
     let payment = v2::PaymentPayload {
         x402_version: 2,
         resource: None,
         accepted: accepted.clone(),
-        payload: serde_json::json!({ "transaction": encode_versioned(&tx) }),
+        payload: serde_json::json!({ "transaction": encode_versioned(tx) }),
         extensions: None,
     };
     serde_json::json!({"x402Version": 2, "paymentPayload": payment, "paymentRequirements": accepted})
@@ -356,4 +366,68 @@ async fn an_exact_payment_in_x402_v1_is_settled_and_answered_in_v1() {
     assert_eq!(settlement["network"], "solana-localnet");
     assert_eq!(settlement["scheme"], "exact");
     assert_eq!(h.token_balance(&payer.pubkey()).await, 0);
+}
+
+/// A delegating seller's offer names no memo, so the gate's memo passes its checks: one
+/// transaction presented to the gate and settled at the facilitator, in either order,
+/// buys one request.
+#[tokio::test]
+async fn one_exact_transaction_buys_one_request_across_gate_and_facilitator() {
+    for gate_first in [true, false] {
+        let h = Harness::start().await;
+        let payer = h.new_payer(PRICE).await;
+        let (offer, accepted) = exact_offer(&h, "/api/data").await;
+        let tx = pay(&offer, &payer, &offer.terms);
+        let at_gate = header(&accepted, &tx);
+        let at_facilitator = delegated_request(&delegated_offer(&h, None), &tx);
+
+        if gate_first {
+            let response = h.send("GET", "/api/data", &[at_gate]).await;
+            assert_eq!(response.status(), 200);
+            let settled: SettleResponse = post(&h, "/settle", &at_facilitator).await;
+            assert_eq!(
+                (settled.success, settled.error_reason.as_deref()),
+                (false, Some("duplicate_settlement"))
+            );
+            assert_eq!(h.api.hits(), 1);
+        } else {
+            let settled: SettleResponse = post(&h, "/settle", &at_facilitator).await;
+            assert!(settled.success, "{settled:?}");
+            let response = h.send("GET", "/api/data", &[at_gate]).await;
+            assert_eq!(response.status(), 402);
+            assert_eq!(error_of(response).await, "duplicate_settlement");
+            assert_eq!(h.api.hits(), 0);
+        }
+        assert_eq!(h.token_balance(&payer.pubkey()).await, 0, "paid once");
+    }
+}
+
+#[tokio::test]
+async fn an_exact_payment_given_back_is_presented_again_by_its_payer_only() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(PRICE).await;
+    let (offer, accepted) = exact_offer(&h, "/api/data").await;
+    let paid = header(&accepted, &pay(&offer, &payer, &offer.terms));
+    h.api.set_mode(UpstreamMode::Fail);
+    let response = h
+        .send("GET", "/api/data", std::slice::from_ref(&paid))
+        .await;
+    assert_eq!(response.status(), 500);
+    h.api.set_mode(UpstreamMode::Ok);
+
+    // Anyone can read the transaction on chain and present it.
+    let response = h
+        .send("GET", "/api/data", std::slice::from_ref(&paid))
+        .await;
+    assert_eq!(response.status(), 402);
+    assert_eq!(error_of(response).await, "invalid_proof");
+    assert_eq!(h.api.hits(), 1);
+
+    let memo = offer.terms.memo.as_deref().unwrap();
+    let reference = x402_protocol::Reference::from_memo(memo).unwrap();
+    let proof = h.proof(&payer, "/api/data", &reference);
+    let response = h.send("GET", "/api/data", &[paid, proof]).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(h.api.hits(), 2);
+    assert_eq!(h.token_balance(&payer.pubkey()).await, 0, "paid once");
 }

@@ -381,3 +381,79 @@ async fn strangers_and_callers_outside_the_policy_cost_the_fee_payer_nothing() {
     );
     assert_eq!(h.token_balance(&payer.pubkey()).await, PRICE);
 }
+
+/// Sixteen callers settle one self-submitted payment at once: one settlement, fifteen
+/// duplicates (each success would serve a request at its caller).
+pub(super) async fn concurrent_settles_of_one_payment_succeed_once(h: &Harness) {
+    let payer = h.new_payer(PRICE).await;
+    let offer = foreign_offer(h, PRICE).await;
+    h.pay_on_chain(&offer.requirement, &payer).await;
+    let reference = offer.requirement.reference.to_string();
+    let body = v2_request(&offer, serde_json::json!({"reference": reference}));
+    let settles = (0..16).map(|_| post::<SettleResponse>(h, "/settle", &body));
+    let answers = futures_util::future::join_all(settles).await;
+    let successes = answers.iter().filter(|(_, s)| s.success).count();
+    let duplicates = answers
+        .iter()
+        .filter(|(_, s)| s.error_reason.as_deref() == Some("duplicate_settlement"))
+        .count();
+    assert_eq!((successes, duplicates), (1, 15), "{answers:?}");
+}
+
+#[tokio::test]
+async fn concurrent_settles_of_one_self_submitted_payment_succeed_once() {
+    concurrent_settles_of_one_payment_succeed_once(&Harness::start().await).await;
+}
+
+/// A stranger's body is not read before its key is checked: a request that announces a
+/// megabyte and sends none of it is refused at once, not held until a timeout.
+#[tokio::test]
+async fn a_caller_without_a_key_is_refused_before_its_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::start().await;
+    let address = h.url.trim_start_matches("http://");
+    for path in ["/verify", "/settle"] {
+        let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer wrong\r\n\
+             Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = vec![0; 64];
+        let read = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut answer))
+            .await
+            .expect("answered without the body")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..read]).to_string();
+        assert!(answer.starts_with("HTTP/1.1 401"), "{path}: {answer}");
+    }
+}
+
+/// A stock seller with an RPC rebuilds its offer's hints (a blockhash, a last valid
+/// height) for the paid request: the buyer's accepted offer differs from the
+/// requirements there, and the payment is still judged by its transaction.
+#[tokio::test]
+async fn an_offer_whose_hints_changed_since_the_402_still_verifies() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(PRICE).await;
+    let offer = foreign_offer(&h, PRICE).await;
+    let tx = sponsored_transaction(
+        &offer,
+        &payer,
+        &[offer
+            .requirement
+            .pay_instruction(&payer.pubkey(), &h.market.fee_payer.pubkey())],
+    );
+    let mut body = v2_request(
+        &offer,
+        serde_json::json!({"transaction": encode_transaction(&tx)}),
+    );
+    let newer = solana_hash::Hash::new_unique().to_string();
+    body["paymentRequirements"]["extra"]["recentBlockhash"] = newer.into();
+    body["paymentRequirements"]["extra"]["lastValidBlockHeight"] = 1_000.into();
+    let (_, verified): (u16, VerifyResponse) = post(&h, "/verify", &body).await;
+    assert!(verified.is_valid, "{verified:?}");
+    let (_, settled): (u16, SettleResponse) = post(&h, "/settle", &body).await;
+    assert!(settled.success, "{settled:?}");
+    assert_eq!(h.token_balance(&payer.pubkey()).await, 0);
+}

@@ -3,6 +3,7 @@
 
 pub mod support;
 
+mod copies;
 mod exact;
 mod facilitator;
 mod layer;

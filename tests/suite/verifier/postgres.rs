@@ -3,7 +3,7 @@
 
 use futures_util::future::join_all;
 use solana_signer::Signer;
-use x402_verifier::{Grant, GrantStore};
+use x402_verifier::{Grant, GrantStore, Standing};
 
 use super::support::*;
 
@@ -39,7 +39,7 @@ async fn a_postgres_store_grants_a_reference_once_until_released() {
     let attempts = (0..50).map(|_| {
         let store = store.clone();
         let grant = grant(&reference);
-        tokio::spawn(async move { store.try_grant(&grant).await.unwrap() })
+        tokio::spawn(async move { store.try_grant(&grant, None).await.unwrap() })
     });
     let winners = join_all(attempts)
         .await
@@ -60,11 +60,23 @@ async fn a_postgres_store_grants_a_reference_once_until_released() {
         grant(&reference),
         "u64::MAX and every field round-trip"
     );
-    store.release(&reference).await.unwrap();
-    assert!(!store.is_granted(&reference).await.unwrap());
+    store.release(&reference, 8).await.unwrap();
+    assert_eq!(
+        store.standing(&reference).await.unwrap(),
+        Standing::Released {
+            payer: "payer".into()
+        }
+    );
     assert!(
-        store.try_grant(&grant(&reference)).await.unwrap(),
-        "granted again after release"
+        !store.try_grant(&grant(&reference), None).await.unwrap(),
+        "given back, it is taken by its payer only"
+    );
+    assert!(
+        store
+            .try_grant(&grant(&reference), Some("payer"))
+            .await
+            .unwrap(),
+        "granted again to its payer after release"
     );
 }
 
@@ -138,4 +150,10 @@ async fn replicas_sharing_postgres_take_one_submission_lease_per_reference() {
         store.lease_submission(&reference, 162, 222).await.unwrap(),
         "ended"
     );
+}
+
+#[tokio::test]
+async fn concurrent_settles_on_postgres_succeed_once() {
+    let h = Harness::start_on(true, Some(postgres_url())).await;
+    super::facilitator::concurrent_settles_of_one_payment_succeed_once(&h).await;
 }

@@ -1,5 +1,5 @@
-//! The reverse proxy: bodies go through, answers are bounded, and a failed answer gives
-//! the grant back.
+//! The reverse proxy: bodies go through, a paid answer is passed on whole (or refused
+//! before it begins, which gives the grant back).
 
 use solana_signer::Signer;
 
@@ -43,8 +43,11 @@ async fn an_oversize_or_late_upstream_answer_is_a_gateway_error_and_releases_the
             .await;
         assert_eq!(response.status(), status);
         let reference = offer.requirement.reference.to_string();
-        assert!(
-            !h.gate.store().is_granted(&reference).await.unwrap(),
+        assert_eq!(
+            h.gate.store().standing(&reference).await.unwrap(),
+            x402_verifier::Standing::Released {
+                payer: payer.pubkey().to_string()
+            },
             "released after {status}"
         );
 
@@ -64,7 +67,7 @@ async fn an_oversize_or_late_upstream_answer_is_a_gateway_error_and_releases_the
 }
 
 #[tokio::test]
-async fn an_answer_that_breaks_off_after_it_began_keeps_the_grant_spent() {
+async fn a_long_streamed_answer_reaches_the_buyer_whole_and_the_grant_stands() {
     let h = Harness::start().await;
     let payer = h.new_payer(PRICE).await;
     h.api.set_mode(UpstreamMode::HugeStream);
@@ -78,10 +81,73 @@ async fn an_answer_that_breaks_off_after_it_began_keeps_the_grant_spent() {
             &[h.proof(&payer, "/api/stream", &offer.requirement.reference)],
         )
         .await;
+    assert_eq!(response.status(), 200);
+    let received = response.bytes().await.expect("the answer, whole");
+    let sent = huge_stream().concat();
+    assert!(sent.len() as u64 > MAX_RESPONSE, "longer than the limit");
+    assert_eq!(received.len(), sent.len(), "every byte");
+    assert!(received == sent, "each byte as the upstream sent it");
+
+    // Paid for and delivered: the grant stands, the payment buys nothing more.
+    h.api.set_mode(UpstreamMode::Ok);
+    let again = h
+        .send(
+            "GET",
+            "/api/stream",
+            &[h.proof(&payer, "/api/stream", &offer.requirement.reference)],
+        )
+        .await;
+    assert_eq!(again.status(), 402);
+    let body: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(body["error"], "reference_already_used");
+    assert_eq!(h.api.hits(), 1);
+}
+
+#[tokio::test]
+async fn an_answer_that_keeps_coming_is_not_cut_by_the_upstream_timeout() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(PRICE).await;
+    h.api.set_mode(UpstreamMode::SlowStream);
+    let (offer, _) = h.challenge("GET", "/api/slowly").await;
+    h.pay_on_chain(&offer.requirement, &payer).await;
+
+    let started = std::time::Instant::now();
+    let response = h
+        .send(
+            "GET",
+            "/api/slowly",
+            &[h.proof(&payer, "/api/slowly", &offer.requirement.reference)],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let received = response.bytes().await.expect("the answer, whole");
+    assert!(
+        started.elapsed() > UPSTREAM_TIMEOUT,
+        "it took longer in all"
+    );
+    let sent: Vec<u8> = (0..5u8).flat_map(|i| vec![i; 1024]).collect();
+    assert!(received == sent, "every byte");
+}
+
+#[tokio::test]
+async fn an_answer_that_breaks_off_after_it_began_keeps_the_grant_spent() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(PRICE).await;
+    h.api.set_mode(UpstreamMode::BreaksOff);
+    let (offer, _) = h.challenge("GET", "/api/stream").await;
+    h.pay_on_chain(&offer.requirement, &payer).await;
+
+    let response = h
+        .send(
+            "GET",
+            "/api/stream",
+            &[h.proof(&payer, "/api/stream", &offer.requirement.reference)],
+        )
+        .await;
     assert_eq!(response.status(), 200, "the answer had begun");
     assert!(
         response.bytes().await.is_err(),
-        "and broke off at the size limit"
+        "and broke off where the upstream's did"
     );
 
     // The buyer received part of the answer: the payment is not given back, or a

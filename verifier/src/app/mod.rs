@@ -67,6 +67,11 @@ pub fn app(
         let facilitator = Router::new()
             .route("/verify", post(facilitator::verify))
             .route("/settle", post(facilitator::settle))
+            // The key before the body: a stranger's megabyte is not read, let alone parsed.
+            .route_layer(axum::middleware::from_fn_with_state(
+                access.clone(),
+                facilitator::access::authorize,
+            ))
             .route("/supported", get(facilitator::supported))
             .with_state((gate.clone(), access));
         router = router.merge(facilitator);

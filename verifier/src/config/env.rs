@@ -50,6 +50,9 @@ impl Config {
         env.set("X402_FEE_PAYER_CEILING_LAMPORTS", |v| {
             p.fee_payer_ceiling_lamports = v
         })?;
+        env.set("X402_MAX_SPONSORED_FAILURES", |v| {
+            p.max_sponsored_failures = v
+        })?;
         env.set("X402_STORE_URL", |v: String| {
             self.store.url = Some(v.into())
         })?;
@@ -63,6 +66,9 @@ impl Config {
             l.request_timeout_seconds = v
         })?;
         env.set("X402_MAX_CONNECTIONS", |v| l.max_connections = v)?;
+        env.set("X402_MAX_CONNECTIONS_PER_PEER", |v| {
+            l.max_connections_per_peer = Some(v)
+        })?;
         env.set("X402_HEADER_READ_TIMEOUT_SECONDS", |v| {
             l.header_read_timeout_seconds = v
         })?;

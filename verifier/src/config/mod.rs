@@ -17,7 +17,7 @@ use url::Url;
 mod env;
 mod values;
 
-pub use values::{ApiKeys, ChallengeKeys, Commitment, RpcUrl};
+pub use values::{ApiKeys, ChallengeKeys, Commitment, MetricsListen, RpcUrl};
 
 use crate::gate::sponsorship::SponsorLimits;
 use crate::scheme::Scheme;
@@ -112,6 +112,9 @@ pub struct PaymentConfig {
     /// The most the fee payer may have at stake (an hour's fees plus the rent in open
     /// receipts), in lamports; past it, sponsorship is refused.
     pub fee_payer_ceiling_lamports: u64,
+    /// Failed sponsored payments an hour, from anyone, after which nothing is sponsored
+    /// until the hour ends.
+    pub max_sponsored_failures: usize,
 }
 
 impl Default for PaymentConfig {
@@ -138,6 +141,7 @@ impl Default for PaymentConfig {
             max_sponsored_in_flight_per_payer: limits.max_in_flight_per_payer,
             sponsor_expiry_margin_seconds: limits.expiry_margin.as_secs(),
             fee_payer_ceiling_lamports: limits.spend_ceiling,
+            max_sponsored_failures: limits.max_failures,
         }
     }
 }
@@ -153,6 +157,7 @@ impl PaymentConfig {
             max_in_flight_per_payer: self.max_sponsored_in_flight_per_payer,
             expiry_margin: Duration::from_secs(self.sponsor_expiry_margin_seconds),
             spend_ceiling: self.fee_payer_ceiling_lamports,
+            max_failures: self.max_sponsored_failures,
             ..SponsorLimits::default()
         }
     }
@@ -175,8 +180,22 @@ pub struct Limits {
     pub request_timeout_seconds: u64,
     /// Connections served at once.
     pub max_connections: usize,
-    /// How long a client has to send a request's head.
+    /// Connections served at once from one peer (an IPv4 address, an IPv6 /64); a quarter
+    /// of `max_connections` when unset. Behind a reverse proxy every connection comes from
+    /// the proxy: set it to `max_connections` there.
+    pub max_connections_per_peer: Option<usize>,
+    /// How long a client has to send a request's head: from when its connection opens,
+    /// and again from when each answer ends (the keep-alive idle time).
     pub header_read_timeout_seconds: u64,
+}
+
+impl Limits {
+    /// Connections one peer may hold at once.
+    pub fn connections_per_peer(&self) -> usize {
+        self.max_connections_per_peer
+            .unwrap_or(self.max_connections / 4)
+            .clamp(1, self.max_connections.max(1))
+    }
 }
 
 impl Default for Limits {
@@ -187,6 +206,7 @@ impl Default for Limits {
             upstream_timeout_seconds: 30,
             request_timeout_seconds: 60,
             max_connections: 1024,
+            max_connections_per_peer: None,
             header_read_timeout_seconds: 10,
         }
     }
@@ -278,13 +298,20 @@ impl Default for FacilitatorConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
-    /// Its own listener (an address operators only can reach); the main one by default.
+    /// An address of its own, `"main"` (the main listener, public when it is) or `"off"`.
+    /// Unset: [`DEFAULT_METRICS_LISTEN`], on loopback only, and never the main listener.
     #[serde_as(as = "Option<DisplayFromStr>")]
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<MetricsListen>,
     /// Environment only (`X402_METRICS_TOKEN`): scrapers send `Authorization: Bearer`.
     #[serde(skip)]
     pub token: Option<SecretString>,
 }
+
+/// Where `/metrics` is served when `[metrics] listen` is unset: a listener of its own on
+/// loopback. When another process holds it (a second verifier on the host), the verifier
+/// starts without metrics and says so.
+pub const DEFAULT_METRICS_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9402);
 
 /// One priced route of the reverse proxy.
 #[serde_as]

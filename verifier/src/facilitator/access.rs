@@ -45,6 +45,23 @@ pub struct FacilitatorAccess {
 #[derive(Clone, Copy, Debug)]
 pub struct Caller(usize);
 
+/// Middleware: a request without a valid key is refused before its body is read; a
+/// valid one carries its [`Caller`] to the handler.
+pub async fn authorize(
+    axum::extract::State(access): axum::extract::State<FacilitatorAccess>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match access.caller(request.headers()) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
 impl FacilitatorAccess {
     pub fn new(keys: Vec<SecretString>, policy: SponsorshipPolicy) -> Self {
         FacilitatorAccess {

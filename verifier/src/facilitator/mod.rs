@@ -15,6 +15,7 @@ pub mod access;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde_json::{json, Map};
 use solana_signer::Signer;
@@ -24,7 +25,7 @@ use x402_protocol::wire::facilitator::{
 use x402_protocol::wire::{Offer, PaymentMessage, Version};
 use x402_protocol::Reference;
 
-use self::access::FacilitatorAccess;
+use self::access::{Caller, FacilitatorAccess};
 use crate::error::{Reason, Refusal};
 use crate::gate::{store_unavailable, Gate, SettledPayment, Window};
 use crate::scheme::{Demand, Payment, Scheme, Verified};
@@ -61,13 +62,12 @@ fn read(gate: &Gate, request: FacilitatorRequest) -> Result<Delegated, Refusal> 
             &payment.offer.resource,
         ),
     };
-    // The payment must pay the offer it is sent with (v1 names only scheme and network).
-    let pays_it = match version {
-        Version::V1 => {
-            (&payment.offer.scheme, &payment.offer.network) == (&required.scheme, &required.network)
-        }
-        Version::V2 => payment.offer == required,
-    };
+    // The payment must be in the offer's scheme and network; what it pays is checked in
+    // its transaction against the requirements below. The offer's hints (a blockhash, a
+    // last valid height) are the seller's to rebuild for each request, as a stock seller
+    // with an RPC does: comparing them would refuse a payment a slot later.
+    let pays_it =
+        (&payment.offer.scheme, &payment.offer.network) == (&required.scheme, &required.network);
     if !pays_it {
         return Err(Refusal::new(Reason::InvalidPayload));
     }
@@ -140,10 +140,10 @@ fn answer(gate: &Gate, refusal: Refusal, negative: impl FnOnce(String) -> Respon
 /// a self-submitted payment must have its receipt.
 pub async fn verify(
     State((gate, access)): State<(Gate, FacilitatorAccess)>,
-    headers: http::HeaderMap,
+    Extension(_): Extension<Caller>,
     body: Bytes,
 ) -> Response {
-    let request = match access.caller(&headers).and_then(|_| parse(&body)) {
+    let request = match parse(&body) {
         Ok(request) => request,
         Err(refusal) => return refusal.into_response(),
     };
@@ -177,13 +177,9 @@ pub async fn verify(
 /// self-submitted one is checked. A payment settled before is `duplicate_settlement`.
 pub async fn settle(
     State((gate, access)): State<(Gate, FacilitatorAccess)>,
-    headers: http::HeaderMap,
+    Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Response {
-    let caller = match access.caller(&headers) {
-        Ok(caller) => caller,
-        Err(refusal) => return refusal.into_response(),
-    };
     let request = match parse(&body) {
         Ok(request) => request,
         Err(refusal) => return refusal.into_response(),
@@ -227,16 +223,17 @@ pub async fn settle(
 }
 
 /// Records a settlement as a grant, so that its payment verifies no other request. A
-/// concurrent /settle of the same payment may have recorded it first: that is the same
-/// settlement. Unrecorded, it is a 503: the retried /settle finds the payment landed and
-/// records it then, and until then nothing verifies it as new.
+/// concurrent /settle of the same payment that recorded it first made the settlement:
+/// this one is `duplicate_settlement`, or two callers would each serve a request.
+/// Unrecorded, it is a 503: the retried /settle finds the payment landed and records it
+/// then, and until then nothing verifies it as new.
 async fn record(gate: &Gate, settled: &SettledPayment) -> Result<(), Refusal> {
     let grant = settled.grant("SETTLE", "/settle");
-    gate.store()
-        .try_grant(&grant)
-        .await
-        .map(drop)
-        .map_err(store_unavailable)
+    match gate.store().try_grant(&grant, None).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Refusal::new(Reason::DuplicateSettlement)),
+        Err(error) => Err(store_unavailable(error)),
+    }
 }
 
 /// The kinds this facilitator settles: each scheme on its network, in x402 v1 and v2,

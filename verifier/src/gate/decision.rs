@@ -1,7 +1,8 @@
 //! The decision, the same for every scheme: read the payment, check its reference
-//! (ours, for this request, not expired, not used), verify it with its scheme, let the
-//! merchant's check refuse it, settle it, and record the grant that serves exactly one
-//! request. Everything that needs no ledger call comes first.
+//! (ours, for this request, not expired, not used; given back, presented by its payer),
+//! verify it with its scheme, let the merchant's check refuse it, settle it, and record
+//! the grant that serves exactly one request. Everything that needs no ledger call comes
+//! first.
 
 use anchor_lang::prelude::Pubkey;
 use x402_protocol::wire::Version;
@@ -10,8 +11,9 @@ use x402_protocol::{Reference, ReferenceError};
 use super::store_unavailable;
 use super::{Gate, PaymentAttempt, PaymentCheck, Price, SettledPayment, Target, Window};
 use crate::error::{Reason, Refusal};
-use crate::payment::read_payment;
+use crate::payment::{read_payment, Presented};
 use crate::scheme::Demand;
+use crate::store::Standing;
 use crate::unix_now;
 
 impl Gate {
@@ -50,42 +52,63 @@ impl Gate {
         check: Option<&dyn PaymentCheck>,
     ) -> Result<(SettledPayment, Version), Refusal> {
         let s = self.settings();
-        let Some((payment, version)) = read_payment(headers, &s.network, &price.schemes)? else {
+        let Some(presented) = read_payment(headers, &s.network, &price.schemes)? else {
             return Err(Refusal::new(Reason::PaymentRequired));
         };
-        let reference = payment.reference(self)?;
+        let reference = presented.payment.reference(self)?;
         let now = unix_now();
         match reference.check(&s.challenge_keys, &self.terms(price.amount, target), now) {
             Ok(()) | Err(ReferenceError::Expired) => {}
             Err(_) => return Err(Refusal::new(Reason::InvalidReference)),
         }
-        if self.is_granted(&reference).await? {
-            return Err(Refusal::new(Reason::ReferenceAlreadyUsed));
-        }
+        // A payment given back is public on chain: only its payer may present it again.
+        let proven_payer = match self.standing(&reference).await? {
+            Standing::Open => None,
+            Standing::Granted => return Err(Refusal::new(Reason::ReferenceAlreadyUsed)),
+            Standing::Released { payer } => {
+                let proven = payer.parse().is_ok_and(|payer| {
+                    target.proven_by(&payer, presented.proof(&reference), &reference)
+                });
+                if !proven {
+                    return Err(Refusal::new(Reason::InvalidProof));
+                }
+                Some(payer)
+            }
+        };
         let window = Window::at(reference.expires_at(), now);
         if window == Window::Closed {
             return Err(Refusal::new(Reason::ExpiredReference));
         }
+        let Presented {
+            payment, version, ..
+        } = presented;
         let demand = Demand::at_gate(self, payment.scheme(), price.amount, reference);
         let verified = payment.verify(self, &demand, window, Some(target)).await?;
         run_check(check, reference, verified.payer, verified.amount, target).await?;
         let settled = verified.settle(self).await?;
-        self.grant(&settled, target).await?;
+        self.grant(&settled, target, proven_payer.as_deref())
+            .await?;
         Ok((settled, version))
     }
 
-    async fn is_granted(&self, reference: &Reference) -> Result<bool, Refusal> {
+    async fn standing(&self, reference: &Reference) -> Result<Standing, Refusal> {
         self.store()
-            .is_granted(&reference.to_string())
+            .standing(&reference.to_string())
             .await
             .map_err(store_unavailable)
     }
 
     /// Records the grant; a reference granted meanwhile (a concurrent request with the
-    /// same payment) is refused.
-    async fn grant(&self, settled: &SettledPayment, target: &Target) -> Result<(), Refusal> {
+    /// same payment) is refused, and so is one given back unless `proven_payer` is its
+    /// payer.
+    async fn grant(
+        &self,
+        settled: &SettledPayment,
+        target: &Target,
+        proven_payer: Option<&str>,
+    ) -> Result<(), Refusal> {
         let grant = settled.grant(&target.method, &target.path);
-        match self.store().try_grant(&grant).await {
+        match self.store().try_grant(&grant, proven_payer).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(Refusal::new(Reason::ReferenceAlreadyUsed)),
             Err(error) => Err(store_unavailable(error)),

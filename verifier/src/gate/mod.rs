@@ -88,6 +88,17 @@ impl Target {
             None => host.to_string(),
         }
     }
+
+    /// Whether `proof` is `payer`'s proof that it presents `reference` for this request.
+    pub fn proven_by(&self, payer: &Pubkey, proof: Option<&str>, reference: &Reference) -> bool {
+        let host = self.host();
+        let request = x402_protocol::ProofTarget {
+            method: &self.method,
+            path: &self.path,
+            host: &host,
+        };
+        proof.is_some_and(|proof| x402_protocol::check_proof(payer, proof, reference, &request))
+    }
 }
 
 /// A payment the gate accepted, in the request's extensions for the handler to read.
@@ -369,12 +380,13 @@ impl Gate {
         answer
     }
 
-    /// Gives the grant back after serving failed: the payment may be presented again (its
-    /// submission lease ends too, so that the retry settles it at once).
+    /// Gives the grant back after serving failed: the payment may be presented again by
+    /// its payer, with the payer's proof (its submission lease ends too, so that the
+    /// retry settles it at once).
     pub async fn release(&self, settled: &SettledPayment) {
         self.0.metrics.released();
         let reference = settled.reference.to_string();
-        if let Err(error) = self.0.store.release(&reference).await {
+        if let Err(error) = self.0.store.release(&reference, crate::unix_now()).await {
             tracing::error!(%error, reference = %settled.reference, "could not release a grant");
         }
         if let Err(error) = self.0.store.end_submission(&reference).await {

@@ -17,6 +17,7 @@ use x402_protocol::{read_mint, ExactOffer, ExactTerms, Landed, LedgerError, Mint
 
 use super::{fee_cost, Next, Scheme, Verified};
 use crate::error::{Reason, Refusal};
+use crate::gate::sponsorship::Parties;
 use crate::gate::{store_unavailable, Gate, Price, SettledPayment, Target};
 use crate::metrics::LedgerCall;
 use crate::unix_now;
@@ -155,11 +156,24 @@ impl ExactPayment {
         // Deterministic: the same message always has the same transaction id.
         transaction.signatures[0] = fee_payer.sign_message(&transaction.message.serialize());
         let key = demand.key(&transaction);
+        // One transaction buys one request, whichever key it came under: the gate's
+        // reference (its Memo) or a facilitator caller's message hash.
+        let elsewhere = gate
+            .store()
+            .exact_settled_elsewhere(&transaction.signatures[0].to_string(), &key.to_string())
+            .await
+            .map_err(store_unavailable)?;
+        if elsewhere {
+            return Err(Refusal::new(Reason::DuplicateSettlement));
+        }
         let submission = Submission {
             transaction,
             demand: demand.clone(),
             key,
-            payer: transfer.payer,
+            parties: Parties {
+                payer: transfer.payer,
+                source: transfer.source,
+            },
             destination: transfer.destination,
         };
         if !open {
@@ -215,7 +229,7 @@ pub struct Submission {
     demand: ExactDemand,
     /// The reference its grant and its submission lease are keyed by.
     key: Reference,
-    payer: Pubkey,
+    parties: Parties,
     /// The payee's token account.
     destination: Pubkey,
 }
@@ -234,7 +248,7 @@ impl Submission {
         let cost = self.cost(gate);
         let permit = gate
             .sponsorship()
-            .admit(self.payer, cost, gate.metrics().rent_held())?;
+            .admit(self.parties, cost, gate.metrics().rent_held())?;
         let lease = self.key.to_string();
         let now = unix_now();
         let leased = gate
@@ -324,7 +338,7 @@ impl Submission {
                 scheme: Scheme::Exact,
                 reference: self.key,
                 receipt: None,
-                payer: self.payer,
+                payer: self.parties.payer,
                 amount,
                 mint: self.demand.terms.mint,
                 transaction: Some(signature.to_string()),

@@ -12,12 +12,12 @@ use x402_protocol::scheme::{
 };
 use x402_protocol::wire::Offer;
 use x402_protocol::{
-    check_proof, check_receipt, validate_sponsored, LedgerError, ProofTarget, Receipt, Reference,
-    Requirement,
+    check_receipt, validate_sponsored, LedgerError, Receipt, Reference, Requirement,
 };
 
 use super::{fee_cost, Next, Verified};
 use crate::error::{Reason, Refusal};
+use crate::gate::sponsorship::Parties;
 use crate::gate::{store_unavailable, Gate, Price, SettledPayment, Target};
 use crate::metrics::LedgerCall;
 use crate::unix_now;
@@ -125,7 +125,7 @@ impl ReceiptPayment {
     }
 
     /// Way 1 while the challenge is open: the strict validation, no ledger call. In every
-    /// other case: the receipt, one ledger read.
+    /// other case: the receipt, one ledger read, redeemed by its payer only.
     pub(super) async fn verify(
         self,
         gate: &Gate,
@@ -133,7 +133,7 @@ impl ReceiptPayment {
         open: bool,
         target: Option<&Target>,
     ) -> Result<Verified, Refusal> {
-        let (signature, proof) = match self {
+        let (signature, presenter) = match self {
             ReceiptPayment::Sponsored(transaction) if open => {
                 let payer = check_sponsored(gate, &transaction, requirement)?;
                 // Submitted this late, it could land after the expiry and fail, at the
@@ -153,11 +153,15 @@ impl ReceiptPayment {
                 });
             }
             // Nothing new is submitted for an expired reference: only a receipt that
-            // exists already pays for it.
-            ReceiptPayment::Sponsored(_) => (None, None),
+            // exists already pays for it, and only to the payer whose signed `pay` this
+            // is (a copy with another signer, or none, redeems nothing).
+            ReceiptPayment::Sponsored(transaction) => {
+                let payer = check_sponsored(gate, &transaction, requirement)?;
+                (None, Presenter::Signer(payer))
+            }
             ReceiptPayment::SelfSubmitted {
                 signature, proof, ..
-            } => (signature, Some(proof)),
+            } => (signature, Presenter::Proof(proof)),
         };
         let receipt = match read_receipt(gate, requirement).await? {
             Some((receipt, _)) => receipt,
@@ -170,21 +174,18 @@ impl ReceiptPayment {
                 ))
             }
         };
-        // A self-submitted payment is redeemed by its payer only: its reference is public
-        // on chain, its proof is not.
-        if let (Some(proof), Some(target)) = (proof, target) {
-            let host = target.host();
-            let request = ProofTarget {
-                method: &target.method,
-                path: &target.path,
-                host: &host,
-            };
-            let proven = proof.is_some_and(|proof| {
-                check_proof(&receipt.payer, &proof, &requirement.reference, &request)
-            });
-            if !proven {
-                return Err(Refusal::new(Reason::InvalidProof));
+        // A receipt is redeemed by its payer only: its reference is public on chain, its
+        // payer's signature is not.
+        let proven = match (presenter, target) {
+            (Presenter::Signer(payer), _) => payer == receipt.payer,
+            (Presenter::Proof(proof), Some(target)) => {
+                target.proven_by(&receipt.payer, proof.as_deref(), &requirement.reference)
             }
+            // A facilitator caller binds the payment to its request itself.
+            (Presenter::Proof(_), None) => true,
+        };
+        if !proven {
+            return Err(Refusal::new(Reason::InvalidProof));
         }
         Ok(Verified {
             payer: receipt.payer,
@@ -192,6 +193,14 @@ impl ReceiptPayment {
             next: Next::Settled(settled(gate, requirement, &receipt, signature)),
         })
     }
+}
+
+/// Who presents a payment that is read from its receipt.
+enum Presenter {
+    /// The signer of the sponsored `pay` presented (its signature checked).
+    Signer(Pubkey),
+    /// A self-submitted payment's proof, if any.
+    Proof(Option<String>),
 }
 
 impl Submission {
@@ -206,14 +215,18 @@ impl Submission {
     /// Only within the sponsorship's limits, and only while holding the reference's
     /// lease: copies of one payment sent at once are submitted once.
     pub(super) async fn settle(self, gate: &Gate) -> Result<SettledPayment, Refusal> {
+        let parties = Parties {
+            payer: self.payer,
+            source: payer_token(&self.transaction),
+        };
         let permit =
             gate.sponsorship()
-                .admit(self.payer, self.cost(gate), gate.metrics().rent_held())?;
+                .admit(parties, self.cost(gate), gate.metrics().rent_held())?;
         let cost = self.cost(gate);
         let Submission {
             mut transaction,
             requirement,
-            ..
+            payer,
         } = self;
         let fee_payer = gate
             .settings()
@@ -239,7 +252,7 @@ impl Submission {
             // which no copy may take while it confirms.
             return Err(Refusal::new(Reason::SponsorshipBusy));
         }
-        let outcome = submit(gate, &transaction, &requirement, signature).await;
+        let outcome = submit(gate, &transaction, &requirement, payer, signature).await;
         match &outcome {
             Ok((_, Some(deposited))) => {
                 gate.metrics().rent_deposited(*deposited);
@@ -263,12 +276,15 @@ impl Submission {
 }
 
 /// Submits the co-signed `transaction` and reads the receipt: the receipt decides, not
-/// the submission's outcome. The payment, and the rent this submission deposited when it
-/// landed (none when the same payment had landed before).
+/// the submission's outcome, but only a receipt its own `payer` paid (the same payment
+/// landed before, say retried after a 503): a copy signed by anyone else, which failed
+/// because the buyer's landed, redeems nothing. The payment, and the rent this
+/// submission deposited when it landed (none when the same payment had landed before).
 async fn submit(
     gate: &Gate,
     transaction: &Transaction,
     requirement: &Requirement,
+    payer: Pubkey,
     signature: String,
 ) -> Result<(SettledPayment, Option<u64>), Refusal> {
     let transaction = transaction.clone().into();
@@ -281,6 +297,10 @@ async fn submit(
         Err(unavailable) => return Err(unavailable.into()),
     };
     match (read_receipt(gate, requirement).await?, rejected) {
+        (Some((receipt, _)), _) if receipt.payer != payer => {
+            tracing::info!(reference = %requirement.reference, "a copy of a payment another payer made");
+            Err(Refusal::new(Reason::TransactionFailed))
+        }
         (Some((receipt, lamports)), rejected) => {
             let deposited = rejected.is_none().then_some(lamports);
             let settled = settled(gate, requirement, &receipt, Some(signature));
@@ -297,6 +317,19 @@ async fn submit(
             Err(Refusal::unavailable())
         }
     }
+}
+
+/// The token account a validated `pay` spends from: its fifth account (`payer_token`,
+/// which the program requires the payer to own).
+fn payer_token(transaction: &Transaction) -> Pubkey {
+    let message = &transaction.message;
+    message
+        .instructions
+        .last()
+        .and_then(|pay| pay.accounts.get(4))
+        .and_then(|&index| message.account_keys.get(usize::from(index)))
+        .copied()
+        .unwrap_or_default()
 }
 
 /// How long a submission's lease is held at most: past the ledger calls' deadlines.

@@ -10,7 +10,7 @@ use x402_protocol::ChallengeKey;
 
 pub use listen::{banner, run, serve, shutdown_signal, ConnectionLimits};
 
-use crate::config::{ApiKeys, Config, ConfigError};
+use crate::config::{ApiKeys, Config, ConfigError, MetricsListen, DEFAULT_METRICS_LISTEN};
 use crate::facilitator::access::{FacilitatorAccess, SponsorshipPolicy};
 use crate::gate::{Gate, PaymentSettings};
 use crate::metrics::MetricsAccess;
@@ -44,8 +44,9 @@ pub struct Verifier {
     pub router: axum::Router,
     pub gate: Gate,
     pub listen: SocketAddr,
-    /// `/metrics` on its own listener, when configured.
-    pub metrics: Option<(SocketAddr, axum::Router)>,
+    /// `/metrics` on its own listener (by default; not when it is on the main listener
+    /// or off).
+    pub metrics: Option<MetricsListener>,
     pub routes: Vec<PaidRoute>,
     /// "embedded ledger" or "JSON-RPC ledger", for the banner.
     pub ledger_kind: &'static str,
@@ -54,11 +55,30 @@ pub struct Verifier {
     pub connections: ConnectionLimits,
 }
 
+/// `/metrics` on a listener of its own.
+#[derive(Clone)]
+pub struct MetricsListener {
+    pub address: SocketAddr,
+    pub router: axum::Router,
+    /// The default address rather than a configured one: when another process holds it,
+    /// the verifier serves without metrics (and says so) instead of not starting.
+    pub optional: bool,
+}
+
 /// Builds the verifier `config` describes and starts its background tasks.
 pub async fn build(config: Config) -> Result<Verifier, StartError> {
     let state_dir = &config.state_dir;
     std::fs::create_dir_all(state_dir)
         .map_err(|e| StartError::Io(format!("cannot create {}: {e}", state_dir.display())))?;
+    // A payer's proof names the host it presents to; without a configured public URL the
+    // request's own Host header would name it, and a proof captured on one host could be
+    // replayed with that Host at another. Only the local demo may go without one.
+    if config.payment.rpc_url.is_some() && config.public_url.is_none() {
+        return Err(invalid(
+            "public_url",
+            "required with a JSON-RPC ledger (X402_PUBLIC_URL): the host payers' proofs are bound to",
+        ));
+    }
     let market = crate::ledger::open_market(&config).await?;
     let challenge_keys = match &config.payment.challenge_keys {
         Some(keys) => keys.0.clone(),
@@ -109,12 +129,16 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
     let access = MetricsAccess {
         token: config.metrics.token.clone(),
     };
+    let own = |address, optional| MetricsListener {
+        address,
+        router: crate::metrics::router(gate.clone(), access.clone()),
+        optional,
+    };
     let (main_metrics, metrics) = match config.metrics.listen {
-        Some(address) => (
-            None,
-            Some((address, crate::metrics::router(gate.clone(), access))),
-        ),
-        None => (Some(access), None),
+        None => (None, Some(own(DEFAULT_METRICS_LISTEN, true))),
+        Some(MetricsListen::Address(address)) => (None, Some(own(address, false))),
+        Some(MetricsListen::Main) => (Some(access.clone()), None),
+        Some(MetricsListen::Off) => (None, None),
     };
     let facilitator = facilitator_access(&config, &gate)?;
     Ok(Verifier {
@@ -133,6 +157,7 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
         demo_payer: market.demo_payer,
         connections: ConnectionLimits {
             max_connections: config.limits.max_connections,
+            max_connections_per_peer: config.limits.connections_per_peer(),
             header_read_timeout: Duration::from_secs(config.limits.header_read_timeout_seconds),
         },
     })
