@@ -23,15 +23,25 @@ export const TESTNET = "solana:4uhcVJyU9pJkvQyS88uRDiswHXSCkY3z";
 export interface MintInfo {
   decimals: number;
   tokenProgram: string;
+  /**
+   * The network (CAIP-2) the mint lives on, when known: an offer naming another network
+   * for it is refused, since the label would not be the cluster the money moves on.
+   */
+  network?: string;
 }
 
 /** Mints whose facts the client knows without asking a ledger. */
 export const KNOWN_MINTS: Readonly<Record<string, MintInfo>> = Object.freeze({
   // USDC, mainnet.
-  EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v: { decimals: 6, tokenProgram: TOKEN_PROGRAM },
+  EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v: { decimals: 6, tokenProgram: TOKEN_PROGRAM, network: MAINNET },
   // USDC, devnet.
-  "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU": { decimals: 6, tokenProgram: TOKEN_PROGRAM },
+  "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU": { decimals: 6, tokenProgram: TOKEN_PROGRAM, network: DEVNET },
 });
+
+/** The network (CAIP-2) of a ledger whose genesis hash (base58) is `genesisHash`. */
+export function networkOfGenesis(genesisHash: string): string {
+  return `solana:${genesisHash.slice(0, 32)}`;
+}
 
 /** The Wallet Standard chain (`solana:mainnet`, ...) of an x402 network (CAIP-2 or v1 name). */
 export function walletChain(network: string): string {
@@ -51,6 +61,16 @@ export function walletChain(network: string): string {
     default:
       return "solana:localnet";
   }
+}
+
+/**
+ * Whether two names (CAIP-2 or v1) are the same network. Local networks match only
+ * when named alike: "solana-localnet" names no genesis, so it is no particular one.
+ */
+export function sameNetwork(a: string, b: string): boolean {
+  if (a === b) return true;
+  const chain = walletChain(a);
+  return chain !== "solana:localnet" && chain === walletChain(b);
 }
 
 /** Whether `network` names a Solana cluster (CAIP-2 `solana:...` or a v1 `solana*` name). */

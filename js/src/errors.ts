@@ -22,7 +22,10 @@ export interface X402ErrorDetails {
   reason?: string;
   /** "no_payable_offer" / "policy": each offer and why it was not paid. */
   offers?: OfferRefusal[];
-  /** "unavailable": the payment already signed; resend it with `fetchWithPayment(url, init, {...options, payment})`. */
+  /**
+   * The payment already signed and not yet accepted ("unavailable", or a proof that could
+   * not be signed): resend it with `fetchWithPayment(url, init, {...options, payment})`.
+   */
   payment?: Payment;
   /** The last response, when there was one. */
   response?: Response;

@@ -1,28 +1,39 @@
 /** fetchWithPayment: a fetch that pays x402 challenges on Solana. */
 import type { MintInfo } from "./constants.js";
 import { X402Error } from "./errors.js";
-import { chooseOffer, createPayment, DEFAULT_SCHEMES, type Payment, type PaymentSources } from "./payment.js";
+import {
+  chooseOffer,
+  createPayment,
+  DEFAULT_SCHEMES,
+  readLedgerFacts,
+  type Payment,
+  type PaymentSources,
+} from "./payment.js";
 import { recordSpending, type SpendingPolicy } from "./policy.js";
+import { proofTarget, signProof, X_PAYMENT_PROOF } from "./proof.js";
 import { rpcSources } from "./rpc.js";
-import type { PaymentSigner } from "./signer.js";
+import { canSignMessages, signerAddress, type PaymentSigner } from "./signer.js";
 import { readChallenge, readSettlement, type Settlement } from "./wire.js";
 
 export interface FetchWithPaymentOptions {
   /** Who pays; absent → X402Error "no_wallet" on a 402. */
   signer?: PaymentSigner | null;
-  /** Checked before signing. */
+  /** Checked before signing; without one, the default cap of 1.00 of the token per request applies. */
   policy?: SpendingPolicy;
   /** Schemes in order of preference; default ["receipt", "exact"]. */
   schemes?: readonly string[];
-  /** JSON-RPC endpoint for `exact` offers: blockhash and unknown mints. */
+  /** JSON-RPC endpoint for `exact` offers: its network (genesis hash), blockhash and unknown mints. */
   rpcUrl?: string;
   /** Trusted mint facts (decimals, token program) by mint address. */
   mints?: Readonly<Record<string, MintInfo>>;
-  /** Attempts after a 503, resending the same payment (default 3). */
+  /** Attempts after a 5xx (503 among them), resending the same payment (default 3). */
   retries?: number;
   /** Longest wait honoured from Retry-After, ms (default 10000); 1000 when absent. */
   maxRetryDelayMs?: number;
-  /** A payment already signed (from an "unavailable" error): sent at once, never re-signed. */
+  /**
+   * A payment already signed (from an "unavailable" error): sent at once with its payer's
+   * proof (X-Payment-Proof, signed by `signer`), never re-signed nor charged again.
+   */
   payment?: Payment;
   /** Default: globalThis.fetch. */
   fetch?: typeof fetch;
@@ -63,9 +74,72 @@ function retryDelay(response: Response, maxMs: number): number {
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
+ * A paid request answered so was not served, and the seller gives the payment back (the
+ * verifier releases the grant on a 5xx; a 503 could not check it): present the same
+ * payment again, never a new one.
+ */
+function givenBack(status: number): boolean {
+  return status >= 500 && status <= 599;
+}
+
+/** The same error, now holding the payment it must not lose. */
+function keeping(error: unknown, payment: Payment): unknown {
+  if (!(error instanceof X402Error) || error.payment) return error;
+  return new X402Error(error.code, error.message, { payment, cause: error, ...(error.response ? { response: error.response } : {}) });
+}
+
+/**
+ * `X-Payment-Proof: <reference>:<proof>` for presenting `payment` again at this request:
+ * its payer's signature over its reference and the request. Null when the payment carries
+ * no reference (a stock seller's `exact` offer without one has nothing to prove), or when
+ * no signer of its payer can sign messages: the payment is then presented bare, and the
+ * seller says whether it needs the proof (a 503's payment was never given back).
+ */
+async function paymentProof(
+  payment: Payment,
+  signer: PaymentSigner | null | undefined,
+  url: string | URL,
+  init: RequestInit | undefined,
+): Promise<string | null> {
+  if (!payment.reference || !signer || signerAddress(signer) !== payment.payer || !canSignMessages(signer)) return null;
+  try {
+    return `${payment.reference}:${await signProof(signer, payment.reference, proofTarget(url, init?.method ?? "GET"))}`;
+  } catch (error) {
+    throw keeping(error, payment);
+  }
+}
+
+/** Signs a payment for the challenge of `first` (a 402), after the policy allowed it. */
+async function pay(first: Response, options: FetchWithPaymentOptions): Promise<Payment> {
+  const challenge = await readChallenge(first);
+  if (!challenge) {
+    throw new X402Error("no_payable_offer", "The 402 response holds no readable x402 challenge.", {
+      offers: [],
+      response: first,
+    });
+  }
+  const schemes = options.schemes ?? DEFAULT_SCHEMES;
+  const given: PaymentSources = {
+    ...(options.rpcUrl ? rpcSources(options.rpcUrl) : {}),
+    ...(options.mints ? { mints: options.mints } : {}),
+  };
+  // Decimals and the ledger's network from the client's own sources, before the policy.
+  const sources = await readLedgerFacts(challenge, options.policy, schemes, given);
+  const offer = chooseOffer(challenge, options.policy, schemes, sources);
+  if (!options.signer) {
+    throw new X402Error("no_wallet", "Payment required, but no wallet or signer was given.", { response: first });
+  }
+  const payment = await createPayment(challenge, offer, options.signer, sources);
+  recordSpending(options.policy, payment.amount);
+  options.onPayment?.(payment);
+  return payment;
+}
+
+/**
  * Fetches `url`; on a 402 pays the best allowed offer and retries with the payment.
- * A 503 after paying is retried with the same payment; a 402 after paying throws
- * X402Error "refused" with the server's reason.
+ * A 5xx after paying (503 among them) is retried with the same payment and its payer's
+ * proof, then thrown as X402Error "unavailable" holding the payment; a 402 after paying
+ * throws X402Error "refused" with the server's reason.
  */
 export async function fetchWithPayment(
   url: string | URL,
@@ -77,38 +151,41 @@ export async function fetchWithPayment(
   if (!payment) {
     const first = await doFetch(url, init);
     if (first.status !== 402) return { response: first, settlement: readSettlement(first), payment: null };
-    const challenge = await readChallenge(first);
-    if (!challenge) {
-      throw new X402Error("no_payable_offer", "The 402 response holds no readable x402 challenge.", {
-        offers: [],
-        response: first,
-      });
-    }
-    const sources: PaymentSources = {
-      ...(options.rpcUrl ? rpcSources(options.rpcUrl) : {}),
-      ...(options.mints ? { mints: options.mints } : {}),
-    };
-    const offer = chooseOffer(challenge, options.policy, options.schemes ?? DEFAULT_SCHEMES, sources);
-    if (!options.signer) {
-      throw new X402Error("no_wallet", "Payment required, but no wallet or signer was given.", { response: first });
-    }
-    payment = await createPayment(challenge, offer, options.signer, sources);
-    recordSpending(options.policy, payment.amount);
-    options.onPayment?.(payment);
+    payment = await pay(first, options);
   }
 
   const retries = options.retries ?? 3;
   const sleep = options.sleep ?? defaultSleep;
+  // A kept payment is being presented again: the seller may have given its grant back.
+  let presented = options.payment !== undefined;
+  let proof: string | null | undefined;
   for (let attempt = 0; ; attempt++) {
-    const response = await doFetch(url, withHeader(init, payment.headerName, payment.headerValue));
-    if (response.status === 503) {
+    let request = withHeader(init, payment.headerName, payment.headerValue);
+    if (presented) {
+      if (proof === undefined) proof = await paymentProof(payment, options.signer, url, init);
+      if (proof) request = withHeader(request, X_PAYMENT_PROOF, proof);
+    }
+    let response: Response;
+    try {
+      response = await doFetch(url, request);
+    } catch (error) {
+      // No answer: the payment may have been taken, or not. Kept, never signed again.
+      throw new X402Error("unavailable", "The paid request got no answer; resend the same payment (options.payment).", {
+        payment,
+        cause: error,
+      });
+    }
+    presented = true;
+    if (givenBack(response.status)) {
       if (attempt < retries) {
         await sleep(retryDelay(response, options.maxRetryDelayMs ?? 10_000));
         continue;
       }
+      const why =
+        response.status === 503 ? "The payment could not be checked right now" : `The seller answered ${response.status} and gave the payment back`;
       throw new X402Error(
         "unavailable",
-        "The payment could not be checked right now; resend it later (options.payment): it will not be charged twice.",
+        `${why}; resend it later (options.payment): it will not be charged twice.`,
         { payment, response },
       );
     }

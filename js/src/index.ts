@@ -3,13 +3,28 @@ export { X402Error, type X402ErrorCode, type OfferRefusal } from "./errors.js";
 export {
   chooseOffer,
   createPayment,
+  networkRefusal,
+  readLedgerFacts,
   supportRefusal,
+  trustedMint,
   DEFAULT_SCHEMES,
   type Payment,
   type PaymentSources,
 } from "./payment.js";
-export { policyRefusal, spentUnder, recordSpending, type SpendingPolicy, type Units } from "./policy.js";
-export { signerAddress, signWith, type PaymentSigner, type WalletStandardSigner } from "./signer.js";
+export {
+  DEFAULT_MAX_PER_REQUEST,
+  needsDecimals,
+  parseUnits,
+  policyRefusal,
+  spentUnder,
+  recordSpending,
+  type Limit,
+  type SpendingPolicy,
+  type TrustedFacts,
+  type Units,
+} from "./policy.js";
+export { memoReference, proofMessage, proofTarget, signProof, X_PAYMENT_PROOF, type ProofTarget } from "./proof.js";
+export { canSignMessages, signerAddress, signMessageWith, signWith, type PaymentSigner, type WalletStandardSigner } from "./signer.js";
 export {
   associatedTokenAddress,
   buildExactTransaction,

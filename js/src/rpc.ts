@@ -1,14 +1,19 @@
-/** The two ledger reads the `exact` scheme may need, over JSON-RPC. */
+/** The ledger reads the `exact` scheme may need, over JSON-RPC. */
 import { address, createSolanaRpc } from "@solana/kit";
 
-import { TOKEN_2022_PROGRAM, TOKEN_PROGRAM, type MintInfo } from "./constants.js";
+import { networkOfGenesis, TOKEN_2022_PROGRAM, TOKEN_PROGRAM, type MintInfo } from "./constants.js";
 import { base64ToBytes } from "./wire.js";
 import type { PaymentSources } from "./payment.js";
 
-/** Sources that read blockhashes and mints from `rpcUrl`. */
-export function rpcSources(rpcUrl: string): Required<Pick<PaymentSources, "getMint" | "getLatestBlockhash">> {
+/** Sources that read blockhashes, mints and the ledger's network from `rpcUrl`. */
+export function rpcSources(
+  rpcUrl: string,
+): Required<Pick<PaymentSources, "getMint" | "getLatestBlockhash" | "getLedgerNetwork">> {
   const rpc = createSolanaRpc(rpcUrl);
   return {
+    async getLedgerNetwork() {
+      return networkOfGenesis(await rpc.getGenesisHash().send());
+    },
     async getLatestBlockhash() {
       const { value } = await rpc.getLatestBlockhash({ commitment: "confirmed" }).send();
       return value.blockhash;

@@ -1,7 +1,10 @@
 /** Who signs: a @solana/kit signer, or a Wallet Standard wallet and account. */
 import {
+  createSignableMessage,
   getTransactionDecoder,
   getTransactionEncoder,
+  type MessagePartialSigner,
+  type SignatureBytes,
   type Transaction,
   type TransactionModifyingSigner,
   type TransactionPartialSigner,
@@ -25,6 +28,12 @@ interface SignTransactionFeature {
   signTransaction(
     ...inputs: { account: unknown; transaction: Uint8Array; chain?: string }[]
   ): Promise<readonly { signedTransaction: Uint8Array }[]>;
+}
+
+interface SignMessageFeature {
+  signMessage(
+    ...inputs: { account: unknown; message: Uint8Array }[]
+  ): Promise<readonly { signedMessage?: Uint8Array; signature: Uint8Array }[]>;
 }
 
 function isWalletSigner(signer: PaymentSigner): signer is WalletStandardSigner {
@@ -92,4 +101,60 @@ export async function signWith(
     throw new X402Error("wallet_rejected", `The wallet returned the transaction without ${address}'s signature.`);
   }
   return signed;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}
+
+function walletSignMessage(signer: WalletStandardSigner): SignMessageFeature | null {
+  const feature = signer.wallet.features["solana:signMessage"] as SignMessageFeature | undefined;
+  return feature && typeof feature.signMessage === "function" ? feature : null;
+}
+
+function messageSigner(signer: PaymentSigner): MessagePartialSigner | null {
+  const candidate = signer as unknown as Partial<MessagePartialSigner>;
+  return typeof candidate.signMessages === "function" ? (candidate as MessagePartialSigner) : null;
+}
+
+/** Whether `signer` can sign a message (a kit message signer, or a wallet with solana:signMessage). */
+export function canSignMessages(signer: PaymentSigner): boolean {
+  return isWalletSigner(signer) ? walletSignMessage(signer) !== null : messageSigner(signer) !== null;
+}
+
+/**
+ * `signer`'s ed25519 signature over `message` (64 bytes): a kit message signer
+ * (KeyPairSigner is one) or a Wallet Standard wallet's solana:signMessage.
+ */
+export async function signMessageWith(signer: PaymentSigner, message: Uint8Array): Promise<Uint8Array> {
+  const address = signerAddress(signer);
+  let signature: Uint8Array | undefined;
+  const kit = isWalletSigner(signer) ? null : messageSigner(signer);
+  if (isWalletSigner(signer)) {
+    const feature = walletSignMessage(signer);
+    if (!feature) throw new X402Error("no_wallet", "The wallet cannot sign messages (no solana:signMessage).");
+    try {
+      const [output] = await feature.signMessage({ account: signer.account, message });
+      // A wallet that signed other bytes than asked would make a proof of something else.
+      if (output?.signedMessage && !sameBytes(output.signedMessage, message)) {
+        throw new Error("the wallet signed a different message");
+      }
+      signature = output?.signature;
+    } catch (error) {
+      throw rejected(error);
+    }
+  } else if (kit) {
+    try {
+      const [signatures] = await kit.signMessages([createSignableMessage(message)]);
+      signature = signatures?.[address as keyof typeof signatures] as SignatureBytes | undefined;
+    } catch (error) {
+      throw rejected(error);
+    }
+  } else {
+    throw new X402Error("no_wallet", "The signer cannot sign messages (no signMessages).");
+  }
+  if (!signature || signature.length !== 64) {
+    throw new X402Error("wallet_rejected", `The wallet returned no signature of ${address} over the message.`);
+  }
+  return signature;
 }

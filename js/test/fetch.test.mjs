@@ -1,6 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { fetchWithPayment, decodeHeader, encodeHeader, X402Error, spentUnder } from "../dist/index.js";
+import { ed25519 } from "@noble/curves/ed25519.js";
+import { getBase58Decoder, getBase58Encoder } from "@solana/kit";
 import * as f from "./fixtures.mjs";
 
 const SETTLEMENT = {
@@ -28,15 +30,19 @@ function mockFetch(...answers) {
 const paid = () =>
   new Response("the poem", { status: 200, headers: { "PAYMENT-RESPONSE": encodeHeader(SETTLEMENT) } });
 
-/** A signer that counts signatures. */
+/** A signer that counts payments signed (`count`) and proofs signed (`proofs`). */
 async function countingSigner() {
   const inner = await f.buyerSigner();
-  const counter = { count: 0 };
+  const counter = { count: 0, proofs: 0 };
   counter.signer = {
     address: inner.address,
     async signTransactions(txs) {
       counter.count++;
       return inner.signTransactions(txs);
+    },
+    async signMessages(messages) {
+      counter.proofs++;
+      return inner.signMessages(messages);
     },
   };
   return counter;
@@ -65,7 +71,9 @@ test("v2: pays the receipt offer and returns the decoded settlement", async () =
 test("schemes option prefers exact", async () => {
   const { fetch, calls } = mockFetch(() => f.response402(), paid);
   const { signer } = await countingSigner();
-  await fetchWithPayment("http://x/api", undefined, { fetch, signer, schemes: ["exact", "receipt"] });
+  // Without rpcUrl, exact is paid only on a network the policy names.
+  const policy = { networks: [f.DEVNET] };
+  await fetchWithPayment("http://x/api", undefined, { fetch, signer, policy, schemes: ["exact", "receipt"] });
   assert.equal(decodeHeader(calls[1].headers.get("PAYMENT-SIGNATURE")).accepted.scheme, "exact");
 });
 
@@ -146,6 +154,134 @@ test("503 that persists: 'unavailable' keeps the payment; resending it does not 
   assert.equal(counter.count, 1);
 });
 
+/** The proof message, written out here as protocol/src/proof.rs defines it. */
+const proofBytes = (reference, method, path, host) =>
+  new TextEncoder().encode(`x402-receipt-proof\n${reference}\n${method}\n${path}\n${host}`);
+
+/** Asserts `header` is `<reference>:<proof>`, the proof BUYER's signature for this request. */
+function assertProof(header, reference, method, path, host) {
+  assert.ok(header, "X-Payment-Proof is sent");
+  const [named, proof, ...rest] = header.split(":");
+  assert.equal(named, reference);
+  assert.equal(rest.length, 0);
+  const buyer = getBase58Encoder().encode(f.BUYER);
+  assert.ok(ed25519.verify(getBase58Encoder().encode(proof), proofBytes(reference, method, path, host), buyer), "valid proof");
+  // Bound to the request: not valid for another path.
+  assert.ok(!ed25519.verify(getBase58Encoder().encode(proof), proofBytes(reference, method, "/other", host), buyer));
+}
+
+test("5xx after paying: the same payment is presented again with its payer's proof, signed once, charged once", async () => {
+  const failed = () => new Response("upstream failed", { status: 500 });
+  const { fetch, calls } = mockFetch(() => f.response402(), failed, paid);
+  const counter = await countingSigner();
+  const policy = { budget: 50_000n };
+  const slept = [];
+  const r = await fetchWithPayment("http://Shop.Example:8402/api/poem?n=1", { method: "post", body: "{}" }, {
+    fetch,
+    signer: counter.signer,
+    policy,
+    sleep: async (ms) => void slept.push(ms),
+  });
+  assert.equal(r.response.status, 200);
+  assert.equal(calls.length, 3);
+  const [, first, second] = calls;
+  assert.equal(second.headers.get("PAYMENT-SIGNATURE"), first.headers.get("PAYMENT-SIGNATURE"));
+  assert.equal(first.headers.get("X-Payment-Proof"), null, "a first presentation needs no proof");
+  assertProof(second.headers.get("X-Payment-Proof"), f.REFERENCE, "POST", "/api/poem", "shop.example:8402");
+  assert.deepEqual(slept, [1000]);
+  assert.equal(counter.count, 1, "one payment signed");
+  assert.equal(spentUnder(policy), 10_000n, "charged once");
+});
+
+test("5xx that persists: 'unavailable' keeps the payment; resuming presents it with a proof, never re-signed", async () => {
+  const failed = () => new Response("bad gateway", { status: 502 });
+  const { fetch, calls } = mockFetch(() => f.response402(), failed);
+  const counter = await countingSigner();
+  const policy = { budget: 50_000n };
+  const error = await fetchWithPayment("http://x/api", undefined, {
+    fetch,
+    signer: counter.signer,
+    policy,
+    retries: 1,
+    sleep: async () => {},
+  }).catch((e) => e);
+  assert.ok(error instanceof X402Error);
+  assert.equal(error.code, "unavailable");
+  assert.match(error.message, /502/);
+  assert.equal(error.response.status, 502);
+  assert.equal(calls.length, 3);
+  assert.equal(error.payment.reference, f.REFERENCE);
+
+  const again = mockFetch(paid);
+  const r = await fetchWithPayment("http://x/api", undefined, {
+    fetch: again.fetch,
+    signer: counter.signer,
+    policy,
+    payment: error.payment,
+  });
+  assert.equal(r.response.status, 200);
+  assert.equal(again.calls.length, 1);
+  assert.equal(again.calls[0].headers.get("PAYMENT-SIGNATURE"), calls[1].headers.get("PAYMENT-SIGNATURE"));
+  assertProof(again.calls[0].headers.get("X-Payment-Proof"), f.REFERENCE, "GET", "/api", "x");
+  assert.equal(counter.count, 1);
+  assert.equal(spentUnder(policy), 10_000n, "the budget is not charged again");
+
+  // Only its payer proves it: without that signer, it is presented bare (the seller judges).
+  const bare = mockFetch(paid);
+  await fetchWithPayment("http://x/api", undefined, { fetch: bare.fetch, payment: error.payment });
+  assert.equal(bare.calls[0].headers.get("PAYMENT-SIGNATURE"), calls[1].headers.get("PAYMENT-SIGNATURE"));
+  assert.equal(bare.calls[0].headers.get("X-Payment-Proof"), null);
+});
+
+test("a payer that declines to sign the proof: 'wallet_rejected', the payment kept", async () => {
+  const { fetch } = mockFetch(() => f.response402(), () => new Response("", { status: 500 }));
+  const counter = await countingSigner();
+  counter.signer.signMessages = async () => {
+    throw new Error("User rejected the request");
+  };
+  const error = await fetchWithPayment("http://x/api", undefined, { fetch, signer: counter.signer, sleep: async () => {} }).catch(
+    (e) => e,
+  );
+  assert.equal(error.code, "wallet_rejected");
+  assert.equal(error.payment.reference, f.REFERENCE);
+  assert.equal(counter.count, 1);
+});
+
+test("5xx after an exact payment: the proof names the reference its Memo holds", async () => {
+  // A reference as the verifier issues them (bytes 0..4 and 12..16 zero), its Memo the compact form.
+  const reference = new Uint8Array(32);
+  reference.set([1, 2, 3, 4, 5, 6, 7, 8], 4);
+  reference.set(Array.from({ length: 16 }, (_, i) => 100 + i), 16);
+  const memo = Buffer.concat([reference.subarray(4, 12), reference.subarray(16)]).toString("base64url");
+  const offer = f.exactOffer();
+  offer.extra = { ...offer.extra, memo };
+  const challenge = () => f.response402(f.challengeV2([offer]));
+  const { fetch, calls } = mockFetch(challenge, () => new Response("", { status: 503 }), paid);
+  const counter = await countingSigner();
+  await fetchWithPayment("http://x:8080/api", undefined, {
+    fetch,
+    signer: counter.signer,
+    policy: { networks: [f.DEVNET] },
+    sleep: async () => {},
+  });
+  assert.equal(calls[2].headers.get("PAYMENT-SIGNATURE"), calls[1].headers.get("PAYMENT-SIGNATURE"));
+  assertProof(calls[2].headers.get("X-Payment-Proof"), getBase58Decoder().decode(reference), "GET", "/api", "x:8080");
+  assert.equal(counter.count, 1);
+});
+
+test("no answer after paying: 'unavailable' keeps the payment", async () => {
+  let n = 0;
+  const fetch = async () => {
+    if (++n === 1) return f.response402();
+    throw new TypeError("fetch failed");
+  };
+  const counter = await countingSigner();
+  const error = await fetchWithPayment("http://x/api", undefined, { fetch, signer: counter.signer }).catch((e) => e);
+  assert.equal(error.code, "unavailable");
+  assert.equal(error.payment.amount, 10_000n);
+  assert.equal(counter.count, 1);
+});
+
 test("402 after paying throws 'refused' with the server's reason and keeps the budget spent", async () => {
   const policy = { budget: 50_000n };
   const refusal = () => f.response402(f.challengeV2(undefined, "transaction_failed"));
@@ -181,7 +317,8 @@ test("policy: checked before signing, per offer", async () => {
 
   // A program not in `programs` rules out the receipt offer only: exact is paid.
   const { fetch, calls } = mockFetch(() => f.response402(), paid);
-  await fetchWithPayment("http://x/api", undefined, { fetch, signer: counter.signer, policy: { programs: [f.key(6)] } });
+  const policy = { programs: [f.key(6)], networks: [f.DEVNET] };
+  await fetchWithPayment("http://x/api", undefined, { fetch, signer: counter.signer, policy });
   assert.equal(decodeHeader(calls[1].headers.get("PAYMENT-SIGNATURE")).accepted.scheme, "exact");
   // networks accept v1 names for CAIP-2 offers.
   const ok = mockFetch(() => f.response402(), paid);

@@ -1,13 +1,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { fetchWithPayment, decodeHeader, rpcSources, TOKEN_2022_PROGRAM } from "../dist/index.js";
+import { createPayment, fetchWithPayment, decodeHeader, parseChallenge, rpcSources, TOKEN_2022_PROGRAM } from "../dist/index.js";
 import * as f from "./fixtures.mjs";
 
 const MINT = f.key(7);
 const BLOCKHASH = f.key(12);
+const DEVNET_GENESIS = "EtWTRABZaYq6iMfeYKouRu166VU2xqa1wcaWoxPkrZBG";
+const MAINNET_GENESIS = "5eykt4UsFv8P8NJdTREpY1vzqKqZKvdpKuc147dw2N9d";
 
 /** Answers kit's JSON-RPC calls through a patched globalThis.fetch. */
-async function withRpc(run) {
+async function withRpc(run, genesis = DEVNET_GENESIS) {
   const original = globalThis.fetch;
   const methods = [];
   globalThis.fetch = async (url, init) => {
@@ -17,7 +19,9 @@ async function withRpc(run) {
     const data = new Uint8Array(82);
     data[44] = 9;
     const result =
-      method === "getLatestBlockhash"
+      method === "getGenesisHash"
+        ? genesis
+        : method === "getLatestBlockhash"
         ? { context: { slot: 1 }, value: { blockhash: BLOCKHASH, lastValidBlockHeight: 100 } }
         : {
             context: { slot: 1 },
@@ -56,7 +60,7 @@ test("exact offer without blockhash, unknown mint: both from rpcUrl, never from 
       return calls.length === 1 ? f.response402(f.challengeV2([offer])) : new Response("ok");
     };
     await fetchWithPayment("http://x/api", undefined, { fetch, signer: await f.buyerSigner(), rpcUrl: "http://127.0.0.1:8899" });
-    assert.deepEqual(methods.sort(), ["getAccountInfo", "getLatestBlockhash"]);
+    assert.deepEqual(methods.sort(), ["getAccountInfo", "getGenesisHash", "getLatestBlockhash"]);
     const { message } = f.decodeTx(decodeHeader(calls[1].get("PAYMENT-SIGNATURE")).payload.transaction);
     assert.equal(message.lifetimeToken, BLOCKHASH);
     const transfer = f.resolve(message, message.instructions[2]);
@@ -64,3 +68,77 @@ test("exact offer without blockhash, unknown mint: both from rpcUrl, never from 
     assert.equal(transfer.data.at(-1), 9);
     assert.equal(transfer.accounts[0], f.ata(f.BUYER, MINT, TOKEN_2022_PROGRAM));
   }));
+
+test("rpcSources names the ledger's network from its genesis hash", () =>
+  withRpc(async () => {
+    assert.equal(await rpcSources("http://127.0.0.1:8899").getLedgerNetwork(), f.DEVNET);
+  }));
+
+/** One exact offer of an unknown mint (the seller claims 2 decimals), paid through rpcUrl. */
+async function payThroughRpc(amount, options = {}) {
+  const offer = f.exactOffer({ asset: MINT, amount });
+  offer.extra = { ...offer.extra, decimals: 2 };
+  let signed = 0;
+  const inner = await f.buyerSigner();
+  const signer = { address: inner.address, signTransactions: (txs) => (signed++, inner.signTransactions(txs)) };
+  const sent = [];
+  const fetch = async (_url, init) => {
+    sent.push(new Headers(init?.headers).get("PAYMENT-SIGNATURE"));
+    return sent.length === 1 ? f.response402(f.challengeV2([offer])) : new Response("ok");
+  };
+  const result = await fetchWithPayment("http://x/api", undefined, {
+    fetch,
+    signer,
+    rpcUrl: "http://127.0.0.1:8899",
+    ...options,
+  }).catch((e) => e);
+  return { result, signed, sent };
+}
+
+test("default cap: the mint's decimals come from the ledger (9), never the seller's claim (2)", () =>
+  withRpc(async () => {
+    // 0.5 of a 9-decimal token: within 1.00; with the seller's 2 decimals it would be 5,000,000.00.
+    const half = await payThroughRpc("500000000");
+    assert.equal(half.result.response?.status, 200, String(half.result.message));
+    assert.equal(half.signed, 1);
+    const two = await payThroughRpc("2000000000");
+    assert.equal(two.result.code, "policy");
+    assert.match(two.result.message, /default cap.*1000000000 base units/);
+    assert.equal(two.signed, 0);
+  }));
+
+test("network: an exact offer naming another network than rpcUrl's is refused before signing", () =>
+  withRpc(async () => {
+    // The user's RPC is mainnet; the offer says devnet (and a networks policy allows devnet).
+    const policy = { networks: [f.DEVNET] };
+    // The mint's facts from the caller (no network): only the ledger's genesis tells.
+    const mints = { [MINT]: { decimals: 9, tokenProgram: TOKEN_2022_PROGRAM } };
+    const given = await payThroughRpc("10000", { policy, mints });
+    assert.equal(given.result.code, "no_payable_offer", String(given.result.message));
+    assert.match(given.result.message, /names solana:EtWT\w+, but rpcUrl is on solana:5eykt/);
+    assert.equal(given.signed, 0);
+    // The mint read from that ledger is a mainnet mint: refused as well.
+    const read = await payThroughRpc("10000", { policy });
+    assert.match(read.result.message, /mint \w+ is on solana:5eykt\w+, but the offer names solana:EtWT/);
+    assert.equal(read.signed, 0);
+  }, MAINNET_GENESIS));
+
+test("network: with rpcUrl on the offer's network, exact is paid without a networks policy", () =>
+  withRpc(async (methods) => {
+    const { result, signed, sent } = await payThroughRpc("10000");
+    assert.equal(result.response?.status, 200, String(result.message));
+    assert.equal(signed, 1);
+    assert.ok(methods.includes("getGenesisHash"));
+    // Signed with the checked ledger's blockhash, not the seller's: it lands on that cluster only.
+    const { message } = f.decodeTx(decodeHeader(sent[1]).payload.transaction);
+    assert.equal(message.lifetimeToken, BLOCKHASH);
+    assert.notEqual(BLOCKHASH, f.BLOCKHASH);
+  }));
+
+test("network: createPayment with rpc sources checks the ledger's network itself", () =>
+  withRpc(async (methods) => {
+    const challenge = parseChallenge(f.challengeV2([f.exactOffer({ asset: MINT })]));
+    const sources = { ...rpcSources("http://127.0.0.1:8899"), mints: { [MINT]: { decimals: 9, tokenProgram: TOKEN_2022_PROGRAM } } };
+    await assert.rejects(createPayment(challenge, challenge.offers[0], await f.buyerSigner(), sources), /rpcUrl is on solana:5eykt/);
+    assert.deepEqual(methods, ["getGenesisHash"]);
+  }, MAINNET_GENESIS));

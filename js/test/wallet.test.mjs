@@ -57,3 +57,30 @@ test("reject: connect and signTransaction throw user rejections; createPayment s
     return true;
   });
 });
+
+test("a wallet's solana:signMessage signs the proof; one that signs other bytes is refused", async () => {
+  const { ed25519 } = await import("@noble/curves/ed25519.js");
+  const { getBase58Encoder } = await import("@solana/kit");
+  const { signProof, proofMessage } = await import("../dist/index.js");
+  const wallet = (tamper) => ({
+    wallet: {
+      features: {
+        "solana:signMessage": {
+          async signMessage({ message }) {
+            const signed = tamper ? Uint8Array.from([...message, 0]) : message;
+            return [{ signedMessage: signed, signature: ed25519.sign(signed, f.BUYER_SEED) }];
+          },
+        },
+      },
+    },
+    account: { address: f.BUYER },
+  });
+  const target = { method: "get", path: "/api", host: "X:8080" };
+  const proof = await signProof(wallet(false), f.REFERENCE, target);
+  const expected = new TextEncoder().encode(`x402-receipt-proof\n${f.REFERENCE}\nGET\n/api\nx:8080`);
+  assert.deepEqual(proofMessage(f.REFERENCE, target), expected);
+  assert.ok(ed25519.verify(getBase58Encoder().encode(proof), expected, getBase58Encoder().encode(f.BUYER)));
+  await assert.rejects(signProof(wallet(true), f.REFERENCE, target), (e) => e.code === "wallet_rejected");
+  const none = { wallet: { features: {} }, account: { address: f.BUYER } };
+  await assert.rejects(signProof(none, f.REFERENCE, target), (e) => e.code === "no_wallet");
+});

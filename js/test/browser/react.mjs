@@ -10,6 +10,9 @@
 //   X402_SCREENSHOT  where to write a PNG once the call settles
 //   X402_CHROMIUM    Chromium executable (default /usr/bin/chromium)
 //   X402_TIMEOUT_MS  optional, default 60000
+//   X402_MAX_PER_REQUEST  optional, the page's policy.maxPerRequest in base units, default
+//                    1000000: a local mint's decimals are unknown to the client, so the
+//                    default cap of 1.00 cannot apply and a limit in base units must be given
 //
 // Prints one JSON line: {state, result, error, payment, scenario, errors}; state is the
 // page's data-state: paid | done | error. Exits 0 (the caller judges), 2 on bad inputs.
@@ -55,7 +58,11 @@ if (scenario !== "no-wallet") {
   walletScript = `window.__X402_TEST_WALLET__ = ${JSON.stringify(config)};\n${read("../../dist/test-wallet.js")}`;
 }
 
-const demo = { url: api.pathname + api.search, method: process.env.X402_METHOD || "GET" };
+const demo = {
+  url: api.pathname + api.search,
+  method: process.env.X402_METHOD || "GET",
+  policy: { maxPerRequest: process.env.X402_MAX_PER_REQUEST || "1000000" },
+};
 if (process.env.X402_BODY !== undefined) demo.body = process.env.X402_BODY;
 const pageUrl = `${api.origin}/__x402_react_demo/`;
 const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>x402 React test</title></head>
