@@ -238,9 +238,11 @@ async fn an_upstream_failure_releases_the_grant_for_the_same_payment() {
         "the grant was released"
     );
 
-    // The same payment, retried: the receipt pays for it; no second payment.
+    // The same payment, retried by its payer with its proof (a payment given back is
+    // public on chain): the receipt pays for it; no second payment.
     h.api.set_mode(UpstreamMode::Ok);
-    let retried = h.send("GET", "/api/flaky", &[payment]).await;
+    let proof = h.proof(&payer, "/api/flaky", &offer.requirement.reference);
+    let retried = h.send("GET", "/api/flaky", &[payment, proof]).await;
     assert_eq!(retried.status(), 200);
     assert_eq!(h.token_balance(&payer.pubkey()).await, 0, "paid once");
     assert_eq!(h.token_balance(&h.market.merchant).await, PRICE);
