@@ -389,4 +389,22 @@ mod tests {
         let refused = build(config).await.err().expect("exact is not the gate's");
         assert!(refused.to_string().contains("routes.schemes"), "{refused}");
     }
+
+    /// A payer's proof names the host: on a real ledger it must be the configured one,
+    /// never the Host header a caller sends.
+    #[tokio::test]
+    async fn a_json_rpc_ledger_needs_a_public_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let config: Config = toml::from_str(&format!(
+            r#"
+            state_dir = "{}"
+            [payment]
+            rpc_url = "http://127.0.0.1:9"
+            "#,
+            dir.path().display()
+        ))
+        .unwrap();
+        let refused = build(config).await.err().expect("no public_url");
+        assert!(refused.to_string().contains("public_url"), "{refused}");
+    }
 }
