@@ -1,7 +1,11 @@
 //! The `x402` command line. Exit codes, for scripts and agents:
 //! 0 done; 1 error; 2 usage; 3 refused by the spending policy (nothing signed);
-//! 4 payment refused by the server; 5 server or ledger unavailable (retry; the payment,
-//! if any, is not lost); 6 receipt not found; 7 the paid request answered 4xx or 5xx.
+//! 4 payment refused by the server; 5 server or ledger unavailable, or the paid request
+//! answered 5xx (the payment is kept: present it again with --resume); 6 receipt not
+//! found; 7 the request answered 4xx (paid or not), or 5xx without a payment.
+//!
+//! Everything a server says (descriptions, reasons, settlement fields, error text) is
+//! shown with its control characters escaped; `--json` prints it exactly, as JSON.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,7 +25,8 @@ use x402_protocol::{Ledger, Network, Reference};
 #[command(
     name = "x402",
     version,
-    about = "Pay for HTTP APIs with x402 on Solana (receipt and exact schemes)"
+    about = "Pay for HTTP APIs with x402 on Solana (receipt and exact schemes)",
+    after_help = SPENDING_HELP
 )]
 pub struct Cli {
     /// Print one JSON document on stdout, for scripts and agents.
@@ -31,9 +36,27 @@ pub struct Cli {
     command: Command,
 }
 
+/// What `x402 fetch` pays without being told, in `--help`.
+const SPENDING_HELP: &str = "\
+Spending: `x402 fetch` pays at most 1.00 of the offer's token per request unless told
+otherwise, with the mint's decimals as x402 knows them itself (USDC's, or the mint's own
+read through --rpc-url; never the server's word). For another token it refuses unless
+given a limit in base units (--max-units N). --max-amount 0.05 sets another limit;
+--no-limit removes it. An offer whose network is not where its money is (a well-known
+mint of another cluster, another network than --rpc-url's) is refused; without
+--rpc-url, `exact` is paid only on networks allowed with --allow-network.
+
+Exit codes: 0 done; 1 error; 2 usage; 3 refused by the spending policy (nothing signed);
+4 payment refused by the server; 5 unavailable, or the paid request answered 5xx (the
+payment is kept in a file: present it with --resume FILE, do not pay again); 6 receipt
+not found; 7 the request answered 4xx (paid or not), or 5xx without a payment.";
+
+// Parsed once per run: the size of `fetch`'s arguments costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Fetch URL, paying its 402 challenge: the body on stdout, the settlement on stderr.
+    /// Pays at most 1.00 of the offer's token unless told otherwise (see x402 --help).
     Fetch {
         url: String,
         #[arg(short = 'X', long = "request", default_value = "GET")]
@@ -44,13 +67,23 @@ enum Command {
         /// The request body.
         #[arg(short = 'd', long = "data")]
         data: Option<String>,
-        /// The most to pay for this request, in the token's units ("0.05"). Read with the
-        /// mint's decimals from --rpc-url or, for USDC, known ones; otherwise refused.
-        #[arg(long, conflicts_with = "max_units")]
+        /// The most to pay for this request, in the token's units ("0.05"; 1.00 by
+        /// default). Read with the mint's decimals from --rpc-url or, for USDC, known
+        /// ones; never the server's. Without them the payment is refused.
+        #[arg(long, conflicts_with_all = ["max_units", "no_limit"])]
         max_amount: Option<String>,
         /// The most to pay for this request, in base units: needs no decimals.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "no_limit")]
         max_units: Option<u64>,
+        /// Pay whatever the server asks for this request (no per-request maximum).
+        #[arg(long)]
+        no_limit: bool,
+        /// Pay only on these networks (solana, solana-devnet, or a CAIP-2 id); repeatable.
+        /// Without --rpc-url, `exact` is paid only on a network named here. With a local
+        /// --rpc-url, also pays offers naming this network (a local validator announcing
+        /// devnet's id).
+        #[arg(long = "allow-network")]
+        allow_networks: Vec<String>,
         /// Pay only these payees; repeatable.
         #[arg(long = "allow-payee")]
         allow_payees: Vec<Pubkey>,
@@ -65,8 +98,9 @@ enum Command {
         /// default: a receipt settles once, on chain).
         #[arg(long, value_delimiter = ',')]
         prefer: Vec<String>,
-        /// Present the payment kept in FILE (written when a paid request could not be
-        /// presented) instead of paying.
+        /// Present the payment kept in FILE (written when a paid request was not served:
+        /// the server unavailable or answering 5xx) instead of paying, with the payer's
+        /// proof (X-Payment-Proof) beside it.
         #[arg(long)]
         resume: Option<PathBuf>,
         /// The payer, a Solana CLI keypair file.
@@ -157,6 +191,7 @@ impl From<ClientError> for Failure {
                 detail: json!({"reason": reason}),
             },
             ClientError::Unavailable { .. }
+            | ClientError::ServerError { .. }
             | ClientError::Ledger(x402_protocol::LedgerError::Unavailable(_)) => fail(5, message),
             _ => fail(1, message),
         }
@@ -173,6 +208,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             data,
             max_amount,
             max_units,
+            no_limit,
+            allow_networks,
             allow_payees,
             allow_mints,
             allow_programs,
@@ -181,13 +218,19 @@ pub async fn run(cli: Cli) -> ExitCode {
             keypair,
             rpc_url,
         } => {
+            let defaults = SpendingPolicy::default();
+            let max_per_request = match (max_amount, max_units, no_limit) {
+                (Some(decimal), _, _) => Some(Limit::Decimal(decimal)),
+                (_, Some(units), _) => Some(Limit::Units(units)),
+                (_, _, true) => None,
+                _ => defaults.max_per_request.clone(),
+            };
             let mut policy = SpendingPolicy {
-                max_per_request: max_amount
-                    .map(Limit::Decimal)
-                    .or(max_units.map(Limit::Units)),
+                max_per_request,
+                networks: allow_networks,
                 mints: allow_mints,
                 payees: allow_payees,
-                ..SpendingPolicy::default()
+                ..defaults
             };
             policy.programs.extend(allow_programs);
             fetch(
@@ -240,11 +283,27 @@ pub async fn run(cli: Cli) -> ExitCode {
                     json!({"error": failure.message, "exitCode": failure.code, "detail": failure.detail})
                 );
             } else {
-                eprintln!("x402: {}", failure.message);
+                eprintln!("x402: {}", shown(&failure.message));
             }
             ExitCode::from(failure.code)
         }
     }
+}
+
+/// Text a server chose, for a terminal: every control character (Unicode Cc: escape
+/// sequences, carriage returns, newlines, C1 controls) shown escaped (`\u{1b}`), so that
+/// a seller cannot move the cursor, retitle the window or clear the screen, or forge a
+/// line of ours. Human output only: `--json` prints the text exactly, JSON-escaped.
+fn shown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 async fn connect(rpc_url: &str) -> Result<RpcLedger, Failure> {
@@ -302,14 +361,34 @@ async fn fetch(
         Ok(paid) => paid,
         Err(ClientError::Unavailable { attempts, payment }) => {
             let file = keep(&payment)?;
-            let shown = file.display();
+            let kept = file.display();
             return Err(Failure {
                 code: 5,
                 message: format!(
-                    "unavailable after {attempts} attempts; the payment is kept in {shown}: \
-                     present it with `x402 fetch {url} --resume {shown}`, do not pay again"
+                    "unavailable after {attempts} attempts; the payment is kept in {kept}: \
+                     present it with `x402 fetch {url} --resume {kept}`, do not pay again"
                 ),
-                detail: json!({"kept": shown.to_string()}),
+                detail: json!({"kept": kept.to_string()}),
+            });
+        }
+        // Not served: the seller gave the payment back (or failed with it). Kept, to be
+        // presented again with the payer's proof; never paid again.
+        Err(ClientError::ServerError {
+            status,
+            body,
+            payment,
+        }) => {
+            let file = keep(&payment)?;
+            let kept = file.display();
+            let said: String = body.trim().chars().take(200).collect();
+            return Err(Failure {
+                code: 5,
+                message: format!(
+                    "the server answered {status} to the paid request ({said}); the payment \
+                     is kept in {kept}: present it with `x402 fetch {url} --resume {kept}`, \
+                     do not pay again"
+                ),
+                detail: json!({"kept": kept.to_string(), "status": status.as_u16(), "body": body}),
             });
         }
         Err(error) => return Err(error.into()),
@@ -348,15 +427,19 @@ async fn fetch(
     }
     use std::io::Write;
     std::io::stdout().write_all(&body).map_err(|e| fail(1, e))?;
+    // The settlement's fields are the server's words.
     match &settlement {
         Some(s) => eprintln!(
-            "x402: {} paid {} in {} (reference {}, receipt {}): {}",
-            status,
-            s["amount"].as_str().unwrap_or_default(),
-            s["scheme"].as_str().unwrap_or_default(),
-            s["reference"].as_str().unwrap_or("none"),
-            s["receipt"].as_str().unwrap_or("none"),
-            s["explorer"].as_str().unwrap_or_default()
+            "x402: {}",
+            shown(&format!(
+                "{} paid {} in {} (reference {}, receipt {}): {}",
+                status,
+                s["amount"].as_str().unwrap_or_default(),
+                s["scheme"].as_str().unwrap_or_default(),
+                s["reference"].as_str().unwrap_or("none"),
+                s["receipt"].as_str().unwrap_or("none"),
+                s["explorer"].as_str().unwrap_or_default()
+            ))
         ),
         None => eprintln!("x402: {status}, nothing paid"),
     }
@@ -446,9 +529,11 @@ async fn quote(url: &str, json: bool) -> Result<u8, Failure> {
             json!({"status": 402, "paymentRequired": true, "offers": offers, "unpayable": unpayable})
         );
     } else {
+        // Every field but the scheme is the server's word.
         for o in &offers {
-            println!(
-                "{url} costs {} of {} to {} on {}, scheme {}{}",
+            let description = o["description"].as_str().unwrap_or_default();
+            let line = format!(
+                "{url} costs {} of {} to {} on {}, scheme {}{}{}",
                 o["amount"].as_str().unwrap_or_default(),
                 o["asset"].as_str().unwrap_or_default(),
                 o["payTo"].as_str().unwrap_or_default(),
@@ -459,10 +544,16 @@ async fn quote(url: &str, json: bool) -> Result<u8, Failure> {
                 } else {
                     ""
                 },
+                if description.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {description}")
+                },
             );
+            println!("{}", shown(&line));
         }
         for why in &unpayable {
-            println!("{url} also offers {why}");
+            println!("{}", shown(&format!("{url} also offers {why}")));
         }
     }
     Ok(0)
@@ -495,7 +586,7 @@ async fn receipt(
     json: bool,
 ) -> Result<u8, Failure> {
     let parsed: Reference = reference.parse().map_err(|e| fail(2, e))?;
-    let shown = match (verifier, rpc_url) {
+    let found = match (verifier, rpc_url) {
         (Some(verifier), _) => {
             let url = format!("{}/receipts/{parsed}", verifier.trim_end_matches('/'));
             let response = reqwest::get(&url)
@@ -523,8 +614,9 @@ async fn receipt(
         (None, None) => return Err(fail(2, "give --verifier URL or --rpc-url URL")),
     };
     if json {
-        println!("{shown}");
+        println!("{found}");
     } else {
+        // A verifier's answer is its word: shown escaped.
         for key in [
             "reference",
             "receipt",
@@ -536,18 +628,16 @@ async fn receipt(
             "paidAt",
             "rentPayer",
         ] {
-            println!(
-                "{key:>10}: {}",
-                shown[key]
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| shown[key].to_string())
-            );
+            let value = found[key]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| found[key].to_string());
+            println!("{key:>10}: {}", shown(&value));
         }
         println!(
             "{:>10}: {}",
             "explorer",
-            shown["explorer"]["receipt"].as_str().unwrap_or_default()
+            shown(found["explorer"]["receipt"].as_str().unwrap_or_default())
         );
     }
     Ok(0)
@@ -624,4 +714,18 @@ async fn close(
         );
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn every_control_character_is_shown_escaped_and_nothing_else_changes() {
+        assert_eq!(
+            shown("\x1b]0;pwned\x07 \x1b[2J\r\n\t\u{9b}31m"),
+            "\\u{1b}]0;pwned\\u{7} \\u{1b}[2J\\r\\n\\t\\u{9b}31m"
+        );
+        assert_eq!(shown("0,01 € à Zürich"), "0,01 € à Zürich");
+    }
 }

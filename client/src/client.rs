@@ -57,9 +57,29 @@ pub enum ClientError {
         attempts: u32,
         payment: Box<Payment>,
     },
+    /// The paid request answered 5xx (a 503 after its retries is [`Unavailable`]): the
+    /// seller failed to serve it, and a seller of ours gave the payment's grant back. The
+    /// payment is kept: present it again with [`X402Client::send_with`] (it then carries
+    /// the payer's proof), never pay again.
+    ///
+    /// [`Unavailable`]: ClientError::Unavailable
+    #[error("the server answered {status} to the paid request; the payment is kept: present it again, never pay again")]
+    ServerError {
+        status: reqwest::StatusCode,
+        /// The start of the server's answer (its text, at most 4 KiB).
+        body: String,
+        payment: Box<Payment>,
+    },
     #[error("the request body cannot be sent twice (a stream): buffer it to pay")]
     BodyNotReplayable,
 }
+
+/// The header in which a payment presented again carries its payer's proof:
+/// `<reference>:<proof>` (see `x402_protocol::proof`).
+pub const X_PAYMENT_PROOF: &str = "X-Payment-Proof";
+
+/// The most of a failed answer's body kept in [`ClientError::ServerError`].
+const ERROR_BODY_BYTES: usize = 4096;
 
 /// A 402 answer, read.
 #[derive(Clone, Debug)]
@@ -150,6 +170,11 @@ pub struct Payment {
     pub sponsored: bool,
     /// The transaction signature, when the payer submitted it.
     pub signature: Option<String>,
+    /// Whether it was sent to the server already. Presented again (kept after a 503 or a
+    /// 5xx, or read back with [`Payment::from_json`]), it carries the payer's proof in
+    /// `X-Payment-Proof`, which a seller of ours demands for a payment whose grant it gave
+    /// back: the payment header alone may have been copied by anyone on its way.
+    pub presented: bool,
 }
 
 impl Payment {
@@ -163,6 +188,7 @@ impl Payment {
             "offer": self.offer.to_wire().to_v1(),
             "sponsored": self.sponsored,
             "signature": self.signature,
+            "presented": self.presented,
         })
     }
 
@@ -185,6 +211,16 @@ impl Payment {
             header: (header, value.to_string()),
             sponsored: json["sponsored"].as_bool().unwrap_or_default(),
             signature: json["signature"].as_str().map(str::to_string),
+            // A kept payment of an older client may have been presented: prove it.
+            presented: json["presented"].as_bool().unwrap_or(true),
+        })
+    }
+
+    /// The same payment, marked as sent to the server.
+    fn presented(&self) -> Box<Payment> {
+        Box::new(Payment {
+            presented: true,
+            ..self.clone()
         })
     }
 }
@@ -413,6 +449,7 @@ impl X402Client {
             header,
             sponsored,
             signature,
+            presented: false,
         };
         match unsettled {
             // It may have landed: present it later, never pay again.
@@ -468,6 +505,7 @@ impl X402Client {
         challenge: &Challenge,
         decimals: &[Option<u8>],
     ) -> Result<Offer, ClientError> {
+        let ledger = self.ledger.as_ref().map(|ledger| ledger.network());
         let mut spent = self.spent.lock().expect("not poisoned");
         let mut refusal = None;
         let offer = challenge
@@ -475,7 +513,7 @@ impl X402Client {
             .iter()
             .zip(decimals)
             .find(
-                |(offer, decimals)| match self.policy.check(offer, *spent, **decimals) {
+                |(offer, decimals)| match self.policy.check(offer, *spent, **decimals, ledger) {
                     Ok(()) => true,
                     Err(why) => {
                         refusal.get_or_insert(why);
@@ -501,6 +539,9 @@ impl X402Client {
         if !self.policy.has_decimal_limits() {
             return None;
         }
+        if let Some(known) = x402_protocol::mint::known_decimals(mint) {
+            return Some(known);
+        }
         if let Some(ledger) = &self.ledger {
             if let Ok(Some(account)) = ledger.account(mint).await {
                 if let Ok(facts) = x402_protocol::read_mint(&account) {
@@ -508,7 +549,7 @@ impl X402Client {
                 }
             }
         }
-        x402_protocol::mint::known_decimals(mint)
+        None
     }
 
     fn unreserve(&self, amount: u64) {
@@ -538,18 +579,7 @@ impl X402Client {
         };
         // The payer's proof that it presents this reference, for this request: the
         // reference is public once `pay` lands.
-        let proof = request.map(|(method, url)| {
-            let host = match url.port() {
-                Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
-                None => url.host_str().unwrap_or_default().to_string(),
-            };
-            let target = ProofTarget {
-                method: method.as_str(),
-                path: url.path(),
-                host: &host,
-            };
-            sign_proof(payer, &requirement.reference, &target)
-        });
+        let proof = request.map(|(method, url)| proof(payer, &requirement.reference, method, url));
         let payload = serde_json::json!({
             "reference": requirement.reference.to_string(),
             "proof": proof,
@@ -559,17 +589,28 @@ impl X402Client {
     }
 
     /// Sends `request` with `payment`. A 503 is retried with the same payment, waiting
-    /// longer each time; a 402 is the server's refusal, with its reason.
+    /// longer each time; a 402 is the server's refusal, with its reason; another 5xx keeps
+    /// the payment ([`ClientError::ServerError`]). A payment presented again (a retry, or
+    /// a kept one) carries the payer's proof beside it.
     pub async fn send_with(
         &self,
         request: reqwest::RequestBuilder,
         payment: &Payment,
     ) -> Result<Paid, ClientError> {
         let (name, value) = &payment.header;
+        let proof = self.proof_header(&request, payment);
         let mut wait = self.backoff;
         for attempt in 1..=self.retries + 1 {
-            let attempt_request = request.try_clone().ok_or(ClientError::BodyNotReplayable)?;
-            let response = attempt_request.header(*name, value).send().await?;
+            let mut attempt_request = request
+                .try_clone()
+                .ok_or(ClientError::BodyNotReplayable)?
+                .header(*name, value);
+            if attempt > 1 || payment.presented {
+                if let Some(proof) = &proof {
+                    attempt_request = attempt_request.header(X_PAYMENT_PROOF, proof);
+                }
+            }
+            let response = attempt_request.send().await?;
             match response.status() {
                 reqwest::StatusCode::SERVICE_UNAVAILABLE if attempt <= self.retries => {
                     let asked = response
@@ -583,7 +624,7 @@ impl X402Client {
                 reqwest::StatusCode::SERVICE_UNAVAILABLE => {
                     return Err(ClientError::Unavailable {
                         attempts: attempt,
-                        payment: Box::new(payment.clone()),
+                        payment: payment.presented(),
                     })
                 }
                 reqwest::StatusCode::PAYMENT_REQUIRED => {
@@ -604,7 +645,16 @@ impl X402Client {
                         .unwrap_or_else(|| "payment_required".into());
                     return Err(ClientError::PaymentRefused {
                         reason,
-                        payment: Box::new(payment.clone()),
+                        payment: payment.presented(),
+                    });
+                }
+                status if status.is_server_error() => {
+                    // Not served: a seller of ours gave the grant back. The payment is
+                    // the buyer's to present again, never to make again.
+                    return Err(ClientError::ServerError {
+                        status,
+                        body: error_body(response).await,
+                        payment: payment.presented(),
                     });
                 }
                 _ => {
@@ -618,6 +668,50 @@ impl X402Client {
         }
         unreachable!("the last attempt returns")
     }
+
+    /// `X-Payment-Proof: <reference>:<proof>` for `payment` at `request`'s method, path and
+    /// host, signed by this client's payer: the reference the payment pays (a `receipt`
+    /// offer's, or the one an `exact` Memo holds). None without a keypair or a reference.
+    fn proof_header(&self, request: &reqwest::RequestBuilder, payment: &Payment) -> Option<String> {
+        let payer = self.payer.as_ref()?;
+        let reference = payment.offer.reference()?;
+        let built = request.try_clone()?.build().ok()?;
+        let proof = proof(payer, &reference, built.method(), built.url());
+        Some(format!("{reference}:{proof}"))
+    }
+}
+
+/// The payer's proof that it presents `reference` for `method url`: the method, the path,
+/// and the host with its port when not the scheme's default, as the URL names it.
+fn proof(
+    payer: &Keypair,
+    reference: &x402_protocol::Reference,
+    method: &reqwest::Method,
+    url: &reqwest::Url,
+) -> String {
+    let host = match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_string(),
+    };
+    let target = ProofTarget {
+        method: method.as_str(),
+        path: url.path(),
+        host: &host,
+    };
+    sign_proof(payer, reference, &target)
+}
+
+/// The start of a failed answer's body, as text.
+async fn error_body(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while body.len() < ERROR_BODY_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    body.truncate(ERROR_BODY_BYTES);
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 /// Reads the settlement header of a paid response, in whichever version it came.

@@ -9,6 +9,9 @@ pub mod policy;
 
 pub use client::{
     Challenge, ClientError, Paid, Payment, Settlement, X402Client, X402ClientBuilder,
+    X_PAYMENT_PROOF,
 };
 pub use offer::{Offer, Terms};
-pub use policy::{Limit, PolicyRefusal, PolicyRule, SpendingPolicy};
+pub use policy::{
+    same_network, Limit, PolicyRefusal, PolicyRule, SpendingPolicy, DEFAULT_MAX_PER_REQUEST,
+};

@@ -4,6 +4,31 @@
 use crate::offer::{Offer, Terms};
 use anchor_lang::prelude::Pubkey;
 use x402_protocol::amount::{format_units, parse_units};
+use x402_protocol::{Cluster, Network};
+
+/// The per-request maximum of [`SpendingPolicy::default`]: 1.00 of the offer's token, as
+/// the stock x402 clients cap a payment at $1. Read with the mint's decimals as the client
+/// knows them; without them the default refuses (give a limit in base units, or none).
+pub const DEFAULT_MAX_PER_REQUEST: &str = "1";
+
+/// Testnet's CAIP-2 id (x402's third public Solana network; no [`Network`] of ours).
+const TESTNET_CAIP2: &str = "solana:4uhcVJyU9pJkvQyS88uRDiswHXSCkY3z";
+
+/// A public network's canonical name (its CAIP-2 id) from any of its names.
+fn public_network(name: &str) -> Option<String> {
+    match Network::public(name) {
+        Some(network) => Some(network.caip2().to_string()),
+        None => matches!(name, "solana-testnet" | "testnet" | TESTNET_CAIP2)
+            .then(|| TESTNET_CAIP2.to_string()),
+    }
+}
+
+/// Whether two names, as a user and a server wrote them, are one network: the same text,
+/// or two names of one public network (`solana-devnet` and its CAIP-2 id). A local
+/// network is known only by its exact name.
+pub fn same_network(a: &str, b: &str) -> bool {
+    a == b || public_network(a).is_some_and(|a| Some(a) == public_network(b))
+}
 
 /// An amount of the offer's token: base units, or a decimal string ("0.05") read with
 /// the mint's decimals as the client knows them (never the server's word for them).
@@ -30,7 +55,13 @@ impl Limit {
 pub enum PolicyRule {
     MaxPerRequest,
     Budget,
+    /// The offer's network is not one the policy allows; or an `exact` offer without a
+    /// ledger to tell its cluster, on a network the user did not allow explicitly.
     Network,
+    /// The offer's network is not where its money is: a well-known mint of another
+    /// cluster (devnet's label on mainnet USDC), or another network than the client's
+    /// ledger (by its genesis hash).
+    NetworkMismatch,
     Mint,
     Payee,
     /// The offer's program is not one this client signs `pay` for.
@@ -57,12 +88,21 @@ pub struct PolicyRefusal {
     pub network: String,
 }
 
-/// What a client may pay. Empty lists of networks, mints and payees allow everything.
+/// What a client may pay. Empty lists of networks, mints and payees allow everything
+/// (except `exact` without a ledger, which needs its network allowed explicitly).
 #[derive(Clone, Debug)]
 pub struct SpendingPolicy {
+    /// The most one payment may be. By default 1.00 of the offer's token
+    /// ([`DEFAULT_MAX_PER_REQUEST`]), which refuses a mint whose decimals the client does
+    /// not know itself; `None` is no limit at all, only when set explicitly.
     pub max_per_request: Option<Limit>,
     /// The most all payments of this client may add up to.
     pub budget: Option<Limit>,
+    /// The networks payments may be made on (v1 names or CAIP-2 ids; two names of one
+    /// public network are one). Naming a network here is also the explicit consent that
+    /// an `exact` offer needs when the client has no ledger to read its cluster from, and
+    /// that a local ledger needs to pay an offer naming a public network (a local
+    /// validator announcing devnet's id, as stock sellers do in development).
     pub networks: Vec<String>,
     pub mints: Vec<Pubkey>,
     pub payees: Vec<Pubkey>,
@@ -75,7 +115,7 @@ pub struct SpendingPolicy {
 impl Default for SpendingPolicy {
     fn default() -> Self {
         SpendingPolicy {
-            max_per_request: None,
+            max_per_request: Some(Limit::Decimal(DEFAULT_MAX_PER_REQUEST.into())),
             budget: None,
             networks: Vec::new(),
             mints: Vec::new(),
@@ -93,13 +133,22 @@ impl SpendingPolicy {
             .any(|limit| matches!(limit, Some(Limit::Decimal(_))))
     }
 
+    /// Whether `network` is one this policy names.
+    fn allows_network(&self, network: &str) -> bool {
+        self.networks
+            .iter()
+            .any(|allowed| same_network(allowed, network))
+    }
+
     /// Whether `offer` may be paid, `spent` base units having been paid already;
-    /// `decimals` are the mint's as the client knows them.
+    /// `decimals` are the mint's as the client knows them, `ledger` the network of the
+    /// client's own ledger (from its genesis hash), when it has one.
     pub fn check(
         &self,
         offer: &Offer,
         spent: u64,
         decimals: Option<u8>,
+        ledger: Option<&Network>,
     ) -> Result<(), Box<PolicyRefusal>> {
         let (amount, mint, pay_to) = (offer.amount(), offer.mint(), offer.pay_to());
         let asked = offer.shown_amount();
@@ -129,10 +178,44 @@ impl SpendingPolicy {
             }
         }
         let network = offer.network().to_string();
-        if !self.networks.is_empty() && !self.networks.contains(&network) {
+        // The network is where the money is: a well-known mint's own cluster...
+        if let Some(cluster) = x402_protocol::mint::known_cluster(&mint) {
+            let named = Network::public(&network).map(|n| n.cluster());
+            if named != Some(cluster) {
+                return Err(refuse(
+                    PolicyRule::NetworkMismatch,
+                    format!("mint {mint} is {cluster:?}'s, but the offer says {network}"),
+                ));
+            }
+        }
+        // ...and the client's ledger's, by its genesis hash. A local ledger pays an offer
+        // naming another network only when the user allowed that network explicitly.
+        if let Some(ledger) = ledger {
+            let same = ledger.is_named(&network) || same_network(ledger.caip2(), &network);
+            let local_consent =
+                ledger.cluster() == Cluster::Localnet && self.allows_network(&network);
+            if !same && !local_consent {
+                return Err(refuse(
+                    PolicyRule::NetworkMismatch,
+                    format!("the offer says {network}, but the ledger is {ledger}"),
+                ));
+            }
+        }
+        if !self.networks.is_empty() && !self.allows_network(&network) {
             return Err(refuse(
                 PolicyRule::Network,
                 format!("network {network} is not allowed"),
+            ));
+        }
+        // Without a ledger nothing tells an `exact` offer's cluster but its label and the
+        // seller's blockhash: paid only on a network the user named.
+        if matches!(offer.terms, Terms::Exact(_)) && ledger.is_none() && self.networks.is_empty() {
+            return Err(refuse(
+                PolicyRule::Network,
+                format!(
+                    "exact on {network} without a ledger (RPC URL) to check the cluster: \
+                     allow the network explicitly"
+                ),
             ));
         }
         if !self.mints.is_empty() && !self.mints.contains(&mint) {
@@ -148,9 +231,17 @@ impl SpendingPolicy {
             ));
         }
         let units = |limit: &Limit| {
-            limit
-                .units(decimals)
-                .map_err(|rule| refuse(rule, format!("{limit:?} for mint {mint}")))
+            limit.units(decimals).map_err(|rule| {
+                let detail = match (&rule, limit) {
+                    (PolicyRule::UnknownDecimals, Limit::Decimal(text)) => format!(
+                        "a limit of {text} needs the decimals of mint {mint}, which only a \
+                         ledger (RPC URL) or the table of well-known mints gives, never the \
+                         server: give a limit in base units (--max-units) or none (--no-limit)"
+                    ),
+                    _ => format!("{limit:?} for mint {mint}"),
+                };
+                refuse(rule, detail)
+            })
         };
         if let Some(max) = &self.max_per_request {
             let max = units(max)?;
@@ -170,5 +261,30 @@ impl SpendingPolicy {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_network;
+
+    #[test]
+    fn two_names_of_one_public_network_are_one_network_and_local_ones_only_by_name() {
+        let devnet = "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1";
+        assert!(same_network("solana-devnet", devnet));
+        assert!(same_network(
+            "solana",
+            "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp"
+        ));
+        assert!(same_network(
+            "solana-testnet",
+            "solana:4uhcVJyU9pJkvQyS88uRDiswHXSCkY3z"
+        ));
+        assert!(!same_network("solana-devnet", "solana"));
+        assert!(!same_network(
+            "solana-localnet",
+            "solana:abcdefghijklmnopqrstuvwxyz123456"
+        ));
+        assert!(same_network("solana-localnet", "solana-localnet"));
     }
 }

@@ -50,3 +50,40 @@ fn usage_errors_exit_2() {
     ]);
     assert_eq!(bad_method.status.code(), Some(2));
 }
+
+#[test]
+fn help_says_what_fetch_pays_without_being_told() {
+    let help = String::from_utf8(x402(&["--help"]).stdout).unwrap();
+    for promise in [
+        "at most 1.00",
+        "--max-units",
+        "--no-limit",
+        "--allow-network",
+        "--resume",
+    ] {
+        assert!(help.contains(promise), "{promise} in {help}");
+    }
+    let fetch = String::from_utf8(x402(&["fetch", "--help"]).stdout).unwrap();
+    for flag in [
+        "--max-amount",
+        "--max-units",
+        "--no-limit",
+        "--allow-network",
+    ] {
+        assert!(fetch.contains(flag), "{flag} in {fetch}");
+    }
+}
+
+#[test]
+fn one_per_request_limit_at_most() {
+    let conflicting: [&[&str]; 3] = [
+        &["--max-amount", "0.05", "--no-limit"],
+        &["--max-units", "5", "--no-limit"],
+        &["--max-amount", "0.05", "--max-units", "5"],
+    ];
+    for limits in conflicting {
+        let mut args = vec!["fetch", "http://127.0.0.1:9/", "--keypair", "/nonexistent"];
+        args.extend(limits);
+        assert_eq!(x402(&args).status.code(), Some(2), "{limits:?}");
+    }
+}

@@ -8,6 +8,7 @@ use anchor_spl::token_2022::spl_token_2022::{
     extension::{BaseStateWithExtensions, ExtensionType, StateWithExtensions},
 };
 
+use crate::network::Cluster;
 use crate::receipt::LedgerAccount;
 
 /// A mint's facts, as its account holds them.
@@ -30,11 +31,30 @@ pub enum MintError {
     NotAMint,
 }
 
-/// USDC on Solana mainnet and devnet, whose decimals (6) are known without asking.
-pub const KNOWN_MINTS: [(&str, u8); 2] = [
-    ("EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v", 6),
-    ("4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU", 6),
+/// USDC on Solana mainnet and devnet, whose decimals (6) are known without asking, each
+/// with the cluster it exists on: an offer naming another network for it is not what it
+/// says (its money is on this cluster).
+pub const KNOWN_MINTS: [(&str, u8, Cluster); 2] = [
+    (
+        "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v",
+        6,
+        Cluster::Mainnet,
+    ),
+    (
+        "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU",
+        6,
+        Cluster::Devnet,
+    ),
 ];
+
+/// The cluster a well-known mint exists on, without a ledger.
+pub fn known_cluster(mint: &Pubkey) -> Option<Cluster> {
+    let mint = mint.to_string();
+    KNOWN_MINTS
+        .iter()
+        .find(|(known, ..)| *known == mint)
+        .map(|(.., cluster)| *cluster)
+}
 
 /// The decimals of a well-known mint, without a ledger.
 pub fn known_decimals(mint: &Pubkey) -> Option<u8> {
@@ -46,8 +66,8 @@ pub fn known_mint(mint: &Pubkey) -> Option<MintInfo> {
     let mint = mint.to_string();
     KNOWN_MINTS
         .iter()
-        .find(|(known, _)| *known == mint)
-        .map(|(_, decimals)| MintInfo {
+        .find(|(known, ..)| *known == mint)
+        .map(|(_, decimals, _)| MintInfo {
             decimals: *decimals,
             token_program: spl_token::ID,
             delivers_in_full: true,
@@ -121,6 +141,12 @@ mod tests {
             .unwrap();
         assert_eq!(known_decimals(&usdc), Some(6));
         assert_eq!(known_decimals(&Pubkey::new_unique()), None);
+        assert_eq!(known_cluster(&usdc), Some(Cluster::Mainnet));
+        let devnet_usdc: Pubkey = "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU"
+            .parse()
+            .unwrap();
+        assert_eq!(known_cluster(&devnet_usdc), Some(Cluster::Devnet));
+        assert_eq!(known_cluster(&Pubkey::new_unique()), None);
     }
 
     #[test]

@@ -7,6 +7,9 @@ use solana_keypair::Keypair;
 use solana_signer::Signer;
 use x402_protocol::keypair::write_keypair_file;
 
+use crate::client::seller::{
+    exact_offer, reference, Answer, Seller, DEVNET, DEVNET_USDC, MAINNET_USDC,
+};
 use crate::verifier::support::*;
 
 /// The `x402` binary as `cargo test --workspace` builds it (client/tests makes it).
@@ -43,6 +46,17 @@ async fn run_in(dir: &Path, args: &[&str]) -> Output {
     .unwrap()
 }
 
+/// The payments `x402 fetch` kept in `dir`.
+fn kept_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|entry| {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            name.starts_with("x402-payment-").then_some(name)
+        })
+        .collect()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -61,7 +75,16 @@ async fn fetch_prints_the_body_and_a_settlement_line_and_pays_once() {
     let dir = tempfile::tempdir().unwrap();
     let (payer, keypair) = payer_file(&h, dir.path()).await;
 
-    let out = run(&["fetch", &h.url("/api/cli"), "--keypair", &keypair]).await;
+    let cap = PRICE.to_string();
+    let out = run(&[
+        "fetch",
+        &h.url("/api/cli"),
+        "--keypair",
+        &keypair,
+        "--max-units",
+        &cap,
+    ])
+    .await;
 
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "served /api/cli body=");
@@ -87,6 +110,8 @@ async fn fetch_prints_the_body_and_a_settlement_line_and_pays_once() {
         "X-Trace: 1",
         "--keypair",
         &keypair,
+        "--max-units",
+        &cap,
     ])
     .await;
     assert_eq!(text(&posted.stdout), "served /api/cli body=hello");
@@ -170,7 +195,17 @@ async fn quote_shows_the_price_without_paying_and_receipt_shows_what_was_paid() 
 
     let dir = tempfile::tempdir().unwrap();
     let (payer, keypair) = payer_file(&h, dir.path()).await;
-    let fetched = run(&["--json", "fetch", &h.url("/api/q"), "--keypair", &keypair]).await;
+    let cap = PRICE.to_string();
+    let fetched = run(&[
+        "--json",
+        "fetch",
+        &h.url("/api/q"),
+        "--keypair",
+        &keypair,
+        "--max-units",
+        &cap,
+    ])
+    .await;
     let fetched: serde_json::Value = serde_json::from_slice(&fetched.stdout).unwrap();
     let reference = fetched["settlement"]["reference"]
         .as_str()
@@ -204,21 +239,20 @@ async fn an_unavailable_verifier_leaves_the_payment_kept_and_resumable() {
     // The first presentation and its three retries cannot read the receipt.
     *h.ledger.failing_reads.lock().unwrap() = 4;
     let url = h.url("/api/kept");
+    let cap = PRICE.to_string();
 
-    let out = run_in(dir.path(), &["fetch", &url, "--keypair", &keypair]).await;
+    let out = run_in(
+        dir.path(),
+        &["fetch", &url, "--keypair", &keypair, "--max-units", &cap],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("--resume"),
         "{}",
         text(&out.stderr)
     );
-    let kept: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|entry| {
-            let name = entry.unwrap().file_name().into_string().unwrap();
-            name.starts_with("x402-payment-").then_some(name)
-        })
-        .collect();
+    let kept = kept_files(dir.path());
     assert_eq!(kept.len(), 1, "{kept:?}");
 
     let out = run_in(
@@ -233,4 +267,292 @@ async fn an_unavailable_verifier_leaves_the_payment_kept_and_resumable() {
         9 * PRICE,
         "paid once"
     );
+}
+
+/// A keypair file for a payer the fake sellers never charge (they submit nothing).
+fn unfunded_payer(dir: &Path) -> (Keypair, String) {
+    let payer = Keypair::new();
+    let path = dir.join("unfunded.json");
+    write_keypair_file(&payer, &path).unwrap();
+    (payer, path.display().to_string())
+}
+
+/// A hostile seller asks a million USDC: `x402 fetch` without a limit pays at most 1.00
+/// (USDC's decimals it knows itself) and signs nothing; `--no-limit` is the buyer's
+/// explicit choice. A token whose decimals it cannot know is refused unless the limit is
+/// in base units.
+#[tokio::test]
+async fn fetch_without_a_limit_pays_at_most_one_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, keypair) = unfunded_payer(dir.path());
+    let million = 1_000_000 * 1_000_000;
+    let hostile = Seller::start(
+        vec![exact_offer(DEVNET, DEVNET_USDC, million, &reference(1))],
+        "",
+        vec![],
+    )
+    .await;
+    let fetch = |extra: &'static [&'static str]| {
+        let mut args = vec![
+            "fetch".to_string(),
+            hostile.url.clone(),
+            "--keypair".into(),
+            keypair.clone(),
+            "--allow-network".into(),
+            "solana-devnet".into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    let args = fetch(&[]);
+    let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("MaxPerRequest")
+            && text(&out.stderr).contains("at most 1 per request"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(hostile.presented(), vec![], "nothing signed or sent");
+
+    let args = fetch(&["--no-limit"]);
+    let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(hostile.presented().len(), 1);
+
+    // The verifier's local mint: no decimals x402 can know without --rpc-url.
+    let h = Harness::start().await;
+    let (payer, keypair) = payer_file(&h, dir.path()).await;
+    let out = run(&["fetch", &h.url("/api/default"), "--keypair", &keypair]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("UnknownDecimals") && said.contains("--max-units"),
+        "{said}"
+    );
+    assert_eq!(h.token_balance(&payer.pubkey()).await, 10 * PRICE);
+}
+
+/// An offer whose network is not where its money is, and an `exact` offer on a network
+/// the buyer did not name (without --rpc-url to read the cluster): exit 3, nothing sent.
+#[tokio::test]
+async fn fetch_refuses_an_offer_whose_network_is_not_where_its_money_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, keypair) = unfunded_payer(dir.path());
+    let mislabelled = Seller::start(
+        vec![exact_offer(DEVNET, MAINNET_USDC, 1000, &reference(2))],
+        "",
+        vec![],
+    )
+    .await;
+    let out = run(&[
+        "--json",
+        "fetch",
+        &mislabelled.url,
+        "--keypair",
+        &keypair,
+        "--allow-network",
+        "solana-devnet",
+    ])
+    .await;
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            answer["exitCode"].as_u64(),
+            answer["detail"]["rule"].as_str()
+        ),
+        (Some(3), Some("NetworkMismatch")),
+        "{answer}"
+    );
+    assert_eq!(mislabelled.presented(), vec![]);
+
+    let devnet = Seller::start(
+        vec![exact_offer(DEVNET, DEVNET_USDC, 1000, &reference(3))],
+        "",
+        vec![],
+    )
+    .await;
+    let out = run(&["--json", "fetch", &devnet.url, "--keypair", &keypair]).await;
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            answer["exitCode"].as_u64(),
+            answer["detail"]["rule"].as_str()
+        ),
+        (Some(3), Some("Network")),
+        "{answer}"
+    );
+    assert_eq!(devnet.presented(), vec![]);
+}
+
+/// The seller answers the paid request 500 (it gives the grant back): `x402 fetch` keeps
+/// the payment (exit 5) and `--resume` presents the same payment with the payer's proof.
+#[tokio::test]
+async fn a_5xx_to_a_paid_request_keeps_the_payment_and_resume_presents_it_with_the_proof() {
+    let dir = tempfile::tempdir().unwrap();
+    let (payer, keypair) = unfunded_payer(dir.path());
+    let paid_reference = reference(4);
+    let seller = Seller::start(
+        vec![exact_offer(DEVNET, DEVNET_USDC, 1000, &paid_reference)],
+        "",
+        vec![Answer::status(500, "upstream broke")],
+    )
+    .await;
+    let fetch = [
+        "fetch",
+        &seller.url,
+        "--keypair",
+        &keypair,
+        "--allow-network",
+        "solana-devnet",
+    ];
+
+    let out = run_in(dir.path(), &fetch).await;
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("500")
+            && said.contains("upstream broke")
+            && said.contains("--resume")
+            && said.contains("do not pay again"),
+        "{said}"
+    );
+    let kept = kept_files(dir.path());
+    assert_eq!(kept, vec![format!("x402-payment-{paid_reference}.json")]);
+
+    let mut resume = fetch.to_vec();
+    resume.extend(["--resume", &kept[0]]);
+    let out = run_in(dir.path(), &resume).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "paid");
+
+    let presented = seller.presented();
+    assert_eq!(presented.len(), 2, "{presented:?}");
+    assert_eq!(
+        presented[1].payment, presented[0].payment,
+        "the same payment"
+    );
+    assert_eq!(presented[0].proof, None);
+    let proof = presented[1].proof.as_deref().expect("a proof beside it");
+    assert!(seller.proves(proof, &payer, &paid_reference), "{proof}");
+    assert_eq!(*seller.challenges.lock().unwrap(), 1, "paid once");
+}
+
+/// Our verifier's upstream fails after the payment: the grant is given back, `x402 fetch`
+/// keeps the payment, and `--resume` buys the request with it. Paid once.
+#[tokio::test]
+async fn a_payment_our_verifier_gave_back_is_resumed_and_paid_once() {
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (payer, keypair) = payer_file(&h, dir.path()).await;
+    h.api.set_mode(UpstreamMode::Fail);
+    let url = h.url("/api/given-back");
+    let cap = PRICE.to_string();
+    let fetch = ["fetch", &url, "--keypair", &keypair, "--max-units", &cap];
+
+    let out = run_in(dir.path(), &fetch).await;
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    let kept = kept_files(dir.path());
+    assert_eq!(kept.len(), 1, "{kept:?}");
+
+    h.api.set_mode(UpstreamMode::Ok);
+    let mut resume = fetch.to_vec();
+    resume.extend(["--resume", &kept[0]]);
+    let out = run_in(dir.path(), &resume).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "served /api/given-back body=");
+    assert_eq!(
+        h.token_balance(&payer.pubkey()).await,
+        9 * PRICE,
+        "paid once"
+    );
+}
+
+/// What a hostile seller writes (a window title, a screen clear) reaches the terminal
+/// escaped: in a description, a refusal's reason, an error answer and a settlement. With
+/// --json it is exact, JSON-escaped.
+#[tokio::test]
+async fn seller_strings_reach_the_terminal_escaped_and_json_exactly() {
+    const EVIL: &str = "\x1b]0;pwned\x07 and \x1b[2J\r\nx402: a forged line";
+    const SHOWN: [&str; 3] = ["\\u{1b}]0;pwned\\u{7}", "\\u{1b}[2J", "\\r\\n"];
+    let clean = |out: &str| {
+        assert!(
+            !out.chars().any(|c| c.is_control() && c != '\n'),
+            "a control character reached the terminal: {out:?}"
+        );
+        for escaped in SHOWN {
+            assert!(out.contains(escaped), "{escaped} in {out:?}");
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_, keypair) = unfunded_payer(dir.path());
+    let settlement = x402_protocol::wire::Settlement {
+        success: true,
+        error_reason: None,
+        payer: "a payer".into(),
+        transaction: "a transaction".into(),
+        network: "solana-devnet".into(),
+        amount: None,
+        extra: serde_json::json!({"reference": EVIL})
+            .as_object()
+            .unwrap()
+            .clone(),
+    }
+    .header(x402_protocol::wire::Version::V2);
+    let settled = Answer {
+        status: 200,
+        body: "paid".into(),
+        headers: vec![settlement],
+    };
+    let seller = Seller::start(
+        vec![exact_offer(DEVNET, DEVNET_USDC, 1000, &reference(5))],
+        EVIL,
+        vec![
+            Answer::refused(EVIL),
+            Answer::refused(EVIL),
+            Answer::status(500, EVIL),
+            settled,
+        ],
+    )
+    .await;
+
+    let quote = run(&["quote", &seller.url]).await;
+    assert_eq!(quote.status.code(), Some(0));
+    clean(&text(&quote.stdout));
+    let quote = run(&["--json", "quote", &seller.url]).await;
+    let quote: serde_json::Value = serde_json::from_slice(&quote.stdout).unwrap();
+    assert_eq!(quote["offers"][0]["description"], EVIL);
+
+    let fetch = [
+        "fetch",
+        &seller.url,
+        "--keypair",
+        &keypair,
+        "--allow-network",
+        "solana-devnet",
+    ];
+    let refused = run(&fetch).await;
+    assert_eq!(refused.status.code(), Some(4));
+    clean(&text(&refused.stderr));
+    let mut json = vec!["--json"];
+    json.extend(fetch);
+    let refused = run(&json).await;
+    let refused: serde_json::Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!(refused["detail"]["reason"], EVIL);
+
+    let failed = run_in(dir.path(), &fetch).await;
+    assert_eq!(failed.status.code(), Some(5));
+    clean(&text(&failed.stderr));
+    let kept = kept_files(dir.path());
+    let mut resume = fetch.to_vec();
+    resume.extend(["--resume", &kept[0]]);
+    let settled = run_in(dir.path(), &resume).await;
+    assert_eq!(settled.status.code(), Some(0), "{}", text(&settled.stderr));
+    assert_eq!(text(&settled.stdout), "paid");
+    let said = text(&settled.stderr);
+    assert!(
+        !said.chars().any(|c| c.is_control() && c != '\n'),
+        "{said:?}"
+    );
+    assert!(said.contains("\\u{1b}]0;pwned\\u{7}"), "{said:?}");
 }

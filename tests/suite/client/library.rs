@@ -10,6 +10,15 @@ use x402_client::{ClientError, Limit, PolicyRule, SpendingPolicy, X402Client};
 
 use crate::verifier::support::*;
 
+/// At most the price of `/api/*`, in base units: the harness's local mint is not one whose
+/// decimals a client knows without a ledger, so the default cap of 1.00 would refuse it.
+fn capped() -> SpendingPolicy {
+    SpendingPolicy {
+        max_per_request: Some(Limit::Units(PRICE)),
+        ..Default::default()
+    }
+}
+
 fn client(payer: &Keypair, policy: SpendingPolicy) -> X402Client {
     X402Client::builder()
         .keypair(payer.insecure_clone())
@@ -22,7 +31,7 @@ fn client(payer: &Keypair, policy: SpendingPolicy) -> X402Client {
 async fn a_fetch_pays_once_and_returns_the_body_and_the_settlement() {
     let h = Harness::start().await;
     let payer = h.new_payer(10 * PRICE).await;
-    let client = client(&payer, SpendingPolicy::default());
+    let client = client(&payer, capped());
 
     let paid = client.get(&h.url("/api/one")).await.unwrap();
 
@@ -155,7 +164,7 @@ async fn a_503_is_retried_with_the_same_payment_and_paid_once() {
     let payer = h.new_payer(10 * PRICE).await;
     // The payment lands, then the verifier cannot read the receipt once: a 503.
     *h.ledger.failing_reads.lock().unwrap() = 1;
-    let client = client(&payer, SpendingPolicy::default());
+    let client = client(&payer, capped());
 
     let paid = client.get(&h.url("/api/wobbly")).await.unwrap();
 
@@ -180,6 +189,7 @@ async fn the_manual_flow_returns_the_challenge_and_a_refusal_after_paying_says_w
     let payer = h.new_payer(10 * PRICE).await;
     let client = X402Client::builder()
         .keypair(payer.insecure_clone())
+        .policy(capped())
         .auto_pay(false)
         .build();
 
@@ -215,7 +225,7 @@ async fn without_sponsorship_the_client_pays_through_its_ledger() {
     let payer = h.new_payer(PRICE).await;
     let sol = h.market.ledger.lamports(&payer.pubkey()).await;
 
-    let without_ledger = client(&payer, SpendingPolicy::default());
+    let without_ledger = client(&payer, capped());
     assert!(matches!(
         without_ledger.get(&h.url("/api/own")).await,
         Err(ClientError::NeedsLedger)
@@ -282,7 +292,7 @@ async fn an_offer_for_another_program_is_refused_before_signing() {
     assert_eq!(client.spent(), 0);
 
     // A deployment the buyer chose to trust is paid as any other.
-    let mut trusting = SpendingPolicy::default();
+    let mut trusting = capped();
     trusting.programs.push(offer.requirement.program);
     let client = self::client(&payer, trusting);
     assert!(!matches!(
@@ -300,7 +310,7 @@ async fn the_budget_holds_when_two_payments_race() {
         &payer,
         SpendingPolicy {
             budget: Some(Limit::Units(PRICE)),
-            ..Default::default()
+            ..capped()
         },
     );
     let (url_a, url_b) = (h.url("/api/a"), h.url("/api/b"));
@@ -474,9 +484,14 @@ async fn preferring_exact_pays_the_exact_offer_once_with_mint_facts_from_the_led
     assert_eq!(h.api.hits(), 1);
 
     // Without a ledger, the mint is not a well-known one: its facts are never the
-    // server's, so nothing is signed.
+    // server's, so nothing is signed (even on a network allowed explicitly).
+    let local = x402_protocol::Ledger::network(h.market.ledger.as_ref());
     let blind = X402Client::builder()
         .keypair(payer.insecure_clone())
+        .policy(SpendingPolicy {
+            networks: vec![local.caip2().to_string(), local.v1_name().to_string()],
+            ..capped()
+        })
         .prefer(&["exact"])
         .build();
     assert!(matches!(
@@ -584,7 +599,12 @@ async fn an_exact_offer_in_a_mint_that_takes_a_transfer_fee_is_not_signed() {
     })])
     .await;
     let payer = Keypair::new();
-    let client = client_with_ledger(&h, &payer, SpendingPolicy::default());
+    // A devnet label over the local ledger: paid only as the user allows it explicitly.
+    let devnet = SpendingPolicy {
+        networks: vec!["solana-devnet".into()],
+        ..Default::default()
+    };
+    let client = client_with_ledger(&h, &payer, devnet);
     assert!(matches!(
         client.get(&url).await,
         Err(ClientError::WithholdingMint(refused)) if refused == mint
@@ -602,10 +622,469 @@ async fn an_exact_offer_naming_the_payer_as_fee_payer_is_not_signed() {
         "extra": {"feePayer": payer.pubkey().to_string(), "recentBlockhash": "11111111111111111111111111111111"}
     })])
     .await;
-    let client = client(&payer, SpendingPolicy::default());
+    let devnet = SpendingPolicy {
+        networks: vec!["solana-devnet".into()],
+        ..Default::default()
+    };
+    let client = client(&payer, devnet);
     assert!(matches!(
         client.get(&url).await,
         Err(ClientError::MalformedChallenge(why)) if why.contains("fee payer")
     ));
     assert_eq!(client.spent(), 0);
+}
+
+use crate::client::seller::{self, Answer, Seller, DEVNET, DEVNET_USDC, MAINNET_USDC};
+
+/// A client with no policy of its own but the networks it allows: the default cap holds.
+fn on_networks(payer: &Keypair, networks: &[&str]) -> X402Client {
+    client(
+        payer,
+        SpendingPolicy {
+            networks: networks.iter().map(|n| n.to_string()).collect(),
+            ..Default::default()
+        },
+    )
+}
+
+/// A hostile seller asks a million USDC for a request. Without a limit of the buyer's
+/// own, the client pays at most 1.00 of the token (USDC's decimals it knows itself), as
+/// stock x402 clients cap a payment at $1: nothing is signed or sent.
+#[tokio::test]
+async fn without_a_limit_a_million_usdc_is_refused_and_one_is_paid() {
+    let payer = Keypair::new();
+    let million = 1_000_000 * 1_000_000;
+    let hostile = Seller::start(
+        vec![seller::exact_offer(
+            DEVNET,
+            DEVNET_USDC,
+            million,
+            &seller::reference(1),
+        )],
+        "everything you have",
+        vec![],
+    )
+    .await;
+    let client = on_networks(&payer, &["solana-devnet"]);
+    match client.get(&hostile.url).await {
+        Err(ClientError::Policy(refusal)) => {
+            assert_eq!(
+                (refusal.rule, refusal.amount),
+                (PolicyRule::MaxPerRequest, million)
+            );
+            assert!(
+                refusal.detail.contains("at most 1 per request"),
+                "{}",
+                refusal.detail
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(hostile.presented(), vec![], "nothing was sent");
+    assert_eq!(client.spent(), 0);
+
+    // One base unit over 1.00 is refused; 1.00 itself is paid.
+    for (amount, paid) in [(1_000_001, false), (1_000_000, true)] {
+        let seller = Seller::start(
+            vec![seller::exact_offer(
+                DEVNET,
+                DEVNET_USDC,
+                amount,
+                &seller::reference(2),
+            )],
+            "",
+            vec![],
+        )
+        .await;
+        let outcome = client.get(&seller.url).await;
+        assert_eq!(outcome.is_ok(), paid, "{amount}: {outcome:?}");
+        assert_eq!(seller.presented().len(), usize::from(paid));
+    }
+    assert_eq!(client.spent(), 1_000_000);
+
+    // Only an explicit choice lifts the cap.
+    let unlimited = self::client(
+        &payer,
+        SpendingPolicy {
+            max_per_request: None,
+            networks: vec!["solana-devnet".into()],
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        unlimited.get(&hostile.url).await.unwrap().response.status(),
+        200
+    );
+    assert_eq!(hostile.presented().len(), 1);
+}
+
+/// The default cap in a token whose decimals the client cannot know itself (the local
+/// mint, without a ledger): refused, whatever decimals the server claims, unless the
+/// buyer gives a limit in base units or none; with a ledger, the mint's own decimals.
+#[tokio::test]
+async fn the_default_cap_refuses_a_mint_of_unknown_decimals_unless_told_in_base_units() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(10 * PRICE).await;
+
+    let default = client(&payer, SpendingPolicy::default());
+    match default.get(&h.url("/api/unknown")).await {
+        Err(ClientError::Policy(refusal)) => {
+            assert_eq!(refusal.rule, PolicyRule::UnknownDecimals);
+            assert!(refusal.detail.contains("--max-units"), "{}", refusal.detail);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.token_balance(&payer.pubkey()).await, 10 * PRICE);
+
+    assert_eq!(
+        client(&payer, capped())
+            .get(&h.url("/api/units"))
+            .await
+            .unwrap()
+            .response
+            .status(),
+        200
+    );
+    let no_limit = SpendingPolicy {
+        max_per_request: None,
+        ..Default::default()
+    };
+    assert_eq!(
+        client(&payer, no_limit)
+            .get(&h.url("/api/none"))
+            .await
+            .unwrap()
+            .response
+            .status(),
+        200
+    );
+    let with_ledger = client_with_ledger(&h, &payer, SpendingPolicy::default());
+    assert_eq!(
+        with_ledger
+            .get(&h.url("/api/read"))
+            .await
+            .unwrap()
+            .response
+            .status(),
+        200
+    );
+    assert_eq!(h.token_balance(&payer.pubkey()).await, 7 * PRICE);
+}
+
+/// An offer labelled devnet but priced in mainnet USDC (with, say, a mainnet blockhash)
+/// would move real money: refused before signing, in either scheme, even with devnet
+/// allowed explicitly. Mainnet USDC labelled mainnet is what it says.
+#[tokio::test]
+async fn an_offer_labelled_devnet_in_mainnet_usdc_is_refused_before_signing() {
+    let payer = Keypair::new();
+    let mislabelled = Seller::start(
+        vec![seller::exact_offer(
+            DEVNET,
+            MAINNET_USDC,
+            1000,
+            &seller::reference(3),
+        )],
+        "",
+        vec![],
+    )
+    .await;
+    let client = on_networks(&payer, &["solana-devnet", DEVNET]);
+    match client.get(&mislabelled.url).await {
+        Err(ClientError::Policy(refusal)) => {
+            assert_eq!(refusal.rule, PolicyRule::NetworkMismatch);
+            assert_eq!(refusal.network, DEVNET);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(mislabelled.presented(), vec![]);
+
+    // A `receipt` offer, the same: our own verifier's, relabelled.
+    let h = Harness::start().await;
+    let (mut offer, _) = h.challenge("GET", "/api/relabelled").await;
+    offer.network = "solana-devnet".into();
+    offer.requirement.mint = MAINNET_USDC.parse().unwrap();
+    let body = serde_json::json!({
+        "x402Version": 1, "error": "payment_required", "accepts": [offer.to_offer().to_v1()],
+    });
+    let app = axum::Router::new().route(
+        "/paid",
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move { (axum::http::StatusCode::PAYMENT_REQUIRED, axum::Json(body)) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/paid", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    match client.get(&url).await {
+        Err(ClientError::Policy(refusal)) => assert_eq!(refusal.rule, PolicyRule::NetworkMismatch),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(client.spent(), 0);
+
+    let honest = Seller::start(
+        vec![seller::exact_offer(
+            "solana",
+            MAINNET_USDC,
+            1000,
+            &seller::reference(4),
+        )],
+        "",
+        vec![],
+    )
+    .await;
+    let mainnet = on_networks(&payer, &["solana"]);
+    assert_eq!(
+        mainnet.get(&honest.url).await.unwrap().response.status(),
+        200
+    );
+    assert_eq!(honest.presented().len(), 1);
+}
+
+/// Without a ledger to read the cluster from (its genesis hash), nothing but the seller's
+/// word says where an `exact` payment lands: it is paid only on a network the buyer named.
+#[tokio::test]
+async fn without_a_ledger_exact_is_paid_only_on_a_network_allowed_explicitly() {
+    let payer = Keypair::new();
+    let seller = Seller::start(
+        vec![seller::exact_offer(
+            DEVNET,
+            DEVNET_USDC,
+            1000,
+            &seller::reference(5),
+        )],
+        "",
+        vec![],
+    )
+    .await;
+    match client(&payer, SpendingPolicy::default())
+        .get(&seller.url)
+        .await
+    {
+        Err(ClientError::Policy(refusal)) => {
+            assert_eq!(refusal.rule, PolicyRule::Network);
+            assert!(refusal.detail.contains("explicitly"), "{}", refusal.detail);
+        }
+        other => panic!("{other:?}"),
+    }
+    match on_networks(&payer, &["solana"]).get(&seller.url).await {
+        Err(ClientError::Policy(refusal)) => assert_eq!(refusal.rule, PolicyRule::Network),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(seller.presented(), vec![]);
+    // Devnet by its v1 name allows the offer naming it by its CAIP-2 id.
+    let allowed = on_networks(&payer, &["solana-devnet"]);
+    assert_eq!(
+        allowed.get(&seller.url).await.unwrap().response.status(),
+        200
+    );
+    assert_eq!(seller.presented().len(), 1);
+}
+
+/// The embedded ledger under another network's name (as a mainnet RPC node would be).
+struct Relabelled {
+    inner: std::sync::Arc<x402_verifier::ledger::local::LocalLedger>,
+    network: x402_protocol::Network,
+}
+
+#[async_trait::async_trait]
+impl x402_protocol::Ledger for Relabelled {
+    fn network(&self) -> &x402_protocol::Network {
+        &self.network
+    }
+    async fn accounts(
+        &self,
+        addresses: &[Pubkey],
+    ) -> Result<Vec<Option<x402_protocol::LedgerAccount>>, x402_protocol::LedgerError> {
+        self.inner.accounts(addresses).await
+    }
+    async fn latest_blockhash(&self) -> Result<solana_hash::Hash, x402_protocol::LedgerError> {
+        self.inner.latest_blockhash().await
+    }
+    async fn submit(
+        &self,
+        transaction: &solana_transaction::versioned::VersionedTransaction,
+    ) -> Result<solana_signature::Signature, x402_protocol::LedgerError> {
+        self.inner.submit(transaction).await
+    }
+    async fn landed(
+        &self,
+        signature: &solana_signature::Signature,
+        watched: &Pubkey,
+    ) -> Result<Option<x402_protocol::Landed>, x402_protocol::LedgerError> {
+        self.inner.landed(signature, watched).await
+    }
+    async fn program_accounts(
+        &self,
+        program: &Pubkey,
+        filters: &[x402_protocol::AccountFilter],
+    ) -> Result<Vec<(Pubkey, x402_protocol::LedgerAccount)>, x402_protocol::LedgerError> {
+        self.inner.program_accounts(program, filters).await
+    }
+}
+
+/// With a ledger, the offer must name the ledger's network. A local ledger (a validator
+/// a stock seller announces as devnet) pays a devnet label only when the buyer allows
+/// devnet explicitly; a public one never pays another network's label.
+#[tokio::test]
+async fn with_a_ledger_the_offer_names_the_ledgers_network() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(10 * PRICE).await;
+    let offer = |seed| {
+        seller::exact_offer(
+            DEVNET,
+            &h.market.mint.to_string(),
+            1000,
+            &seller::reference(seed),
+        )
+    };
+    let seller = Seller::start(vec![offer(6)], "", vec![]).await;
+    let local = client_with_ledger(&h, &payer, SpendingPolicy::default());
+    match local.get(&seller.url).await {
+        Err(ClientError::Policy(refusal)) => {
+            assert_eq!(refusal.rule, PolicyRule::NetworkMismatch);
+            let ledger = x402_protocol::Ledger::network(h.market.ledger.as_ref());
+            assert!(
+                refusal.detail.contains(ledger.caip2()),
+                "{}",
+                refusal.detail
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(seller.presented(), vec![]);
+    let consenting = SpendingPolicy {
+        networks: vec!["solana-devnet".into()],
+        ..Default::default()
+    };
+    let local = client_with_ledger(&h, &payer, consenting.clone());
+    assert_eq!(local.get(&seller.url).await.unwrap().response.status(), 200);
+    assert_eq!(seller.presented().len(), 1);
+
+    // A mainnet node: a devnet label is refused, allowed or not.
+    let mainnet = X402Client::builder()
+        .keypair(payer.insecure_clone())
+        .policy(consenting)
+        .ledger(std::sync::Arc::new(Relabelled {
+            inner: h.market.ledger.clone(),
+            network: x402_protocol::Network::mainnet(),
+        }))
+        .build();
+    let seller = Seller::start(vec![offer(7)], "", vec![]).await;
+    match mainnet.get(&seller.url).await {
+        Err(ClientError::Policy(refusal)) => assert_eq!(refusal.rule, PolicyRule::NetworkMismatch),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(seller.presented(), vec![]);
+    assert_eq!(mainnet.spent(), 0);
+}
+
+/// The seller answers the paid request 503 (retried), then 500 (it gives the grant
+/// back): the client keeps the payment, and presents that same payment again, with the
+/// payer's proof for the reference its Memo carries, on the retry and when the caller
+/// presents the kept payment. Nothing is signed twice.
+#[tokio::test]
+async fn after_a_5xx_the_same_payment_is_kept_and_presented_again_with_the_payers_proof() {
+    let payer = Keypair::new();
+    let reference = seller::reference(8);
+    let seller = Seller::start(
+        vec![seller::exact_offer(DEVNET, DEVNET_USDC, 1000, &reference)],
+        "",
+        vec![
+            Answer::status(503, "busy"),
+            Answer::status(500, "upstream broke"),
+        ],
+    )
+    .await;
+    let client = on_networks(&payer, &["solana-devnet"]);
+
+    let payment = match client.get(&seller.url).await {
+        Err(ClientError::ServerError {
+            status,
+            body,
+            payment,
+        }) => {
+            assert_eq!((status.as_u16(), body.as_str()), (500, "upstream broke"));
+            payment
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(payment.presented);
+    assert_eq!(payment.offer.reference(), Some(reference));
+
+    // Kept as JSON (what `x402 fetch` writes), read back, presented again.
+    let kept = x402_client::Payment::from_json(&payment.to_json()).unwrap();
+    let paid = client
+        .send_with(client.http().get(&seller.url), &kept)
+        .await
+        .unwrap();
+    assert_eq!(paid.response.status(), 200);
+
+    let presented = seller.presented();
+    assert_eq!(presented.len(), 3, "{presented:?}");
+    assert!(
+        presented.iter().all(|p| p.payment == presented[0].payment),
+        "the same signed payment each time"
+    );
+    assert_eq!(
+        presented[0].proof, None,
+        "a first presentation needs no proof"
+    );
+    for again in &presented[1..] {
+        let proof = again
+            .proof
+            .as_deref()
+            .expect("presented again with a proof");
+        assert!(seller.proves(proof, &payer, &reference), "{proof}");
+    }
+    assert!(
+        !seller.proves(
+            presented[1].proof.as_deref().unwrap(),
+            &Keypair::new(),
+            &reference
+        ),
+        "the proof is the payer's"
+    );
+    assert_eq!(
+        *seller.challenges.lock().unwrap(),
+        1,
+        "one challenge, one payment"
+    );
+    assert_eq!(client.spent(), 1000, "signed once");
+}
+
+/// The verifier's upstream fails (the grant is given back): the same payment, presented
+/// again with its proof, buys the request; paid once.
+#[tokio::test]
+async fn a_payment_given_back_by_our_verifier_is_presented_again_and_paid_once() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(10 * PRICE).await;
+    h.api.set_mode(UpstreamMode::Fail);
+    let client = client(&payer, capped());
+    let url = h.url("/api/given-back");
+    let payment = match client.get(&url).await {
+        Err(ClientError::ServerError {
+            status, payment, ..
+        }) => {
+            assert_eq!(status, 500);
+            payment
+        }
+        other => panic!("{other:?}"),
+    };
+    h.api.set_mode(UpstreamMode::Ok);
+    let paid = client
+        .send_with(client.http().get(&url), &payment)
+        .await
+        .unwrap();
+    assert_eq!(paid.response.status(), 200);
+    assert_eq!(
+        paid.response.text().await.unwrap(),
+        "served /api/given-back body="
+    );
+    assert_eq!(
+        h.token_balance(&payer.pubkey()).await,
+        9 * PRICE,
+        "paid once"
+    );
+    assert_eq!(client.spent(), PRICE);
 }

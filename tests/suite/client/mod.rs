@@ -4,3 +4,4 @@
 pub mod cli;
 mod library;
 mod receipts;
+pub mod seller;
