@@ -1,12 +1,26 @@
 //! The reverse proxy: a paid request goes to its route's upstream with the payment
-//! headers stripped, bodies streamed both ways, its time and response size bounded.
+//! headers stripped, bodies streamed both ways.
+//!
+//! A paid answer is passed on whole, however long, or refused before it begins: once a
+//! byte of it has reached the buyer, the grant stays spent (the buyer has part of it, and
+//! a `Range` request could fetch the rest for free), so cutting an answer short would
+//! charge for what was not delivered. Hence:
+//!
+//! - the upstream has [`Upstream::timeout`] to send its answer's head, and then the same
+//!   time between one piece of the body and the next: an answer that keeps coming is
+//!   never cut, only one that stalls (or breaks off by itself);
+//! - [`Upstream::max_response_bytes`] refuses an answer whose `Content-Length` says more,
+//!   before anything is sent (502 `upstream_response_too_large`; the gate releases the
+//!   grant, so the same payment can be retried). An answer without a length is streamed
+//!   whole: nothing here buffers it, so memory stays bounded by the stream's chunks
+//!   whatever its size, and no limit is needed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::{Stream, StreamExt};
 use http::{HeaderMap, Request};
 
 use crate::error::{Reason, Refusal};
@@ -16,8 +30,10 @@ use crate::error::{Reason, Refusal};
 pub struct Upstream {
     /// Base URL; the request's path and query are appended.
     pub url: String,
-    /// The whole exchange, response body included.
+    /// How long the upstream has to answer (the request sent, the answer's head
+    /// received), and then the longest pause between pieces of the body.
     pub timeout: Duration,
+    /// The largest `Content-Length` passed on; an answer without one is streamed whole.
     pub max_response_bytes: u64,
 }
 
@@ -71,15 +87,16 @@ impl Proxy {
             .request(parts.method, url)
             .headers(headers)
             .body(reqwest::Body::wrap_stream(body.into_data_stream()))
-            .timeout(self.upstream.timeout)
-            .send()
-            .await;
-        let answer = match sent {
-            Ok(answer) => answer,
-            Err(error) if error.is_timeout() => {
+            .send();
+        // Not reqwest's own timeout: it runs until the body's end, and would cut off a
+        // long answer that had begun, one the buyer has paid for.
+        let answer = match tokio::time::timeout(self.upstream.timeout, sent).await {
+            Ok(Ok(answer)) => answer,
+            Err(_) => return Refusal::new(Reason::UpstreamTimeout).into_response(),
+            Ok(Err(error)) if error.is_timeout() => {
                 return Refusal::new(Reason::UpstreamTimeout).into_response()
             }
-            Err(error) => {
+            Ok(Err(error)) => {
                 // reqwest's error names the URL: log only what kind of failure it was.
                 tracing::warn!(kind = ?error.is_connect(), "upstream unreachable");
                 return Refusal::new(Reason::UpstreamUnreachable).into_response();
@@ -92,22 +109,31 @@ impl Proxy {
         let status = answer.status();
         let mut headers = answer.headers().clone();
         strip_hop_by_hop(&mut headers);
-        // Past the limit the stream fails, which aborts the response mid-way.
-        let mut sent_bytes = 0u64;
-        let body = answer
-            .bytes_stream()
-            .map_err(std::io::Error::other)
-            .map(move |chunk| {
-                let chunk = chunk?;
-                sent_bytes = sent_bytes.saturating_add(chunk.len() as u64);
-                if sent_bytes > limit {
-                    return Err(std::io::Error::other("upstream response too large"));
-                }
-                Ok(chunk)
-            });
+        let body = whole(answer.bytes_stream(), self.upstream.timeout);
         let mut response = Response::new(Body::from_stream(body));
         *response.status_mut() = status;
         *response.headers_mut() = headers;
         response
     }
+}
+
+/// The upstream's body, passed on whole: it ends where the upstream's does, or with an
+/// error when the upstream breaks off or sends nothing for `pause` (which aborts the
+/// answer mid-way: the buyer sees it incomplete).
+fn whole(
+    body: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    pause: Duration,
+) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    futures_util::stream::unfold(Some(Box::pin(body)), move |body| async move {
+        let mut body = body?;
+        match tokio::time::timeout(pause, body.next()).await {
+            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(body))),
+            Ok(None) => None,
+            Ok(Some(Err(error))) => Some((Err(std::io::Error::other(error.without_url())), None)),
+            Err(_) => {
+                tracing::warn!("upstream answer stalled mid-way");
+                Some((Err(std::io::ErrorKind::TimedOut.into()), None))
+            }
+        }
+    })
 }

@@ -34,8 +34,19 @@ use x402_verifier::{
 
 /// 0.01 of the local mint: the price of `/api/*`.
 pub const PRICE: u64 = 10_000;
-/// The largest upstream answer the verifier passes on.
+/// The largest upstream answer announced by Content-Length that the verifier passes on
+/// (one without a length is passed on whole).
 pub const MAX_RESPONSE: u64 = 64 * 1024;
+/// The upstream's answer timeout: for the head, and then for each pause in the body.
+pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What [`UpstreamMode::HugeStream`] sends: four times [`MAX_RESPONSE`] and a bit, each
+/// KiB different, so that a missing or repeated piece shows.
+pub fn huge_stream() -> Vec<bytes::Bytes> {
+    (0..=4 * MAX_RESPONSE / 1024)
+        .map(|i| bytes::Bytes::from(vec![(i % 251) as u8; 1024]))
+        .collect()
+}
 
 /// The embedded ledger, with its calls counted and an outage switch.
 pub struct CountingLedger {
@@ -134,8 +145,13 @@ pub enum UpstreamMode {
     Slow,
     /// Too large, announced by Content-Length.
     Huge,
-    /// Too large, streamed without a length: it breaks off after the answer began.
+    /// Longer than the limit, streamed without a length ([`huge_stream`]).
     HugeStream,
+    /// Five pieces of 1 KiB, 700 ms apart: longer in all than [`UPSTREAM_TIMEOUT`], but
+    /// never pausing that long.
+    SlowStream,
+    /// Two pieces of 1 KiB, then the upstream breaks off (its answer is cut).
+    BreaksOff,
 }
 
 /// The API behind the verifier: counts hits, echoes what it was sent.
@@ -191,10 +207,32 @@ async fn start_api() -> (Arc<Api>, String) {
                 }
                 UpstreamMode::Huge => vec![b'x'; MAX_RESPONSE as usize + 1].into_response(),
                 UpstreamMode::HugeStream => {
-                    let chunks = (0..=MAX_RESPONSE / 1024)
-                        .map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 1024])));
+                    let chunks = huge_stream().into_iter().map(Ok::<_, std::io::Error>);
                     axum::body::Body::from_stream(futures_util::stream::iter(chunks))
                         .into_response()
+                }
+                UpstreamMode::SlowStream => {
+                    use futures_util::StreamExt;
+                    let chunks = futures_util::stream::iter(0..5u8).then(|i| async move {
+                        tokio::time::sleep(Duration::from_millis(700)).await;
+                        Ok::<_, std::io::Error>(bytes::Bytes::from(vec![i; 1024]))
+                    });
+                    axum::body::Body::from_stream(chunks).into_response()
+                }
+                UpstreamMode::BreaksOff => {
+                    use futures_util::StreamExt;
+                    // The break comes a moment later, once the head and the first pieces
+                    // are out.
+                    let chunks = futures_util::stream::iter(0..3).then(|i| async move {
+                        match i {
+                            2 => {
+                                tokio::time::sleep(Duration::from_millis(300)).await;
+                                Err(std::io::Error::other("the upstream broke off"))
+                            }
+                            _ => Ok(bytes::Bytes::from(vec![b'x'; 1024])),
+                        }
+                    });
+                    axum::body::Body::from_stream(chunks).into_response()
                 }
             }
         }
@@ -486,7 +524,7 @@ pub fn facilitator_access(gate: &Gate, budget_lamports: u64) -> FacilitatorAcces
 fn app_for(gate: &Gate, api_url: &str) -> Router {
     let upstream = Upstream {
         url: api_url.into(),
-        timeout: Duration::from_secs(2),
+        timeout: UPSTREAM_TIMEOUT,
         max_response_bytes: MAX_RESPONSE,
     };
     let proxy = Proxy::new(reqwest::Client::new(), upstream);

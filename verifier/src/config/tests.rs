@@ -96,3 +96,47 @@ fn unknown_settings_and_bad_values_are_errors() {
         .unwrap_err();
     assert!(error.to_string().contains("X402_LISTEN"));
 }
+
+#[test]
+fn metrics_are_off_the_main_listener_unless_it_is_asked_for() {
+    let config = Config::default();
+    assert_eq!(
+        config.metrics.listen, None,
+        "the default: its own loopback listener"
+    );
+    assert!(DEFAULT_METRICS_LISTEN.ip().is_loopback());
+    for (text, listen) in [
+        ("main", MetricsListen::Main),
+        ("off", MetricsListen::Off),
+        (
+            "127.0.0.1:9500",
+            MetricsListen::Address("127.0.0.1:9500".parse().unwrap()),
+        ),
+    ] {
+        let config: Config = toml::from_str(&format!("[metrics]\nlisten = \"{text}\"")).unwrap();
+        assert_eq!(config.metrics.listen, Some(listen));
+        let mut config = Config::default();
+        config
+            .apply_env(|name| (name == "X402_METRICS_LISTEN").then(|| text.to_string()))
+            .unwrap();
+        assert_eq!(config.metrics.listen, Some(listen));
+    }
+    assert!(toml::from_str::<Config>("[metrics]\nlisten = \"public\"").is_err());
+}
+
+#[test]
+fn one_peer_gets_a_quarter_of_the_connections_unless_told() {
+    let mut limits = Limits::default();
+    assert_eq!(limits.connections_per_peer(), 256);
+    limits.max_connections = 2;
+    assert_eq!(limits.connections_per_peer(), 1, "at least one");
+    let mut config = Config::default();
+    config
+        .apply_env(|name| (name == "X402_MAX_CONNECTIONS_PER_PEER").then(|| "2048".into()))
+        .unwrap();
+    assert_eq!(
+        config.limits.connections_per_peer(),
+        1024,
+        "no more than max_connections"
+    );
+}

@@ -1,7 +1,8 @@
 //! Setting values that check themselves when read: the commitment, an RPC URL (hidden
-//! from `Debug`), challenge keys, an API key list.
+//! from `Debug`), challenge keys, an API key list, where `/metrics` is served.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::str::FromStr;
 
 use secrecy::SecretString;
@@ -96,5 +97,41 @@ impl FromStr for ApiKeys {
 impl fmt::Debug for ApiKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ApiKeys({} hidden)", self.0.len())
+    }
+}
+
+/// Where `/metrics` is served: a listener of its own, the main listener, or nowhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricsListen {
+    /// `"127.0.0.1:9402"`: its own listener, at an address operators alone can reach.
+    Address(SocketAddr),
+    /// `"main"`: beside the API, to whoever reaches the main listener.
+    Main,
+    /// `"off"`: not served.
+    Off,
+}
+
+impl FromStr for MetricsListen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "main" => Ok(MetricsListen::Main),
+            "off" => Ok(MetricsListen::Off),
+            address => address
+                .parse()
+                .map(MetricsListen::Address)
+                .map_err(|_| format!("{address}: an address (host:port), main or off")),
+        }
+    }
+}
+
+impl fmt::Display for MetricsListen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MetricsListen::Address(address) => address.fmt(f),
+            MetricsListen::Main => f.write_str("main"),
+            MetricsListen::Off => f.write_str("off"),
+        }
     }
 }
