@@ -9,7 +9,7 @@ import {
   type Payment,
   type PaymentSources,
 } from "./payment.js";
-import { recordSpending, type SpendingPolicy } from "./policy.js";
+import { releaseSpending, reserveSpending, type SpendingPolicy } from "./policy.js";
 import { proofTarget, signProof, X_PAYMENT_PROOF } from "./proof.js";
 import { rpcSources } from "./rpc.js";
 import { canSignMessages, signerAddress, type PaymentSigner } from "./signer.js";
@@ -125,12 +125,21 @@ async function pay(first: Response, options: FetchWithPaymentOptions): Promise<P
   };
   // Decimals and the ledger's network from the client's own sources, before the policy.
   const sources = await readLedgerFacts(challenge, options.policy, schemes, given);
+  // From the budget check in chooseOffer to the reservation, nothing awaits: two calls
+  // sharing the policy cannot both pass the check before either counts its amount.
   const offer = chooseOffer(challenge, options.policy, schemes, sources);
   if (!options.signer) {
     throw new X402Error("no_wallet", "Payment required, but no wallet or signer was given.", { response: first });
   }
-  const payment = await createPayment(challenge, offer, options.signer, sources);
-  recordSpending(options.policy, payment.amount);
+  reserveSpending(options.policy, offer.amount);
+  let payment: Payment;
+  try {
+    payment = await createPayment(challenge, offer, options.signer, sources);
+  } catch (error) {
+    // Nothing was signed, or what was signed never left the client: nothing was spent.
+    releaseSpending(options.policy, offer.amount);
+    throw error;
+  }
   options.onPayment?.(payment);
   return payment;
 }

@@ -6,6 +6,8 @@
 import { explorerTxUrl, KNOWN_MINTS, walletChain, type MintInfo } from "./constants.js";
 import { X402Error } from "./errors.js";
 import { createPayment, type Payment } from "./payment.js";
+import { proofTarget, signProof, X_PAYMENT_PROOF } from "./proof.js";
+import { canSignMessages, type WalletStandardSigner } from "./signer.js";
 import { parseChallenge, readChallenge, readSettlement, type Challenge, type Offer } from "./wire.js";
 
 export const MESSAGES = Object.freeze({
@@ -14,6 +16,14 @@ export const MESSAGES = Object.freeze({
   insufficientFunds: "Your wallet does not hold enough USDC for this payment. Nothing was paid.",
   expired: "This offer has expired. Reload the page for a new one.",
   unavailable: "The payment could not be checked right now. Retry: you will not be charged twice.",
+  failed:
+    "The seller could not answer right now, and gave your payment back. Retry: the same payment is presented again, you will not be charged twice.",
+  failedUnprovable:
+    "The seller could not answer right now, and gave your payment back. Retry presents the same payment again, but your wallet cannot sign the proof that it is yours, so the seller may refuse it. Do not pay again.",
+  proving: "Approve in your wallet the message proving this payment is yours (it pays nothing)…",
+  proofDeclined: "You declined in your wallet. Your payment is kept: Retry presents it again. Do not pay again.",
+  unproven:
+    "The seller would not take your payment again without a proof that it is yours, which your wallet could not give. The payment was made: do not pay again, ask the seller about it.",
   paid: "Paid.",
   refusedPrefix: "The payment was refused: ",
   noOffer: "This page offers no payment that can be made from a browser wallet.",
@@ -45,11 +55,15 @@ export const STATES = Object.freeze({
   paid: "paid",
   refused: "refused",
   alreadyUsed: "already-used",
+  failed: "failed",
+  proofDeclined: "wallet-rejected",
+  unproven: "unproven",
   noOffer: "no-offer",
   insecure: "insecure",
   connecting: "working",
   signing: "working",
   checking: "working",
+  proving: "working",
 });
 
 /** The subset of DOM elements used (so tests can fake them). */
@@ -110,6 +124,19 @@ function pageMints(challenge: Challenge): Record<string, MintInfo> {
   return mints;
 }
 
+/** A payment sent, with the wallet that signed it (which proves it when presented again). */
+interface Kept {
+  payment: Payment;
+  signer: WalletStandardSigner;
+  /** `<reference>:<proof>` once signed; null when it cannot be. */
+  proof?: string | null;
+}
+
+/** Whether the payer of `kept` can prove it presents it: a reference, and a wallet that signs messages. */
+function provable(kept: Kept): boolean {
+  return kept.payment.reference !== null && canSignMessages(kept.signer);
+}
+
 /** Wires the page's button. Returns a promise-returning `pay` (the click handler) for tests. */
 export function startPaywall(deps: PaywallDeps): { pay(): Promise<void> } {
   const el = (id: string) => deps.document.getElementById(id);
@@ -118,7 +145,8 @@ export function startPaywall(deps: PaywallDeps): { pay(): Promise<void> } {
   const content = el("x402-content");
   const explorer = el("x402-explorer");
   let challenge = parseChallenge(JSON.parse(el("x402-challenge")?.textContent ?? "null"));
-  let pending: Payment | null = null;
+  /** A payment sent and not served: presented again on Retry, never signed again. */
+  let pending: Kept | null = null;
   let busy = false;
   /** Paid or expired: the button stays disabled. */
   let finished = false;
@@ -135,23 +163,61 @@ export function startPaywall(deps: PaywallDeps): { pay(): Promise<void> } {
     button.disabled = disabled;
   };
 
-  async function send(payment: Payment): Promise<void> {
-    // Sent before, unanswered: it may have been accepted while its answer was lost.
+  /**
+   * `X-Payment-Proof` for presenting `kept` again: its payer's signature over its
+   * reference and this request, asked of the wallet once. Null when the wallet cannot
+   * sign messages (the payment goes bare: the seller may refuse it); undefined when the
+   * person declined (the payment is kept, nothing is sent).
+   */
+  async function proofFor(kept: Kept): Promise<string | null | undefined> {
+    if (kept.proof !== undefined) return kept.proof;
+    const reference = kept.payment.reference;
+    if (!provable(kept)) return (kept.proof = null);
+    show(STATES.proving, MESSAGES.proving);
+    try {
+      const proof = await signProof(kept.signer, reference!, proofTarget(deps.url, "GET"));
+      return (kept.proof = `${reference}:${proof}`);
+    } catch {
+      setButton(MESSAGES.retry, true);
+      show(STATES.proofDeclined, MESSAGES.proofDeclined);
+      return undefined;
+    }
+  }
+
+  async function send(kept: Kept): Promise<void> {
+    const { payment } = kept;
+    // Sent before, unanswered or not served: it may have been accepted, and its grant
+    // given back (a 5xx), which only its payer's proof takes again.
     const resent = pending !== null;
+    const headers: Record<string, string> = { [payment.headerName]: payment.headerValue };
+    if (resent) {
+      const proof = await proofFor(kept);
+      if (proof === undefined) return;
+      if (proof) headers[X_PAYMENT_PROOF] = proof;
+    }
     show(STATES.checking, MESSAGES.checking);
     let response: Response;
     try {
-      response = await deps.fetch(deps.url, { method: "GET", headers: { [payment.headerName]: payment.headerValue } });
+      response = await deps.fetch(deps.url, { method: "GET", headers });
     } catch {
-      pending = payment;
+      pending = kept;
       setButton(MESSAGES.retry, true);
       show(STATES.unavailable, MESSAGES.unavailable);
       return;
     }
     if (response.status === 503) {
-      pending = payment;
+      pending = kept;
       setButton(MESSAGES.retry, true);
       show(STATES.unavailable, MESSAGES.unavailable);
+      return;
+    }
+    if (response.status >= 500 && response.status <= 599) {
+      // The seller failed to serve a paid request: the verifier gave the payment back.
+      // The same payment is presented again; a second one would be a second charge.
+      pending = kept;
+      setButton(MESSAGES.retry, true);
+      if (provable(kept)) show(STATES.failed, MESSAGES.failed);
+      else show(STATES.failed, MESSAGES.failedUnprovable);
       return;
     }
     pending = null;
@@ -163,6 +229,11 @@ export function startPaywall(deps: PaywallDeps): { pay(): Promise<void> } {
         // Never invite a second payment for what was already paid.
         finished = true;
         return show(STATES.alreadyUsed, MESSAGES.alreadyUsed);
+      }
+      if (resent && reason === "invalid_proof") {
+        // Only a payment given back is refused so: it was paid. No second payment.
+        finished = true;
+        return show(STATES.unproven, MESSAGES.unproven);
       }
       if (reason === "transaction_failed") show(STATES.insufficientFunds, MESSAGES.insufficientFunds);
       else if (reason === "expired_reference" || reason === "expiring_reference") {
@@ -230,16 +301,17 @@ export function startPaywall(deps: PaywallDeps): { pay(): Promise<void> } {
     const paying = fresh ?? challenge;
     const payingOffer = (fresh && pageOffer(fresh)) ?? offer;
     show(STATES.signing, MESSAGES.signing);
+    const signer: WalletStandardSigner = { wallet, account, chain };
     let payment: Payment;
     try {
-      payment = await createPayment(paying, payingOffer, { wallet, account, chain }, { mints: pageMints(paying) });
+      payment = await createPayment(paying, payingOffer, signer, { mints: pageMints(paying) });
     } catch (error) {
       if (error instanceof X402Error && error.code !== "wallet_rejected") {
         return show(STATES.refused, refusedMessage(error.message));
       }
       return show(STATES.walletRejected, MESSAGES.walletRejected);
     }
-    return send(payment);
+    return send({ payment, signer });
   }
 
   async function pay(): Promise<void> {

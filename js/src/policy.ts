@@ -88,7 +88,7 @@ export function needsDecimals(policy: SpendingPolicy | undefined): boolean {
   return typeof limit === "object" && limit !== null;
 }
 
-/** Base units already committed under `policy` (payments sent and not refused). */
+/** Base units committed under `policy`: payments signed, and those being signed (reserved). */
 export function spentUnder(policy: SpendingPolicy): bigint {
   return spent.get(policy) ?? 0n;
 }
@@ -98,6 +98,22 @@ export function recordSpending(policy: SpendingPolicy | undefined, amount: bigin
   if (!policy) return;
   const next = spentUnder(policy) + amount;
   spent.set(policy, next < 0n ? 0n : next);
+}
+
+/**
+ * Reserves `amount` of the budget for a payment about to be signed, as the Rust client
+ * does under its lock. Call it in the same synchronous step as the check that allowed
+ * the payment (policyRefusal, chooseOffer), with no await between: JavaScript runs one
+ * step at a time, so no other call sharing `policy` can pass the check on the same
+ * budget meanwhile. Kept once the payment is signed; releaseSpending if it is not.
+ */
+export function reserveSpending(policy: SpendingPolicy | undefined, amount: bigint): void {
+  recordSpending(policy, amount);
+}
+
+/** Gives back a reservation whose payment was never signed (nothing left the client). */
+export function releaseSpending(policy: SpendingPolicy | undefined, amount: bigint): void {
+  recordSpending(policy, -amount);
 }
 
 function amountRefusal(offer: Offer, p: SpendingPolicy, policy: SpendingPolicy | undefined, facts: TrustedFacts): string | null {

@@ -1,8 +1,9 @@
 /**
  * A Wallet Standard wallet for browser tests, registered on load. Reads
  * window.__X402_TEST_WALLET__ = { secretKey: number[64], reject?: boolean, signDelayMs?: number }
- * (read at each call, so a test may flip them). Signs with ed25519 (noble), after
- * `signDelayMs`, as a person taking time to approve does.
+ * (read at each call, so a test may flip them). Signs transactions (solana:signTransaction)
+ * and messages (solana:signMessage, as a payer's proof is signed) with ed25519 (noble),
+ * after `signDelayMs`, as a person taking time to approve does.
  */
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { getBase58Decoder, getTransactionDecoder, getTransactionEncoder, type Transaction } from "@solana/kit";
@@ -45,7 +46,7 @@ function install(): void {
     address,
     publicKey,
     chains: CHAINS,
-    features: ["solana:signTransaction"] as const,
+    features: ["solana:signTransaction", "solana:signMessage"] as const,
     label: "x402 test account",
   });
   let connected = false;
@@ -57,6 +58,13 @@ function install(): void {
     const signature = ed25519.sign(new Uint8Array(tx.messageBytes), seed);
     const signed = { ...tx, signatures: { ...tx.signatures, [address]: signature } } as unknown as Transaction;
     return new Uint8Array(getTransactionEncoder().encode(signed));
+  }
+
+  /** As a person approving in a wallet: refuses when told to, takes `signDelayMs`. */
+  async function approve(what: string): Promise<void> {
+    if (config().reject) throw userRejected(what);
+    const delay = config().signDelayMs ?? 0;
+    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
   }
 
   registerWallet({
@@ -89,12 +97,21 @@ function install(): void {
         version: "1.0.0",
         supportedTransactionVersions: ["legacy", 0],
         async signTransaction(...inputs: { account: { address: string }; transaction: Uint8Array }[]) {
-          if (config().reject) throw userRejected("signTransaction");
-          const delay = config().signDelayMs ?? 0;
-          if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+          await approve("signTransaction");
           return inputs.map((input) => {
             if (input.account.address !== address) throw new Error("unknown account");
             return { signedTransaction: sign(input.transaction) };
+          });
+        },
+      },
+      "solana:signMessage": {
+        version: "1.0.0",
+        async signMessage(...inputs: { account: { address: string }; message: Uint8Array }[]) {
+          await approve("signMessage");
+          return inputs.map((input) => {
+            if (input.account.address !== address) throw new Error("unknown account");
+            const message = new Uint8Array(input.message);
+            return { signedMessage: message, signature: ed25519.sign(message, seed) };
           });
         },
       },

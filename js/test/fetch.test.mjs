@@ -364,3 +364,54 @@ test("a signer that throws is 'wallet_rejected'", async () => {
   const error = await fetchWithPayment("http://x/api", undefined, { fetch, signer }).catch((e) => e);
   assert.equal(error.code, "wallet_rejected");
 });
+
+test("policy: two calls at once sharing a budget for one payment: exactly one pays", async () => {
+  const policy = { budget: 15_000n };
+  const counter = await countingSigner();
+  const slow = counter.signer.signTransactions;
+  // Signing takes a while, as a person approving does: the other call reaches the budget meanwhile.
+  counter.signer.signTransactions = async (txs) => {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    return slow(txs);
+  };
+  // Both challenges are answered together, so both calls check the budget in the same turn.
+  let release;
+  const together = new Promise((resolve) => (release = resolve));
+  let challenged = 0;
+  const paidRequests = [];
+  const fetch = async (_url, init) => {
+    const headers = new Headers(init?.headers);
+    if (headers.has("PAYMENT-SIGNATURE")) {
+      paidRequests.push(headers.get("PAYMENT-SIGNATURE"));
+      return paid();
+    }
+    if (++challenged === 2) release();
+    await together;
+    return f.response402();
+  };
+  const call = () => fetchWithPayment("http://x/api", undefined, { fetch, signer: counter.signer, policy }).catch((e) => e);
+  const results = await Promise.all([call(), call()]);
+  const served = results.filter((r) => r.response?.status === 200);
+  const refused = results.filter((r) => r instanceof X402Error);
+  assert.equal(served.length, 1, "exactly one pays");
+  assert.equal(refused.length, 1);
+  assert.equal(refused[0].code, "policy");
+  assert.match(refused[0].offers[0].reason, /budget left \(5000\)/);
+  assert.equal(counter.count, 1, "one payment signed");
+  assert.equal(paidRequests.length, 1, "one payment sent");
+  assert.equal(spentUnder(policy), 10_000n);
+});
+
+test("policy: a reservation whose payment was not signed is given back", async () => {
+  const policy = { budget: 15_000n };
+  const { signer } = await countingSigner();
+  const declining = { address: signer.address, signTransactions: async () => { throw new Error("User rejected the request"); } };
+  const declined = mockFetch(() => f.response402());
+  const error = await fetchWithPayment("http://x/api", undefined, { fetch: declined.fetch, signer: declining, policy }).catch((e) => e);
+  assert.equal(error.code, "wallet_rejected");
+  assert.equal(spentUnder(policy), 0n, "nothing signed, nothing spent");
+  const ok = mockFetch(() => f.response402(), paid);
+  const r = await fetchWithPayment("http://x/api", undefined, { fetch: ok.fetch, signer, policy });
+  assert.equal(r.response.status, 200);
+  assert.equal(spentUnder(policy), 10_000n);
+});

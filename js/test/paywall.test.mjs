@@ -2,6 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { startPaywall, MESSAGES, STATES, refusedMessage } from "../dist/paywall.js";
 import { decodeHeader, encodeHeader } from "../dist/index.js";
+import { ed25519 } from "@noble/curves/ed25519.js";
+import { getBase58Encoder } from "@solana/kit";
 import { loadTestWallet } from "./wallet-env.mjs";
 import * as f from "./fixtures.mjs";
 
@@ -34,6 +36,7 @@ function page({ wallets = [], answers, challenge = f.challengeV2(), fresh = chal
   els["x402-content"].hidden = true;
   els["x402-explorer"].hidden = true;
   const sent = [];
+  const proofs = [];
   let asked = 0;
   const fetch = async (url, init) => {
     assert.equal(url, URL_);
@@ -44,6 +47,7 @@ function page({ wallets = [], answers, challenge = f.challengeV2(), fresh = chal
       return f.response402(fresh);
     }
     sent.push(init.headers["PAYMENT-SIGNATURE"]);
+    proofs.push(init.headers["X-Payment-Proof"] ?? null);
     return answers[Math.min(sent.length - 1, answers.length - 1)]();
   };
   const { pay } = startPaywall({
@@ -53,7 +57,7 @@ function page({ wallets = [], answers, challenge = f.challengeV2(), fresh = chal
     url: URL_,
   });
   const status = () => [els["x402-status"].attributes["data-state"], els["x402-status"].textContent];
-  return { els, sent, pay, status, asked: () => asked };
+  return { els, sent, proofs, pay, status, asked: () => asked };
 }
 
 const wallet = (reject = false) => loadTestWallet({ secretKey: f.BUYER_SECRET, reject }).wallet;
@@ -169,4 +173,106 @@ test("a retried payment already accepted (its answer lost) invites no second pay
   assert.equal(p.sent.length, 2);
   assert.equal(p.sent[0], p.sent[1], "the same payment, not a new one");
   assert.equal(p.els["x402-pay"].disabled, true);
+});
+
+/** `w` with its signTransaction and signMessage calls counted; without signMessage when `messages` is false. */
+function counting(w, { messages = true } = {}) {
+  const counts = { transactions: 0, messages: 0 };
+  const features = { ...w.features };
+  const tx = features["solana:signTransaction"];
+  features["solana:signTransaction"] = { ...tx, signTransaction: (...a) => (counts.transactions++, tx.signTransaction(...a)) };
+  const msg = features["solana:signMessage"];
+  if (messages) features["solana:signMessage"] = { ...msg, signMessage: (...a) => (counts.messages++, msg.signMessage(...a)) };
+  else delete features["solana:signMessage"];
+  return { wallet: { name: w.name, chains: w.chains, accounts: w.accounts, features }, counts };
+}
+
+const failed = (status) => () => new Response("upstream failed", { status });
+
+test("a seller's 5xx: the same payment is presented again with its payer's proof, never signed twice", async () => {
+  for (const status of [500, 502, 504]) {
+    const { wallet: w, counts } = counting(wallet());
+    const p = page({ wallets: [w], answers: [failed(status), ok()] });
+    await p.pay();
+    assert.deepEqual(p.status(), [STATES.failed, MESSAGES.failed], String(status));
+    assert.equal(p.els["x402-pay"].textContent, "Retry");
+    assert.equal(p.els["x402-pay"].disabled, false);
+    assert.equal(p.proofs[0], null, "a first presentation needs no proof");
+    await p.pay();
+    assert.equal(p.status()[0], STATES.paid);
+    assert.equal(p.sent.length, 2);
+    assert.equal(p.sent[1], p.sent[0], "the same payment, not a new one");
+    assert.equal(counts.transactions, 1, "one payment signed");
+    assert.equal(counts.messages, 1, "one proof signed");
+    // The proof: the payer's signature over its reference and this request (GET /api/generate at 127.0.0.1:8402).
+    const [reference, proof, ...rest] = p.proofs[1].split(":");
+    assert.equal(reference, f.REFERENCE);
+    assert.equal(rest.length, 0);
+    const message = new TextEncoder().encode(`x402-receipt-proof\n${f.REFERENCE}\nGET\n/api/generate\n127.0.0.1:8402`);
+    const buyer = getBase58Encoder().encode(f.BUYER);
+    assert.ok(ed25519.verify(getBase58Encoder().encode(proof), message, buyer), "the payer's proof for this request");
+  }
+});
+
+test("a seller's 5xx, then another: the proof is asked of the wallet once", async () => {
+  const { wallet: w, counts } = counting(wallet());
+  const p = page({ wallets: [w], answers: [failed(500), failed(502), ok()] });
+  await p.pay();
+  await p.pay();
+  assert.equal(p.status()[0], STATES.failed);
+  await p.pay();
+  assert.equal(p.status()[0], STATES.paid);
+  assert.equal(new Set(p.sent).size, 1);
+  assert.equal(p.proofs[1], p.proofs[2]);
+  assert.deepEqual(counts, { transactions: 1, messages: 1 });
+});
+
+test("a seller's 5xx, the proof declined: the payment is kept, nothing sent, nothing signed again", async () => {
+  const env = loadTestWallet({ secretKey: f.BUYER_SECRET });
+  const { wallet: w, counts } = counting(env.wallet);
+  const p = page({ wallets: [w], answers: [failed(500), ok()] });
+  await p.pay();
+  env.config.reject = true;
+  await p.pay();
+  assert.deepEqual(p.status(), [STATES.proofDeclined, MESSAGES.proofDeclined]);
+  assert.match(MESSAGES.proofDeclined, /Do not pay again/);
+  assert.equal(p.sent.length, 1);
+  assert.equal(p.els["x402-pay"].disabled, false);
+  env.config.reject = false;
+  await p.pay();
+  assert.equal(p.status()[0], STATES.paid);
+  assert.equal(p.sent[1], p.sent[0]);
+  assert.equal(counts.transactions, 1);
+});
+
+test("a seller's 5xx with a wallet that cannot sign messages: presented again bare, and never a second payment", async () => {
+  const { wallet: w, counts } = counting(wallet(), { messages: false });
+  const p = page({ wallets: [w], answers: [failed(500), refused("invalid_proof")] });
+  await p.pay();
+  // Told before retrying: the seller may refuse it, and they must not pay again.
+  assert.deepEqual(p.status(), [STATES.failed, MESSAGES.failedUnprovable]);
+  assert.match(MESSAGES.failedUnprovable, /may refuse it\. Do not pay again\./);
+  assert.equal(p.els["x402-pay"].disabled, false);
+  await p.pay();
+  assert.deepEqual(p.status(), [STATES.unproven, MESSAGES.unproven]);
+  assert.match(MESSAGES.unproven, /do not pay again/);
+  assert.equal(p.sent.length, 2);
+  assert.equal(p.sent[1], p.sent[0], "the same payment, not a new one");
+  assert.deepEqual(p.proofs, [null, null]);
+  assert.equal(p.els["x402-pay"].disabled, true, "no invitation to pay again");
+  await p.pay();
+  assert.equal(p.sent.length, 2);
+  assert.equal(counts.transactions, 1);
+});
+
+test("503, then Retry: the kept payment carries its payer's proof (an upstream 503 gives it back too)", async () => {
+  const { wallet: w, counts } = counting(wallet());
+  const p = page({ wallets: [w], answers: [busy, ok()] });
+  await p.pay();
+  assert.deepEqual(p.status(), [STATES.unavailable, MESSAGES.unavailable]);
+  await p.pay();
+  assert.equal(p.status()[0], STATES.paid);
+  assert.equal(p.sent[1], p.sent[0]);
+  assert.match(p.proofs[1], new RegExp(`^${f.REFERENCE}:`));
+  assert.deepEqual(counts, { transactions: 1, messages: 1 });
 });

@@ -9,7 +9,7 @@ test("the test wallet registers through the Wallet Standard events", () => {
   assert.equal(registered.length, 1);
   assert.equal(wallet.name, "x402 Test Wallet");
   assert.deepEqual([...wallet.chains], ["solana:devnet", "solana:localnet", "solana:mainnet"]);
-  for (const feature of ["standard:connect", "standard:events", "solana:signTransaction"]) {
+  for (const feature of ["standard:connect", "standard:events", "solana:signTransaction", "solana:signMessage"]) {
     assert.ok(wallet.features[feature], feature);
   }
   assert.equal(wallet.accounts.length, 0);
@@ -83,4 +83,21 @@ test("a wallet's solana:signMessage signs the proof; one that signs other bytes 
   await assert.rejects(signProof(wallet(true), f.REFERENCE, target), (e) => e.code === "wallet_rejected");
   const none = { wallet: { features: {} }, account: { address: f.BUYER } };
   await assert.rejects(signProof(none, f.REFERENCE, target), (e) => e.code === "no_wallet");
+});
+
+test("the test wallet signs a payer's proof with solana:signMessage, and refuses when told to", async () => {
+  const { ed25519 } = await import("@noble/curves/ed25519.js");
+  const { getBase58Encoder } = await import("@solana/kit");
+  const { signProof, proofMessage, canSignMessages } = await import("../dist/index.js");
+  const env = loadTestWallet({ secretKey: f.BUYER_SECRET });
+  const { accounts } = await env.wallet.features["standard:connect"].connect();
+  assert.ok(accounts[0].features.includes("solana:signMessage"));
+  const signer = { wallet: env.wallet, account: accounts[0] };
+  assert.ok(canSignMessages(signer));
+  const target = { method: "GET", path: "/api", host: "x:8080" };
+  const proof = await signProof(signer, f.REFERENCE, target);
+  const buyer = getBase58Encoder().encode(f.BUYER);
+  assert.ok(ed25519.verify(getBase58Encoder().encode(proof), proofMessage(f.REFERENCE, target), buyer));
+  env.config.reject = true;
+  await assert.rejects(signProof(signer, f.REFERENCE, target), (e) => e.code === "wallet_rejected");
 });
