@@ -320,6 +320,9 @@ async fn start_verifier(
 public_url = "http://{listen}"
 state_dir = "{state}"
 
+[metrics]
+listen = "main"
+
 [payment]
 network = "solana-localnet"
 rpc_url = "{rpc_url}"

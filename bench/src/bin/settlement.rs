@@ -141,8 +141,14 @@ async fn verifier_rate(verifier: &std::path::Path, work: &std::path::Path, payme
             CONNECTIONS.to_string(),
         );
     let _verifier = Process::verifier(command, work, &url).await;
+    // The demo's local mint is no mint the client knows: its cap is in base units.
+    let policy = x402_client::SpendingPolicy {
+        max_per_request: Some(x402_client::Limit::Units(10_000)),
+        ..Default::default()
+    };
     let buyer = X402Client::builder()
         .keypair(read_keypair_file(&state.join("demo-payer.json")).expect("the demo payer"))
+        .policy(policy)
         .build();
     let demo = format!("{url}/demo");
     let started = Instant::now();

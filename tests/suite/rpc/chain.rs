@@ -730,8 +730,14 @@ async fn the_full_sponsored_flow_runs_on_the_validator() {
     let (gate, base) = serve(settings, ledger, &store).await;
     let url = format!("{base}/api/sbf");
 
+    // The validator's mint is no mint the client knows: its cap is in base units.
+    let policy = x402_client::SpendingPolicy {
+        max_per_request: Some(x402_client::Limit::Units(PRICE)),
+        ..Default::default()
+    };
     let client = x402_client::X402Client::builder()
         .keypair(buyer.insecure_clone())
+        .policy(policy)
         .build();
     let paid = client.get(&url).await.unwrap();
     assert_eq!(paid.response.status(), 200);

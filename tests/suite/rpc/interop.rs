@@ -253,6 +253,9 @@ async fn our_client_and_the_stock_buyer_pay_a_stock_seller_once() {
         &keypair,
         "--rpc-url",
         &chain.validator.url,
+        // The local validator stands in for devnet, which the stock seller announces.
+        "--allow-network",
+        "solana-devnet",
         "--max-units",
         &PRICE.to_string(),
         "--json",

@@ -40,13 +40,17 @@ pub fn banner(verifier: &Verifier, address: SocketAddr, metrics: Option<SocketAd
             s.currency,
             payer.display()
         ));
-        let route = verifier
+        let (route, units) = verifier
             .routes
             .first()
-            .map(|r| r.pattern.trim_end_matches("/*").to_string())
+            .map(|r| {
+                let path = r.pattern.trim_end_matches("/*").to_string();
+                (path, r.payment.price().amount)
+            })
             .unwrap_or_default();
+        // The local mint is no mint the client knows: its cap is named in base units.
         lines.push(format!(
-            "Pay it:  cargo run -p x402-client -- fetch http://{address}{route} --keypair {}",
+            "Pay it:  cargo run -p x402-client -- fetch http://{address}{route} --keypair {} --max-units {units}",
             payer.display()
         ));
     }
