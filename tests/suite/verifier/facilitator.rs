@@ -48,6 +48,21 @@ fn v2_request(offer: &ReceiptOffer, payload: serde_json::Value) -> serde_json::V
     serde_json::json!({"x402Version": 2, "paymentPayload": payment, "paymentRequirements": accepted})
 }
 
+/// A facilitator request paying `offer` with `payer`'s sponsored `pay`.
+fn sponsored_request(h: &Harness, offer: &ReceiptOffer, payer: &Keypair) -> serde_json::Value {
+    let tx = sponsored_transaction(
+        offer,
+        payer,
+        &[offer
+            .requirement
+            .pay_instruction(&payer.pubkey(), &h.market.fee_payer.pubkey())],
+    );
+    v2_request(
+        offer,
+        serde_json::json!({"transaction": encode_transaction(&tx)}),
+    )
+}
+
 async fn post<T: serde::de::DeserializeOwned>(
     h: &Harness,
     path: &str,
@@ -107,17 +122,7 @@ async fn a_delegated_sponsored_payment_is_verified_then_settled_once_and_never_a
     let h = Harness::start().await;
     let payer = h.new_payer(PRICE).await;
     let offer = foreign_offer(&h, PRICE).await;
-    let tx = sponsored_transaction(
-        &offer,
-        &payer,
-        &[offer
-            .requirement
-            .pay_instruction(&payer.pubkey(), &h.market.fee_payer.pubkey())],
-    );
-    let body = v2_request(
-        &offer,
-        serde_json::json!({"transaction": encode_transaction(&tx)}),
-    );
+    let body = sponsored_request(&h, &offer, &payer);
 
     let (status, verified): (u16, VerifyResponse) = post(&h, "/verify", &body).await;
     assert_eq!(status, 200);
@@ -246,19 +251,7 @@ async fn a_tampered_or_malformed_delegation_is_refused_and_costs_the_fee_payer_n
 async fn an_expired_payment_is_judged_in_the_gates_window() {
     let h = Harness::start().await;
     let payer = h.new_payer(2 * PRICE).await;
-    let sponsored = |offer: &ReceiptOffer| {
-        let tx = sponsored_transaction(
-            offer,
-            &payer,
-            &[offer
-                .requirement
-                .pay_instruction(&payer.pubkey(), &h.market.fee_payer.pubkey())],
-        );
-        v2_request(
-            offer,
-            serde_json::json!({"transaction": encode_transaction(&tx)}),
-        )
-    };
+    let sponsored = |offer: &ReceiptOffer| sponsored_request(&h, offer, &payer);
 
     // Past the grace: refused without a ledger call, nothing submitted.
     let long_ago = foreign_offer_until(&h, PRICE, unix_now() - 600).await;
@@ -296,19 +289,7 @@ async fn strangers_and_callers_outside_the_policy_cost_the_fee_payer_nothing() {
     let payer = h.new_payer(PRICE).await;
     let fee_payer = h.market.fee_payer.pubkey();
     let before = h.market.ledger.lamports(&fee_payer).await;
-    let sponsored = |offer: &ReceiptOffer| {
-        let tx = sponsored_transaction(
-            offer,
-            &payer,
-            &[offer
-                .requirement
-                .pay_instruction(&payer.pubkey(), &fee_payer)],
-        );
-        v2_request(
-            offer,
-            serde_json::json!({"transaction": encode_transaction(&tx)}),
-        )
-    };
+    let sponsored = |offer: &ReceiptOffer| sponsored_request(&h, offer, &payer);
     let good = foreign_offer(&h, PRICE).await;
 
     // No key, or a wrong one: 401 before anything is read.
@@ -437,17 +418,7 @@ async fn an_offer_whose_hints_changed_since_the_402_still_verifies() {
     let h = Harness::start().await;
     let payer = h.new_payer(PRICE).await;
     let offer = foreign_offer(&h, PRICE).await;
-    let tx = sponsored_transaction(
-        &offer,
-        &payer,
-        &[offer
-            .requirement
-            .pay_instruction(&payer.pubkey(), &h.market.fee_payer.pubkey())],
-    );
-    let mut body = v2_request(
-        &offer,
-        serde_json::json!({"transaction": encode_transaction(&tx)}),
-    );
+    let mut body = sponsored_request(&h, &offer, &payer);
     let newer = solana_hash::Hash::new_unique().to_string();
     body["paymentRequirements"]["extra"]["recentBlockhash"] = newer.into();
     body["paymentRequirements"]["extra"]["lastValidBlockHeight"] = 1_000.into();

@@ -5,6 +5,32 @@ use solana_signer::Signer;
 
 use super::support::*;
 
+/// Presents the payment of `reference`, made on chain by `payer`, for `GET path`.
+async fn present(
+    h: &Harness,
+    payer: &solana_keypair::Keypair,
+    path: &str,
+    reference: &x402_protocol::Reference,
+) -> reqwest::Response {
+    h.send("GET", path, &[h.proof(payer, path, reference)])
+        .await
+}
+
+/// The payment was spent on its answer: presented again, it buys nothing more.
+async fn assert_spent(
+    h: &Harness,
+    payer: &solana_keypair::Keypair,
+    path: &str,
+    reference: &x402_protocol::Reference,
+) {
+    h.api.set_mode(UpstreamMode::Ok);
+    let again = present(h, payer, path, reference).await;
+    assert_eq!(again.status(), 402);
+    let body: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(body["error"], "reference_already_used");
+    assert_eq!(h.api.hits(), 1);
+}
+
 #[tokio::test]
 async fn a_paid_post_body_reaches_the_upstream() {
     let h = Harness::start().await;
@@ -34,13 +60,7 @@ async fn an_oversize_or_late_upstream_answer_is_a_gateway_error_and_releases_the
         h.api.set_mode(mode);
         let (offer, _) = h.challenge("GET", "/api/bounded").await;
         h.pay_on_chain(&offer.requirement, &payer).await;
-        let response = h
-            .send(
-                "GET",
-                "/api/bounded",
-                &[h.proof(&payer, "/api/bounded", &offer.requirement.reference)],
-            )
-            .await;
+        let response = present(&h, &payer, "/api/bounded", &offer.requirement.reference).await;
         assert_eq!(response.status(), status);
         let reference = offer.requirement.reference.to_string();
         assert_eq!(
@@ -53,13 +73,7 @@ async fn an_oversize_or_late_upstream_answer_is_a_gateway_error_and_releases_the
 
         // The same receipt buys the request once the upstream behaves.
         h.api.set_mode(UpstreamMode::Ok);
-        let response = h
-            .send(
-                "GET",
-                "/api/bounded",
-                &[h.proof(&payer, "/api/bounded", &offer.requirement.reference)],
-            )
-            .await;
+        let response = present(&h, &payer, "/api/bounded", &offer.requirement.reference).await;
         assert_eq!(response.status(), 200);
     }
     assert_eq!(h.token_balance(&payer.pubkey()).await, 0);
@@ -74,13 +88,7 @@ async fn a_long_streamed_answer_reaches_the_buyer_whole_and_the_grant_stands() {
     let (offer, _) = h.challenge("GET", "/api/stream").await;
     h.pay_on_chain(&offer.requirement, &payer).await;
 
-    let response = h
-        .send(
-            "GET",
-            "/api/stream",
-            &[h.proof(&payer, "/api/stream", &offer.requirement.reference)],
-        )
-        .await;
+    let response = present(&h, &payer, "/api/stream", &offer.requirement.reference).await;
     assert_eq!(response.status(), 200);
     let received = response.bytes().await.expect("the answer, whole");
     let sent = huge_stream().concat();
@@ -89,18 +97,7 @@ async fn a_long_streamed_answer_reaches_the_buyer_whole_and_the_grant_stands() {
     assert!(received == sent, "each byte as the upstream sent it");
 
     // Paid for and delivered: the grant stands, the payment buys nothing more.
-    h.api.set_mode(UpstreamMode::Ok);
-    let again = h
-        .send(
-            "GET",
-            "/api/stream",
-            &[h.proof(&payer, "/api/stream", &offer.requirement.reference)],
-        )
-        .await;
-    assert_eq!(again.status(), 402);
-    let body: serde_json::Value = again.json().await.unwrap();
-    assert_eq!(body["error"], "reference_already_used");
-    assert_eq!(h.api.hits(), 1);
+    assert_spent(&h, &payer, "/api/stream", &offer.requirement.reference).await;
 }
 
 #[tokio::test]
@@ -112,13 +109,7 @@ async fn an_answer_that_keeps_coming_is_not_cut_by_the_upstream_timeout() {
     h.pay_on_chain(&offer.requirement, &payer).await;
 
     let started = std::time::Instant::now();
-    let response = h
-        .send(
-            "GET",
-            "/api/slowly",
-            &[h.proof(&payer, "/api/slowly", &offer.requirement.reference)],
-        )
-        .await;
+    let response = present(&h, &payer, "/api/slowly", &offer.requirement.reference).await;
     assert_eq!(response.status(), 200);
     let received = response.bytes().await.expect("the answer, whole");
     assert!(
@@ -137,13 +128,7 @@ async fn an_answer_that_breaks_off_after_it_began_keeps_the_grant_spent() {
     let (offer, _) = h.challenge("GET", "/api/stream").await;
     h.pay_on_chain(&offer.requirement, &payer).await;
 
-    let response = h
-        .send(
-            "GET",
-            "/api/stream",
-            &[h.proof(&payer, "/api/stream", &offer.requirement.reference)],
-        )
-        .await;
+    let response = present(&h, &payer, "/api/stream", &offer.requirement.reference).await;
     assert_eq!(response.status(), 200, "the answer had begun");
     assert!(
         response.bytes().await.is_err(),
@@ -152,18 +137,7 @@ async fn an_answer_that_breaks_off_after_it_began_keeps_the_grant_spent() {
 
     // The buyer received part of the answer: the payment is not given back, or a
     // `Range` request could fetch the rest for free.
-    h.api.set_mode(UpstreamMode::Ok);
-    let again = h
-        .send(
-            "GET",
-            "/api/stream",
-            &[h.proof(&payer, "/api/stream", &offer.requirement.reference)],
-        )
-        .await;
-    assert_eq!(again.status(), 402);
-    let body: serde_json::Value = again.json().await.unwrap();
-    assert_eq!(body["error"], "reference_already_used");
-    assert_eq!(h.api.hits(), 1);
+    assert_spent(&h, &payer, "/api/stream", &offer.requirement.reference).await;
 }
 
 #[tokio::test]
@@ -188,13 +162,7 @@ async fn a_client_that_goes_away_after_its_request_was_forwarded_keeps_the_grant
     // Give the verifier time to notice, then present the same payment again.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     h.api.set_mode(UpstreamMode::Ok);
-    let again = h
-        .send(
-            "GET",
-            "/api/slow",
-            &[h.proof(&payer, "/api/slow", &offer.requirement.reference)],
-        )
-        .await;
+    let again = present(&h, &payer, "/api/slow", &offer.requirement.reference).await;
     assert_eq!(
         again.status(),
         402,
