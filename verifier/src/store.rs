@@ -139,7 +139,7 @@ impl GrantStore {
             sqlx::query(SUBMISSIONS).execute(&pool).await?;
         }
         add_columns(&pool, postgres).await?;
-        sqlx::query(EXACT_TRANSACTIONS).execute(&pool).await?;
+        index_exact_transactions(&pool, postgres).await?;
         Ok(GrantStore { pool })
     }
 
@@ -306,6 +306,34 @@ async fn add_columns(pool: &AnyPool, postgres: bool) -> Result<(), StoreError> {
         sqlx::query(&add).execute(&mut *tx).await?;
         tx.commit().await?;
     }
+    Ok(())
+}
+
+/// Makes the index that keeps an `exact` transaction to one grant (under PostgreSQL's
+/// lock, as the tables are made). A table in which a transaction bought two requests
+/// already (possible before this index) cannot have it: the store refuses to open,
+/// saying why, rather than run without the guard.
+async fn index_exact_transactions(pool: &AnyPool, postgres: bool) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    if postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock(402)")
+            .execute(&mut *tx)
+            .await?;
+    }
+    match sqlx::query(EXACT_TRANSACTIONS).execute(&mut *tx).await {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+            return Err(StoreError(
+                "the grants table has an exact transaction granted under two references: \
+                 SELECT transaction_signature, COUNT(*) FROM grants WHERE scheme = 'exact' \
+                 GROUP BY transaction_signature HAVING COUNT(*) > 1 lists them; keep one row \
+                 of each"
+                    .into(),
+            ))
+        }
+        Err(error) => return Err(error.into()),
+    }
+    tx.commit().await?;
     Ok(())
 }
 
@@ -483,6 +511,33 @@ mod tests {
         };
         assert!(store.try_grant(&exact, None).await.unwrap());
         assert_eq!(store.grant("new").await.unwrap(), Some(exact));
+    }
+
+    #[tokio::test]
+    async fn a_table_where_one_exact_transaction_bought_twice_is_refused_with_the_reason() {
+        let (store, path) = temp_store().await;
+        sqlx::query("DROP INDEX grants_exact_transaction")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        for reference in ["memo", "hash"] {
+            let twice = Grant {
+                scheme: "exact".into(),
+                receipt: None,
+                transaction: Some("tx".into()),
+                ..grant(reference)
+            };
+            assert!(store.try_grant(&twice, None).await.unwrap());
+        }
+        drop(store);
+        let refused = GrantStore::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .err()
+            .expect("refused to open without the guard");
+        assert!(
+            refused.to_string().contains("granted under two references"),
+            "{refused}"
+        );
     }
 
     #[tokio::test]

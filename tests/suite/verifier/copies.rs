@@ -145,10 +145,47 @@ async fn in_its_grace_a_copy_signed_by_another_key_or_by_nobody_redeems_nothing(
     assert_eq!(refusal(response).await, (402, "invalid_proof".into()));
     assert_eq!(h.api.hits(), 0);
 
-    // The buyer's own signed `pay`, presented late (say after a 503), is still its.
-    let response = h
-        .send("GET", "/api/late", &[sponsored_header(&late_offer, &buyer)])
-        .await;
+    // The buyer's own signed `pay`, read from the chain, is anyone's to copy: presented
+    // late (say after a 503), it needs its payer's proof.
+    let own = sponsored_header(&late_offer, &buyer);
+    let response = h.send("GET", "/api/late", std::slice::from_ref(&own)).await;
+    assert_eq!(refusal(response).await, (402, "invalid_proof".into()));
+    let proof = h.proof(&buyer, "/api/late", &requirement.reference);
+    let response = h.send("GET", "/api/late", &[own, proof]).await;
     assert_eq!(response.status(), 200);
     assert_eq!(h.api.hits(), 1);
+}
+
+/// A payment that landed but bought nothing (the verifier answered 503 after the
+/// submission landed) is on chain: the identical transaction, presented by anyone, is
+/// refused without its payer's proof, and the payer's retry with it is served.
+#[tokio::test]
+async fn a_payment_that_landed_without_a_grant_is_redeemed_by_its_payer_only() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let h = Harness::start().await;
+    let buyer = h.new_payer(PRICE).await;
+    let (offer, _) = h.challenge("GET", "/api/lost").await;
+    let paid = sponsored_header(&offer, &buyer);
+    // It lands, but the receipt read after it fails: a 503.
+    *h.ledger.failing_reads.lock().unwrap() = 1;
+    let response = h
+        .send("GET", "/api/lost", std::slice::from_ref(&paid))
+        .await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(h.token_balance(&buyer.pubkey()).await, 0, "it landed");
+    let submits = h.ledger.submits.load(SeqCst);
+
+    let response = h
+        .send("GET", "/api/lost", std::slice::from_ref(&paid))
+        .await;
+    assert_eq!(refusal(response).await, (402, "invalid_proof".into()));
+    assert_eq!(h.api.hits(), 0);
+    let proof = h.proof(&buyer, "/api/lost", &offer.requirement.reference);
+    let response = h.send("GET", "/api/lost", &[paid, proof]).await;
+    assert_eq!(response.status(), 200, "the payer's retry, at once");
+    assert_eq!(h.api.hits(), 1);
+    assert!(
+        h.ledger.submits.load(SeqCst) > submits,
+        "resubmitted, not paid again"
+    );
 }

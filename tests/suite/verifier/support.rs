@@ -60,6 +60,12 @@ pub struct CountingLedger {
     pub failing_reads: std::sync::Mutex<usize>,
     /// Submissions fail unanswered while the rest works (blockhashes keep coming).
     pub failing_submits: AtomicBool,
+    /// Submissions land and fail on chain, their fee charged, as a payer that empties
+    /// its account between the checks and the landing makes them on a cluster (the
+    /// embedded ledger preflights: it never lands a failing transaction).
+    pub failing_on_chain: AtomicBool,
+    /// What landed and failed while `failing_on_chain`.
+    failed_on_chain: std::sync::Mutex<Vec<Signature>>,
 }
 
 impl CountingLedger {
@@ -114,6 +120,11 @@ impl Ledger for CountingLedger {
                 "the submission went unanswered".into(),
             ));
         }
+        if self.failing_on_chain.load(Ordering::SeqCst) {
+            let signature = transaction.signatures[0];
+            self.failed_on_chain.lock().unwrap().push(signature);
+            return Err(LedgerError::Rejected("failed on chain".into()));
+        }
         self.inner.submit(transaction).await
     }
 
@@ -123,6 +134,12 @@ impl Ledger for CountingLedger {
         watched: &Pubkey,
     ) -> Result<Option<x402_protocol::Landed>, LedgerError> {
         self.check_up()?;
+        if self.failed_on_chain.lock().unwrap().contains(signature) {
+            return Ok(Some(x402_protocol::Landed {
+                failure: Some("failed on chain".into()),
+                received: 0,
+            }));
+        }
         self.inner.landed(signature, watched).await
     }
 
@@ -284,6 +301,8 @@ impl Harness {
             down: AtomicBool::new(false),
             failing_reads: std::sync::Mutex::new(0),
             failing_submits: AtomicBool::new(false),
+            failing_on_chain: AtomicBool::new(false),
+            failed_on_chain: Default::default(),
         });
         let dir = tempfile::tempdir().unwrap();
         let store_url = store_url

@@ -117,7 +117,7 @@ async fn verify_in_window(
         // An `exact` payment's blockhash bounds it.
         None => Window::Open,
     };
-    payment.verify(gate, &demand, window, None).await
+    payment.verify(gate, &demand, window).await
 }
 
 /// A refusal as a facilitator answer: the ledger's unavailability and a busy submission
@@ -196,7 +196,9 @@ pub async fn settle(
         let verified = verify_in_window(&gate, delegated).await?;
         // What the fee payer may spend on it is charged to the caller first.
         access.charge(caller, verified.sponsor_cost(&gate))?;
-        let settled = verified.settle(&gate).await?;
+        // A delegating server binds the payment to its request itself: the payer's proof
+        // is the gate's rule, for requests it serves.
+        let (settled, _) = verified.settle(&gate).await?;
         record(&gate, &settled).await?;
         Ok((settled.payer.to_string(), settled.transaction))
     };

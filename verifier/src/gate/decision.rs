@@ -12,7 +12,7 @@ use super::store_unavailable;
 use super::{Gate, PaymentAttempt, PaymentCheck, Price, SettledPayment, Target, Window};
 use crate::error::{Reason, Refusal};
 use crate::payment::{read_payment, Presented};
-use crate::scheme::Demand;
+use crate::scheme::{Demand, Landing};
 use crate::store::Standing;
 use crate::unix_now;
 
@@ -79,16 +79,34 @@ impl Gate {
         if window == Window::Closed {
             return Err(Refusal::new(Reason::ExpiredReference));
         }
+        let proof = presented.proof(&reference).map(str::to_owned);
         let Presented {
             payment, version, ..
         } = presented;
         let demand = Demand::at_gate(self, payment.scheme(), price.amount, reference);
-        let verified = payment.verify(self, &demand, window, Some(target)).await?;
+        let verified = payment.verify(self, &demand, window).await?;
         run_check(check, reference, verified.payer, verified.amount, target).await?;
-        let settled = verified.settle(self).await?;
+        let (settled, landing) = verified.settle(self).await?;
+        // A payment that landed before this request is on chain for anyone to copy: a
+        // self-submitted one, one retried after a 503, one read in its grace. Only its
+        // payer redeems it.
+        if landing == Landing::Before
+            && !target.proven_by(&settled.payer, proof.as_deref(), &reference)
+        {
+            self.end_lease(&reference).await;
+            return Err(Refusal::new(Reason::InvalidProof));
+        }
         self.grant(&settled, target, proven_payer.as_deref())
             .await?;
         Ok((settled, version))
+    }
+
+    /// Ends the submission lease of a payment that landed but was not granted, so that
+    /// its payer's retry settles it at once.
+    async fn end_lease(&self, reference: &Reference) {
+        if let Err(error) = self.store().end_submission(&reference.to_string()).await {
+            tracing::warn!(%error, "could not end a submission lease: it lapses by itself");
+        }
     }
 
     async fn standing(&self, reference: &Reference) -> Result<Standing, Refusal> {

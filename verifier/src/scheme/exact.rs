@@ -15,7 +15,7 @@ use x402_protocol::scheme::SchemeError;
 use x402_protocol::wire::{v2, Offer};
 use x402_protocol::{read_mint, ExactOffer, ExactTerms, Landed, LedgerError, MintInfo, Reference};
 
-use super::{fee_cost, Next, Scheme, Verified};
+use super::{fee_cost, Landing, Next, Scheme, Verified};
 use crate::error::{Reason, Refusal};
 use crate::gate::sponsorship::Parties;
 use crate::gate::{store_unavailable, Gate, Price, SettledPayment, Target};
@@ -244,7 +244,7 @@ impl Submission {
     /// payee's balance change decide, not the submission's answer, so a retried payment
     /// that landed earlier is still served. Only within the sponsorship's limits, and
     /// only while holding the reference's lease.
-    pub(super) async fn settle(self, gate: &Gate) -> Result<SettledPayment, Refusal> {
+    pub(super) async fn settle(self, gate: &Gate) -> Result<(SettledPayment, Landing), Refusal> {
         let cost = self.cost(gate);
         let permit = gate
             .sponsorship()
@@ -284,7 +284,8 @@ impl Submission {
     }
 
     /// Submits and reads what landed; whether the transaction landed (its fees paid).
-    async fn submit(&self, gate: &Gate) -> (Result<SettledPayment, Refusal>, bool) {
+    /// Refused as processed already, it landed before this request: [`Landing::Before`].
+    async fn submit(&self, gate: &Gate) -> (Result<(SettledPayment, Landing), Refusal>, bool) {
         // Already processed, among others: what landed decides below. Unanswered, it may
         // have landed all the same: that is read too before a 503.
         let rejected = match gate
@@ -295,7 +296,8 @@ impl Submission {
             Ok(_) | Err(LedgerError::Unavailable(_)) => None,
         };
         match (self.landed(gate).await, rejected) {
-            (Ok(Some(settled)), _) => (Ok(settled), true),
+            (Ok(Some(settled)), None) => (Ok((settled, Landing::Here)), true),
+            (Ok(Some(settled)), Some(_)) => (Ok((settled, Landing::Before)), false),
             (Err(refusal), _) if refusal.reason() != Reason::LedgerUnavailable => {
                 (Err(refusal), true)
             }

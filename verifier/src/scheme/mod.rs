@@ -189,14 +189,12 @@ impl Payment {
 
     /// Checks the payment against `demand` without moving anything. While the
     /// challenge is open a new payment may still be submitted; in its grace, only a
-    /// payment that landed in time counts; after that, nothing does. `target` is the
-    /// request it pays for, when this verifier serves it (not for the facilitator).
+    /// payment that landed in time counts; after that, nothing does.
     pub async fn verify(
         self,
         gate: &Gate,
         demand: &Demand,
         window: Window,
-        target: Option<&Target>,
     ) -> Result<Verified, Refusal> {
         if window == Window::Closed {
             return Err(Refusal::new(Reason::ExpiredReference));
@@ -204,7 +202,7 @@ impl Payment {
         let open = window == Window::Open;
         match (self, demand) {
             (Payment::Receipt(payment), Demand::Receipt(requirement)) => {
-                payment.verify(gate, requirement, open, target).await
+                payment.verify(gate, requirement, open).await
             }
             (Payment::Exact(payment), Demand::Exact(demand)) => {
                 payment.verify(gate, demand, open).await
@@ -213,6 +211,16 @@ impl Payment {
             _ => Err(Refusal::new(Reason::UnsupportedScheme)),
         }
     }
+}
+
+/// Whether a settled payment was landed by this request's own submission.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Landing {
+    /// This request's submission landed it.
+    Here,
+    /// It had landed before: a payment self-submitted, retried after a 503, or read in
+    /// its grace. It is on chain for anyone to copy: only its payer may redeem it.
+    Before,
 }
 
 /// A payment that passed its checks: who pays how much, and what is left to settle it.
@@ -246,9 +254,9 @@ impl Verified {
     }
 
     /// Settles the payment: submits what is left to submit and reads what landed.
-    pub async fn settle(self, gate: &Gate) -> Result<SettledPayment, Refusal> {
+    pub async fn settle(self, gate: &Gate) -> Result<(SettledPayment, Landing), Refusal> {
         match self.next {
-            Next::Settled(settled) => Ok(settled),
+            Next::Settled(settled) => Ok((settled, Landing::Before)),
             Next::Receipt(submission) => submission.settle(gate).await,
             Next::Exact(submission) => submission.settle(gate).await,
         }

@@ -5,6 +5,7 @@
 
 use anchor_lang::prelude::Pubkey;
 use serde_json::{Map, Value};
+use solana_signature::Signature;
 use solana_signer::Signer;
 use solana_transaction::Transaction;
 use x402_protocol::scheme::{
@@ -15,7 +16,7 @@ use x402_protocol::{
     check_receipt, validate_sponsored, LedgerError, Receipt, Reference, Requirement,
 };
 
-use super::{fee_cost, Next, Verified};
+use super::{fee_cost, Landing, Next, Verified};
 use crate::error::{Reason, Refusal};
 use crate::gate::sponsorship::Parties;
 use crate::gate::{store_unavailable, Gate, Price, SettledPayment, Target};
@@ -131,9 +132,8 @@ impl ReceiptPayment {
         gate: &Gate,
         requirement: &Requirement,
         open: bool,
-        target: Option<&Target>,
     ) -> Result<Verified, Refusal> {
-        let (signature, presenter) = match self {
+        let (signature, signer) = match self {
             ReceiptPayment::Sponsored(transaction) if open => {
                 let payer = check_sponsored(gate, &transaction, requirement)?;
                 // Submitted this late, it could land after the expiry and fail, at the
@@ -157,11 +157,9 @@ impl ReceiptPayment {
             // is (a copy with another signer, or none, redeems nothing).
             ReceiptPayment::Sponsored(transaction) => {
                 let payer = check_sponsored(gate, &transaction, requirement)?;
-                (None, Presenter::Signer(payer))
+                (None, Some(payer))
             }
-            ReceiptPayment::SelfSubmitted {
-                signature, proof, ..
-            } => (signature, Presenter::Proof(proof)),
+            ReceiptPayment::SelfSubmitted { signature, .. } => (signature, None),
         };
         let receipt = match read_receipt(gate, requirement).await? {
             Some((receipt, _)) => receipt,
@@ -174,17 +172,9 @@ impl ReceiptPayment {
                 ))
             }
         };
-        // A receipt is redeemed by its payer only: its reference is public on chain, its
-        // payer's signature is not.
-        let proven = match (presenter, target) {
-            (Presenter::Signer(payer), _) => payer == receipt.payer,
-            (Presenter::Proof(proof), Some(target)) => {
-                target.proven_by(&receipt.payer, proof.as_deref(), &requirement.reference)
-            }
-            // A facilitator caller binds the payment to its request itself.
-            (Presenter::Proof(_), None) => true,
-        };
-        if !proven {
+        // The payer's proof is the decision's to check (it landed before this request);
+        // a signed `pay` by anyone else is not even the payer's payment.
+        if signer.is_some_and(|signer| signer != receipt.payer) {
             return Err(Refusal::new(Reason::InvalidProof));
         }
         Ok(Verified {
@@ -195,14 +185,6 @@ impl ReceiptPayment {
     }
 }
 
-/// Who presents a payment that is read from its receipt.
-enum Presenter {
-    /// The signer of the sponsored `pay` presented (its signature checked).
-    Signer(Pubkey),
-    /// A self-submitted payment's proof, if any.
-    Proof(Option<String>),
-}
-
 impl Submission {
     /// The most this submission costs the fee payer: the fee of its signatures, the
     /// priority fee at the capped price and limit, and the receipt's rent deposit.
@@ -211,18 +193,19 @@ impl Submission {
     }
 
     /// Co-signs, submits, and reads the receipt: the receipt decides, not the
-    /// submission's outcome, so a retried payment that landed earlier is still served.
-    /// Only within the sponsorship's limits, and only while holding the reference's
-    /// lease: copies of one payment sent at once are submitted once.
-    pub(super) async fn settle(self, gate: &Gate) -> Result<SettledPayment, Refusal> {
+    /// submission's outcome, so a retried payment that landed earlier is still served
+    /// (to its payer: [`Landing::Before`]). Only within the sponsorship's limits, and only
+    /// while holding the reference's lease: copies of one payment sent at once are
+    /// submitted once.
+    pub(super) async fn settle(self, gate: &Gate) -> Result<(SettledPayment, Landing), Refusal> {
         let parties = Parties {
             payer: self.payer,
             source: payer_token(&self.transaction),
         };
-        let permit =
-            gate.sponsorship()
-                .admit(parties, self.cost(gate), gate.metrics().rent_held())?;
         let cost = self.cost(gate);
+        let permit = gate
+            .sponsorship()
+            .admit(parties, cost, gate.metrics().rent_held())?;
         let Submission {
             mut transaction,
             requirement,
@@ -237,7 +220,6 @@ impl Submission {
         transaction
             .try_partial_sign(&[fee_payer.as_ref()], blockhash)
             .map_err(|_| Refusal::new(Reason::TransactionBadSignature))?;
-        let signature = transaction.signatures[0].to_string();
 
         let reference = requirement.reference.to_string();
         let now = unix_now();
@@ -252,71 +234,121 @@ impl Submission {
             // which no copy may take while it confirms.
             return Err(Refusal::new(Reason::SponsorshipBusy));
         }
-        let outcome = submit(gate, &transaction, &requirement, payer, signature).await;
-        match &outcome {
-            Ok((_, Some(deposited))) => {
-                gate.metrics().rent_deposited(*deposited);
-                permit.spent(cost.saturating_sub(rent_of_a_receipt()));
+        let submitted = submit(gate, &transaction, &requirement, payer).await;
+        // Landed, it cost its fees, succeeded or not: they count against the ceiling. A
+        // payer whose payment failed on chain is not sponsored again for a while; one
+        // refused in preflight cost nothing and bars nobody (or anyone could bar anyone).
+        if submitted.charged {
+            permit.spent(cost.saturating_sub(rent_of_a_receipt()));
+        }
+        if let Some(deposited) = submitted.deposited {
+            gate.metrics().rent_deposited(deposited);
+        }
+        if let Err(refusal) = &submitted.outcome {
+            if submitted.charged && refusal.reason() == Reason::TransactionFailed {
+                permit.failed();
             }
-            Ok((_, None)) => {}
             // A payment that failed may be retried at once. One that landed keeps its
             // lease until it lapses (or its grant is given back): by then its grant is
             // recorded, and copies are refused before they reach the ledger.
-            Err(refusal) => {
-                if refusal.reason() == Reason::TransactionFailed {
-                    permit.failed();
-                }
-                if let Err(error) = gate.store().end_submission(&reference).await {
-                    tracing::warn!(%error, "could not end a submission lease: it lapses by itself");
-                }
+            if let Err(error) = gate.store().end_submission(&reference).await {
+                tracing::warn!(%error, "could not end a submission lease: it lapses by itself");
             }
         }
-        outcome.map(|(settled, _)| settled)
+        submitted.outcome
     }
+}
+
+/// What one submission came to.
+struct Submitted {
+    outcome: Result<(SettledPayment, Landing), Refusal>,
+    /// Lamports it deposited in the receipt it created.
+    deposited: Option<u64>,
+    /// Whether the ledger charged its fee: it landed, succeeded or not.
+    charged: bool,
 }
 
 /// Submits the co-signed `transaction` and reads the receipt: the receipt decides, not
 /// the submission's outcome, but only a receipt its own `payer` paid (the same payment
 /// landed before, say retried after a 503): a copy signed by anyone else, which failed
-/// because the buyer's landed, redeems nothing. The payment, and the rent this
-/// submission deposited when it landed (none when the same payment had landed before).
+/// because the buyer's landed, redeems nothing.
 async fn submit(
     gate: &Gate,
     transaction: &Transaction,
     requirement: &Requirement,
     payer: Pubkey,
-    signature: String,
-) -> Result<(SettledPayment, Option<u64>), Refusal> {
-    let transaction = transaction.clone().into();
+) -> Submitted {
+    let signature = transaction.signatures[0];
+    let refused = |refusal: Refusal, charged: bool| Submitted {
+        outcome: Err(refusal),
+        deposited: None,
+        charged,
+    };
     let rejected = match gate
-        .ledger_call(LedgerCall::Submit, gate.ledger().submit(&transaction))
+        .ledger_call(
+            LedgerCall::Submit,
+            gate.ledger().submit(&transaction.clone().into()),
+        )
         .await
     {
         Ok(_) => None,
         Err(LedgerError::Rejected(why)) => Some(why),
-        Err(unavailable) => return Err(unavailable.into()),
+        Err(unavailable) => return refused(unavailable.into(), false),
     };
-    match (read_receipt(gate, requirement).await?, rejected) {
-        (Some((receipt, _)), _) if receipt.payer != payer => {
-            tracing::info!(reference = %requirement.reference, "a copy of a payment another payer made");
-            Err(Refusal::new(Reason::TransactionFailed))
+    let receipt = match read_receipt(gate, requirement).await {
+        Ok(receipt) => receipt,
+        Err(refusal) => return refused(refusal, rejected.is_none()),
+    };
+    match (receipt, rejected) {
+        (Some((receipt, lamports)), rejected) if receipt.payer == payer => {
+            let settled = settled(gate, requirement, &receipt, Some(signature.to_string()));
+            match rejected {
+                None => Submitted {
+                    outcome: Ok((settled, Landing::Here)),
+                    deposited: Some(lamports),
+                    charged: true,
+                },
+                // The same payment landed before: nothing was charged now.
+                Some(_) => Submitted {
+                    outcome: Ok((settled, Landing::Before)),
+                    deposited: None,
+                    charged: false,
+                },
+            }
         }
-        (Some((receipt, lamports)), rejected) => {
-            let deposited = rejected.is_none().then_some(lamports);
-            let settled = settled(gate, requirement, &receipt, Some(signature));
-            Ok((settled, deposited))
+        (receipt, Some(why)) => {
+            if receipt.is_some() {
+                tracing::info!(reference = %requirement.reference, "a copy of a payment another payer made");
+            } else {
+                tracing::info!(reference = %requirement.reference, %why, "sponsored payment rejected");
+            }
+            let charged = charged(gate, &signature, requirement).await;
+            refused(Refusal::new(Reason::TransactionFailed), charged)
         }
-        (None, Some(why)) => {
-            tracing::info!(reference = %requirement.reference, %why, "sponsored payment rejected");
-            Err(Refusal::new(Reason::TransactionFailed))
+        (Some(_), None) => {
+            tracing::error!(reference = %requirement.reference, "a submission landed, yet the receipt names another payer");
+            refused(Refusal::new(Reason::TransactionFailed), true)
         }
         // Submitted at our commitment yet not visible: the client retries the same
         // payment.
         (None, None) => {
             tracing::warn!(reference = %requirement.reference, "submitted, but the receipt is not visible yet");
-            Err(Refusal::unavailable())
+            refused(Refusal::unavailable(), true)
         }
     }
+}
+
+/// Whether a rejected submission landed all the same (and failed, its fee charged), or
+/// was refused before it landed (preflight): one read, on the failure path only. Unknown
+/// counts as not charged: nobody is barred on a guess.
+async fn charged(gate: &Gate, signature: &Signature, requirement: &Requirement) -> bool {
+    let landed = gate
+        .ledger_call(
+            LedgerCall::Transaction,
+            gate.ledger().landed(signature, &requirement.receipt()),
+        )
+        .await;
+    matches!(landed, Ok(Some(_)))
 }
 
 /// The token account a validated `pay` spends from: its fifth account (`payer_token`,
