@@ -9,6 +9,9 @@
 //! - the upstream has [`Upstream::timeout`] to send its answer's head, and then the same
 //!   time between one piece of the body and the next: an answer that keeps coming is
 //!   never cut, only one that stalls (or breaks off by itself);
+//! - the buyer's answer begins with the upstream's first piece, not its head: one that
+//!   stalls or breaks off before any of its body is a failed answer (504 or 502), and the
+//!   grant is given back;
 //! - [`Upstream::max_response_bytes`] refuses an answer whose `Content-Length` says more,
 //!   before anything is sent (502 `upstream_response_too_large`; the gate releases the
 //!   grant, so the same payment can be retried). An answer without a length is streamed
@@ -109,7 +112,17 @@ impl Proxy {
         let status = answer.status();
         let mut headers = answer.headers().clone();
         strip_hop_by_hop(&mut headers);
-        let body = whole(answer.bytes_stream(), self.upstream.timeout);
+        // Nothing has reached the buyer until the first piece of the body does: an
+        // upstream that stalls or breaks off before it delivered nothing.
+        let mut body = Box::pin(answer.bytes_stream());
+        let first = match tokio::time::timeout(self.upstream.timeout, body.next()).await {
+            Ok(Some(Ok(piece))) => Some(piece),
+            Ok(None) => None,
+            Ok(Some(Err(_))) => return Refusal::new(Reason::UpstreamUnreachable).into_response(),
+            Err(_) => return Refusal::new(Reason::UpstreamTimeout).into_response(),
+        };
+        let first = futures_util::stream::iter(first.map(Ok));
+        let body = first.chain(whole(body, self.upstream.timeout));
         let mut response = Response::new(Body::from_stream(body));
         *response.status_mut() = status;
         *response.headers_mut() = headers;

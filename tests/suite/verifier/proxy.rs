@@ -170,3 +170,34 @@ async fn a_client_that_goes_away_after_its_request_was_forwarded_keeps_the_grant
     );
     assert_eq!(h.api.hits(), 1);
 }
+
+/// An upstream that sends its head and then nothing delivered nothing: the buyer gets a
+/// 504, not an empty 200, and its payer can present the same payment again.
+#[tokio::test]
+async fn an_answer_that_stalls_before_its_body_is_a_timeout_and_gives_the_grant_back() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(PRICE).await;
+    h.api.set_mode(UpstreamMode::StallsBeforeBody);
+    let (offer, _) = h.challenge("GET", "/api/stall").await;
+    h.pay_on_chain(&offer.requirement, &payer).await;
+    let reference = &offer.requirement.reference;
+    let response = present(&h, &payer, "/api/stall", reference).await;
+    assert_eq!(response.status(), 504);
+    assert_eq!(
+        h.gate
+            .store()
+            .standing(&reference.to_string())
+            .await
+            .unwrap(),
+        x402_verifier::Standing::Released {
+            payer: payer.pubkey().to_string()
+        }
+    );
+    h.api.set_mode(UpstreamMode::Ok);
+    let response = present(&h, &payer, "/api/stall", reference).await;
+    assert_eq!(
+        response.status(),
+        200,
+        "the same payment, once the upstream answers"
+    );
+}

@@ -169,6 +169,8 @@ pub enum UpstreamMode {
     SlowStream,
     /// Two pieces of 1 KiB, then the upstream breaks off (its answer is cut).
     BreaksOff,
+    /// The head at once, then nothing for longer than [`UPSTREAM_TIMEOUT`].
+    StallsBeforeBody,
 }
 
 /// The API behind the verifier: counts hits, echoes what it was sent.
@@ -235,6 +237,13 @@ async fn start_api() -> (Arc<Api>, String) {
                         Ok::<_, std::io::Error>(bytes::Bytes::from(vec![i; 1024]))
                     });
                     axum::body::Body::from_stream(chunks).into_response()
+                }
+                UpstreamMode::StallsBeforeBody => {
+                    let late = futures_util::stream::once(async {
+                        tokio::time::sleep(UPSTREAM_TIMEOUT + Duration::from_secs(1)).await;
+                        Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"too late"))
+                    });
+                    axum::body::Body::from_stream(late).into_response()
                 }
                 UpstreamMode::BreaksOff => {
                     use futures_util::StreamExt;
