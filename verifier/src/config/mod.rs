@@ -180,20 +180,23 @@ pub struct Limits {
     pub request_timeout_seconds: u64,
     /// Connections served at once.
     pub max_connections: usize,
-    /// Connections served at once from one peer (an IPv4 address, an IPv6 /64); a quarter
-    /// of `max_connections` when unset. Behind a reverse proxy every connection comes from
-    /// the proxy: set it to `max_connections` there.
+    /// Connections served at once from one peer (an IPv4 address, an IPv6 /56); 32 when
+    /// unset (a handful of addresses must not fill `max_connections`). Behind a reverse
+    /// proxy every connection comes from the proxy: set it to `max_connections` there.
     pub max_connections_per_peer: Option<usize>,
     /// How long a client has to send a request's head: from when its connection opens,
     /// and again from when each answer ends (the keep-alive idle time).
     pub header_read_timeout_seconds: u64,
 }
 
+/// Connections one peer may hold at once, unless configured.
+const DEFAULT_CONNECTIONS_PER_PEER: usize = 32;
+
 impl Limits {
     /// Connections one peer may hold at once.
     pub fn connections_per_peer(&self) -> usize {
         self.max_connections_per_peer
-            .unwrap_or(self.max_connections / 4)
+            .unwrap_or(DEFAULT_CONNECTIONS_PER_PEER)
             .clamp(1, self.max_connections.max(1))
     }
 }

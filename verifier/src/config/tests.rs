@@ -125,10 +125,16 @@ fn metrics_are_off_the_main_listener_unless_it_is_asked_for() {
 }
 
 #[test]
-fn one_peer_gets_a_quarter_of_the_connections_unless_told() {
+fn one_peer_gets_32_connections_unless_told() {
     let mut limits = Limits::default();
-    assert_eq!(limits.connections_per_peer(), 256);
+    assert_eq!(limits.connections_per_peer(), 32);
     limits.max_connections = 2;
+    assert_eq!(
+        limits.connections_per_peer(),
+        2,
+        "no more than max_connections"
+    );
+    limits.max_connections_per_peer = Some(0);
     assert_eq!(limits.connections_per_peer(), 1, "at least one");
     let mut config = Config::default();
     config

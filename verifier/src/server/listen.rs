@@ -178,12 +178,13 @@ pub async fn serve(
 }
 
 /// Who a connection comes from, for the per-peer cap: an IPv4 address, or an IPv6
-/// address's /64 (one subscriber's network: a host has the whole of it to pick from).
+/// address's /56 (one subscriber's delegation: a host has all of it to pick from, 256
+/// networks of /64).
 /// An IPv4 address mapped into IPv6 (a dual-stack listener) counts as itself.
 pub fn peer(address: IpAddr) -> IpAddr {
     match address.to_canonical() {
         IpAddr::V6(v6) => {
-            let network = u128::from(v6) & !((1u128 << 64) - 1);
+            let network = u128::from(v6) & !((1u128 << 72) - 1);
             IpAddr::V6(Ipv6Addr::from(network))
         }
         v4 => v4,
@@ -273,16 +274,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_peer_is_an_ipv4_address_or_an_ipv6_64() {
+    fn a_peer_is_an_ipv4_address_or_an_ipv6_56() {
         let v4: IpAddr = "203.0.113.7".parse().unwrap();
         assert_eq!(peer(v4), v4);
         let mapped: IpAddr = "::ffff:203.0.113.7".parse().unwrap();
         assert_eq!(peer(mapped), v4, "a dual-stack listener's IPv4 peer");
         let one: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
         let other: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
-        let elsewhere: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let next_64: IpAddr = "2001:db8:1:ff::1".parse().unwrap();
+        let elsewhere: IpAddr = "2001:db8:1:100::1".parse().unwrap();
         assert_eq!(peer(one), peer(other));
-        assert_eq!(peer(one), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        assert_eq!(peer(one), peer(next_64), "one /56, 256 /64s");
+        assert_eq!(peer(one), "2001:db8:1::".parse::<IpAddr>().unwrap());
         assert_ne!(peer(one), peer(elsewhere));
     }
 
