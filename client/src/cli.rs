@@ -38,13 +38,14 @@ pub struct Cli {
 
 /// What `x402 fetch` pays without being told, in `--help`.
 const SPENDING_HELP: &str = "\
-Spending: `x402 fetch` pays at most 1.00 of the offer's token per request unless told
-otherwise, with the mint's decimals as x402 knows them itself (USDC's, or the mint's own
-read through --rpc-url; never the server's word). For another token it refuses unless
-given a limit in base units (--max-units N). --max-amount 0.05 sets another limit;
---no-limit removes it. An offer whose network is not where its money is (a well-known
-mint of another cluster, another network than --rpc-url's) is refused; without
---rpc-url, `exact` is paid only on networks allowed with --allow-network.
+Spending: `x402 fetch` pays at most 1.00 per request of a stablecoin x402 knows itself
+(USDC) unless told otherwise. An offer in any other token (the seller picks it: 1 wSOL
+is no dollar) is refused unless given a limit of your own: --max-units N (base units),
+or --max-amount 0.05 (read with the mint's decimals from --rpc-url, never the server's
+word); --no-limit removes the limit. An offer whose network is not where its money is
+(a well-known mint of another cluster, another network than --rpc-url's) is refused;
+without --rpc-url, an offer signed over the seller's blockhash (`exact`, or a sponsored
+`receipt`) is paid only on networks allowed with --allow-network.
 
 Exit codes: 0 done; 1 error; 2 usage; 3 refused by the spending policy (nothing signed);
 4 payment refused by the server; 5 unavailable, or the paid request answered 5xx (the
@@ -56,7 +57,8 @@ not found; 7 the request answered 4xx (paid or not), or 5xx without a payment.";
 #[derive(Subcommand)]
 enum Command {
     /// Fetch URL, paying its 402 challenge: the body on stdout, the settlement on stderr.
-    /// Pays at most 1.00 of the offer's token unless told otherwise (see x402 --help).
+    /// Pays at most 1.00 of a stablecoin (USDC) unless told otherwise; another token only
+    /// under a limit of your own (see x402 --help).
     Fetch {
         url: String,
         #[arg(short = 'X', long = "request", default_value = "GET")]
@@ -67,9 +69,10 @@ enum Command {
         /// The request body.
         #[arg(short = 'd', long = "data")]
         data: Option<String>,
-        /// The most to pay for this request, in the token's units ("0.05"; 1.00 by
-        /// default). Read with the mint's decimals from --rpc-url or, for USDC, known
-        /// ones; never the server's. Without them the payment is refused.
+        /// The most to pay for this request, in the token's units ("0.05"), in any token.
+        /// Read with the mint's decimals from --rpc-url or, for USDC, known ones; never
+        /// the server's. Without them the payment is refused. (By default: 1.00, of USDC
+        /// only.)
         #[arg(long, conflicts_with_all = ["max_units", "no_limit"])]
         max_amount: Option<String>,
         /// The most to pay for this request, in base units: needs no decimals.
@@ -79,7 +82,8 @@ enum Command {
         #[arg(long)]
         no_limit: bool,
         /// Pay only on these networks (solana, solana-devnet, or a CAIP-2 id); repeatable.
-        /// Without --rpc-url, `exact` is paid only on a network named here. With a local
+        /// Without --rpc-url, an offer signed over the seller's blockhash (`exact`, or a
+        /// sponsored `receipt`) is paid only on a network named here. With a local
         /// --rpc-url, also pays offers naming this network (a local validator announcing
         /// devnet's id).
         #[arg(long = "allow-network")]
@@ -291,19 +295,31 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 /// Text a server chose, for a terminal: every control character (Unicode Cc: escape
-/// sequences, carriage returns, newlines, C1 controls) shown escaped (`\u{1b}`), so that
-/// a seller cannot move the cursor, retitle the window or clear the screen, or forge a
-/// line of ours. Human output only: `--json` prints the text exactly, JSON-escaped.
+/// sequences, carriage returns, newlines, C1 controls) and every bidirectional-text
+/// control shown escaped (`\u{1b}`, `\u{202e}`), so that a seller cannot move the cursor,
+/// retitle the window or clear the screen, forge a line of ours, or reorder what is shown
+/// (an amount or an address read backwards). Human output only: `--json` prints the text
+/// exactly, JSON-escaped.
 fn shown(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control() {
+        if c.is_control() || is_bidi_control(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// The controls of the Unicode bidirectional algorithm (Bidi_Control): the embeddings
+/// and overrides (U+202A..U+202E), the isolates (U+2066..U+2069), the marks (U+200E,
+/// U+200F) and the Arabic letter mark (U+061C).
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 async fn connect(rpc_url: &str) -> Result<RpcLedger, Failure> {
@@ -727,5 +743,31 @@ mod tests {
             "\\u{1b}]0;pwned\\u{7} \\u{1b}[2J\\r\\n\\t\\u{9b}31m"
         );
         assert_eq!(shown("0,01 € à Zürich"), "0,01 € à Zürich");
+    }
+
+    #[test]
+    fn every_bidirectional_control_is_shown_escaped() {
+        // "pay 1.00" that a terminal would show reordered, an address spelled backwards.
+        assert_eq!(
+            shown("pay \u{202e}00.1\u{202c} to \u{2066}abc\u{2069}"),
+            "pay \\u{202e}00.1\\u{202c} to \\u{2066}abc\\u{2069}"
+        );
+        let controls = [
+            '\u{061c}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}',
+            '\u{202e}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+        ];
+        for c in controls {
+            assert_eq!(
+                shown(&c.to_string()),
+                format!("\\u{{{:x}}}", c as u32),
+                "{c:?}"
+            );
+        }
+        // Their neighbours, and right-to-left text itself, are shown as they are.
+        for kept in [
+            '\u{061b}', '\u{200d}', '\u{2029}', '\u{202f}', '\u{2065}', '\u{206a}', 'ש', 'ع',
+        ] {
+            assert_eq!(shown(&kept.to_string()), kept.to_string(), "{kept:?}");
+        }
     }
 }

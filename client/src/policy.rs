@@ -6,9 +6,11 @@ use anchor_lang::prelude::Pubkey;
 use x402_protocol::amount::{format_units, parse_units};
 use x402_protocol::{Cluster, Network};
 
-/// The per-request maximum of [`SpendingPolicy::default`]: 1.00 of the offer's token, as
-/// the stock x402 clients cap a payment at $1. Read with the mint's decimals as the client
-/// knows them; without them the default refuses (give a limit in base units, or none).
+/// The per-request maximum of [`SpendingPolicy::default`]: 1.00 of a well-known
+/// stablecoin (USDC), as the stock x402 clients cap a payment at $1
+/// ([`Limit::Stablecoin`]). An offer in any other token is refused under it: the seller
+/// picks the mint, and 1.00 of wSOL or wBTC is no dollar. Give a limit of your own (in
+/// base units, or a decimal read with the ledger's decimals) or none to pay one.
 pub const DEFAULT_MAX_PER_REQUEST: &str = "1";
 
 /// Testnet's CAIP-2 id (x402's third public Solana network; no [`Network`] of ours).
@@ -35,17 +37,29 @@ pub fn same_network(a: &str, b: &str) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Limit {
     Units(u64),
+    /// Of any token whose decimals the client knows itself (its ledger, or the table of
+    /// well-known mints): an explicit choice of the user's, whatever the token is worth.
     Decimal(String),
+    /// Of a well-known stablecoin only (`x402_protocol::mint::KNOWN_MINTS`, with the
+    /// table's decimals): an offer in any other token is refused
+    /// ([`PolicyRule::NotAStablecoin`]). The default cap is one.
+    Stablecoin(String),
 }
 
 impl Limit {
-    fn units(&self, decimals: Option<u8>) -> Result<u64, PolicyRule> {
+    /// The limit in base units of `mint`, whose decimals the client knows as `decimals`.
+    fn units(&self, mint: &Pubkey, decimals: Option<u8>) -> Result<u64, PolicyRule> {
+        let parse = |text: &str, decimals| {
+            parse_units(text, decimals).map_err(|_| PolicyRule::MalformedLimit)
+        };
         match (self, decimals) {
             (Limit::Units(units), _) => Ok(*units),
-            (Limit::Decimal(text), Some(decimals)) => {
-                parse_units(text, decimals).map_err(|_| PolicyRule::MalformedLimit)
-            }
+            (Limit::Decimal(text), Some(decimals)) => parse(text, decimals),
             (Limit::Decimal(_), None) => Err(PolicyRule::UnknownDecimals),
+            (Limit::Stablecoin(text), _) => match x402_protocol::mint::known_stablecoin(mint) {
+                Some(decimals) => parse(text, decimals),
+                None => Err(PolicyRule::NotAStablecoin),
+            },
         }
     }
 }
@@ -55,8 +69,9 @@ impl Limit {
 pub enum PolicyRule {
     MaxPerRequest,
     Budget,
-    /// The offer's network is not one the policy allows; or an `exact` offer without a
-    /// ledger to tell its cluster, on a network the user did not allow explicitly.
+    /// The offer's network is not one the policy allows; or, without a ledger to tell
+    /// its cluster, an offer signed over the seller's blockhash (`exact`, or a sponsored
+    /// `receipt`) on a network the user did not allow explicitly.
     Network,
     /// The offer's network is not where its money is: a well-known mint of another
     /// cluster (devnet's label on mainnet USDC), or another network than the client's
@@ -72,6 +87,11 @@ pub enum PolicyRule {
     /// ledger or its table of well-known mints): a server could claim 18 for USDC and get
     /// a million times the limit approved. Limits in base units always apply.
     UnknownDecimals,
+    /// A stablecoin limit (the default cap: 1.00 per request) for an offer in a mint that
+    /// is no well-known stablecoin: the seller picks the mint, and 1.00 of another token
+    /// (wSOL, wBTC, anything the buyer holds) may be worth any amount. Paid only under a
+    /// limit of the user's own (base units, or a decimal limit) or none.
+    NotAStablecoin,
 }
 
 /// A payment the policy refused, with what was asked.
@@ -89,18 +109,20 @@ pub struct PolicyRefusal {
 }
 
 /// What a client may pay. Empty lists of networks, mints and payees allow everything
-/// (except `exact` without a ledger, which needs its network allowed explicitly).
+/// (except, without a ledger, an offer signed over the seller's blockhash, which needs its
+/// network allowed explicitly).
 #[derive(Clone, Debug)]
 pub struct SpendingPolicy {
-    /// The most one payment may be. By default 1.00 of the offer's token
-    /// ([`DEFAULT_MAX_PER_REQUEST`]), which refuses a mint whose decimals the client does
-    /// not know itself; `None` is no limit at all, only when set explicitly.
+    /// The most one payment may be. By default 1.00 of a well-known stablecoin
+    /// ([`DEFAULT_MAX_PER_REQUEST`], a [`Limit::Stablecoin`]), which refuses an offer in
+    /// any other mint; `None` is no limit at all, only when set explicitly.
     pub max_per_request: Option<Limit>,
     /// The most all payments of this client may add up to.
     pub budget: Option<Limit>,
     /// The networks payments may be made on (v1 names or CAIP-2 ids; two names of one
     /// public network are one). Naming a network here is also the explicit consent that
-    /// an `exact` offer needs when the client has no ledger to read its cluster from, and
+    /// an offer signed over the seller's blockhash (`exact`, or a sponsored `receipt`)
+    /// needs when the client has no ledger to read its cluster from, and
     /// that a local ledger needs to pay an offer naming a public network (a local
     /// validator announcing devnet's id, as stock sellers do in development).
     pub networks: Vec<String>,
@@ -115,7 +137,7 @@ pub struct SpendingPolicy {
 impl Default for SpendingPolicy {
     fn default() -> Self {
         SpendingPolicy {
-            max_per_request: Some(Limit::Decimal(DEFAULT_MAX_PER_REQUEST.into())),
+            max_per_request: Some(Limit::Stablecoin(DEFAULT_MAX_PER_REQUEST.into())),
             budget: None,
             networks: Vec::new(),
             mints: Vec::new(),
@@ -126,7 +148,8 @@ impl Default for SpendingPolicy {
 }
 
 impl SpendingPolicy {
-    /// Whether a limit is a decimal, which needs the mint's decimals.
+    /// Whether a limit is a decimal of any token, which needs the mint's decimals from the
+    /// client's ledger (a stablecoin limit reads only the table of well-known mints).
     pub fn has_decimal_limits(&self) -> bool {
         [&self.max_per_request, &self.budget]
             .into_iter()
@@ -153,7 +176,8 @@ impl SpendingPolicy {
         let (amount, mint, pay_to) = (offer.amount(), offer.mint(), offer.pay_to());
         let asked = offer.shown_amount();
         // For people only: the trusted decimals when known, base units otherwise.
-        let shown = |units: u64| match decimals {
+        let known = decimals.or_else(|| x402_protocol::mint::known_decimals(&mint));
+        let shown = |units: u64| match known {
             Some(decimals) => format_units(units, decimals),
             None => format!("{units} base units"),
         };
@@ -207,14 +231,16 @@ impl SpendingPolicy {
                 format!("network {network} is not allowed"),
             ));
         }
-        // Without a ledger nothing tells an `exact` offer's cluster but its label and the
-        // seller's blockhash: paid only on a network the user named.
-        if matches!(offer.terms, Terms::Exact(_)) && ledger.is_none() && self.networks.is_empty() {
+        // Without a ledger, an offer is signed over the seller's blockhash (an `exact`
+        // offer's hint, a sponsored `receipt` offer's): nothing tells its cluster but the
+        // seller's word. Paid only on a network the user named.
+        if ledger.is_none() && self.networks.is_empty() && offer.sponsored() {
             return Err(refuse(
                 PolicyRule::Network,
                 format!(
-                    "exact on {network} without a ledger (RPC URL) to check the cluster: \
-                     allow the network explicitly"
+                    "{} on {network} without a ledger (RPC URL) to check the cluster: \
+                     allow the network explicitly (--allow-network {network})",
+                    offer.scheme()
                 ),
             ));
         }
@@ -231,12 +257,18 @@ impl SpendingPolicy {
             ));
         }
         let units = |limit: &Limit| {
-            limit.units(decimals).map_err(|rule| {
+            limit.units(&mint, decimals).map_err(|rule| {
                 let detail = match (&rule, limit) {
                     (PolicyRule::UnknownDecimals, Limit::Decimal(text)) => format!(
                         "a limit of {text} needs the decimals of mint {mint}, which only a \
                          ledger (RPC URL) or the table of well-known mints gives, never the \
                          server: give a limit in base units (--max-units) or none (--no-limit)"
+                    ),
+                    (PolicyRule::NotAStablecoin, Limit::Stablecoin(text)) => format!(
+                        "mint {mint} is not a stablecoin this client knows (USDC), and a limit \
+                         of {text} applies only to those (the default cap): to pay in it, give \
+                         a limit of your own in its base units (--max-units N), or with \
+                         --rpc-url in its decimals (--max-amount), or none (--no-limit)"
                     ),
                     _ => format!("{limit:?} for mint {mint}"),
                 };

@@ -28,15 +28,40 @@ export interface MintInfo {
    * for it is refused, since the label would not be the cluster the money moves on.
    */
   network?: string;
+  /**
+   * A stablecoin (1.00 is about a dollar). Only KNOWN_MINTS' own entries count: the
+   * default cap (1.00 per request) applies to those alone, never to a mint the caller or
+   * a ledger describes, since 1.00 of another token (wSOL, wBTC) may be worth anything.
+   */
+  stablecoin?: boolean;
 }
 
-/** Mints whose facts the client knows without asking a ledger. */
-export const KNOWN_MINTS: Readonly<Record<string, MintInfo>> = Object.freeze({
+/** Mints whose facts the client knows without asking a ledger (as the Rust client's KNOWN_MINTS). */
+export const KNOWN_MINTS: Readonly<Record<string, Readonly<MintInfo>>> = Object.freeze({
   // USDC, mainnet.
-  EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v: { decimals: 6, tokenProgram: TOKEN_PROGRAM, network: MAINNET },
+  EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v: Object.freeze({
+    decimals: 6,
+    tokenProgram: TOKEN_PROGRAM,
+    network: MAINNET,
+    stablecoin: true,
+  }),
   // USDC, devnet.
-  "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU": { decimals: 6, tokenProgram: TOKEN_PROGRAM, network: DEVNET },
+  "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU": Object.freeze({
+    decimals: 6,
+    tokenProgram: TOKEN_PROGRAM,
+    network: DEVNET,
+    stablecoin: true,
+  }),
 });
+
+/**
+ * The decimals of `mint` when it is a stablecoin of the built-in table (KNOWN_MINTS),
+ * else null: never the caller's nor a ledger's word that a token is worth a dollar.
+ */
+export function knownStablecoinDecimals(mint: string): number | null {
+  const known = Object.hasOwn(KNOWN_MINTS, mint) ? KNOWN_MINTS[mint] : undefined;
+  return known?.stablecoin === true ? known.decimals : null;
+}
 
 /** The network (CAIP-2) of a ledger whose genesis hash (base58) is `genesisHash`. */
 export function networkOfGenesis(genesisHash: string): string {

@@ -18,11 +18,18 @@ import { readChallenge, readSettlement, type Settlement } from "./wire.js";
 export interface FetchWithPaymentOptions {
   /** Who pays; absent → X402Error "no_wallet" on a 402. */
   signer?: PaymentSigner | null;
-  /** Checked before signing; without one, the default cap of 1.00 of the token per request applies. */
+  /**
+   * Checked before signing; without one, the default cap applies: 1.00 per request of a
+   * known stablecoin (USDC), any other token refused; and without rpcUrl, no network is
+   * allowed (list the networks to pay on).
+   */
   policy?: SpendingPolicy;
   /** Schemes in order of preference; default ["receipt", "exact"]. */
   schemes?: readonly string[];
-  /** JSON-RPC endpoint for `exact` offers: its network (genesis hash), blockhash and unknown mints. */
+  /**
+   * JSON-RPC endpoint of the client's own ledger: its network (genesis hash), which every
+   * offer must name; and for `exact` offers, the blockhash and unknown mints.
+   */
   rpcUrl?: string;
   /** Trusted mint facts (decimals, token program) by mint address. */
   mints?: Readonly<Record<string, MintInfo>>;

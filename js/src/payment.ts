@@ -21,7 +21,7 @@ export interface PaymentSources {
   getLatestBlockhash?: () => Promise<string>;
   /** Reads the network (CAIP-2) of the ledger the two above read, from its genesis hash. */
   getLedgerNetwork?: () => Promise<string>;
-  /** That network, once read (readLedgerFacts fills it in): `exact` offers must name it. */
+  /** That network, once read (readLedgerFacts fills it in): every offer must name it. */
   ledgerNetwork?: string;
 }
 
@@ -61,16 +61,17 @@ export function trustedMint(asset: string, sources: PaymentSources = {}): MintIn
 
 /**
  * Why `offer`'s network label is not where its money is, as far as the client knows
- * itself, or null: a known mint lives on one cluster, and an `exact` transfer signed with
- * the client's ledger's blockhash lands on that ledger's. A devnet label on mainnet USDC
- * would pass a networks policy and spend real money.
+ * itself, or null: a known mint lives on one cluster, and with rpcUrl every offer (in
+ * either scheme, as the Rust client checks) must name the network of the client's ledger:
+ * its mints were read there, and an `exact` transfer is signed with its blockhash. A
+ * devnet label on mainnet USDC would pass a networks policy and spend real money.
  */
 export function networkRefusal(offer: Offer, sources: PaymentSources = {}): string | null {
   const mint = trustedMint(offer.asset, sources);
   if (mint?.network && !sameNetwork(mint.network, offer.network)) {
     return `mint ${offer.asset} is on ${mint.network}, but the offer names ${offer.network}`;
   }
-  if (offer.scheme === "exact" && sources.ledgerNetwork && !sameNetwork(sources.ledgerNetwork, offer.network)) {
+  if (sources.ledgerNetwork && !sameNetwork(sources.ledgerNetwork, offer.network)) {
     return `the offer names ${offer.network}, but rpcUrl is on ${sources.ledgerNetwork}`;
   }
   return null;
@@ -147,9 +148,10 @@ const MAX_MINT_READS = 4;
 
 /**
  * Reads once, before choosing, what the choice needs from the client's own ledger: its
- * network (genesis hash) and the facts of offered mints neither table knows (their
- * decimals apply decimal limits; `exact` needs them). Returns `sources` with them filled
- * in; what cannot be read stays unknown, and is refused when it matters.
+ * network (genesis hash), which every offer must name, whatever the limits; and the
+ * facts of offered mints neither table knows (their decimals apply decimal limits;
+ * `exact` needs them). Returns `sources` with them filled in; what cannot be read stays
+ * unknown, and is refused when it matters (an unread network: as without rpcUrl).
  */
 export async function readLedgerFacts(
   challenge: Pick<Challenge, "offers">,
@@ -163,7 +165,7 @@ export async function readLedgerFacts(
     .map((o) => o.asset);
   const toRead = sources.getMint ? [...new Set(unknown)].slice(0, MAX_MINT_READS) : [];
   const filled: PaymentSources = { ...sources };
-  if (sources.getLedgerNetwork && !sources.ledgerNetwork && (toRead.length || candidates.some((o) => o.scheme === "exact"))) {
+  if (sources.getLedgerNetwork && !sources.ledgerNetwork && candidates.length) {
     filled.ledgerNetwork = await sources.getLedgerNetwork().catch(() => undefined);
   }
   const read: Record<string, MintInfo> = {};
@@ -201,9 +203,9 @@ async function exactBlockhash(offer: Offer, sources: PaymentSources): Promise<st
   return recent;
 }
 
-/** `sources` with its ledger's network read, when an `exact` payment will use that ledger and it is not read yet. */
-async function withLedgerNetwork(offer: Offer, sources: PaymentSources): Promise<PaymentSources> {
-  if (offer.scheme !== "exact" || sources.ledgerNetwork || !sources.getLedgerNetwork) return sources;
+/** `sources` with its ledger's network read, when the client has a ledger and it is not read yet (either scheme). */
+async function withLedgerNetwork(sources: PaymentSources): Promise<PaymentSources> {
+  if (sources.ledgerNetwork || !sources.getLedgerNetwork) return sources;
   return { ...sources, ledgerNetwork: await sources.getLedgerNetwork() };
 }
 
@@ -224,7 +226,7 @@ export async function createPayment(
   const payer = signerAddress(signer);
   let unsigned: Transaction;
   try {
-    const wrongNetwork = networkRefusal(offer, await withLedgerNetwork(offer, sources));
+    const wrongNetwork = networkRefusal(offer, await withLedgerNetwork(sources));
     if (wrongNetwork) throw new Error(wrongNetwork);
     if (offer.scheme === "receipt") {
       unsigned = await buildReceiptTransaction(offer, payer);

@@ -1,25 +1,33 @@
 /** The buyer's spending policy, checked before anything is signed. */
-import { RECEIPT_PROGRAM, sameNetwork } from "./constants.js";
+import { knownStablecoinDecimals, RECEIPT_PROGRAM, sameNetwork } from "./constants.js";
 import type { Offer } from "./wire.js";
 
 export type Units = bigint | string | number;
 
 /**
- * An amount of the offer's token: base units, or `{ decimal: "0.05" }`, read with the
- * mint's decimals as the client knows them (its table, the caller's `mints`, or the
- * ledger), never the server's word for them.
+ * An amount of the offer's token: base units; `{ decimal: "0.05" }` of any token, read
+ * with the mint's decimals as the client knows them (its table, the caller's `mints`, or
+ * the ledger), never the server's word for them; or `{ stablecoin: "1" }`, of a
+ * stablecoin of the built-in table (KNOWN_MINTS) only: an offer in any other mint is
+ * refused under it.
  */
-export type Limit = Units | { decimal: string };
+export type Limit = Units | { decimal: string } | { stablecoin: string };
 
 /**
  * The cap on one payment when the policy sets no maxPerRequest and not noLimit: 1.00 of
- * the offer's token (1 USDC), as the stock x402 client caps at $1. A hostile 402 would
- * otherwise be signed for whatever it asks.
+ * a known stablecoin (1 USDC), as the stock x402 client caps at $1. A hostile 402 would
+ * otherwise be signed for whatever it asks; and since the seller picks the mint, an
+ * offer in any other token (1 wSOL is no dollar) is refused unless the caller sets
+ * maxPerRequest or noLimit.
  */
-export const DEFAULT_MAX_PER_REQUEST: Limit = Object.freeze({ decimal: "1" });
+export const DEFAULT_MAX_PER_REQUEST: Limit = Object.freeze({ stablecoin: "1" });
 
 export interface SpendingPolicy {
-  /** Highest amount of one payment; default DEFAULT_MAX_PER_REQUEST (1.00 of the token). */
+  /**
+   * Highest amount of one payment; default DEFAULT_MAX_PER_REQUEST (1.00 of a known
+   * stablecoin, refusing any other token). Set it (base units, or `{ decimal }` with
+   * rpcUrl or mints for the decimals) or noLimit to pay in another token.
+   */
   maxPerRequest?: Limit;
   /** Lifts the default cap: true pays any amount per request (maxPerRequest, budget still apply). */
   noLimit?: boolean;
@@ -31,8 +39,8 @@ export interface SpendingPolicy {
   mints?: readonly string[];
   /**
    * Allowed networks, CAIP-2 ("solana:EtWT...") or v1 names ("solana-devnet"); absent:
-   * any, except that an `exact` offer needs its network listed here when no rpcUrl lets
-   * the client check it.
+   * any, except that without rpcUrl to check it, an offer signed over the seller's
+   * blockhash (a sponsored receipt, or exact) needs its network listed here.
    */
   networks?: readonly string[];
   /** Allowed receipt programs; default: [RECEIPT_PROGRAM]. */
@@ -65,9 +73,15 @@ export function parseUnits(text: string, decimals: number): bigint | null {
   return BigInt(match[1]!) * 10n ** BigInt(decimals) + BigInt(fraction.padEnd(decimals, "0") || "0");
 }
 
-/** A limit in base units, or why it cannot be had. */
-function limitUnits(limit: Limit, decimals: number | null | undefined): bigint | string {
+/** A limit in base units for `offer`'s mint, or why it cannot be had. */
+function limitUnits(limit: Limit, offer: Offer, decimals: number | null | undefined): bigint | string {
   if (typeof limit === "object" && limit !== null) {
+    if ("stablecoin" in limit) {
+      // The seller picks the mint: 1.00 of a token the ledger knows may be 1 wBTC.
+      const known = knownStablecoinDecimals(offer.asset);
+      if (known === null) return `mint ${offer.asset} is not a stablecoin this client knows`;
+      return parseUnits(limit.stablecoin, known) ?? `${JSON.stringify(limit.stablecoin)} is not an amount of this token`;
+    }
     // A server could claim 18 decimals for USDC and get a million million times the limit.
     if (decimals === null || decimals === undefined) return "the mint's decimals are unknown to this client";
     return parseUnits(limit.decimal, decimals) ?? `${JSON.stringify(limit.decimal)} is not an amount of this token`;
@@ -79,13 +93,16 @@ function limitUnits(limit: Limit, decimals: number | null | undefined): bigint |
 function perRequestLimit(policy: SpendingPolicy): { limit: Limit; name: string } | null {
   if (policy.maxPerRequest !== undefined) return { limit: policy.maxPerRequest, name: "maxPerRequest" };
   if (policy.noLimit === true) return null;
-  return { limit: DEFAULT_MAX_PER_REQUEST, name: "the default cap (1.00 of the token; set maxPerRequest or noLimit)" };
+  return {
+    limit: DEFAULT_MAX_PER_REQUEST,
+    name: "the default cap (1.00 of a known stablecoin; set maxPerRequest or noLimit)",
+  };
 }
 
-/** Whether checking `policy` needs the mints' decimals. */
+/** Whether checking `policy` needs the mints' decimals (a stablecoin limit reads only the built-in table). */
 export function needsDecimals(policy: SpendingPolicy | undefined): boolean {
   const limit = perRequestLimit(policy ?? {})?.limit;
-  return typeof limit === "object" && limit !== null;
+  return typeof limit === "object" && limit !== null && "decimal" in limit;
 }
 
 /** Base units committed under `policy`: payments signed, and those being signed (reserved). */
@@ -119,7 +136,14 @@ export function releaseSpending(policy: SpendingPolicy | undefined, amount: bigi
 function amountRefusal(offer: Offer, p: SpendingPolicy, policy: SpendingPolicy | undefined, facts: TrustedFacts): string | null {
   const cap = perRequestLimit(p);
   if (cap) {
-    const max = limitUnits(cap.limit, facts.decimals);
+    const limit = cap.limit;
+    if (typeof limit === "object" && limit !== null && "stablecoin" in limit && knownStablecoinDecimals(offer.asset) === null) {
+      return (
+        `mint ${offer.asset} is not a stablecoin this client knows (USDC), and ${cap.name} applies only to those: ` +
+        "to pay in it, set maxPerRequest (in its base units, or { decimal } with rpcUrl or mints for its decimals) or noLimit"
+      );
+    }
+    const max = limitUnits(limit, offer, facts.decimals);
     if (typeof max === "string") return `${cap.name} cannot be applied to mint ${offer.asset}: ${max} (give it in base units)`;
     if (offer.amount > max) return `amount ${offer.amount} is above ${cap.name}: ${max} base units`;
   }
@@ -142,10 +166,11 @@ export function policyRefusal(offer: Offer, policy: SpendingPolicy | undefined, 
   if (p.networks && !p.networks.some((n) => sameNetwork(n, offer.network))) {
     return `network ${offer.network} is not allowed`;
   }
-  // Without a ledger of its own the client cannot tell which cluster an `exact` transfer
-  // lands on: only the user's word (networks) stands for the label.
-  if (offer.scheme === "exact" && !p.networks && !facts.ledgerNetwork) {
-    return `network ${offer.network} cannot be checked without rpcUrl: list it in networks to pay exact offers on it`;
+  // Without a ledger of its own the client signs over the seller's blockhash (a receipt
+  // offer's always, an exact offer's without rpcUrl) and cannot tell which cluster the
+  // payment lands on: only the user's word (networks) stands for the label.
+  if (!p.networks && !facts.ledgerNetwork) {
+    return `network ${offer.network} cannot be checked without rpcUrl: list it in networks to pay ${offer.scheme} offers on it`;
   }
   if (offer.scheme === "receipt") {
     const programs = p.programs ?? [RECEIPT_PROGRAM];

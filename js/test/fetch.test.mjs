@@ -27,6 +27,12 @@ function mockFetch(...answers) {
   return { fetch, calls };
 }
 
+/**
+ * A policy allowing devnet, where the fixtures' offers are: without rpcUrl an offer is
+ * signed over the seller's blockhash, and paid only on a network named here.
+ */
+const devnet = (more = {}) => ({ networks: [f.DEVNET], ...more });
+
 const paid = () =>
   new Response("the poem", { status: 200, headers: { "PAYMENT-RESPONSE": encodeHeader(SETTLEMENT) } });
 
@@ -59,7 +65,7 @@ test("no 402: the response passes through, nothing paid", async () => {
 test("v2: pays the receipt offer and returns the decoded settlement", async () => {
   const { fetch, calls } = mockFetch(() => f.response402(), paid);
   const { signer } = await countingSigner();
-  const r = await fetchWithPayment("http://x/api", { method: "POST", body: "{}" }, { fetch, signer });
+  const r = await fetchWithPayment("http://x/api", { method: "POST", body: "{}" }, { fetch, signer, policy: devnet() });
   assert.equal(calls.length, 2);
   const sent = decodeHeader(calls[1].headers.get("PAYMENT-SIGNATURE"));
   assert.equal(sent.x402Version, 2);
@@ -101,7 +107,7 @@ test("v1: reads the JSON body and pays with X-PAYMENT", async () => {
     new Response("ok", { status: 200, headers: { "X-PAYMENT-RESPONSE": encodeHeader(SETTLEMENT) } });
   const { fetch, calls } = mockFetch(() => Response.json(v1, { status: 402 }), settle);
   const { signer } = await countingSigner();
-  const r = await fetchWithPayment("http://x/api", undefined, { fetch, signer });
+  const r = await fetchWithPayment("http://x/api", undefined, { fetch, signer, policy: devnet() });
   const sent = decodeHeader(calls[1].headers.get("X-PAYMENT"));
   assert.deepEqual(Object.keys(sent).sort(), ["network", "payload", "scheme", "x402Version"]);
   assert.equal(sent.x402Version, 1);
@@ -118,6 +124,7 @@ test("503 after paying is retried with the same header, honouring Retry-After, n
   const r = await fetchWithPayment("http://x/api", undefined, {
     fetch,
     signer: counter.signer,
+    policy: devnet(),
     sleep: async (ms) => void slept.push(ms),
   });
   assert.equal(r.response.status, 200);
@@ -134,6 +141,7 @@ test("503 that persists: 'unavailable' keeps the payment; resending it does not 
   const error = await fetchWithPayment("http://x/api", undefined, {
     fetch,
     signer: counter.signer,
+    policy: devnet(),
     retries: 2,
     sleep: async () => {},
   }).catch((e) => e);
@@ -174,7 +182,7 @@ test("5xx after paying: the same payment is presented again with its payer's pro
   const failed = () => new Response("upstream failed", { status: 500 });
   const { fetch, calls } = mockFetch(() => f.response402(), failed, paid);
   const counter = await countingSigner();
-  const policy = { budget: 50_000n };
+  const policy = devnet({ budget: 50_000n });
   const slept = [];
   const r = await fetchWithPayment("http://Shop.Example:8402/api/poem?n=1", { method: "post", body: "{}" }, {
     fetch,
@@ -197,7 +205,7 @@ test("5xx that persists: 'unavailable' keeps the payment; resuming presents it w
   const failed = () => new Response("bad gateway", { status: 502 });
   const { fetch, calls } = mockFetch(() => f.response402(), failed);
   const counter = await countingSigner();
-  const policy = { budget: 50_000n };
+  const policy = devnet({ budget: 50_000n });
   const error = await fetchWithPayment("http://x/api", undefined, {
     fetch,
     signer: counter.signer,
@@ -239,7 +247,8 @@ test("a payer that declines to sign the proof: 'wallet_rejected', the payment ke
   counter.signer.signMessages = async () => {
     throw new Error("User rejected the request");
   };
-  const error = await fetchWithPayment("http://x/api", undefined, { fetch, signer: counter.signer, sleep: async () => {} }).catch(
+  const options = { fetch, signer: counter.signer, policy: devnet(), sleep: async () => {} };
+  const error = await fetchWithPayment("http://x/api", undefined, options).catch(
     (e) => e,
   );
   assert.equal(error.code, "wallet_rejected");
@@ -276,14 +285,16 @@ test("no answer after paying: 'unavailable' keeps the payment", async () => {
     throw new TypeError("fetch failed");
   };
   const counter = await countingSigner();
-  const error = await fetchWithPayment("http://x/api", undefined, { fetch, signer: counter.signer }).catch((e) => e);
+  const error = await fetchWithPayment("http://x/api", undefined, { fetch, signer: counter.signer, policy: devnet() }).catch(
+    (e) => e,
+  );
   assert.equal(error.code, "unavailable");
   assert.equal(error.payment.amount, 10_000n);
   assert.equal(counter.count, 1);
 });
 
 test("402 after paying throws 'refused' with the server's reason and keeps the budget spent", async () => {
-  const policy = { budget: 50_000n };
+  const policy = devnet({ budget: 50_000n });
   const refusal = () => f.response402(f.challengeV2(undefined, "transaction_failed"));
   const { fetch } = mockFetch(() => f.response402(), refusal);
   const { signer } = await countingSigner();
@@ -327,7 +338,7 @@ test("policy: checked before signing, per offer", async () => {
 });
 
 test("policy: the budget is spent across calls", async () => {
-  const policy = { budget: "15000" };
+  const policy = devnet({ budget: "15000" });
   const { signer } = await countingSigner();
   const first = mockFetch(() => f.response402(), paid);
   await fetchWithPayment("http://x/api", undefined, { fetch: first.fetch, signer, policy });
@@ -354,19 +365,19 @@ test("no payable offer lists each offer and why; no signer is 'no_wallet'", asyn
   assert.match(error.message, /upto/);
 
   const none = mockFetch(() => f.response402());
-  const noWallet = await fetchWithPayment("http://x/api", undefined, { fetch: none.fetch }).catch((e) => e);
+  const noWallet = await fetchWithPayment("http://x/api", undefined, { fetch: none.fetch, policy: devnet() }).catch((e) => e);
   assert.equal(noWallet.code, "no_wallet");
 });
 
 test("a signer that throws is 'wallet_rejected'", async () => {
   const { fetch } = mockFetch(() => f.response402());
   const signer = { address: f.BUYER, signTransactions: async () => { throw new Error("User rejected the request"); } };
-  const error = await fetchWithPayment("http://x/api", undefined, { fetch, signer }).catch((e) => e);
+  const error = await fetchWithPayment("http://x/api", undefined, { fetch, signer, policy: devnet() }).catch((e) => e);
   assert.equal(error.code, "wallet_rejected");
 });
 
 test("policy: two calls at once sharing a budget for one payment: exactly one pays", async () => {
-  const policy = { budget: 15_000n };
+  const policy = devnet({ budget: 15_000n });
   const counter = await countingSigner();
   const slow = counter.signer.signTransactions;
   // Signing takes a while, as a person approving does: the other call reaches the budget meanwhile.
@@ -403,7 +414,7 @@ test("policy: two calls at once sharing a budget for one payment: exactly one pa
 });
 
 test("policy: a reservation whose payment was not signed is given back", async () => {
-  const policy = { budget: 15_000n };
+  const policy = devnet({ budget: 15_000n });
   const { signer } = await countingSigner();
   const declining = { address: signer.address, signTransactions: async () => { throw new Error("User rejected the request"); } };
   const declined = mockFetch(() => f.response402());

@@ -55,38 +55,51 @@ test("parseUnits reads decimal amounts exactly, refusing what is not one", () =>
 test("default cap: without a limit, a hostile 402 for 1,000,000 USDC is refused before signing", async () => {
   const huge = "1000000000000"; // 1,000,000 USDC (6 decimals)
   const offers = [f.receiptOffer({ amount: huge }), f.exactOffer({ amount: huge })];
-  assertRefused(await attempt(offers), "policy", /default cap.*1000000 base units/);
+  const networks = [f.DEVNET];
+  assertRefused(await attempt(offers, { policy: { networks } }), "policy", /default cap.*1000000 base units/);
   // A budget is no per-request limit: the default cap still applies.
-  assertRefused(await attempt(offers, { policy: { budget: huge } }), "policy", /default cap/);
+  assertRefused(await attempt(offers, { policy: { networks, budget: huge } }), "policy", /default cap/);
   // 1.00 USDC is within it; one base unit more is not.
-  assertPaid(await attempt([f.receiptOffer({ amount: "1000000" })]));
-  assertRefused(await attempt([f.receiptOffer({ amount: "1000001" })]), "policy", /default cap/);
+  assertPaid(await attempt([f.receiptOffer({ amount: "1000000" })], { policy: { networks } }));
+  assertRefused(await attempt([f.receiptOffer({ amount: "1000001" })], { policy: { networks } }), "policy", /default cap/);
 });
 
 test("default cap: lifted only explicitly, by maxPerRequest (decimal or base units) or noLimit", async () => {
   const huge = [f.receiptOffer({ amount: "1000000000000" })];
-  assertPaid(await attempt(huge, { policy: { noLimit: true } }));
-  assertPaid(await attempt(huge, { policy: { maxPerRequest: { decimal: "1000000" } } }));
-  assertPaid(await attempt(huge, { policy: { maxPerRequest: 1_000_000_000_000n } }));
+  const networks = [f.DEVNET];
+  assertPaid(await attempt(huge, { policy: { networks, noLimit: true } }));
+  assertPaid(await attempt(huge, { policy: { networks, maxPerRequest: { decimal: "1000000" } } }));
+  assertPaid(await attempt(huge, { policy: { networks, maxPerRequest: 1_000_000_000_000n } }));
   // An explicit limit below 1 USDC is the limit, in either form.
   const twoCents = [f.receiptOffer({ amount: "20000" })];
-  assertRefused(await attempt(twoCents, { policy: { maxPerRequest: { decimal: "0.01" } } }), "policy", /maxPerRequest/);
-  assertRefused(await attempt(twoCents, { policy: { maxPerRequest: "10000" } }), "policy", /maxPerRequest/);
-  assertRefused(await attempt(twoCents, { policy: { maxPerRequest: "0.05" } }), "policy", /not a whole number/);
+  assertRefused(await attempt(twoCents, { policy: { networks, maxPerRequest: { decimal: "0.01" } } }), "policy", /maxPerRequest/);
+  assertRefused(await attempt(twoCents, { policy: { networks, maxPerRequest: "10000" } }), "policy", /maxPerRequest/);
+  assertRefused(await attempt(twoCents, { policy: { networks, maxPerRequest: "0.05" } }), "policy", /not a whole number/);
 });
 
-test("default cap: a mint whose decimals the client does not know needs a limit in base units", async () => {
-  // The seller claims 2 decimals (50 base units = 0.50): its word is never the client's.
+test("default cap: a known stablecoin only; any other mint is refused, even one whose decimals the client knows", async () => {
+  // The seller picks the mint: 1.00 of a token the client has decimals for may be 1 wBTC.
+  // It also claims 2 decimals (50 base units = 0.50): its word is never the client's.
   const offer = f.receiptOffer({ asset: UNKNOWN_MINT, amount: "50" });
   offer.extra = { ...offer.extra, decimals: 2 };
-  assertRefused(await attempt([offer]), "policy", /decimals are unknown/);
-  assertRefused(await attempt([offer], { policy: { maxPerRequest: { decimal: "1" } } }), "policy", /decimals are unknown/);
-  assertPaid(await attempt([offer], { policy: { maxPerRequest: "100" } }));
-  assertPaid(await attempt([offer], { policy: { noLimit: true } }));
-  // Decimals the caller gives as trusted mint facts apply the default cap: 1.00 = 100.
+  const networks = [f.DEVNET];
+  const notStable = new RegExp(`mint ${UNKNOWN_MINT} is not a stablecoin this client knows.*set maxPerRequest.*or noLimit`);
+  assertRefused(await attempt([offer], { policy: { networks } }), "policy", notStable);
+  // Decimals the caller gives as trusted mint facts are still no dollar...
   const mints = { [UNKNOWN_MINT]: { decimals: 2, tokenProgram: TOKEN_PROGRAM } };
-  assertPaid(await attempt([offer], { mints }));
-  assertRefused(await attempt([f.receiptOffer({ asset: UNKNOWN_MINT, amount: "101" })], { mints }), "policy", /default cap/);
+  assertRefused(await attempt([offer], { mints, policy: { networks } }), "policy", notStable);
+  // ...nor is a caller's word that it is a stablecoin: only the built-in table says so.
+  const claimed = { [UNKNOWN_MINT]: { decimals: 2, tokenProgram: TOKEN_PROGRAM, stablecoin: true } };
+  assertRefused(await attempt([offer], { mints: claimed, policy: { networks } }), "policy", notStable);
+  // The caller's own limit pays it: base units, a decimal read with trusted decimals, or none.
+  assertPaid(await attempt([offer], { policy: { networks, maxPerRequest: "100" } }));
+  assertPaid(await attempt([offer], { policy: { networks, noLimit: true } }));
+  const decimal = { networks, maxPerRequest: { decimal: "1" } };
+  assertPaid(await attempt([offer], { mints, policy: decimal }));
+  const above = f.receiptOffer({ asset: UNKNOWN_MINT, amount: "101" });
+  assertRefused(await attempt([above], { mints, policy: decimal }), "policy", /maxPerRequest: 100 base units/);
+  // A decimal limit without trusted decimals: never the seller's.
+  assertRefused(await attempt([offer], { policy: decimal }), "policy", /decimals are unknown/);
 });
 
 test("network: an offer labelled devnet but priced in mainnet USDC is refused before signing", async () => {
@@ -102,8 +115,8 @@ test("network: an offer labelled devnet but priced in mainnet USDC is refused be
   // A caller's facts for the mint that do not name its network keep the known one.
   const mints = { [USDC_MAINNET]: { decimals: 6, tokenProgram: TOKEN_PROGRAM } };
   assertRefused(await attempt([receipt], { mints, policy: { networks: [f.DEVNET] } }), "no_payable_offer", /is on solana:5eykt/);
-  // The same offers labelled mainnet are paid.
-  assertPaid(await attempt([{ ...receipt, network: MAINNET }]));
+  // The same offers labelled mainnet are paid, mainnet allowed.
+  assertPaid(await attempt([{ ...receipt, network: MAINNET }], { policy: { networks: ["solana"] } }));
   assertPaid(await attempt([{ ...exact, network: "solana" }], { policy: { networks: [MAINNET] } }));
 });
 
@@ -123,4 +136,17 @@ test("network: without rpcUrl an exact offer is paid only on a network the polic
   assertRefused(await attempt(exact, { policy: { networks: [MAINNET] } }), "policy", /not allowed/);
   assertPaid(await attempt(exact, { policy: { networks: [f.DEVNET] } }));
   assertPaid(await attempt(exact, { policy: { networks: ["solana-devnet"] } }));
+});
+
+test("network: without rpcUrl a sponsored receipt offer is paid only on a network the policy names", async () => {
+  // Signed over the seller's blockhash, as exact without rpcUrl: it lands wherever that
+  // blockhash is, whatever the label (and this mint says nothing of its cluster).
+  const receipt = [f.receiptOffer({ asset: UNKNOWN_MINT })];
+  const limit = { maxPerRequest: "10000" };
+  assertRefused(await attempt(receipt, { policy: limit }), "policy", /cannot be checked without rpcUrl: list it in networks to pay receipt offers/);
+  assertRefused(await attempt(receipt, { policy: { ...limit, networks: [MAINNET] } }), "policy", /not allowed/);
+  assertPaid(await attempt(receipt, { policy: { ...limit, networks: ["solana-devnet"] } }));
+  // USDC under the default cap: the same rule.
+  assertRefused(await attempt([f.receiptOffer()]), "policy", /without rpcUrl/);
+  assertPaid(await attempt([f.receiptOffer()], { policy: { networks: [f.DEVNET] } }));
 });

@@ -11,7 +11,9 @@ test("store: loading, then payment; errors are kept and rethrown", async () => {
   let n = 0;
   const fetch = async () =>
     ++n === 1 ? f.response402() : new Response("ok", { headers: { "PAYMENT-RESPONSE": encodeHeader(settlement) } });
-  const store = createX402Store({ fetch, signer: await f.buyerSigner() });
+  // Without rpcUrl, the offer's network is paid only when the policy names it.
+  const policy = { networks: [f.DEVNET] };
+  const store = createX402Store({ fetch, signer: await f.buyerSigner(), policy });
   const seen = [];
   store.subscribe(() => seen.push(store.getState()));
   const pending = store.call("/api/generate");
@@ -21,7 +23,7 @@ test("store: loading, then payment; errors are kept and rethrown", async () => {
   assert.deepEqual(store.getState(), { loading: false, error: null, payment: settlement });
   assert.deepEqual(seen.map((s) => s.loading), [true, false]);
 
-  store.setOptions({ fetch: async () => f.response402() });
+  store.setOptions({ fetch: async () => f.response402(), policy });
   await assert.rejects(store.call("/api/generate"), (e) => e.code === "no_wallet");
   assert.equal(store.getState().error.code, "no_wallet");
   assert.equal(store.getState().loading, false);

@@ -59,7 +59,9 @@ test("exact offer without blockhash, unknown mint: both from rpcUrl, never from 
       calls.push(new Headers(init?.headers));
       return calls.length === 1 ? f.response402(f.challengeV2([offer])) : new Response("ok");
     };
-    await fetchWithPayment("http://x/api", undefined, { fetch, signer: await f.buyerSigner(), rpcUrl: "http://127.0.0.1:8899" });
+    // No stablecoin: a limit of the caller's own, in base units.
+    const policy = { maxPerRequest: "10000" };
+    await fetchWithPayment("http://x/api", undefined, { fetch, signer: await f.buyerSigner(), rpcUrl: "http://127.0.0.1:8899", policy });
     assert.deepEqual(methods.sort(), ["getAccountInfo", "getGenesisHash", "getLatestBlockhash"]);
     const { message } = f.decodeTx(decodeHeader(calls[1].get("PAYMENT-SIGNATURE")).payload.transaction);
     assert.equal(message.lifetimeToken, BLOCKHASH);
@@ -95,22 +97,30 @@ async function payThroughRpc(amount, options = {}) {
   return { result, signed, sent };
 }
 
-test("default cap: the mint's decimals come from the ledger (9), never the seller's claim (2)", () =>
+test("default cap: a mint the ledger knows (9 decimals, as wSOL's) is no stablecoin: refused unless the caller sets a limit", () =>
   withRpc(async () => {
-    // 0.5 of a 9-decimal token: within 1.00; with the seller's 2 decimals it would be 5,000,000.00.
+    // 0.5 of a 9-decimal token: 1.00 of it is not 1.00 of USDC. Nothing is signed.
     const half = await payThroughRpc("500000000");
-    assert.equal(half.result.response?.status, 200, String(half.result.message));
-    assert.equal(half.signed, 1);
-    const two = await payThroughRpc("2000000000");
+    assert.equal(half.result.code, "policy", String(half.result.message));
+    assert.match(half.result.message, new RegExp(`mint ${MINT} is not a stablecoin.*maxPerRequest`));
+    assert.equal(half.signed, 0);
+    assert.equal(half.sent.length, 1, "nothing sent");
+    // A decimal limit of the caller's is read with the ledger's decimals (9), never the
+    // seller's claim (2, with which 2.00 would be 200 base units).
+    const policy = { maxPerRequest: { decimal: "1" } };
+    const paid = await payThroughRpc("500000000", { policy });
+    assert.equal(paid.result.response?.status, 200, String(paid.result.message));
+    assert.equal(paid.signed, 1);
+    const two = await payThroughRpc("2000000000", { policy });
     assert.equal(two.result.code, "policy");
-    assert.match(two.result.message, /default cap.*1000000000 base units/);
+    assert.match(two.result.message, /maxPerRequest: 1000000000 base units/);
     assert.equal(two.signed, 0);
   }));
 
 test("network: an exact offer naming another network than rpcUrl's is refused before signing", () =>
   withRpc(async () => {
     // The user's RPC is mainnet; the offer says devnet (and a networks policy allows devnet).
-    const policy = { networks: [f.DEVNET] };
+    const policy = { networks: [f.DEVNET], maxPerRequest: "10000" };
     // The mint's facts from the caller (no network): only the ledger's genesis tells.
     const mints = { [MINT]: { decimals: 9, tokenProgram: TOKEN_2022_PROGRAM } };
     const given = await payThroughRpc("10000", { policy, mints });
@@ -125,7 +135,7 @@ test("network: an exact offer naming another network than rpcUrl's is refused be
 
 test("network: with rpcUrl on the offer's network, exact is paid without a networks policy", () =>
   withRpc(async (methods) => {
-    const { result, signed, sent } = await payThroughRpc("10000");
+    const { result, signed, sent } = await payThroughRpc("10000", { policy: { maxPerRequest: "10000" } });
     assert.equal(result.response?.status, 200, String(result.message));
     assert.equal(signed, 1);
     assert.ok(methods.includes("getGenesisHash"));
@@ -142,3 +152,42 @@ test("network: createPayment with rpc sources checks the ledger's network itself
     await assert.rejects(createPayment(challenge, challenge.offers[0], await f.buyerSigner(), sources), /rpcUrl is on solana:5eykt/);
     assert.deepEqual(methods, ["getGenesisHash"]);
   }, MAINNET_GENESIS));
+
+/** One sponsored receipt offer in MINT labelled devnet, paid with `policy` through rpcUrl. */
+async function payReceiptThroughRpc(policy) {
+  const offer = f.receiptOffer({ asset: MINT });
+  let signed = 0;
+  const inner = await f.buyerSigner();
+  const signer = { address: inner.address, signTransactions: (txs) => (signed++, inner.signTransactions(txs)) };
+  const sent = [];
+  const fetch = async (_url, init) => {
+    sent.push(new Headers(init?.headers).get("PAYMENT-SIGNATURE"));
+    return sent.length === 1 ? f.response402(f.challengeV2([offer])) : new Response("ok");
+  };
+  const options = { fetch, signer, rpcUrl: "http://127.0.0.1:8899", policy };
+  const result = await fetchWithPayment("http://x/api", undefined, options).catch((e) => e);
+  return { result, signed, sent };
+}
+
+test("network: with rpcUrl a receipt offer naming another network is refused, even under a base-unit limit", () =>
+  withRpc(async (methods) => {
+    // The user's RPC is mainnet; the receipt offer says devnet, and a base-unit limit
+    // needs no mint read: the ledger's network is read and checked all the same.
+    const refused = await payReceiptThroughRpc({ maxPerRequest: "10000", networks: [f.DEVNET] });
+    assert.equal(refused.result.code, "no_payable_offer", String(refused.result.message));
+    assert.match(refused.result.message, /names solana:EtWT\w+, but rpcUrl is on solana:5eykt/);
+    assert.equal(refused.signed, 0);
+    assert.equal(refused.sent.length, 1, "nothing sent");
+    assert.deepEqual(methods, ["getGenesisHash"]);
+    // createPayment (the lower-level path) reads and checks it itself, in either scheme.
+    const challenge = parseChallenge(f.challengeV2([f.receiptOffer({ asset: MINT })]));
+    const sources = rpcSources("http://127.0.0.1:8899");
+    await assert.rejects(createPayment(challenge, challenge.offers[0], await f.buyerSigner(), sources), /rpcUrl is on solana:5eykt/);
+  }, MAINNET_GENESIS));
+
+test("network: with rpcUrl on the receipt offer's network, it is paid without a networks policy", () =>
+  withRpc(async () => {
+    const { result, signed } = await payReceiptThroughRpc({ maxPerRequest: "10000" });
+    assert.equal(result.response?.status, 200, String(result.message));
+    assert.equal(signed, 1);
+  }));

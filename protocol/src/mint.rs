@@ -31,47 +31,69 @@ pub enum MintError {
     NotAMint,
 }
 
-/// USDC on Solana mainnet and devnet, whose decimals (6) are known without asking, each
-/// with the cluster it exists on: an offer naming another network for it is not what it
-/// says (its money is on this cluster).
-pub const KNOWN_MINTS: [(&str, u8, Cluster); 2] = [
-    (
-        "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v",
-        6,
-        Cluster::Mainnet,
-    ),
-    (
-        "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU",
-        6,
-        Cluster::Devnet,
-    ),
+/// A mint whose facts the client knows without asking a ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KnownMint {
+    /// The mint's address (base58).
+    pub address: &'static str,
+    pub decimals: u8,
+    /// The cluster it exists on: an offer naming another network for it is not what it
+    /// says (its money is on this cluster).
+    pub cluster: Cluster,
+    /// A stablecoin (1.00 is about a dollar): the only tokens a default cap written as a
+    /// decimal amount ("1.00 per request") may be read in. Any other token's 1.00 could
+    /// be worth anything (1 wSOL, 1 wBTC).
+    pub stablecoin: bool,
+}
+
+/// USDC on Solana mainnet and devnet, whose decimals (6) and cluster are known without
+/// asking. Both are stablecoins.
+pub const KNOWN_MINTS: [KnownMint; 2] = [
+    KnownMint {
+        address: "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v",
+        decimals: 6,
+        cluster: Cluster::Mainnet,
+        stablecoin: true,
+    },
+    KnownMint {
+        address: "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU",
+        decimals: 6,
+        cluster: Cluster::Devnet,
+        stablecoin: true,
+    },
 ];
+
+/// The entry of a well-known mint.
+fn known(mint: &Pubkey) -> Option<&'static KnownMint> {
+    let mint = mint.to_string();
+    KNOWN_MINTS.iter().find(|known| known.address == mint)
+}
 
 /// The cluster a well-known mint exists on, without a ledger.
 pub fn known_cluster(mint: &Pubkey) -> Option<Cluster> {
-    let mint = mint.to_string();
-    KNOWN_MINTS
-        .iter()
-        .find(|(known, ..)| *known == mint)
-        .map(|(.., cluster)| *cluster)
+    known(mint).map(|known| known.cluster)
 }
 
 /// The decimals of a well-known mint, without a ledger.
 pub fn known_decimals(mint: &Pubkey) -> Option<u8> {
-    known_mint(mint).map(|facts| facts.decimals)
+    known(mint).map(|known| known.decimals)
+}
+
+/// The decimals of a well-known stablecoin (never a ledger's word: a mint read from a
+/// ledger is not thereby worth a dollar); None for any other mint.
+pub fn known_stablecoin(mint: &Pubkey) -> Option<u8> {
+    known(mint)
+        .filter(|known| known.stablecoin)
+        .map(|known| known.decimals)
 }
 
 /// The facts of a well-known mint (USDC's are SPL Token mints), without a ledger.
 pub fn known_mint(mint: &Pubkey) -> Option<MintInfo> {
-    let mint = mint.to_string();
-    KNOWN_MINTS
-        .iter()
-        .find(|(known, ..)| *known == mint)
-        .map(|(_, decimals, _)| MintInfo {
-            decimals: *decimals,
-            token_program: spl_token::ID,
-            delivers_in_full: true,
-        })
+    known(mint).map(|known| MintInfo {
+        decimals: known.decimals,
+        token_program: spl_token::ID,
+        delivers_in_full: true,
+    })
 }
 
 /// Reads a mint of SPL Token or Token-2022 (with or without extensions).
@@ -147,6 +169,9 @@ mod tests {
             .unwrap();
         assert_eq!(known_cluster(&devnet_usdc), Some(Cluster::Devnet));
         assert_eq!(known_cluster(&Pubkey::new_unique()), None);
+        assert_eq!(known_stablecoin(&usdc), Some(6));
+        assert_eq!(known_stablecoin(&devnet_usdc), Some(6));
+        assert_eq!(known_stablecoin(&Pubkey::new_unique()), None);
     }
 
     #[test]

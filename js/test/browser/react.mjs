@@ -11,8 +11,12 @@
 //   X402_CHROMIUM    Chromium executable (default /usr/bin/chromium)
 //   X402_TIMEOUT_MS  optional, default 60000
 //   X402_MAX_PER_REQUEST  optional, the page's policy.maxPerRequest in base units, default
-//                    1000000: a local mint's decimals are unknown to the client, so the
-//                    default cap of 1.00 cannot apply and a limit in base units must be given
+//                    1000000: a local mint is no stablecoin the client knows, so the
+//                    default cap of 1.00 refuses it and a limit of the buyer's must be given
+//   X402_NETWORKS    optional, the page's policy.networks (comma-separated); default: the
+//                    networks the API's own 402 names. Without rpcUrl, the page pays an
+//                    offer only on a network its policy names: the test stands for a buyer
+//                    who allows the network of the local verifier it is testing.
 //
 // Prints one JSON line: {state, result, error, payment, scenario, errors}; state is the
 // page's data-state: paid | done | error. Exits 0 (the caller judges), 2 on bad inputs.
@@ -58,10 +62,19 @@ if (scenario !== "no-wallet") {
   walletScript = `window.__X402_TEST_WALLET__ = ${JSON.stringify(config)};\n${read("../../dist/test-wallet.js")}`;
 }
 
+/** The networks the API's 402 names (its PAYMENT-REQUIRED header, else its v1 body). */
+async function announcedNetworks() {
+  const response = await fetch(api, { headers: { Accept: "application/json" } });
+  const header = response.headers.get("PAYMENT-REQUIRED");
+  const challenge = header ? JSON.parse(Buffer.from(header, "base64").toString("utf8")) : await response.json().catch(() => ({}));
+  return [...new Set((challenge.accepts ?? []).map((offer) => offer.network).filter((n) => typeof n === "string"))];
+}
+
+const networks = process.env.X402_NETWORKS ? process.env.X402_NETWORKS.split(",") : await announcedNetworks();
 const demo = {
   url: api.pathname + api.search,
   method: process.env.X402_METHOD || "GET",
-  policy: { maxPerRequest: process.env.X402_MAX_PER_REQUEST || "1000000" },
+  policy: { maxPerRequest: process.env.X402_MAX_PER_REQUEST || "1000000", networks },
 };
 if (process.env.X402_BODY !== undefined) demo.body = process.env.X402_BODY;
 const pageUrl = `${api.origin}/__x402_react_demo/`;

@@ -61,6 +61,24 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// `--allow-network` for the harness's network, by both of its names (v1, CAIP-2):
+/// without --rpc-url, a sponsored offer is paid only on a network allowed explicitly.
+fn allow_local(h: &Harness) -> Vec<String> {
+    let network = x402_protocol::Ledger::network(h.market.ledger.as_ref());
+    let mut args = Vec::new();
+    for name in [network.v1_name(), network.caip2()] {
+        args.extend(["--allow-network".to_string(), name.to_string()]);
+    }
+    args
+}
+
+/// `args`, then `more`.
+fn with<'a>(args: &[&'a str], more: &'a [String]) -> Vec<&'a str> {
+    let mut all = args.to_vec();
+    all.extend(more.iter().map(String::as_str));
+    all
+}
+
 /// A funded payer and its keypair file.
 async fn payer_file(h: &Harness, dir: &Path) -> (Keypair, String) {
     let payer = h.new_payer(10 * PRICE).await;
@@ -76,14 +94,18 @@ async fn fetch_prints_the_body_and_a_settlement_line_and_pays_once() {
     let (payer, keypair) = payer_file(&h, dir.path()).await;
 
     let cap = PRICE.to_string();
-    let out = run(&[
-        "fetch",
-        &h.url("/api/cli"),
-        "--keypair",
-        &keypair,
-        "--max-units",
-        &cap,
-    ])
+    let local = allow_local(&h);
+    let out = run(&with(
+        &[
+            "fetch",
+            &h.url("/api/cli"),
+            "--keypair",
+            &keypair,
+            "--max-units",
+            &cap,
+        ],
+        &local,
+    ))
     .await;
 
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -99,20 +121,23 @@ async fn fetch_prints_the_body_and_a_settlement_line_and_pays_once() {
     );
     assert_eq!(h.token_balance(&payer.pubkey()).await, 9 * PRICE);
 
-    let posted = run(&[
-        "fetch",
-        &h.url("/api/cli"),
-        "-X",
-        "POST",
-        "-d",
-        "hello",
-        "-H",
-        "X-Trace: 1",
-        "--keypair",
-        &keypair,
-        "--max-units",
-        &cap,
-    ])
+    let posted = run(&with(
+        &[
+            "fetch",
+            &h.url("/api/cli"),
+            "-X",
+            "POST",
+            "-d",
+            "hello",
+            "-H",
+            "X-Trace: 1",
+            "--keypair",
+            &keypair,
+            "--max-units",
+            &cap,
+        ],
+        &local,
+    ))
     .await;
     assert_eq!(text(&posted.stdout), "served /api/cli body=hello");
 }
@@ -122,15 +147,19 @@ async fn fetch_over_the_maximum_exits_3_without_paying() {
     let h = Harness::start().await;
     let dir = tempfile::tempdir().unwrap();
     let (payer, keypair) = payer_file(&h, dir.path()).await;
+    let local = allow_local(&h);
 
-    let out = run(&[
-        "fetch",
-        &h.url("/api/dear"),
-        "--keypair",
-        &keypair,
-        "--max-units",
-        "1000",
-    ])
+    let out = run(&with(
+        &[
+            "fetch",
+            &h.url("/api/dear"),
+            "--keypair",
+            &keypair,
+            "--max-units",
+            "1000",
+        ],
+        &local,
+    ))
     .await;
     assert_eq!(out.status.code(), Some(3));
     assert!(
@@ -140,14 +169,17 @@ async fn fetch_over_the_maximum_exits_3_without_paying() {
     );
     // A decimal maximum needs the mint's decimals, which the server's word is not: for
     // this local mint, without --rpc-url, it is refused.
-    let out = run(&[
-        "fetch",
-        &h.url("/api/dear"),
-        "--keypair",
-        &keypair,
-        "--max-amount",
-        "0.001",
-    ])
+    let out = run(&with(
+        &[
+            "fetch",
+            &h.url("/api/dear"),
+            "--keypair",
+            &keypair,
+            "--max-amount",
+            "0.001",
+        ],
+        &local,
+    ))
     .await;
     assert_eq!(out.status.code(), Some(3));
     assert!(
@@ -156,15 +188,18 @@ async fn fetch_over_the_maximum_exits_3_without_paying() {
         text(&out.stderr)
     );
 
-    let out = run(&[
-        "--json",
-        "fetch",
-        &h.url("/api/dear"),
-        "--keypair",
-        &keypair,
-        "--max-units",
-        "1000",
-    ])
+    let out = run(&with(
+        &[
+            "--json",
+            "fetch",
+            &h.url("/api/dear"),
+            "--keypair",
+            &keypair,
+            "--max-units",
+            "1000",
+        ],
+        &local,
+    ))
     .await;
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
@@ -196,15 +231,19 @@ async fn quote_shows_the_price_without_paying_and_receipt_shows_what_was_paid() 
     let dir = tempfile::tempdir().unwrap();
     let (payer, keypair) = payer_file(&h, dir.path()).await;
     let cap = PRICE.to_string();
-    let fetched = run(&[
-        "--json",
-        "fetch",
-        &h.url("/api/q"),
-        "--keypair",
-        &keypair,
-        "--max-units",
-        &cap,
-    ])
+    let local = allow_local(&h);
+    let fetched = run(&with(
+        &[
+            "--json",
+            "fetch",
+            &h.url("/api/q"),
+            "--keypair",
+            &keypair,
+            "--max-units",
+            &cap,
+        ],
+        &local,
+    ))
     .await;
     let fetched: serde_json::Value = serde_json::from_slice(&fetched.stdout).unwrap();
     let reference = fetched["settlement"]["reference"]
@@ -240,10 +279,14 @@ async fn an_unavailable_verifier_leaves_the_payment_kept_and_resumable() {
     *h.ledger.failing_reads.lock().unwrap() = 4;
     let url = h.url("/api/kept");
     let cap = PRICE.to_string();
+    let local = allow_local(&h);
 
     let out = run_in(
         dir.path(),
-        &["fetch", &url, "--keypair", &keypair, "--max-units", &cap],
+        &with(
+            &["fetch", &url, "--keypair", &keypair, "--max-units", &cap],
+            &local,
+        ),
     )
     .await;
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
@@ -320,17 +363,61 @@ async fn fetch_without_a_limit_pays_at_most_one_token() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(hostile.presented().len(), 1);
 
-    // The verifier's local mint: no decimals x402 can know without --rpc-url.
+    // The verifier's local mint (its currency "USDC" is the seller's word) is no
+    // stablecoin x402 knows: refused, naming the mint and how to allow it.
     let h = Harness::start().await;
     let (payer, keypair) = payer_file(&h, dir.path()).await;
-    let out = run(&["fetch", &h.url("/api/default"), "--keypair", &keypair]).await;
+    let local = allow_local(&h);
+    let url = h.url("/api/default");
+    let default = with(&["fetch", &url, "--keypair", &keypair], &local);
+    let out = run(&default).await;
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let said = text(&out.stderr);
     assert!(
-        said.contains("UnknownDecimals") && said.contains("--max-units"),
+        said.contains("NotAStablecoin")
+            && said.contains(&h.market.mint.to_string())
+            && said.contains("--max-units"),
         "{said}"
     );
     assert_eq!(h.token_balance(&payer.pubkey()).await, 10 * PRICE);
+    let cap = PRICE.to_string();
+    let mut capped = default.clone();
+    capped.extend(["--max-units", &cap]);
+    let out = run(&capped).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(h.token_balance(&payer.pubkey()).await, 9 * PRICE);
+}
+
+/// Without --rpc-url, our verifier's sponsored `receipt` offer is signed over its
+/// blockhash, as an `exact` offer is: paid only on a network allowed with
+/// --allow-network, which the refusal names. Nothing is signed otherwise.
+#[tokio::test]
+async fn fetch_pays_a_sponsored_receipt_without_rpc_url_only_on_a_network_allowed() {
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (payer, keypair) = payer_file(&h, dir.path()).await;
+    let cap = PRICE.to_string();
+    let url = h.url("/api/allowed");
+    let fetch = ["fetch", &url, "--keypair", &keypair, "--max-units", &cap];
+    let out = run(&fetch).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("Network")
+            && said.contains("receipt on ")
+            && said.contains("--allow-network"),
+        "{said}"
+    );
+    assert_eq!(h.token_balance(&payer.pubkey()).await, 10 * PRICE);
+    assert_eq!(
+        h.ledger.submits.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+
+    let local = allow_local(&h);
+    let out = run(&with(&fetch, &local)).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(h.token_balance(&payer.pubkey()).await, 9 * PRICE);
 }
 
 /// An offer whose network is not where its money is, and an `exact` offer on a network
@@ -448,7 +535,11 @@ async fn a_payment_our_verifier_gave_back_is_resumed_and_paid_once() {
     h.api.set_mode(UpstreamMode::Fail);
     let url = h.url("/api/given-back");
     let cap = PRICE.to_string();
-    let fetch = ["fetch", &url, "--keypair", &keypair, "--max-units", &cap];
+    let local = allow_local(&h);
+    let fetch = with(
+        &["fetch", &url, "--keypair", &keypair, "--max-units", &cap],
+        &local,
+    );
 
     let out = run_in(dir.path(), &fetch).await;
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
@@ -456,7 +547,7 @@ async fn a_payment_our_verifier_gave_back_is_resumed_and_paid_once() {
     assert_eq!(kept.len(), 1, "{kept:?}");
 
     h.api.set_mode(UpstreamMode::Ok);
-    let mut resume = fetch.to_vec();
+    let mut resume = fetch.clone();
     resume.extend(["--resume", &kept[0]]);
     let out = run_in(dir.path(), &resume).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -473,11 +564,21 @@ async fn a_payment_our_verifier_gave_back_is_resumed_and_paid_once() {
 /// --json it is exact, JSON-escaped.
 #[tokio::test]
 async fn seller_strings_reach_the_terminal_escaped_and_json_exactly() {
-    const EVIL: &str = "\x1b]0;pwned\x07 and \x1b[2J\r\nx402: a forged line";
-    const SHOWN: [&str; 3] = ["\\u{1b}]0;pwned\\u{7}", "\\u{1b}[2J", "\\r\\n"];
+    const EVIL: &str =
+        "\x1b]0;pwned\x07 and \x1b[2J\r\nx402: a forged line, \u{202e}00.1\u{2066} reordered";
+    const SHOWN: [&str; 5] = [
+        "\\u{1b}]0;pwned\\u{7}",
+        "\\u{1b}[2J",
+        "\\r\\n",
+        "\\u{202e}00.1",
+        "\\u{2066}",
+    ];
+    // A bidirectional control reorders what follows it on the terminal.
+    let bidi = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
     let clean = |out: &str| {
         assert!(
-            !out.chars().any(|c| c.is_control() && c != '\n'),
+            !out.chars()
+                .any(|c| (c.is_control() && c != '\n') || bidi(c)),
             "a control character reached the terminal: {out:?}"
         );
         for escaped in SHOWN {
@@ -551,7 +652,9 @@ async fn seller_strings_reach_the_terminal_escaped_and_json_exactly() {
     assert_eq!(text(&settled.stdout), "paid");
     let said = text(&settled.stderr);
     assert!(
-        !said.chars().any(|c| c.is_control() && c != '\n'),
+        !said
+            .chars()
+            .any(|c| (c.is_control() && c != '\n') || bidi(c)),
         "{said:?}"
     );
     assert!(said.contains("\\u{1b}]0;pwned\\u{7}"), "{said:?}");

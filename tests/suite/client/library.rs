@@ -10,9 +10,28 @@ use x402_client::{ClientError, Limit, PolicyRule, SpendingPolicy, X402Client};
 
 use crate::verifier::support::*;
 
-/// At most the price of `/api/*`, in base units: the harness's local mint is not one whose
-/// decimals a client knows without a ledger, so the default cap of 1.00 would refuse it.
-fn capped() -> SpendingPolicy {
+/// The harness's network by both of its names (v1 `solana-localnet`, and its CAIP-2 id):
+/// without a ledger, a sponsored offer is signed over the verifier's blockhash, and paid
+/// only on a network the buyer allowed explicitly.
+fn local(h: &Harness) -> Vec<String> {
+    let network = x402_protocol::Ledger::network(h.market.ledger.as_ref());
+    vec![network.v1_name().to_string(), network.caip2().to_string()]
+}
+
+/// At most the price of `/api/*`, in base units (the harness's local mint is no
+/// stablecoin the client knows, so the default cap of 1.00 refuses it), on the harness's
+/// network, allowed explicitly.
+fn capped(h: &Harness) -> SpendingPolicy {
+    SpendingPolicy {
+        max_per_request: Some(Limit::Units(PRICE)),
+        networks: local(h),
+        ..Default::default()
+    }
+}
+
+/// At most the price of `/api/*`, in base units, and nothing else: for a client with a
+/// ledger, which checks the network itself.
+fn units() -> SpendingPolicy {
     SpendingPolicy {
         max_per_request: Some(Limit::Units(PRICE)),
         ..Default::default()
@@ -31,7 +50,7 @@ fn client(payer: &Keypair, policy: SpendingPolicy) -> X402Client {
 async fn a_fetch_pays_once_and_returns_the_body_and_the_settlement() {
     let h = Harness::start().await;
     let payer = h.new_payer(10 * PRICE).await;
-    let client = client(&payer, capped());
+    let client = client(&payer, capped(&h));
 
     let paid = client.get(&h.url("/api/one")).await.unwrap();
 
@@ -102,6 +121,8 @@ async fn the_per_request_maximum_and_the_budget_refuse_before_signing() {
         &h,
         &payer,
         SpendingPolicy {
+            // The local mint is no stablecoin: a limit per request of the buyer's own.
+            max_per_request: Some(Limit::Decimal("0.01".into())),
             budget: Some(Limit::Decimal("0.015".into())),
             ..Default::default()
         },
@@ -131,14 +152,14 @@ async fn a_challenge_for_a_payee_or_mint_not_allowed_is_refused() {
         (
             SpendingPolicy {
                 payees: vec![Pubkey::new_unique()],
-                ..Default::default()
+                ..capped(&h)
             },
             PolicyRule::Payee,
         ),
         (
             SpendingPolicy {
                 mints: vec![Pubkey::new_unique()],
-                ..Default::default()
+                ..capped(&h)
             },
             PolicyRule::Mint,
         ),
@@ -164,7 +185,7 @@ async fn a_503_is_retried_with_the_same_payment_and_paid_once() {
     let payer = h.new_payer(10 * PRICE).await;
     // The payment lands, then the verifier cannot read the receipt once: a 503.
     *h.ledger.failing_reads.lock().unwrap() = 1;
-    let client = client(&payer, capped());
+    let client = client(&payer, capped(&h));
 
     let paid = client.get(&h.url("/api/wobbly")).await.unwrap();
 
@@ -189,7 +210,7 @@ async fn the_manual_flow_returns_the_challenge_and_a_refusal_after_paying_says_w
     let payer = h.new_payer(10 * PRICE).await;
     let client = X402Client::builder()
         .keypair(payer.insecure_clone())
-        .policy(capped())
+        .policy(capped(&h))
         .auto_pay(false)
         .build();
 
@@ -225,7 +246,7 @@ async fn without_sponsorship_the_client_pays_through_its_ledger() {
     let payer = h.new_payer(PRICE).await;
     let sol = h.market.ledger.lamports(&payer.pubkey()).await;
 
-    let without_ledger = client(&payer, capped());
+    let without_ledger = client(&payer, capped(&h));
     assert!(matches!(
         without_ledger.get(&h.url("/api/own")).await,
         Err(ClientError::NeedsLedger)
@@ -233,6 +254,7 @@ async fn without_sponsorship_the_client_pays_through_its_ledger() {
 
     let client = X402Client::builder()
         .keypair(payer.insecure_clone())
+        .policy(units())
         .ledger(h.market.ledger.clone())
         .build();
     let paid = client.get(&h.url("/api/own")).await.unwrap();
@@ -292,7 +314,7 @@ async fn an_offer_for_another_program_is_refused_before_signing() {
     assert_eq!(client.spent(), 0);
 
     // A deployment the buyer chose to trust is paid as any other.
-    let mut trusting = capped();
+    let mut trusting = capped(&h);
     trusting.programs.push(offer.requirement.program);
     let client = self::client(&payer, trusting);
     assert!(!matches!(
@@ -310,7 +332,7 @@ async fn the_budget_holds_when_two_payments_race() {
         &payer,
         SpendingPolicy {
             budget: Some(Limit::Units(PRICE)),
-            ..capped()
+            ..capped(&h)
         },
     );
     let (url_a, url_b) = (h.url("/api/a"), h.url("/api/b"));
@@ -396,6 +418,7 @@ async fn a_payment_still_landing_is_presented_again_not_paid_again() {
     });
     let client = X402Client::builder()
         .keypair(payer.insecure_clone())
+        .policy(units())
         .ledger(ledger.clone())
         .retries(8, Duration::from_millis(100))
         .build();
@@ -437,6 +460,7 @@ async fn a_decimal_limit_never_trusts_the_servers_decimals() {
     };
     let decimal = SpendingPolicy {
         max_per_request: Some(Limit::Decimal("0.05".into())),
+        networks: local(&h),
         ..Default::default()
     };
     match client(&payer, decimal.clone()).pay(&challenge).await {
@@ -451,7 +475,7 @@ async fn a_decimal_limit_never_trusts_the_servers_decimals() {
     // Base units need no decimals.
     let units = SpendingPolicy {
         max_per_request: Some(Limit::Units(PRICE - 1)),
-        ..Default::default()
+        ..capped(&h)
     };
     match client(&payer, units).pay(&challenge).await {
         Err(ClientError::Policy(refusal)) => assert_eq!(refusal.rule, PolicyRule::MaxPerRequest),
@@ -465,6 +489,7 @@ async fn preferring_exact_pays_the_exact_offer_once_with_mint_facts_from_the_led
     let payer = h.new_payer(3 * PRICE).await;
     let client = X402Client::builder()
         .keypair(payer.insecure_clone())
+        .policy(units())
         .ledger(h.market.ledger.clone())
         .prefer(&["exact"])
         .retries(3, Duration::from_millis(50))
@@ -490,7 +515,7 @@ async fn preferring_exact_pays_the_exact_offer_once_with_mint_facts_from_the_led
         .keypair(payer.insecure_clone())
         .policy(SpendingPolicy {
             networks: vec![local.caip2().to_string(), local.v1_name().to_string()],
-            ..capped()
+            ..capped(&h)
         })
         .prefer(&["exact"])
         .build();
@@ -599,10 +624,11 @@ async fn an_exact_offer_in_a_mint_that_takes_a_transfer_fee_is_not_signed() {
     })])
     .await;
     let payer = Keypair::new();
-    // A devnet label over the local ledger: paid only as the user allows it explicitly.
+    // A devnet label over the local ledger: paid only as the user allows it explicitly;
+    // in a mint that is no stablecoin, under a limit of the user's own.
     let devnet = SpendingPolicy {
         networks: vec!["solana-devnet".into()],
-        ..Default::default()
+        ..units()
     };
     let client = client_with_ledger(&h, &payer, devnet);
     assert!(matches!(
@@ -718,57 +744,196 @@ async fn without_a_limit_a_million_usdc_is_refused_and_one_is_paid() {
     assert_eq!(hostile.presented().len(), 1);
 }
 
-/// The default cap in a token whose decimals the client cannot know itself (the local
-/// mint, without a ledger): refused, whatever decimals the server claims, unless the
-/// buyer gives a limit in base units or none; with a ledger, the mint's own decimals.
-#[tokio::test]
-async fn the_default_cap_refuses_a_mint_of_unknown_decimals_unless_told_in_base_units() {
-    let h = Harness::start().await;
-    let payer = h.new_payer(10 * PRICE).await;
+/// A plain SPL Token mint of `decimals`, as a ledger holds it.
+fn plain_mint(decimals: u8) -> x402_protocol::LedgerAccount {
+    use anchor_lang::solana_program::program_pack::Pack;
+    use anchor_spl::token::spl_token::{self, state::Mint};
+    let mut data = vec![0; Mint::LEN];
+    let mint = Mint {
+        decimals,
+        is_initialized: true,
+        ..Default::default()
+    };
+    Mint::pack(mint, &mut data).unwrap();
+    x402_protocol::LedgerAccount {
+        owner: spl_token::ID,
+        lamports: 1_000_000_000,
+        data,
+    }
+}
 
-    let default = client(&payer, SpendingPolicy::default());
-    match default.get(&h.url("/api/unknown")).await {
+/// A hostile seller picks the mint: 1.00 of a token whose decimals the buyer's ledger
+/// reads (9, as wSOL's; or wBTC, or anything the buyer holds) is no dollar. The default
+/// cap of 1.00 holds in a well-known stablecoin only: an offer in any other mint is
+/// refused before signing, naming the mint and how to allow it, unless the buyer gives a
+/// limit of its own (base units, or a decimal read with the ledger's decimals) or none.
+#[tokio::test]
+async fn the_default_cap_pays_only_a_well_known_stablecoin_whatever_the_ledger_knows() {
+    let h = Harness::start().await;
+    let payer = Keypair::new();
+    let token = Pubkey::new_unique();
+    h.market.ledger.set_account(&token, &plain_mint(9)).await;
+    let one_token = 1_000_000_000;
+    let network = x402_protocol::Ledger::network(h.market.ledger.as_ref()).caip2();
+    let hostile = Seller::start(
+        vec![seller::exact_offer(
+            network,
+            &token.to_string(),
+            one_token,
+            &seller::reference(9),
+        )],
+        "",
+        vec![],
+    )
+    .await;
+
+    let default = client_with_ledger(&h, &payer, SpendingPolicy::default());
+    match default.get(&hostile.url).await {
         Err(ClientError::Policy(refusal)) => {
-            assert_eq!(refusal.rule, PolicyRule::UnknownDecimals);
-            assert!(refusal.detail.contains("--max-units"), "{}", refusal.detail);
+            assert_eq!(
+                (refusal.rule, refusal.mint, refusal.amount),
+                (PolicyRule::NotAStablecoin, token, one_token)
+            );
+            assert!(
+                refusal.detail.contains(&token.to_string())
+                    && refusal.detail.contains("--max-units"),
+                "{}",
+                refusal.detail
+            );
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(h.token_balance(&payer.pubkey()).await, 10 * PRICE);
+    assert_eq!(hostile.presented(), vec![], "nothing signed or sent");
+    assert_eq!(default.spent(), 0);
 
-    assert_eq!(
-        client(&payer, capped())
-            .get(&h.url("/api/units"))
-            .await
-            .unwrap()
-            .response
-            .status(),
-        200
+    // A decimal limit of the buyer's own is read with the ledger's 9 decimals.
+    let half = client_with_ledger(
+        &h,
+        &payer,
+        SpendingPolicy {
+            max_per_request: Some(Limit::Decimal("0.5".into())),
+            ..Default::default()
+        },
     );
-    let no_limit = SpendingPolicy {
-        max_per_request: None,
+    match half.get(&hostile.url).await {
+        Err(ClientError::Policy(refusal)) => assert_eq!(refusal.rule, PolicyRule::MaxPerRequest),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(hostile.presented(), vec![]);
+
+    // The buyer's own limit, in either form, or none: paid.
+    for max_per_request in [
+        Some(Limit::Decimal("1".into())),
+        Some(Limit::Units(one_token)),
+        None,
+    ] {
+        let policy = SpendingPolicy {
+            max_per_request: max_per_request.clone(),
+            ..Default::default()
+        };
+        let outcome = client_with_ledger(&h, &payer, policy)
+            .get(&hostile.url)
+            .await;
+        assert!(outcome.is_ok(), "{max_per_request:?}: {outcome:?}");
+    }
+    assert_eq!(hostile.presented().len(), 3);
+}
+
+/// Our own verifier's offer in its local mint (whose currency it calls "USDC": the
+/// seller's word) is no stablecoin the client knows: the default cap refuses it, with a
+/// ledger or without, whatever decimals the server claims; the buyer's own limit (base
+/// units, a decimal with the ledger's decimals, or none) pays it.
+#[tokio::test]
+async fn the_default_cap_refuses_the_verifiers_local_mint_unless_the_buyer_gives_a_limit() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(10 * PRICE).await;
+
+    let on_local = SpendingPolicy {
+        networks: local(&h),
         ..Default::default()
     };
-    assert_eq!(
-        client(&payer, no_limit)
-            .get(&h.url("/api/none"))
-            .await
-            .unwrap()
-            .response
-            .status(),
-        200
-    );
+    let without_ledger = client(&payer, on_local.clone());
     let with_ledger = client_with_ledger(&h, &payer, SpendingPolicy::default());
-    assert_eq!(
-        with_ledger
-            .get(&h.url("/api/read"))
-            .await
-            .unwrap()
-            .response
-            .status(),
-        200
-    );
+    for default in [&without_ledger, &with_ledger] {
+        match default.get(&h.url("/api/default")).await {
+            Err(ClientError::Policy(refusal)) => {
+                assert_eq!(refusal.rule, PolicyRule::NotAStablecoin);
+                assert!(
+                    refusal.detail.contains(&h.market.mint.to_string())
+                        && refusal.detail.contains("--max-units"),
+                    "{}",
+                    refusal.detail
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(default.spent(), 0);
+    }
+    assert_eq!(h.token_balance(&payer.pubkey()).await, 10 * PRICE);
+
+    let status = |client: X402Client, path: &'static str| {
+        let url = h.url(path);
+        async move { client.get(&url).await.unwrap().response.status() }
+    };
+    assert_eq!(status(client(&payer, capped(&h)), "/api/units").await, 200);
+    let no_limit = SpendingPolicy {
+        max_per_request: None,
+        ..on_local
+    };
+    assert_eq!(status(client(&payer, no_limit), "/api/none").await, 200);
+    let decimal = SpendingPolicy {
+        max_per_request: Some(Limit::Decimal("0.01".into())),
+        ..Default::default()
+    };
+    let read = client_with_ledger(&h, &payer, decimal);
+    assert_eq!(status(read, "/api/read").await, 200);
     assert_eq!(h.token_balance(&payer.pubkey()).await, 7 * PRICE);
+}
+
+/// Without a ledger, a sponsored `receipt` offer is signed over the seller's blockhash,
+/// as an `exact` one is: it lands wherever that blockhash is, whatever the label says
+/// (and the local mint says nothing of its cluster). Paid only on a network the buyer
+/// allowed explicitly; with a ledger of its own, the ledger's network is checked instead.
+#[tokio::test]
+async fn without_a_ledger_a_sponsored_receipt_is_paid_only_on_a_network_allowed_explicitly() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(10 * PRICE).await;
+
+    let unconsented = client(&payer, units());
+    match unconsented.get(&h.url("/api/anywhere")).await {
+        Err(ClientError::Policy(refusal)) => {
+            assert_eq!(refusal.rule, PolicyRule::Network);
+            assert!(
+                refusal.detail.starts_with("receipt on ") && refusal.detail.contains("explicitly"),
+                "{}",
+                refusal.detail
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(unconsented.spent(), 0);
+    let elsewhere = SpendingPolicy {
+        networks: vec!["solana-devnet".into()],
+        ..units()
+    };
+    match client(&payer, elsewhere).get(&h.url("/api/anywhere")).await {
+        Err(ClientError::Policy(refusal)) => assert_eq!(refusal.rule, PolicyRule::Network),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.token_balance(&payer.pubkey()).await, 10 * PRICE);
+    assert_eq!(
+        h.ledger.submits.load(Ordering::SeqCst),
+        0,
+        "nothing submitted"
+    );
+
+    let named = client(&payer, capped(&h)).get(&h.url("/api/named")).await;
+    assert_eq!(named.unwrap().response.status(), 200);
+    let ledger = client_with_ledger(&h, &payer, units())
+        .get(&h.url("/api/ledger"))
+        .await;
+    assert_eq!(ledger.unwrap().response.status(), 200);
+    assert_eq!(h.token_balance(&payer.pubkey()).await, 8 * PRICE);
 }
 
 /// An offer labelled devnet but priced in mainnet USDC (with, say, a mainnet blockhash)
@@ -955,7 +1120,7 @@ async fn with_a_ledger_the_offer_names_the_ledgers_network() {
     assert_eq!(seller.presented(), vec![]);
     let consenting = SpendingPolicy {
         networks: vec!["solana-devnet".into()],
-        ..Default::default()
+        ..units()
     };
     let local = client_with_ledger(&h, &payer, consenting.clone());
     assert_eq!(local.get(&seller.url).await.unwrap().response.status(), 200);
@@ -1060,7 +1225,7 @@ async fn a_payment_given_back_by_our_verifier_is_presented_again_and_paid_once()
     let h = Harness::start().await;
     let payer = h.new_payer(10 * PRICE).await;
     h.api.set_mode(UpstreamMode::Fail);
-    let client = client(&payer, capped());
+    let client = client(&payer, capped(&h));
     let url = h.url("/api/given-back");
     let payment = match client.get(&url).await {
         Err(ClientError::ServerError {
