@@ -97,9 +97,15 @@ async fn main() {
     let upstream = serve(axum::Router::new().fallback(|| async { r#"{"ok":true}"# })).await;
     let (verifier, url) = start_verifier(&args, &counter.url, &mint, &merchant, &upstream).await;
 
+    // The validator's mint is no stablecoin the client knows: its cap is in base units.
+    let policy = x402_client::SpendingPolicy {
+        max_per_request: Some(x402_client::Limit::Units(10_000)),
+        ..Default::default()
+    };
     let buyer = X402Client::builder()
         .keypair(authority.insecure_clone())
         .ledger(node.clone())
+        .policy(policy)
         .build();
     let http = reqwest::Client::new();
     let paid = pay(&http, &buyer, &url, args.payments).await;

@@ -124,6 +124,18 @@ async fn bank_rate(payments: usize) -> f64 {
     rate
 }
 
+/// The CAIP-2 network a 402 of `url` names (a local ledger's id changes with its genesis).
+async fn local_network(url: &str) -> String {
+    use x402_protocol::wire::{decode_header, v2};
+    let response = reqwest::get(url).await.expect("a 402");
+    let header = response.headers()[v2::PAYMENT_REQUIRED]
+        .to_str()
+        .expect("ASCII")
+        .to_string();
+    let required: v2::PaymentRequired = decode_header(&header).expect("a v2 challenge");
+    required.accepts[0].network.clone()
+}
+
 /// Paid requests per second of the verifier's demo route, sponsored, at [`CONNECTIONS`]
 /// at once: one buyer (the demo payer), so the per-payer cap on sponsored submissions
 /// in flight is raised to match.
@@ -141,9 +153,12 @@ async fn verifier_rate(verifier: &std::path::Path, work: &std::path::Path, payme
             CONNECTIONS.to_string(),
         );
     let _verifier = Process::verifier(command, work, &url).await;
-    // The demo's local mint is no mint the client knows: its cap is in base units.
+    // The demo's local mint is no stablecoin the client knows: its cap is in base units;
+    // and without an RPC the client pays only on a network allowed by name (the local
+    // ledger's, as its 402 names it).
     let policy = x402_client::SpendingPolicy {
         max_per_request: Some(x402_client::Limit::Units(10_000)),
+        networks: vec![local_network(&format!("{url}/demo")).await],
         ..Default::default()
     };
     let buyer = X402Client::builder()

@@ -733,6 +733,7 @@ async fn the_full_sponsored_flow_runs_on_the_validator() {
     // The validator's mint is no mint the client knows: its cap is in base units.
     let policy = x402_client::SpendingPolicy {
         max_per_request: Some(x402_client::Limit::Units(PRICE)),
+        networks: vec![network.caip2().to_string()],
         ..Default::default()
     };
     let client = x402_client::X402Client::builder()

@@ -48,10 +48,13 @@ pub fn banner(verifier: &Verifier, address: SocketAddr, metrics: Option<SocketAd
                 (path, r.payment.price().amount)
             })
             .unwrap_or_default();
-        // The local mint is no mint the client knows: its cap is named in base units.
+        // The local mint is no stablecoin the client knows: its cap is named in base
+        // units. Without an RPC the client cannot check the network the seller names: it
+        // is allowed explicitly (a local network's id changes with its genesis).
         lines.push(format!(
-            "Pay it:  cargo run -p x402-client -- fetch http://{address}{route} --keypair {} --max-units {units}",
-            payer.display()
+            "Pay it:  cargo run -p x402-client -- fetch http://{address}{route} --keypair {} --max-units {units} --allow-network {}",
+            payer.display(),
+            s.network.caip2()
         ));
     }
     lines.join("\n")
