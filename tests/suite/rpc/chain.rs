@@ -724,6 +724,7 @@ async fn the_full_sponsored_flow_runs_on_the_validator() {
         .await
         .unwrap();
     let network = ledger.network().clone();
+    let caip2 = network.caip2().to_string();
     let fee_payer_key = fee_payer.pubkey();
     let settings = settings(network, market.mint, market.merchant, Some(fee_payer));
     let store = tempfile::tempdir().unwrap();
@@ -733,7 +734,7 @@ async fn the_full_sponsored_flow_runs_on_the_validator() {
     // The validator's mint is no mint the client knows: its cap is in base units.
     let policy = x402_client::SpendingPolicy {
         max_per_request: Some(x402_client::Limit::Units(PRICE)),
-        networks: vec![network.caip2().to_string()],
+        networks: vec![caip2],
         ..Default::default()
     };
     let client = x402_client::X402Client::builder()
