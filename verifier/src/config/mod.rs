@@ -180,7 +180,7 @@ pub struct Limits {
     pub request_timeout_seconds: u64,
     /// Connections served at once.
     pub max_connections: usize,
-    /// Connections served at once from one peer (an IPv4 address, an IPv6 /56); 32 when
+    /// Connections served at once from one peer (an IPv4 address, an IPv6 /56); 64 when
     /// unset (a handful of addresses must not fill `max_connections`). Behind a reverse
     /// proxy every connection comes from the proxy: set it to `max_connections` there.
     pub max_connections_per_peer: Option<usize>,
@@ -190,7 +190,7 @@ pub struct Limits {
 }
 
 /// Connections one peer may hold at once, unless configured.
-const DEFAULT_CONNECTIONS_PER_PEER: usize = 32;
+const DEFAULT_CONNECTIONS_PER_PEER: usize = 64;
 
 impl Limits {
     /// Connections one peer may hold at once.

@@ -125,9 +125,9 @@ fn metrics_are_off_the_main_listener_unless_it_is_asked_for() {
 }
 
 #[test]
-fn one_peer_gets_32_connections_unless_told() {
+fn one_peer_gets_64_connections_unless_told() {
     let mut limits = Limits::default();
-    assert_eq!(limits.connections_per_peer(), 32);
+    assert_eq!(limits.connections_per_peer(), 64);
     limits.max_connections = 2;
     assert_eq!(
         limits.connections_per_peer(),
