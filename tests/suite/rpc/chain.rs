@@ -625,15 +625,25 @@ async fn node_faults_are_503s_within_the_deadline_and_the_same_reference_is_gran
 /// The public URL replicas share behind their load balancer.
 const REPLICAS_URL: &str = "http://api.replicas.test";
 
+/// A verifier process, stopped when dropped: a failing test must not leave it running.
+struct VerifierProcess(std::process::Child);
+
+impl Drop for VerifierProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the `x402-verifier` binary on the RPC ledger with no routes (so its paid
-/// `/demo` at 0.01), this test's key, `store`, and [`REPLICAS_URL`]; returns it and its
-/// base URL.
+/// `/demo` at 0.01), this test's key, `store`, [`REPLICAS_URL`], and no metrics listener
+/// (its default address is one per host); returns it and its base URL.
 fn verifier_process(
     node_url: &str,
     market: &Market,
     store: &str,
     state: &std::path::Path,
-) -> (std::process::Child, String) {
+) -> (VerifierProcess, String) {
     use std::io::BufRead;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
@@ -648,6 +658,7 @@ fn verifier_process(
         .env("X402_CHALLENGE_KEY", "09".repeat(32))
         .env("X402_STORE_URL", store)
         .env("X402_PUBLIC_URL", REPLICAS_URL)
+        .env("X402_METRICS_LISTEN", "off")
         .env("RUST_LOG", "warn")
         .env_remove("X402_CONFIG")
         .stdout(std::process::Stdio::null())
@@ -667,7 +678,7 @@ fn verifier_process(
         })
         .expect("the verifier starts");
     std::thread::spawn(move || lines.for_each(drop));
-    (process, format!("http://{address}"))
+    (VerifierProcess(process), format!("http://{address}"))
 }
 
 #[tokio::test]
@@ -679,7 +690,7 @@ async fn two_verifier_processes_sharing_postgres_serve_one_paid_reference_once()
     let reference = chain.paid("/demo").await;
     let validator = &chain.validator;
     let states = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let mut processes: Vec<_> = states
+    let processes: Vec<_> = states
         .iter()
         .map(|state| verifier_process(&validator.url, &chain.market, &postgres, state.path()))
         .collect();
@@ -701,10 +712,6 @@ async fn two_verifier_processes_sharing_postgres_serve_one_paid_reference_once()
         "{statuses:?}"
     );
     assert_eq!(statuses.iter().filter(|s| **s == 402).count(), 99);
-    for (process, _) in &mut processes {
-        let _ = process.kill();
-        let _ = process.wait();
-    }
 }
 
 /// The whole sponsored flow on a validator running the receipts program as SBF: our
