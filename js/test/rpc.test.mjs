@@ -76,10 +76,9 @@ test("rpcSources names the ledger's network from its genesis hash", () =>
     assert.equal(await rpcSources("http://127.0.0.1:8899").getLedgerNetwork(), f.DEVNET);
   }));
 
-/** One exact offer of an unknown mint (the seller claims 2 decimals), paid through rpcUrl. */
-async function payThroughRpc(amount, options = {}) {
-  const offer = f.exactOffer({ asset: MINT, amount });
-  offer.extra = { ...offer.extra, decimals: 2 };
+/** Pays `offer`, the one offer of a 402, through rpcUrl: what came of it, how many
+ * transactions were signed, and the payment headers sent. */
+async function payOfferThroughRpc(offer, options = {}) {
   let signed = 0;
   const inner = await f.buyerSigner();
   const signer = { address: inner.address, signTransactions: (txs) => (signed++, inner.signTransactions(txs)) };
@@ -95,6 +94,13 @@ async function payThroughRpc(amount, options = {}) {
     ...options,
   }).catch((e) => e);
   return { result, signed, sent };
+}
+
+/** One exact offer of an unknown mint (the seller claims 2 decimals), paid through rpcUrl. */
+function payThroughRpc(amount, options = {}) {
+  const offer = f.exactOffer({ asset: MINT, amount });
+  offer.extra = { ...offer.extra, decimals: 2 };
+  return payOfferThroughRpc(offer, options);
 }
 
 test("default cap: a mint the ledger knows (9 decimals, as wSOL's) is no stablecoin: refused unless the caller sets a limit", () =>
@@ -154,19 +160,8 @@ test("network: createPayment with rpc sources checks the ledger's network itself
   }, MAINNET_GENESIS));
 
 /** One sponsored receipt offer in MINT labelled devnet, paid with `policy` through rpcUrl. */
-async function payReceiptThroughRpc(policy) {
-  const offer = f.receiptOffer({ asset: MINT });
-  let signed = 0;
-  const inner = await f.buyerSigner();
-  const signer = { address: inner.address, signTransactions: (txs) => (signed++, inner.signTransactions(txs)) };
-  const sent = [];
-  const fetch = async (_url, init) => {
-    sent.push(new Headers(init?.headers).get("PAYMENT-SIGNATURE"));
-    return sent.length === 1 ? f.response402(f.challengeV2([offer])) : new Response("ok");
-  };
-  const options = { fetch, signer, rpcUrl: "http://127.0.0.1:8899", policy };
-  const result = await fetchWithPayment("http://x/api", undefined, options).catch((e) => e);
-  return { result, signed, sent };
+function payReceiptThroughRpc(policy) {
+  return payOfferThroughRpc(f.receiptOffer({ asset: MINT }), { policy });
 }
 
 test("network: with rpcUrl a receipt offer naming another network is refused, even under a base-unit limit", () =>
