@@ -348,14 +348,39 @@ async fn the_budget_holds_when_two_payments_race() {
     assert_eq!(client.spent(), PRICE);
 }
 
-/// A ledger whose submissions are accepted at once and land only when the test says so,
-/// as on a cluster where confirmation takes a while.
-struct LateLedger {
+/// The embedded ledger with a test's changes: submissions accepted at once that land only
+/// when the test says so (as on a cluster where confirmation takes a while), or another
+/// network's name (as a mainnet RPC node would have).
+struct TestLedger {
     inner: std::sync::Arc<x402_verifier::ledger::local::LocalLedger>,
+    network: x402_protocol::Network,
+    /// Submissions wait in `pending` for [`TestLedger::land`].
+    late: bool,
     pending: tokio::sync::Mutex<Option<solana_transaction::versioned::VersionedTransaction>>,
 }
 
-impl LateLedger {
+impl TestLedger {
+    fn late(inner: std::sync::Arc<x402_verifier::ledger::local::LocalLedger>) -> Self {
+        TestLedger {
+            network: x402_protocol::Ledger::network(inner.as_ref()).clone(),
+            inner,
+            late: true,
+            pending: Default::default(),
+        }
+    }
+
+    fn relabelled(
+        inner: std::sync::Arc<x402_verifier::ledger::local::LocalLedger>,
+        network: x402_protocol::Network,
+    ) -> Self {
+        TestLedger {
+            inner,
+            network,
+            late: false,
+            pending: Default::default(),
+        }
+    }
+
     async fn land(&self) {
         let tx = self
             .pending
@@ -370,9 +395,9 @@ impl LateLedger {
 }
 
 #[async_trait::async_trait]
-impl x402_protocol::Ledger for LateLedger {
+impl x402_protocol::Ledger for TestLedger {
     fn network(&self) -> &x402_protocol::Network {
-        self.inner.network()
+        &self.network
     }
     async fn accounts(
         &self,
@@ -387,6 +412,9 @@ impl x402_protocol::Ledger for LateLedger {
         &self,
         transaction: &solana_transaction::versioned::VersionedTransaction,
     ) -> Result<solana_signature::Signature, x402_protocol::LedgerError> {
+        if !self.late {
+            return self.inner.submit(transaction).await;
+        }
         *self.pending.lock().await = Some(transaction.clone());
         Ok(transaction.signatures[0])
     }
@@ -412,10 +440,7 @@ impl x402_protocol::Ledger for LateLedger {
 async fn a_payment_still_landing_is_presented_again_not_paid_again() {
     let h = Harness::start_with(false).await;
     let payer = h.new_payer(10 * PRICE).await;
-    let ledger = std::sync::Arc::new(LateLedger {
-        inner: h.market.ledger.clone(),
-        pending: Default::default(),
-    });
+    let ledger = std::sync::Arc::new(TestLedger::late(h.market.ledger.clone()));
     let client = X402Client::builder()
         .keypair(payer.insecure_clone())
         .policy(units())
@@ -1046,48 +1071,6 @@ async fn without_a_ledger_exact_is_paid_only_on_a_network_allowed_explicitly() {
     assert_eq!(seller.presented().len(), 1);
 }
 
-/// The embedded ledger under another network's name (as a mainnet RPC node would be).
-struct Relabelled {
-    inner: std::sync::Arc<x402_verifier::ledger::local::LocalLedger>,
-    network: x402_protocol::Network,
-}
-
-#[async_trait::async_trait]
-impl x402_protocol::Ledger for Relabelled {
-    fn network(&self) -> &x402_protocol::Network {
-        &self.network
-    }
-    async fn accounts(
-        &self,
-        addresses: &[Pubkey],
-    ) -> Result<Vec<Option<x402_protocol::LedgerAccount>>, x402_protocol::LedgerError> {
-        self.inner.accounts(addresses).await
-    }
-    async fn latest_blockhash(&self) -> Result<solana_hash::Hash, x402_protocol::LedgerError> {
-        self.inner.latest_blockhash().await
-    }
-    async fn submit(
-        &self,
-        transaction: &solana_transaction::versioned::VersionedTransaction,
-    ) -> Result<solana_signature::Signature, x402_protocol::LedgerError> {
-        self.inner.submit(transaction).await
-    }
-    async fn landed(
-        &self,
-        signature: &solana_signature::Signature,
-        watched: &Pubkey,
-    ) -> Result<Option<x402_protocol::Landed>, x402_protocol::LedgerError> {
-        self.inner.landed(signature, watched).await
-    }
-    async fn program_accounts(
-        &self,
-        program: &Pubkey,
-        filters: &[x402_protocol::AccountFilter],
-    ) -> Result<Vec<(Pubkey, x402_protocol::LedgerAccount)>, x402_protocol::LedgerError> {
-        self.inner.program_accounts(program, filters).await
-    }
-}
-
 /// With a ledger, the offer must name the ledger's network. A local ledger (a validator
 /// a stock seller announces as devnet) pays a devnet label only when the buyer allows
 /// devnet explicitly; a public one never pays another network's label.
@@ -1130,10 +1113,10 @@ async fn with_a_ledger_the_offer_names_the_ledgers_network() {
     let mainnet = X402Client::builder()
         .keypair(payer.insecure_clone())
         .policy(consenting)
-        .ledger(std::sync::Arc::new(Relabelled {
-            inner: h.market.ledger.clone(),
-            network: x402_protocol::Network::mainnet(),
-        }))
+        .ledger(std::sync::Arc::new(TestLedger::relabelled(
+            h.market.ledger.clone(),
+            x402_protocol::Network::mainnet(),
+        )))
         .build();
     let seller = Seller::start(vec![offer(7)], "", vec![]).await;
     match mainnet.get(&seller.url).await {
