@@ -1,16 +1,10 @@
 //! The verifier's one error model: every reason code it sends ([`Reason`]), and the one
-//! refusal type ([`Refusal`]) whose [`IntoResponse`] writes every refused answer, from a
-//! 402 with its challenge to a 503 with `Retry-After`. Nothing else builds an error
-//! response, and no answer shows an internal error's text.
+//! refusal type ([`Refusal`]), which carries what its answer needs. Writing the answer,
+//! from a 402 with its challenge to a 503 with `Retry-After`, is [`crate::render`]'s.
 
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use http::{HeaderValue, StatusCode};
 use serde_json::{Map, Value};
+use x402_protocol::scheme::SchemeError;
 use x402_protocol::{LedgerError, ReceiptDefect, Reference, SponsoredDefect};
-
-use crate::render::Challenge;
-use crate::store::StoreError;
 
 /// How long a client waits before retrying after a 503.
 pub const RETRY_AFTER_SECONDS: u32 = 2;
@@ -173,8 +167,6 @@ pub struct Refusal {
     /// The reference the client must keep presenting: its payment may still land, so a
     /// fresh challenge would invite it to pay twice.
     pending: Option<Reference>,
-    /// The challenge a 402 offers; set by whoever knows the price.
-    challenge: Option<Box<Challenge>>,
 }
 
 impl Refusal {
@@ -185,7 +177,6 @@ impl Refusal {
             message: None,
             detail: Map::new(),
             pending: None,
-            challenge: None,
         }
     }
 
@@ -219,12 +210,6 @@ impl Refusal {
 
     pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.detail.insert(key.into(), value.into());
-        self
-    }
-
-    /// Answers with `challenge` as a 402.
-    pub fn with_challenge(mut self, challenge: Challenge) -> Self {
-        self.challenge = Some(Box::new(challenge));
         self
     }
 
@@ -263,29 +248,19 @@ impl Refusal {
         )
     }
 
-    /// The status of an answer without a challenge (a challenge is always a 402).
-    fn status(&self) -> StatusCode {
-        use Reason::*;
-        match self.reason {
-            InvalidPayload
-            | AmbiguousPath
-            | InvalidX402Version
-            | InvalidPaymentRequirements
-            | InvalidReference => StatusCode::BAD_REQUEST,
-            ReceiptNotFound => StatusCode::NOT_FOUND,
-            ReceiptWrongOwner
-            | ReceiptNotAReceipt
-            | ReceiptWrongReference
-            | ReceiptWrongPayee
-            | ReceiptWrongMint
-            | ReceiptWrongExpiry
-            | ReceiptAmountBelowPrice => StatusCode::CONFLICT,
-            LedgerUnavailable | SponsorshipBusy => StatusCode::SERVICE_UNAVAILABLE,
-            Unauthorized => StatusCode::UNAUTHORIZED,
-            RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            UpstreamUnreachable | UpstreamResponseTooLarge => StatusCode::BAD_GATEWAY,
-            _ => StatusCode::PAYMENT_REQUIRED,
+    /// The message and the detail fields, for the answer's body.
+    pub fn into_text(self) -> (Option<String>, Map<String, Value>) {
+        (self.message, self.detail)
+    }
+}
+
+/// An offer a facilitator caller sends, read in a scheme: another scheme's, or not one
+/// this verifier can settle.
+impl From<SchemeError> for Refusal {
+    fn from(error: SchemeError) -> Self {
+        match error {
+            SchemeError::OtherScheme => Refusal::new(Reason::UnsupportedScheme),
+            SchemeError::Malformed(_) => Refusal::new(Reason::InvalidPaymentRequirements),
         }
     }
 }
@@ -293,41 +268,6 @@ impl Refusal {
 impl From<LedgerError> for Refusal {
     fn from(_: LedgerError) -> Self {
         Refusal::unavailable()
-    }
-}
-
-impl From<StoreError> for Refusal {
-    fn from(_: StoreError) -> Self {
-        Refusal::unavailable()
-    }
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        if let Some(challenge) = self.challenge {
-            return challenge.into_response();
-        }
-        let status = self.status();
-        let mut body = Map::new();
-        body.insert("error".into(), self.code().into());
-        if let Some(message) = self.message {
-            body.insert("message".into(), message.into());
-        }
-        body.extend(self.detail);
-        let mut response = (status, Json(Value::Object(body))).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
-            response.headers_mut().insert(
-                http::header::RETRY_AFTER,
-                HeaderValue::from(RETRY_AFTER_SECONDS),
-            );
-        }
-        if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                http::header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer"),
-            );
-        }
-        response
     }
 }
 
@@ -375,22 +315,6 @@ mod tests {
         for defect in receipt {
             assert_eq!(Reason::from(defect.clone()).as_str(), defect.reason());
         }
-    }
-
-    #[tokio::test]
-    async fn a_503_always_says_when_to_retry_and_hides_the_cause() {
-        let response = Refusal::from(LedgerError::Unavailable(
-            "https://rpc.example.com/?api-key=secret timed out".into(),
-        ))
-        .into_response();
-        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(response.headers()[http::header::RETRY_AFTER], "2");
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let body: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(body["error"], "ledger_unavailable");
-        assert!(!body.to_string().contains("secret"));
     }
 
     #[test]

@@ -8,14 +8,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures_util::future::BoxFuture;
 use http::Request;
 use tower::{Layer, Service};
 
-use crate::gate::{Gate, PaymentCheck, Price, Target, DEFAULT_MIME_TYPE, DEFAULT_TTL};
+use crate::gate::Gate;
+use crate::model::{PaymentCheck, Price, Scheme, Target, DEFAULT_MIME_TYPE, DEFAULT_TTL};
 use crate::payment::PAYMENT_HEADERS;
-use crate::scheme::Scheme;
+use crate::render;
 
 /// Charges `price` for every request through the wrapped service.
 #[derive(Clone)]
@@ -140,7 +141,7 @@ where
             {
                 Ok(admitted) => admitted,
                 Err(refusal) => {
-                    return Ok(gate.refuse(refusal, &price, &target).into_response());
+                    return Ok(render::refused(&gate, refusal, &price, &target));
                 }
             };
             for header in PAYMENT_HEADERS {
@@ -160,7 +161,7 @@ where
             }
             // From here the answer is the buyer's, even if it breaks off midway: a partial
             // answer was received, and giving the payment back would give work away.
-            let (name, value) = gate.settlement_header(&settled, version);
+            let (name, value) = render::settlement_header(&gate, &settled, version);
             response.headers_mut().insert(name, value);
             Ok(response)
         })

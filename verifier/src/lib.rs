@@ -7,26 +7,32 @@
 //! the `x402-verifier` binary), or inside an axum app as a tower layer
 //! ([`Gate::price`]).
 //!
+//! Modules, from the bottom up: each imports only those listed before it.
+//!
 //! | module | what it holds |
 //! | --- | --- |
-//! | [`gate::decision`] | the decision: payment, reference checks, grant store, settle, grant |
-//! | [`scheme`] | the schemes' checks and settlement ([`scheme::receipt`], [`scheme::exact`]) |
-//! | [`render`], [`paywall`] | the 402 challenge (JSON, or a page for browsers) and the settlement header |
-//! | [`error`] | every reason code ([`Reason`]) and the one refused answer ([`Refusal`]) |
+//! | [`store`], [`paths`], [`paywall`] | the grant store; the path filter; the paywall page and script |
+//! | [`model`] | schemes by name, prices, targets, windows, settled payments, the merchant's check |
+//! | [`error`] | every reason code ([`Reason`]) and the one refusal type ([`Refusal`]) |
+//! | [`metrics`], [`sponsorship`] | the counters; the guards on the fee payer's money |
+//! | [`context`] | what schemes see: settings, the ledger with its deadlines, the store, the guards |
+//! | [`scheme`] | one module per scheme ([`scheme::receipt`], [`scheme::exact`]) and one leased submission |
+//! | [`payment`] | reading a payment from request headers |
+//! | [`gate`], [`render`] | the decision; the 402 challenge (v1 body, v2 header, page) and settlement header |
 //! | [`tasks`] | background tasks: blockhash, rent gauge, janitor |
-//! | [`layer`], [`proxy`], [`app`] | the tower layer, the reverse proxy, the router |
-//! | [`paths`] | the path filter: one form of a path, or a refusal |
-//! | [`facilitator`], [`receipts`], [`metrics`] | the other endpoints |
-//! | [`config`], [`server`] | configuration and start-up |
+//! | [`layer`], [`proxy`], [`receipts`], [`facilitator`], [`app`] | the tower layer, the reverse proxy, the endpoints, the router |
+//! | [`config`], [`ledger`], [`server`] | configuration, the ledgers, start-up |
 
 pub mod app;
 pub mod config;
+pub mod context;
 pub mod error;
 pub mod facilitator;
 pub mod gate;
 pub mod layer;
 pub mod ledger;
 pub mod metrics;
+pub mod model;
 pub mod paths;
 pub mod payment;
 pub mod paywall;
@@ -35,14 +41,16 @@ pub mod receipts;
 pub mod render;
 pub mod scheme;
 pub mod server;
+pub mod sponsorship;
 pub mod store;
 pub mod tasks;
 
 pub use app::{app, PaidRoute, RequestLimits, RouteService};
+pub use context::{Context, PaymentSettings};
 pub use error::{Reason, Refusal};
-pub use gate::{Gate, PaymentAttempt, PaymentCheck, PaymentSettings, Price, SettledPayment};
+pub use gate::Gate;
 pub use layer::PaymentLayer;
-pub use scheme::Scheme;
+pub use model::{PaymentAttempt, PaymentCheck, Price, Scheme, SettledPayment};
 pub use store::{Grant, GrantStore, Standing};
 
 pub use x402_protocol::unix_now;

@@ -2,27 +2,19 @@
 //! issued, grants, refusals by reason (a closed set of labels), ledger call latency and
 //! errors, the rent the janitor returned, and the rent held in open receipts the fee
 //! payer funded (a gauge kept by the background task, so a scrape makes no ledger call).
-//! `/metrics` is served on the main listener, on its own listener, or behind a bearer
-//! token ([`router`]).
+//! The `/metrics` route that renders them is the app's ([`crate::app::metrics`]).
 
 use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use secrecy::{ExposeSecret, SecretString};
-use subtle::ConstantTimeEq;
 
-use crate::error::{Reason, Refusal};
-use crate::gate::Gate;
+use crate::error::Reason;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0];
@@ -216,45 +208,6 @@ impl Metrics {
             .expect("writing to a String cannot fail");
         out
     }
-}
-
-/// Who may read `/metrics`.
-#[derive(Clone, Default)]
-pub struct MetricsAccess {
-    /// When set, a request must carry `Authorization: Bearer <token>`.
-    pub token: Option<SecretString>,
-}
-
-/// `GET /metrics` for `gate`, behind the bearer token when one is set.
-pub fn router(gate: Gate, access: MetricsAccess) -> Router {
-    Router::new()
-        .route("/metrics", get(scrape))
-        .with_state((gate, access))
-}
-
-async fn scrape(
-    State((gate, access)): State<(Gate, MetricsAccess)>,
-    headers: http::HeaderMap,
-) -> Response {
-    if let Some(token) = &access.token {
-        let presented = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        let expected = token.expose_secret().as_bytes();
-        if !bool::from(presented.as_bytes().ct_eq(expected)) {
-            return Refusal::new(Reason::Unauthorized).into_response();
-        }
-    }
-    (
-        [(
-            http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        gate.metrics().render(),
-    )
-        .into_response()
 }
 
 #[cfg(test)]

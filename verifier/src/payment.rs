@@ -6,8 +6,9 @@ use x402_protocol::wire::{PaymentMessage, Version};
 use x402_protocol::{Network, Reference};
 
 use crate::error::{Reason, Refusal};
-use crate::scheme::receipt::ReceiptPayment;
-use crate::scheme::{Payment, Scheme};
+use crate::model::Scheme;
+use crate::scheme::receipt::{ReceiptPayment, ReceiptScheme};
+use crate::scheme::Payment;
 
 pub const X_PAYMENT_PROOF: &str = "X-Payment-Proof";
 pub const X_PAYMENT_TXID: &str = "X-Payment-TxId";
@@ -35,8 +36,8 @@ impl Presented {
     /// The payer's proof for `reference`, if the request carries one: a self-submitted
     /// payment's own, or the header's.
     pub fn proof(&self, reference: &Reference) -> Option<&str> {
-        if let Payment::Receipt(ReceiptPayment::SelfSubmitted { proof, .. }) = &self.payment {
-            return proof.as_deref();
+        if let Some(proof) = self.payment.payload_proof() {
+            return proof;
         }
         self.proof
             .as_ref()
@@ -114,7 +115,7 @@ pub fn read_payment(
             signature,
         };
         return Ok(Some(Presented {
-            payment: Payment::Receipt(payment),
+            payment: Payment::of::<ReceiptScheme>(payment),
             version: Version::V1,
             proof: None,
         }));
@@ -152,17 +153,18 @@ mod tests {
     }
 
     fn self_submitted(found: Option<Presented>) -> (Reference, Option<String>, Version) {
-        match found {
-            Some(Presented {
-                payment:
-                    Payment::Receipt(ReceiptPayment::SelfSubmitted {
-                        reference,
-                        signature,
-                        ..
-                    }),
-                version,
+        let Some(Presented {
+            payment, version, ..
+        }) = found
+        else {
+            panic!("no payment");
+        };
+        match payment.downcast_ref::<ReceiptScheme>() {
+            Some(ReceiptPayment::SelfSubmitted {
+                reference,
+                signature,
                 ..
-            }) => (reference, signature, version),
+            }) => (*reference, signature.clone(), version),
             other => panic!("{other:?}"),
         }
     }

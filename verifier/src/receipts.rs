@@ -16,10 +16,11 @@ use x402_protocol::amount::format_units;
 use x402_protocol::receipt::decode_receipt;
 use x402_protocol::{receipt_address, Reference};
 
+use crate::context::store_unavailable;
 use crate::error::{Reason, Refusal};
-use crate::gate::{store_unavailable, Gate};
+use crate::gate::Gate;
 use crate::metrics::LedgerCall;
-use crate::scheme::Scheme;
+use crate::model::Scheme;
 use crate::store::Grant;
 
 /// The receipt lookups that may be in flight at once.

@@ -1,14 +1,14 @@
-//! The gate's background tasks, started in one place ([`start`]) and ended with the
-//! gate: the blockhash that sponsored challenges carry, the rent gauge, and the janitor
+//! The gate's background tasks, started by the server (or an app) in one place
+//! ([`start`]) and ended with the gate: the blockhash that sponsored challenges carry, the rent gauge, and the janitor
 //! that closes the fee payer's expired receipts to take their rent back.
 
 use std::future::Future;
 use std::time::Duration;
 
-use solana_signer::Signer;
 use x402_protocol::receipt::{close_expired, funded_by, CloseReport};
 use x402_protocol::LedgerError;
 
+use crate::context::Context;
 use crate::gate::Gate;
 use crate::metrics::LedgerCall;
 use crate::unix_now;
@@ -102,14 +102,14 @@ async fn refresh_blockhash(gate: Gate) {
 }
 
 async fn recount_rent(gate: Gate) {
-    match gate.rent_held().await {
+    match rent_held(&gate).await {
         Ok(lamports) => gate.metrics().set_rent_held(lamports),
         Err(error) => tracing::warn!(%error, "cannot count the rent held in receipts"),
     }
 }
 
 async fn janitor_round(gate: Gate, retention: Duration) {
-    match gate.close_expired_receipts(retention).await {
+    match close_expired_receipts(&gate, retention).await {
         Ok(report) if !report.closed.is_empty() => tracing::info!(
             closed = report.closed.len(),
             rent_returned = report.rent_returned,
@@ -120,41 +120,39 @@ async fn janitor_round(gate: Gate, retention: Duration) {
     }
 }
 
-impl Gate {
-    /// The rent held in open receipts the fee payer funded (one ledger call).
-    pub async fn rent_held(&self) -> Result<u64, LedgerError> {
-        let Some(fee_payer) = &self.settings().fee_payer else {
-            return Ok(0);
-        };
-        let filters = funded_by(&fee_payer.pubkey());
-        let program = self.settings().program;
-        let funded = self
-            .ledger_call(
-                LedgerCall::ProgramAccounts,
-                self.ledger().program_accounts(&program, &filters),
-            )
-            .await?;
-        Ok(funded.iter().map(|(_, account)| account.lamports).sum())
-    }
-
-    /// The janitor's round: closes the receipts the fee payer funded whose challenge
-    /// expired more than `retention` ago, and takes their rent back.
-    pub async fn close_expired_receipts(
-        &self,
-        retention: Duration,
-    ) -> Result<CloseReport, LedgerError> {
-        let Some(fee_payer) = &self.settings().fee_payer else {
-            return Ok(CloseReport::default());
-        };
-        let before = unix_now().saturating_sub(retention.as_secs() as i64);
-        let report = close_expired(
-            self.ledger().as_ref(),
-            &self.settings().program,
-            fee_payer,
-            before,
+/// The rent held in open receipts the fee payer funded (one ledger call).
+pub async fn rent_held(cx: &Context) -> Result<u64, LedgerError> {
+    let Some(fee_payer) = cx.fee_payer() else {
+        return Ok(0);
+    };
+    let filters = funded_by(&fee_payer);
+    let program = cx.settings().program;
+    let funded = cx
+        .ledger_call(
+            LedgerCall::ProgramAccounts,
+            cx.ledger().program_accounts(&program, &filters),
         )
         .await?;
-        self.metrics().rent_returned(report.rent_returned);
-        Ok(report)
-    }
+    Ok(funded.iter().map(|(_, account)| account.lamports).sum())
+}
+
+/// The janitor's round: closes the receipts the fee payer funded whose challenge expired
+/// more than `retention` ago, and takes their rent back.
+pub async fn close_expired_receipts(
+    cx: &Context,
+    retention: Duration,
+) -> Result<CloseReport, LedgerError> {
+    let Some(fee_payer) = &cx.settings().fee_payer else {
+        return Ok(CloseReport::default());
+    };
+    let before = unix_now().saturating_sub(retention.as_secs() as i64);
+    let report = close_expired(
+        cx.ledger().as_ref(),
+        &cx.settings().program,
+        fee_payer,
+        before,
+    )
+    .await?;
+    cx.metrics().rent_returned(report.rent_returned);
+    Ok(report)
 }

@@ -305,7 +305,7 @@ fn the_example_configuration_is_the_defaults_and_parses_with_every_setting() {
         .unwrap_or_else(|e| panic!("x402.example.toml, uncommented, does not parse: {e}"));
     assert_eq!(full.routes.len(), 1, "the example route is read");
     assert!(full.payment.rpc_url.is_some() && full.payment.asset.is_some());
-    full.janitor.schedule().unwrap();
+    x402_verifier::server::janitor_schedule(&full.janitor).unwrap();
 }
 
 #[test]

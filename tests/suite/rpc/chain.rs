@@ -315,7 +315,8 @@ pub(super) async fn serve(
         janitor: None,
         ..Default::default()
     };
-    let gate = Gate::start(settings, Arc::new(ledger), store, &schedule).await;
+    let gate = Gate::new(settings, Arc::new(ledger), store);
+    x402_verifier::tasks::start(&gate, &schedule).await;
     let route = PaidRoute {
         pattern: "/api/*".into(),
         methods: vec![http::Method::GET],
@@ -326,7 +327,7 @@ pub(super) async fn serve(
         body_bytes: 64 * 1024,
         timeout: Duration::from_secs(60),
     };
-    let metrics = Some(x402_verifier::metrics::MetricsAccess::default());
+    let metrics = Some(x402_verifier::app::MetricsAccess::default());
     let facilitator = Some(crate::verifier::support::facilitator_access(
         &gate, 50_000_000,
     ));
@@ -828,7 +829,9 @@ async fn close_expired_and_the_janitor_take_the_rent_back_on_the_validator() {
     let store = tempfile::tempdir().unwrap();
     let (gate, _) = serve(settings, ledger, &store).await;
     let before = chain.lamports(&fee_payer_key).await;
-    let report = gate.close_expired_receipts(Duration::ZERO).await.unwrap();
+    let report = x402_verifier::tasks::close_expired_receipts(&gate, Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(report.closed, vec![sponsored.receipt()]);
     assert_eq!(
         chain.lamports(&fee_payer_key).await,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use solana_signer::Signer;
 use x402_protocol::Ledger;
-use x402_verifier::unix_now;
+use x402_verifier::{tasks, unix_now};
 
 use super::support::*;
 
@@ -69,21 +69,23 @@ async fn the_janitor_closes_expired_receipts_the_fee_payer_funded_and_takes_the_
         .unwrap()
         .lamports;
 
-    let early = h.gate.close_expired_receipts(Duration::ZERO).await.unwrap();
+    let early = tasks::close_expired_receipts(&h.gate, Duration::ZERO)
+        .await
+        .unwrap();
     assert!(early.closed.is_empty(), "not expired yet");
     while unix_now() <= expires_at {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     h.market.ledger.set_time(unix_now()).await;
-    let kept = h
-        .gate
-        .close_expired_receipts(Duration::from_secs(3600))
+    let kept = tasks::close_expired_receipts(&h.gate, Duration::from_secs(3600))
         .await
         .unwrap();
     assert!(kept.closed.is_empty(), "kept for the retention");
 
     let before = h.market.ledger.lamports(&fee_payer.pubkey()).await;
-    let report = h.gate.close_expired_receipts(Duration::ZERO).await.unwrap();
+    let report = tasks::close_expired_receipts(&h.gate, Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(
         (report.closed, report.rent_returned),
         (vec![requirement.receipt()], deposit)

@@ -10,7 +10,7 @@ use solana_keypair::Keypair;
 use solana_signer::Signer;
 use x402_protocol::scheme::encode_transaction;
 use x402_protocol::{LedgerAccount, Receipt, Requirement};
-use x402_verifier::gate::SETTLEMENT_GRACE_SECONDS;
+use x402_verifier::model::SETTLEMENT_GRACE_SECONDS;
 use x402_verifier::unix_now;
 
 use super::support::*;

@@ -21,13 +21,13 @@ use x402_protocol::wire::{encode_header, v1};
 use x402_protocol::{
     ChallengeKey, Ledger, LedgerAccount, LedgerError, Network, Reference, Requirement, Terms,
 };
+use x402_verifier::app::MetricsAccess;
 use x402_verifier::facilitator::access::{FacilitatorAccess, SponsorshipPolicy};
 use x402_verifier::ledger::local::{
     LocalLedger, LocalMarket, LOCAL_BLOCKHASH_REFRESH, LOCAL_DECIMALS,
 };
-use x402_verifier::metrics::MetricsAccess;
 use x402_verifier::proxy::{Proxy, Upstream};
-use x402_verifier::tasks::Schedule;
+use x402_verifier::tasks::{self, Schedule};
 use x402_verifier::{
     app, Gate, GrantStore, PaidRoute, PaymentSettings, RequestLimits, RouteService, Scheme,
 };
@@ -526,7 +526,9 @@ async fn gate(
         janitor: None,
         ..Schedule::default()
     };
-    Gate::start(settings, ledger, store, &schedule).await
+    let gate = Gate::new(settings, ledger, store);
+    tasks::start(&gate, &schedule).await;
+    gate
 }
 
 /// The API key of every harness's facilitator.

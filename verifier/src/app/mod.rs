@@ -12,12 +12,15 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+pub mod metrics;
+
+pub use self::metrics::MetricsAccess;
 use crate::facilitator::access::FacilitatorAccess;
-use crate::gate::{Gate, SettledPayment};
+use crate::gate::Gate;
 use crate::layer::PaymentLayer;
-use crate::metrics::MetricsAccess;
+use crate::model::SettledPayment;
 use crate::paths::{self, PathRules};
-use crate::{facilitator, metrics, proxy, receipts};
+use crate::{facilitator, proxy, receipts};
 
 /// What a paid route serves.
 #[derive(Clone)]

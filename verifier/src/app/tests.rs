@@ -89,7 +89,8 @@ async fn router_on(
         public_url: Some("https://api.example.com/".into()),
         facilitator_url: None,
     };
-    let gate = Gate::start(settings, ledger, store, &Default::default()).await;
+    let gate = Gate::new(settings, ledger, store);
+    crate::tasks::start(&gate, &Default::default()).await;
     let route = |pattern: &str, price: &str| PaidRoute {
         pattern: pattern.into(),
         methods: vec![http::Method::GET],

@@ -5,7 +5,21 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::{Config, ConfigError};
-use crate::scheme::SchemeList;
+
+/// Names as one variable lists them: `receipt,exact`.
+struct NameList(Vec<String>);
+
+impl FromStr for NameList {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(NameList(
+            text.split(',')
+                .map(|name| name.trim().to_string())
+                .collect(),
+        ))
+    }
+}
 
 impl Config {
     /// Applies the `X402_*` overrides that `env` (the process environment, or a map in
@@ -24,7 +38,7 @@ impl Config {
         env.set("X402_RPC_URL", |v| p.rpc_url = Some(v))?;
         env.set("X402_COMMITMENT", |v| p.commitment = v)?;
         env.set("X402_FEE_PAYER_KEYPAIR", |v| p.fee_payer_keypair = Some(v))?;
-        env.set("X402_SCHEMES", |v: SchemeList| p.schemes = Some(v.0))?;
+        env.set("X402_SCHEMES", |v: NameList| p.schemes = Some(v.0))?;
         env.set("X402_ANNOUNCE_NETWORK", |v| p.announce_network = Some(v))?;
         env.set("X402_CHALLENGE_KEY", |v| p.challenge_keys = Some(v))?;
         env.set("X402_MIN_PAYMENT", |v| p.min_payment = v)?;

@@ -1,6 +1,8 @@
 //! Configuration: one TOML file, typed when it is read (keys, URLs, commitment), the
 //! defaults in the `Default` impls below and nowhere else, and every setting overridable
-//! by an `X402_*` environment variable ([`Config::apply_env`]). Secrets (the challenge
+//! by an `X402_*` environment variable ([`Config::apply_env`]). It says what the file
+//! says and imports nothing of the verifier's domain: the server turns it into schemes,
+//! limits and schedules, and checks them ([`crate::server`]). Secrets (the challenge
 //! keys, the RPC URL, the metrics token) hide themselves from `Debug`; the fee payer
 //! keypair is a path, read at start.
 
@@ -18,9 +20,6 @@ mod env;
 mod values;
 
 pub use values::{ApiKeys, ChallengeKeys, Commitment, MetricsListen, RpcUrl};
-
-use crate::gate::sponsorship::SponsorLimits;
-use crate::scheme::Scheme;
 
 #[serde_as]
 #[derive(Debug, Deserialize)]
@@ -85,8 +84,7 @@ pub struct PaymentConfig {
     pub fee_payer_keypair: Option<PathBuf>,
     /// The schemes challenges offer: `receipt` and `exact` when there is a fee payer
     /// (stock x402 clients expect the seller to pay the fee), `receipt` otherwise.
-    #[serde_as(as = "Option<Vec<DisplayFromStr>>")]
-    pub schemes: Option<Vec<Scheme>>,
+    pub schemes: Option<Vec<String>>,
     /// Development only: announce this public network (`solana-devnet`) while the RPC
     /// node is a local validator, as stock x402 sellers do, since stock clients refuse a
     /// local network's id. Logged loudly at start.
@@ -119,7 +117,6 @@ pub struct PaymentConfig {
 
 impl Default for PaymentConfig {
     fn default() -> Self {
-        let limits = SponsorLimits::default();
         PaymentConfig {
             network: "solana-localnet".into(),
             pay_to: None,
@@ -137,11 +134,11 @@ impl Default for PaymentConfig {
             max_compute_unit_price: 100_000,
             max_compute_unit_limit: 200_000,
             ledger_timeout_seconds: 10,
-            max_sponsored_in_flight: limits.max_in_flight,
-            max_sponsored_in_flight_per_payer: limits.max_in_flight_per_payer,
-            sponsor_expiry_margin_seconds: limits.expiry_margin.as_secs(),
-            fee_payer_ceiling_lamports: limits.spend_ceiling,
-            max_sponsored_failures: limits.max_failures,
+            max_sponsored_in_flight: 32,
+            max_sponsored_in_flight_per_payer: 2,
+            sponsor_expiry_margin_seconds: 10,
+            fee_payer_ceiling_lamports: 10_000_000_000,
+            max_sponsored_failures: 50,
         }
     }
 }
@@ -149,17 +146,6 @@ impl Default for PaymentConfig {
 impl PaymentConfig {
     pub fn ledger_timeout(&self) -> Duration {
         Duration::from_secs(self.ledger_timeout_seconds)
-    }
-
-    pub fn sponsor_limits(&self) -> SponsorLimits {
-        SponsorLimits {
-            max_in_flight: self.max_sponsored_in_flight,
-            max_in_flight_per_payer: self.max_sponsored_in_flight_per_payer,
-            expiry_margin: Duration::from_secs(self.sponsor_expiry_margin_seconds),
-            spend_ceiling: self.fee_payer_ceiling_lamports,
-            max_failures: self.max_sponsored_failures,
-            ..SponsorLimits::default()
-        }
     }
 }
 
@@ -225,30 +211,11 @@ pub struct JanitorConfig {
     pub retention_seconds: u64,
 }
 
-impl JanitorConfig {
-    /// The janitor's schedule, `None` when it is off. A receipt is kept open at least for
-    /// the settlement grace: closing it sooner would refuse a payment presented late.
-    pub fn schedule(&self) -> Result<Option<crate::tasks::Janitor>, ConfigError> {
-        let grace = crate::gate::SETTLEMENT_GRACE_SECONDS.unsigned_abs();
-        if self.retention_seconds < grace {
-            return Err(ConfigError::Invalid {
-                name: "janitor.retention_seconds",
-                why: format!("at least the settlement grace, {grace} seconds"),
-            });
-        }
-        Ok((self.interval_seconds > 0).then(|| crate::tasks::Janitor {
-            interval: Duration::from_secs(self.interval_seconds),
-            retention: Duration::from_secs(self.retention_seconds),
-        }))
-    }
-}
-
 impl Default for JanitorConfig {
     fn default() -> Self {
-        let janitor = crate::tasks::Janitor::default();
         JanitorConfig {
-            interval_seconds: janitor.interval.as_secs(),
-            retention_seconds: janitor.retention.as_secs(),
+            interval_seconds: 600,
+            retention_seconds: 3600,
         }
     }
 }
@@ -339,8 +306,7 @@ pub struct RouteConfig {
     pub ttl: u64,
     /// The schemes this route offers, among `payment.schemes`; all of those by default.
     #[serde(default)]
-    #[serde_as(as = "Option<Vec<DisplayFromStr>>")]
-    pub schemes: Option<Vec<Scheme>>,
+    pub schemes: Option<Vec<String>>,
 }
 
 fn default_methods() -> Vec<http::Method> {
@@ -348,11 +314,11 @@ fn default_methods() -> Vec<http::Method> {
 }
 
 fn default_mime_type() -> String {
-    crate::gate::DEFAULT_MIME_TYPE.into()
+    "application/json".into()
 }
 
 fn default_ttl() -> u64 {
-    crate::gate::DEFAULT_TTL.as_secs()
+    300
 }
 
 #[derive(Debug, thiserror::Error)]

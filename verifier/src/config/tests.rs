@@ -68,22 +68,6 @@ fn a_bad_file_is_named_by_line_without_repeating_its_text() {
 }
 
 #[test]
-fn the_janitor_keeps_receipts_at_least_for_the_settlement_grace() {
-    let janitor = |retention_seconds| JanitorConfig {
-        interval_seconds: 60,
-        retention_seconds,
-    };
-    assert!(janitor(119).schedule().is_err());
-    let kept = janitor(120).schedule().unwrap().unwrap();
-    assert_eq!(kept.retention, Duration::from_secs(120));
-    let off = JanitorConfig {
-        interval_seconds: 0,
-        ..JanitorConfig::default()
-    };
-    assert!(off.schedule().unwrap().is_none());
-}
-
-#[test]
 fn unknown_settings_and_bad_values_are_errors() {
     assert!(toml::from_str::<Config>("[payment]\npay_too = \"typo\"").is_err());
     // Decimals come from the mint alone: a setting could contradict it.

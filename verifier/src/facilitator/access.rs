@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
 use crate::error::{Reason, Refusal};
-use crate::scheme::Demand;
+use crate::scheme::Terms;
 
 /// What the fee payer sponsors for facilitator callers.
 #[derive(Clone, Debug)]
@@ -89,15 +89,15 @@ impl FacilitatorAccess {
         found.ok_or_else(|| Refusal::new(Reason::Unauthorized))
     }
 
-    /// Whether `requirement` is within the policy, `now` being unix seconds.
-    pub fn allows(&self, demand: &Demand, now: i64) -> Result<(), Refusal> {
+    /// Whether a demand's `terms` are within the policy, `now` being unix seconds.
+    pub fn allows(&self, terms: Terms, now: i64) -> Result<(), Refusal> {
         let p = &self.policy;
         let horizon = now.saturating_add(p.max_horizon.as_secs() as i64);
-        if !p.mints.contains(&demand.mint())
-            || !p.payees.contains(&demand.pay_to())
-            || demand.amount() < p.min_amount
-            || demand
-                .expires_at()
+        if !p.mints.contains(&terms.mint)
+            || !p.payees.contains(&terms.pay_to)
+            || terms.amount < p.min_amount
+            || terms
+                .expires_at
                 .is_some_and(|expires_at| expires_at > horizon)
         {
             return Err(Refusal::new(Reason::RequirementsNotAllowed));
@@ -127,6 +127,9 @@ impl FacilitatorAccess {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scheme::exact::{ExactDemand, ExactScheme};
+    use crate::scheme::receipt::ReceiptScheme;
+    use crate::scheme::PaymentScheme;
     use x402_protocol::Requirement;
 
     fn access(budget_lamports: u64) -> FacilitatorAccess {
@@ -179,7 +182,8 @@ mod tests {
             token_program: anchor_lang::prelude::Pubkey::default(),
             pay_to: Pubkey::new_from_array([2; 32]),
         };
-        assert!(access.allows(&Demand::Receipt(good.clone()), now).is_ok());
+        let receipt = |requirement| ReceiptScheme::terms(&requirement);
+        assert!(access.allows(receipt(good.clone()), now).is_ok());
         let stranger = Pubkey::new_unique();
         for bad in [
             Requirement {
@@ -200,16 +204,13 @@ mod tests {
             },
         ] {
             assert_eq!(
-                access
-                    .allows(&Demand::Receipt(bad), now)
-                    .unwrap_err()
-                    .reason(),
+                access.allows(receipt(bad), now).unwrap_err().reason(),
                 Reason::RequirementsNotAllowed
             );
         }
         // `exact`: the same mints, payees and minimum; its blockhash bounds its time.
         let exact = |mint, pay_to, amount| {
-            Demand::Exact(crate::scheme::exact::ExactDemand {
+            ExactScheme::terms(&ExactDemand {
                 terms: x402_protocol::ExactTerms {
                     mint,
                     pay_to,
@@ -221,14 +222,14 @@ mod tests {
             })
         };
         assert!(access
-            .allows(&exact(good.mint, good.pay_to, 100), now)
+            .allows(exact(good.mint, good.pay_to, 100), now)
             .is_ok());
         for bad in [
             exact(stranger, good.pay_to, 100),
             exact(good.mint, stranger, 100),
             exact(good.mint, good.pay_to, 99),
         ] {
-            assert!(access.allows(&bad, now).is_err());
+            assert!(access.allows(bad, now).is_err());
         }
     }
 

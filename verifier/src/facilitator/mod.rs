@@ -26,9 +26,11 @@ use x402_protocol::wire::{Offer, PaymentMessage, Version};
 use x402_protocol::Reference;
 
 use self::access::{Caller, FacilitatorAccess};
+use crate::context::store_unavailable;
 use crate::error::{Reason, Refusal};
-use crate::gate::{store_unavailable, Gate, SettledPayment, Window};
-use crate::scheme::{Demand, Payment, Scheme, Verified};
+use crate::gate::Gate;
+use crate::model::{Scheme, SettledPayment};
+use crate::scheme::{Demand, Payment, Verified};
 use crate::store::Grant;
 use crate::unix_now;
 
@@ -77,10 +79,10 @@ fn read(gate: &Gate, request: FacilitatorRequest) -> Result<Delegated, Refusal> 
     if !gate.settings().network.is_named(&required.network) {
         return Err(Refusal::new(Reason::InvalidNetwork));
     }
-    let demand = scheme.demand(gate, &required)?;
+    let demand = scheme.requested(gate, &required)?;
     let payment = scheme.read(payment.payload)?;
     Ok(Delegated {
-        key: payment.settlement_key(&demand)?,
+        key: payment.key(&demand)?,
         demand,
         payment,
     })
@@ -93,7 +95,7 @@ fn delegated(
     request: FacilitatorRequest,
 ) -> Result<Delegated, Refusal> {
     let delegated = read(gate, request)?;
-    access.allows(&delegated.demand, unix_now())?;
+    access.allows(delegated.demand.terms(), unix_now())?;
     Ok(delegated)
 }
 
@@ -112,11 +114,7 @@ async fn verify_in_window(
         demand, payment, ..
     }: Delegated,
 ) -> Result<Verified, Refusal> {
-    let window = match demand.expires_at() {
-        Some(expires_at) => Window::at(expires_at, unix_now()),
-        // An `exact` payment's blockhash bounds it.
-        None => Window::Open,
-    };
+    let window = demand.window(unix_now());
     payment.verify(gate, &demand, window).await
 }
 

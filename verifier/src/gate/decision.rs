@@ -8,11 +8,12 @@ use anchor_lang::prelude::Pubkey;
 use x402_protocol::wire::Version;
 use x402_protocol::{Reference, ReferenceError};
 
-use super::store_unavailable;
-use super::{Gate, PaymentAttempt, PaymentCheck, Price, SettledPayment, Target, Window};
+use super::Gate;
+use crate::context::store_unavailable;
 use crate::error::{Reason, Refusal};
+use crate::model::{PaymentAttempt, PaymentCheck, Price, SettledPayment, Target, Window};
 use crate::payment::{read_payment, Presented};
-use crate::scheme::{Demand, Landing};
+use crate::scheme::Landing;
 use crate::store::Standing;
 use crate::unix_now;
 
@@ -83,7 +84,7 @@ impl Gate {
         let Presented {
             payment, version, ..
         } = presented;
-        let demand = Demand::at_gate(self, payment.scheme(), price.amount, reference);
+        let demand = payment.scheme().at_gate(self, price.amount, reference);
         let verified = payment.verify(self, &demand, window).await?;
         run_check(check, reference, verified.payer, verified.amount, target).await?;
         let (settled, landing) = verified.settle(self).await?;
@@ -93,20 +94,13 @@ impl Gate {
         if landing == Landing::Before
             && !target.proven_by(&settled.payer, proof.as_deref(), &reference)
         {
+            // Its lease ends, so that its payer's retry settles it at once.
             self.end_lease(&reference).await;
             return Err(Refusal::new(Reason::InvalidProof));
         }
         self.grant(&settled, target, proven_payer.as_deref())
             .await?;
         Ok((settled, version))
-    }
-
-    /// Ends the submission lease of a payment that landed but was not granted, so that
-    /// its payer's retry settles it at once.
-    async fn end_lease(&self, reference: &Reference) {
-        if let Err(error) = self.store().end_submission(&reference.to_string()).await {
-            tracing::warn!(%error, "could not end a submission lease: it lapses by itself");
-        }
     }
 
     async fn standing(&self, reference: &Reference) -> Result<Standing, Refusal> {

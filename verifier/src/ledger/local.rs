@@ -2,7 +2,6 @@
 //! bank, with the real SPL Token, Token-2022 and ATA programs, a local USDC-like mint and
 //! a funded demo payer. One command on a fresh machine serves paid requests with it.
 
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -18,15 +17,12 @@ use solana_signature::Signature;
 use solana_signer::Signer;
 use solana_transaction::versioned::VersionedTransaction;
 use tokio::sync::Mutex;
-use x402_protocol::keypair::{read_keypair_file, write_keypair_file};
 use x402_protocol::scheme::paid_reference;
 use x402_protocol::{
     receipt_address, AccountFilter, Landed, Ledger, LedgerAccount, LedgerError, Network,
 };
 
-use super::{bank, Market};
-use crate::config::Config;
-use crate::server::{invalid, StartError};
+use super::bank;
 use crate::unix_now;
 
 /// Decimals of the local USDC-like mint, as USDC's.
@@ -71,7 +67,7 @@ pub struct LocalMarket {
 
 /// Tokens the demo payer starts with: 100 of the local mint.
 pub const DEMO_PAYER_TOKENS: u64 = 100 * 10u64.pow(LOCAL_DECIMALS as u32);
-const WALLET_LAMPORTS: u64 = 10_000_000_000;
+pub const WALLET_LAMPORTS: u64 = 10_000_000_000;
 
 impl LocalLedger {
     /// Starts a bank with the program and sets its clock to now.
@@ -331,56 +327,4 @@ fn transfers(transaction: &VersionedTransaction) -> Transfers {
             Some((*keys.get(*ix.accounts.get(2)? as usize)?, amount))
         })
         .collect()
-}
-
-/// The embedded ledger's market: its own mint, a funded fee payer (the configured one,
-/// funded here) and a demo payer written to the state directory.
-pub(crate) async fn embedded_market(config: &Config) -> Result<Market, StartError> {
-    let p = &config.payment;
-    if p.network != "solana-localnet" {
-        return Err(invalid(
-            "payment.network",
-            format!("{} needs an RPC URL (X402_RPC_URL)", p.network),
-        ));
-    }
-    if p.asset.is_some() {
-        return Err(invalid(
-            "payment.asset",
-            "the embedded ledger pays in its own local mint",
-        ));
-    }
-    if p.program_id != x402_receipts::ID {
-        return Err(invalid(
-            "payment.program_id",
-            "the embedded ledger runs this build's program",
-        ));
-    }
-    let market = LocalLedger::start_market(p.pay_to).await;
-    let fee_payer = match &p.fee_payer_keypair {
-        Some(path) => {
-            let keypair = read_keypair_file(path).map_err(StartError::Io)?;
-            market
-                .ledger
-                .airdrop(&keypair.pubkey(), WALLET_LAMPORTS)
-                .await;
-            keypair
-        }
-        None => market.fee_payer.insecure_clone(),
-    };
-    let demo_payer = Path::new(&config.state_dir).join("demo-payer.json");
-    write_keypair_file(&market.demo_payer, &demo_payer)
-        .map_err(|e| StartError::Io(format!("cannot write {}: {e}", demo_payer.display())))?;
-    Ok(Market {
-        kind: "embedded ledger",
-        network: market.ledger.network().clone(),
-        ledger: market.ledger,
-        mint: market.mint,
-        decimals: LOCAL_DECIMALS,
-        token_program: spl_token::ID,
-        delivers_in_full: true,
-        pay_to: market.merchant,
-        fee_payer: Some(fee_payer),
-        blockhash_refresh: LOCAL_BLOCKHASH_REFRESH,
-        demo_payer: Some(demo_payer),
-    })
 }

@@ -1,215 +1,209 @@
-//! The schemes this verifier settles, behind one seam. A scheme makes its offer in a
-//! challenge, reads an offer a facilitator caller sends, reads its payload, names the
-//! reference it pays, checks it (`verify`: nothing moves), and settles it (`settle`:
-//! co-sign and submit, or read what landed). The decision, the rendering and the
-//! facilitator all go through here: a new scheme is a new module and one more variant.
+//! The schemes this verifier settles, behind one trait ([`PaymentScheme`]). A scheme
+//! makes its offer in a challenge, reads an offer a facilitator caller sends, reads its
+//! payload, names the reference it pays, checks it (`verify`: nothing moves) and says
+//! what is left to settle it: nothing (it landed) or a [`Submission`], which every
+//! scheme settles through the same leased submission ([`submission`]).
+//!
+//! The decision, the rendering and the facilitator see only the erased forms below
+//! ([`Demand`], [`Payment`], [`Verified`]). Adding a scheme is one module implementing
+//! [`PaymentScheme`] and one line in [`rules`].
 
 pub mod exact;
 pub mod receipt;
+pub mod submission;
+
+use std::any::Any;
+use std::fmt::Debug;
+use std::marker::PhantomData;
 
 use anchor_lang::prelude::Pubkey;
+use async_trait::async_trait;
 use serde_json::{Map, Value};
 use x402_protocol::wire::Offer;
-use x402_protocol::{Reference, Requirement};
+use x402_protocol::Reference;
 
+pub use self::submission::{Submission, Submitted};
+use crate::context::Context;
 use crate::error::{Reason, Refusal};
-use crate::gate::{Gate, Price, SettledPayment, Target, Window};
+use crate::model::{Price, Scheme, SettledPayment, Target, Window};
 
-/// A scheme this verifier settles.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scheme {
-    /// Ours: `pay` creates the reference's receipt account with the transfer.
-    Receipt,
-    /// The ecosystem's: a `TransferChecked` with the reference in its Memo, co-signed by
-    /// our fee payer.
-    Exact,
-}
+/// One scheme at the verifier.
+#[async_trait]
+pub trait PaymentScheme: Send + Sync + 'static {
+    const SCHEME: Scheme;
+    /// What a payment must pay, in the scheme's own terms.
+    type Demand: Debug + Send + Sync + 'static;
+    /// A payment as its payload carries it.
+    type Payment: Debug + Send + 'static;
 
-impl Scheme {
-    /// Every scheme, in the order challenges offer them.
-    pub const ALL: [Scheme; 2] = [Scheme::Receipt, Scheme::Exact];
-
-    /// The scheme called `name` on the wire, if this verifier settles it.
-    pub fn named(name: &str) -> Option<Scheme> {
-        Scheme::ALL.into_iter().find(|scheme| scheme.name() == name)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Scheme::Receipt => x402_protocol::SCHEME,
-            Scheme::Exact => x402_protocol::EXACT,
-        }
-    }
-
-    /// This gate's offer for `price` at `target`, paying `reference` (network: CAIP-2).
-    pub fn offer(self, gate: &Gate, price: &Price, target: &Target, reference: Reference) -> Offer {
-        match self {
-            Scheme::Receipt => receipt::offer(gate, price, target, reference),
-            Scheme::Exact => exact::offer(gate, price, target, reference),
-        }
-    }
-
+    /// The gate's offer for `price` at `target`, paying `reference`.
+    fn offer(cx: &Context, price: &Price, target: &Target, reference: Reference) -> Offer;
+    /// What `/supported` says of the scheme (`extra`).
+    fn supported(cx: &Context) -> Map<String, Value>;
+    /// The gate's demand for `amount`, paying `reference`.
+    fn at_gate(cx: &Context, amount: u64, reference: Reference) -> Self::Demand;
     /// What an offer sent by a facilitator caller asks, if this verifier settles it.
-    pub fn demand(self, gate: &Gate, offer: &Offer) -> Result<Demand, Refusal> {
-        match self {
-            Scheme::Receipt => receipt::requirement(gate, offer).map(Demand::Receipt),
-            Scheme::Exact => exact::demand(gate, offer).map(Demand::Exact),
-        }
-    }
-
-    /// What `/supported` says of this scheme (`extra`).
-    pub fn supported(self, gate: &Gate) -> Map<String, Value> {
-        match self {
-            Scheme::Receipt => receipt::supported(gate),
-            Scheme::Exact => exact::supported(gate),
-        }
-    }
+    fn requested(cx: &Context, offer: &Offer) -> Result<Self::Demand, Refusal>;
+    /// What any demand states, for the facilitator's policy and the window.
+    fn terms(demand: &Self::Demand) -> Terms;
 
     /// Reads `payload` as a payment in this scheme.
-    pub fn read(self, payload: Value) -> Result<Payment, Refusal> {
-        match self {
-            Scheme::Receipt => Ok(Payment::Receipt(receipt::ReceiptPayment::read(payload)?)),
-            Scheme::Exact => Ok(Payment::Exact(exact::ExactPayment::read(payload)?)),
-        }
+    fn read(payload: Value) -> Result<Self::Payment, Refusal>;
+    /// The reference the payment claims to pay, read without a ledger call.
+    fn reference(cx: &Context, payment: &Self::Payment) -> Result<Reference, Refusal>;
+    /// Where the payment carries its payer's proof in its payload (a self-submitted
+    /// `receipt`): `Some`, with the proof if it has one. `None`: a proof, if any, comes
+    /// beside the payment (`X-Payment-Proof`).
+    fn payload_proof(_payment: &Self::Payment) -> Option<Option<&str>> {
+        None
+    }
+    /// What a payment for `demand` is recorded and leased under.
+    fn key(payment: &Self::Payment, demand: &Self::Demand) -> Reference;
+    /// Checks the payment against `demand` without moving anything. `open`: a new
+    /// payment may still be submitted; otherwise only one that landed in time counts.
+    async fn verify(
+        cx: &Context,
+        payment: Self::Payment,
+        demand: &Self::Demand,
+        open: bool,
+    ) -> Result<Verified, Refusal>;
+}
+
+/// The one registration: each scheme's module, by name.
+fn rules(scheme: Scheme) -> &'static dyn Rules {
+    match scheme {
+        Scheme::Receipt => &Erased::<receipt::ReceiptScheme>(PhantomData),
+        Scheme::Exact => &Erased::<exact::ExactScheme>(PhantomData),
     }
 }
 
-impl std::str::FromStr for Scheme {
-    type Err = String;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Scheme::named(name).ok_or_else(|| format!("{name:?} is not a scheme: receipt or exact"))
-    }
+/// What every demand states, whatever its scheme.
+#[derive(Clone, Copy, Debug)]
+pub struct Terms {
+    pub mint: Pubkey,
+    pub pay_to: Pubkey,
+    /// Base units.
+    pub amount: u64,
+    /// Until when a new payment may be submitted, when the demand says (a reference's
+    /// expiry); an `exact` payment for a facilitator caller is bounded by its blockhash.
+    pub expires_at: Option<i64>,
 }
 
-impl std::fmt::Display for Scheme {
+/// What a payment must pay, in one of the schemes.
+pub struct Demand {
+    scheme: Scheme,
+    terms: Terms,
+    own: Box<dyn Any + Send + Sync>,
+}
+
+impl Debug for Demand {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+        f.debug_struct("Demand")
+            .field("scheme", &self.scheme)
+            .field("terms", &self.terms)
+            .finish_non_exhaustive()
     }
-}
-
-/// Schemes as one setting names them: `receipt,exact`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SchemeList(pub Vec<Scheme>);
-
-impl std::str::FromStr for SchemeList {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        text.split(',')
-            .map(|name| name.trim().parse())
-            .collect::<Result<_, _>>()
-            .map(SchemeList)
-    }
-}
-
-/// What a payment must pay, in its scheme's terms.
-#[derive(Clone, Debug)]
-pub enum Demand {
-    Receipt(Requirement),
-    Exact(exact::ExactDemand),
 }
 
 impl Demand {
-    /// The gate's demand for `amount`, paying `reference`, in `scheme`.
-    pub fn at_gate(gate: &Gate, scheme: Scheme, amount: u64, reference: Reference) -> Demand {
-        match scheme {
-            Scheme::Receipt => Demand::Receipt(gate.requirement(amount, reference)),
-            Scheme::Exact => Demand::Exact(exact::ExactDemand::at_gate(gate, amount, reference)),
-        }
+    pub fn terms(&self) -> Terms {
+        self.terms
     }
 
-    pub fn mint(&self) -> Pubkey {
-        match self {
-            Demand::Receipt(r) => r.mint,
-            Demand::Exact(d) => d.terms.mint,
-        }
-    }
-
-    pub fn pay_to(&self) -> Pubkey {
-        match self {
-            Demand::Receipt(r) => r.pay_to,
-            Demand::Exact(d) => d.terms.pay_to,
-        }
-    }
-
-    /// Base units.
-    pub fn amount(&self) -> u64 {
-        match self {
-            Demand::Receipt(r) => r.amount,
-            Demand::Exact(d) => d.terms.amount,
-        }
-    }
-
-    /// Until when a new payment may be submitted, when the demand says (a reference's
-    /// expiry); an `exact` payment for a facilitator caller is bounded by its blockhash.
-    pub fn expires_at(&self) -> Option<i64> {
-        match self {
-            Demand::Receipt(r) => Some(r.expires_at),
-            Demand::Exact(d) => d.reference.map(|r| r.expires_at()),
+    /// The window a payment for this demand is checked in at `now`.
+    pub fn window(&self, now: i64) -> Window {
+        match self.terms.expires_at {
+            Some(expires_at) => Window::at(expires_at, now),
+            // An `exact` payment's blockhash bounds it.
+            None => Window::Open,
         }
     }
 }
 
-/// A payment in one of the schemes this verifier settles.
+/// A payment in one of the schemes, as a request or a facilitator caller presents it.
 #[derive(Debug)]
-pub enum Payment {
-    Receipt(receipt::ReceiptPayment),
-    Exact(exact::ExactPayment),
-}
+pub struct Payment(Box<dyn Presented>);
 
 impl Payment {
     pub fn scheme(&self) -> Scheme {
-        match self {
-            Payment::Receipt(_) => Scheme::Receipt,
-            Payment::Exact(_) => Scheme::Exact,
-        }
+        self.0.scheme()
     }
 
     /// The reference the payment claims to pay, read without a ledger call.
-    pub fn reference(&self, gate: &Gate) -> Result<Reference, Refusal> {
-        match self {
-            Payment::Receipt(payment) => payment.reference(&gate.settings().program),
-            Payment::Exact(payment) => payment
-                .memo_reference()
-                .ok_or_else(|| Refusal::new(Reason::InvalidReference)),
-        }
+    pub fn reference(&self, cx: &Context) -> Result<Reference, Refusal> {
+        self.0.reference(cx)
     }
 
-    /// What a payment for `demand` is recorded under: the reference it pays, or for a
-    /// facilitator caller's `exact` payment (whose memo is the caller's), its message's
-    /// hash.
-    pub fn settlement_key(&self, demand: &Demand) -> Result<Reference, Refusal> {
-        match (self, demand) {
-            (Payment::Exact(payment), Demand::Exact(demand)) => Ok(payment.key(demand)),
-            (Payment::Receipt(_), Demand::Receipt(requirement)) => Ok(requirement.reference),
-            _ => Err(Refusal::new(Reason::UnsupportedScheme)),
-        }
+    /// A payment in scheme `S`.
+    pub fn of<S: PaymentScheme>(payment: S::Payment) -> Payment {
+        Payment(Box::new(Read::<S>(payment)))
     }
 
-    /// Checks the payment against `demand` without moving anything. While the
-    /// challenge is open a new payment may still be submitted; in its grace, only a
-    /// payment that landed in time counts; after that, nothing does.
+    /// The payment as scheme `S` reads it, if it is one.
+    pub fn downcast_ref<S: PaymentScheme>(&self) -> Option<&S::Payment> {
+        self.0
+            .as_any()
+            .downcast_ref::<Read<S>>()
+            .map(|read| &read.0)
+    }
+
+    /// The payer's proof in the payload, where its scheme carries it there (a
+    /// self-submitted `receipt`): `Some`, with the proof if it has one.
+    pub fn payload_proof(&self) -> Option<Option<&str>> {
+        self.0.payload_proof()
+    }
+
+    /// What the payment is recorded under, for `demand`.
+    pub fn key(&self, demand: &Demand) -> Result<Reference, Refusal> {
+        self.0.key(demand)
+    }
+
+    /// Checks the payment against `demand` in its `window` without moving anything.
+    /// While the challenge is open a new payment may still be submitted; in its grace,
+    /// only a payment that landed in time counts; after that, nothing does.
     pub async fn verify(
         self,
-        gate: &Gate,
+        cx: &Context,
         demand: &Demand,
         window: Window,
     ) -> Result<Verified, Refusal> {
         if window == Window::Closed {
             return Err(Refusal::new(Reason::ExpiredReference));
         }
-        let open = window == Window::Open;
-        match (self, demand) {
-            (Payment::Receipt(payment), Demand::Receipt(requirement)) => {
-                payment.verify(gate, requirement, open).await
-            }
-            (Payment::Exact(payment), Demand::Exact(demand)) => {
-                payment.verify(gate, demand, open).await
-            }
-            // A payment is read in its offer's scheme: this is a caller's mix-up.
-            _ => Err(Refusal::new(Reason::UnsupportedScheme)),
-        }
+        self.0.verify(cx, demand, window == Window::Open).await
+    }
+}
+
+impl Scheme {
+    /// This gate's offer for `price` at `target`, paying `reference`.
+    pub fn offer(
+        self,
+        cx: &Context,
+        price: &Price,
+        target: &Target,
+        reference: Reference,
+    ) -> Offer {
+        rules(self).offer(cx, price, target, reference)
+    }
+
+    /// What `/supported` says of this scheme (`extra`).
+    pub fn supported(self, cx: &Context) -> Map<String, Value> {
+        rules(self).supported(cx)
+    }
+
+    /// The gate's demand for `amount`, paying `reference`.
+    pub fn at_gate(self, cx: &Context, amount: u64, reference: Reference) -> Demand {
+        rules(self).at_gate(cx, amount, reference)
+    }
+
+    /// What an offer sent by a facilitator caller asks, if this verifier settles it.
+    pub fn requested(self, cx: &Context, offer: &Offer) -> Result<Demand, Refusal> {
+        rules(self).requested(cx, offer)
+    }
+
+    /// Reads `payload` as a payment in this scheme.
+    pub fn read(self, payload: Value) -> Result<Payment, Refusal> {
+        rules(self).read(payload)
     }
 }
 
@@ -236,38 +230,52 @@ pub struct Verified {
 enum Next {
     /// It has landed already.
     Settled(SettledPayment),
-    /// A sponsored `receipt` payment to co-sign and submit.
-    Receipt(receipt::Submission),
-    /// An `exact` payment to co-sign and submit.
-    Exact(exact::Submission),
+    /// A sponsored payment to submit.
+    Submit(Box<dyn Submission>),
 }
 
 impl Verified {
+    /// A payment that landed already.
+    pub fn landed(settled: SettledPayment) -> Self {
+        Verified {
+            payer: settled.payer,
+            amount: settled.amount,
+            next: Next::Settled(settled),
+        }
+    }
+
+    /// A payment of `amount` by `payer`, settled by `submission`.
+    pub fn to_submit(payer: Pubkey, amount: u64, submission: impl Submission + 'static) -> Self {
+        Verified {
+            payer,
+            amount,
+            next: Next::Submit(Box::new(submission)),
+        }
+    }
+
     /// The most settling it may cost the fee payer, in lamports: fees and rent of what is
     /// left to submit; nothing for a payment that landed.
-    pub fn sponsor_cost(&self, gate: &Gate) -> u64 {
+    pub fn sponsor_cost(&self, cx: &Context) -> u64 {
         match &self.next {
             Next::Settled(_) => 0,
-            Next::Receipt(submission) => submission.cost(gate),
-            Next::Exact(submission) => submission.cost(gate),
+            Next::Submit(submission) => submission.cost(cx),
         }
     }
 
     /// Settles the payment: submits what is left to submit and reads what landed.
-    pub async fn settle(self, gate: &Gate) -> Result<(SettledPayment, Landing), Refusal> {
+    pub async fn settle(self, cx: &Context) -> Result<(SettledPayment, Landing), Refusal> {
         match self.next {
             Next::Settled(settled) => Ok((settled, Landing::Before)),
-            Next::Receipt(submission) => submission.settle(gate).await,
-            Next::Exact(submission) => submission.settle(gate).await,
+            Next::Submit(submission) => submission::settle(cx, submission.as_ref()).await,
         }
     }
 }
 
 /// The most a transaction with `signatures` costs the fee payer in fees: the signatures'
 /// fee and the priority fee at the capped price and limit.
-fn fee_cost(gate: &Gate, signatures: usize) -> u64 {
+fn fee_cost(cx: &Context, signatures: usize) -> u64 {
     const LAMPORTS_PER_SIGNATURE: u64 = 5_000;
-    let s = gate.settings();
+    let s = cx.settings();
     let priority = s
         .max_compute_unit_price
         .saturating_mul(u64::from(s.max_compute_unit_limit))
@@ -275,4 +283,115 @@ fn fee_cost(gate: &Gate, signatures: usize) -> u64 {
     (signatures as u64)
         .saturating_mul(LAMPORTS_PER_SIGNATURE)
         .saturating_add(priority)
+}
+
+/// A scheme's rules with its types erased, for [`rules`].
+trait Rules: Sync {
+    fn offer(&self, cx: &Context, price: &Price, target: &Target, reference: Reference) -> Offer;
+    fn supported(&self, cx: &Context) -> Map<String, Value>;
+    fn at_gate(&self, cx: &Context, amount: u64, reference: Reference) -> Demand;
+    fn requested(&self, cx: &Context, offer: &Offer) -> Result<Demand, Refusal>;
+    fn read(&self, payload: Value) -> Result<Payment, Refusal>;
+}
+
+struct Erased<S>(PhantomData<fn() -> S>);
+
+impl<S: PaymentScheme> Erased<S> {
+    fn demand(own: S::Demand) -> Demand {
+        Demand {
+            scheme: S::SCHEME,
+            terms: S::terms(&own),
+            own: Box::new(own),
+        }
+    }
+}
+
+impl<S: PaymentScheme> Rules for Erased<S> {
+    fn offer(&self, cx: &Context, price: &Price, target: &Target, reference: Reference) -> Offer {
+        S::offer(cx, price, target, reference)
+    }
+
+    fn supported(&self, cx: &Context) -> Map<String, Value> {
+        S::supported(cx)
+    }
+
+    fn at_gate(&self, cx: &Context, amount: u64, reference: Reference) -> Demand {
+        Self::demand(S::at_gate(cx, amount, reference))
+    }
+
+    fn requested(&self, cx: &Context, offer: &Offer) -> Result<Demand, Refusal> {
+        S::requested(cx, offer).map(Self::demand)
+    }
+
+    fn read(&self, payload: Value) -> Result<Payment, Refusal> {
+        Ok(Payment::of::<S>(S::read(payload)?))
+    }
+}
+
+/// A payment read in scheme `S`.
+struct Read<S: PaymentScheme>(S::Payment);
+
+impl<S: PaymentScheme> Debug for Read<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[async_trait]
+trait Presented: Debug + Send {
+    fn scheme(&self) -> Scheme;
+    fn reference(&self, cx: &Context) -> Result<Reference, Refusal>;
+    fn payload_proof(&self) -> Option<Option<&str>>;
+    fn as_any(&self) -> &dyn Any;
+    fn key(&self, demand: &Demand) -> Result<Reference, Refusal>;
+    async fn verify(
+        self: Box<Self>,
+        cx: &Context,
+        demand: &Demand,
+        open: bool,
+    ) -> Result<Verified, Refusal>;
+}
+
+impl<S: PaymentScheme> Read<S> {
+    /// `demand` in this payment's scheme; a payment is read in its offer's scheme, so
+    /// another is a caller's mix-up.
+    fn own(demand: &Demand) -> Result<&S::Demand, Refusal> {
+        demand
+            .own
+            .downcast_ref()
+            .filter(|_| demand.scheme == S::SCHEME)
+            .ok_or_else(|| Refusal::new(Reason::UnsupportedScheme))
+    }
+}
+
+#[async_trait]
+impl<S: PaymentScheme> Presented for Read<S> {
+    fn scheme(&self) -> Scheme {
+        S::SCHEME
+    }
+
+    fn reference(&self, cx: &Context) -> Result<Reference, Refusal> {
+        S::reference(cx, &self.0)
+    }
+
+    fn payload_proof(&self) -> Option<Option<&str>> {
+        S::payload_proof(&self.0)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn key(&self, demand: &Demand) -> Result<Reference, Refusal> {
+        Ok(S::key(&self.0, Self::own(demand)?))
+    }
+
+    async fn verify(
+        self: Box<Self>,
+        cx: &Context,
+        demand: &Demand,
+        open: bool,
+    ) -> Result<Verified, Refusal> {
+        S::verify(cx, self.0, Self::own(demand)?, open).await
+    }
 }

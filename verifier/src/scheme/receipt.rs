@@ -4,67 +4,25 @@
 //! (self-submitted): the payer paid; read the receipt.
 
 use anchor_lang::prelude::Pubkey;
+use async_trait::async_trait;
 use serde_json::{Map, Value};
 use solana_signature::Signature;
-use solana_signer::Signer;
 use solana_transaction::Transaction;
-use x402_protocol::scheme::{
-    decode_transaction, paid_reference, ReceiptOffer, ReceiptPayload, SchemeError,
-};
+use x402_protocol::scheme::{decode_transaction, paid_reference, ReceiptOffer, ReceiptPayload};
 use x402_protocol::wire::Offer;
 use x402_protocol::{
     check_receipt, validate_sponsored, LedgerError, Receipt, Reference, Requirement,
 };
 
-use super::{fee_cost, Landing, Next, Verified};
+use super::{fee_cost, Landing, PaymentScheme, Submission, Submitted, Terms, Verified};
+use crate::context::Context;
 use crate::error::{Reason, Refusal};
-use crate::gate::sponsorship::Parties;
-use crate::gate::{store_unavailable, Gate, Price, SettledPayment, Target};
 use crate::metrics::LedgerCall;
-use crate::unix_now;
+use crate::model::{Price, Scheme, SettledPayment, Target};
+use crate::sponsorship::Parties;
 
-/// The `receipt` offer for `price` at `target`: sponsored (with the fee payer and a
-/// fresh blockhash) when this verifier has a fee payer.
-pub(super) fn offer(gate: &Gate, price: &Price, target: &Target, reference: Reference) -> Offer {
-    let s = gate.settings();
-    let fee_payer = s.fee_payer.as_ref().map(|k| k.pubkey());
-    ReceiptOffer {
-        network: s.network.caip2().to_string(),
-        requirement: gate.requirement(price.amount, reference),
-        decimals: s.decimals,
-        fee_payer,
-        recent_blockhash: fee_payer.and(gate.blockhash()),
-        resource: target.resource.clone(),
-        description: price.description.clone(),
-        mime_type: price.mime_type.clone(),
-        max_timeout_seconds: price.ttl.as_secs(),
-    }
-    .to_offer()
-}
-
-/// The requirement of a `receipt` offer a facilitator caller sends: any reference and
-/// payee (the caller issues its own), but our program.
-pub(super) fn requirement(gate: &Gate, offer: &Offer) -> Result<Requirement, Refusal> {
-    let offer = ReceiptOffer::from_offer(offer).map_err(|e| match e {
-        SchemeError::OtherScheme => Refusal::new(Reason::UnsupportedScheme),
-        SchemeError::Malformed(_) => Refusal::new(Reason::InvalidPaymentRequirements),
-    })?;
-    if offer.requirement.program != gate.settings().program {
-        return Err(Refusal::new(Reason::InvalidPaymentRequirements));
-    }
-    Ok(offer.requirement)
-}
-
-/// `/supported`'s `extra` for `receipt`: the program, and the fee payer that co-signs.
-pub(super) fn supported(gate: &Gate) -> Map<String, Value> {
-    let s = gate.settings();
-    let mut extra = Map::new();
-    extra.insert("programId".into(), s.program.to_string().into());
-    if let Some(fee_payer) = &s.fee_payer {
-        extra.insert("feePayer".into(), fee_payer.pubkey().to_string().into());
-    }
-    extra
-}
+/// The `receipt` scheme at the verifier.
+pub struct ReceiptScheme;
 
 /// A payment in the `receipt` scheme, as the request carries it.
 #[derive(Debug)]
@@ -79,21 +37,70 @@ pub enum ReceiptPayment {
     },
 }
 
-/// A checked sponsored payment, waiting to be co-signed and submitted.
-#[derive(Debug)]
-pub struct Submission {
-    transaction: Box<Transaction>,
-    requirement: Requirement,
-    payer: Pubkey,
-}
-
 fn malformed(field: &str, error: impl std::fmt::Display) -> Refusal {
     Refusal::new(Reason::InvalidPayload).message(format!("{field}: {error}"))
 }
 
-impl ReceiptPayment {
-    /// Reads a `receipt` payload: `{"transaction"}` or `{"reference", "signature"}`.
-    pub fn read(payload: Value) -> Result<Self, Refusal> {
+#[async_trait]
+impl PaymentScheme for ReceiptScheme {
+    const SCHEME: Scheme = Scheme::Receipt;
+    type Demand = Requirement;
+    type Payment = ReceiptPayment;
+
+    /// Sponsored (with the fee payer and a fresh blockhash) when this verifier has a fee
+    /// payer.
+    fn offer(cx: &Context, price: &Price, target: &Target, reference: Reference) -> Offer {
+        let s = cx.settings();
+        let fee_payer = cx.fee_payer();
+        ReceiptOffer {
+            network: s.network.caip2().to_string(),
+            requirement: cx.requirement(price.amount, reference),
+            decimals: s.decimals,
+            fee_payer,
+            recent_blockhash: fee_payer.and(cx.blockhash()),
+            resource: target.resource.clone(),
+            description: price.description.clone(),
+            mime_type: price.mime_type.clone(),
+            max_timeout_seconds: price.ttl.as_secs(),
+        }
+        .to_offer()
+    }
+
+    /// The program, and the fee payer that co-signs.
+    fn supported(cx: &Context) -> Map<String, Value> {
+        let mut extra = Map::new();
+        extra.insert("programId".into(), cx.settings().program.to_string().into());
+        if let Some(fee_payer) = cx.fee_payer() {
+            extra.insert("feePayer".into(), fee_payer.to_string().into());
+        }
+        extra
+    }
+
+    fn at_gate(cx: &Context, amount: u64, reference: Reference) -> Requirement {
+        cx.requirement(amount, reference)
+    }
+
+    /// A facilitator caller's offer: any reference and payee (the caller issues its
+    /// own), but our program.
+    fn requested(cx: &Context, offer: &Offer) -> Result<Requirement, Refusal> {
+        let offer = ReceiptOffer::from_offer(offer)?;
+        if offer.requirement.program != cx.settings().program {
+            return Err(Refusal::new(Reason::InvalidPaymentRequirements));
+        }
+        Ok(offer.requirement)
+    }
+
+    fn terms(requirement: &Requirement) -> Terms {
+        Terms {
+            mint: requirement.mint,
+            pay_to: requirement.pay_to,
+            amount: requirement.amount,
+            expires_at: Some(requirement.expires_at),
+        }
+    }
+
+    /// `{"transaction"}` or `{"reference", "signature"}`.
+    fn read(payload: Value) -> Result<ReceiptPayment, Refusal> {
         let payload: ReceiptPayload = serde_json::from_value(payload)
             .map_err(|_| malformed("payload", "not a receipt payment"))?;
         match payload {
@@ -116,52 +123,52 @@ impl ReceiptPayment {
         }
     }
 
-    /// The reference paid: the `pay` instruction's argument, or the one named.
-    pub fn reference(&self, program: &Pubkey) -> Result<Reference, Refusal> {
-        match self {
-            ReceiptPayment::Sponsored(tx) => paid_reference(tx, program)
+    /// The `pay` instruction's argument, or the one named.
+    fn reference(cx: &Context, payment: &ReceiptPayment) -> Result<Reference, Refusal> {
+        match payment {
+            ReceiptPayment::Sponsored(tx) => paid_reference(tx, &cx.settings().program)
                 .ok_or_else(|| Refusal::new(Reason::TransactionUnexpectedInstruction)),
             ReceiptPayment::SelfSubmitted { reference, .. } => Ok(*reference),
         }
     }
 
+    fn payload_proof(payment: &ReceiptPayment) -> Option<Option<&str>> {
+        match payment {
+            ReceiptPayment::SelfSubmitted { proof, .. } => Some(proof.as_deref()),
+            ReceiptPayment::Sponsored(_) => None,
+        }
+    }
+
+    fn key(_: &ReceiptPayment, requirement: &Requirement) -> Reference {
+        requirement.reference
+    }
+
     /// Way 1 while the challenge is open: the strict validation, no ledger call. In every
     /// other case: the receipt, one ledger read, redeemed by its payer only.
-    pub(super) async fn verify(
-        self,
-        gate: &Gate,
+    async fn verify(
+        cx: &Context,
+        payment: ReceiptPayment,
         requirement: &Requirement,
         open: bool,
     ) -> Result<Verified, Refusal> {
-        let (signature, signer) = match self {
+        let (signature, signer) = match payment {
             ReceiptPayment::Sponsored(transaction) if open => {
-                let payer = check_sponsored(gate, &transaction, requirement)?;
-                // Submitted this late, it could land after the expiry and fail, at the
-                // fee payer's cost: a fresh challenge instead.
-                let margin = gate.settings().sponsor_limits.expiry_margin.as_secs() as i64;
-                if unix_now().saturating_add(margin) > requirement.expires_at {
-                    return Err(Refusal::new(Reason::ExpiringReference));
-                }
-                return Ok(Verified {
-                    payer,
-                    amount: requirement.amount,
-                    next: Next::Receipt(Submission {
-                        transaction,
-                        requirement: requirement.clone(),
-                        payer,
-                    }),
-                });
+                let payer = check_sponsored(cx, &transaction, requirement)?;
+                cx.sponsorship()
+                    .check_expiry(requirement.expires_at, x402_protocol::unix_now())?;
+                let submission = ReceiptSubmission::cosigned(cx, transaction, requirement, payer)?;
+                return Ok(Verified::to_submit(payer, requirement.amount, submission));
             }
             // Nothing new is submitted for an expired reference: only a receipt that
             // exists already pays for it, and only to the payer whose signed `pay` this
             // is (a copy with another signer, or none, redeems nothing).
             ReceiptPayment::Sponsored(transaction) => {
-                let payer = check_sponsored(gate, &transaction, requirement)?;
+                let payer = check_sponsored(cx, &transaction, requirement)?;
                 (None, Some(payer))
             }
             ReceiptPayment::SelfSubmitted { signature, .. } => (signature, None),
         };
-        let receipt = match read_receipt(gate, requirement).await? {
+        let receipt = match read_receipt(cx, requirement).await? {
             Some((receipt, _)) => receipt,
             None if !open => return Err(Refusal::new(Reason::ExpiredReference)),
             // It may still land: the client must present the same reference again.
@@ -177,41 +184,31 @@ impl ReceiptPayment {
         if signer.is_some_and(|signer| signer != receipt.payer) {
             return Err(Refusal::new(Reason::InvalidProof));
         }
-        Ok(Verified {
-            payer: receipt.payer,
-            amount: receipt.amount,
-            next: Next::Settled(settled(gate, requirement, &receipt, signature)),
-        })
+        Ok(Verified::landed(settled(
+            cx,
+            requirement,
+            &receipt,
+            signature,
+        )))
     }
 }
 
-impl Submission {
-    /// The most this submission costs the fee payer: the fee of its signatures, the
-    /// priority fee at the capped price and limit, and the receipt's rent deposit.
-    pub(super) fn cost(&self, gate: &Gate) -> u64 {
-        fee_cost(gate, self.transaction.signatures.len()).saturating_add(rent_of_a_receipt())
-    }
+/// A checked sponsored `pay`, co-signed by the fee payer.
+#[derive(Debug)]
+struct ReceiptSubmission {
+    transaction: Box<Transaction>,
+    requirement: Requirement,
+    payer: Pubkey,
+}
 
-    /// Co-signs, submits, and reads the receipt: the receipt decides, not the
-    /// submission's outcome, so a retried payment that landed earlier is still served
-    /// (to its payer: [`Landing::Before`]). Only within the sponsorship's limits, and only
-    /// while holding the reference's lease: copies of one payment sent at once are
-    /// submitted once.
-    pub(super) async fn settle(self, gate: &Gate) -> Result<(SettledPayment, Landing), Refusal> {
-        let parties = Parties {
-            payer: self.payer,
-            source: payer_token(&self.transaction),
-        };
-        let cost = self.cost(gate);
-        let permit = gate
-            .sponsorship()
-            .admit(parties, cost, gate.metrics().rent_held())?;
-        let Submission {
-            mut transaction,
-            requirement,
-            payer,
-        } = self;
-        let fee_payer = gate
+impl ReceiptSubmission {
+    fn cosigned(
+        cx: &Context,
+        mut transaction: Box<Transaction>,
+        requirement: &Requirement,
+        payer: Pubkey,
+    ) -> Result<Self, Refusal> {
+        let fee_payer = cx
             .settings()
             .fee_payer
             .as_ref()
@@ -220,120 +217,96 @@ impl Submission {
         transaction
             .try_partial_sign(&[fee_payer.as_ref()], blockhash)
             .map_err(|_| Refusal::new(Reason::TransactionBadSignature))?;
-
-        let reference = requirement.reference.to_string();
-        let now = unix_now();
-        let held_until = now.saturating_add(LEASE_SECONDS);
-        let leased = gate
-            .store()
-            .lease_submission(&reference, now, held_until)
-            .await
-            .map_err(store_unavailable)?;
-        if !leased {
-            // Another request submits this payment: its grant belongs to that request,
-            // which no copy may take while it confirms.
-            return Err(Refusal::new(Reason::SponsorshipBusy));
-        }
-        let submitted = submit(gate, &transaction, &requirement, payer).await;
-        // Landed, it cost its fees, succeeded or not: they count against the ceiling. A
-        // payer whose payment failed on chain is not sponsored again for a while; one
-        // refused in preflight cost nothing and bars nobody (or anyone could bar anyone).
-        if submitted.charged {
-            permit.spent(cost.saturating_sub(rent_of_a_receipt()));
-        }
-        if let Some(deposited) = submitted.deposited {
-            gate.metrics().rent_deposited(deposited);
-        }
-        if let Err(refusal) = &submitted.outcome {
-            if submitted.charged && refusal.reason() == Reason::TransactionFailed {
-                permit.failed();
-            }
-            // A payment that failed may be retried at once. One that landed keeps its
-            // lease until it lapses (or its grant is given back): by then its grant is
-            // recorded, and copies are refused before they reach the ledger.
-            if let Err(error) = gate.store().end_submission(&reference).await {
-                tracing::warn!(%error, "could not end a submission lease: it lapses by itself");
-            }
-        }
-        submitted.outcome
+        Ok(ReceiptSubmission {
+            transaction,
+            requirement: requirement.clone(),
+            payer,
+        })
     }
 }
 
-/// What one submission came to.
-struct Submitted {
-    outcome: Result<(SettledPayment, Landing), Refusal>,
-    /// Lamports it deposited in the receipt it created.
-    deposited: Option<u64>,
-    /// Whether the ledger charged its fee: it landed, succeeded or not.
-    charged: bool,
-}
+#[async_trait]
+impl Submission for ReceiptSubmission {
+    fn parties(&self) -> Parties {
+        Parties {
+            payer: self.payer,
+            source: payer_token(&self.transaction),
+        }
+    }
 
-/// Submits the co-signed `transaction` and reads the receipt: the receipt decides, not
-/// the submission's outcome, but only a receipt its own `payer` paid (the same payment
-/// landed before, say retried after a 503): a copy signed by anyone else, which failed
-/// because the buyer's landed, redeems nothing.
-async fn submit(
-    gate: &Gate,
-    transaction: &Transaction,
-    requirement: &Requirement,
-    payer: Pubkey,
-) -> Submitted {
-    let signature = transaction.signatures[0];
-    let refused = |refusal: Refusal, charged: bool| Submitted {
-        outcome: Err(refusal),
-        deposited: None,
-        charged,
-    };
-    let rejected = match gate
-        .ledger_call(
-            LedgerCall::Submit,
-            gate.ledger().submit(&transaction.clone().into()),
-        )
-        .await
-    {
-        Ok(_) => None,
-        Err(LedgerError::Rejected(why)) => Some(why),
-        Err(unavailable) => return refused(unavailable.into(), false),
-    };
-    let receipt = match read_receipt(gate, requirement).await {
-        Ok(receipt) => receipt,
-        Err(refusal) => return refused(refusal, rejected.is_none()),
-    };
-    match (receipt, rejected) {
-        (Some((receipt, lamports)), rejected) if receipt.payer == payer => {
-            let settled = settled(gate, requirement, &receipt, Some(signature.to_string()));
-            match rejected {
-                None => Submitted {
-                    outcome: Ok((settled, Landing::Here)),
-                    deposited: Some(lamports),
-                    charged: true,
-                },
-                // The same payment landed before: nothing was charged now.
-                Some(_) => Submitted {
-                    outcome: Ok((settled, Landing::Before)),
-                    deposited: None,
-                    charged: false,
-                },
+    fn key(&self) -> Reference {
+        self.requirement.reference
+    }
+
+    /// The fee of its signatures, the priority fee at the capped price and limit, and
+    /// the receipt's rent deposit.
+    fn cost(&self, cx: &Context) -> u64 {
+        fee_cost(cx, self.transaction.signatures.len()).saturating_add(self.rent())
+    }
+
+    fn rent(&self) -> u64 {
+        rent_of_a_receipt()
+    }
+
+    /// Submits and reads the receipt: the receipt decides, not the submission's outcome,
+    /// but only a receipt its own payer paid (the same payment landed before, say retried
+    /// after a 503: [`Landing::Before`]): a copy signed by anyone else, which failed
+    /// because the buyer's landed, redeems nothing.
+    async fn submit(&self, cx: &Context) -> Submitted {
+        let requirement = &self.requirement;
+        let signature = self.transaction.signatures[0];
+        let rejected = match cx
+            .ledger_call(
+                LedgerCall::Submit,
+                cx.ledger()
+                    .submit(&self.transaction.as_ref().clone().into()),
+            )
+            .await
+        {
+            Ok(_) => None,
+            Err(LedgerError::Rejected(why)) => Some(why),
+            Err(unavailable) => return Submitted::refused(unavailable.into(), false),
+        };
+        let receipt = match read_receipt(cx, requirement).await {
+            Ok(receipt) => receipt,
+            Err(refusal) => return Submitted::refused(refusal, rejected.is_none()),
+        };
+        match (receipt, rejected) {
+            (Some((receipt, lamports)), rejected) if receipt.payer == self.payer => {
+                let settled = settled(cx, requirement, &receipt, Some(signature.to_string()));
+                match rejected {
+                    None => Submitted {
+                        outcome: Ok((settled, Landing::Here)),
+                        deposited: Some(lamports),
+                        charged: true,
+                    },
+                    // The same payment landed before: nothing was charged now.
+                    Some(_) => Submitted {
+                        outcome: Ok((settled, Landing::Before)),
+                        deposited: None,
+                        charged: false,
+                    },
+                }
             }
-        }
-        (receipt, Some(why)) => {
-            if receipt.is_some() {
-                tracing::info!(reference = %requirement.reference, "a copy of a payment another payer made");
-            } else {
-                tracing::info!(reference = %requirement.reference, %why, "sponsored payment rejected");
+            (receipt, Some(why)) => {
+                if receipt.is_some() {
+                    tracing::info!(reference = %requirement.reference, "a copy of a payment another payer made");
+                } else {
+                    tracing::info!(reference = %requirement.reference, %why, "sponsored payment rejected");
+                }
+                let charged = charged(cx, &signature, requirement).await;
+                Submitted::refused(Refusal::new(Reason::TransactionFailed), charged)
             }
-            let charged = charged(gate, &signature, requirement).await;
-            refused(Refusal::new(Reason::TransactionFailed), charged)
-        }
-        (Some(_), None) => {
-            tracing::error!(reference = %requirement.reference, "a submission landed, yet the receipt names another payer");
-            refused(Refusal::new(Reason::TransactionFailed), true)
-        }
-        // Submitted at our commitment yet not visible: the client retries the same
-        // payment.
-        (None, None) => {
-            tracing::warn!(reference = %requirement.reference, "submitted, but the receipt is not visible yet");
-            refused(Refusal::unavailable(), true)
+            (Some(_), None) => {
+                tracing::error!(reference = %requirement.reference, "a submission landed, yet the receipt names another payer");
+                Submitted::refused(Refusal::new(Reason::TransactionFailed), true)
+            }
+            // Submitted at our commitment yet not visible: the client retries the same
+            // payment.
+            (None, None) => {
+                tracing::warn!(reference = %requirement.reference, "submitted, but the receipt is not visible yet");
+                Submitted::refused(Refusal::unavailable(), true)
+            }
         }
     }
 }
@@ -341,11 +314,11 @@ async fn submit(
 /// Whether a rejected submission landed all the same (and failed, its fee charged), or
 /// was refused before it landed (preflight): one read, on the failure path only. Unknown
 /// counts as not charged: nobody is barred on a guess.
-async fn charged(gate: &Gate, signature: &Signature, requirement: &Requirement) -> bool {
-    let landed = gate
+async fn charged(cx: &Context, signature: &Signature, requirement: &Requirement) -> bool {
+    let landed = cx
         .ledger_call(
             LedgerCall::Transaction,
-            gate.ledger().landed(signature, &requirement.receipt()),
+            cx.ledger().landed(signature, &requirement.receipt()),
         )
         .await;
     matches!(landed, Ok(Some(_)))
@@ -364,9 +337,6 @@ fn payer_token(transaction: &Transaction) -> Pubkey {
         .unwrap_or_default()
 }
 
-/// How long a submission's lease is held at most: past the ledger calls' deadlines.
-pub(super) const LEASE_SECONDS: i64 = 60;
-
 /// The rent deposit of a receipt.
 fn rent_of_a_receipt() -> u64 {
     anchor_lang::solana_program::rent::Rent::default()
@@ -375,24 +345,24 @@ fn rent_of_a_receipt() -> u64 {
 
 /// Whether the fee payer may sign `tx` for `requirement`: the payer, or why not.
 fn check_sponsored(
-    gate: &Gate,
+    cx: &Context,
     tx: &Transaction,
     requirement: &Requirement,
 ) -> Result<Pubkey, Refusal> {
-    let policy = gate.sponsor_policy()?;
+    let policy = cx.sponsor_policy()?;
     validate_sponsored(tx, requirement, &policy).map_err(|defect| Refusal::new(defect.into()))
 }
 
 /// The receipt `requirement` asks for and its lamports, if it exists; a receipt that
 /// does not meet the requirement is a refusal.
 async fn read_receipt(
-    gate: &Gate,
+    cx: &Context,
     requirement: &Requirement,
 ) -> Result<Option<(Receipt, u64)>, Refusal> {
-    let account = gate
+    let account = cx
         .ledger_call(
             LedgerCall::Account,
-            gate.ledger().account(&requirement.receipt()),
+            cx.ledger().account(&requirement.receipt()),
         )
         .await?;
     let Some(account) = account else {
@@ -404,19 +374,19 @@ async fn read_receipt(
 }
 
 fn settled(
-    gate: &Gate,
+    cx: &Context,
     requirement: &Requirement,
     receipt: &Receipt,
     transaction: Option<String>,
 ) -> SettledPayment {
     SettledPayment {
-        scheme: super::Scheme::Receipt,
+        scheme: Scheme::Receipt,
         reference: requirement.reference,
         receipt: Some(requirement.receipt()),
         payer: receipt.payer,
         amount: receipt.amount,
         mint: receipt.mint,
         transaction,
-        network: gate.settings().network.caip2().to_string(),
+        network: cx.settings().network.caip2().to_string(),
     }
 }

@@ -10,17 +10,23 @@ use x402_protocol::ChallengeKey;
 
 pub use listen::{banner, run, serve, shutdown_signal, ConnectionLimits};
 
-use crate::config::{ApiKeys, Config, ConfigError, MetricsListen, DEFAULT_METRICS_LISTEN};
+use crate::app::MetricsAccess;
+use crate::config::{
+    ApiKeys, Config, ConfigError, JanitorConfig, MetricsListen, PaymentConfig,
+    DEFAULT_METRICS_LISTEN,
+};
+use crate::context::PaymentSettings;
 use crate::facilitator::access::{FacilitatorAccess, SponsorshipPolicy};
-use crate::gate::{Gate, PaymentSettings};
-use crate::metrics::MetricsAccess;
+use crate::gate::Gate;
+use crate::model::{Scheme, SETTLEMENT_GRACE_SECONDS};
 use crate::proxy::{Proxy, Upstream};
-use crate::scheme::Scheme;
+use crate::sponsorship::SponsorLimits;
 use crate::store::{GrantStore, StoreError};
-use crate::tasks::Schedule;
+use crate::tasks::{Janitor, Schedule};
 use crate::{app, PaidRoute, RequestLimits, RouteService};
 
 mod listen;
+mod market;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -79,7 +85,7 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
             "required with a JSON-RPC ledger (X402_PUBLIC_URL): the host payers' proofs are bound to",
         ));
     }
-    let market = crate::ledger::open_market(&config).await?;
+    let market = market::open_market(&config).await?;
     let challenge_keys = match &config.payment.challenge_keys {
         Some(keys) => keys.0.clone(),
         None => vec![state_challenge_key(state_dir)?],
@@ -93,7 +99,11 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
     };
     let p = &config.payment;
     let schemes = schemes(
-        p.schemes.as_deref(),
+        p.schemes
+            .as_deref()
+            .map(|names| named("payment.schemes", names))
+            .transpose()?
+            .as_deref(),
         market.fee_payer.is_some(),
         market.delivers_in_full,
     )?;
@@ -108,7 +118,7 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
         challenge_keys,
         fee_payer: market.fee_payer.map(Arc::new),
         schemes,
-        sponsor_limits: p.sponsor_limits(),
+        sponsor_limits: sponsor_limits(p),
         max_compute_unit_price: p.max_compute_unit_price,
         max_compute_unit_limit: p.max_compute_unit_limit,
         ledger_timeout: p.ledger_timeout(),
@@ -117,10 +127,11 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
     };
     let schedule = Schedule {
         blockhash_refresh: market.blockhash_refresh,
-        janitor: config.janitor.schedule()?,
+        janitor: janitor_schedule(&config.janitor)?,
         ..Schedule::default()
     };
-    let gate = Gate::start(settings, market.ledger, store, &schedule).await;
+    let gate = Gate::new(settings, market.ledger, store);
+    crate::tasks::start(&gate, &schedule).await;
     let routes = paid_routes(&config, &gate)?;
     let limits = RequestLimits {
         body_bytes: config.limits.request_body_bytes,
@@ -131,7 +142,7 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
     };
     let own = |address, optional| MetricsListener {
         address,
-        router: crate::metrics::router(gate.clone(), access.clone()),
+        router: crate::app::metrics::router(gate.clone(), access.clone()),
         optional,
     };
     let (main_metrics, metrics) = match config.metrics.listen {
@@ -161,6 +172,42 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
             header_read_timeout: Duration::from_secs(config.limits.header_read_timeout_seconds),
         },
     })
+}
+
+/// The schemes `names` names, or which of them is not one (`setting`).
+fn named(setting: &'static str, names: &[String]) -> Result<Vec<Scheme>, StartError> {
+    names
+        .iter()
+        .map(|name| name.parse().map_err(|why| invalid(setting, why)))
+        .collect()
+}
+
+/// The sponsorship's limits as configured.
+fn sponsor_limits(p: &PaymentConfig) -> SponsorLimits {
+    SponsorLimits {
+        max_in_flight: p.max_sponsored_in_flight,
+        max_in_flight_per_payer: p.max_sponsored_in_flight_per_payer,
+        expiry_margin: Duration::from_secs(p.sponsor_expiry_margin_seconds),
+        spend_ceiling: p.fee_payer_ceiling_lamports,
+        max_failures: p.max_sponsored_failures,
+        ..SponsorLimits::default()
+    }
+}
+
+/// The janitor's schedule, `None` when it is off. A receipt is kept open at least for
+/// the settlement grace: closing it sooner would refuse a payment presented late.
+pub fn janitor_schedule(janitor: &JanitorConfig) -> Result<Option<Janitor>, StartError> {
+    let grace = SETTLEMENT_GRACE_SECONDS.unsigned_abs();
+    if janitor.retention_seconds < grace {
+        return Err(invalid(
+            "janitor.retention_seconds",
+            format!("at least the settlement grace, {grace} seconds"),
+        ));
+    }
+    Ok((janitor.interval_seconds > 0).then(|| Janitor {
+        interval: Duration::from_secs(janitor.interval_seconds),
+        retention: Duration::from_secs(janitor.retention_seconds),
+    }))
 }
 
 /// The schemes the gate settles: as configured, or both when there is a fee payer.
@@ -318,7 +365,12 @@ fn paid_routes(config: &Config, gate: &Gate) -> Result<Vec<PaidRoute>, StartErro
                 max_response_bytes: config.limits.response_body_bytes,
             };
             let enabled = &gate.settings().schemes;
-            let schemes = route.schemes.as_deref().unwrap_or(enabled);
+            let named = route
+                .schemes
+                .as_deref()
+                .map(|names| named("routes.schemes", names))
+                .transpose()?;
+            let schemes = named.as_deref().unwrap_or(enabled);
             if schemes.is_empty() || schemes.iter().any(|s| !enabled.contains(s)) {
                 return Err(invalid(
                     "routes.schemes",
@@ -342,6 +394,40 @@ fn paid_routes(config: &Config, gate: &Gate) -> Result<Vec<PaidRoute>, StartErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_janitor_keeps_receipts_at_least_for_the_settlement_grace() {
+        let janitor = |retention_seconds| JanitorConfig {
+            interval_seconds: 60,
+            retention_seconds,
+        };
+        assert!(janitor_schedule(&janitor(119)).is_err());
+        let kept = janitor_schedule(&janitor(120)).unwrap().unwrap();
+        assert_eq!(kept.retention, Duration::from_secs(120));
+        let off = JanitorConfig {
+            interval_seconds: 0,
+            ..JanitorConfig::default()
+        };
+        assert!(janitor_schedule(&off).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_configuration_defaults_are_the_library_defaults() {
+        let config = Config::default();
+        let limits = sponsor_limits(&config.payment);
+        let library = SponsorLimits::default();
+        assert_eq!(
+            format!("{limits:?}"),
+            format!("{library:?}"),
+            "config's [payment] sponsorship defaults"
+        );
+        let janitor = janitor_schedule(&config.janitor).unwrap().unwrap();
+        assert_eq!(format!("{janitor:?}"), format!("{:?}", Janitor::default()));
+        let route: crate::config::RouteConfig =
+            toml::from_str("path = \"/x\"\nupstream = \"http://127.0.0.1:1\"").unwrap();
+        assert_eq!(route.ttl, crate::model::DEFAULT_TTL.as_secs());
+        assert_eq!(route.mime_type, crate::model::DEFAULT_MIME_TYPE);
+    }
 
     #[test]
     fn exact_is_offered_only_with_a_fee_payer_and_a_mint_that_delivers_in_full() {

@@ -97,6 +97,17 @@ impl Sponsorship {
         &self.limits
     }
 
+    /// Whether a challenge expiring at `expires_at` may still be sponsored at `now`:
+    /// submitted this late, its payment could land after the expiry and fail, or land
+    /// unpaid for, at the fee payer's cost. A fresh challenge instead.
+    pub fn check_expiry(&self, expires_at: i64, now: i64) -> Result<(), Refusal> {
+        let margin = self.limits.expiry_margin.as_secs() as i64;
+        if now.saturating_add(margin) > expires_at {
+            return Err(Refusal::new(Reason::ExpiringReference));
+        }
+        Ok(())
+    }
+
     /// Admits a submission for `parties` that may cost the fee payer `cost` lamports,
     /// with `rent_held` lamports parked in open receipts already.
     pub fn admit(&self, parties: Parties, cost: u64, rent_held: u64) -> Result<Permit, Refusal> {
@@ -265,6 +276,18 @@ mod tests {
         assert_eq!(
             refused.err().map(|r| r.reason()),
             Some(Reason::SponsorshipUnavailable)
+        );
+    }
+
+    #[test]
+    fn a_challenge_this_close_to_its_expiry_is_not_sponsored() {
+        let s = sponsorship(u64::MAX);
+        let margin = SponsorLimits::default().expiry_margin.as_secs() as i64;
+        assert!(s.check_expiry(1_000 + margin, 1_000).is_ok());
+        let late = s.check_expiry(1_000 + margin - 1, 1_000);
+        assert_eq!(
+            late.err().map(|r| r.reason()),
+            Some(Reason::ExpiringReference)
         );
     }
 
