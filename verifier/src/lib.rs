@@ -11,9 +11,9 @@
 //!
 //! | module | what it holds |
 //! | --- | --- |
-//! | [`store`], [`paths`], [`paywall`] | the grant store; the path filter; the paywall page and script |
+//! | [`store`], [`paywall`] | the grant store; the paywall page and script |
 //! | [`model`] | schemes by name, prices, targets, windows, settled payments, the merchant's check |
-//! | [`error`] | every reason code ([`Reason`]) and the one refusal type ([`Refusal`]) |
+//! | [`error`], [`paths`] | every reason code ([`Reason`]) and the one refusal type ([`Refusal`]); the path filter |
 //! | [`metrics`], [`sponsorship`] | the counters; the guards on the fee payer's money |
 //! | [`context`] | what schemes see: settings, the ledger with its deadlines, the store, the guards |
 //! | [`scheme`] | one module per scheme ([`scheme::receipt`], [`scheme::exact`]) and one leased submission |
