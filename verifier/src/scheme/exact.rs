@@ -10,8 +10,8 @@ use anchor_lang::prelude::Pubkey;
 use serde_json::{Map, Value};
 use solana_signer::Signer;
 use solana_transaction::versioned::VersionedTransaction;
-use x402_protocol::exact::{decode_versioned, validate_exact, ExactPayload, MEMO_PROGRAM};
-use x402_protocol::scheme::SchemeError;
+use x402_protocol::scheme::exact::{validate_exact, ExactPayload, MEMO_PROGRAM};
+use x402_protocol::scheme::{decode_transaction as decode_versioned, SchemeError};
 use x402_protocol::wire::{v2, Offer};
 use x402_protocol::{read_mint, ExactOffer, ExactTerms, Landed, LedgerError, MintInfo, Reference};
 
