@@ -16,8 +16,8 @@ use anchor_lang::prelude::Pubkey;
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 use x402_client::{Challenge, ClientError, Limit, Payment, SpendingPolicy, Terms, X402Client};
+use x402_protocol::janitor::{close_expired, find_receipt, receipts_for_payee, FoundReceipt};
 use x402_protocol::keypair::read_keypair_file;
-use x402_protocol::receipt::{close_expired, find_receipt, receipts_for_payee, FoundReceipt};
 use x402_protocol::rpc::{RpcLedger, RpcOptions};
 use x402_protocol::{Ledger, Network, Reference};
 

@@ -6,8 +6,9 @@ use std::time::Duration;
 use anchor_lang::prelude::Pubkey;
 use solana_keypair::Keypair;
 use solana_signer::Signer;
-use x402_protocol::exact::{build_exact, encode_versioned};
 use x402_protocol::scheme::encode_transaction;
+use x402_protocol::scheme::encode_transaction as encode_versioned;
+use x402_protocol::scheme::exact::build_exact;
 use x402_protocol::wire::{self, decode_header, v1, v2, PaymentMessage, Version};
 use x402_protocol::{sign_proof, ExactOffer, Ledger, LedgerError, ProofTarget};
 

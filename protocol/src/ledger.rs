@@ -9,7 +9,14 @@ use solana_signature::Signature;
 use solana_transaction::versioned::VersionedTransaction;
 
 use crate::network::Network;
-use crate::receipt::LedgerAccount;
+
+/// An account as a ledger returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerAccount {
+    pub owner: Pubkey,
+    pub lamports: u64,
+    pub data: Vec<u8>,
+}
 
 /// Why a ledger call did not give an answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

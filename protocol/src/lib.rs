@@ -1,20 +1,28 @@
-//! Off-chain types shared by the verifier and the client: the x402 wire format and the
-//! `receipt` scheme (references, receipt addresses, the `pay` transaction, receipt checks).
+//! Off-chain types shared by the verifier and the client: the x402 wire format, the
+//! payment schemes (offers, payloads, the transactions a buyer signs and the checks a fee
+//! payer runs before co-signing), and the ledger both read.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`wire`] | x402 v1 and v2, the three messages, the facilitator API |
+//! | [`scheme`] | the [`Scheme`] trait, the shared transaction encoding, and one module per scheme: [`scheme::receipt`], [`scheme::exact`]; [`scheme::sponsor`], what a fee payer co-signs |
+//! | [`reference`] | references, challenge keys and the terms they are derived from |
+//! | [`proof`] | the payer's proof that it presents a reference for a request |
+//! | [`janitor`] | receipts on a ledger: found, listed, the expired ones closed |
+//! | [`ledger`] | the ledger trait; [`rpc`] its Solana JSON-RPC implementation |
+//! | [`mint`], [`amount`], [`network`], [`keypair`] | mints, token amounts, networks, keypair files |
 
 pub mod amount;
-pub mod exact;
+pub mod janitor;
 pub mod keypair;
 pub mod ledger;
 pub mod mint;
 pub mod network;
 pub mod proof;
-pub mod receipt;
 pub mod reference;
-pub mod requirement;
 #[cfg(feature = "rpc")]
 pub mod rpc;
 pub mod scheme;
-pub mod sponsored;
 pub mod wire;
 
 pub use anchor_lang::prelude::Pubkey;
@@ -26,13 +34,15 @@ pub fn unix_now() -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default()
 }
-pub use exact::{ExactOffer, ExactTerms, EXACT};
-pub use ledger::{AccountFilter, Landed, Ledger, LedgerError};
+pub use ledger::{AccountFilter, Landed, Ledger, LedgerAccount, LedgerError};
 pub use mint::{read_mint, MintInfo};
 pub use network::{Cluster, Network};
 pub use proof::{check_proof, sign_proof, ProofTarget};
-pub use receipt::{check_receipt, LedgerAccount, Receipt, ReceiptDefect};
 pub use reference::{ChallengeKey, Reference, ReferenceError, Terms};
-pub use requirement::{receipt_address, Requirement};
-pub use scheme::{ReceiptExtra, ReceiptOffer, ReceiptPayload, SCHEME};
-pub use sponsored::{validate_sponsored, SponsorPolicy, SponsoredDefect};
+pub use scheme::exact::{ExactOffer, ExactScheme, ExactTerms, EXACT};
+pub use scheme::receipt::{
+    check_receipt, receipt_address, validate_sponsored, Receipt, ReceiptDefect, ReceiptExtra,
+    ReceiptOffer, ReceiptPayload, ReceiptScheme, Requirement, SCHEME,
+};
+pub use scheme::sponsor::{SponsorPolicy, SponsoredDefect};
+pub use scheme::Scheme;

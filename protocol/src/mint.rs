@@ -8,8 +8,8 @@ use anchor_spl::token_2022::spl_token_2022::{
     extension::{BaseStateWithExtensions, ExtensionType, StateWithExtensions},
 };
 
+use crate::ledger::LedgerAccount;
 use crate::network::Cluster;
-use crate::receipt::LedgerAccount;
 
 /// A mint's facts, as its account holds them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

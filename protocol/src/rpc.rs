@@ -25,9 +25,9 @@ use solana_transaction_status_client_types::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::ledger::LedgerAccount;
 use crate::ledger::{AccountFilter, Landed, Ledger, LedgerError};
 use crate::network::Network;
-use crate::receipt::LedgerAccount;
 
 /// `getMultipleAccounts` takes at most this many keys.
 const MAX_KEYS_PER_CALL: usize = 100;

@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use x402_protocol::amount::format_units;
-use x402_protocol::receipt::decode_receipt;
+use x402_protocol::scheme::receipt::decode_receipt;
 use x402_protocol::{receipt_address, Reference};
 
 use crate::context::store_unavailable;

@@ -5,7 +5,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use x402_protocol::receipt::{close_expired, funded_by, CloseReport};
+use x402_protocol::janitor::{close_expired, CloseReport};
+use x402_protocol::scheme::receipt::funded_by;
 use x402_protocol::LedgerError;
 
 use crate::context::Context;

@@ -14,7 +14,7 @@ use solana_keypair::Keypair;
 use solana_program_test::ProgramTestContext;
 use solana_signer::Signer;
 use solana_system_interface::instruction as system_instruction;
-use x402_protocol::receipt::close_receipt_instruction;
+use x402_protocol::janitor::close_receipt_instruction;
 use x402_protocol::{Reference, Requirement};
 use x402_receipts::Receipt;
 use x402_verifier::ledger::bank;

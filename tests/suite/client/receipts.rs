@@ -2,7 +2,7 @@
 //! embedded ledger in-process (over JSON-RPC in the real-clusters tests).
 
 use solana_signer::Signer;
-use x402_protocol::receipt::{close_expired, find_receipt, receipts_for_payee};
+use x402_protocol::janitor::{close_expired, find_receipt, receipts_for_payee};
 use x402_protocol::{Ledger, Reference};
 use x402_verifier::unix_now;
 

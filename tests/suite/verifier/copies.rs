@@ -114,7 +114,7 @@ async fn in_its_grace_a_copy_signed_by_another_key_or_by_nobody_redeems_nothing(
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let fee_payer = h.market.fee_payer.pubkey();
-    let late_offer = x402_protocol::scheme::ReceiptOffer {
+    let late_offer = x402_protocol::ReceiptOffer {
         requirement: requirement.clone(),
         ..offer
     };

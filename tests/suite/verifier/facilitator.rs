@@ -3,9 +3,10 @@
 use solana_keypair::Keypair;
 use solana_signer::Signer;
 use std::time::Duration;
-use x402_protocol::scheme::{encode_transaction, ReceiptOffer};
+use x402_protocol::scheme::encode_transaction;
 use x402_protocol::wire::facilitator::{SettleResponse, SupportedResponse, VerifyResponse};
 use x402_protocol::wire::v2;
+use x402_protocol::ReceiptOffer;
 use x402_protocol::{Ledger, Reference, Requirement};
 
 use x402_verifier::{unix_now, RequestLimits};

@@ -16,11 +16,12 @@ use solana_signature::Signature;
 use solana_signer::Signer;
 use solana_transaction::versioned::VersionedTransaction;
 use solana_transaction::Transaction;
-use x402_protocol::scheme::{encode_transaction, ReceiptOffer, SCHEME};
+use x402_protocol::scheme::encode_transaction;
 use x402_protocol::wire::{encode_header, v1};
 use x402_protocol::{
     ChallengeKey, Ledger, LedgerAccount, LedgerError, Network, Reference, Requirement, Terms,
 };
+use x402_protocol::{ReceiptOffer, SCHEME};
 use x402_verifier::app::MetricsAccess;
 use x402_verifier::facilitator::access::{FacilitatorAccess, SponsorshipPolicy};
 use x402_verifier::ledger::local::{

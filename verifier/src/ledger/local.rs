@@ -17,7 +17,7 @@ use solana_signature::Signature;
 use solana_signer::Signer;
 use solana_transaction::versioned::VersionedTransaction;
 use tokio::sync::Mutex;
-use x402_protocol::scheme::paid_reference;
+use x402_protocol::scheme::receipt::paid_reference;
 use x402_protocol::{
     receipt_address, AccountFilter, Landed, Ledger, LedgerAccount, LedgerError, Network,
 };

@@ -1,6 +1,6 @@
 //! The ecosystem's `exact` scheme on Solana, so that every stock x402 client can pay: the
 //! buyer signs a `TransferChecked` to the payee with the challenge's reference as its
-//! Memo; we validate it strictly (`x402_protocol::exact::validate_exact`), co-sign as fee
+//! Memo; we validate it strictly (`x402_protocol::scheme::exact::validate_exact`), co-sign as fee
 //! payer, submit, and grant only once the ledger shows the transaction succeeded and the
 //! payee's token account grew by the price. There is no receipt account: the grant is
 //! keyed by the reference in the Memo, so a payment serves one request, and the
@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use solana_signer::Signer;
 use solana_transaction::versioned::VersionedTransaction;
-use x402_protocol::exact::{decode_versioned, validate_exact, ExactPayload, MEMO_PROGRAM};
+use x402_protocol::scheme::decode_transaction;
+use x402_protocol::scheme::exact::{validate_exact, ExactPayload, MEMO_PROGRAM};
 use x402_protocol::wire::{v2, Offer};
 use x402_protocol::{read_mint, ExactOffer, ExactTerms, Landed, LedgerError, MintInfo, Reference};
 
@@ -138,7 +139,7 @@ impl PaymentScheme for ExactScheme {
         let malformed = |what: &str| Refusal::new(Reason::InvalidPayload).message(what.to_string());
         let payload: ExactPayload = serde_json::from_value(payload)
             .map_err(|_| malformed("payload: not an exact payment"))?;
-        let tx = decode_versioned(&payload.transaction)
+        let tx = decode_transaction(&payload.transaction)
             .map_err(|e| malformed(&format!("payload.transaction: {e}")))?;
         Ok(ExactPayment(Box::new(tx)))
     }

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use solana_signature::Signature;
 use solana_transaction::Transaction;
-use x402_protocol::scheme::{decode_transaction, paid_reference, ReceiptOffer, ReceiptPayload};
+use x402_protocol::scheme::decode_transaction;
+use x402_protocol::scheme::receipt::{paid_reference, ReceiptOffer, ReceiptPayload};
 use x402_protocol::wire::Offer;
 use x402_protocol::{
     check_receipt, validate_sponsored, LedgerError, Receipt, Reference, Requirement,

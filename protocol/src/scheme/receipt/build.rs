@@ -1,8 +1,9 @@
-//! What a challenge requires of a payment, and the `pay` instruction that meets it.
+//! What a `receipt` challenge requires of a payment, the `pay` transaction a buyer signs
+//! to meet it, and the reference read back from such a transaction.
 
 use anchor_lang::prelude::Pubkey;
 use anchor_lang::solana_program::instruction::Instruction;
-use anchor_lang::{InstructionData, ToAccountMetas};
+use anchor_lang::{AnchorDeserialize, Discriminator, InstructionData, ToAccountMetas};
 use anchor_spl::associated_token::get_associated_token_address_with_program_id;
 use solana_hash::Hash;
 use solana_transaction::Transaction;
@@ -97,4 +98,51 @@ impl Requirement {
 /// The receipt address of `reference` under `program`: `[RECEIPT_SEED, reference]`.
 pub fn receipt_address(program: &Pubkey, reference: &Reference) -> Pubkey {
     Pubkey::find_program_address(&[x402_receipts::RECEIPT_SEED, &reference.0], program).0
+}
+
+/// The reference a `pay` transaction pays: the arguments of its last instruction, if that
+/// is a call of `program`'s `pay`.
+pub fn paid_reference(transaction: &Transaction, program: &Pubkey) -> Option<Reference> {
+    let message = &transaction.message;
+    let pay = message.instructions.last()?;
+    if message.account_keys.get(usize::from(pay.program_id_index)) != Some(program) {
+        return None;
+    }
+    let args = pay
+        .data
+        .strip_prefix(x402_receipts::instruction::Pay::DISCRIMINATOR)?;
+    let args = x402_receipts::instruction::Pay::deserialize(&mut &args[..]).ok()?;
+    Some(Reference(args.reference))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheme::{decode_transaction, encode_transaction, SchemeError};
+
+    #[test]
+    fn transactions_round_trip_and_the_paid_reference_is_found() {
+        let requirement = Requirement::sample();
+        let payer = Pubkey::new_from_array([4; 32]);
+        let fee_payer = Pubkey::new_from_array([8; 32]);
+        let tx = requirement.pay_transaction(&payer, &fee_payer, Hash::new_from_array([1; 32]));
+        let decoded: Transaction = decode_transaction(&encode_transaction(&tx)).unwrap();
+        assert_eq!(decoded, tx);
+        assert_eq!(
+            paid_reference(&decoded, &x402_receipts::ID),
+            Some(requirement.reference)
+        );
+        assert_eq!(
+            paid_reference(&decoded, &Pubkey::new_from_array([1; 32])),
+            None
+        );
+        assert_eq!(
+            decode_transaction::<Transaction>("!!"),
+            Err(SchemeError::Malformed("transaction"))
+        );
+        assert_eq!(
+            decode_transaction::<Transaction>(&"A".repeat(4096)),
+            Err(SchemeError::Malformed("transaction"))
+        );
+    }
 }

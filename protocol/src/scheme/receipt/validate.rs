@@ -1,55 +1,14 @@
-//! Strict validation of a sponsored payment: a transaction that the verifier's fee payer
-//! will co-sign and pay for. It may contain nothing but the payment asked for.
+//! Strict validation of a sponsored `receipt` payment: a transaction that the verifier's
+//! fee payer will co-sign and pay for. It may contain nothing but the payment asked for.
 
 use anchor_lang::prelude::Pubkey;
-use anchor_lang::AnchorDeserialize;
 use solana_compute_budget_interface::ComputeBudgetInstruction;
 use solana_transaction::Transaction;
 
-use crate::requirement::Requirement;
-
-/// What the fee payer is willing to sign.
-#[derive(Clone, Debug)]
-pub struct SponsorPolicy {
-    pub fee_payer: Pubkey,
-    /// Highest compute-unit price (micro-lamports) the fee payer pays.
-    pub max_compute_unit_price: u64,
-    /// Highest compute-unit limit the transaction may request.
-    pub max_compute_unit_limit: u32,
-}
-
-/// Why a sponsored transaction was refused. Each has a stable reason code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SponsoredDefect {
-    #[error("the transaction's fee payer is not this verifier's fee payer")]
-    WrongFeePayer,
-    #[error("the transaction must be signed by the fee payer and the payer only")]
-    WrongSigners,
-    #[error("the payer's signature is missing or invalid")]
-    BadPayerSignature,
-    #[error("the transaction may hold only compute-budget instructions and one pay")]
-    UnexpectedInstruction,
-    #[error("the compute-unit price or limit is above what the fee payer pays")]
-    ComputeBudgetTooHigh,
-    #[error("the pay instruction does not match the challenge: {0}")]
-    WrongPayment(&'static str),
-    #[error("the fee payer may appear only as fee payer and rent payer")]
-    FeePayerMisused,
-}
-
-impl SponsoredDefect {
-    pub fn reason(&self) -> &'static str {
-        match self {
-            SponsoredDefect::WrongFeePayer => "transaction_wrong_fee_payer",
-            SponsoredDefect::WrongSigners => "transaction_wrong_signers",
-            SponsoredDefect::BadPayerSignature => "transaction_bad_signature",
-            SponsoredDefect::UnexpectedInstruction => "transaction_unexpected_instruction",
-            SponsoredDefect::ComputeBudgetTooHigh => "transaction_compute_budget_too_high",
-            SponsoredDefect::WrongPayment(_) => "transaction_wrong_payment",
-            SponsoredDefect::FeePayerMisused => "transaction_fee_payer_misused",
-        }
-    }
-}
+use super::Requirement;
+use crate::scheme::sponsor::{
+    check_payer_signature, check_two_signers, read_budget, SponsorPolicy, SponsoredDefect,
+};
 
 /// Checks that `tx` is exactly `[compute budget (optional), pay]` for `requirement`, with
 /// the policy's fee payer as fee payer and rent payer and nowhere else, signed by the
@@ -61,20 +20,11 @@ pub fn validate_sponsored(
 ) -> Result<Pubkey, SponsoredDefect> {
     let message = &tx.message;
     let keys = &message.account_keys;
-    if keys.first() != Some(&policy.fee_payer) {
-        return Err(SponsoredDefect::WrongFeePayer);
-    }
-    if message.header.num_required_signatures != 2 || tx.signatures.len() != 2 {
-        return Err(SponsoredDefect::WrongSigners);
-    }
+    policy.check_fee_payer(keys)?;
+    check_two_signers(message.header.num_required_signatures, &tx.signatures)?;
     let payer = keys[1];
-    if !tx.signatures[1].verify(payer.as_ref(), &message.serialize()) {
-        return Err(SponsoredDefect::BadPayerSignature);
-    }
-
-    if payer == policy.fee_payer {
-        return Err(SponsoredDefect::FeePayerMisused);
-    }
+    check_payer_signature(&tx.signatures, &payer, &message.serialize())?;
+    policy.check_payer_is_not_fee_payer(&payer)?;
 
     let instructions = message
         .instructions
@@ -110,21 +60,14 @@ fn check_compute_budget(
 ) -> Result<(), SponsoredDefect> {
     let (mut price_set, mut limit_set) = (false, false);
     for ix in instructions {
-        if ix.program_id != solana_compute_budget_interface::ID || !ix.accounts.is_empty() {
-            return Err(SponsoredDefect::UnexpectedInstruction);
-        }
-        match ComputeBudgetInstruction::try_from_slice(ix.data) {
-            Ok(ComputeBudgetInstruction::SetComputeUnitPrice(price)) if !price_set => {
+        match read_budget(Some(ix.program_id), ix.accounts.len(), ix.data)? {
+            ComputeBudgetInstruction::SetComputeUnitPrice(price) if !price_set => {
                 price_set = true;
-                if price > policy.max_compute_unit_price {
-                    return Err(SponsoredDefect::ComputeBudgetTooHigh);
-                }
+                policy.check_unit_price(price)?;
             }
-            Ok(ComputeBudgetInstruction::SetComputeUnitLimit(limit)) if !limit_set => {
+            ComputeBudgetInstruction::SetComputeUnitLimit(limit) if !limit_set => {
                 limit_set = true;
-                if limit > policy.max_compute_unit_limit {
-                    return Err(SponsoredDefect::ComputeBudgetTooHigh);
-                }
+                policy.check_unit_limit(limit)?;
             }
             _ => return Err(SponsoredDefect::UnexpectedInstruction),
         }

@@ -1,26 +1,19 @@
 //! The `receipt` scheme on the x402 wire: what an offer's `extra` holds, what a payment's
 //! `payload` holds, and the conversion between those and [`Requirement`].
 
-use std::str::FromStr;
-
 use anchor_lang::prelude::Pubkey;
-use anchor_lang::{AnchorDeserialize, Discriminator};
-use base64::{engine::general_purpose::STANDARD, Engine as _};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use solana_hash::Hash;
-use solana_sanitize::Sanitize;
 use solana_transaction::Transaction;
 
-use crate::reference::Reference;
-use crate::requirement::Requirement;
+use super::Requirement;
+use crate::scheme::{
+    extra_object, read_amount, read_blockhash, read_extra, read_key, Scheme, SchemeError,
+};
 use crate::wire::{v1, v2, Offer};
 
 /// The x402 scheme name.
 pub const SCHEME: &str = "receipt";
-
-/// The largest transaction Solana accepts, in bytes.
-const MAX_TRANSACTION_BYTES: usize = 1232;
 
 /// The `extra` object of a `receipt` offer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,15 +53,6 @@ pub enum ReceiptPayload {
     },
 }
 
-/// Why an offer or payment in a scheme could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SchemeError {
-    #[error("the offer is in another scheme")]
-    OtherScheme,
-    #[error("the offer's or payment's `{0}` is missing or malformed")]
-    Malformed(&'static str),
-}
-
 /// A `receipt` offer: one entry of a challenge's `accepts`, as both sides understand it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReceiptOffer {
@@ -84,42 +68,84 @@ pub struct ReceiptOffer {
     pub max_timeout_seconds: u64,
 }
 
-impl ReceiptOffer {
-    fn extra(&self) -> Map<String, Value> {
-        let r = &self.requirement;
+/// The `receipt` scheme.
+pub struct ReceiptScheme;
+
+impl Scheme for ReceiptScheme {
+    const NAME: &'static str = SCHEME;
+    type Offer = ReceiptOffer;
+    type Payload = ReceiptPayload;
+    type Transaction = Transaction;
+
+    fn read_fields(offer: &Offer) -> Result<ReceiptOffer, SchemeError> {
+        let extra: ReceiptExtra = read_extra(offer, "extra")?;
+        let requirement = Requirement {
+            program: read_key(&extra.program_id, "programId")?,
+            reference: extra
+                .reference
+                .parse()
+                .map_err(|_| SchemeError::Malformed("reference"))?,
+            amount: read_amount(offer)?,
+            expires_at: extra.expires_at,
+            mint: read_key(&offer.asset, "asset")?,
+            token_program: read_key(&extra.token_program, "tokenProgram")?,
+            pay_to: read_key(&offer.pay_to, "payTo")?,
+        };
+        if requirement.reference.expires_at() != requirement.expires_at {
+            return Err(SchemeError::Malformed("expiresAt"));
+        }
+        let resource = &offer.resource;
+        Ok(ReceiptOffer {
+            network: offer.network.clone(),
+            requirement,
+            decimals: extra.decimals,
+            fee_payer: extra
+                .fee_payer
+                .as_deref()
+                .map(|k| read_key(k, "feePayer"))
+                .transpose()?,
+            recent_blockhash: read_blockhash(extra.recent_blockhash.as_deref())?,
+            resource: resource.url.clone(),
+            description: resource.description.clone().unwrap_or_default(),
+            mime_type: resource.mime_type.clone().unwrap_or_default(),
+            max_timeout_seconds: offer.max_timeout_seconds,
+        })
+    }
+
+    fn write_offer(offer: &ReceiptOffer) -> Offer {
+        let r = &offer.requirement;
         let extra = ReceiptExtra {
             program_id: r.program.to_string(),
             reference: r.reference.to_string(),
             receipt: r.receipt().to_string(),
             expires_at: r.expires_at,
-            decimals: self.decimals,
+            decimals: offer.decimals,
             token_program: r.token_program.to_string(),
-            fee_payer: self.fee_payer.map(|k| k.to_string()),
-            recent_blockhash: self.recent_blockhash.map(|h| h.to_string()),
+            fee_payer: offer.fee_payer.map(|k| k.to_string()),
+            recent_blockhash: offer.recent_blockhash.map(|h| h.to_string()),
         };
-        match serde_json::to_value(extra).expect("plain fields serialize") {
-            Value::Object(map) => map,
-            _ => unreachable!("a struct serializes to an object"),
+        Offer {
+            scheme: SCHEME.into(),
+            network: offer.network.clone(),
+            amount: r.amount.to_string(),
+            asset: r.mint.to_string(),
+            pay_to: r.pay_to.to_string(),
+            max_timeout_seconds: offer.max_timeout_seconds,
+            extra: extra_object(extra),
+            resource: v2::ResourceInfo {
+                url: offer.resource.clone(),
+                description: Some(offer.description.clone()),
+                mime_type: Some(offer.mime_type.clone()),
+            },
         }
     }
+}
 
+impl ReceiptOffer {
     /// This offer on the wire, in either version's shape ([`Offer::to_v1`],
     /// [`Offer::to_v2`]).
     pub fn to_offer(&self) -> Offer {
-        Offer {
-            scheme: SCHEME.into(),
-            network: self.network.clone(),
-            amount: self.requirement.amount.to_string(),
-            asset: self.requirement.mint.to_string(),
-            pay_to: self.requirement.pay_to.to_string(),
-            max_timeout_seconds: self.max_timeout_seconds,
-            extra: self.extra(),
-            resource: v2::ResourceInfo {
-                url: self.resource.clone(),
-                description: Some(self.description.clone()),
-                mime_type: Some(self.mime_type.clone()),
-            },
-        }
+        ReceiptScheme::write_offer(self)
     }
 
     /// Reads a v1 `accepts` entry.
@@ -137,99 +163,14 @@ impl ReceiptOffer {
 
     /// Reads an offer in the `receipt` scheme.
     pub fn from_offer(offer: &Offer) -> Result<Self, SchemeError> {
-        if offer.scheme != SCHEME {
-            return Err(SchemeError::OtherScheme);
-        }
-        let extra: ReceiptExtra = serde_json::from_value(Value::Object(offer.extra.clone()))
-            .map_err(|_| SchemeError::Malformed("extra"))?;
-        let key =
-            |text: &str, field| Pubkey::from_str(text).map_err(|_| SchemeError::Malformed(field));
-        let requirement = Requirement {
-            program: key(&extra.program_id, "programId")?,
-            reference: extra
-                .reference
-                .parse()
-                .map_err(|_| SchemeError::Malformed("reference"))?,
-            amount: offer
-                .amount
-                .parse()
-                .map_err(|_| SchemeError::Malformed("amount"))?,
-            expires_at: extra.expires_at,
-            mint: key(&offer.asset, "asset")?,
-            token_program: key(&extra.token_program, "tokenProgram")?,
-            pay_to: key(&offer.pay_to, "payTo")?,
-        };
-        if requirement.reference.expires_at() != requirement.expires_at {
-            return Err(SchemeError::Malformed("expiresAt"));
-        }
-        let resource = &offer.resource;
-        Ok(ReceiptOffer {
-            network: offer.network.clone(),
-            requirement,
-            decimals: extra.decimals,
-            fee_payer: extra
-                .fee_payer
-                .as_deref()
-                .map(|k| key(k, "feePayer"))
-                .transpose()?,
-            recent_blockhash: extra
-                .recent_blockhash
-                .as_deref()
-                .map(|h| Hash::from_str(h).map_err(|_| SchemeError::Malformed("recentBlockhash")))
-                .transpose()?,
-            resource: resource.url.clone(),
-            description: resource.description.clone().unwrap_or_default(),
-            mime_type: resource.mime_type.clone().unwrap_or_default(),
-            max_timeout_seconds: offer.max_timeout_seconds,
-        })
+        ReceiptScheme::read_offer(offer)
     }
-}
-
-/// A transaction as `payload.transaction` carries it: bincode, base64.
-pub fn encode_transaction(transaction: &Transaction) -> String {
-    STANDARD.encode(bincode::serialize(transaction).expect("a transaction serializes"))
-}
-
-/// Reads `payload.transaction`; anything larger than a Solana transaction is refused
-/// before decoding.
-pub fn decode_transaction(text: &str) -> Result<Transaction, SchemeError> {
-    let malformed = SchemeError::Malformed("transaction");
-    let tx: Transaction = decode_wire(text)?;
-    // The signature list and the instruction indexes must be consistent for the
-    // message to be readable at all.
-    tx.sanitize().map_err(|_| malformed)?;
-    Ok(tx)
-}
-
-/// A transaction of either kind from `payload.transaction`'s base64, not yet sanitized;
-/// anything larger than a Solana transaction is refused before decoding.
-pub(crate) fn decode_wire<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, SchemeError> {
-    let malformed = SchemeError::Malformed("transaction");
-    if text.len() > MAX_TRANSACTION_BYTES.div_ceil(3) * 4 {
-        return Err(malformed);
-    }
-    let bytes = STANDARD.decode(text).map_err(|_| malformed.clone())?;
-    bincode::deserialize(&bytes).map_err(|_| malformed)
-}
-
-/// The reference a `pay` transaction pays: the arguments of its last instruction, if that
-/// is a call of `program`'s `pay`.
-pub fn paid_reference(transaction: &Transaction, program: &Pubkey) -> Option<Reference> {
-    let message = &transaction.message;
-    let pay = message.instructions.last()?;
-    if message.account_keys.get(usize::from(pay.program_id_index)) != Some(program) {
-        return None;
-    }
-    let args = pay
-        .data
-        .strip_prefix(x402_receipts::instruction::Pay::DISCRIMINATOR)?;
-    let args = x402_receipts::instruction::Pay::deserialize(&mut &args[..]).ok()?;
-    Some(Reference(args.reference))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reference::Reference;
 
     fn offer(sponsored: bool) -> ReceiptOffer {
         ReceiptOffer {
@@ -320,34 +261,5 @@ mod tests {
             }
         );
         assert!(serde_json::from_str::<ReceiptPayload>(r#"{"other":1}"#).is_err());
-    }
-
-    #[test]
-    fn transactions_round_trip_and_the_paid_reference_is_found() {
-        let offer = offer(true);
-        let payer = Pubkey::new_from_array([4; 32]);
-        let tx = offer.requirement.pay_transaction(
-            &payer,
-            &offer.fee_payer.unwrap(),
-            Hash::new_from_array([1; 32]),
-        );
-        let decoded = decode_transaction(&encode_transaction(&tx)).unwrap();
-        assert_eq!(decoded, tx);
-        assert_eq!(
-            paid_reference(&decoded, &x402_receipts::ID),
-            Some(offer.requirement.reference)
-        );
-        assert_eq!(
-            paid_reference(&decoded, &Pubkey::new_from_array([1; 32])),
-            None
-        );
-        assert_eq!(
-            decode_transaction("!!"),
-            Err(SchemeError::Malformed("transaction"))
-        );
-        assert_eq!(
-            decode_transaction(&"A".repeat(4096)),
-            Err(SchemeError::Malformed("transaction"))
-        );
     }
 }

@@ -1,24 +1,12 @@
-//! Reading a receipt account and checking it against what the challenge required.
+//! A receipt account: decoding it, checking it against what the challenge required, and
+//! the filters that select receipts by the fields they hold.
 
 use anchor_lang::prelude::Pubkey;
 use anchor_lang::{AccountDeserialize, Discriminator};
-use solana_keypair::Keypair;
-use solana_signer::Signer;
-use solana_transaction::Transaction;
 pub use x402_receipts::Receipt;
 
-use crate::ledger::{Ledger, LedgerError};
-use crate::reference::Reference;
-
-use crate::requirement::Requirement;
-
-/// An account as a ledger returns it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LedgerAccount {
-    pub owner: Pubkey,
-    pub lamports: u64,
-    pub data: Vec<u8>,
-}
+use super::Requirement;
+use crate::ledger::{AccountFilter, LedgerAccount};
 
 /// Why a receipt does not pay for a challenge. Each has a stable reason code for the
 /// 402 answer.
@@ -63,17 +51,16 @@ pub mod offsets {
 }
 
 /// Filters selecting the receipts of `program` that pay `payee`.
-pub fn paid_to(payee: &Pubkey) -> Vec<crate::ledger::AccountFilter> {
+pub fn paid_to(payee: &Pubkey) -> Vec<AccountFilter> {
     receipts_with(offsets::PAYEE, payee)
 }
 
 /// Filters selecting the receipts of `program` that `rent_payer` funded.
-pub fn funded_by(rent_payer: &Pubkey) -> Vec<crate::ledger::AccountFilter> {
+pub fn funded_by(rent_payer: &Pubkey) -> Vec<AccountFilter> {
     receipts_with(offsets::RENT_PAYER, rent_payer)
 }
 
-fn receipts_with(offset: usize, key: &Pubkey) -> Vec<crate::ledger::AccountFilter> {
-    use crate::ledger::AccountFilter;
+fn receipts_with(offset: usize, key: &Pubkey) -> Vec<AccountFilter> {
     vec![
         AccountFilter::DataSize(Receipt::SPACE as u64),
         AccountFilter::Memcmp {
@@ -85,24 +72,6 @@ fn receipts_with(offset: usize, key: &Pubkey) -> Vec<crate::ledger::AccountFilte
             bytes: key.to_bytes().to_vec(),
         },
     ]
-}
-
-/// The instruction closing the receipt of `reference`, signed by its rent payer.
-pub fn close_receipt_instruction(
-    program: &Pubkey,
-    rent_payer: &Pubkey,
-    reference: &crate::Reference,
-) -> anchor_lang::solana_program::instruction::Instruction {
-    use anchor_lang::{InstructionData, ToAccountMetas};
-    anchor_lang::solana_program::instruction::Instruction {
-        program_id: *program,
-        accounts: x402_receipts::accounts::CloseReceipt {
-            rent_payer: *rent_payer,
-            receipt: crate::receipt_address(program, reference),
-        }
-        .to_account_metas(None),
-        data: x402_receipts::instruction::CloseReceipt {}.data(),
-    }
 }
 
 /// Decodes a receipt account of `program`: owner and discriminator checked.
@@ -142,126 +111,6 @@ pub fn check_receipt(
         });
     }
     Ok(receipt)
-}
-
-// Receipts read from, and closed on, a ledger: one by reference, a merchant's list, and
-// the expired ones a rent payer funded.
-
-/// Receipts closed in one transaction: well inside the transaction size limit.
-const CLOSES_PER_TRANSACTION: usize = 8;
-
-/// A receipt and where it lives.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FoundReceipt {
-    pub address: Pubkey,
-    pub receipt: Receipt,
-    /// The rent deposit it holds.
-    pub lamports: u64,
-}
-
-/// The receipt of `reference` under `program`, if it exists and is one.
-pub async fn find_receipt(
-    ledger: &dyn Ledger,
-    program: &Pubkey,
-    reference: &Reference,
-) -> Result<Option<FoundReceipt>, LedgerError> {
-    let address = crate::receipt_address(program, reference);
-    let Some(account) = ledger.account(&address).await? else {
-        return Ok(None);
-    };
-    Ok(decode_receipt(&account, program)
-        .ok()
-        .map(|receipt| FoundReceipt {
-            address,
-            receipt,
-            lamports: account.lamports,
-        }))
-}
-
-/// The receipts paying `payee`, newest first.
-pub async fn receipts_for_payee(
-    ledger: &dyn Ledger,
-    program: &Pubkey,
-    payee: &Pubkey,
-) -> Result<Vec<FoundReceipt>, LedgerError> {
-    let mut found = decode_all(
-        ledger.program_accounts(program, &paid_to(payee)).await?,
-        program,
-    );
-    found.sort_by(|a, b| {
-        (b.receipt.paid_at, b.receipt.slot).cmp(&(a.receipt.paid_at, a.receipt.slot))
-    });
-    Ok(found)
-}
-
-fn decode_all(accounts: Vec<(Pubkey, LedgerAccount)>, program: &Pubkey) -> Vec<FoundReceipt> {
-    accounts
-        .into_iter()
-        .filter_map(|(address, account)| {
-            let receipt = decode_receipt(&account, program).ok()?;
-            Some(FoundReceipt {
-                address,
-                receipt,
-                lamports: account.lamports,
-            })
-        })
-        .collect()
-}
-
-/// What `close_expired` did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CloseReport {
-    pub closed: Vec<Pubkey>,
-    /// Lamports returned to the rent payer.
-    pub rent_returned: u64,
-    /// Transaction signatures.
-    pub transactions: Vec<String>,
-}
-
-/// Closes every receipt `rent_payer` funded whose challenge expired before `now`, in
-/// batches, and reports the rent returned.
-pub async fn close_expired(
-    ledger: &dyn Ledger,
-    program: &Pubkey,
-    rent_payer: &Keypair,
-    now: i64,
-) -> Result<CloseReport, LedgerError> {
-    let funded = decode_all(
-        ledger
-            .program_accounts(program, &funded_by(&rent_payer.pubkey()))
-            .await?,
-        program,
-    );
-    let expired: Vec<FoundReceipt> = funded
-        .into_iter()
-        .filter(|r| r.receipt.expires_at < now)
-        .collect();
-    let mut report = CloseReport::default();
-    for batch in expired.chunks(CLOSES_PER_TRANSACTION) {
-        let instructions: Vec<_> = batch
-            .iter()
-            .map(|r| {
-                close_receipt_instruction(
-                    program,
-                    &rent_payer.pubkey(),
-                    &Reference(r.receipt.reference),
-                )
-            })
-            .collect();
-        let blockhash = ledger.latest_blockhash().await?;
-        let tx = Transaction::new_signed_with_payer(
-            &instructions,
-            Some(&rent_payer.pubkey()),
-            &[rent_payer],
-            blockhash,
-        );
-        report
-            .transactions
-            .push(ledger.submit(&tx.into()).await?.to_string());
-        report.closed.extend(batch.iter().map(|r| r.address));
-        report.rent_returned += batch.iter().map(|r| r.lamports).sum::<u64>();
-    }
-    Ok(report)
 }
 
 #[cfg(test)]

@@ -1,165 +1,21 @@
-//! The ecosystem's `exact` scheme on Solana (x402's `scheme_exact_svm.md`): the buyer
-//! signs a versioned transaction of a compute budget, one `TransferChecked` to the
-//! payee's associated token account, and a Memo; the seller's fee payer co-signs and
-//! submits it. Both sides use this module: the client builds the transaction
-//! ([`build_exact`]), the verifier checks it before its fee payer signs
-//! ([`validate_exact`]).
-
-use std::str::FromStr;
+//! The checks an `exact` transaction passes before the fee payer co-signs it: one
+//! function per rule, run in [`validate_exact`]'s order.
 
 use anchor_lang::prelude::Pubkey;
-use anchor_lang::pubkey;
-use anchor_lang::solana_program::instruction::Instruction;
-use anchor_lang::AnchorDeserialize;
 use anchor_spl::associated_token::get_associated_token_address_with_program_id;
-use anchor_spl::token_2022::spl_token_2022;
-use base64::{engine::general_purpose::STANDARD, Engine as _};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use solana_compute_budget_interface::ComputeBudgetInstruction;
-use solana_hash::Hash;
-use solana_keypair::Keypair;
-use solana_message::{v0, VersionedMessage};
-use solana_signature::Signature;
-use solana_signer::Signer;
+use solana_message::compiled_instruction::CompiledInstruction;
+use solana_message::VersionedMessage;
 use solana_transaction::versioned::VersionedTransaction;
 
+use super::{ExactTerms, LIGHTHOUSE_PROGRAM, MEMO_PROGRAM};
 use crate::mint::MintInfo;
-use crate::scheme::{decode_wire, SchemeError};
-use crate::sponsored::{SponsorPolicy, SponsoredDefect};
-use crate::wire::{v2, Offer};
-
-/// The x402 scheme name.
-pub const EXACT: &str = "exact";
-
-/// The SPL Memo program: the one Memo carries the seller's `extra.memo`.
-pub const MEMO_PROGRAM: Pubkey = pubkey!("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr");
-
-/// Lighthouse: wallets (Phantom, Solflare) add its assertions to protect their users, and
-/// the specification requires that they be allowed.
-pub const LIGHTHOUSE_PROGRAM: Pubkey = pubkey!("L2TExMFKdjpN9kozasaurPirfHy9P8sbXoAN1qA3S95");
-
-/// The longest `extra.memo`, in bytes.
-pub const MAX_MEMO_BYTES: usize = 256;
-
-/// The compute-unit limit our client asks for: a transfer and a memo fit well inside.
-pub const COMPUTE_UNIT_LIMIT: u32 = 20_000;
-
-/// The compute-unit price our client offers, in micro-lamports: the seller pays it.
-pub const COMPUTE_UNIT_PRICE: u64 = 1;
+use crate::scheme::sponsor::{
+    check_payer_signature, check_two_signers, read_budget, SponsorPolicy, SponsoredDefect,
+};
 
 /// `TransferChecked`'s tag in both token programs.
 const TRANSFER_CHECKED: u8 = 12;
-
-/// What an `exact` payment must do: transfer `amount` of `mint` to `pay_to`'s associated
-/// token account, with `fee_payer` paying the fee and `memo` in its Memo.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExactTerms {
-    pub mint: Pubkey,
-    pub pay_to: Pubkey,
-    /// Base units.
-    pub amount: u64,
-    pub fee_payer: Pubkey,
-    pub memo: Option<String>,
-}
-
-/// The `extra` object of an `exact` offer on Solana.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ExactExtra {
-    pub fee_payer: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memo: Option<String>,
-    /// A blockhash to sign with, saving the client a ledger call.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recent_blockhash: Option<String>,
-}
-
-/// The `payload` of an `exact` payment.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExactPayload {
-    /// The partially signed versioned transaction, bincode, base64.
-    pub transaction: String,
-}
-
-/// An `exact` offer on Solana, as both sides understand it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExactOffer {
-    /// The network as the offer names it (v1 name or CAIP-2).
-    pub network: String,
-    pub terms: ExactTerms,
-    pub recent_blockhash: Option<Hash>,
-    pub resource: v2::ResourceInfo,
-    pub max_timeout_seconds: u64,
-}
-
-impl ExactOffer {
-    /// This offer on the wire.
-    pub fn to_offer(&self) -> Offer {
-        let extra = ExactExtra {
-            fee_payer: self.terms.fee_payer.to_string(),
-            memo: self.terms.memo.clone(),
-            recent_blockhash: self.recent_blockhash.map(|h| h.to_string()),
-        };
-        let Value::Object(extra) = serde_json::to_value(extra).expect("plain fields serialize")
-        else {
-            unreachable!("a struct serializes to an object")
-        };
-        Offer {
-            scheme: EXACT.into(),
-            network: self.network.clone(),
-            amount: self.terms.amount.to_string(),
-            asset: self.terms.mint.to_string(),
-            pay_to: self.terms.pay_to.to_string(),
-            max_timeout_seconds: self.max_timeout_seconds,
-            extra,
-            resource: self.resource.clone(),
-        }
-    }
-
-    /// Reads an offer in the `exact` scheme (any network: the caller checks it).
-    pub fn from_offer(offer: &Offer) -> Result<Self, SchemeError> {
-        if offer.scheme != EXACT {
-            return Err(SchemeError::OtherScheme);
-        }
-        let extra: ExactExtra = serde_json::from_value(Value::Object(offer.extra.clone()))
-            .map_err(|_| SchemeError::Malformed("extra.feePayer"))?;
-        let key =
-            |text: &str, field| Pubkey::from_str(text).map_err(|_| SchemeError::Malformed(field));
-        if extra
-            .memo
-            .as_ref()
-            .is_some_and(|m| m.len() > MAX_MEMO_BYTES)
-        {
-            return Err(SchemeError::Malformed("extra.memo"));
-        }
-        Ok(ExactOffer {
-            network: offer.network.clone(),
-            terms: ExactTerms {
-                mint: key(&offer.asset, "asset")?,
-                pay_to: key(&offer.pay_to, "payTo")?,
-                amount: offer
-                    .amount
-                    .parse()
-                    .map_err(|_| SchemeError::Malformed("amount"))?,
-                fee_payer: key(&extra.fee_payer, "extra.feePayer")?,
-                memo: extra.memo,
-            },
-            recent_blockhash: extra
-                .recent_blockhash
-                .as_deref()
-                .map(|h| Hash::from_str(h).map_err(|_| SchemeError::Malformed("recentBlockhash")))
-                .transpose()?,
-            resource: offer.resource.clone(),
-            max_timeout_seconds: offer.max_timeout_seconds,
-        })
-    }
-
-    /// The `extra` of this offer, for `/supported` and tests.
-    pub fn extra(&self) -> Map<String, Value> {
-        self.to_offer().extra
-    }
-}
 
 /// The transfer an `exact` transaction makes, once checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,78 +25,6 @@ pub struct ExactTransfer {
     pub source: Pubkey,
     /// The payee's associated token account.
     pub destination: Pubkey,
-}
-
-/// The transaction `payer` signs to pay `terms` in `mint` (facts the client read from a
-/// ledger, never from the seller), for the fee payer to co-sign. With no memo asked for,
-/// a random one keeps identical payments distinct.
-pub fn build_exact(
-    payer: &Keypair,
-    terms: &ExactTerms,
-    mint: &MintInfo,
-    blockhash: Hash,
-) -> VersionedTransaction {
-    let owner = payer.pubkey();
-    let source =
-        get_associated_token_address_with_program_id(&owner, &terms.mint, &mint.token_program);
-    let destination = get_associated_token_address_with_program_id(
-        &terms.pay_to,
-        &terms.mint,
-        &mint.token_program,
-    );
-    let transfer = spl_token_2022::instruction::transfer_checked(
-        &mint.token_program,
-        &source,
-        &terms.mint,
-        &destination,
-        &owner,
-        &[],
-        terms.amount,
-        mint.decimals,
-    )
-    .expect("SPL Token or Token-2022: read_mint checked the owner");
-    let memo = terms.memo.clone().unwrap_or_else(|| {
-        let mut nonce = [0u8; 16];
-        getrandom::getrandom(&mut nonce).expect("the OS provides randomness");
-        nonce.iter().map(|b| format!("{b:02x}")).collect()
-    });
-    let instructions = [
-        budget(ComputeBudgetInstruction::SetComputeUnitLimit(
-            COMPUTE_UNIT_LIMIT,
-        )),
-        budget(ComputeBudgetInstruction::SetComputeUnitPrice(
-            COMPUTE_UNIT_PRICE,
-        )),
-        transfer,
-        Instruction::new_with_bytes(MEMO_PROGRAM, memo.as_bytes(), vec![]),
-    ];
-    let message = v0::Message::try_compile(&terms.fee_payer, &instructions, &[], blockhash)
-        .expect("no lookup tables, few accounts");
-    let message = VersionedMessage::V0(message);
-    let mut signatures = vec![Signature::default(); 2];
-    signatures[1] = payer.sign_message(&message.serialize());
-    VersionedTransaction {
-        signatures,
-        message,
-    }
-}
-
-fn budget(instruction: ComputeBudgetInstruction) -> Instruction {
-    Instruction::new_with_borsh(solana_compute_budget_interface::ID, &instruction, vec![])
-}
-
-/// A versioned transaction as `payload.transaction` carries it: bincode, base64.
-pub fn encode_versioned(transaction: &VersionedTransaction) -> String {
-    STANDARD.encode(bincode::serialize(transaction).expect("a transaction serializes"))
-}
-
-/// Reads `payload.transaction` (legacy or v0); anything larger than a Solana transaction
-/// is refused before decoding.
-pub fn decode_versioned(text: &str) -> Result<VersionedTransaction, SchemeError> {
-    let tx: VersionedTransaction = decode_wire(text)?;
-    tx.sanitize()
-        .map_err(|_| SchemeError::Malformed("transaction"))?;
-    Ok(tx)
 }
 
 /// Whether the fee payer may co-sign `tx` for `terms`, as the `exact` specification
@@ -256,150 +40,282 @@ pub fn validate_exact(
     policy: &SponsorPolicy,
 ) -> Result<ExactTransfer, SponsoredDefect> {
     let message = &tx.message;
+    check_no_lookup_tables(message)?;
+    let keys = message.static_account_keys();
+    policy.check_fee_payer(keys)?;
+    check_offered_fee_payer(terms, policy)?;
+    check_two_signers(message.header().num_required_signatures, &tx.signatures)?;
+    let payer = keys[1];
+    policy.check_payer_is_not_fee_payer(&payer)?;
+    check_payer_signature(&tx.signatures, &payer, &message.serialize())?;
+    let calls = Calls {
+        keys,
+        instructions: message.instructions(),
+    };
+    calls.check_count()?;
+    calls.check_fee_payer_absent()?;
+    calls.check_unit_limit(policy)?;
+    calls.check_unit_price(policy)?;
+    check_delivers_in_full(mint)?;
+    let transfer = calls.transfer(mint)?;
+    transfer.check_mint(terms)?;
+    transfer.check_decimals(mint)?;
+    transfer.check_amount(terms)?;
+    transfer.check_destination(terms, mint)?;
+    transfer.check_authority(&payer)?;
+    transfer.check_source(terms, mint, policy)?;
+    calls.check_trailing_programs()?;
+    calls.check_memo(terms)?;
+    Ok(ExactTransfer {
+        payer,
+        source: transfer.source,
+        destination: transfer.destination,
+    })
+}
+
+/// No address lookup tables: unresolved accounts could be anyone's, the fee payer's
+/// included.
+fn check_no_lookup_tables(message: &VersionedMessage) -> Result<(), SponsoredDefect> {
     if message
         .address_table_lookups()
         .is_some_and(|lookups| !lookups.is_empty())
     {
-        // Unresolved accounts could be anyone's, the fee payer's included.
         return Err(SponsoredDefect::UnexpectedInstruction);
     }
-    let keys = message.static_account_keys();
-    if keys.first() != Some(&policy.fee_payer) || terms.fee_payer != policy.fee_payer {
+    Ok(())
+}
+
+/// The offer named the fee payer that is asked to sign.
+fn check_offered_fee_payer(
+    terms: &ExactTerms,
+    policy: &SponsorPolicy,
+) -> Result<(), SponsoredDefect> {
+    if terms.fee_payer != policy.fee_payer {
         return Err(SponsoredDefect::WrongFeePayer);
     }
-    if message.header().num_required_signatures != 2 || tx.signatures.len() != 2 {
-        return Err(SponsoredDefect::WrongSigners);
-    }
-    let payer = keys[1];
-    if payer == policy.fee_payer {
-        return Err(SponsoredDefect::FeePayerMisused);
-    }
-    if !tx.signatures[1].verify(payer.as_ref(), &message.serialize()) {
-        return Err(SponsoredDefect::BadPayerSignature);
-    }
-    let instructions = message.instructions();
-    if !(3..=6).contains(&instructions.len()) {
-        return Err(SponsoredDefect::UnexpectedInstruction);
-    }
-    // The fee payer is index 0: never a program, never in an instruction's accounts.
-    if instructions
-        .iter()
-        .any(|ix| ix.program_id_index == 0 || ix.accounts.contains(&0))
-    {
-        return Err(SponsoredDefect::FeePayerMisused);
-    }
-    let key = |index: u8| keys.get(usize::from(index)).copied();
-    let program = |index: usize| key(instructions[index].program_id_index);
+    Ok(())
+}
 
-    let budget = |index: usize| {
-        let ix = &instructions[index];
-        if program(index) != Some(solana_compute_budget_interface::ID) || !ix.accounts.is_empty() {
-            return Err(SponsoredDefect::UnexpectedInstruction);
-        }
-        ComputeBudgetInstruction::try_from_slice(&ix.data)
-            .map_err(|_| SponsoredDefect::UnexpectedInstruction)
-    };
-    match budget(0)? {
-        ComputeBudgetInstruction::SetComputeUnitLimit(limit) => {
-            if limit > policy.max_compute_unit_limit {
-                return Err(SponsoredDefect::ComputeBudgetTooHigh);
-            }
-        }
-        _ => return Err(SponsoredDefect::UnexpectedInstruction),
-    }
-    match budget(1)? {
-        ComputeBudgetInstruction::SetComputeUnitPrice(price) => {
-            if price > policy.max_compute_unit_price {
-                return Err(SponsoredDefect::ComputeBudgetTooHigh);
-            }
-        }
-        _ => return Err(SponsoredDefect::UnexpectedInstruction),
-    }
-
+/// The mint delivers every unit sent: no transfer fee, no hook.
+fn check_delivers_in_full(mint: &MintInfo) -> Result<(), SponsoredDefect> {
     if !mint.delivers_in_full {
         return Err(SponsoredDefect::WrongPayment(
             "the mint withholds part of a transfer (fee or hook)",
         ));
     }
-    let transfer = &instructions[2];
-    if program(2) != Some(mint.token_program) {
-        return Err(SponsoredDefect::UnexpectedInstruction);
-    }
-    let accounts: Vec<Pubkey> = transfer
-        .accounts
-        .iter()
-        .map(|&i| key(i))
-        .collect::<Option<_>>()
-        .ok_or(SponsoredDefect::UnexpectedInstruction)?;
-    // source, mint, destination, authority: a single-signer authority, no multisig.
-    let [source, mint_key, destination, authority] = accounts[..] else {
-        return Err(SponsoredDefect::WrongPayment("accounts"));
-    };
-    let data = &transfer.data;
-    if data.len() != 10 || data[0] != TRANSFER_CHECKED {
-        return Err(SponsoredDefect::UnexpectedInstruction);
-    }
-    let amount = u64::from_le_bytes(data[1..9].try_into().expect("eight bytes"));
-    if mint_key != terms.mint {
-        return Err(SponsoredDefect::WrongPayment("mint"));
-    }
-    if data[9] != mint.decimals {
-        return Err(SponsoredDefect::WrongPayment("decimals"));
-    }
-    if amount != terms.amount {
-        return Err(SponsoredDefect::WrongPayment("amount"));
-    }
-    let payee_token = get_associated_token_address_with_program_id(
-        &terms.pay_to,
-        &terms.mint,
-        &mint.token_program,
-    );
-    if destination != payee_token {
-        return Err(SponsoredDefect::WrongPayment("destination"));
-    }
-    if authority != payer {
-        return Err(SponsoredDefect::WrongPayment("authority"));
-    }
-    // The payer may be a delegate of the fee payer's tokens: never spend those.
-    if source
-        == get_associated_token_address_with_program_id(
-            &policy.fee_payer,
-            &terms.mint,
-            &mint.token_program,
-        )
-    {
-        return Err(SponsoredDefect::FeePayerMisused);
+    Ok(())
+}
+
+/// The message's instructions with the keys their indexes point into.
+struct Calls<'a> {
+    keys: &'a [Pubkey],
+    instructions: &'a [CompiledInstruction],
+}
+
+impl Calls<'_> {
+    fn key(&self, index: u8) -> Option<Pubkey> {
+        self.keys.get(usize::from(index)).copied()
     }
 
-    let mut memos = instructions[3..]
-        .iter()
-        .enumerate()
-        .filter_map(|(i, ix)| (program(3 + i) == Some(MEMO_PROGRAM)).then_some(ix));
-    for i in 3..instructions.len() {
-        if !matches!(program(i), Some(p) if p == MEMO_PROGRAM || p == LIGHTHOUSE_PROGRAM) {
+    /// The program instruction `index` calls.
+    fn program(&self, index: usize) -> Option<Pubkey> {
+        self.key(self.instructions[index].program_id_index)
+    }
+
+    /// Budget, budget, transfer, then one to three Memo or Lighthouse instructions.
+    fn check_count(&self) -> Result<(), SponsoredDefect> {
+        if !(3..=6).contains(&self.instructions.len()) {
             return Err(SponsoredDefect::UnexpectedInstruction);
         }
+        Ok(())
     }
-    if let Some(expected) = &terms.memo {
+
+    /// The fee payer is index 0: never a program, never in an instruction's accounts.
+    fn check_fee_payer_absent(&self) -> Result<(), SponsoredDefect> {
+        if self
+            .instructions
+            .iter()
+            .any(|ix| ix.program_id_index == 0 || ix.accounts.contains(&0))
+        {
+            return Err(SponsoredDefect::FeePayerMisused);
+        }
+        Ok(())
+    }
+
+    fn budget(&self, index: usize) -> Result<ComputeBudgetInstruction, SponsoredDefect> {
+        let ix = &self.instructions[index];
+        read_budget(self.program(index), ix.accounts.len(), &ix.data)
+    }
+
+    /// The first instruction sets the compute-unit limit, within the policy's.
+    fn check_unit_limit(&self, policy: &SponsorPolicy) -> Result<(), SponsoredDefect> {
+        match self.budget(0)? {
+            ComputeBudgetInstruction::SetComputeUnitLimit(limit) => policy.check_unit_limit(limit),
+            _ => Err(SponsoredDefect::UnexpectedInstruction),
+        }
+    }
+
+    /// The second sets the compute-unit price, within the policy's.
+    fn check_unit_price(&self, policy: &SponsorPolicy) -> Result<(), SponsoredDefect> {
+        match self.budget(1)? {
+            ComputeBudgetInstruction::SetComputeUnitPrice(price) => policy.check_unit_price(price),
+            _ => Err(SponsoredDefect::UnexpectedInstruction),
+        }
+    }
+
+    /// The third is a `TransferChecked` of the mint's token program, with a single
+    /// signer as authority (no multisig).
+    fn transfer(&self, mint: &MintInfo) -> Result<StatedTransfer, SponsoredDefect> {
+        let transfer = &self.instructions[2];
+        if self.program(2) != Some(mint.token_program) {
+            return Err(SponsoredDefect::UnexpectedInstruction);
+        }
+        let accounts: Vec<Pubkey> = transfer
+            .accounts
+            .iter()
+            .map(|&i| self.key(i))
+            .collect::<Option<_>>()
+            .ok_or(SponsoredDefect::UnexpectedInstruction)?;
+        let [source, mint, destination, authority] = accounts[..] else {
+            return Err(SponsoredDefect::WrongPayment("accounts"));
+        };
+        let data = &transfer.data;
+        if data.len() != 10 || data[0] != TRANSFER_CHECKED {
+            return Err(SponsoredDefect::UnexpectedInstruction);
+        }
+        Ok(StatedTransfer {
+            source,
+            mint,
+            destination,
+            authority,
+            amount: u64::from_le_bytes(data[1..9].try_into().expect("eight bytes")),
+            decimals: data[9],
+        })
+    }
+
+    /// After the transfer: only Memo and Lighthouse.
+    fn check_trailing_programs(&self) -> Result<(), SponsoredDefect> {
+        for i in 3..self.instructions.len() {
+            if !matches!(self.program(i), Some(p) if p == MEMO_PROGRAM || p == LIGHTHOUSE_PROGRAM) {
+                return Err(SponsoredDefect::UnexpectedInstruction);
+            }
+        }
+        Ok(())
+    }
+
+    /// When the offer asks for a memo: exactly one Memo, holding it and no accounts.
+    fn check_memo(&self, terms: &ExactTerms) -> Result<(), SponsoredDefect> {
+        let Some(expected) = &terms.memo else {
+            return Ok(());
+        };
+        let mut memos = self.instructions[3..]
+            .iter()
+            .enumerate()
+            .filter_map(|(i, ix)| (self.program(3 + i) == Some(MEMO_PROGRAM)).then_some(ix));
         let (Some(memo), None) = (memos.next(), memos.next()) else {
             return Err(SponsoredDefect::WrongPayment("memo"));
         };
         if memo.data != expected.as_bytes() || !memo.accounts.is_empty() {
             return Err(SponsoredDefect::WrongPayment("memo"));
         }
+        Ok(())
     }
-    Ok(ExactTransfer {
-        payer,
-        source,
-        destination,
-    })
+}
+
+/// A `TransferChecked` as the transaction states it, not yet held to the terms.
+struct StatedTransfer {
+    source: Pubkey,
+    mint: Pubkey,
+    destination: Pubkey,
+    authority: Pubkey,
+    amount: u64,
+    decimals: u8,
+}
+
+impl StatedTransfer {
+    fn check_mint(&self, terms: &ExactTerms) -> Result<(), SponsoredDefect> {
+        if self.mint != terms.mint {
+            return Err(SponsoredDefect::WrongPayment("mint"));
+        }
+        Ok(())
+    }
+
+    /// The decimals the ledger says the mint has.
+    fn check_decimals(&self, mint: &MintInfo) -> Result<(), SponsoredDefect> {
+        if self.decimals != mint.decimals {
+            return Err(SponsoredDefect::WrongPayment("decimals"));
+        }
+        Ok(())
+    }
+
+    /// Exactly the price: more is refused too.
+    fn check_amount(&self, terms: &ExactTerms) -> Result<(), SponsoredDefect> {
+        if self.amount != terms.amount {
+            return Err(SponsoredDefect::WrongPayment("amount"));
+        }
+        Ok(())
+    }
+
+    /// The payee's associated token account.
+    fn check_destination(
+        &self,
+        terms: &ExactTerms,
+        mint: &MintInfo,
+    ) -> Result<(), SponsoredDefect> {
+        let payee_token = get_associated_token_address_with_program_id(
+            &terms.pay_to,
+            &terms.mint,
+            &mint.token_program,
+        );
+        if self.destination != payee_token {
+            return Err(SponsoredDefect::WrongPayment("destination"));
+        }
+        Ok(())
+    }
+
+    /// The payer, the transaction's other signer, authorises the transfer.
+    fn check_authority(&self, payer: &Pubkey) -> Result<(), SponsoredDefect> {
+        if self.authority != *payer {
+            return Err(SponsoredDefect::WrongPayment("authority"));
+        }
+        Ok(())
+    }
+
+    /// The payer may be a delegate of the fee payer's tokens: never spend those.
+    fn check_source(
+        &self,
+        terms: &ExactTerms,
+        mint: &MintInfo,
+        policy: &SponsorPolicy,
+    ) -> Result<(), SponsoredDefect> {
+        let fee_payer_token = get_associated_token_address_with_program_id(
+            &policy.fee_payer,
+            &terms.mint,
+            &mint.token_program,
+        );
+        if self.source == fee_payer_token {
+            return Err(SponsoredDefect::FeePayerMisused);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use anchor_lang::solana_program::instruction::Instruction;
     use anchor_spl::token::spl_token;
+    use anchor_spl::token_2022::spl_token_2022;
+    use solana_hash::Hash;
+    use solana_keypair::Keypair;
+    use solana_message::v0;
+    use solana_signature::Signature;
+    use solana_signer::Signer;
 
     use super::*;
+    use crate::scheme::decode_transaction;
+    use crate::scheme::encode_transaction;
+    use crate::scheme::exact::build::budget;
+    use crate::scheme::exact::build_exact;
 
     struct Case {
         payer: Keypair,
@@ -509,7 +425,8 @@ mod tests {
     #[test]
     fn the_payment_our_client_builds_passes_and_survives_the_wire() {
         let case = case();
-        let tx = decode_versioned(&encode_versioned(&case.valid())).unwrap();
+        let tx: VersionedTransaction =
+            decode_transaction(&encode_transaction(&case.valid())).unwrap();
         let transfer = case.check(&tx).unwrap();
         assert_eq!(transfer.payer, case.payer.pubkey());
         assert_eq!(
@@ -739,28 +656,5 @@ mod tests {
             validate_exact(&tx, &case.terms, &fee_mint, &case.policy),
             Err(SponsoredDefect::WrongPayment(_))
         ));
-    }
-
-    #[test]
-    fn offers_round_trip_and_long_memos_are_refused() {
-        let case = case();
-        let offer = ExactOffer {
-            network: "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1".into(),
-            terms: case.terms.clone(),
-            recent_blockhash: Some(Hash::new_unique()),
-            resource: v2::ResourceInfo {
-                url: "http://shop/item".into(),
-                description: None,
-                mime_type: None,
-            },
-            max_timeout_seconds: 60,
-        };
-        assert_eq!(ExactOffer::from_offer(&offer.to_offer()), Ok(offer.clone()));
-        let mut long = offer.to_offer();
-        long.extra.insert("memo".into(), "m".repeat(257).into());
-        assert_eq!(
-            ExactOffer::from_offer(&long),
-            Err(SchemeError::Malformed("extra.memo"))
-        );
     }
 }
