@@ -24,7 +24,7 @@ fn the_idl_lists_the_instructions_the_receipt_account_and_the_events() {
         cargo_args.push("--locked".into());
     }
     let idl = IdlBuilder::new()
-        .program_path(program)
+        .program_path(program.clone())
         .cargo_args(cargo_args)
         .build()
         .expect("anchor builds the IDL on the host");
@@ -85,9 +85,13 @@ fn the_idl_lists_the_instructions_the_receipt_account_and_the_events() {
     // Where `anchor build` puts it, for explorers and TypeScript clients.
     let out = workspace.join("target/idl");
     std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(
-        out.join("x402_receipts.json"),
-        serde_json::to_string_pretty(&idl).unwrap(),
-    )
-    .unwrap();
+    let built = serde_json::to_string_pretty(&idl).unwrap();
+    std::fs::write(out.join("x402_receipts.json"), &built).unwrap();
+    // The committed copy the JS package generates its receipt client from (js/src/generated).
+    let committed = std::fs::read_to_string(program.join("idl.json")).unwrap();
+    assert!(
+        committed == built,
+        "programs/x402-receipts/idl.json is not the program's IDL: copy \
+         target/idl/x402_receipts.json there, then `npm run generate --prefix js`"
+    );
 }

@@ -1,8 +1,10 @@
 /** Addresses and numbers shared by both schemes, as the Rust verifier uses them. */
 
-export const RECEIPT_PROGRAM = "B6YDeqPwMQDKsDhCyqBxuW8secdHEx7oMRr3Fww75CGr";
-/** Anchor's discriminator of `pay`: sha256("global:pay")[..8]. */
-export const PAY_DISCRIMINATOR = new Uint8Array([119, 18, 216, 65, 192, 117, 122, 220]);
+import { X402_RECEIPTS_PROGRAM_ADDRESS } from "./generated/index.js";
+
+/** The receipt program, and its `pay` discriminator, as its IDL names them (src/generated/). */
+export const RECEIPT_PROGRAM: string = X402_RECEIPTS_PROGRAM_ADDRESS;
+export { PAY_DISCRIMINATOR } from "./generated/index.js";
 export const RECEIPT_SEED = "receipt";
 
 export const SYSTEM_PROGRAM = "11111111111111111111111111111111";
@@ -34,6 +36,12 @@ export interface MintInfo {
    * a ledger describes, since 1.00 of another token (wSOL, wBTC) may be worth anything.
    */
   stablecoin?: boolean;
+  /**
+   * False for a Token-2022 mint with a transfer fee or a transfer hook (a transfer would
+   * not deliver the whole amount, or would run foreign code): `exact` refuses it, as the
+   * Rust client does. Absent means it delivers in full.
+   */
+  deliversInFull?: boolean;
 }
 
 /** Mints whose facts the client knows without asking a ledger (as the Rust client's KNOWN_MINTS). */

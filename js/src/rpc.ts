@@ -1,8 +1,8 @@
 /** The ledger reads the `exact` scheme may need, over JSON-RPC. */
-import { address, createSolanaRpc } from "@solana/kit";
+import { address, createSolanaRpc, fetchEncodedAccount } from "@solana/kit";
 
-import { networkOfGenesis, TOKEN_2022_PROGRAM, TOKEN_PROGRAM, type MintInfo } from "./constants.js";
-import { base64ToBytes } from "./wire.js";
+import { networkOfGenesis, type MintInfo } from "./constants.js";
+import { readMint } from "./mint.js";
 import type { PaymentSources } from "./payment.js";
 
 /** Sources that read blockhashes, mints and the ledger's network from `rpcUrl`. */
@@ -19,14 +19,9 @@ export function rpcSources(
       return value.blockhash;
     },
     async getMint(mint: string): Promise<MintInfo> {
-      const { value } = await rpc.getAccountInfo(address(mint), { encoding: "base64" }).send();
-      if (!value) throw new Error(`mint ${mint} does not exist`);
-      const owner = value.owner as string;
-      if (owner !== TOKEN_PROGRAM && owner !== TOKEN_2022_PROGRAM) throw new Error(`${mint} is not a token mint`);
-      const data = base64ToBytes(value.data[0]);
-      // Mint layout: mint_authority (36), supply (8), decimals (1) at offset 44.
-      if (data.length < 82) throw new Error(`${mint} is not a token mint`);
-      return { decimals: data[44]!, tokenProgram: owner };
+      const account = await fetchEncodedAccount(rpc, address(mint));
+      if (!account.exists) throw new Error(`mint ${mint} does not exist`);
+      return readMint(mint, account.programAddress, account.data);
     },
   };
 }

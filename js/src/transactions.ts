@@ -1,77 +1,50 @@
 /** The two schemes' transactions, built as the Rust verifier expects them. */
 import {
-  AccountRole,
   address,
   appendTransactionMessageInstructions,
   blockhash as toBlockhash,
   compileTransaction,
+  createNoopSigner,
   createTransactionMessage,
-  getAddressEncoder,
+  getBase16Decoder,
   getBase58Encoder,
-  getProgramDerivedAddress,
   setTransactionMessageFeePayer,
   setTransactionMessageLifetimeUsingBlockhash,
   type Address,
   type Instruction,
   type Transaction,
 } from "@solana/kit";
+import { getSetComputeUnitLimitInstruction, getSetComputeUnitPriceInstruction } from "@solana-program/compute-budget";
+import { getAddMemoInstruction } from "@solana-program/memo";
+import { findAssociatedTokenPda, getTransferCheckedInstruction } from "@solana-program/token";
 
 import {
-  ASSOCIATED_TOKEN_PROGRAM,
-  COMPUTE_BUDGET_PROGRAM,
   EXACT_COMPUTE_UNIT_LIMIT,
   EXACT_COMPUTE_UNIT_PRICE,
   MEMO_PROGRAM,
-  PAY_DISCRIMINATOR,
-  RECEIPT_SEED,
-  SYSTEM_PROGRAM,
   TOKEN_2022_PROGRAM,
   TOKEN_PROGRAM,
   type MintInfo,
 } from "./constants.js";
+import { findReceiptPda, getPayInstructionAsync } from "./generated/index.js";
 import type { Offer } from "./wire.js";
 
 const NO_EXPIRY = (1n << 63n) - 1n;
 
 /** The associated token account of `owner` for `mint` under `tokenProgram`. */
 export async function associatedTokenAddress(owner: string, mint: string, tokenProgram: string): Promise<Address> {
-  const enc = getAddressEncoder();
-  const [ata] = await getProgramDerivedAddress({
-    programAddress: address(ASSOCIATED_TOKEN_PROGRAM),
-    seeds: [enc.encode(address(owner)), enc.encode(address(tokenProgram)), enc.encode(address(mint))],
+  const [ata] = await findAssociatedTokenPda({
+    owner: address(owner),
+    tokenProgram: address(tokenProgram),
+    mint: address(mint),
   });
   return ata;
 }
 
 /** The receipt PDA of `reference` (32 bytes) under `programId`: ["receipt", reference]. */
 export async function receiptAddress(programId: string, reference: Uint8Array): Promise<Address> {
-  const [pda] = await getProgramDerivedAddress({
-    programAddress: address(programId),
-    seeds: [RECEIPT_SEED, reference],
-  });
+  const [pda] = await findReceiptPda({ reference }, { programAddress: address(programId) });
   return pda;
-}
-
-function u64le(value: bigint): Uint8Array {
-  const out = new Uint8Array(8);
-  new DataView(out.buffer).setBigUint64(0, value, true);
-  return out;
-}
-
-function i64le(value: bigint): Uint8Array {
-  const out = new Uint8Array(8);
-  new DataView(out.buffer).setBigInt64(0, value, true);
-  return out;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /** The fields of a sponsored `receipt` offer's `extra`, checked. */
@@ -130,23 +103,23 @@ export async function payInstruction(offer: Offer, terms: ReceiptTerms, payer: s
   if (receipt !== terms.receipt) {
     throw new Error(`extra.receipt ${terms.receipt} is not the reference's receipt address ${receipt}`);
   }
-  const payerToken = await associatedTokenAddress(payer, offer.asset, terms.tokenProgram);
-  const payeeToken = await associatedTokenAddress(offer.payTo, offer.asset, terms.tokenProgram);
-  return {
-    programAddress: address(terms.programId),
-    accounts: [
-      { address: address(payer), role: AccountRole.READONLY_SIGNER },
-      { address: address(terms.feePayer), role: AccountRole.WRITABLE_SIGNER },
-      { address: receipt, role: AccountRole.WRITABLE },
-      { address: address(offer.asset), role: AccountRole.READONLY },
-      { address: payerToken, role: AccountRole.WRITABLE },
-      { address: address(offer.payTo), role: AccountRole.READONLY },
-      { address: payeeToken, role: AccountRole.WRITABLE },
-      { address: address(terms.tokenProgram), role: AccountRole.READONLY },
-      { address: address(SYSTEM_PROGRAM), role: AccountRole.READONLY },
-    ],
-    data: concat(PAY_DISCRIMINATOR, terms.reference, u64le(offer.amount), i64le(terms.expiresAt)),
-  };
+  // Both sign the compiled message later (the payer's wallet, then the verifier):
+  // here they only mark their accounts as signers.
+  return getPayInstructionAsync(
+    {
+      payer: createNoopSigner(address(payer)),
+      rentPayer: createNoopSigner(address(terms.feePayer)),
+      receipt,
+      mint: address(offer.asset),
+      payerToken: await associatedTokenAddress(payer, offer.asset, terms.tokenProgram),
+      payee: address(offer.payTo),
+      tokenProgram: address(terms.tokenProgram),
+      reference: terms.reference,
+      amount: offer.amount,
+      expiresAt: terms.expiresAt,
+    },
+    { programAddress: address(terms.programId) },
+  );
 }
 
 /**
@@ -179,8 +152,7 @@ export interface ExactInputs {
 }
 
 function randomMemo(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return getBase16Decoder().decode(crypto.getRandomValues(new Uint8Array(16)));
 }
 
 /**
@@ -195,26 +167,30 @@ export async function buildExactTransaction(offer: Offer, inputs: ExactInputs): 
   if (tokenProgram !== TOKEN_PROGRAM && tokenProgram !== TOKEN_2022_PROGRAM) {
     throw new Error(`unknown token program ${tokenProgram}`);
   }
+  if (inputs.mint.deliversInFull === false) {
+    throw new Error(`mint ${offer.asset} withholds part of each transfer (fee or hook): not paid`);
+  }
   const memo = inputs.memo ?? (typeof offer.extra.memo === "string" ? offer.extra.memo : randomMemo());
   const source = await associatedTokenAddress(inputs.payer, offer.asset, tokenProgram);
   const destination = await associatedTokenAddress(offer.payTo, offer.asset, tokenProgram);
-  const limit = new Uint8Array(5);
-  limit[0] = 2;
-  new DataView(limit.buffer).setUint32(1, EXACT_COMPUTE_UNIT_LIMIT, true);
   const instructions: Instruction[] = [
-    { programAddress: address(COMPUTE_BUDGET_PROGRAM), data: limit },
-    { programAddress: address(COMPUTE_BUDGET_PROGRAM), data: concat(new Uint8Array([3]), u64le(EXACT_COMPUTE_UNIT_PRICE)) },
-    {
-      programAddress: address(tokenProgram),
-      accounts: [
-        { address: source, role: AccountRole.WRITABLE },
-        { address: address(offer.asset), role: AccountRole.READONLY },
-        { address: destination, role: AccountRole.WRITABLE },
-        { address: address(inputs.payer), role: AccountRole.READONLY_SIGNER },
-      ],
-      data: concat(new Uint8Array([12]), u64le(offer.amount), new Uint8Array([decimals])),
-    },
-    { programAddress: address(MEMO_PROGRAM), data: new TextEncoder().encode(memo) },
+    getSetComputeUnitLimitInstruction({ units: EXACT_COMPUTE_UNIT_LIMIT }),
+    getSetComputeUnitPriceInstruction({ microLamports: EXACT_COMPUTE_UNIT_PRICE }),
+    getTransferCheckedInstruction(
+      {
+        source,
+        mint: address(offer.asset),
+        destination,
+        // The payer's wallet signs the compiled message: this only marks it a signer.
+        authority: createNoopSigner(address(inputs.payer)),
+        amount: offer.amount,
+        decimals,
+      },
+      // Token-2022's TransferChecked is Token's, under its own program id.
+      { programAddress: address(tokenProgram) },
+    ),
+    // The Memo program the Rust verifier reads (the package's default is another one).
+    getAddMemoInstruction({ memo }, { programAddress: address(MEMO_PROGRAM) }),
   ];
   const message = appendTransactionMessageInstructions(
     instructions,

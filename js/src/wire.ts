@@ -1,4 +1,5 @@
 /** The x402 HTTP wire: headers of base64 JSON, v2 and v1 challenges, settlements. */
+import { getBase64Decoder, getBase64Encoder } from "@solana/kit";
 
 export const PAYMENT_REQUIRED = "PAYMENT-REQUIRED";
 export const PAYMENT_SIGNATURE = "PAYMENT-SIGNATURE";
@@ -10,22 +11,15 @@ export const X_PAYMENT_RESPONSE = "X-PAYMENT-RESPONSE";
 export const MAX_HEADER_BYTES = 16 * 1024;
 
 export function bytesToBase64(bytes: Uint8Array): string {
-  let binary = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(binary);
+  return getBase64Decoder().decode(bytes);
 }
 
 /** Standard or URL-safe base64, padded or not. */
 export function base64ToBytes(text: string): Uint8Array {
-  let s = text.trim().replace(/-/g, "+").replace(/_/g, "/");
-  if (s.length % 4 === 1) throw new Error("invalid base64");
-  while (s.length % 4) s += "=";
-  const binary = atob(s);
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  return bytes;
+  // Kit reads the standard alphabet, padded or not; the URL-safe one maps onto it.
+  const standard = text.trim().replace(/-/g, "+").replace(/_/g, "/");
+  if (standard.length % 4 === 1) throw new Error("invalid base64");
+  return getBase64Encoder().encode(standard) as Uint8Array;
 }
 
 /** Base64 (standard, padded) of the compact JSON of `value`, as the Rust `encode_header`. */

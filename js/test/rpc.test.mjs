@@ -8,16 +8,34 @@ const BLOCKHASH = f.key(12);
 const DEVNET_GENESIS = "EtWTRABZaYq6iMfeYKouRu166VU2xqa1wcaWoxPkrZBG";
 const MAINNET_GENESIS = "5eykt4UsFv8P8NJdTREpY1vzqKqZKvdpKuc147dw2N9d";
 
-/** Answers kit's JSON-RPC calls through a patched globalThis.fetch. */
-async function withRpc(run, genesis = DEVNET_GENESIS) {
+/** A mint's account data: 9 decimals, then Token-2022 extensions as [type, length] (zero values). */
+function mintData(extensions = []) {
+  const base = new Uint8Array(82);
+  base[44] = 9;
+  if (!extensions.length) return base;
+  const entries = extensions.map(([type, length]) => {
+    const entry = Buffer.alloc(4 + length);
+    entry.writeUInt16LE(type, 0);
+    entry.writeUInt16LE(length, 2);
+    return entry;
+  });
+  // Zeros up to a token account's size (165), then the account type: 1, a mint.
+  return Buffer.concat([base, Buffer.alloc(165 - 82), Buffer.from([1]), ...entries]);
+}
+
+/** Token-2022 extension types and the lengths of their values. */
+const TRANSFER_FEE_CONFIG = [1, 108];
+const TRANSFER_HOOK = [14, 64];
+const MINT_CLOSE_AUTHORITY = [3, 32];
+
+/** Answers kit's JSON-RPC calls through a patched globalThis.fetch; the mint's account holds `data`. */
+async function withRpc(run, genesis = DEVNET_GENESIS, data = mintData()) {
   const original = globalThis.fetch;
   const methods = [];
   globalThis.fetch = async (url, init) => {
     assert.equal(String(url), "http://127.0.0.1:8899");
     const { id, method } = JSON.parse(init.body);
     methods.push(method);
-    const data = new Uint8Array(82);
-    data[44] = 9;
     const result =
       method === "getGenesisHash"
         ? genesis
@@ -31,7 +49,7 @@ async function withRpc(run, genesis = DEVNET_GENESIS) {
               executable: false,
               lamports: 1,
               rentEpoch: 0,
-              space: 82,
+              space: data.length,
             },
           };
     return Response.json({ jsonrpc: "2.0", id, result });
@@ -186,3 +204,44 @@ test("network: with rpcUrl on the receipt offer's network, it is paid without a 
     assert.equal(result.response?.status, 200, String(result.message));
     assert.equal(signed, 1);
   }));
+
+test("rpcSources reads Token-2022 extensions: a transfer fee or hook does not deliver in full", async () => {
+  const read = (data) => withRpc(() => rpcSources("http://127.0.0.1:8899").getMint(MINT), DEVNET_GENESIS, data);
+  const withholding = { decimals: 9, tokenProgram: TOKEN_2022_PROGRAM, deliversInFull: false };
+  assert.deepEqual(await read(mintData([TRANSFER_FEE_CONFIG])), withholding);
+  assert.deepEqual(await read(mintData([MINT_CLOSE_AUTHORITY, TRANSFER_HOOK])), withholding);
+  assert.deepEqual(await read(mintData([MINT_CLOSE_AUTHORITY])), { decimals: 9, tokenProgram: TOKEN_2022_PROGRAM });
+  // As Rust's StateWithExtensions: the padding is zeros and the account type is a mint's.
+  const padded = mintData([MINT_CLOSE_AUTHORITY]);
+  padded[100] = 1;
+  await assert.rejects(read(padded), /is not a token mint/);
+  const account = mintData([MINT_CLOSE_AUTHORITY]);
+  account[165] = 2;
+  await assert.rejects(read(account), /is not a token mint/);
+  const cut = mintData([TRANSFER_FEE_CONFIG]).subarray(0, 200);
+  await assert.rejects(read(cut), /is not a token mint/);
+});
+
+test("exact: a mint with a transfer fee is refused as the Rust client refuses it, and nothing is signed", async () => {
+  for (const extension of [TRANSFER_FEE_CONFIG, TRANSFER_HOOK]) {
+    const { result, signed, sent } = await withRpc(
+      () => payThroughRpc("10000", { policy: { maxPerRequest: "10000" } }),
+      DEVNET_GENESIS,
+      mintData([extension]),
+    );
+    assert.equal(result.code, "no_payable_offer", String(result.message));
+    assert.match(result.message, new RegExp(`mint ${MINT} withholds part of each transfer \\(fee or hook\\): not paid`));
+    assert.equal(signed, 0);
+    assert.equal(sent.length, 1, "nothing sent");
+  }
+});
+
+test("exact: a Token-2022 mint with other extensions is paid", async () => {
+  const { result, signed } = await withRpc(
+    () => payThroughRpc("10000", { policy: { maxPerRequest: "10000" } }),
+    DEVNET_GENESIS,
+    mintData([MINT_CLOSE_AUTHORITY]),
+  );
+  assert.equal(result.response?.status, 200, String(result.message));
+  assert.equal(signed, 1);
+});

@@ -2,6 +2,7 @@
 //! functions on the embedded ledger, and the `x402` binary.
 
 pub mod cli;
+mod js;
 mod library;
 mod receipts;
 pub mod seller;
