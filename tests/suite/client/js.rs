@@ -81,7 +81,7 @@ fn the_js_package_builds_the_instructions_the_rust_side_builds() {
         token_program: token_2022,
         delivers_in_full: true,
     };
-    let exact = x402_protocol::exact::build_exact(&payer, &terms, &facts, blockhash);
+    let exact = x402_protocol::scheme::exact::build_exact(&payer, &terms, &facts, blockhash);
     let rust = json!({
         "receipt": shown(&VersionedTransaction::from(receipt).message),
         "exact": shown(&exact.message),
