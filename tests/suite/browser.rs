@@ -1,7 +1,7 @@
 //! People in browsers: Debian's Chromium, headless, driven by Playwright
 //! (`js/test/browser/`), with a test Wallet Standard wallet (a keypair, no extension)
 //! injected into the page: the verifier's paywall page on the demo route of a verifier
-//! built as `cargo run -p x402-verifier` builds it, the test harness's routes for the
+//! built as `cargo run --bin x402-verifier` builds it, the test harness's routes for the
 //! failures, and a React page calling the API with `useX402()`.
 
 use std::path::{Path, PathBuf};

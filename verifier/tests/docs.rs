@@ -19,7 +19,7 @@ const EXAMPLE_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../x402.example
 const REASONS: &str = include_str!("../../docs/reasons.md");
 const CONFIG_SOURCE: &str = include_str!("../src/config/mod.rs");
 const ENV_SOURCE: &str = include_str!("../src/config/env.rs");
-const MAIN_SOURCE: &str = include_str!("../src/main.rs");
+const MAIN_SOURCE: &str = include_str!("../bin/src/main.rs");
 
 /// A setting: its table (`""` for the top level, `payment`, `routes`, ...) and its key.
 type Setting = (String, String);
