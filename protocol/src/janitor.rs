@@ -145,3 +145,33 @@ pub async fn close_expired(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_close_is_signed_by_the_rent_payer_and_names_the_receipt() {
+        let program = x402_receipts::ID;
+        let rent_payer = Pubkey::new_from_array([4; 32]);
+        let reference = Reference([5; 32]);
+        let close = close_receipt_instruction(&program, &rent_payer, &reference);
+        assert_eq!(close.program_id, program);
+        let accounts: Vec<_> = close
+            .accounts
+            .iter()
+            .map(|a| (a.pubkey, a.is_signer))
+            .collect();
+        assert_eq!(
+            accounts,
+            [
+                (rent_payer, true),
+                (receipt_address(&program, &reference), false)
+            ]
+        );
+        assert_eq!(
+            close.data,
+            x402_receipts::instruction::CloseReceipt {}.data()
+        );
+    }
+}

@@ -6,10 +6,10 @@
 //! |---|---|
 //! | [`wire`] | x402 v1 and v2, the three messages, the facilitator API |
 //! | [`scheme`] | the [`Scheme`] trait, the shared transaction encoding, and one module per scheme: [`scheme::receipt`], [`scheme::exact`]; [`scheme::sponsor`], what a fee payer co-signs |
-//! | [`reference`] | references, challenge keys and the terms they are derived from |
+//! | [`reference`](mod@reference) | references, challenge keys and the terms they are derived from |
 //! | [`proof`] | the payer's proof that it presents a reference for a request |
 //! | [`janitor`] | receipts on a ledger: found, listed, the expired ones closed |
-//! | [`ledger`] | the ledger trait; [`rpc`] its Solana JSON-RPC implementation |
+//! | [`ledger`] | the ledger trait; `rpc` (feature `rpc`) its Solana JSON-RPC implementation |
 //! | [`mint`], [`amount`], [`network`], [`keypair`] | mints, token amounts, networks, keypair files |
 
 pub mod amount;

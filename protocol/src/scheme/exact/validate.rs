@@ -657,4 +657,64 @@ mod tests {
             Err(SponsoredDefect::WrongPayment(_))
         ));
     }
+
+    #[test]
+    fn the_offer_must_name_the_fee_payer_asked_to_sign() {
+        let case = case();
+        assert_eq!(check_offered_fee_payer(&case.terms, &case.policy), Ok(()));
+        let offered = ExactTerms {
+            fee_payer: Pubkey::new_unique(),
+            ..case.terms.clone()
+        };
+        assert_eq!(
+            check_offered_fee_payer(&offered, &case.policy),
+            Err(SponsoredDefect::WrongFeePayer)
+        );
+    }
+
+    #[test]
+    fn three_to_six_instructions() {
+        let memo = CompiledInstruction::new_from_raw_parts(1, vec![], vec![]);
+        for count in 0..8 {
+            let instructions = vec![memo.clone(); count];
+            let calls = Calls {
+                keys: &[],
+                instructions: &instructions,
+            };
+            let expected = if (3..=6).contains(&count) {
+                Ok(())
+            } else {
+                Err(SponsoredDefect::UnexpectedInstruction)
+            };
+            assert_eq!(calls.check_count(), expected, "{count} instructions");
+        }
+    }
+
+    #[test]
+    fn the_transfer_has_four_accounts_and_the_payer_as_authority() {
+        let case = case();
+        let multisig = case.altered(|ixs| {
+            ixs[2].accounts.push(
+                anchor_lang::solana_program::instruction::AccountMeta::new_readonly(
+                    Pubkey::new_unique(),
+                    false,
+                ),
+            )
+        });
+        assert_eq!(multisig, Err(SponsoredDefect::WrongPayment("accounts")));
+        let payer = case.payer.pubkey();
+        let transfer = StatedTransfer {
+            source: Pubkey::new_unique(),
+            mint: case.terms.mint,
+            destination: Pubkey::new_unique(),
+            authority: payer,
+            amount: case.terms.amount,
+            decimals: case.mint.decimals,
+        };
+        assert_eq!(transfer.check_authority(&payer), Ok(()));
+        assert_eq!(
+            transfer.check_authority(&Pubkey::new_unique()),
+            Err(SponsoredDefect::WrongPayment("authority"))
+        );
+    }
 }

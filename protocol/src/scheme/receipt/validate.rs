@@ -2,7 +2,9 @@
 //! fee payer will co-sign and pay for. It may contain nothing but the payment asked for.
 
 use anchor_lang::prelude::Pubkey;
+use anchor_lang::solana_program::instruction::Instruction;
 use solana_compute_budget_interface::ComputeBudgetInstruction;
+use solana_message::legacy::Message;
 use solana_transaction::Transaction;
 
 use super::Requirement;
@@ -26,19 +28,7 @@ pub fn validate_sponsored(
     check_payer_signature(&tx.signatures, &payer, &message.serialize())?;
     policy.check_payer_is_not_fee_payer(&payer)?;
 
-    let instructions = message
-        .instructions
-        .iter()
-        .map(|ix| {
-            let key = |index: u8| keys.get(usize::from(index)).copied();
-            Some(Called {
-                program_id: key(ix.program_id_index)?,
-                accounts: ix.accounts.iter().map(|&i| key(i)).collect::<Option<_>>()?,
-                data: &ix.data,
-            })
-        })
-        .collect::<Option<Vec<_>>>()
-        .ok_or(SponsoredDefect::UnexpectedInstruction)?;
+    let instructions = resolve(message).ok_or(SponsoredDefect::UnexpectedInstruction)?;
     let (pay, budget) = instructions
         .split_last()
         .ok_or(SponsoredDefect::UnexpectedInstruction)?;
@@ -54,6 +44,23 @@ struct Called<'a> {
     data: &'a [u8],
 }
 
+/// The message's instructions, or none if an index points past its keys.
+fn resolve(message: &Message) -> Option<Vec<Called<'_>>> {
+    let key = |index: u8| message.account_keys.get(usize::from(index)).copied();
+    message
+        .instructions
+        .iter()
+        .map(|ix| {
+            Some(Called {
+                program_id: key(ix.program_id_index)?,
+                accounts: ix.accounts.iter().map(|&i| key(i)).collect::<Option<_>>()?,
+                data: &ix.data,
+            })
+        })
+        .collect()
+}
+
+/// Before `pay`: at most one compute-unit price and one limit, within the policy's.
 fn check_compute_budget(
     instructions: &[Called],
     policy: &SponsorPolicy,
@@ -75,6 +82,8 @@ fn check_compute_budget(
     Ok(())
 }
 
+/// The last instruction is `pay`, exactly as the challenge asks: the instruction we would
+/// build ourselves, any other argument or account being a mismatch.
 fn check_pay(
     pay: &Called,
     payer: &Pubkey,
@@ -84,27 +93,48 @@ fn check_pay(
     if pay.program_id != requirement.program {
         return Err(SponsoredDefect::UnexpectedInstruction);
     }
-    // The exact instruction the challenge asks for, built by us: any other argument or
-    // account is a mismatch.
     let expected = requirement.pay_instruction(payer, &policy.fee_payer);
+    check_pay_arguments(pay, &expected)?;
+    check_pay_accounts(pay, &expected, policy)
+}
+
+/// The reference, amount and expiry the challenge set.
+fn check_pay_arguments(pay: &Called, expected: &Instruction) -> Result<(), SponsoredDefect> {
     if pay.data != expected.data.as_slice() {
         return Err(SponsoredDefect::WrongPayment("reference, amount or expiry"));
     }
+    Ok(())
+}
+
+/// `pay`'s accounts, in its order.
+const PAY_ACCOUNTS: [&str; 9] = [
+    "payer",
+    "rent_payer",
+    "receipt",
+    "mint",
+    "payer_token",
+    "payee",
+    "payee_token",
+    "token_program",
+    "system_program",
+];
+
+/// The accounts we would name, but for the payer's token account; the fee payer only as
+/// rent payer.
+fn check_pay_accounts(
+    pay: &Called,
+    expected: &Instruction,
+    policy: &SponsorPolicy,
+) -> Result<(), SponsoredDefect> {
     if pay.accounts.len() != expected.accounts.len() {
         return Err(SponsoredDefect::WrongPayment("accounts"));
     }
-    const NAMES: [&str; 9] = [
-        "payer",
-        "rent_payer",
-        "receipt",
-        "mint",
-        "payer_token",
-        "payee",
-        "payee_token",
-        "token_program",
-        "system_program",
-    ];
-    for ((given, wanted), name) in pay.accounts.iter().zip(&expected.accounts).zip(NAMES) {
+    for ((given, wanted), name) in pay
+        .accounts
+        .iter()
+        .zip(&expected.accounts)
+        .zip(PAY_ACCOUNTS)
+    {
         if *given == wanted.pubkey {
             continue;
         }
@@ -122,7 +152,6 @@ fn check_pay(
 
 #[cfg(test)]
 mod tests {
-    use anchor_lang::solana_program::instruction::Instruction;
     use solana_compute_budget_interface::ComputeBudgetInstruction as Budget;
     use solana_hash::Hash;
     use solana_keypair::Keypair;
