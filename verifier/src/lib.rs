@@ -44,6 +44,8 @@ pub mod server;
 pub mod sponsorship;
 pub mod store;
 pub mod tasks;
+#[cfg(test)]
+mod testing;
 
 pub use app::{app, PaidRoute, RequestLimits, RouteService};
 pub use context::{Context, PaymentSettings};

@@ -11,49 +11,10 @@ use solana_signature::Signature;
 use solana_transaction::versioned::VersionedTransaction;
 use tower::ServiceExt;
 use x402_protocol::wire::{decode_header, v2};
-use x402_protocol::{ChallengeKey, Ledger, LedgerAccount, LedgerError, Network};
+use x402_protocol::{Ledger, LedgerAccount, LedgerError, Network};
 
 use super::*;
-use crate::store::GrantStore;
-use crate::PaymentSettings;
-
-/// Routing and answers that need no ledger: a ledger holding no accounts.
-struct EmptyLedger(Network);
-
-#[async_trait]
-impl Ledger for EmptyLedger {
-    fn network(&self) -> &Network {
-        &self.0
-    }
-    async fn accounts(
-        &self,
-        addresses: &[Pubkey],
-    ) -> Result<Vec<Option<LedgerAccount>>, LedgerError> {
-        Ok(vec![None; addresses.len()])
-    }
-    async fn latest_blockhash(&self) -> Result<Hash, LedgerError> {
-        Ok(Hash::new_from_array([3; 32]))
-    }
-    async fn submit(&self, _: &VersionedTransaction) -> Result<Signature, LedgerError> {
-        Err(LedgerError::Rejected(
-            "nothing is submitted in these tests".into(),
-        ))
-    }
-    async fn landed(
-        &self,
-        _: &Signature,
-        _: &Pubkey,
-    ) -> Result<Option<x402_protocol::Landed>, LedgerError> {
-        Ok(None)
-    }
-    async fn program_accounts(
-        &self,
-        _: &Pubkey,
-        _: &[x402_protocol::AccountFilter],
-    ) -> Result<Vec<(Pubkey, LedgerAccount)>, LedgerError> {
-        Ok(Vec::new())
-    }
-}
+use crate::testing::{self, EmptyLedger};
 
 async fn router() -> (Router, tempfile::TempDir) {
     router_with(Some(MetricsAccess::default())).await
@@ -67,28 +28,7 @@ async fn router_on(
     ledger: Arc<dyn Ledger>,
     metrics: Option<MetricsAccess>,
 ) -> (Router, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = GrantStore::connect(&format!("sqlite://{}", dir.path().join("g.db").display()))
-        .await
-        .unwrap();
-    let settings = PaymentSettings {
-        network: Network::devnet(),
-        program: x402_receipts::ID,
-        mint: Pubkey::new_unique(),
-        decimals: 6,
-        token_program: anchor_spl::token::ID,
-        currency: "USDC".into(),
-        pay_to: Pubkey::new_unique(),
-        challenge_keys: vec![ChallengeKey::random()],
-        fee_payer: Some(Arc::new(solana_keypair::Keypair::new())),
-        schemes: crate::Scheme::ALL.to_vec(),
-        sponsor_limits: Default::default(),
-        max_compute_unit_price: 1,
-        max_compute_unit_limit: 1,
-        ledger_timeout: Duration::from_secs(5),
-        public_url: Some("https://api.example.com/".into()),
-        facilitator_url: None,
-    };
+    let (settings, store, dir) = testing::settings_and_store().await;
     let gate = Gate::new(settings, ledger, store);
     crate::tasks::start(&gate, &Default::default()).await;
     let route = |pattern: &str, price: &str| PaidRoute {

@@ -446,6 +446,9 @@ mod tests {
         }
     }
 
+    /// On the embedded ledger: built with the binary's feature (as `cargo test
+    /// --workspace` builds the library).
+    #[cfg(feature = "embedded-ledger")]
     #[tokio::test]
     async fn a_route_offers_its_own_schemes_among_the_gates_and_no_other() {
         let dir = tempfile::tempdir().unwrap();
