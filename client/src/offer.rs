@@ -124,6 +124,11 @@ impl Offer {
     }
 }
 
+/// A 402 answer, or a payment kept from one, that cannot be read: why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the 402 answer cannot be read: {0}")]
+pub struct Unreadable(pub String);
+
 /// Solana's x402 network names: v1 (`solana`, `solana-devnet`, ...) and CAIP-2.
 fn is_solana(network: &str) -> bool {
     network == "solana" || network.starts_with("solana-") || network.starts_with("solana:")

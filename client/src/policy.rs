@@ -64,8 +64,9 @@ impl Limit {
     }
 }
 
-/// Which rule refused a payment.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Which rule refused a payment. Serialized as its name (`MaxPerRequest`), as the CLI's
+/// `--json` output names it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum PolicyRule {
     MaxPerRequest,
     Budget,
