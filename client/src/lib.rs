@@ -3,11 +3,11 @@
 //! ledger otherwise; or in the ecosystem's `exact` scheme, from any x402 server) and retries, under a spending policy checked before anything is signed;
 //! and the `x402` command (whose receipt functions are `x402_protocol::receipt`'s).
 //!
-//! The modules, in the order data flows: [`offer`] reads what a 402 offers, [`policy`]
-//! says what may be paid, `challenge` reads a 402 answer, `budget` picks the offer to pay
-//! and reserves its amount, `scheme` signs it (one module per scheme), `payment` holds
-//! the signed payment (and keeps it), `client` sends it and retries, `settlement` reads
-//! what it bought.
+//! The modules: [`offer`] reads what a 402 offers (each scheme's reading in `scheme/`),
+//! [`policy`] says what may be paid, `challenge` reads a 402 answer, `budget` picks the
+//! offer to pay and reserves its amount, `scheme` signs it (one module per scheme),
+//! `payment` holds the signed payment (and keeps it), `client` sends it and retries,
+//! `settlement` reads what it bought, `error` says why not.
 
 mod budget;
 mod challenge;

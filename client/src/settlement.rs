@@ -2,7 +2,6 @@
 
 use x402_protocol::wire::{self, Version};
 
-use crate::offer::Terms;
 use crate::payment::Payment;
 
 /// What a paid request bought, from the server's settlement header.
@@ -43,14 +42,10 @@ impl Settlement {
                 .map(str::to_string)
         };
         let offer = &payment.offer;
-        let receipt = match &offer.terms {
-            Terms::Receipt(o) => Some(o.requirement.receipt().to_string()),
-            Terms::Exact(_) => None,
-        };
         Some(Settlement {
             scheme: offer.scheme().into(),
             reference: text("reference").or_else(|| offer.reference().map(|r| r.to_string())),
-            receipt: text("receipt").or(receipt),
+            receipt: text("receipt").or_else(|| offer.receipt().map(|r| r.to_string())),
             transaction: s.transaction,
             amount: offer.amount(),
             shown_amount: offer.shown_amount(),

@@ -1,6 +1,6 @@
 //! `x402 quote`: what a URL costs, without paying.
 
-use x402_client::{Challenge, ClientError, Offer, Terms, X402Client};
+use x402_client::{Challenge, ClientError, Offer, X402Client};
 
 use super::exit::{Exit, Failure};
 use super::output::{print_json, shown, OfferView, Quote};
@@ -67,16 +67,12 @@ pub async fn quote(url: &str, json: bool) -> Result<Exit, Failure> {
 }
 
 fn view(o: &Offer) -> OfferView {
-    let expires_at = match &o.terms {
-        Terms::Receipt(r) => Some(r.requirement.expires_at),
-        Terms::Exact(_) => None,
-    };
     OfferView {
         amount: o.shown_amount(),
         amount_base_units: o.amount().to_string(),
         asset: o.mint().to_string(),
         description: o.description(),
-        expires_at,
+        expires_at: o.expires_at(),
         network: o.network().to_string(),
         pay_to: o.pay_to().to_string(),
         reference: o.reference().map(|r| r.to_string()),

@@ -1,12 +1,57 @@
 //! Paying an `exact` offer: the transfer, signed by the payer for the server's fee payer
 //! to co-sign.
 
+use anchor_lang::prelude::Pubkey;
 use solana_signer::Signer;
 use x402_protocol::exact::{build_exact, encode_versioned, ExactPayload};
-use x402_protocol::ExactOffer;
+use x402_protocol::{ExactOffer, Reference, EXACT};
 
 use super::{PayContext, PayScheme, Signed};
 use crate::error::ClientError;
+use crate::offer::Asks;
+
+impl Asks for ExactOffer {
+    fn scheme(&self) -> &'static str {
+        EXACT
+    }
+
+    fn network(&self) -> &str {
+        &self.network
+    }
+
+    fn amount(&self) -> u64 {
+        self.terms.amount
+    }
+
+    fn mint(&self) -> Pubkey {
+        self.terms.mint
+    }
+
+    fn pay_to(&self) -> Pubkey {
+        self.terms.pay_to
+    }
+
+    fn reference(&self) -> Option<Reference> {
+        self.terms.memo.as_deref().and_then(Reference::from_memo)
+    }
+
+    fn key(&self) -> Option<String> {
+        self.terms.memo.clone()
+    }
+
+    /// The server's fee payer always pays the fee.
+    fn sponsored(&self) -> bool {
+        true
+    }
+
+    fn shown_amount(&self) -> String {
+        format!("{} base units", self.terms.amount)
+    }
+
+    fn description(&self) -> String {
+        self.resource.description.clone().unwrap_or_default()
+    }
+}
 
 impl PayScheme for ExactOffer {
     type Payload = ExactPayload;

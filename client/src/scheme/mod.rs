@@ -1,9 +1,11 @@
-//! Paying, one module per scheme: each turns an accepted offer into the signed payment
-//! payload, as the protocol's type. Choosing the offer, the spending policy and sending
-//! the payment are the client's, the same for every scheme.
+//! The schemes this client pays, one module each: how it reads what an offer asks
+//! ([`Asks`](crate::offer::Asks)) and how it turns an accepted offer into the signed
+//! payment payload, as the protocol's type ([`PayScheme`]). Choosing the offer, the
+//! spending policy and sending the payment are the client's, the same for every scheme.
 //!
-//! Adding a scheme: a module here implementing [`PayScheme`] for its offer, and its arm
-//! in [`pay`].
+//! Adding a scheme: a module here implementing both for its offer type; registered by
+//! its variant of [`Terms`] (and its arms in `Terms::read` and `Terms::asks`) and its
+//! arm in [`pay`].
 
 mod exact;
 mod receipt;

@@ -1,13 +1,70 @@
 //! Paying a `receipt` offer: signed for the server's fee payer when it sponsors the
 //! payment (way 1), else signed and submitted through the client's ledger (way 2).
 
+use anchor_lang::prelude::Pubkey;
 use solana_signer::Signer;
+use x402_protocol::amount::format_units;
 use x402_protocol::scheme::encode_transaction;
-use x402_protocol::{LedgerError, ReceiptOffer, ReceiptPayload};
+use x402_protocol::{LedgerError, ReceiptOffer, ReceiptPayload, Reference, SCHEME};
 
 use super::{PayContext, PayScheme, Signed};
 use crate::error::ClientError;
+use crate::offer::Asks;
 use crate::proof::proof;
+
+impl Asks for ReceiptOffer {
+    fn scheme(&self) -> &'static str {
+        SCHEME
+    }
+
+    fn network(&self) -> &str {
+        &self.network
+    }
+
+    fn amount(&self) -> u64 {
+        self.requirement.amount
+    }
+
+    fn mint(&self) -> Pubkey {
+        self.requirement.mint
+    }
+
+    fn pay_to(&self) -> Pubkey {
+        self.requirement.pay_to
+    }
+
+    fn reference(&self) -> Option<Reference> {
+        Some(self.requirement.reference)
+    }
+
+    fn key(&self) -> Option<String> {
+        Some(self.requirement.reference.to_string())
+    }
+
+    fn sponsored(&self) -> bool {
+        self.fee_payer.is_some() && self.recent_blockhash.is_some()
+    }
+
+    fn shown_amount(&self) -> String {
+        format_units(self.requirement.amount, self.decimals)
+    }
+
+    fn description(&self) -> String {
+        self.description.clone()
+    }
+
+    fn program(&self) -> Option<Pubkey> {
+        Some(self.requirement.program)
+    }
+
+    fn receipt(&self) -> Option<Pubkey> {
+        Some(self.requirement.receipt())
+    }
+
+    fn expires_at(&self) -> Option<i64> {
+        Some(self.requirement.expires_at)
+    }
+}
 
 impl PayScheme for ReceiptOffer {
     type Payload = ReceiptPayload;
