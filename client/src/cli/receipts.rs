@@ -22,6 +22,12 @@ pub async fn receipt(
     json: bool,
 ) -> Result<Exit, Failure> {
     let parsed: Reference = reference.parse().map_err(|e| fail(Exit::Usage, e))?;
+    let not_found = || {
+        fail(
+            Exit::ReceiptNotFound,
+            format!("no receipt for reference {parsed}"),
+        )
+    };
     // A verifier's answer is its own document (a receipt, or an `exact` payment's
     // grant): printed as it came. The chain's receipt is the view a verifier shows.
     let found: Value = match (verifier, rpc_url) {
@@ -35,12 +41,7 @@ pub async fn receipt(
                     .json::<Value>()
                     .await
                     .map_err(|e| fail(Exit::Error, e.without_url()))?,
-                404 => {
-                    return Err(fail(
-                        Exit::ReceiptNotFound,
-                        format!("no receipt for reference {parsed}"),
-                    ))
-                }
+                404 => return Err(not_found()),
                 503 => {
                     return Err(fail(
                         Exit::Unavailable,
@@ -55,12 +56,7 @@ pub async fn receipt(
             let found = find_receipt(&ledger, program, &parsed)
                 .await
                 .map_err(|e| fail(Exit::Unavailable, e))?;
-            let found = found.ok_or_else(|| {
-                fail(
-                    Exit::ReceiptNotFound,
-                    format!("no receipt for reference {parsed}"),
-                )
-            })?;
+            let found = found.ok_or_else(not_found)?;
             serde_json::to_value(ReceiptView::of(&found, ledger.network()))
                 .expect("plain fields serialize")
         }
