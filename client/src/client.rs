@@ -1,79 +1,21 @@
 //! `X402Client`: a reqwest client that answers 402 challenges by paying and retries.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anchor_lang::prelude::Pubkey;
 use solana_keypair::Keypair;
-use solana_signer::Signer;
-use x402_protocol::scheme::encode_transaction;
-use x402_protocol::scheme::encode_transaction as encode_versioned;
-use x402_protocol::scheme::exact::build_exact;
-use x402_protocol::wire::{self, decode_header, v1, v2, PaymentMessage, Version};
-use x402_protocol::{sign_proof, ExactOffer, Ledger, LedgerError, ProofTarget};
+use x402_protocol::wire::{PaymentMessage, Version};
+use x402_protocol::Ledger;
 
-use crate::offer::{describe, Offer, Terms};
-use crate::policy::{PolicyRefusal, SpendingPolicy};
-
-/// Why a request could not be paid for or served.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("HTTP: {0}")]
-    Http(#[from] reqwest::Error),
-    /// The server asked for payment and automatic payment is off: pay with
-    /// [`X402Client::pay`], then send with [`X402Client::send_with`].
-    #[error("payment required")]
-    PaymentRequired(Box<Challenge>),
-    /// Nothing offered is payable here: each offer, and why not.
-    #[error("nothing offered can be paid: {}", offered.join("; "))]
-    NoPayableOffer { offered: Vec<String> },
-    #[error("the 402 answer cannot be read: {0}")]
-    MalformedChallenge(String),
-    #[error(transparent)]
-    Policy(Box<PolicyRefusal>),
-    #[error("paying needs a keypair")]
-    NoKeypair,
-    #[error("the server does not sponsor this payment; paying it yourself needs an RPC URL")]
-    NeedsLedger,
-    /// An `exact` payment needs the mint's token program and decimals from a trusted
-    /// source: an RPC URL, or the table of well-known mints.
-    #[error("paying in mint {0} needs an RPC URL (its decimals are never taken from the server)")]
-    UnknownMint(Pubkey),
-    /// The mint takes a fee or runs a hook on transfers: the payee would receive less
-    /// than the price.
-    #[error("mint {0} withholds part of each transfer (fee or hook): not paid")]
-    WithholdingMint(Pubkey),
-    #[error("the ledger: {0}")]
-    Ledger(#[from] LedgerError),
-    /// The server answered 402 again after the payment: its reason.
-    #[error("the server refused the payment: {reason}")]
-    PaymentRefused {
-        reason: String,
-        payment: Box<Payment>,
-    },
-    /// The server stayed unavailable; the payment may be retried with
-    /// [`X402Client::send_with`], never paid again.
-    #[error("the server or the ledger is unavailable ({attempts} attempts); the payment is kept: present it again, never pay again")]
-    Unavailable {
-        attempts: u32,
-        payment: Box<Payment>,
-    },
-    /// The paid request answered 5xx (a 503 after its retries is [`Unavailable`]): the
-    /// seller failed to serve it, and a seller of ours gave the payment's grant back. The
-    /// payment is kept: present it again with [`X402Client::send_with`] (it then carries
-    /// the payer's proof), never pay again.
-    ///
-    /// [`Unavailable`]: ClientError::Unavailable
-    #[error("the server answered {status} to the paid request; the payment is kept: present it again, never pay again")]
-    ServerError {
-        status: reqwest::StatusCode,
-        /// The start of the server's answer (its text, at most 4 KiB).
-        body: String,
-        payment: Box<Payment>,
-    },
-    #[error("the request body cannot be sent twice (a stream): buffer it to pay")]
-    BodyNotReplayable,
-}
+use crate::budget::Budget;
+use crate::challenge::Challenge;
+use crate::error::ClientError;
+use crate::payment::Payment;
+use crate::policy::SpendingPolicy;
+use crate::proof::proof;
+use crate::scheme::{self, PayContext, Signed};
+use crate::settlement::{Paid, Settlement};
 
 /// The header in which a payment presented again carries its payer's proof:
 /// `<reference>:<proof>` (see `x402_protocol::proof`).
@@ -81,174 +23,6 @@ pub const X_PAYMENT_PROOF: &str = "X-Payment-Proof";
 
 /// The most of a failed answer's body kept in [`ClientError::ServerError`].
 const ERROR_BODY_BYTES: usize = 4096;
-
-/// A 402 answer, read.
-#[derive(Clone, Debug)]
-pub struct Challenge {
-    /// The offers this client can pay, in the client's order of preference, then the
-    /// server's.
-    pub offers: Vec<Offer>,
-    /// The offers it cannot pay, each with why, to say so when nothing is payable.
-    pub unpayable: Vec<String>,
-    /// The v2 challenge, when the server sent one: the payment is then sent in v2.
-    pub v2: Option<v2::PaymentRequired>,
-    /// The server's reason, when it gave one (`invalid_reference`, ...).
-    pub error: Option<String>,
-    /// The request that was answered with this challenge: a payment made on chain
-    /// carries the payer's proof for it.
-    pub request: Option<(reqwest::Method, reqwest::Url)>,
-}
-
-impl Challenge {
-    /// Reads a 402 answer: the v2 `PAYMENT-REQUIRED` header when there is one (stock
-    /// servers send an empty body with it), the v1 body otherwise.
-    pub async fn read(response: reqwest::Response) -> Result<Self, ClientError> {
-        let malformed = |e: String| ClientError::MalformedChallenge(e);
-        let header = response
-            .headers()
-            .get(v2::PAYMENT_REQUIRED)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        if let Some(header) = header {
-            let required: v2::PaymentRequired =
-                decode_header(&header).map_err(|e| malformed(e.to_string()))?;
-            let offers = required
-                .accepts
-                .iter()
-                .map(|offer| wire::Offer::from_v2(offer, &required.resource));
-            let mut challenge = Challenge::of(offers.collect());
-            challenge.error = required.error.clone();
-            challenge.v2 = Some(required);
-            return Ok(challenge);
-        }
-        let body: v1::PaymentRequired = response.json().await.map_err(|e| {
-            malformed(format!(
-                "no PAYMENT-REQUIRED header, and the body is not an x402 v1 challenge: {}",
-                e.without_url()
-            ))
-        })?;
-        let mut challenge = Challenge::of(body.accepts.iter().map(wire::Offer::from_v1).collect());
-        challenge.error = Some(body.error).filter(|e| !e.is_empty() && e != "payment_required");
-        Ok(challenge)
-    }
-
-    fn of(offered: Vec<wire::Offer>) -> Self {
-        let mut challenge = Challenge {
-            offers: Vec::new(),
-            unpayable: Vec::new(),
-            v2: None,
-            error: None,
-            request: None,
-        };
-        for offer in &offered {
-            match Offer::read(offer) {
-                Ok(payable) => challenge.offers.push(payable),
-                Err(why) => challenge.unpayable.push(describe(offer, &why)),
-            }
-        }
-        challenge
-    }
-
-    /// Puts the schemes of `preferred` first, in its order (stable otherwise).
-    fn prefer(&mut self, preferred: &[String]) {
-        let rank = |offer: &Offer| {
-            preferred
-                .iter()
-                .position(|scheme| scheme == offer.scheme())
-                .unwrap_or(preferred.len())
-        };
-        self.offers.sort_by_key(rank);
-    }
-}
-
-/// A signed payment for one offer, ready to send (and to send again after a 503).
-#[derive(Clone, Debug)]
-pub struct Payment {
-    pub offer: Offer,
-    /// The payment header: name and value.
-    pub header: (&'static str, String),
-    /// Whether the server's fee payer submits it (way 1) or it was paid already (way 2).
-    pub sponsored: bool,
-    /// The transaction signature, when the payer submitted it.
-    pub signature: Option<String>,
-    /// Whether it was sent to the server already. Presented again (kept after a 503 or a
-    /// 5xx, or read back with [`Payment::from_json`]), it carries the payer's proof in
-    /// `X-Payment-Proof`, which a seller of ours demands for a payment whose grant it gave
-    /// back: the payment header alone may have been copied by anyone on its way.
-    pub presented: bool,
-}
-
-impl Payment {
-    /// The payment as JSON, to keep when it could not be presented (a 503, a ledger
-    /// error): presented later with [`Payment::from_json`] and [`X402Client::send_with`],
-    /// it is never paid again.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "header": self.header.0,
-            "value": self.header.1,
-            "offer": self.offer.to_wire().to_v1(),
-            "sponsored": self.sponsored,
-            "signature": self.signature,
-            "presented": self.presented,
-        })
-    }
-
-    /// Reads a payment kept with [`Payment::to_json`].
-    pub fn from_json(json: &serde_json::Value) -> Result<Self, ClientError> {
-        let malformed =
-            |what: &str| ClientError::MalformedChallenge(format!("a kept payment: {what}"));
-        let name = json["header"].as_str().ok_or_else(|| malformed("header"))?;
-        let header = Version::ALL
-            .into_iter()
-            .map(Version::payment_header)
-            .find(|known| known.eq_ignore_ascii_case(name))
-            .ok_or_else(|| malformed("header"))?;
-        let value = json["value"].as_str().ok_or_else(|| malformed("value"))?;
-        let offer =
-            serde_json::from_value(json["offer"].clone()).map_err(|_| malformed("offer"))?;
-        let offer = Offer::read(&wire::Offer::from_v1(&offer)).map_err(|_| malformed("offer"))?;
-        Ok(Payment {
-            offer,
-            header: (header, value.to_string()),
-            sponsored: json["sponsored"].as_bool().unwrap_or_default(),
-            signature: json["signature"].as_str().map(str::to_string),
-            // A kept payment of an older client may have been presented: prove it.
-            presented: json["presented"].as_bool().unwrap_or(true),
-        })
-    }
-
-    /// The same payment, marked as sent to the server.
-    fn presented(&self) -> Box<Payment> {
-        Box::new(Payment {
-            presented: true,
-            ..self.clone()
-        })
-    }
-}
-
-/// What a paid request bought, from the server's settlement header.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Settlement {
-    pub scheme: String,
-    pub transaction: String,
-    /// The challenge's reference, when the server is one of ours.
-    pub reference: Option<String>,
-    /// The receipt account (`receipt` scheme).
-    pub receipt: Option<String>,
-    /// Base units paid.
-    pub amount: u64,
-    /// The amount for people (with the server's decimals, display only).
-    pub shown_amount: String,
-    pub network: String,
-    pub payer: String,
-}
-
-/// A response, and the settlement when the request was paid for.
-#[derive(Debug)]
-pub struct Paid {
-    pub response: reqwest::Response,
-    pub settlement: Option<Settlement>,
-}
 
 /// A reqwest client that pays 402 challenges in the `receipt` scheme and retries.
 pub struct X402Client {
@@ -261,8 +35,8 @@ pub struct X402Client {
     preferred: Vec<String>,
     retries: u32,
     backoff: Duration,
-    /// Base units signed away so far, against the budget.
-    spent: Mutex<u64>,
+    /// Base units signed away so far, against the policy's budget.
+    budget: Budget,
 }
 
 /// Builds an [`X402Client`].
@@ -330,14 +104,14 @@ impl X402Client {
                 preferred: vec![x402_protocol::SCHEME.into(), x402_protocol::EXACT.into()],
                 retries: 3,
                 backoff: Duration::from_millis(500),
-                spent: Mutex::new(0),
+                budget: Budget::default(),
             },
         }
     }
 
     /// Base units paid (signed) so far.
     pub fn spent(&self) -> u64 {
-        *self.spent.lock().expect("not poisoned")
+        self.budget.spent()
     }
 
     pub fn http(&self) -> &reqwest::Client {
@@ -392,42 +166,28 @@ impl X402Client {
         for offer in &challenge.offers {
             decimals.push(self.trusted_decimals(&offer.mint()).await);
         }
-        let offer = self.reserve(challenge, &decimals)?;
+        let ledger = self.ledger.as_ref().map(|ledger| ledger.network());
+        let offer = self
+            .budget
+            .reserve(&self.policy, challenge, &decimals, ledger)?;
         let Some(payer) = self.payer.as_ref() else {
-            self.unreserve(offer.amount());
+            self.budget.release(offer.amount());
             return Err(ClientError::NoKeypair);
         };
-        let signed = match &offer.terms {
-            Terms::Receipt(receipt) => match (receipt.fee_payer, receipt.recent_blockhash) {
-                (Some(fee_payer), Some(blockhash)) => {
-                    let requirement = &receipt.requirement;
-                    let mut tx =
-                        requirement.pay_transaction(&payer.pubkey(), &fee_payer, blockhash);
-                    match tx.try_partial_sign(&[payer.as_ref()], blockhash) {
-                        Ok(()) => Ok((
-                            serde_json::json!({ "transaction": encode_transaction(&tx) }),
-                            None,
-                            None,
-                        )),
-                        Err(e) => Err(ClientError::MalformedChallenge(e.to_string())),
-                    }
-                }
-                _ => {
-                    self.pay_on_chain(payer, &receipt.requirement, challenge.request.as_ref())
-                        .await
-                }
-            },
-            Terms::Exact(exact) => self
-                .sign_exact(payer, exact)
-                .await
-                .map(|payload| (payload, None, None)),
+        let context = PayContext {
+            payer,
+            ledger: self.ledger.as_deref(),
+            request: challenge.request.as_ref(),
         };
-        let sponsored = offer.sponsored();
-        let (payload, signature, unsettled) = match signed {
+        let Signed {
+            payload,
+            signature,
+            unsettled,
+        } = match scheme::pay(&offer.terms, &context).await {
             Ok(signed) => signed,
             Err(error) => {
                 // Nothing left the client, or the ledger refused it: nothing was spent.
-                self.unreserve(offer.amount());
+                self.budget.release(offer.amount());
                 return Err(error);
             }
         };
@@ -446,9 +206,9 @@ impl X402Client {
         }
         .header();
         let payment = Payment {
+            sponsored: offer.sponsored(),
             offer,
             header,
-            sponsored,
             signature,
             presented: false,
         };
@@ -462,81 +222,10 @@ impl X402Client {
         }
     }
 
-    /// An `exact` payment for `offer`: the transfer, signed by the payer for the
-    /// server's fee payer to co-sign. The mint's token program and decimals come from the
-    /// client's ledger or its table of well-known mints, never from the server.
-    async fn sign_exact(
-        &self,
-        payer: &Keypair,
-        offer: &ExactOffer,
-    ) -> Result<serde_json::Value, ClientError> {
-        // The payer as fee payer would pay the network fee the seller offered to pay.
-        if offer.terms.fee_payer == payer.pubkey() {
-            return Err(ClientError::MalformedChallenge(
-                "the offer names the payer as its fee payer".into(),
-            ));
-        }
-        let mint = &offer.terms.mint;
-        let facts = match &self.ledger {
-            Some(ledger) => {
-                let account = ledger
-                    .account(mint)
-                    .await?
-                    .ok_or(ClientError::UnknownMint(*mint))?;
-                x402_protocol::read_mint(&account).map_err(|_| ClientError::UnknownMint(*mint))?
-            }
-            None => x402_protocol::mint::known_mint(mint).ok_or(ClientError::UnknownMint(*mint))?,
-        };
-        if !facts.delivers_in_full {
-            return Err(ClientError::WithholdingMint(*mint));
-        }
-        let blockhash = match (offer.recent_blockhash, &self.ledger) {
-            (_, Some(ledger)) => ledger.latest_blockhash().await?,
-            (Some(hint), None) => hint,
-            (None, None) => return Err(ClientError::NeedsLedger),
-        };
-        let tx = build_exact(payer, &offer.terms, &facts, blockhash);
-        Ok(serde_json::json!({ "transaction": encode_versioned(&tx) }))
-    }
-
-    /// Picks the first offer of `challenge` the policy allows and reserves its amount
-    /// against the budget, under one lock: two payments at once cannot both pass it.
-    fn reserve(
-        &self,
-        challenge: &Challenge,
-        decimals: &[Option<u8>],
-    ) -> Result<Offer, ClientError> {
-        let ledger = self.ledger.as_ref().map(|ledger| ledger.network());
-        let mut spent = self.spent.lock().expect("not poisoned");
-        let mut refusal = None;
-        let offer = challenge
-            .offers
-            .iter()
-            .zip(decimals)
-            .find(
-                |(offer, decimals)| match self.policy.check(offer, *spent, **decimals, ledger) {
-                    Ok(()) => true,
-                    Err(why) => {
-                        refusal.get_or_insert(why);
-                        false
-                    }
-                },
-            )
-            .map(|(offer, _)| offer)
-            .ok_or_else(|| match refusal {
-                Some(refusal) => ClientError::Policy(refusal),
-                None => ClientError::NoPayableOffer {
-                    offered: challenge.unpayable.clone(),
-                },
-            })?;
-        *spent = spent.saturating_add(offer.amount());
-        Ok(offer.clone())
-    }
-
     /// The decimals of `mint` as this client knows them: from its ledger, else from the
     /// table of well-known mints; never from the server. Asked only when the policy has
     /// decimal limits.
-    async fn trusted_decimals(&self, mint: &anchor_lang::prelude::Pubkey) -> Option<u8> {
+    async fn trusted_decimals(&self, mint: &Pubkey) -> Option<u8> {
         if !self.policy.has_decimal_limits() {
             return None;
         }
@@ -551,42 +240,6 @@ impl X402Client {
             }
         }
         None
-    }
-
-    fn unreserve(&self, amount: u64) {
-        let mut spent = self.spent.lock().expect("not poisoned");
-        *spent = spent.saturating_sub(amount);
-    }
-
-    /// Way 2: signs and submits `pay` through the client's ledger, the payer paying fee
-    /// and rent. The payload, and the submission's error when it may still have landed
-    /// (the ledger did not answer): the payment is then kept, never made again.
-    async fn pay_on_chain(
-        &self,
-        payer: &Keypair,
-        requirement: &x402_protocol::Requirement,
-        request: Option<&(reqwest::Method, reqwest::Url)>,
-    ) -> Result<(serde_json::Value, Option<String>, Option<LedgerError>), ClientError> {
-        let ledger = self.ledger.as_ref().ok_or(ClientError::NeedsLedger)?;
-        let blockhash = ledger.latest_blockhash().await?;
-        let mut tx = requirement.pay_transaction(&payer.pubkey(), &payer.pubkey(), blockhash);
-        tx.try_sign(&[payer], blockhash)
-            .map_err(|e| ClientError::MalformedChallenge(e.to_string()))?;
-        let signature = tx.signatures[0].to_string();
-        let unsettled = match ledger.submit(&tx.clone().into()).await {
-            Ok(_) => None,
-            Err(rejected @ LedgerError::Rejected(_)) => return Err(rejected.into()),
-            Err(unavailable) => Some(unavailable),
-        };
-        // The payer's proof that it presents this reference, for this request: the
-        // reference is public once `pay` lands.
-        let proof = request.map(|(method, url)| proof(payer, &requirement.reference, method, url));
-        let payload = serde_json::json!({
-            "reference": requirement.reference.to_string(),
-            "proof": proof,
-            "signature": signature,
-        });
-        Ok((payload, Some(signature), unsettled))
     }
 
     /// Sends `request` with `payment`. A 503 is retried with the same payment, waiting
@@ -659,7 +312,7 @@ impl X402Client {
                     });
                 }
                 _ => {
-                    let settlement = settlement_of(&response, payment);
+                    let settlement = Settlement::of(&response, payment);
                     return Ok(Paid {
                         response,
                         settlement,
@@ -682,26 +335,6 @@ impl X402Client {
     }
 }
 
-/// The payer's proof that it presents `reference` for `method url`: the method, the path,
-/// and the host with its port when not the scheme's default, as the URL names it.
-fn proof(
-    payer: &Keypair,
-    reference: &x402_protocol::Reference,
-    method: &reqwest::Method,
-    url: &reqwest::Url,
-) -> String {
-    let host = match url.port() {
-        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
-        None => url.host_str().unwrap_or_default().to_string(),
-    };
-    let target = ProofTarget {
-        method: method.as_str(),
-        path: url.path(),
-        host: &host,
-    };
-    sign_proof(payer, reference, &target)
-}
-
 /// The start of a failed answer's body, as text.
 async fn error_body(mut response: reqwest::Response) -> String {
     let mut body = Vec::new();
@@ -713,33 +346,4 @@ async fn error_body(mut response: reqwest::Response) -> String {
     }
     body.truncate(ERROR_BODY_BYTES);
     String::from_utf8_lossy(&body).into_owned()
-}
-
-/// Reads the settlement header of a paid response, in whichever version it came.
-fn settlement_of(response: &reqwest::Response, payment: &Payment) -> Option<Settlement> {
-    let s = Version::ALL.into_iter().find_map(|version| {
-        let value = response.headers().get(version.settlement_header())?;
-        wire::Settlement::decode(version, value.to_str().ok()?).ok()
-    })?;
-    let text = |key: &str| {
-        s.extra
-            .get(key)
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-    };
-    let offer = &payment.offer;
-    let receipt = match &offer.terms {
-        Terms::Receipt(o) => Some(o.requirement.receipt().to_string()),
-        Terms::Exact(_) => None,
-    };
-    Some(Settlement {
-        scheme: offer.scheme().into(),
-        reference: text("reference").or_else(|| offer.reference().map(|r| r.to_string())),
-        receipt: text("receipt").or(receipt),
-        transaction: s.transaction,
-        amount: offer.amount(),
-        shown_amount: offer.shown_amount(),
-        network: s.network,
-        payer: s.payer,
-    })
 }

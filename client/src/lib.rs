@@ -2,16 +2,30 @@
 //! paying (in our `receipt` scheme, sponsored by the server when it offers, through a
 //! ledger otherwise; or in the ecosystem's `exact` scheme, from any x402 server) and retries, under a spending policy checked before anything is signed;
 //! and the `x402` command (whose receipt functions are `x402_protocol::receipt`'s).
+//!
+//! The modules: [`offer`] reads what a 402 offers (each scheme's reading in `scheme/`),
+//! [`policy`] says what may be paid, `challenge` reads a 402 answer, `budget` picks the
+//! offer to pay and reserves its amount, `scheme` signs it (one module per scheme),
+//! `payment` holds the signed payment (and keeps it), `client` sends it and retries,
+//! `settlement` reads what it bought, `error` says why not.
 
+mod budget;
+mod challenge;
 pub mod client;
+mod error;
 pub mod offer;
+mod payment;
 pub mod policy;
+mod proof;
+mod scheme;
+mod settlement;
 
-pub use client::{
-    Challenge, ClientError, Paid, Payment, Settlement, X402Client, X402ClientBuilder,
-    X_PAYMENT_PROOF,
-};
-pub use offer::{Offer, Terms};
+pub use challenge::Challenge;
+pub use client::{X402Client, X402ClientBuilder, X_PAYMENT_PROOF};
+pub use error::ClientError;
+pub use offer::{Offer, Terms, Unreadable};
+pub use payment::Payment;
 pub use policy::{
     same_network, Limit, PolicyRefusal, PolicyRule, SpendingPolicy, DEFAULT_MAX_PER_REQUEST,
 };
+pub use settlement::{Paid, Settlement};

@@ -3,7 +3,7 @@
 //! is kept only to say why it could not be paid.
 
 use anchor_lang::prelude::Pubkey;
-use x402_protocol::amount::format_units;
+use x402_protocol::scheme::SchemeError;
 use x402_protocol::wire;
 use x402_protocol::{ExactOffer, ReceiptOffer, Reference, EXACT, SCHEME};
 
@@ -15,11 +15,54 @@ pub struct Offer {
     wire: wire::Offer,
 }
 
-/// What an offer asks, in its scheme.
+/// What an offer asks, in its scheme. Each scheme's module in `scheme/` reads its
+/// offers ([`Asks`]) and pays them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Terms {
     Receipt(ReceiptOffer),
     Exact(ExactOffer),
+}
+
+impl Terms {
+    /// Reads `offer` in the scheme it names: None for a scheme this client does not pay.
+    fn read(offer: &wire::Offer) -> Option<Result<Terms, SchemeError>> {
+        Some(match offer.scheme.as_str() {
+            SCHEME => ReceiptOffer::from_offer(offer).map(Terms::Receipt),
+            EXACT => ExactOffer::from_offer(offer).map(Terms::Exact),
+            _ => return None,
+        })
+    }
+
+    /// What the offer asks, as its scheme reads it.
+    fn asks(&self) -> &dyn Asks {
+        match self {
+            Terms::Receipt(offer) => offer,
+            Terms::Exact(offer) => offer,
+        }
+    }
+}
+
+/// What an offer asks, as its scheme reads it: implemented by each scheme's module.
+pub(crate) trait Asks {
+    fn scheme(&self) -> &'static str;
+    fn network(&self) -> &str;
+    fn amount(&self) -> u64;
+    fn mint(&self) -> Pubkey;
+    fn pay_to(&self) -> Pubkey;
+    fn reference(&self) -> Option<Reference>;
+    fn key(&self) -> Option<String>;
+    fn sponsored(&self) -> bool;
+    fn shown_amount(&self) -> String;
+    fn description(&self) -> String;
+    fn program(&self) -> Option<Pubkey> {
+        None
+    }
+    fn receipt(&self) -> Option<Pubkey> {
+        None
+    }
+    fn expires_at(&self) -> Option<i64> {
+        None
+    }
 }
 
 impl Offer {
@@ -28,10 +71,11 @@ impl Offer {
         if !is_solana(&offer.network) {
             return Err(format!("network {} is not Solana", offer.network));
         }
-        let terms = match offer.scheme.as_str() {
-            SCHEME => ReceiptOffer::from_offer(offer).map(Terms::Receipt),
-            EXACT => ExactOffer::from_offer(offer).map(Terms::Exact),
-            other => return Err(format!("scheme {other} is not one this client pays")),
+        let Some(terms) = Terms::read(offer) else {
+            return Err(format!(
+                "scheme {} is not one this client pays",
+                offer.scheme
+            ));
         };
         Ok(Offer {
             terms: terms.map_err(|e| e.to_string())?,
@@ -40,82 +84,68 @@ impl Offer {
     }
 
     pub fn scheme(&self) -> &'static str {
-        match &self.terms {
-            Terms::Receipt(_) => SCHEME,
-            Terms::Exact(_) => EXACT,
-        }
+        self.terms.asks().scheme()
     }
 
     /// The network as the offer names it.
     pub fn network(&self) -> &str {
-        match &self.terms {
-            Terms::Receipt(o) => &o.network,
-            Terms::Exact(o) => &o.network,
-        }
+        self.terms.asks().network()
     }
 
     /// Base units asked.
     pub fn amount(&self) -> u64 {
-        match &self.terms {
-            Terms::Receipt(o) => o.requirement.amount,
-            Terms::Exact(o) => o.terms.amount,
-        }
+        self.terms.asks().amount()
     }
 
     pub fn mint(&self) -> Pubkey {
-        match &self.terms {
-            Terms::Receipt(o) => o.requirement.mint,
-            Terms::Exact(o) => o.terms.mint,
-        }
+        self.terms.asks().mint()
     }
 
     pub fn pay_to(&self) -> Pubkey {
-        match &self.terms {
-            Terms::Receipt(o) => o.requirement.pay_to,
-            Terms::Exact(o) => o.terms.pay_to,
-        }
+        self.terms.asks().pay_to()
     }
 
     /// The challenge's reference: a `receipt` offer's, or the one an `exact` memo holds
     /// when the server is one of ours.
     pub fn reference(&self) -> Option<Reference> {
-        match &self.terms {
-            Terms::Receipt(o) => Some(o.requirement.reference),
-            Terms::Exact(o) => o.terms.memo.as_deref().and_then(Reference::from_memo),
-        }
+        self.terms.asks().reference()
     }
 
     /// What tells this challenge from another of the same server: the reference, or an
     /// `exact` offer's memo.
     pub fn key(&self) -> Option<String> {
-        match &self.terms {
-            Terms::Receipt(o) => Some(o.requirement.reference.to_string()),
-            Terms::Exact(o) => o.terms.memo.clone(),
-        }
+        self.terms.asks().key()
     }
 
     /// Whether the server's fee payer pays the fee (no SOL needed).
     pub fn sponsored(&self) -> bool {
-        match &self.terms {
-            Terms::Receipt(o) => o.fee_payer.is_some() && o.recent_blockhash.is_some(),
-            Terms::Exact(_) => true,
-        }
+        self.terms.asks().sponsored()
     }
 
     /// The amount for people: with the decimals the server claims (display only, never a
     /// limit), in base units when it claims none.
     pub fn shown_amount(&self) -> String {
-        match &self.terms {
-            Terms::Receipt(o) => format_units(o.requirement.amount, o.decimals),
-            Terms::Exact(o) => format!("{} base units", o.terms.amount),
-        }
+        self.terms.asks().shown_amount()
     }
 
     pub fn description(&self) -> String {
-        match &self.terms {
-            Terms::Receipt(o) => o.description.clone(),
-            Terms::Exact(o) => o.resource.description.clone().unwrap_or_default(),
-        }
+        self.terms.asks().description()
+    }
+
+    /// The program a payment calls, of the server's naming (`receipt`): one the policy
+    /// must allow.
+    pub fn program(&self) -> Option<Pubkey> {
+        self.terms.asks().program()
+    }
+
+    /// The receipt account a payment creates (`receipt`).
+    pub fn receipt(&self) -> Option<Pubkey> {
+        self.terms.asks().receipt()
+    }
+
+    /// When the challenge expires, unix seconds, when the offer says (`receipt`).
+    pub fn expires_at(&self) -> Option<i64> {
+        self.terms.asks().expires_at()
     }
 
     /// The offer as the server wrote it, as the payment echoes it.
@@ -123,6 +153,11 @@ impl Offer {
         self.wire.clone()
     }
 }
+
+/// A 402 answer, or a payment kept from one, that cannot be read: why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the 402 answer cannot be read: {0}")]
+pub struct Unreadable(pub String);
 
 /// Solana's x402 network names: v1 (`solana`, `solana-devnet`, ...) and CAIP-2.
 fn is_solana(network: &str) -> bool {

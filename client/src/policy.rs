@@ -1,7 +1,7 @@
 //! The spending policy: checked before anything is signed, so that a refusal costs
 //! nothing.
 
-use crate::offer::{Offer, Terms};
+use crate::offer::Offer;
 use anchor_lang::prelude::Pubkey;
 use x402_protocol::amount::{format_units, parse_units};
 use x402_protocol::{Cluster, Network};
@@ -64,8 +64,9 @@ impl Limit {
     }
 }
 
-/// Which rule refused a payment.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Which rule refused a payment. Serialized as its name (`MaxPerRequest`), as the CLI's
+/// `--json` output names it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum PolicyRule {
     MaxPerRequest,
     Budget,
@@ -192,8 +193,7 @@ impl SpendingPolicy {
             })
         };
         // Only a `receipt` payment calls a program of the server's naming.
-        if let Terms::Receipt(receipt) = &offer.terms {
-            let program = receipt.requirement.program;
+        if let Some(program) = offer.program() {
             if !self.programs.contains(&program) {
                 return Err(refuse(
                     PolicyRule::Program,

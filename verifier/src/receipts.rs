@@ -13,7 +13,9 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use x402_protocol::amount::format_units;
+use x402_protocol::janitor::FoundReceipt;
 use x402_protocol::scheme::receipt::decode_receipt;
+use x402_protocol::wire::receipts::ReceiptView;
 use x402_protocol::{receipt_address, Reference};
 
 use crate::context::store_unavailable;
@@ -68,29 +70,19 @@ pub async fn show_receipt(
         .map_err(|defect| Refusal::new(defect.into()).detail("receipt", address.to_string()))?;
     let explorer = |path: String| s.network.explorer_url(&path, None);
     let amount_decimal = (receipt.mint == s.mint).then(|| format_units(receipt.amount, s.decimals));
-    Ok(axum::Json(json!({
-        "reference": reference.to_string(),
-        "receipt": address.to_string(),
-        "program": s.program.to_string(),
-        "network": s.network.caip2(),
-        "payer": receipt.payer.to_string(),
-        "payee": receipt.payee.to_string(),
-        "mint": receipt.mint.to_string(),
-        "amount": receipt.amount.to_string(),
-        "amountDecimal": amount_decimal,
-        "rentPayer": receipt.rent_payer.to_string(),
-        "paidAt": receipt.paid_at,
-        "slot": receipt.slot,
-        "expiresAt": receipt.expires_at,
-        "scheme": Scheme::Receipt.name(),
-        "lamports": account.lamports,
-        "explorer": {
-            "receipt": explorer(format!("address/{address}")),
-            "payer": explorer(format!("address/{}", receipt.payer)),
-            "payee": explorer(format!("address/{}", receipt.payee)),
-        },
-    }))
-    .into_response())
+    let found = FoundReceipt {
+        address,
+        receipt,
+        lamports: account.lamports,
+    };
+    let mut view = ReceiptView::of(&found, &s.network);
+    view.amount_decimal = Some(amount_decimal);
+    view.network = Some(s.network.caip2().to_string());
+    view.program = Some(s.program.to_string());
+    view.scheme = Some(Scheme::Receipt.name().to_string());
+    view.explorer.payer = Some(explorer(format!("address/{}", found.receipt.payer)));
+    view.explorer.payee = Some(explorer(format!("address/{}", found.receipt.payee)));
+    Ok(axum::Json(view).into_response())
 }
 
 /// An `exact` payment as its grant records it: the transaction to read on an explorer

@@ -15,6 +15,7 @@
 
 pub mod facilitator;
 pub mod message;
+pub mod receipts;
 pub mod v1;
 pub mod v2;
 

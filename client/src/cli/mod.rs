@@ -1,0 +1,250 @@
+//! The `x402` command line: its arguments here; each command in its module; the exit
+//! codes in [`exit`]; what it prints in [`output`].
+//!
+//! Everything a server says (descriptions, reasons, settlement fields, error text) is
+//! shown with its control characters escaped; `--json` prints it exactly, as JSON.
+
+mod exit;
+mod fetch;
+mod output;
+mod quote;
+mod receipts;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anchor_lang::prelude::Pubkey;
+use clap::{Parser, Subcommand};
+use x402_client::{Limit, SpendingPolicy};
+use x402_protocol::rpc::{RpcLedger, RpcOptions};
+
+use exit::{fail, Exit, Failure};
+use output::{print_json, shown};
+
+#[derive(Parser)]
+#[command(
+    name = "x402",
+    version,
+    about = "Pay for HTTP APIs with x402 on Solana (receipt and exact schemes)",
+    after_help = format!("{SPENDING_HELP}\n\n{}", Exit::help())
+)]
+pub struct Cli {
+    /// Print one JSON document on stdout, for scripts and agents.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// What `x402 fetch` pays without being told, in `--help` (before the exit codes).
+const SPENDING_HELP: &str = "\
+Spending: `x402 fetch` pays at most 1.00 per request of a stablecoin x402 knows itself
+(USDC) unless told otherwise. An offer in any other token (the seller picks it: 1 wSOL
+is no dollar) is refused unless given a limit of your own: --max-units N (base units),
+or --max-amount 0.05 (read with the mint's decimals from --rpc-url, never the server's
+word); --no-limit removes the limit. An offer whose network is not where its money is
+(a well-known mint of another cluster, another network than --rpc-url's) is refused;
+without --rpc-url, an offer signed over the seller's blockhash (`exact`, or a sponsored
+`receipt`) is paid only on networks allowed with --allow-network.";
+
+// Parsed once per run: the size of `fetch`'s arguments costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+enum Command {
+    /// Fetch URL, paying its 402 challenge: the body on stdout, the settlement on stderr.
+    /// Pays at most 1.00 of a stablecoin (USDC) unless told otherwise; another token only
+    /// under a limit of your own (see x402 --help).
+    Fetch {
+        url: String,
+        #[arg(short = 'X', long = "request", default_value = "GET")]
+        method: String,
+        /// A request header, "Name: value"; repeatable.
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// The request body.
+        #[arg(short = 'd', long = "data")]
+        data: Option<String>,
+        /// The most to pay for this request, in the token's units ("0.05"), in any token.
+        /// Read with the mint's decimals from --rpc-url or, for USDC, known ones; never
+        /// the server's. Without them the payment is refused. (By default: 1.00, of USDC
+        /// only.)
+        #[arg(long, conflicts_with_all = ["max_units", "no_limit"])]
+        max_amount: Option<String>,
+        /// The most to pay for this request, in base units: needs no decimals.
+        #[arg(long, conflicts_with = "no_limit")]
+        max_units: Option<u64>,
+        /// Pay whatever the server asks for this request (no per-request maximum).
+        #[arg(long)]
+        no_limit: bool,
+        /// Pay only on these networks (solana, solana-devnet, or a CAIP-2 id); repeatable.
+        /// Without --rpc-url, an offer signed over the seller's blockhash (`exact`, or a
+        /// sponsored `receipt`) is paid only on a network named here. With a local
+        /// --rpc-url, also pays offers naming this network (a local validator announcing
+        /// devnet's id).
+        #[arg(long = "allow-network")]
+        allow_networks: Vec<String>,
+        /// Pay only these payees; repeatable.
+        #[arg(long = "allow-payee")]
+        allow_payees: Vec<Pubkey>,
+        /// Pay only in these tokens (mints); repeatable.
+        #[arg(long = "allow-mint")]
+        allow_mints: Vec<Pubkey>,
+        /// Also sign `pay` for this receipts program (a deployment of your own); this
+        /// build's program is always allowed. Repeatable.
+        #[arg(long = "allow-program")]
+        allow_programs: Vec<Pubkey>,
+        /// The schemes to pay first when several are offered (`receipt,exact` by
+        /// default: a receipt settles once, on chain).
+        #[arg(long, value_delimiter = ',')]
+        prefer: Vec<String>,
+        /// Present the payment kept in FILE (written when a paid request was not served:
+        /// the server unavailable or answering 5xx) instead of paying, with the payer's
+        /// proof (X-Payment-Proof) beside it.
+        #[arg(long)]
+        resume: Option<PathBuf>,
+        /// The payer, a Solana CLI keypair file.
+        #[arg(long, env = "X402_KEYPAIR", default_value_os_t = default_keypair())]
+        keypair: PathBuf,
+        /// To pay yourself when the server does not sponsor (never printed).
+        #[arg(long, env = "X402_RPC_URL", hide_env_values = true)]
+        rpc_url: Option<String>,
+    },
+    /// Show what URL costs, without paying.
+    Quote { url: String },
+    /// Show the receipt of REFERENCE, from a verifier or from the chain.
+    Receipt {
+        reference: String,
+        /// A verifier's base URL: asks its /receipts/{reference}.
+        #[arg(long, conflicts_with = "rpc_url")]
+        verifier: Option<String>,
+        #[arg(
+            long,
+            env = "X402_RPC_URL",
+            hide_env_values = true,
+            required_unless_present = "verifier"
+        )]
+        rpc_url: Option<String>,
+        #[arg(long, default_value_t = x402_receipts::ID)]
+        program: Pubkey,
+    },
+    /// List the receipts paying PAYEE, newest first, with totals.
+    Receipts {
+        #[arg(long)]
+        payee: Pubkey,
+        #[arg(long, env = "X402_RPC_URL", hide_env_values = true)]
+        rpc_url: String,
+        #[arg(long, default_value_t = x402_receipts::ID)]
+        program: Pubkey,
+    },
+    /// Close the expired receipts your keypair funded and take their rent back.
+    CloseExpired {
+        #[arg(long, env = "X402_KEYPAIR", default_value_os_t = default_keypair())]
+        keypair: PathBuf,
+        #[arg(long, env = "X402_RPC_URL", hide_env_values = true)]
+        rpc_url: String,
+        #[arg(long, default_value_t = x402_receipts::ID)]
+        program: Pubkey,
+    },
+}
+
+fn default_keypair() -> PathBuf {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    home.join(".config/solana/id.json")
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    let json = cli.json;
+    let outcome = match cli.command {
+        Command::Fetch {
+            url,
+            method,
+            headers,
+            data,
+            max_amount,
+            max_units,
+            no_limit,
+            allow_networks,
+            allow_payees,
+            allow_mints,
+            allow_programs,
+            prefer,
+            resume,
+            keypair,
+            rpc_url,
+        } => {
+            let defaults = SpendingPolicy::default();
+            let max_per_request = match (max_amount, max_units, no_limit) {
+                (Some(decimal), _, _) => Some(Limit::Decimal(decimal)),
+                (_, Some(units), _) => Some(Limit::Units(units)),
+                (_, _, true) => None,
+                _ => defaults.max_per_request.clone(),
+            };
+            let mut policy = SpendingPolicy {
+                max_per_request,
+                networks: allow_networks,
+                mints: allow_mints,
+                payees: allow_payees,
+                ..defaults
+            };
+            policy.programs.extend(allow_programs);
+            fetch::fetch(
+                &url,
+                &method,
+                &headers,
+                data,
+                policy,
+                &prefer,
+                &keypair,
+                rpc_url.as_deref(),
+                resume.as_deref(),
+                json,
+            )
+            .await
+        }
+        Command::Quote { url } => quote::quote(&url, json).await,
+        Command::Receipt {
+            reference,
+            verifier,
+            rpc_url,
+            program,
+        } => {
+            receipts::receipt(
+                &reference,
+                verifier.as_deref(),
+                rpc_url.as_deref(),
+                &program,
+                json,
+            )
+            .await
+        }
+        Command::Receipts {
+            payee,
+            rpc_url,
+            program,
+        } => receipts::list(&payee, &rpc_url, &program, json).await,
+        Command::CloseExpired {
+            keypair,
+            rpc_url,
+            program,
+        } => receipts::close(&keypair, &rpc_url, &program, json).await,
+    };
+    match outcome {
+        Ok(exit) => ExitCode::from(exit.code()),
+        Err(failure) => {
+            if json {
+                print_json(&failure.output());
+            } else {
+                eprintln!("x402: {}", shown(&failure.message));
+            }
+            ExitCode::from(failure.exit.code())
+        }
+    }
+}
+
+async fn connect(rpc_url: &str) -> Result<RpcLedger, Failure> {
+    RpcLedger::connect(rpc_url, RpcOptions::default())
+        .await
+        .map_err(|e| fail(Exit::Unavailable, e))
+}

@@ -1,0 +1,211 @@
+//! The schemes this client pays, one module each: how it reads what an offer asks
+//! ([`Asks`](crate::offer::Asks)) and how it turns an accepted offer into the signed
+//! payment payload, as the protocol's type ([`PayScheme`]). Choosing the offer, the
+//! spending policy and sending the payment are the client's, the same for every scheme.
+//!
+//! Adding a scheme: a module here implementing both for its offer type; registered by
+//! its variant of [`Terms`] (and its arms in `Terms::read` and `Terms::asks`) and its
+//! arm in [`pay`].
+
+mod exact;
+mod receipt;
+
+use serde::Serialize;
+use solana_keypair::Keypair;
+use x402_protocol::{Ledger, LedgerError};
+
+use crate::error::ClientError;
+use crate::offer::Terms;
+
+/// What a scheme's payer has besides the offer.
+pub(crate) struct PayContext<'a> {
+    /// The token authority that signs.
+    pub payer: &'a Keypair,
+    /// The client's ledger, when it has one: to pay on chain, and to read mints.
+    pub ledger: Option<&'a dyn Ledger>,
+    /// The request the challenge answered: a payment made on chain carries the payer's
+    /// proof for it.
+    pub request: Option<&'a (reqwest::Method, reqwest::Url)>,
+}
+
+/// A payment signed (and, in some schemes, submitted by the payer).
+#[derive(Debug)]
+pub(crate) struct Signed<P> {
+    /// The scheme's `payload`.
+    pub payload: P,
+    /// The transaction's signature, when the payer submitted it.
+    pub signature: Option<String>,
+    /// The submission's error, when it may still have landed (the ledger did not
+    /// answer): the payment is then kept, never made again.
+    pub unsettled: Option<LedgerError>,
+}
+
+/// Paying in one scheme.
+pub(crate) trait PayScheme {
+    /// The scheme's `payload`, as the protocol types it.
+    type Payload: Serialize;
+
+    /// Signs a payment of this offer. An error means nothing was spent: nothing left
+    /// the client, or the ledger refused it.
+    async fn pay(&self, context: &PayContext<'_>) -> Result<Signed<Self::Payload>, ClientError>;
+}
+
+/// Pays `terms` in its scheme: the signed payment, its payload as the JSON it travels in.
+pub(crate) async fn pay(
+    terms: &Terms,
+    context: &PayContext<'_>,
+) -> Result<Signed<serde_json::Value>, ClientError> {
+    match terms {
+        Terms::Receipt(offer) => signed(offer, context).await,
+        Terms::Exact(offer) => signed(offer, context).await,
+    }
+}
+
+async fn signed<S: PayScheme>(
+    scheme: &S,
+    context: &PayContext<'_>,
+) -> Result<Signed<serde_json::Value>, ClientError> {
+    let Signed {
+        payload,
+        signature,
+        unsettled,
+    } = scheme.pay(context).await?;
+    Ok(Signed {
+        payload: serde_json::to_value(payload).expect("plain fields serialize"),
+        signature,
+        unsettled,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use anchor_lang::prelude::Pubkey;
+    use solana_hash::Hash;
+    use solana_signer::Signer;
+    use solana_transaction::versioned::VersionedTransaction;
+    use solana_transaction::Transaction;
+    use x402_protocol::scheme::decode_transaction;
+    use x402_protocol::scheme::exact::ExactPayload;
+    use x402_protocol::wire::v2::ResourceInfo;
+    use x402_protocol::{ExactOffer, ExactTerms, ReceiptOffer, ReceiptPayload, Reference};
+
+    use super::*;
+
+    const BLOCKHASH: Hash = Hash::new_from_array([9; 32]);
+
+    fn receipt_offer(sponsor: Option<Pubkey>) -> ReceiptOffer {
+        ReceiptOffer {
+            network: "solana-devnet".into(),
+            requirement: x402_protocol::Requirement {
+                program: x402_receipts::ID,
+                reference: Reference([3; 32]),
+                amount: 10_000,
+                expires_at: 1_700_000_000,
+                mint: Pubkey::new_unique(),
+                token_program: Pubkey::new_unique(),
+                pay_to: Pubkey::new_unique(),
+            },
+            decimals: 6,
+            fee_payer: sponsor,
+            recent_blockhash: sponsor.map(|_| BLOCKHASH),
+            resource: "https://seller.example/paid".into(),
+            description: String::new(),
+            mime_type: String::new(),
+            max_timeout_seconds: 60,
+        }
+    }
+
+    fn exact_offer(mint: Pubkey, fee_payer: Pubkey) -> ExactOffer {
+        ExactOffer {
+            network: "solana-devnet".into(),
+            terms: ExactTerms {
+                mint,
+                pay_to: Pubkey::new_unique(),
+                amount: 10_000,
+                fee_payer,
+                memo: None,
+            },
+            recent_blockhash: Some(BLOCKHASH),
+            resource: ResourceInfo {
+                url: "https://seller.example/paid".into(),
+                description: None,
+                mime_type: None,
+            },
+            max_timeout_seconds: 60,
+        }
+    }
+
+    fn without_ledger(payer: &Keypair) -> PayContext<'_> {
+        PayContext {
+            payer,
+            ledger: None,
+            request: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sponsored_receipt_is_signed_by_the_payer_for_the_servers_fee_payer() {
+        let payer = Keypair::new();
+        let fee_payer = Pubkey::new_unique();
+        let terms = Terms::Receipt(receipt_offer(Some(fee_payer)));
+        let signed = pay(&terms, &without_ledger(&payer)).await.unwrap();
+        assert_eq!((signed.signature, signed.unsettled.is_none()), (None, true));
+        let ReceiptPayload::Sponsored { transaction } =
+            serde_json::from_value(signed.payload).unwrap()
+        else {
+            panic!("a sponsored payload");
+        };
+        let tx: Transaction = decode_transaction(&transaction).unwrap();
+        assert_eq!(tx.message.account_keys[0], fee_payer);
+        assert_eq!(tx.message.recent_blockhash, BLOCKHASH);
+        let signer = tx
+            .message
+            .account_keys
+            .iter()
+            .position(|key| *key == payer.pubkey())
+            .expect("the payer signs");
+        assert!(tx.signatures[signer].verify(payer.pubkey().as_ref(), &tx.message_data()));
+    }
+
+    #[tokio::test]
+    async fn an_unsponsored_receipt_needs_a_ledger_to_pay_through() {
+        let payer = Keypair::new();
+        let terms = Terms::Receipt(receipt_offer(None));
+        let refused = pay(&terms, &without_ledger(&payer)).await;
+        assert!(
+            matches!(refused, Err(ClientError::NeedsLedger)),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_exact_transfer_of_a_known_mint_is_signed_over_the_offered_blockhash() {
+        let payer = Keypair::new();
+        let usdc_devnet: Pubkey = x402_protocol::mint::KNOWN_MINTS[1].address.parse().unwrap();
+        let fee_payer = Pubkey::new_unique();
+        let terms = Terms::Exact(exact_offer(usdc_devnet, fee_payer));
+        let signed = pay(&terms, &without_ledger(&payer)).await.unwrap();
+        let payload: ExactPayload = serde_json::from_value(signed.payload).unwrap();
+        let tx: VersionedTransaction = decode_transaction(&payload.transaction).unwrap();
+        assert_eq!(tx.message.static_account_keys()[0], fee_payer);
+        assert_eq!(*tx.message.recent_blockhash(), BLOCKHASH);
+    }
+
+    #[tokio::test]
+    async fn an_exact_offer_is_refused_for_an_unknown_mint_or_the_payer_as_fee_payer() {
+        let payer = Keypair::new();
+        let unknown = Pubkey::new_unique();
+        let terms = Terms::Exact(exact_offer(unknown, Pubkey::new_unique()));
+        let refused = pay(&terms, &without_ledger(&payer)).await;
+        assert!(
+            matches!(refused, Err(ClientError::UnknownMint(mint)) if mint == unknown),
+            "{refused:?}"
+        );
+        let terms = Terms::Exact(exact_offer(unknown, payer.pubkey()));
+        let refused = pay(&terms, &without_ledger(&payer)).await;
+        assert!(
+            matches!(&refused, Err(ClientError::MalformedChallenge(why)) if why.contains("fee payer")),
+            "{refused:?}"
+        );
+    }
+}
