@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// A child process, killed when dropped.
-pub struct Process(pub Child);
+pub(crate) struct Process(pub(crate) Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -19,7 +19,7 @@ impl Drop for Process {
 
 impl Process {
     /// Its peak resident set (VmHWM), in KiB.
-    pub fn peak_rss(&self) -> u64 {
+    fn peak_rss(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))
             .expect("the process's /proc status");
         status
@@ -27,6 +27,18 @@ impl Process {
             .find_map(|line| line.strip_prefix("VmHWM:"))
             .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("VmHWM")
+    }
+}
+
+/// The last lines of a process's log, for a panic message.
+pub(crate) fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_else(|e| format!("({e})"));
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+    if tail.trim().is_empty() {
+        "(no output)".to_string()
+    } else {
+        tail
     }
 }
 
@@ -185,12 +197,10 @@ impl Drop for VerifierProcess {
     fn drop(&mut self) {
         self.process = None;
         if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().collect();
             eprintln!(
                 "the verifier's log, kept at {}; its end:\n{}",
                 self.log.display(),
-                lines[lines.len().saturating_sub(40)..].join("\n")
+                tail(&self.log)
             );
             if let Some(temporary) = self.temporary.take() {
                 let _ = temporary.keep();

@@ -22,7 +22,6 @@
 //! time, the rest 64 at once.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,11 +34,10 @@ use solana_keypair::Keypair;
 use solana_signer::Signer;
 use solana_system_interface::instruction as system_instruction;
 use x402_client::{Challenge, Payment, X402Client};
-use x402_protocol::keypair::read_keypair_file;
 use x402_protocol::rpc::{RpcLedger, RpcOptions};
 use x402_protocol::Ledger;
 use x402_testkit::process::Launch;
-use x402_testkit::{serve, Process, RpcProxy, VerifierProcess};
+use x402_testkit::{serve, RpcProxy, Validator, VerifierProcess};
 
 /// Base units of a request (0.01 of a 6-decimal token).
 const PRICE: u64 = 10_000;
@@ -63,7 +61,7 @@ struct Args {
     /// The receipts program built for SBF (x402_receipts.so).
     #[arg(long)]
     program: PathBuf,
-    /// Where the logs, the ledger and the configuration go.
+    /// Where the verifier's log, state and configuration go.
     #[arg(long)]
     work: PathBuf,
     /// Payments in all: ALONE presented one at a time, the rest CROWD at once.
@@ -80,14 +78,14 @@ async fn main() {
     );
     std::fs::create_dir_all(&args.work).expect("the work directory");
 
-    let (_validator, node_url) = start_validator(&args);
+    let validator = Validator::start(&args.validator, &[], Some(&args.program)).await;
+    let node_url = validator.url.clone();
     let node = Arc::new(
         RpcLedger::connect(&node_url, RpcOptions::default())
             .await
             .expect("the node"),
     );
-    let authority =
-        read_keypair_file(&args.work.join("payer.json")).expect("the validator's payer");
+    let authority = validator.payer();
     let merchant = Keypair::new().pubkey();
     let mint = create_market(&node, &authority, &merchant).await;
 
@@ -162,44 +160,6 @@ async fn main() {
     );
 }
 
-/// The validator with the receipts program; its funded payer is written to the work
-/// directory, its standard error to `validator.log` there. Returns the process and its
-/// RPC URL. Its ports are fixed, below the kernel's ephemeral range (from 32,768), so
-/// only a program that asks for these very ports can hold them (the tests' validators
-/// take theirs from 20,000 up).
-fn start_validator(args: &Args) -> (Process, String) {
-    use std::io::BufRead;
-    let log = args.work.join("validator.log");
-    let mut child = Command::new(&args.validator)
-        .args(["--rpc-port", "18491", "--port-range", "18500-18590"])
-        .arg("--ledger")
-        .arg(args.work.join("ledger"))
-        .arg("--payer")
-        .arg(args.work.join("payer.json"))
-        .arg("--program")
-        .arg(format!("{}={}", x402_receipts::ID, args.program.display()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).expect("a log file"))
-        .spawn()
-        .expect("x402-test-validator starts");
-    let stdout = child.stdout.take().expect("piped");
-    let process = Process(child);
-    for line in std::io::BufReader::new(stdout).lines() {
-        let line = line.expect("the validator's output");
-        if let Some(url) = line.strip_prefix("READY ") {
-            return (process, url.to_string());
-        }
-    }
-    let output = std::fs::read_to_string(&log).unwrap_or_default();
-    let lines: Vec<&str> = output.lines().collect();
-    panic!(
-        "the validator stopped before it was ready; the end of {}:\n{}",
-        log.display(),
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    );
-}
-
 /// A 6-decimal SPL Token mint of `authority`'s, the merchant's account and the buyer's
 /// (the authority's own) holding enough for every payment: one transaction.
 async fn create_market(node: &RpcLedger, authority: &Keypair, merchant: &Pubkey) -> Pubkey {
@@ -259,7 +219,7 @@ fn start_verifier(
     merchant: &Pubkey,
     upstream: &str,
 ) -> VerifierProcess {
-    // Beside the validator's ports (18491 for JSON-RPC, 18492 for its websocket, 18500-18590).
+    // Fixed, below the ephemeral range and the validators' ports (from 20,000 up).
     let listen = "127.0.0.1:18495";
     let config = format!(
         r#"public_url = "http://{listen}"

@@ -15,9 +15,7 @@ use x402_verifier::{
 };
 
 use x402_testkit::process::Launch;
-use x402_testkit::{serve, Fault, RpcProxy, VerifierProcess};
-
-use super::node::Validator;
+use x402_testkit::{serve, Fault, RpcProxy, Validator, VerifierProcess};
 
 pub(super) const PRICE: u64 = 10_000;
 
@@ -29,6 +27,16 @@ fn network() -> Network {
 
 fn key() -> ChallengeKey {
     ChallengeKey::new(vec![9; 32]).unwrap()
+}
+
+/// The validator binary, as .ci/run builds it (`X402_TEST_VALIDATOR`).
+fn validator_binary() -> std::path::PathBuf {
+    std::env::var_os("X402_TEST_VALIDATOR")
+        .map(std::path::PathBuf::from)
+        .expect(
+            "X402_TEST_VALIDATOR names the x402-test-validator binary for the JSON-RPC tests: \
+         `cargo build --manifest-path validator/Cargo.toml` (as .ci/run does)",
+        )
 }
 
 /// The receipts program built for SBF: the validator runs it.
@@ -122,7 +130,8 @@ impl Plan {
 
     /// Starts the validator, creates the mint and token accounts, funds the payer.
     pub(super) async fn start(self) -> Chain {
-        let validator = Validator::start_with(&self.genesis, Some(&program())).await;
+        let validator =
+            Validator::start(&validator_binary(), &self.genesis, Some(&program())).await;
         let ledger = RpcLedger::with_network(&validator.url, network(), RpcOptions::default());
         let authority = validator.payer();
         let chain = Chain {

@@ -1,5 +1,5 @@
-//! A solana-test-validator process on loopback (the `validator/` crate's binary); the
-//! proxy in front of it is the test kit's `RpcProxy`.
+//! A solana-test-validator process on loopback (the `validator/` crate's binary,
+//! `x402-test-validator`), on ports found free, killed when dropped.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -15,15 +15,7 @@ use anchor_lang::prelude::Pubkey;
 use base64::Engine as _;
 use x402_protocol::LedgerAccount;
 
-/// The validator binary, as .ci/run builds it (`X402_TEST_VALIDATOR`).
-fn binary() -> PathBuf {
-    std::env::var_os("X402_TEST_VALIDATOR")
-        .map(PathBuf::from)
-        .expect(
-            "X402_TEST_VALIDATOR names the x402-test-validator binary for the JSON-RPC tests: \
-         `cargo build --manifest-path validator/Cargo.toml` (as .ci/run does)",
-        )
-}
+use crate::process::{tail, Process};
 
 /// Ports a validator binds, all given on its command line: JSON-RPC on `rpc`, its
 /// websocket on `rpc + 1` (solana-test-validator's rule), and gossip (the range's first
@@ -114,18 +106,6 @@ fn ports_taken(output: &str) -> bool {
     .any(|sign| output.contains(sign))
 }
 
-/// The last lines of a validator's output, for a panic message.
-fn tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_else(|e| format!("({e})"));
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-    if tail.trim().is_empty() {
-        "(no output)".to_string()
-    } else {
-        tail
-    }
-}
-
 /// Why a validator never said READY.
 enum Failure {
     Exited(ExitStatus),
@@ -155,23 +135,27 @@ async fn wait_until_ready(process: &mut Child, log: &Path) -> Result<String, Fai
     }
 }
 
+/// A validator that said READY: its JSON-RPC URL, and its ledger directory (where its
+/// funded payer is).
 pub struct Validator {
-    process: Child,
+    _process: Process,
     pub url: String,
     ledger: tempfile::TempDir,
 }
 
 impl Validator {
-    /// Also loads the receipts program from `program` (an SBF build) and writes the
-    /// funded mint keypair into the ledger directory (`payer.json`).
+    /// Starts the validator `binary` with `accounts` in its genesis, and the receipts
+    /// program from `program` (an SBF build) when given; writes the funded mint keypair
+    /// into the ledger directory (`payer.json`).
     ///
     /// Its ports are ones found free outside the ephemeral range; when another process
     /// took them before the validator bound them, it starts again on others. Its output
     /// goes to `validator-<attempt>.log` beside the ledger; when it does not start, the
     /// panic shows that log's end and the directory is kept.
-    pub async fn start_with(
+    pub async fn start(
+        binary: &Path,
         accounts: &[(Pubkey, LedgerAccount)],
-        program: Option<&std::path::Path>,
+        program: Option<&Path>,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut accounts_args = Vec::new();
@@ -189,7 +173,7 @@ impl Validator {
             let ports = free_ports();
             let log = dir.path().join(format!("validator-{attempt}.log"));
             let output = std::fs::File::create(&log).unwrap();
-            let mut command = Command::new(binary());
+            let mut command = Command::new(binary);
             command
                 .args(["--rpc-port", &ports.rpc.to_string()])
                 .args([
@@ -223,11 +207,11 @@ impl Validator {
                 .stdout(output.try_clone().unwrap())
                 .stderr(output)
                 .spawn()
-                .unwrap_or_else(|e| panic!("{}: {e}", binary().display()));
+                .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
             let failure = match wait_until_ready(&mut process, &log).await {
                 Ok(url) => {
                     return Validator {
-                        process,
+                        _process: Process(process),
                         url,
                         ledger: dir,
                     }
@@ -272,12 +256,5 @@ impl Validator {
     /// The validator's funded mint keypair.
     pub fn payer(&self) -> solana_keypair::Keypair {
         x402_protocol::keypair::read_keypair_file(&self.ledger.path().join("payer.json")).unwrap()
-    }
-}
-
-impl Drop for Validator {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
     }
 }
