@@ -107,9 +107,7 @@ async fn a_person_pays_the_demo_route_in_a_browser() {
     let settings = verifier.gate.settings();
     let mint = settings.mint;
     let ledger = verifier.gate.ledger().clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/demo", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, verifier.router).await.unwrap() });
+    let url = format!("{}/demo", x402_testkit::serve(verifier.router).await);
     let before = tokens(ledger.as_ref(), &buyer.pubkey(), &mint).await;
 
     let outcome = browse(&url, &demo_payer, "pay").await;

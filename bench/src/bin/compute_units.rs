@@ -17,7 +17,7 @@ use solana_system_interface::instruction as system_instruction;
 use x402_protocol::janitor::close_receipt_instruction;
 use x402_protocol::{Reference, Requirement};
 use x402_receipts::Receipt;
-use x402_verifier::ledger::bank;
+use x402_testkit::bank;
 
 const DECIMALS: u8 = 6;
 const AMOUNT: u64 = 10_000;

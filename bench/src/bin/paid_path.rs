@@ -21,27 +21,23 @@
 //! N payments in all (356 by default; `bench/run` makes 740): 100 presented one at a
 //! time, the rest 64 at once.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anchor_lang::prelude::Pubkey;
 use anchor_spl::associated_token::get_associated_token_address;
 use anchor_spl::associated_token::spl_associated_token_account::instruction::create_associated_token_account;
 use anchor_spl::token::spl_token;
-use axum::body::Bytes;
-use axum::extract::State;
 use futures_util::{stream, StreamExt};
 use solana_keypair::Keypair;
 use solana_signer::Signer;
 use solana_system_interface::instruction as system_instruction;
-use x402_bench::Process;
 use x402_client::{Challenge, Payment, X402Client};
-use x402_protocol::keypair::read_keypair_file;
 use x402_protocol::rpc::{RpcLedger, RpcOptions};
 use x402_protocol::Ledger;
+use x402_testkit::process::Launch;
+use x402_testkit::{serve, RpcProxy, Validator, VerifierProcess};
 
 /// Base units of a request (0.01 of a 6-decimal token).
 const PRICE: u64 = 10_000;
@@ -50,52 +46,53 @@ const ALONE: usize = 100;
 const CROWD: usize = 64;
 
 /// `paid-path`'s arguments.
+#[derive(clap::Parser)]
+#[command(
+    name = "paid-path",
+    about = "The paid path over JSON-RPC: node reads per verification, latency added, peak RSS"
+)]
 struct Args {
+    /// The verifier binary (a release build).
+    #[arg(long)]
     verifier: PathBuf,
+    /// The x402-test-validator binary (scripts/build-validator).
+    #[arg(long)]
     validator: PathBuf,
+    /// The receipts program built for SBF (x402_receipts.so).
+    #[arg(long)]
     program: PathBuf,
+    /// Where the verifier's log, state and configuration go.
+    #[arg(long)]
     work: PathBuf,
+    /// Payments in all: ALONE presented one at a time, the rest CROWD at once.
+    #[arg(long, default_value_t = ALONE + 4 * CROWD)]
     payments: usize,
-}
-
-impl Args {
-    fn parse() -> Args {
-        let usage =
-            "paid-path --verifier BIN --validator BIN --program SO --work DIR [--payments N]";
-        let mut named = x402_bench::Args::parse();
-        Args {
-            verifier: named.required("verifier", usage).into(),
-            validator: named.required("validator", usage).into(),
-            program: named.required("program", usage).into(),
-            work: named.required("work", usage).into(),
-            payments: named.number("payments", ALONE + 4 * CROWD),
-        }
-    }
 }
 
 #[tokio::main]
 async fn main() {
-    let args = Args::parse();
+    let args = <Args as clap::Parser>::parse();
     assert!(
         args.payments > ALONE,
         "--payments must be more than {ALONE}"
     );
     std::fs::create_dir_all(&args.work).expect("the work directory");
 
-    let (_validator, node_url) = start_validator(&args);
+    let validator = Validator::start(&args.validator, &[], Some(&args.program)).await;
+    let node_url = validator.url.clone();
     let node = Arc::new(
         RpcLedger::connect(&node_url, RpcOptions::default())
             .await
             .expect("the node"),
     );
-    let authority =
-        read_keypair_file(&args.work.join("payer.json")).expect("the validator's payer");
+    let authority = validator.payer();
     let merchant = Keypair::new().pubkey();
     let mint = create_market(&node, &authority, &merchant).await;
 
-    let counter = RpcCounter::start(&node_url).await;
+    let counter = RpcProxy::start(&node_url).await;
     let upstream = serve(axum::Router::new().fallback(|| async { r#"{"ok":true}"# })).await;
-    let (verifier, url) = start_verifier(&args, &counter.url, &mint, &merchant, &upstream).await;
+    let verifier = start_verifier(&args, &counter.url, &mint, &merchant, &upstream);
+    let url = verifier.url();
 
     // The validator's mint is no stablecoin the client knows: its cap is in base units.
     let policy = x402_client::SpendingPolicy {
@@ -113,14 +110,14 @@ async fn main() {
 
     let round_trip = percentile(&node_round_trips(&http, &counter.url, &merchant).await, 50);
     let upstream_alone = timed(&http, &upstream, ALONE, 1, None).await;
-    let before = counter.reads();
+    let before = reads(&counter);
     let verifier_alone = timed(&http, &url, alone.len(), 1, Some(alone)).await;
-    let reads_alone = counter.reads() - before;
+    let reads_alone = reads(&counter) - before;
     let read_alone = mean_account_read(&http, &url).await;
     let upstream_crowd = timed(&http, &upstream, crowd.len(), CROWD, None).await;
-    let before = counter.reads();
+    let before = reads(&counter);
     let verifier_crowd = timed(&http, &url, crowd.len(), CROWD, Some(crowd)).await;
-    let reads_crowd = counter.reads() - before;
+    let reads_crowd = reads(&counter) - before;
     let rss = verifier.peak_rss();
 
     println!(
@@ -160,44 +157,6 @@ async fn main() {
         "verifier peak RSS: {} MiB (JSON-RPC ledger, {} payments)",
         rss / 1024,
         args.payments
-    );
-}
-
-/// The validator with the receipts program; its funded payer is written to the work
-/// directory, its standard error to `validator.log` there. Returns the process and its
-/// RPC URL. Its ports are fixed, below the kernel's ephemeral range (from 32,768), so
-/// only a program that asks for these very ports can hold them (the tests' validators
-/// take theirs from 20,000 up).
-fn start_validator(args: &Args) -> (Process, String) {
-    use std::io::BufRead;
-    let log = args.work.join("validator.log");
-    let mut child = Command::new(&args.validator)
-        .args(["--rpc-port", "18491", "--port-range", "18500-18590"])
-        .arg("--ledger")
-        .arg(args.work.join("ledger"))
-        .arg("--payer")
-        .arg(args.work.join("payer.json"))
-        .arg("--program")
-        .arg(format!("{}={}", x402_receipts::ID, args.program.display()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).expect("a log file"))
-        .spawn()
-        .expect("x402-test-validator starts");
-    let stdout = child.stdout.take().expect("piped");
-    let process = Process(child);
-    for line in std::io::BufReader::new(stdout).lines() {
-        let line = line.expect("the validator's output");
-        if let Some(url) = line.strip_prefix("READY ") {
-            return (process, url.to_string());
-        }
-    }
-    let output = std::fs::read_to_string(&log).unwrap_or_default();
-    let lines: Vec<&str> = output.lines().collect();
-    panic!(
-        "the validator stopped before it was ready; the end of {}:\n{}",
-        log.display(),
-        lines[lines.len().saturating_sub(40)..].join("\n")
     );
 }
 
@@ -245,85 +204,25 @@ async fn create_market(node: &RpcLedger, authority: &Keypair, merchant: &Pubkey)
     mint.pubkey()
 }
 
-/// Counts the JSON-RPC calls that pass through it to the node, by method.
-struct RpcCounter {
-    url: String,
-    calls: Arc<Mutex<HashMap<String, u64>>>,
+/// The account reads `proxy` passed on to the node so far.
+fn reads(proxy: &RpcProxy) -> usize {
+    proxy.count("getMultipleAccounts") + proxy.count("getAccountInfo")
 }
 
-impl RpcCounter {
-    async fn start(node: &str) -> RpcCounter {
-        #[derive(Clone)]
-        struct Forward {
-            node: String,
-            http: reqwest::Client,
-            calls: Arc<Mutex<HashMap<String, u64>>>,
-        }
-        async fn forward(State(to): State<Forward>, body: Bytes) -> (http::StatusCode, Bytes) {
-            if let Ok(call) = serde_json::from_slice::<serde_json::Value>(&body) {
-                let method = call["method"].as_str().unwrap_or("batch").to_string();
-                *to.calls.lock().unwrap().entry(method).or_default() += 1;
-            }
-            let answer = to
-                .http
-                .post(&to.node)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await;
-            match answer {
-                Ok(answer) => (answer.status(), answer.bytes().await.unwrap_or_default()),
-                Err(_) => (http::StatusCode::BAD_GATEWAY, Bytes::new()),
-            }
-        }
-        let calls = Arc::new(Mutex::new(HashMap::new()));
-        let state = Forward {
-            node: node.to_string(),
-            http: reqwest::Client::new(),
-            calls: calls.clone(),
-        };
-        let url = serve(axum::Router::new().fallback(forward).with_state(state)).await;
-        RpcCounter { url, calls }
-    }
-
-    /// The account reads the node has been asked for so far.
-    fn reads(&self) -> u64 {
-        let calls = self.calls.lock().unwrap();
-        ["getMultipleAccounts", "getAccountInfo"]
-            .iter()
-            .map(|m| calls.get(*m).copied().unwrap_or(0))
-            .sum()
-    }
-}
-
-/// Serves `router` on a free loopback port; its base URL.
-async fn serve(router: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a loopback port");
-    let url = format!("http://{}", listener.local_addr().expect("bound"));
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    url
-}
-
-/// The release verifier as a seller runs it: its configuration file, the JSON-RPC ledger
-/// through `rpc_url`, `/api/*` at 0.01 in `receipt` only (no fee payer: buyers pay
-/// themselves). Returns the process and its base URL.
-async fn start_verifier(
+/// The release verifier as a seller runs it: its configuration file (`verifier.toml` in
+/// the work directory, beside its log), the JSON-RPC ledger through `rpc_url`, `/api/*`
+/// at 0.01 in `receipt` only (no fee payer: buyers pay themselves).
+fn start_verifier(
     args: &Args,
     rpc_url: &str,
     mint: &Pubkey,
     merchant: &Pubkey,
     upstream: &str,
-) -> (Process, String) {
-    // Beside the validator's ports (18491 for JSON-RPC, 18492 for its websocket, 18500-18590).
+) -> VerifierProcess {
+    // Fixed, below the ephemeral range and the validators' ports (from 20,000 up).
     let listen = "127.0.0.1:18495";
-    let config = args.work.join("verifier.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"listen = "{listen}"
-public_url = "http://{listen}"
+    let config = format!(
+        r#"public_url = "http://{listen}"
 state_dir = "{state}"
 
 [metrics]
@@ -341,15 +240,13 @@ methods = ["GET"]
 price = "0.01"
 upstream = "{upstream}"
 "#,
-            state = args.work.join("verifier-state").display(),
-        ),
-    )
-    .expect("the verifier's configuration");
-    let url = format!("http://{listen}");
-    let mut command = Command::new(&args.verifier);
-    command.arg(&config);
-    let process = Process::verifier(command, &args.work, &url).await;
-    (process, url)
+        state = args.work.join("verifier-state").display(),
+    );
+    Launch::new(&args.verifier)
+        .env("X402_LISTEN", listen)
+        .config(&config)
+        .in_dir(&args.work)
+        .start()
 }
 
 /// `count` challenges at `/api/<n>`, each paid on chain by `buyer` (16 at a time).

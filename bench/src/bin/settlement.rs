@@ -14,7 +14,6 @@
 //! ```
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -23,24 +22,42 @@ use anchor_spl::token::spl_token;
 use futures_util::{stream, StreamExt};
 use solana_keypair::Keypair;
 use solana_signer::Signer;
-use x402_bench::{Args, Process};
 use x402_client::X402Client;
 use x402_protocol::keypair::read_keypair_file;
 use x402_protocol::{Reference, Requirement};
-use x402_verifier::ledger::bank;
+use x402_testkit::bank;
+use x402_testkit::process::Launch;
 
 /// Payments in flight at once, on both sides.
 const CONNECTIONS: usize = 8;
 /// Base units of the demo route's price (0.01 of a 6-decimal token).
 const PRICE: u64 = 10_000;
 
+/// `settlement`'s arguments.
+#[derive(clap::Parser)]
+#[command(
+    name = "settlement",
+    about = "Sponsored settlement: paid requests per second through the verifier beside the bank's raw rate"
+)]
+struct Args {
+    /// The verifier binary (a release build).
+    #[arg(long)]
+    verifier: PathBuf,
+    /// Where the verifier's state and log go.
+    #[arg(long)]
+    work: PathBuf,
+    /// Payments on each side.
+    #[arg(long, default_value_t = 2000)]
+    payments: usize,
+}
+
 #[tokio::main]
 async fn main() {
-    let usage = "settlement --verifier BIN --work DIR [--payments N]";
-    let mut named = Args::parse();
-    let verifier = PathBuf::from(named.required("verifier", usage));
-    let work = PathBuf::from(named.required("work", usage));
-    let payments = named.number("payments", 2000);
+    let Args {
+        verifier,
+        work,
+        payments,
+    } = clap::Parser::parse();
 
     let raw = bank_rate(payments).await;
     let settled = verifier_rate(&verifier, &work, payments).await;
@@ -143,16 +160,16 @@ async fn verifier_rate(verifier: &std::path::Path, work: &std::path::Path, payme
     std::fs::create_dir_all(work).expect("the work directory");
     let state = work.join("settlement-state");
     let listen = "127.0.0.1:18496";
-    let url = format!("http://{listen}");
-    let mut command = Command::new(verifier);
-    command
+    let verifier = Launch::new(verifier)
         .env("X402_STATE_DIR", &state)
         .env("X402_LISTEN", listen)
         .env(
             "X402_MAX_SPONSORED_IN_FLIGHT_PER_PAYER",
             CONNECTIONS.to_string(),
-        );
-    let _verifier = Process::verifier(command, work, &url).await;
+        )
+        .in_dir(work)
+        .start();
+    let url = verifier.url();
     // The demo's local mint is no stablecoin the client knows: its cap is in base units;
     // and without an RPC the client pays only on a network allowed by name (the local
     // ledger's, as its 402 names it).

@@ -7,6 +7,7 @@ use anchor_lang::prelude::Pubkey;
 use solana_keypair::Keypair;
 use solana_signer::Signer;
 use x402_client::{ClientError, Limit, PolicyRule, SpendingPolicy, X402Client};
+use x402_testkit::TestLedger;
 
 use crate::verifier::support::*;
 
@@ -301,9 +302,7 @@ async fn an_offer_for_another_program_is_refused_before_signing() {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/api/hostile", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, hostile).await.unwrap() });
+    let url = format!("{}/api/hostile", x402_testkit::serve(hostile).await);
 
     let client = client(&payer, SpendingPolicy::default());
     match client.get(&url).await {
@@ -348,99 +347,13 @@ async fn the_budget_holds_when_two_payments_race() {
     assert_eq!(client.spent(), PRICE);
 }
 
-/// The embedded ledger with a test's changes: submissions accepted at once that land only
-/// when the test says so (as on a cluster where confirmation takes a while), or another
-/// network's name (as a mainnet RPC node would have).
-struct TestLedger {
-    inner: std::sync::Arc<x402_verifier::ledger::local::LocalLedger>,
-    network: x402_protocol::Network,
-    /// Submissions wait in `pending` for [`TestLedger::land`].
-    late: bool,
-    pending: tokio::sync::Mutex<Option<solana_transaction::versioned::VersionedTransaction>>,
-}
-
-impl TestLedger {
-    fn late(inner: std::sync::Arc<x402_verifier::ledger::local::LocalLedger>) -> Self {
-        TestLedger {
-            network: x402_protocol::Ledger::network(inner.as_ref()).clone(),
-            inner,
-            late: true,
-            pending: Default::default(),
-        }
-    }
-
-    fn relabelled(
-        inner: std::sync::Arc<x402_verifier::ledger::local::LocalLedger>,
-        network: x402_protocol::Network,
-    ) -> Self {
-        TestLedger {
-            inner,
-            network,
-            late: false,
-            pending: Default::default(),
-        }
-    }
-
-    async fn land(&self) {
-        let tx = self
-            .pending
-            .lock()
-            .await
-            .take()
-            .expect("a payment was submitted");
-        x402_protocol::Ledger::submit(self.inner.as_ref(), &tx)
-            .await
-            .unwrap();
-    }
-}
-
-#[async_trait::async_trait]
-impl x402_protocol::Ledger for TestLedger {
-    fn network(&self) -> &x402_protocol::Network {
-        &self.network
-    }
-    async fn accounts(
-        &self,
-        addresses: &[Pubkey],
-    ) -> Result<Vec<Option<x402_protocol::LedgerAccount>>, x402_protocol::LedgerError> {
-        self.inner.accounts(addresses).await
-    }
-    async fn latest_blockhash(&self) -> Result<solana_hash::Hash, x402_protocol::LedgerError> {
-        self.inner.latest_blockhash().await
-    }
-    async fn submit(
-        &self,
-        transaction: &solana_transaction::versioned::VersionedTransaction,
-    ) -> Result<solana_signature::Signature, x402_protocol::LedgerError> {
-        if !self.late {
-            return self.inner.submit(transaction).await;
-        }
-        *self.pending.lock().await = Some(transaction.clone());
-        Ok(transaction.signatures[0])
-    }
-    async fn landed(
-        &self,
-        signature: &solana_signature::Signature,
-        watched: &Pubkey,
-    ) -> Result<Option<x402_protocol::Landed>, x402_protocol::LedgerError> {
-        self.inner.landed(signature, watched).await
-    }
-    async fn program_accounts(
-        &self,
-        program: &Pubkey,
-        filters: &[x402_protocol::AccountFilter],
-    ) -> Result<Vec<(Pubkey, x402_protocol::LedgerAccount)>, x402_protocol::LedgerError> {
-        self.inner.program_accounts(program, filters).await
-    }
-}
-
 /// The verifier answers `receipt_not_found` with the same reference while a payment is
 /// still landing: the client presents it again instead of paying twice.
 #[tokio::test]
 async fn a_payment_still_landing_is_presented_again_not_paid_again() {
     let h = Harness::start_with(false).await;
     let payer = h.new_payer(10 * PRICE).await;
-    let ledger = std::sync::Arc::new(TestLedger::late(h.market.ledger.clone()));
+    let ledger = std::sync::Arc::new(TestLedger::over(h.market.ledger.clone()).late());
     let client = X402Client::builder()
         .keypair(payer.insecure_clone())
         .policy(units())
@@ -574,9 +487,7 @@ async fn stock_402(offers: Vec<serde_json::Value>) -> String {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/paid", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = format!("{}/paid", x402_testkit::serve(app).await);
     url
 }
 
@@ -1003,9 +914,7 @@ async fn an_offer_labelled_devnet_in_mainnet_usdc_is_refused_before_signing() {
             async move { (axum::http::StatusCode::PAYMENT_REQUIRED, axum::Json(body)) }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/paid", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = format!("{}/paid", x402_testkit::serve(app).await);
     match client.get(&url).await {
         Err(ClientError::Policy(refusal)) => assert_eq!(refusal.rule, PolicyRule::NetworkMismatch),
         other => panic!("{other:?}"),
@@ -1113,10 +1022,9 @@ async fn with_a_ledger_the_offer_names_the_ledgers_network() {
     let mainnet = X402Client::builder()
         .keypair(payer.insecure_clone())
         .policy(consenting)
-        .ledger(std::sync::Arc::new(TestLedger::relabelled(
-            h.market.ledger.clone(),
-            x402_protocol::Network::mainnet(),
-        )))
+        .ledger(std::sync::Arc::new(
+            TestLedger::over(h.market.ledger.clone()).named(x402_protocol::Network::mainnet()),
+        ))
         .build();
     let seller = Seller::start(vec![offer(7)], "", vec![]).await;
     match mainnet.get(&seller.url).await {

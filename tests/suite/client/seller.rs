@@ -128,9 +128,8 @@ impl Seller {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let host = listener.local_addr().unwrap().to_string();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let base = x402_testkit::serve(app).await;
+        let host = base.trim_start_matches("http://").to_string();
         Seller {
             url: format!("http://{host}/paid"),
             host,

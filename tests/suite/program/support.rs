@@ -12,7 +12,7 @@ use solana_program_test::{BanksClientError, ProgramTestContext};
 use solana_signer::Signer;
 use solana_transaction_error::TransactionError;
 use x402_receipts::{Receipt, RECEIPT_SEED};
-use x402_verifier::ledger::bank;
+use x402_testkit::bank;
 
 pub use anchor_spl::token::spl_token;
 use anchor_spl::token_2022::spl_token_2022;

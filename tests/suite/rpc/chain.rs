@@ -12,10 +12,10 @@ use x402_protocol::rpc::{RpcLedger, RpcOptions};
 use x402_protocol::{ChallengeKey, Ledger, LedgerAccount, Network, Reference, Requirement, Terms};
 use x402_verifier::{
     app, unix_now, Gate, GrantStore, PaidRoute, PaymentSettings, RequestLimits, RouteService,
-    Scheme,
 };
 
-use super::node::{Fault, Proxy, Validator};
+use x402_testkit::process::Launch;
+use x402_testkit::{serve, Fault, RpcProxy, Validator, VerifierProcess};
 
 pub(super) const PRICE: u64 = 10_000;
 
@@ -27,6 +27,16 @@ fn network() -> Network {
 
 fn key() -> ChallengeKey {
     ChallengeKey::new(vec![9; 32]).unwrap()
+}
+
+/// The validator binary, as .ci/run builds it (`X402_TEST_VALIDATOR`).
+fn validator_binary() -> std::path::PathBuf {
+    std::env::var_os("X402_TEST_VALIDATOR")
+        .map(std::path::PathBuf::from)
+        .expect(
+            "X402_TEST_VALIDATOR names the x402-test-validator binary for the JSON-RPC tests: \
+         `cargo build --manifest-path validator/Cargo.toml` (as .ci/run does)",
+        )
 }
 
 /// The receipts program built for SBF: the validator runs it.
@@ -120,7 +130,8 @@ impl Plan {
 
     /// Starts the validator, creates the mint and token accounts, funds the payer.
     pub(super) async fn start(self) -> Chain {
-        let validator = Validator::start_with(&self.genesis, Some(&program())).await;
+        let validator =
+            Validator::start(&validator_binary(), &self.genesis, Some(&program())).await;
         let ledger = RpcLedger::with_network(&validator.url, network(), RpcOptions::default());
         let authority = validator.payer();
         let chain = Chain {
@@ -256,7 +267,7 @@ impl Chain {
 }
 
 /// The verifier on the RPC ledger (through `proxy`), with `/api/*` at 0.01.
-async fn verifier(market: &Market, proxy: &Proxy, store: &tempfile::TempDir) -> (Gate, String) {
+async fn verifier(market: &Market, proxy: &RpcProxy, store: &tempfile::TempDir) -> (Gate, String) {
     let options = RpcOptions {
         deadline: Duration::from_secs(1),
         // Long enough that a read alone made to wait for it would show.
@@ -265,10 +276,10 @@ async fn verifier(market: &Market, proxy: &Proxy, store: &tempfile::TempDir) -> 
     };
     let ledger = RpcLedger::with_network(&proxy.url, network(), options);
     let settings = settings(network(), market.mint, market.merchant, None);
-    serve(settings, ledger, store).await
+    serve_gate(settings, ledger, store).await
 }
 
-/// This test's gate settings: the key, USDC-like decimals, room for a confirmation.
+/// This test's gate settings: its key, room for a confirmation.
 pub(super) fn settings(
     network: Network,
     mint: Pubkey,
@@ -276,31 +287,13 @@ pub(super) fn settings(
     fee_payer: Option<Keypair>,
 ) -> PaymentSettings {
     PaymentSettings {
-        network,
-        program: x402_receipts::ID,
-        mint,
-        decimals: 6,
-        token_program: spl_token::ID,
-        currency: "USDC".into(),
-        pay_to,
-        challenge_keys: vec![key()],
-        schemes: if fee_payer.is_some() {
-            Scheme::ALL.to_vec()
-        } else {
-            vec![Scheme::Receipt]
-        },
-        fee_payer: fee_payer.map(Arc::new),
-        sponsor_limits: Default::default(),
         max_compute_unit_price: 100_000,
-        max_compute_unit_limit: 200_000,
-        ledger_timeout: Duration::from_secs(10),
-        public_url: None,
-        facilitator_url: None,
+        ..x402_testkit::settings(network, mint, pay_to, key(), fee_payer)
     }
 }
 
 /// A gate over `ledger` serving `/api/*` at 0.01 over a socket: the gate and its base URL.
-pub(super) async fn serve(
+pub(super) async fn serve_gate(
     settings: PaymentSettings,
     ledger: RpcLedger,
     store: &tempfile::TempDir,
@@ -332,9 +325,7 @@ pub(super) async fn serve(
         &gate, 50_000_000,
     ));
     let router = app(gate.clone(), vec![route], &limits, metrics, facilitator);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let url = serve(router).await;
     (gate, url)
 }
 
@@ -462,7 +453,7 @@ async fn the_verifier_on_json_rpc_grants_receipts_refuses_defects_and_coalesces_
     let unpaid = market.issue("/api/unpaid");
 
     let validator = &chain.validator;
-    let proxy = Proxy::start(&validator.url).await;
+    let proxy = RpcProxy::start(&validator.url).await;
     let store = tempfile::tempdir().unwrap();
     let (gate, url) = verifier(&market, &proxy, &store).await;
     let http = reqwest::Client::new();
@@ -582,7 +573,7 @@ async fn node_faults_are_503s_within_the_deadline_and_the_same_reference_is_gran
     let chain = Plan::new().start().await;
     let payer = &chain.payer;
     let reference = chain.paid("/api/faulty").await;
-    let proxy = Proxy::start(&chain.validator.url).await;
+    let proxy = RpcProxy::start(&chain.validator.url).await;
     let store = tempfile::tempdir().unwrap();
     let (gate, url) = verifier(&chain.market, &proxy, &store).await;
     let http = reqwest::Client::new();
@@ -626,31 +617,19 @@ async fn node_faults_are_503s_within_the_deadline_and_the_same_reference_is_gran
 /// The public URL replicas share behind their load balancer.
 const REPLICAS_URL: &str = "http://api.replicas.test";
 
-/// A verifier process, stopped when dropped: a failing test must not leave it running.
-struct VerifierProcess(std::process::Child);
-
-impl Drop for VerifierProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts the `x402-verifier` binary on the RPC ledger with no routes (so its paid
 /// `/demo` at 0.01), this test's key, `store`, [`REPLICAS_URL`], and no metrics listener
-/// (its default address is one per host); returns it and its base URL.
+/// (its default address is one per host).
 fn verifier_process(
     node_url: &str,
     market: &Market,
     store: &str,
     state: &std::path::Path,
-) -> (VerifierProcess, String) {
-    use std::io::BufRead;
+) -> VerifierProcess {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let mut process = std::process::Command::new(target.join("debug/x402-verifier"))
-        .env("X402_LISTEN", "127.0.0.1:0")
+    Launch::new(target.join("debug/x402-verifier"))
         .env("X402_STATE_DIR", state)
         .env("X402_RPC_URL", node_url)
         .env("X402_NETWORK", network().caip2())
@@ -661,25 +640,7 @@ fn verifier_process(
         .env("X402_PUBLIC_URL", REPLICAS_URL)
         .env("X402_METRICS_LISTEN", "off")
         .env("RUST_LOG", "warn")
-        .env_remove("X402_CONFIG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(process.stderr.take().unwrap()).lines();
-    let address = lines
-        .find_map(|line| {
-            let line = line.ok()?;
-            Some(
-                line.strip_prefix("x402 verifier on http://")?
-                    .split_whitespace()
-                    .next()?
-                    .to_string(),
-            )
-        })
-        .expect("the verifier starts");
-    std::thread::spawn(move || lines.for_each(drop));
-    (VerifierProcess(process), format!("http://{address}"))
+        .start()
 }
 
 #[tokio::test]
@@ -698,7 +659,7 @@ async fn two_verifier_processes_sharing_postgres_serve_one_paid_reference_once()
     let http = reqwest::Client::new();
 
     let requests = (0..100).map(|i| {
-        let (http, base) = (http.clone(), processes[i % 2].1.clone());
+        let (http, base) = (http.clone(), processes[i % 2].url());
         async move {
             present_to(&http, &base, REPLICAS_URL, "/demo", &reference, payer)
                 .await
@@ -736,7 +697,7 @@ async fn the_full_sponsored_flow_runs_on_the_validator() {
     let fee_payer_key = fee_payer.pubkey();
     let settings = settings(network, market.mint, market.merchant, Some(fee_payer));
     let store = tempfile::tempdir().unwrap();
-    let (gate, base) = serve(settings, ledger, &store).await;
+    let (gate, base) = serve_gate(settings, ledger, &store).await;
     let url = format!("{base}/api/sbf");
 
     // The validator's mint is no mint the client knows: its cap is in base units.
@@ -827,7 +788,7 @@ async fn close_expired_and_the_janitor_take_the_rent_back_on_the_validator() {
     let fee_payer_key = fee_payer.pubkey();
     let settings = settings(network(), market.mint, market.merchant, Some(fee_payer));
     let store = tempfile::tempdir().unwrap();
-    let (gate, _) = serve(settings, ledger, &store).await;
+    let (gate, _) = serve_gate(settings, ledger, &store).await;
     let before = chain.lamports(&fee_payer_key).await;
     let report = x402_verifier::tasks::close_expired_receipts(&gate, Duration::ZERO)
         .await
@@ -884,7 +845,7 @@ async fn copies_of_a_sponsored_payment_cost_the_fee_payer_one_fee_and_one_rent()
         Some(fee_payer),
     );
     let store = tempfile::tempdir().unwrap();
-    let (gate, base) = serve(settings, ledger, &store).await;
+    let (gate, base) = serve_gate(settings, ledger, &store).await;
     let http = reqwest::Client::new();
     let url = format!("{base}/api/copies");
     let body: serde_json::Value = http.get(&url).send().await.unwrap().json().await.unwrap();
@@ -953,7 +914,7 @@ async fn a_stranger_at_the_facilitator_costs_the_fee_payer_nothing_on_the_valida
         Some(fee_payer),
     );
     let store = tempfile::tempdir().unwrap();
-    let (gate, base) = serve(settings, ledger, &store).await;
+    let (gate, base) = serve_gate(settings, ledger, &store).await;
     let before = chain.lamports(&fee_payer_key).await;
 
     // The stranger's own mint and payee, one base unit, an expiry a year away.

@@ -19,7 +19,7 @@ use solana_signer::Signer;
 use x402_protocol::rpc::{RpcLedger, RpcOptions};
 use x402_protocol::Network;
 
-use super::chain::{serve, settings, Chain, Plan, PRICE};
+use super::chain::{serve_gate, settings, Chain, Plan, PRICE};
 use crate::verifier::support::FACILITATOR_KEY;
 
 fn interop_dir() -> PathBuf {
@@ -101,7 +101,7 @@ async fn our_verifier(chain: &Chain, store: &tempfile::TempDir) -> (x402_verifie
         chain.market.merchant,
         Some(fee_payer),
     );
-    serve(settings, ledger, store).await
+    serve_gate(settings, ledger, store).await
 }
 
 #[tokio::test]

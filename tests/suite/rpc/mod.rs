@@ -3,5 +3,4 @@
 
 mod chain;
 mod interop;
-mod node;
 mod paywall;

@@ -6,7 +6,7 @@ use solana_signer::Signer;
 use x402_protocol::rpc::{RpcLedger, RpcOptions};
 use x402_protocol::Ledger;
 
-use super::chain::{serve, settings, Plan, PRICE};
+use super::chain::{serve_gate, settings, Plan, PRICE};
 use super::interop::new_buyer;
 use crate::browser::drive;
 
@@ -22,7 +22,7 @@ async fn a_person_taking_seconds_to_approve_pays_in_the_browser_on_the_validator
     let market = chain.market;
     let settings = settings(network, market.mint, market.merchant, Some(fee_payer));
     let store = tempfile::tempdir().unwrap();
-    let (gate, base) = serve(settings, ledger, &store).await;
+    let (gate, base) = serve_gate(settings, ledger, &store).await;
     let (buyer, keypair) = new_buyer(&chain, "browser-buyer").await;
 
     let url = format!("{base}/api/page");

@@ -162,8 +162,8 @@ async fn a_delegated_sponsored_payment_is_verified_then_settled_once_and_never_a
     assert_eq!(h.token_balance(&payer.pubkey()).await, 0, "paid once");
     assert_eq!(h.token_balance(&h.market.merchant).await, PRICE);
     assert!(h
+        .market
         .ledger
-        .inner
         .account(&offer.requirement.receipt())
         .await
         .unwrap()
@@ -340,9 +340,7 @@ async fn strangers_and_callers_outside_the_policy_cost_the_fee_payer_nothing() {
         None,
         Some(facilitator_access(&h.gate, 1_000_000)),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, stingy).await.unwrap() });
+    let base = x402_testkit::serve(stingy).await;
     let settled: SettleResponse = h
         .http
         .post(format!("{base}/settle"))

@@ -38,9 +38,7 @@ async fn the_layer_charges_inside_a_plain_axum_app_and_hands_the_payment_to_the_
             .description("one generation")
             .check(Blocklist(blocked.pubkey())),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let base = x402_testkit::serve(router).await;
     let url = format!("{base}/api/generate");
 
     let challenge = h.http.get(&url).send().await.unwrap();

@@ -24,8 +24,8 @@ async fn metrics_count_challenges_grants_refusals_ledger_calls_and_rent_held() {
 
     let text = h.metrics().await;
     let rent = h
+        .market
         .ledger
-        .inner
         .account(&offer.requirement.receipt())
         .await
         .unwrap()
@@ -61,8 +61,8 @@ async fn the_janitor_closes_expired_receipts_the_fee_payer_funded_and_takes_the_
     tx.sign(&[fee_payer, &payer], blockhash);
     h.market.ledger.submit(&tx.into()).await.unwrap();
     let deposit = h
+        .market
         .ledger
-        .inner
         .account(&requirement.receipt())
         .await
         .unwrap()
@@ -96,8 +96,8 @@ async fn the_janitor_closes_expired_receipts_the_fee_payer_funded_and_takes_the_
         "rent back, less the fee"
     );
     assert!(h
+        .market
         .ledger
-        .inner
         .account(&requirement.receipt())
         .await
         .unwrap()

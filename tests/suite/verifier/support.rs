@@ -1,37 +1,29 @@
 //! A running verifier in front of a counting upstream, over an embedded ledger whose
 //! calls are counted, and the buyer's side of a payment.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anchor_lang::prelude::Pubkey;
 use anchor_spl::token::spl_token;
-use async_trait::async_trait;
 use axum::routing::any;
 use axum::Router;
-use solana_hash::Hash;
 use solana_keypair::Keypair;
 use solana_signature::Signature;
 use solana_signer::Signer;
-use solana_transaction::versioned::VersionedTransaction;
 use solana_transaction::Transaction;
 use x402_protocol::scheme::encode_transaction;
 use x402_protocol::wire::{encode_header, v1};
-use x402_protocol::{
-    ChallengeKey, Ledger, LedgerAccount, LedgerError, Network, Reference, Requirement, Terms,
-};
+use x402_protocol::{ChallengeKey, Ledger, Reference, Requirement, Terms};
 use x402_protocol::{ReceiptOffer, SCHEME};
+use x402_testkit::{serve, TestLedger};
 use x402_verifier::app::MetricsAccess;
 use x402_verifier::facilitator::access::{FacilitatorAccess, SponsorshipPolicy};
-use x402_verifier::ledger::local::{
-    LocalLedger, LocalMarket, LOCAL_BLOCKHASH_REFRESH, LOCAL_DECIMALS,
-};
+use x402_verifier::ledger::local::{LocalLedger, LocalMarket, LOCAL_BLOCKHASH_REFRESH};
 use x402_verifier::proxy::{Proxy, Upstream};
 use x402_verifier::tasks::{self, Schedule};
-use x402_verifier::{
-    app, Gate, GrantStore, PaidRoute, PaymentSettings, RequestLimits, RouteService, Scheme,
-};
+use x402_verifier::{app, Gate, GrantStore, PaidRoute, RequestLimits, RouteService};
 
 /// 0.01 of the local mint: the price of `/api/*`.
 pub const PRICE: u64 = 10_000;
@@ -47,112 +39,6 @@ pub fn huge_stream() -> Vec<bytes::Bytes> {
     (0..=4 * MAX_RESPONSE / 1024)
         .map(|i| bytes::Bytes::from(vec![(i % 251) as u8; 1024]))
         .collect()
-}
-
-/// The embedded ledger, with its calls counted and an outage switch.
-pub struct CountingLedger {
-    pub inner: Arc<LocalLedger>,
-    pub reads: AtomicUsize,
-    pub submits: AtomicUsize,
-    /// `getProgramAccounts`: the rent gauge's recount and the janitor, never a request's.
-    pub scans: AtomicUsize,
-    pub down: AtomicBool,
-    /// Reads still to fail, one by one: an outage of a moment.
-    pub failing_reads: std::sync::Mutex<usize>,
-    /// Submissions fail unanswered while the rest works (blockhashes keep coming).
-    pub failing_submits: AtomicBool,
-    /// Submissions land and fail on chain, their fee charged, as a payer that empties
-    /// its account between the checks and the landing makes them on a cluster (the
-    /// embedded ledger preflights: it never lands a failing transaction).
-    pub failing_on_chain: AtomicBool,
-    /// What landed and failed while `failing_on_chain`.
-    failed_on_chain: std::sync::Mutex<Vec<Signature>>,
-}
-
-impl CountingLedger {
-    pub fn calls(&self) -> usize {
-        self.reads.load(Ordering::SeqCst) + self.submits.load(Ordering::SeqCst)
-    }
-
-    fn check_up(&self) -> Result<(), LedgerError> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(LedgerError::Unavailable("outage".into()));
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl Ledger for CountingLedger {
-    fn network(&self) -> &Network {
-        self.inner.network()
-    }
-
-    async fn accounts(
-        &self,
-        addresses: &[Pubkey],
-    ) -> Result<Vec<Option<LedgerAccount>>, LedgerError> {
-        self.check_up()?;
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        let fail = {
-            let mut failing = self.failing_reads.lock().unwrap();
-            let fail = *failing > 0;
-            *failing = failing.saturating_sub(1);
-            fail
-        };
-        if fail {
-            return Err(LedgerError::Unavailable("a moment's outage".into()));
-        }
-        self.inner.accounts(addresses).await
-    }
-
-    // Refreshing the sponsored challenges' blockhash runs in the background, not per
-    // request: it is not counted.
-    async fn latest_blockhash(&self) -> Result<Hash, LedgerError> {
-        self.check_up()?;
-        self.inner.latest_blockhash().await
-    }
-
-    async fn submit(&self, transaction: &VersionedTransaction) -> Result<Signature, LedgerError> {
-        self.check_up()?;
-        self.submits.fetch_add(1, Ordering::SeqCst);
-        if self.failing_submits.load(Ordering::SeqCst) {
-            return Err(LedgerError::Unavailable(
-                "the submission went unanswered".into(),
-            ));
-        }
-        if self.failing_on_chain.load(Ordering::SeqCst) {
-            let signature = transaction.signatures[0];
-            self.failed_on_chain.lock().unwrap().push(signature);
-            return Err(LedgerError::Rejected("failed on chain".into()));
-        }
-        self.inner.submit(transaction).await
-    }
-
-    async fn landed(
-        &self,
-        signature: &Signature,
-        watched: &Pubkey,
-    ) -> Result<Option<x402_protocol::Landed>, LedgerError> {
-        self.check_up()?;
-        if self.failed_on_chain.lock().unwrap().contains(signature) {
-            return Ok(Some(x402_protocol::Landed {
-                failure: Some("failed on chain".into()),
-                received: 0,
-            }));
-        }
-        self.inner.landed(signature, watched).await
-    }
-
-    async fn program_accounts(
-        &self,
-        program: &Pubkey,
-        filters: &[x402_protocol::AccountFilter],
-    ) -> Result<Vec<(Pubkey, LedgerAccount)>, LedgerError> {
-        self.check_up()?;
-        self.scans.fetch_add(1, Ordering::SeqCst);
-        self.inner.program_accounts(program, filters).await
-    }
 }
 
 /// How the upstream API answers.
@@ -264,10 +150,7 @@ async fn start_api() -> (Arc<Api>, String) {
             }
         }
     }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    (api, url)
+    (api, serve(router).await)
 }
 
 /// The challenge key of every harness, so that tests can issue references themselves.
@@ -277,7 +160,7 @@ pub fn challenge_key() -> ChallengeKey {
 
 pub struct Harness {
     pub market: LocalMarket,
-    pub ledger: Arc<CountingLedger>,
+    pub ledger: Arc<TestLedger>,
     pub gate: Gate,
     pub api: Arc<Api>,
     pub url: String,
@@ -303,17 +186,7 @@ impl Harness {
     /// none is given).
     pub async fn start_on(sponsor: bool, store_url: Option<String>) -> Self {
         let market = LocalLedger::start_market(None).await;
-        let ledger = Arc::new(CountingLedger {
-            inner: market.ledger.clone(),
-            reads: AtomicUsize::new(0),
-            submits: AtomicUsize::new(0),
-            scans: AtomicUsize::new(0),
-            down: AtomicBool::new(false),
-            failing_reads: std::sync::Mutex::new(0),
-            failing_submits: AtomicBool::new(false),
-            failing_on_chain: AtomicBool::new(false),
-            failed_on_chain: Default::default(),
-        });
+        let ledger = Arc::new(TestLedger::over(market.ledger.clone()));
         let dir = tempfile::tempdir().unwrap();
         let store_url = store_url
             .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("grants.db").display()));
@@ -495,32 +368,17 @@ pub fn proof(reference: &Reference) -> (&'static str, String) {
 
 async fn gate(
     market: &LocalMarket,
-    ledger: Arc<CountingLedger>,
+    ledger: Arc<TestLedger>,
     store_url: &str,
     sponsor: bool,
 ) -> Gate {
-    let settings = PaymentSettings {
-        network: market.ledger.network().clone(),
-        program: x402_receipts::ID,
-        mint: market.mint,
-        decimals: LOCAL_DECIMALS,
-        token_program: spl_token::ID,
-        currency: "USDC".into(),
-        pay_to: market.merchant,
-        challenge_keys: vec![challenge_key()],
-        fee_payer: sponsor.then(|| Arc::new(market.fee_payer.insecure_clone())),
-        schemes: if sponsor {
-            Scheme::ALL.to_vec()
-        } else {
-            vec![Scheme::Receipt]
-        },
-        sponsor_limits: Default::default(),
-        max_compute_unit_price: 1_000,
-        max_compute_unit_limit: 200_000,
-        ledger_timeout: Duration::from_secs(10),
-        public_url: None,
-        facilitator_url: None,
-    };
+    let settings = x402_testkit::settings(
+        market.ledger.network().clone(),
+        market.mint,
+        market.merchant,
+        challenge_key(),
+        sponsor.then(|| market.fee_payer.insecure_clone()),
+    );
     let store = GrantStore::connect(store_url).await.unwrap();
     let schedule = Schedule {
         blockhash_refresh: LOCAL_BLOCKHASH_REFRESH,
@@ -590,11 +448,4 @@ fn app_for(gate: &Gate, api_url: &str) -> Router {
         Some(MetricsAccess::default()),
         Some(facilitator_access(gate, 50_000_000)),
     )
-}
-
-async fn serve(router: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    url
 }

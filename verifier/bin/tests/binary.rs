@@ -3,59 +3,37 @@
 //! restarts, `/metrics` off the public listener, and connections that cannot be held
 //! for nothing.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+
+use x402_testkit::process::Launch;
+use x402_testkit::VerifierProcess;
 
 /// Starts the binary on a free port with `state` as its state directory; returns it, its
 /// address and its banner.
-fn start(state: &Path) -> (Child, String, String) {
+fn start(state: &Path) -> (VerifierProcess, String, String) {
     start_with(state, &[])
 }
 
 /// [`start`] with more environment; the banner includes its lines up to the demo's.
 /// `/metrics` is off unless `env` says where: its default address is one for all tests.
-fn start_with(state: &Path, env: &[(&str, &str)]) -> (Child, String, String) {
+fn start_with(state: &Path, env: &[(&str, &str)]) -> (VerifierProcess, String, String) {
     launch(state, &[&[("X402_METRICS_LISTEN", "off")], env].concat())
 }
 
-/// [`start_with`] without turning `/metrics` off.
-fn launch(state: &Path, env: &[(&str, &str)]) -> (Child, String, String) {
-    let mut verifier = Command::new(env!("CARGO_BIN_EXE_x402-verifier"))
-        .env_remove("X402_METRICS_LISTEN")
-        .envs(env.iter().copied())
-        .env("X402_LISTEN", "127.0.0.1:0")
+/// [`start_with`] without turning `/metrics` off; the default log filter, as a person
+/// starting it gets it.
+fn launch(state: &Path, env: &[(&str, &str)]) -> (VerifierProcess, String, String) {
+    let mut verifier = Launch::new(env!("CARGO_BIN_EXE_x402-verifier"))
+        .envs(env)
         .env("X402_STATE_DIR", state)
-        // The default log filter, as a person starting it gets it.
-        .env_remove("RUST_LOG")
-        .env_remove("X402_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(verifier.stderr.take().unwrap()).lines();
-    let mut banner = Vec::new();
-    let address = loop {
-        let line = lines.next().expect("the verifier prints a banner").unwrap();
-        banner.push(line.clone());
-        if let Some(rest) = line.strip_prefix("x402 verifier on http://") {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    while !banner.last().unwrap().starts_with("Pay it:") {
-        banner.push(lines.next().unwrap().unwrap());
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    (verifier, address, banner.join("\n"))
+        .start();
+    let banner = verifier.log_until("Pay it:");
+    let address = verifier.address.clone();
+    (verifier, address, banner)
 }
 
-fn stop(mut verifier: Child) {
-    let killed = Command::new("kill")
-        .args(["-TERM", &verifier.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = verifier.wait().unwrap();
+fn stop(verifier: VerifierProcess) {
+    let status = verifier.stop();
     assert!(status.success(), "a clean exit on SIGTERM: {status}");
 }
 

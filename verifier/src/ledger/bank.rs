@@ -1,7 +1,8 @@
-//! A solana-program-test bank with the receipts program, and the set-up every user of
-//! one needs (fund, mints, token accounts, balances, the clock): the one home of these
-//! helpers, for the embedded ledger and the program's tests alike. Set-up transactions
-//! are paid and signed by the bank's genesis payer, which is also every mint's authority.
+//! A solana-program-test bank with the receipts program, and the set-up the embedded
+//! ledger needs (fund, mints, token accounts, balances, the clock). What only tests need
+//! on a bank (parties to a payment, accounts that are not ATAs, the events of a log) is
+//! in the dev-only test kit (`testkit/`), built on these. Set-up transactions are paid
+//! and signed by the bank's genesis payer, which is also every mint's authority.
 
 use anchor_lang::prelude::{AccountInfo, Pubkey};
 use anchor_lang::solana_program::clock::Clock;
@@ -65,19 +66,6 @@ pub fn runs_sbf() -> bool {
     std::env::var_os("SBF_OUT_DIR").is_some()
 }
 
-/// The events a transaction's log holds (`Program data: <base64>` lines), in order; `None`
-/// when the program runs natively, where Anchor's `sol_log_data` does nothing and events
-/// cannot be seen.
-pub fn events(logs: &[String]) -> Option<Vec<Vec<u8>>> {
-    use base64::Engine as _;
-    runs_sbf().then(|| {
-        logs.iter()
-            .filter_map(|line| line.strip_prefix("Program data: "))
-            .filter_map(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
-            .collect()
-    })
-}
-
 /// `instructions` in one transaction, `signers[0]` paying the fee. A fresh blockhash
 /// makes a repeated transaction a new one rather than a duplicate.
 pub async fn transaction(
@@ -93,7 +81,11 @@ pub async fn transaction(
 }
 
 /// A set-up transaction paid by the genesis payer, with `extra_signers`; it must succeed.
-async fn set_up(bank: &mut ProgramTestContext, ixs: &[Instruction], extra_signers: &[&Keypair]) {
+pub async fn set_up(
+    bank: &mut ProgramTestContext,
+    ixs: &[Instruction],
+    extra_signers: &[&Keypair],
+) {
     let payer = bank.payer.insecure_clone();
     let mut signers = vec![&payer];
     signers.extend_from_slice(extra_signers);
@@ -102,43 +94,6 @@ async fn set_up(bank: &mut ProgramTestContext, ixs: &[Instruction], extra_signer
         .process_transaction(tx)
         .await
         .expect("set-up transaction succeeds");
-}
-
-/// What a payment needs: a mint, a payer with SOL holding tokens of it, and a payee with
-/// an empty associated token account.
-pub struct Parties {
-    pub token_program: Pubkey,
-    pub mint: Pubkey,
-    pub payer: Keypair,
-    pub payer_token: Pubkey,
-    pub payee: Pubkey,
-    pub payee_token: Pubkey,
-}
-
-/// Sets up [`Parties`]: a new mint of `token_program` (with a transfer fee when given),
-/// the payer holding `tokens` and 1 SOL.
-pub async fn parties(
-    bank: &mut ProgramTestContext,
-    token_program: Pubkey,
-    decimals: u8,
-    transfer_fee_bps: Option<u16>,
-    tokens: u64,
-) -> Parties {
-    let mint = create_mint(bank, token_program, decimals, transfer_fee_bps).await;
-    let payer = Keypair::new();
-    fund(bank, &payer.pubkey(), 1_000_000_000).await;
-    let payer_token = create_ata(bank, &payer.pubkey(), &mint, token_program).await;
-    mint_to(bank, &mint, &payer_token, tokens, token_program).await;
-    let payee = Pubkey::new_unique();
-    let payee_token = create_ata(bank, &payee, &mint, token_program).await;
-    Parties {
-        token_program,
-        mint,
-        payer,
-        payer_token,
-        payee,
-        payee_token,
-    }
 }
 
 /// Sends `lamports` from the genesis payer.
@@ -216,37 +171,6 @@ pub async fn create_ata(
     get_associated_token_address_with_program_id(owner, mint, &token_program)
 }
 
-/// Creates a token account for `owner` at a fresh address that is not its ATA.
-pub async fn create_token_account(
-    bank: &mut ProgramTestContext,
-    owner: &Pubkey,
-    mint: &Pubkey,
-    token_program: Pubkey,
-) -> Pubkey {
-    let account = Keypair::new();
-    let space = ExtensionType::try_calculate_account_len::<spl_token_2022::state::Account>(&[])
-        .expect("an account's size");
-    let rent = rent_for(bank, space).await;
-    let ixs = [
-        system_instruction::create_account(
-            &bank.payer.pubkey(),
-            &account.pubkey(),
-            rent,
-            space as u64,
-            &token_program,
-        ),
-        spl_token_2022::instruction::initialize_account3(
-            &token_program,
-            &account.pubkey(),
-            mint,
-            owner,
-        )
-        .expect("a valid account instruction"),
-    ];
-    set_up(bank, &ixs, &[&account]).await;
-    account.pubkey()
-}
-
 /// Mints `amount` base units of `mint` into the token account `to`.
 pub async fn mint_to(
     bank: &mut ProgramTestContext,
@@ -290,7 +214,8 @@ pub async fn set_time(
     Ok(())
 }
 
-async fn rent_for(bank: &mut ProgramTestContext, space: usize) -> u64 {
+/// The rent exemption of an account of `space` bytes.
+pub async fn rent_for(bank: &mut ProgramTestContext, space: usize) -> u64 {
     bank.banks_client
         .get_rent()
         .await

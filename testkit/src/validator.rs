@@ -1,5 +1,5 @@
-//! A solana-test-validator process on loopback (the `validator/` crate's binary), and a
-//! TCP proxy in front of it that the test controls.
+//! A solana-test-validator process on loopback (the `validator/` crate's binary,
+//! `x402-test-validator`), on ports found free, killed when dropped.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -8,24 +8,14 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anchor_lang::prelude::Pubkey;
 use base64::Engine as _;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use x402_protocol::LedgerAccount;
 
-/// The validator binary, as .ci/run builds it (`X402_TEST_VALIDATOR`).
-fn binary() -> PathBuf {
-    std::env::var_os("X402_TEST_VALIDATOR")
-        .map(PathBuf::from)
-        .expect(
-            "X402_TEST_VALIDATOR names the x402-test-validator binary for the JSON-RPC tests: \
-         `cargo build --manifest-path validator/Cargo.toml` (as .ci/run does)",
-        )
-}
+use crate::process::{tail, Process};
 
 /// Ports a validator binds, all given on its command line: JSON-RPC on `rpc`, its
 /// websocket on `rpc + 1` (solana-test-validator's rule), and gossip (the range's first
@@ -116,18 +106,6 @@ fn ports_taken(output: &str) -> bool {
     .any(|sign| output.contains(sign))
 }
 
-/// The last lines of a validator's output, for a panic message.
-fn tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_else(|e| format!("({e})"));
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-    if tail.trim().is_empty() {
-        "(no output)".to_string()
-    } else {
-        tail
-    }
-}
-
 /// Why a validator never said READY.
 enum Failure {
     Exited(ExitStatus),
@@ -157,23 +135,27 @@ async fn wait_until_ready(process: &mut Child, log: &Path) -> Result<String, Fai
     }
 }
 
+/// A validator that said READY: its JSON-RPC URL, and its ledger directory (where its
+/// funded payer is).
 pub struct Validator {
-    process: Child,
+    _process: Process,
     pub url: String,
     ledger: tempfile::TempDir,
 }
 
 impl Validator {
-    /// Also loads the receipts program from `program` (an SBF build) and writes the
-    /// funded mint keypair into the ledger directory (`payer.json`).
+    /// Starts the validator `binary` with `accounts` in its genesis, and the receipts
+    /// program from `program` (an SBF build) when given; writes the funded mint keypair
+    /// into the ledger directory (`payer.json`).
     ///
     /// Its ports are ones found free outside the ephemeral range; when another process
     /// took them before the validator bound them, it starts again on others. Its output
     /// goes to `validator-<attempt>.log` beside the ledger; when it does not start, the
     /// panic shows that log's end and the directory is kept.
-    pub async fn start_with(
+    pub async fn start(
+        binary: &Path,
         accounts: &[(Pubkey, LedgerAccount)],
-        program: Option<&std::path::Path>,
+        program: Option<&Path>,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut accounts_args = Vec::new();
@@ -191,7 +173,7 @@ impl Validator {
             let ports = free_ports();
             let log = dir.path().join(format!("validator-{attempt}.log"));
             let output = std::fs::File::create(&log).unwrap();
-            let mut command = Command::new(binary());
+            let mut command = Command::new(binary);
             command
                 .args(["--rpc-port", &ports.rpc.to_string()])
                 .args([
@@ -225,11 +207,11 @@ impl Validator {
                 .stdout(output.try_clone().unwrap())
                 .stderr(output)
                 .spawn()
-                .unwrap_or_else(|e| panic!("{}: {e}", binary().display()));
+                .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
             let failure = match wait_until_ready(&mut process, &log).await {
                 Ok(url) => {
                     return Validator {
-                        process,
+                        _process: Process(process),
                         url,
                         ledger: dir,
                     }
@@ -274,142 +256,5 @@ impl Validator {
     /// The validator's funded mint keypair.
     pub fn payer(&self) -> solana_keypair::Keypair {
         x402_protocol::keypair::read_keypair_file(&self.ledger.path().join("payer.json")).unwrap()
-    }
-}
-
-impl Drop for Validator {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
-/// How the proxy treats the next connections.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fault {
-    None,
-    /// Connections are closed at once.
-    Down,
-    /// Connections are accepted and never answered.
-    Hang,
-    /// Answers come after this long.
-    Slow(Duration),
-    /// Every request gets this HTTP status.
-    Status(u16),
-}
-
-/// A TCP proxy to the node that counts the JSON-RPC methods going through.
-pub struct Proxy {
-    pub url: String,
-    fault: Arc<Mutex<Fault>>,
-    calls: Arc<Mutex<Vec<String>>>,
-    requests: Arc<AtomicUsize>,
-}
-
-impl Proxy {
-    pub async fn start(node_url: &str) -> Self {
-        let upstream = node_url
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let proxy = Proxy {
-            url,
-            fault: Arc::new(Mutex::new(Fault::None)),
-            calls: Arc::default(),
-            requests: Arc::default(),
-        };
-        let (fault, calls, requests) = (
-            proxy.fault.clone(),
-            proxy.calls.clone(),
-            proxy.requests.clone(),
-        );
-        tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    return;
-                };
-                let fault = *fault.lock().unwrap();
-                tokio::spawn(serve(
-                    client,
-                    fault,
-                    upstream.clone(),
-                    calls.clone(),
-                    requests.clone(),
-                ));
-            }
-        });
-        proxy
-    }
-
-    pub fn set(&self, fault: Fault) {
-        *self.fault.lock().unwrap() = fault;
-    }
-
-    /// How often `method` went through to the node.
-    pub fn count(&self, method: &str) -> usize {
-        self.calls
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|m| *m == method)
-            .count()
-    }
-}
-
-async fn serve(
-    mut client: TcpStream,
-    fault: Fault,
-    upstream: String,
-    calls: Arc<Mutex<Vec<String>>>,
-    requests: Arc<AtomicUsize>,
-) {
-    requests.fetch_add(1, Ordering::SeqCst);
-    match fault {
-        Fault::Down => return,
-        Fault::Hang => {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            return;
-        }
-        Fault::Status(status) => {
-            let mut request = [0u8; 64 * 1024];
-            let _ = client.read(&mut request).await;
-            let answer = format!(
-                "HTTP/1.1 {status} Fault\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-            );
-            let _ = client.write_all(answer.as_bytes()).await;
-            return;
-        }
-        Fault::Slow(delay) => tokio::time::sleep(delay).await,
-        Fault::None => {}
-    }
-    let Ok(node) = TcpStream::connect(&upstream).await else {
-        return;
-    };
-    let (mut from_client, mut to_client) = client.into_split();
-    let (mut from_node, mut to_node) = node.into_split();
-    let sniff = async move {
-        let mut buffer = vec![0u8; 64 * 1024];
-        while let Ok(read @ 1..) = from_client.read(&mut buffer).await {
-            record_methods(&buffer[..read], &calls);
-            if to_node.write_all(&buffer[..read]).await.is_err() {
-                break;
-            }
-        }
-    };
-    let back = async move {
-        let _ = tokio::io::copy(&mut from_node, &mut to_client).await;
-    };
-    tokio::join!(sniff, back);
-}
-
-/// Notes every `"method":"…"` in a chunk of a request.
-fn record_methods(chunk: &[u8], calls: &Mutex<Vec<String>>) {
-    let text = String::from_utf8_lossy(chunk);
-    for part in text.split("\"method\":\"").skip(1) {
-        if let Some(method) = part.split('"').next() {
-            calls.lock().unwrap().push(method.to_string());
-        }
     }
 }
