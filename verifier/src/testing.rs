@@ -15,18 +15,36 @@ use crate::context::PaymentSettings;
 use crate::model::Scheme;
 use crate::store::GrantStore;
 
-/// Routing and answers that need no ledger: a ledger holding no accounts.
-pub struct EmptyLedger(pub Network);
+/// Routing and answers that need no ledger: a ledger holding no accounts, whose reads
+/// take `read_delay`.
+pub struct EmptyLedger {
+    network: Network,
+    read_delay: Duration,
+}
+
+impl EmptyLedger {
+    pub fn new(network: Network) -> Self {
+        Self::slow(network, Duration::ZERO)
+    }
+
+    pub fn slow(network: Network, read_delay: Duration) -> Self {
+        EmptyLedger {
+            network,
+            read_delay,
+        }
+    }
+}
 
 #[async_trait]
 impl Ledger for EmptyLedger {
     fn network(&self) -> &Network {
-        &self.0
+        &self.network
     }
     async fn accounts(
         &self,
         addresses: &[Pubkey],
     ) -> Result<Vec<Option<LedgerAccount>>, LedgerError> {
+        tokio::time::sleep(self.read_delay).await;
         Ok(vec![None; addresses.len()])
     }
     async fn latest_blockhash(&self) -> Result<Hash, LedgerError> {

@@ -2,16 +2,12 @@
 
 use std::sync::Arc;
 
-use anchor_lang::prelude::Pubkey;
-use async_trait::async_trait;
 use axum::body::Body;
 use http::Request;
 use solana_hash::Hash;
-use solana_signature::Signature;
-use solana_transaction::versioned::VersionedTransaction;
 use tower::ServiceExt;
 use x402_protocol::wire::{decode_header, v2};
-use x402_protocol::{Ledger, LedgerAccount, LedgerError, Network};
+use x402_protocol::{Ledger, Network};
 
 use super::*;
 use crate::testing::{self, EmptyLedger};
@@ -21,7 +17,7 @@ async fn router() -> (Router, tempfile::TempDir) {
 }
 
 async fn router_with(metrics: Option<MetricsAccess>) -> (Router, tempfile::TempDir) {
-    router_on(Arc::new(EmptyLedger(Network::devnet())), metrics).await
+    router_on(Arc::new(EmptyLedger::new(Network::devnet())), metrics).await
 }
 
 async fn router_on(
@@ -209,46 +205,13 @@ async fn a_look_alike_of_the_dear_route_gets_its_price_or_a_400_never_the_cheap_
     assert_eq!(price(cheap).await.as_deref(), Some("0.01"));
 }
 
-/// A ledger whose reads take a while, as a busy RPC provider's do.
-struct SlowLedger(EmptyLedger);
-
-#[async_trait]
-impl Ledger for SlowLedger {
-    fn network(&self) -> &Network {
-        self.0.network()
-    }
-    async fn accounts(
-        &self,
-        addresses: &[Pubkey],
-    ) -> Result<Vec<Option<LedgerAccount>>, LedgerError> {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        self.0.accounts(addresses).await
-    }
-    async fn latest_blockhash(&self) -> Result<Hash, LedgerError> {
-        self.0.latest_blockhash().await
-    }
-    async fn submit(&self, tx: &VersionedTransaction) -> Result<Signature, LedgerError> {
-        self.0.submit(tx).await
-    }
-    async fn landed(
-        &self,
-        signature: &Signature,
-        watched: &Pubkey,
-    ) -> Result<Option<x402_protocol::Landed>, LedgerError> {
-        self.0.landed(signature, watched).await
-    }
-    async fn program_accounts(
-        &self,
-        program: &Pubkey,
-        filters: &[x402_protocol::AccountFilter],
-    ) -> Result<Vec<(Pubkey, LedgerAccount)>, LedgerError> {
-        self.0.program_accounts(program, filters).await
-    }
-}
-
 #[tokio::test]
 async fn receipt_lookups_in_flight_are_capped() {
-    let ledger = Arc::new(SlowLedger(EmptyLedger(Network::devnet())));
+    // Reads that take a while, as a busy RPC provider's do.
+    let ledger = Arc::new(EmptyLedger::slow(
+        Network::devnet(),
+        Duration::from_millis(500),
+    ));
     let (router, _dir) = router_on(ledger, None).await;
     let lookups = (0..40u8).map(|i| {
         let router = router.clone();

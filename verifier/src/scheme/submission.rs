@@ -193,7 +193,7 @@ mod tests {
             spend_ceiling: ceiling,
             ..SponsorLimits::default()
         };
-        let ledger = Arc::new(EmptyLedger(Network::devnet()));
+        let ledger = Arc::new(EmptyLedger::new(Network::devnet()));
         (Context::new(settings, ledger, store), dir)
     }
 
