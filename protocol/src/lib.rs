@@ -5,7 +5,7 @@
 //! | module | holds |
 //! |---|---|
 //! | [`wire`] | x402 v1 and v2, the three messages, the facilitator API |
-//! | [`scheme`] | the [`Scheme`] trait, the shared transaction encoding, and one module per scheme: [`scheme::receipt`], [`scheme::exact`]; [`scheme::sponsor`], what a fee payer co-signs |
+//! | [`scheme`] | the [`Scheme`] trait, the shared transaction encoding, and one module per scheme: [`scheme::receipt`], [`scheme::exact`], [`scheme::upto`] (wire types and channel so far); [`scheme::sponsor`], what a fee payer co-signs |
 //! | [`reference`](mod@reference) | references, challenge keys and the terms they are derived from |
 //! | [`proof`] | the payer's proof that it presents a reference for a request |
 //! | [`janitor`] | receipts on a ledger: found, listed, the expired ones closed |
@@ -45,4 +45,5 @@ pub use scheme::receipt::{
     ReceiptOffer, ReceiptPayload, ReceiptScheme, Requirement, SCHEME,
 };
 pub use scheme::sponsor::{SponsorPolicy, SponsoredDefect};
+pub use scheme::upto::{UptoOffer, UptoScheme, UptoTerms, UPTO};
 pub use scheme::Scheme;

@@ -10,11 +10,13 @@
 //! |---|---|
 //! | [`receipt`] | `receipt`: the x402-receipts program's `pay`, a receipt account per reference |
 //! | [`exact`] | `exact`: the ecosystem's `TransferChecked` and Memo |
+//! | [`upto`] | `upto`: metered, a one-request channel of the payment-channels program (its wire types and channel so far) |
 //! | [`sponsor`] | what a fee payer is willing to co-sign, shared by both |
 
 pub mod exact;
 pub mod receipt;
 pub mod sponsor;
+pub mod upto;
 
 use std::str::FromStr;
 

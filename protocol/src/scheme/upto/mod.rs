@@ -1,0 +1,24 @@
+//! The ecosystem's `upto` scheme on Solana (x402's `scheme_upto_svm.md`): metered
+//! payments. The buyer escrows a ceiling in a one-request channel of the payment-channels
+//! program (`open`, co-signed by the seller's fee payer, which pays its rent); the seller
+//! serves, signs a voucher for what the answer cost with its receiver authorizer, and its
+//! fee payer settles it (`settle_and_seal`, `distribute`): the seller is paid that much,
+//! the rest goes back to the buyer, and the rent to the fee payer.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`types`] | the terms, the offer, its `extra`, the payload, and their wire conversion |
+//! | [`channel`] | the channel's address and the voucher a receiver authorizer signs |
+
+pub mod channel;
+pub mod types;
+
+use anchor_lang::prelude::Pubkey;
+use anchor_lang::pubkey;
+
+pub use channel::{channel_address, voucher_message, ChannelSeeds, VOUCHER_MESSAGE_BYTES};
+pub use types::{UptoExtra, UptoOffer, UptoPayload, UptoScheme, UptoTerms, UPTO};
+
+/// The payment-channels program: a network constant, never taken from an offer.
+pub const PAYMENT_CHANNELS_PROGRAM: Pubkey =
+    pubkey!("CHNLxYvVA28MJP9PrFuDXccuoGXAx7jBacfLEkahyGsX");
