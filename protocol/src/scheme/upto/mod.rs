@@ -9,13 +9,16 @@
 //! |---|---|
 //! | [`types`] | the terms, the offer, its `extra`, the payload, and their wire conversion |
 //! | [`channel`] | the channel's address and the voucher a receiver authorizer signs |
+//! | [`build`] | the `open` instruction a buyer signs |
 
+pub mod build;
 pub mod channel;
 pub mod types;
 
 use anchor_lang::prelude::Pubkey;
 use anchor_lang::pubkey;
 
+pub use build::{open_instruction, Opening};
 pub use channel::{channel_address, voucher_message, ChannelSeeds, VOUCHER_MESSAGE_BYTES};
 pub use types::{UptoExtra, UptoOffer, UptoPayload, UptoScheme, UptoTerms, UPTO};
 

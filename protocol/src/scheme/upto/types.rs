@@ -31,8 +31,8 @@ pub struct UptoTerms {
     pub max_amount: u64,
     pub fee_payer: Pubkey,
     pub receiver_authorizer: Pubkey,
-    /// Seconds, more than zero: the channel's grace period.
-    pub withdraw_delay: u64,
+    /// Seconds, more than zero: the channel's grace period (a `u32` on chain).
+    pub withdraw_delay: u32,
     pub memo: Option<String>,
 }
 
@@ -120,9 +120,10 @@ impl Scheme for UptoScheme {
         if extra.payment_flow.as_deref().is_some_and(|f| f != ESCROW) {
             return Err(SchemeError::Malformed("extra.paymentFlow"));
         }
-        if extra.withdraw_delay == 0 {
-            return Err(SchemeError::Malformed("extra.withdrawDelay"));
-        }
+        let withdraw_delay = u32::try_from(extra.withdraw_delay)
+            .ok()
+            .filter(|&delay| delay > 0)
+            .ok_or(SchemeError::Malformed("extra.withdrawDelay"))?;
         if extra
             .memo
             .as_ref()
@@ -148,7 +149,7 @@ impl Scheme for UptoScheme {
                     &extra.receiver_authorizer,
                     "extra.receiverAuthorizer",
                 )?,
-                withdraw_delay: extra.withdraw_delay,
+                withdraw_delay,
                 memo: extra.memo,
             },
             recent_blockhash: read_blockhash(extra.recent_blockhash.as_deref())?,
@@ -166,7 +167,7 @@ impl Scheme for UptoScheme {
             payment_flow: Some(ESCROW.into()),
             fee_payer: terms.fee_payer.to_string(),
             receiver_authorizer: terms.receiver_authorizer.to_string(),
-            withdraw_delay: terms.withdraw_delay,
+            withdraw_delay: terms.withdraw_delay.into(),
             token_program: terms.token_program.to_string(),
             memo: terms.memo.clone(),
             recent_blockhash: offer.recent_blockhash.map(|h| h.to_string()),
@@ -253,6 +254,11 @@ mod tests {
             refused("withdrawDelay", 0.into()),
             Some(SchemeError::Malformed("extra.withdrawDelay")),
             "no grace period: the buyer could withdraw before the seller settles"
+        );
+        assert_eq!(
+            refused("withdrawDelay", (u64::from(u32::MAX) + 1).into()),
+            Some(SchemeError::Malformed("extra.withdrawDelay")),
+            "a grace period the program cannot hold"
         );
         assert_eq!(
             refused("paymentFlow", "push".into()),

@@ -1,0 +1,179 @@
+//! The `open` instruction a buyer signs: it escrows the ceiling in a one-request channel
+//! whose payout goes wholly to the seller (`[{ payTo, 10000 bps }]`), with the seller's
+//! fee payer as rent payer and zero-share payee and its receiver authorizer as the
+//! channel's signer. Its layout is the payment-channels program's: discriminator `1`,
+//! `salt u64 | deposit u64 | grace_period u32 | open_slot u64 | count u32 |
+//! count × (recipient, bps u16)`, all little-endian, over 14 accounts.
+
+use anchor_lang::prelude::Pubkey;
+use anchor_lang::pubkey;
+use anchor_lang::solana_program::instruction::{AccountMeta, Instruction};
+use anchor_lang::solana_program::system_program;
+use anchor_spl::associated_token::{self, get_associated_token_address_with_program_id};
+
+use super::channel::{channel_address, ChannelSeeds};
+use super::types::UptoTerms;
+use super::PAYMENT_CHANNELS_PROGRAM;
+
+/// The rent sysvar, which `open` names.
+const RENT_SYSVAR: Pubkey = pubkey!("SysvarRent111111111111111111111111111111111");
+
+/// `open`'s instruction discriminator.
+const OPEN: u8 = 1;
+
+/// The whole of a settlement, in basis points: the seller's single payout.
+pub const ALL_BPS: u16 = 10_000;
+
+/// The program's event authority, which it invokes itself to log events.
+pub fn event_authority() -> Pubkey {
+    Pubkey::find_program_address(&[b"event_authority"], &PAYMENT_CHANNELS_PROGRAM).0
+}
+
+/// The channel a buyer opens: who pays, its salt and the slot it opens at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Opening {
+    pub payer: Pubkey,
+    /// The payload's `nonce`.
+    pub salt: u64,
+    pub open_slot: u64,
+}
+
+impl Opening {
+    /// The seeds of the channel this opening creates under `terms`.
+    pub fn seeds(&self, terms: &UptoTerms) -> ChannelSeeds {
+        ChannelSeeds {
+            payer: self.payer,
+            payee: terms.fee_payer,
+            mint: terms.mint,
+            authorized_signer: terms.receiver_authorizer,
+            salt: self.salt,
+            open_slot: self.open_slot,
+        }
+    }
+}
+
+/// The `open` of `opening` under `terms`, and the channel it creates.
+pub fn open_instruction(terms: &UptoTerms, opening: &Opening) -> (Instruction, Pubkey) {
+    let channel = channel_address(&opening.seeds(terms));
+    let ata = |owner: &Pubkey| {
+        get_associated_token_address_with_program_id(owner, &terms.mint, &terms.token_program)
+    };
+    let mut data = Vec::with_capacity(1 + 28 + 4 + 34);
+    data.push(OPEN);
+    data.extend_from_slice(&opening.salt.to_le_bytes());
+    data.extend_from_slice(&terms.max_amount.to_le_bytes());
+    data.extend_from_slice(&terms.withdraw_delay.to_le_bytes());
+    data.extend_from_slice(&opening.open_slot.to_le_bytes());
+    data.extend_from_slice(&1u32.to_le_bytes());
+    data.extend_from_slice(terms.pay_to.as_ref());
+    data.extend_from_slice(&ALL_BPS.to_le_bytes());
+    let accounts = vec![
+        AccountMeta::new(opening.payer, true),
+        AccountMeta::new(terms.fee_payer, true),
+        AccountMeta::new_readonly(terms.fee_payer, false),
+        AccountMeta::new_readonly(terms.mint, false),
+        AccountMeta::new_readonly(terms.receiver_authorizer, false),
+        AccountMeta::new(channel, false),
+        AccountMeta::new(ata(&opening.payer), false),
+        AccountMeta::new(ata(&channel), false),
+        AccountMeta::new_readonly(terms.token_program, false),
+        AccountMeta::new_readonly(system_program::ID, false),
+        AccountMeta::new_readonly(RENT_SYSVAR, false),
+        AccountMeta::new_readonly(associated_token::ID, false),
+        AccountMeta::new_readonly(event_authority(), false),
+        AccountMeta::new_readonly(PAYMENT_CHANNELS_PROGRAM, false),
+    ];
+    let instruction = Instruction {
+        program_id: PAYMENT_CHANNELS_PROGRAM,
+        accounts,
+        data,
+    };
+    (instruction, channel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn terms() -> UptoTerms {
+        UptoTerms {
+            mint: Pubkey::new_unique(),
+            token_program: anchor_spl::token::ID,
+            pay_to: Pubkey::new_unique(),
+            max_amount: 10_000,
+            fee_payer: Pubkey::new_unique(),
+            receiver_authorizer: Pubkey::new_unique(),
+            withdraw_delay: 3_600,
+            memo: None,
+        }
+    }
+
+    #[test]
+    fn open_binds_the_deposit_grace_slot_and_the_single_full_payout() {
+        let terms = terms();
+        let opening = Opening {
+            payer: Pubkey::new_unique(),
+            salt: 0x0102_0304,
+            open_slot: 341_000_000,
+        };
+        let (open, channel) = open_instruction(&terms, &opening);
+        assert_eq!(open.program_id, PAYMENT_CHANNELS_PROGRAM);
+        let data = &open.data;
+        assert_eq!(data.len(), 1 + 8 + 8 + 4 + 8 + 4 + 34, "no trailing bytes");
+        assert_eq!(data[0], 1);
+        assert_eq!(&data[1..9], &0x0102_0304u64.to_le_bytes());
+        assert_eq!(
+            &data[9..17],
+            &10_000u64.to_le_bytes(),
+            "deposit = maxAmount"
+        );
+        assert_eq!(
+            &data[17..21],
+            &3_600u32.to_le_bytes(),
+            "grace = withdrawDelay"
+        );
+        assert_eq!(&data[21..29], &341_000_000u64.to_le_bytes());
+        assert_eq!(&data[29..33], &1u32.to_le_bytes(), "one recipient");
+        assert_eq!(&data[33..65], terms.pay_to.as_ref());
+        assert_eq!(&data[65..], &10_000u16.to_le_bytes(), "all of it");
+        assert_eq!(channel, channel_address(&opening.seeds(&terms)));
+    }
+
+    #[test]
+    fn open_names_its_fourteen_accounts_in_order_with_their_privileges() {
+        let terms = terms();
+        let opening = Opening {
+            payer: Pubkey::new_unique(),
+            salt: 1,
+            open_slot: 2,
+        };
+        let (open, channel) = open_instruction(&terms, &opening);
+        let roles: Vec<(Pubkey, bool, bool)> = open
+            .accounts
+            .iter()
+            .map(|a| (a.pubkey, a.is_signer, a.is_writable))
+            .collect();
+        let ata = |owner: &Pubkey| {
+            get_associated_token_address_with_program_id(owner, &terms.mint, &terms.token_program)
+        };
+        assert_eq!(
+            roles,
+            vec![
+                (opening.payer, true, true),
+                (terms.fee_payer, true, true),
+                (terms.fee_payer, false, false),
+                (terms.mint, false, false),
+                (terms.receiver_authorizer, false, false),
+                (channel, false, true),
+                (ata(&opening.payer), false, true),
+                (ata(&channel), false, true),
+                (terms.token_program, false, false),
+                (system_program::ID, false, false),
+                (RENT_SYSVAR, false, false),
+                (associated_token::ID, false, false),
+                (event_authority(), false, false),
+                (PAYMENT_CHANNELS_PROGRAM, false, false),
+            ]
+        );
+    }
+}
