@@ -5,6 +5,8 @@
 use anchor_lang::prelude::Pubkey;
 use anchor_lang::AnchorDeserialize;
 use solana_compute_budget_interface::ComputeBudgetInstruction;
+use solana_message::compiled_instruction::CompiledInstruction;
+use solana_message::VersionedMessage;
 use solana_signature::Signature;
 
 /// What the fee payer is willing to sign.
@@ -59,6 +61,14 @@ impl SponsorPolicy {
         Ok(())
     }
 
+    /// The offer named the fee payer that is asked to sign.
+    pub(crate) fn check_offered(&self, offered: &Pubkey) -> Result<(), SponsoredDefect> {
+        if *offered != self.fee_payer {
+            return Err(SponsoredDefect::WrongFeePayer);
+        }
+        Ok(())
+    }
+
     /// The payer is someone other than the fee payer.
     pub(crate) fn check_payer_is_not_fee_payer(
         &self,
@@ -84,6 +94,32 @@ impl SponsorPolicy {
             return Err(SponsoredDefect::ComputeBudgetTooHigh);
         }
         Ok(())
+    }
+}
+
+/// No address lookup tables: every account must be visible before the fee payer signs,
+/// or unresolved ones could be anyone's, the fee payer's included.
+pub(crate) fn check_no_lookup_tables(message: &VersionedMessage) -> Result<(), SponsoredDefect> {
+    if message
+        .address_table_lookups()
+        .is_some_and(|lookups| !lookups.is_empty())
+    {
+        return Err(SponsoredDefect::UnexpectedInstruction);
+    }
+    Ok(())
+}
+
+/// A message's instructions with the keys their indexes point into; each scheme adds
+/// its own checks.
+pub(crate) struct Calls<'a> {
+    pub keys: &'a [Pubkey],
+    pub instructions: &'a [CompiledInstruction],
+}
+
+impl Calls<'_> {
+    /// The key at `index`, if the message has one.
+    pub fn key(&self, index: u8) -> Option<Pubkey> {
+        self.keys.get(usize::from(index)).copied()
     }
 }
 

@@ -4,14 +4,13 @@
 use anchor_lang::prelude::Pubkey;
 use anchor_spl::associated_token::get_associated_token_address_with_program_id;
 use solana_compute_budget_interface::ComputeBudgetInstruction;
-use solana_message::compiled_instruction::CompiledInstruction;
-use solana_message::VersionedMessage;
 use solana_transaction::versioned::VersionedTransaction;
 
 use super::{ExactTerms, LIGHTHOUSE_PROGRAM, MEMO_PROGRAM};
 use crate::mint::MintInfo;
 use crate::scheme::sponsor::{
-    check_payer_signature, check_two_signers, read_budget, SponsorPolicy, SponsoredDefect,
+    check_no_lookup_tables, check_payer_signature, check_two_signers, read_budget, Calls,
+    SponsorPolicy, SponsoredDefect,
 };
 
 /// `TransferChecked`'s tag in both token programs.
@@ -43,7 +42,7 @@ pub fn validate_exact(
     check_no_lookup_tables(message)?;
     let keys = message.static_account_keys();
     policy.check_fee_payer(keys)?;
-    check_offered_fee_payer(terms, policy)?;
+    policy.check_offered(&terms.fee_payer)?;
     check_two_signers(message.header().num_required_signatures, &tx.signatures)?;
     let payer = keys[1];
     policy.check_payer_is_not_fee_payer(&payer)?;
@@ -73,29 +72,6 @@ pub fn validate_exact(
     })
 }
 
-/// No address lookup tables: unresolved accounts could be anyone's, the fee payer's
-/// included.
-fn check_no_lookup_tables(message: &VersionedMessage) -> Result<(), SponsoredDefect> {
-    if message
-        .address_table_lookups()
-        .is_some_and(|lookups| !lookups.is_empty())
-    {
-        return Err(SponsoredDefect::UnexpectedInstruction);
-    }
-    Ok(())
-}
-
-/// The offer named the fee payer that is asked to sign.
-fn check_offered_fee_payer(
-    terms: &ExactTerms,
-    policy: &SponsorPolicy,
-) -> Result<(), SponsoredDefect> {
-    if terms.fee_payer != policy.fee_payer {
-        return Err(SponsoredDefect::WrongFeePayer);
-    }
-    Ok(())
-}
-
 /// The mint delivers every unit sent: no transfer fee, no hook.
 fn check_delivers_in_full(mint: &MintInfo) -> Result<(), SponsoredDefect> {
     if !mint.delivers_in_full {
@@ -106,17 +82,7 @@ fn check_delivers_in_full(mint: &MintInfo) -> Result<(), SponsoredDefect> {
     Ok(())
 }
 
-/// The message's instructions with the keys their indexes point into.
-struct Calls<'a> {
-    keys: &'a [Pubkey],
-    instructions: &'a [CompiledInstruction],
-}
-
 impl Calls<'_> {
-    fn key(&self, index: u8) -> Option<Pubkey> {
-        self.keys.get(usize::from(index)).copied()
-    }
-
     /// The program instruction `index` calls.
     fn program(&self, index: usize) -> Option<Pubkey> {
         self.key(self.instructions[index].program_id_index)
@@ -307,7 +273,9 @@ mod tests {
     use anchor_spl::token_2022::spl_token_2022;
     use solana_hash::Hash;
     use solana_keypair::Keypair;
+    use solana_message::compiled_instruction::CompiledInstruction;
     use solana_message::v0;
+    use solana_message::VersionedMessage;
     use solana_signature::Signature;
     use solana_signer::Signer;
 
@@ -661,13 +629,13 @@ mod tests {
     #[test]
     fn the_offer_must_name_the_fee_payer_asked_to_sign() {
         let case = case();
-        assert_eq!(check_offered_fee_payer(&case.terms, &case.policy), Ok(()));
+        assert_eq!(case.policy.check_offered(&case.terms.fee_payer), Ok(()));
         let offered = ExactTerms {
             fee_payer: Pubkey::new_unique(),
             ..case.terms.clone()
         };
         assert_eq!(
-            check_offered_fee_payer(&offered, &case.policy),
+            case.policy.check_offered(&offered.fee_payer),
             Err(SponsoredDefect::WrongFeePayer)
         );
     }

@@ -10,10 +10,12 @@
 //! | [`types`] | the terms, the offer, its `extra`, the payload, and their wire conversion |
 //! | [`channel`] | the channel's address and the voucher a receiver authorizer signs |
 //! | [`build`] | the `open` instruction a buyer signs |
+//! | [`validate`] | one check per rule, run before the fee payer co-signs the `open` |
 
 pub mod build;
 pub mod channel;
 pub mod types;
+pub mod validate;
 
 use anchor_lang::prelude::Pubkey;
 use anchor_lang::pubkey;
@@ -21,6 +23,7 @@ use anchor_lang::pubkey;
 pub use build::{open_instruction, Opening};
 pub use channel::{channel_address, voucher_message, ChannelSeeds, VOUCHER_MESSAGE_BYTES};
 pub use types::{UptoExtra, UptoOffer, UptoPayload, UptoScheme, UptoTerms, UPTO};
+pub use validate::validate_open;
 
 /// The payment-channels program: a network constant, never taken from an offer.
 pub const PAYMENT_CHANNELS_PROGRAM: Pubkey =
