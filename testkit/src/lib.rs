@@ -3,7 +3,8 @@
 //! ([`ledger::TestLedger`]), [`serve`], the verifier binary as a process
 //! ([`process::VerifierProcess`]), a JSON-RPC proxy that counts and breaks
 //! ([`rpc_proxy::RpcProxy`]), a gate's settings for tests ([`settings::settings`]) and
-//! solana-test-validator as a process ([`validator::Validator`]).
+//! solana-test-validator as a process ([`validator::Validator`]), and instructions that
+//! tell the third-party programs of a test world apart ([`vendored`]).
 
 pub mod bank;
 pub mod ledger;
@@ -11,6 +12,7 @@ pub mod process;
 pub mod rpc_proxy;
 pub mod settings;
 pub mod validator;
+pub mod vendored;
 
 pub use ledger::TestLedger;
 pub use process::VerifierProcess;

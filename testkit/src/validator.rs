@@ -169,6 +169,14 @@ impl Validator {
             std::fs::write(&file, json.to_string()).unwrap();
             accounts_args.push(format!("{address}={}", file.display()));
         }
+        // The third-party programs of every test world, as in the bank (p-token replacing
+        // classic SPL Token at its address).
+        let mut programs_args = Vec::new();
+        for vendored in x402_verifier::ledger::bank::VENDORED_PROGRAMS {
+            let file = dir.path().join(format!("{}.so", vendored.name));
+            std::fs::write(&file, vendored.elf).unwrap();
+            programs_args.push(format!("{}={}", vendored.id, file.display()));
+        }
         for attempt in 1..=ATTEMPTS {
             let ports = free_ports();
             let log = dir.path().join(format!("validator-{attempt}.log"));
@@ -196,6 +204,9 @@ impl Validator {
                     "--program",
                     &format!("{}={}", x402_receipts::ID, program.display()),
                 ]);
+            }
+            for program in &programs_args {
+                command.args(["--program", program]);
             }
             for account in &accounts_args {
                 command.args(["--account", account]);

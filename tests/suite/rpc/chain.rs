@@ -101,10 +101,10 @@ pub(super) struct Chain {
     pub(super) validator: Validator,
     /// Straight to the validator, for set-up and payments (the verifier's goes through
     /// a proxy).
-    ledger: RpcLedger,
+    pub(super) ledger: RpcLedger,
     /// The validator's funded keypair: mint authority and set-up fee payer.
     authority: Keypair,
-    payer: Keypair,
+    pub(super) payer: Keypair,
 }
 
 /// Where a chain is planned: the mint's keypair (its address is in every reference) and
@@ -802,7 +802,7 @@ async fn close_expired_and_the_janitor_take_the_rent_back_on_the_validator() {
 }
 
 /// Sends `instructions` signed by `signers`, the first paying.
-async fn send(
+pub(super) async fn send(
     ledger: &RpcLedger,
     instructions: Vec<anchor_lang::solana_program::instruction::Instruction>,
     signers: Vec<&Keypair>,

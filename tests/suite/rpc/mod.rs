@@ -4,3 +4,4 @@
 mod chain;
 mod interop;
 mod paywall;
+mod vendored;

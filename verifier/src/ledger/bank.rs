@@ -1,4 +1,5 @@
-//! A solana-program-test bank with the receipts program, and the set-up the embedded
+//! A solana-program-test bank with the receipts program and the third-party programs
+//! mainnet runs ([`VENDORED_PROGRAMS`]), and the set-up the embedded
 //! ledger needs (fund, mints, token accounts, balances, the clock). What only tests need
 //! on a bank (parties to a payment, accounts that are not ATAs, the events of a log) is
 //! in the dev-only test kit (`testkit/`), built on these. Set-up transactions are paid
@@ -8,6 +9,7 @@ use anchor_lang::prelude::{AccountInfo, Pubkey};
 use anchor_lang::solana_program::clock::Clock;
 use anchor_lang::solana_program::entrypoint::ProgramResult;
 use anchor_lang::solana_program::instruction::Instruction;
+use anchor_lang::solana_program::rent::Rent;
 use anchor_spl::associated_token::{
     get_associated_token_address_with_program_id, spl_associated_token_account,
 };
@@ -41,22 +43,80 @@ fn process_instruction<'a, 'b, 'c, 'd>(
     x402_receipts::entry(program_id, accounts, data)
 }
 
-/// A bank with the receipts program and the SPL programs (as BPF). The program runs
-/// natively, unless `SBF_OUT_DIR` names a directory holding its SBF binary
-/// (`x402_receipts.so`, from `scripts/build-sbf` or `anchor build`): then it runs in the
-/// SBF VM, as on a cluster.
+/// A third-party SBF program that every test world (this bank, the test validator) loads
+/// at its mainnet address: its committed binary in `tests/fixtures/programs/` (provenance and
+/// licence beside it; `scripts/check-vendored-programs` rebuilds and checks it).
+pub struct VendoredProgram {
+    /// Its directory in `tests/fixtures/programs/`.
+    pub name: &'static str,
+    pub id: Pubkey,
+    pub elf: &'static [u8],
+}
+
+macro_rules! vendored_elf {
+    ($file:literal) => {
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/programs/",
+            $file
+        ))
+    };
+}
+
+/// The payment-channels program (the x402 `upto` and `batch-settlement` schemes),
+/// built with its `mainnet-beta` feature.
+pub const PAYMENT_CHANNELS: VendoredProgram = VendoredProgram {
+    name: "payment-channels",
+    id: Pubkey::from_str_const("CHNLxYvVA28MJP9PrFuDXccuoGXAx7jBacfLEkahyGsX"),
+    elf: vendored_elf!("payment-channels/payment_channels.so"),
+};
+
+/// p-token, mainnet's SPL Token program since May 2026, in place of the classic program
+/// the bank and the validator ship (it adds `Batch`, and costs far fewer compute units).
+pub const P_TOKEN: VendoredProgram = VendoredProgram {
+    name: "p-token",
+    id: anchor_spl::token::ID,
+    elf: vendored_elf!("p-token/pinocchio_token_program.so"),
+};
+
+/// The (non-upgradeable) BPF loader, which solana-program-test's own programs use.
+const BPF_LOADER: Pubkey = Pubkey::from_str_const("BPFLoader2111111111111111111111111111111111");
+
+/// The third-party programs of every test world.
+pub const VENDORED_PROGRAMS: [VendoredProgram; 2] = [PAYMENT_CHANNELS, P_TOKEN];
+
+/// A bank with the receipts program, the SPL programs (as BPF) and
+/// [`VENDORED_PROGRAMS`] at their addresses (p-token replacing classic SPL Token). The
+/// receipts program runs natively, unless `SBF_OUT_DIR` names a directory holding its SBF
+/// binary (`x402_receipts.so`, from `scripts/build-sbf` or `anchor build`): then it runs in
+/// the SBF VM, as on a cluster.
 pub fn program_test() -> ProgramTest {
-    if runs_sbf() {
+    let mut program = if runs_sbf() {
         let mut program = ProgramTest::new("x402_receipts", x402_receipts::ID, None);
         program.prefer_bpf(true);
-        return program;
+        program
+    } else {
+        let mut program = ProgramTest::new(
+            "x402_receipts",
+            x402_receipts::ID,
+            processor!(process_instruction),
+        );
+        program.prefer_bpf(false);
+        program
+    };
+    // Added after the bank's own SPL programs, so they override them.
+    for vendored in VENDORED_PROGRAMS {
+        program.add_account(
+            vendored.id,
+            solana_account::Account {
+                lamports: Rent::default().minimum_balance(vendored.elf.len()).max(1),
+                data: vendored.elf.to_vec(),
+                owner: BPF_LOADER,
+                executable: true,
+                rent_epoch: 0,
+            },
+        );
     }
-    let mut program = ProgramTest::new(
-        "x402_receipts",
-        x402_receipts::ID,
-        processor!(process_instruction),
-    );
-    program.prefer_bpf(false);
     program
 }
 
