@@ -4,6 +4,7 @@
 
 mod support;
 
+mod channels;
 mod close_receipt;
 mod pay;
 mod prefunded_receipt;
