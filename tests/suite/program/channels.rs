@@ -1,7 +1,7 @@
-//! An `upto` channel opened on the payment-channels program (the committed binary, at its
-//! mainnet address) with the `open` the protocol builds: the program takes the deposit
-//! into the channel, and the transaction passes the checks the fee payer runs before it
-//! co-signs.
+//! An `upto` channel on the payment-channels program (the committed binary, at its
+//! mainnet address) with the instructions the protocol builds: the `open` escrows the
+//! deposit and passes the checks the fee payer runs before it co-signs; the fee payer's
+//! `settle_and_seal` applies the seller's voucher, and only the receiver authorizer's.
 
 use anchor_lang::solana_program::clock::Clock;
 use anchor_spl::associated_token::get_associated_token_address_with_program_id;
@@ -10,17 +10,51 @@ use solana_signer::Signer;
 use solana_transaction::versioned::VersionedTransaction;
 use x402_protocol::scheme::exact::MEMO_PROGRAM;
 use x402_protocol::scheme::upto::{
-    open_instruction, validate_open, Opening, UptoTerms, PAYMENT_CHANNELS_PROGRAM,
+    open_instruction, settle_and_seal_instructions, validate_open, voucher_message, Opening,
+    UptoTerms, Voucher, PAYMENT_CHANNELS_PROGRAM,
 };
 use x402_protocol::SponsorPolicy;
 use x402_testkit::bank;
 
 use super::support::*;
 
+/// A market with a funded fee payer and a channel its payer opened for 2 USDC.
+struct Opened {
+    market: Market,
+    fee_payer: Keypair,
+    authorizer: Keypair,
+    terms: UptoTerms,
+    channel: anchor_lang::prelude::Pubkey,
+}
+
 #[tokio::test]
 async fn the_protocols_open_escrows_the_ceiling_in_a_channel_of_the_program() {
+    let Opened {
+        mut market,
+        terms,
+        channel,
+        ..
+    } = open().await;
+    let escrow =
+        get_associated_token_address_with_program_id(&channel, &market.mint, &market.token_program);
+    assert_eq!(
+        market.token_balance(&escrow).await,
+        terms.max_amount,
+        "the deposit"
+    );
+    let account = market.account(&channel).await.expect("the channel exists");
+    assert_eq!(account.owner, PAYMENT_CHANNELS_PROGRAM);
+    let payer_token = market.payer_token;
+    assert_eq!(
+        market.token_balance(&payer_token).await,
+        100 * USDC - terms.max_amount
+    );
+}
+
+/// Opens a channel with the protocol's `open`, checked by `validate_open` first.
+async fn open() -> Opened {
     let mut market = Market::new(MintKind::SplToken).await;
-    let fee_payer = Keypair::new();
+    let (fee_payer, authorizer) = (Keypair::new(), Keypair::new());
     fund(&mut market.bank, &fee_payer.pubkey(), WALLET_LAMPORTS).await;
     let terms = UptoTerms {
         mint: market.mint,
@@ -28,7 +62,7 @@ async fn the_protocols_open_escrows_the_ceiling_in_a_channel_of_the_program() {
         pay_to: market.payee,
         max_amount: 2 * USDC,
         fee_payer: fee_payer.pubkey(),
-        receiver_authorizer: Keypair::new().pubkey(),
+        receiver_authorizer: authorizer.pubkey(),
         withdraw_delay: 3_600,
         memo: None,
     };
@@ -65,18 +99,57 @@ async fn the_protocols_open_escrows_the_ceiling_in_a_channel_of_the_program() {
         Ok(())
     );
 
-    let before = market.token_balance(&market.payer_token.clone()).await;
     market
         .bank
         .banks_client
         .process_transaction(tx)
         .await
         .expect("the program opens the channel");
-    let account = market.account(&channel).await.expect("the channel exists");
-    assert_eq!(account.owner, PAYMENT_CHANNELS_PROGRAM);
-    let escrow =
-        get_associated_token_address_with_program_id(&channel, &market.mint, &market.token_program);
-    assert_eq!(market.token_balance(&escrow).await, 2 * USDC, "the deposit");
-    let payer_token = market.payer_token;
-    assert_eq!(market.token_balance(&payer_token).await, before - 2 * USDC);
+    Opened {
+        market,
+        fee_payer,
+        authorizer,
+        terms,
+        channel,
+    }
+}
+
+/// The receiver authorizer's (or `signer`'s) voucher for `amount`, valid for 5 minutes.
+async fn voucher(opened: &mut Opened, signer: &Keypair, amount: u64) -> Voucher {
+    let expires_at = opened.market.now().await + 300;
+    let message = voucher_message(&opened.channel, amount, expires_at);
+    Voucher {
+        channel: opened.channel,
+        cumulative_amount: amount,
+        expires_at,
+        signer: signer.pubkey(),
+        signature: signer.sign_message(&message).into(),
+    }
+}
+
+#[tokio::test]
+async fn the_fee_payer_seals_a_channel_with_the_receiver_authorizers_voucher_only() {
+    let mut opened = open().await;
+    let stranger = Keypair::new();
+    let forged = voucher(&mut opened, &stranger, USDC).await;
+    let (fee_payer, channel) = (opened.fee_payer.insecure_clone(), opened.channel);
+    let settle = |v: &Voucher| settle_and_seal_instructions(&fee_payer.pubkey(), &channel, Some(v));
+    let refused = opened.market.send(&settle(&forged), &[&fee_payer]).await;
+    assert!(
+        refused.is_err(),
+        "a voucher its receiver authorizer did not sign"
+    );
+
+    let authorizer = opened.authorizer.insecure_clone();
+    let real = voucher(&mut opened, &authorizer, 1_250_000).await;
+    opened
+        .market
+        .send(&settle(&real), &[&fee_payer])
+        .await
+        .expect("the receiver authorizer's voucher settles and seals the channel");
+    let sealed_again = opened.market.send(&settle(&real), &[&fee_payer]).await;
+    assert!(
+        sealed_again.is_err(),
+        "a sealed channel settles nothing more"
+    );
 }

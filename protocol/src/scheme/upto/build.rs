@@ -1,4 +1,7 @@
-//! The `open` instruction a buyer signs: it escrows the ceiling in a one-request channel
+//! What the `upto` scheme sends to the payment-channels program: the buyer's `open`, and
+//! the fee payer's `settle_and_seal` with the seller's voucher.
+//!
+//! `open` escrows the ceiling in a one-request channel
 //! whose payout goes wholly to the seller (`[{ payTo, 10000 bps }]`), with the seller's
 //! fee payer as rent payer and zero-share payee and its receiver authorizer as the
 //! channel's signer. Its layout is the payment-channels program's: discriminator `1`,
@@ -11,7 +14,7 @@ use anchor_lang::solana_program::instruction::{AccountMeta, Instruction};
 use anchor_lang::solana_program::system_program;
 use anchor_spl::associated_token::{self, get_associated_token_address_with_program_id};
 
-use super::channel::{channel_address, ChannelSeeds};
+use super::channel::{channel_address, voucher_message, ChannelSeeds};
 use super::types::UptoTerms;
 use super::PAYMENT_CHANNELS_PROGRAM;
 
@@ -20,6 +23,12 @@ const RENT_SYSVAR: Pubkey = pubkey!("SysvarRent111111111111111111111111111111111
 
 /// `open`'s instruction discriminator.
 const OPEN: u8 = 1;
+
+/// `settle_and_seal`'s instruction discriminator.
+const SETTLE_AND_SEAL: u8 = 4;
+
+/// The instructions sysvar, where `settle_and_seal` finds the voucher's precompile.
+const INSTRUCTIONS_SYSVAR: Pubkey = pubkey!("Sysvar1nstructions1111111111111111111111111");
 
 /// The whole of a settlement, in basis points: the seller's single payout.
 pub const ALL_BPS: u16 = 10_000;
@@ -89,6 +98,49 @@ pub fn open_instruction(terms: &UptoTerms, opening: &Opening) -> (Instruction, P
         data,
     };
     (instruction, channel)
+}
+
+/// A voucher: `channel` settled at `cumulative_amount` until `expires_at`, signed by the
+/// receiver authorizer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Voucher {
+    pub channel: Pubkey,
+    pub cumulative_amount: u64,
+    pub expires_at: i64,
+    pub signer: Pubkey,
+    pub signature: [u8; 64],
+}
+
+/// The fee payer's cooperative close of `channel`, as its payee: with a voucher for a
+/// nonzero amount, the Ed25519 precompile that carries it and then `settle_and_seal`
+/// applying it; without one (a zero charge, or an abandoned channel), `settle_and_seal`
+/// alone, locking what was settled.
+pub fn settle_and_seal_instructions(
+    payee: &Pubkey,
+    channel: &Pubkey,
+    voucher: Option<&Voucher>,
+) -> Vec<Instruction> {
+    let settle = |has_voucher: u8| Instruction {
+        program_id: PAYMENT_CHANNELS_PROGRAM,
+        accounts: vec![
+            AccountMeta::new(*payee, true),
+            AccountMeta::new(*channel, false),
+            AccountMeta::new_readonly(INSTRUCTIONS_SYSVAR, false),
+        ],
+        data: vec![SETTLE_AND_SEAL, has_voucher],
+    };
+    match voucher.filter(|v| v.cumulative_amount > 0) {
+        Some(v) => {
+            let message = voucher_message(&v.channel, v.cumulative_amount, v.expires_at);
+            let precompile = solana_ed25519_program::new_ed25519_instruction_with_signature(
+                &message,
+                &v.signature,
+                &v.signer.to_bytes(),
+            );
+            vec![precompile, settle(1)]
+        }
+        None => vec![settle(0)],
+    }
 }
 
 #[cfg(test)]
@@ -175,5 +227,31 @@ mod tests {
                 (PAYMENT_CHANNELS_PROGRAM, false, false),
             ]
         );
+    }
+
+    #[test]
+    fn a_zero_charge_seals_without_applying_a_voucher() {
+        let (payee, channel) = (Pubkey::new_unique(), Pubkey::new_unique());
+        let zero = Voucher {
+            channel,
+            cumulative_amount: 0,
+            expires_at: 1,
+            signer: Pubkey::new_unique(),
+            signature: [1; 64],
+        };
+        // The program requires settled < cumulative: a zero voucher cannot be applied.
+        for voucher in [None, Some(&zero)] {
+            let seal = settle_and_seal_instructions(&payee, &channel, voucher);
+            assert_eq!(seal.len(), 1);
+            assert_eq!(seal[0].data, vec![4, 0]);
+        }
+        let charged = Voucher {
+            cumulative_amount: 5,
+            ..zero
+        };
+        let seal = settle_and_seal_instructions(&payee, &channel, Some(&charged));
+        assert_eq!(seal.len(), 2, "the precompile, then settle_and_seal");
+        assert_eq!(seal[1].data, vec![4, 1]);
+        assert!(seal[0].data.ends_with(&voucher_message(&channel, 5, 1)));
     }
 }
