@@ -10,8 +10,8 @@ use solana_signer::Signer;
 use solana_transaction::versioned::VersionedTransaction;
 use x402_protocol::scheme::exact::MEMO_PROGRAM;
 use x402_protocol::scheme::upto::{
-    open_instruction, settle_and_seal_instructions, validate_open, voucher_message, Opening,
-    UptoTerms, Voucher, PAYMENT_CHANNELS_PROGRAM,
+    distribute_instruction, open_instruction, settle_and_seal_instructions, validate_open,
+    voucher_message, Opening, UptoTerms, Voucher, PAYMENT_CHANNELS_PROGRAM, TREASURY_OWNER,
 };
 use x402_protocol::SponsorPolicy;
 use x402_testkit::bank;
@@ -151,5 +151,59 @@ async fn the_fee_payer_seals_a_channel_with_the_receiver_authorizers_voucher_onl
     assert!(
         sealed_again.is_err(),
         "a sealed channel settles nothing more"
+    );
+}
+
+#[tokio::test]
+async fn distribute_pays_the_seller_what_it_charged_refunds_the_rest_and_returns_the_rent() {
+    let mut opened = open().await;
+    let (fee_payer, channel) = (opened.fee_payer.insecure_clone(), opened.channel);
+    let authorizer = opened.authorizer.insecure_clone();
+    let charged = voucher(&mut opened, &authorizer, 1_250_000).await;
+    let seal = settle_and_seal_instructions(&fee_payer.pubkey(), &channel, Some(&charged));
+    opened
+        .market
+        .send(&seal, &[&fee_payer])
+        .await
+        .expect("sealed");
+
+    // The treasury's token account for the mint exists on mainnet for USDC; here it is
+    // made, as the program requires it.
+    let (mint, token_program) = (opened.market.mint, opened.market.token_program);
+    create_ata(
+        &mut opened.market.bank,
+        &TREASURY_OWNER,
+        &mint,
+        token_program,
+    )
+    .await;
+    let market = &mut opened.market;
+    let (payer_token, payee_token) = (market.payer_token, market.payee_token);
+    let before = market.token_balance(&payer_token).await;
+    let rent_before = market.lamports(&fee_payer.pubkey()).await;
+    let payer = market.payer.pubkey();
+    let distribute = distribute_instruction(&opened.terms, &channel, &payer);
+    market
+        .send(&[distribute], &[&fee_payer])
+        .await
+        .expect("distributed");
+    assert_eq!(
+        market.token_balance(&payee_token).await,
+        1_250_000,
+        "charged"
+    );
+    assert_eq!(
+        market.token_balance(&payer_token).await,
+        before + 750_000,
+        "the rest back to the buyer"
+    );
+    let escrow = get_associated_token_address_with_program_id(&channel, &mint, &token_program);
+    assert!(
+        market.account(&escrow).await.is_none(),
+        "the escrow is closed"
+    );
+    assert!(
+        market.lamports(&fee_payer.pubkey()).await > rent_before,
+        "the escrow's rent came back to the fee payer"
     );
 }

@@ -27,6 +27,14 @@ const OPEN: u8 = 1;
 /// `settle_and_seal`'s instruction discriminator.
 const SETTLE_AND_SEAL: u8 = 4;
 
+/// `distribute`'s instruction discriminator.
+const DISTRIBUTE: u8 = 7;
+
+/// The owner of the treasury token accounts that take rounding residuals, on mainnet (a
+/// program constant of its `mainnet-beta` build); its associated token account for the
+/// mint must exist.
+pub const TREASURY_OWNER: Pubkey = pubkey!("Cs2zdfUNonRdRGsiZUQQLdTxzxVvJZmgiX2mpLYKuEqP");
+
 /// The instructions sysvar, where `settle_and_seal` finds the voucher's precompile.
 const INSTRUCTIONS_SYSVAR: Pubkey = pubkey!("Sysvar1nstructions1111111111111111111111111");
 
@@ -73,9 +81,7 @@ pub fn open_instruction(terms: &UptoTerms, opening: &Opening) -> (Instruction, P
     data.extend_from_slice(&terms.max_amount.to_le_bytes());
     data.extend_from_slice(&terms.withdraw_delay.to_le_bytes());
     data.extend_from_slice(&opening.open_slot.to_le_bytes());
-    data.extend_from_slice(&1u32.to_le_bytes());
-    data.extend_from_slice(terms.pay_to.as_ref());
-    data.extend_from_slice(&ALL_BPS.to_le_bytes());
+    data.extend_from_slice(&distribution(terms));
     let accounts = vec![
         AccountMeta::new(opening.payer, true),
         AccountMeta::new(terms.fee_payer, true),
@@ -98,6 +104,45 @@ pub fn open_instruction(terms: &UptoTerms, opening: &Opening) -> (Instruction, P
         data,
     };
     (instruction, channel)
+}
+
+/// The channel's one payout, as `open` commits it and `distribute` reveals it:
+/// `count u32 | (recipient, bps u16)`, all of it to `payTo`.
+fn distribution(terms: &UptoTerms) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(4 + 34);
+    bytes.extend_from_slice(&1u32.to_le_bytes());
+    bytes.extend_from_slice(terms.pay_to.as_ref());
+    bytes.extend_from_slice(&ALL_BPS.to_le_bytes());
+    bytes
+}
+
+/// The fee payer's `distribute` of a sealed `channel` that `payer` opened under `terms`:
+/// the settled amount to `payTo`'s token account, the rest back to the buyer's, the
+/// escrow closed and the rent back to the fee payer (the channel's rent payer).
+pub fn distribute_instruction(terms: &UptoTerms, channel: &Pubkey, payer: &Pubkey) -> Instruction {
+    let ata = |owner: &Pubkey| {
+        get_associated_token_address_with_program_id(owner, &terms.mint, &terms.token_program)
+    };
+    let mut data = vec![DISTRIBUTE];
+    data.extend_from_slice(&distribution(terms));
+    Instruction {
+        program_id: PAYMENT_CHANNELS_PROGRAM,
+        accounts: vec![
+            AccountMeta::new(*channel, false),
+            AccountMeta::new(*payer, false),
+            AccountMeta::new(terms.fee_payer, true),
+            AccountMeta::new(ata(channel), false),
+            AccountMeta::new(ata(payer), false),
+            AccountMeta::new(ata(&terms.fee_payer), false),
+            AccountMeta::new(ata(&TREASURY_OWNER), false),
+            AccountMeta::new_readonly(terms.mint, false),
+            AccountMeta::new_readonly(terms.token_program, false),
+            AccountMeta::new_readonly(event_authority(), false),
+            AccountMeta::new_readonly(PAYMENT_CHANNELS_PROGRAM, false),
+            AccountMeta::new(ata(&terms.pay_to), false),
+        ],
+        data,
+    }
 }
 
 /// A voucher: `channel` settled at `cumulative_amount` until `expires_at`, signed by the
