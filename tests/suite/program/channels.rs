@@ -10,8 +10,9 @@ use solana_signer::Signer;
 use solana_transaction::versioned::VersionedTransaction;
 use x402_protocol::scheme::exact::MEMO_PROGRAM;
 use x402_protocol::scheme::upto::{
-    distribute_instruction, open_instruction, settle_and_seal_instructions, validate_open,
-    voucher_message, Opening, UptoTerms, Voucher, PAYMENT_CHANNELS_PROGRAM, TREASURY_OWNER,
+    distribute_instruction, open_instruction, reclaim_instruction, settle_and_seal_instructions,
+    validate_open, voucher_message, Opening, UptoTerms, Voucher, PAYMENT_CHANNELS_PROGRAM,
+    TREASURY_OWNER,
 };
 use x402_protocol::SponsorPolicy;
 use x402_testkit::bank;
@@ -205,5 +206,68 @@ async fn distribute_pays_the_seller_what_it_charged_refunds_the_rest_and_returns
     assert!(
         market.lamports(&fee_payer.pubkey()).await > rent_before,
         "the escrow's rent came back to the fee payer"
+    );
+
+    // The channel's own rent waits for its slot window (1,500 slots), then comes back.
+    let reclaim = reclaim_instruction(&channel, &fee_payer.pubkey());
+    let early = market.send(&[reclaim.clone()], &[&fee_payer]).await;
+    assert!(early.is_err(), "not before the slot window has passed");
+    let channel_rent = market.lamports(&channel).await;
+    assert!(
+        channel_rent > 0,
+        "the distributed channel still holds its rent"
+    );
+    let slot = market.bank.banks_client.get_root_slot().await.unwrap();
+    market.bank.warp_to_slot(slot + 1_600).expect("warp");
+    let before = market.lamports(&fee_payer.pubkey()).await;
+    market
+        .send(&[reclaim], &[&fee_payer])
+        .await
+        .expect("reclaimed");
+    assert!(
+        market.account(&channel).await.is_none(),
+        "the channel is gone"
+    );
+    assert!(
+        market.lamports(&fee_payer.pubkey()).await + 10_000 > before + channel_rent,
+        "its rent came back to the fee payer (less this transaction's fee)"
+    );
+}
+
+#[tokio::test]
+async fn an_abandoned_channel_sealed_at_zero_refunds_the_buyer_in_full() {
+    let mut opened = open().await;
+    let (fee_payer, channel) = (opened.fee_payer.insecure_clone(), opened.channel);
+    let seal = settle_and_seal_instructions(&fee_payer.pubkey(), &channel, None);
+    opened
+        .market
+        .send(&seal, &[&fee_payer])
+        .await
+        .expect("sealed at zero");
+    let (mint, token_program) = (opened.market.mint, opened.market.token_program);
+    create_ata(
+        &mut opened.market.bank,
+        &TREASURY_OWNER,
+        &mint,
+        token_program,
+    )
+    .await;
+    let market = &mut opened.market;
+    let (payer_token, payee_token) = (market.payer_token, market.payee_token);
+    let payer = market.payer.pubkey();
+    let distribute = distribute_instruction(&opened.terms, &channel, &payer);
+    market
+        .send(&[distribute], &[&fee_payer])
+        .await
+        .expect("distributed");
+    assert_eq!(
+        market.token_balance(&payee_token).await,
+        0,
+        "nothing charged"
+    );
+    assert_eq!(
+        market.token_balance(&payer_token).await,
+        100 * USDC,
+        "the whole deposit back"
     );
 }

@@ -30,6 +30,9 @@ const SETTLE_AND_SEAL: u8 = 4;
 /// `distribute`'s instruction discriminator.
 const DISTRIBUTE: u8 = 7;
 
+/// `reclaim`'s instruction discriminator.
+const RECLAIM: u8 = 9;
+
 /// The owner of the treasury token accounts that take rounding residuals, on mainnet (a
 /// program constant of its `mainnet-beta` build); its associated token account for the
 /// mint must exist.
@@ -142,6 +145,19 @@ pub fn distribute_instruction(terms: &UptoTerms, channel: &Pubkey, payer: &Pubke
             AccountMeta::new(ata(&terms.pay_to), false),
         ],
         data,
+    }
+}
+
+/// `reclaim` of a distributed `channel` once its slot window has passed (anyone may send
+/// it): the channel's rent back to its rent payer, the fee payer.
+pub fn reclaim_instruction(channel: &Pubkey, rent_payer: &Pubkey) -> Instruction {
+    Instruction {
+        program_id: PAYMENT_CHANNELS_PROGRAM,
+        accounts: vec![
+            AccountMeta::new(*channel, false),
+            AccountMeta::new(*rent_payer, false),
+        ],
+        data: vec![RECLAIM],
     }
 }
 

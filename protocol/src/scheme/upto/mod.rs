@@ -9,7 +9,7 @@
 //! |---|---|
 //! | [`types`] | the terms, the offer, its `extra`, the payload, and their wire conversion |
 //! | [`channel`] | the channel's address and the voucher a receiver authorizer signs |
-//! | [`build`] | the buyer's `open`; the fee payer's `settle_and_seal` with the seller's voucher, and `distribute` |
+//! | [`build`] | the buyer's `open`; the fee payer's `settle_and_seal` with the seller's voucher, `distribute` and `reclaim` |
 //! | [`validate`] | one check per rule, run before the fee payer co-signs the `open` |
 
 pub mod build;
@@ -21,8 +21,8 @@ use anchor_lang::prelude::Pubkey;
 use anchor_lang::pubkey;
 
 pub use build::{
-    distribute_instruction, open_instruction, settle_and_seal_instructions, Opening, Voucher,
-    TREASURY_OWNER,
+    distribute_instruction, open_instruction, reclaim_instruction, settle_and_seal_instructions,
+    Opening, Voucher, TREASURY_OWNER,
 };
 pub use channel::{channel_address, voucher_message, ChannelSeeds, VOUCHER_MESSAGE_BYTES};
 pub use types::{UptoExtra, UptoOffer, UptoPayload, UptoScheme, UptoTerms, UPTO};
