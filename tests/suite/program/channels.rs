@@ -155,39 +155,44 @@ async fn the_fee_payer_seals_a_channel_with_the_receiver_authorizers_voucher_onl
     );
 }
 
+/// Seals `opened`'s channel with `voucher` (none: at zero) and distributes it, as the
+/// fee payer; returns the buyer's token balance and the fee payer's lamports before the
+/// distribution.
+async fn seal_and_distribute(opened: &mut Opened, voucher: Option<&Voucher>) -> (u64, u64) {
+    let (fee_payer, channel) = (opened.fee_payer.insecure_clone(), opened.channel);
+    let seal = settle_and_seal_instructions(&fee_payer.pubkey(), &channel, voucher);
+    opened
+        .market
+        .send(&seal, &[&fee_payer])
+        .await
+        .expect("sealed");
+    // The treasury's token account for the mint exists on mainnet for USDC; here it is
+    // made, as the program requires it.
+    let market = &mut opened.market;
+    let (mint, token_program) = (market.mint, market.token_program);
+    create_ata(&mut market.bank, &TREASURY_OWNER, &mint, token_program).await;
+    let payer_token = market.payer_token;
+    let before = (
+        market.token_balance(&payer_token).await,
+        market.lamports(&fee_payer.pubkey()).await,
+    );
+    let distribute = distribute_instruction(&opened.terms, &channel, &market.payer.pubkey());
+    market
+        .send(&[distribute], &[&fee_payer])
+        .await
+        .expect("distributed");
+    before
+}
+
 #[tokio::test]
 async fn distribute_pays_the_seller_what_it_charged_refunds_the_rest_and_returns_the_rent() {
     let mut opened = open().await;
     let (fee_payer, channel) = (opened.fee_payer.insecure_clone(), opened.channel);
     let authorizer = opened.authorizer.insecure_clone();
     let charged = voucher(&mut opened, &authorizer, 1_250_000).await;
-    let seal = settle_and_seal_instructions(&fee_payer.pubkey(), &channel, Some(&charged));
-    opened
-        .market
-        .send(&seal, &[&fee_payer])
-        .await
-        .expect("sealed");
-
-    // The treasury's token account for the mint exists on mainnet for USDC; here it is
-    // made, as the program requires it.
-    let (mint, token_program) = (opened.market.mint, opened.market.token_program);
-    create_ata(
-        &mut opened.market.bank,
-        &TREASURY_OWNER,
-        &mint,
-        token_program,
-    )
-    .await;
+    let (before, rent_before) = seal_and_distribute(&mut opened, Some(&charged)).await;
     let market = &mut opened.market;
     let (payer_token, payee_token) = (market.payer_token, market.payee_token);
-    let before = market.token_balance(&payer_token).await;
-    let rent_before = market.lamports(&fee_payer.pubkey()).await;
-    let payer = market.payer.pubkey();
-    let distribute = distribute_instruction(&opened.terms, &channel, &payer);
-    market
-        .send(&[distribute], &[&fee_payer])
-        .await
-        .expect("distributed");
     assert_eq!(
         market.token_balance(&payee_token).await,
         1_250_000,
@@ -198,7 +203,8 @@ async fn distribute_pays_the_seller_what_it_charged_refunds_the_rest_and_returns
         before + 750_000,
         "the rest back to the buyer"
     );
-    let escrow = get_associated_token_address_with_program_id(&channel, &mint, &token_program);
+    let escrow =
+        get_associated_token_address_with_program_id(&channel, &market.mint, &market.token_program);
     assert!(
         market.account(&escrow).await.is_none(),
         "the escrow is closed"
@@ -210,7 +216,9 @@ async fn distribute_pays_the_seller_what_it_charged_refunds_the_rest_and_returns
 
     // The channel's own rent waits for its slot window (1,500 slots), then comes back.
     let reclaim = reclaim_instruction(&channel, &fee_payer.pubkey());
-    let early = market.send(&[reclaim.clone()], &[&fee_payer]).await;
+    let early = market
+        .send(std::slice::from_ref(&reclaim), &[&fee_payer])
+        .await;
     assert!(early.is_err(), "not before the slot window has passed");
     let channel_rent = market.lamports(&channel).await;
     assert!(
@@ -237,29 +245,9 @@ async fn distribute_pays_the_seller_what_it_charged_refunds_the_rest_and_returns
 #[tokio::test]
 async fn an_abandoned_channel_sealed_at_zero_refunds_the_buyer_in_full() {
     let mut opened = open().await;
-    let (fee_payer, channel) = (opened.fee_payer.insecure_clone(), opened.channel);
-    let seal = settle_and_seal_instructions(&fee_payer.pubkey(), &channel, None);
-    opened
-        .market
-        .send(&seal, &[&fee_payer])
-        .await
-        .expect("sealed at zero");
-    let (mint, token_program) = (opened.market.mint, opened.market.token_program);
-    create_ata(
-        &mut opened.market.bank,
-        &TREASURY_OWNER,
-        &mint,
-        token_program,
-    )
-    .await;
+    seal_and_distribute(&mut opened, None).await;
     let market = &mut opened.market;
     let (payer_token, payee_token) = (market.payer_token, market.payee_token);
-    let payer = market.payer.pubkey();
-    let distribute = distribute_instruction(&opened.terms, &channel, &payer);
-    market
-        .send(&[distribute], &[&fee_payer])
-        .await
-        .expect("distributed");
     assert_eq!(
         market.token_balance(&payee_token).await,
         0,
