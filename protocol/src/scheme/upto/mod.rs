@@ -26,7 +26,7 @@ pub use build::{
 };
 pub use channel::{channel_address, voucher_message, ChannelSeeds, VOUCHER_MESSAGE_BYTES};
 pub use types::{UptoExtra, UptoOffer, UptoPayload, UptoScheme, UptoTerms, UPTO};
-pub use validate::validate_open;
+pub use validate::{read_payload, validate_open, Claimed};
 
 /// The payment-channels program: a network constant, never taken from an offer.
 pub const PAYMENT_CHANNELS_PROGRAM: Pubkey =

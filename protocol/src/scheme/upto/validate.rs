@@ -9,7 +9,7 @@ use solana_message::VersionedMessage;
 use solana_transaction::versioned::VersionedTransaction;
 
 use super::build::{open_instruction, Opening};
-use super::types::UptoTerms;
+use super::types::{UptoPayload, UptoTerms};
 use super::PAYMENT_CHANNELS_PROGRAM;
 use crate::scheme::exact::{LIGHTHOUSE_PROGRAM, MEMO_PROGRAM};
 use crate::scheme::sponsor::{
@@ -58,6 +58,62 @@ pub fn validate_open(
     calls.check_fee_payer_only_in_open(open, policy)?;
     check_writable(message, &expected)?;
     Ok(())
+}
+
+/// A payload's statements, read and checked against the offer's `terms` at `now` before
+/// anything else: the opening it claims (buyer, salt, slot), its channel, and its expiry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Claimed {
+    pub opening: Opening,
+    pub channel: Pubkey,
+    pub expires_at: i64,
+}
+
+/// Reads `payload` for an offer of `terms` with `max_timeout_seconds`, at `now` (unix
+/// seconds): `maxAmount` and `deposit` equal the offer's amount, `authorizedSigner` is
+/// the offer's receiver authorizer, `validAfter <= now < expiresAt`, `expiresAt` is never
+/// zero and no later than `now + max_timeout_seconds` (the window a buyer was given), and
+/// no voucher: that is the seller's, on a claim settle only.
+pub fn read_payload(
+    payload: &UptoPayload,
+    terms: &UptoTerms,
+    max_timeout_seconds: u64,
+    now: i64,
+) -> Result<Claimed, SponsoredDefect> {
+    let key = |text: &str, field| {
+        text.parse::<Pubkey>()
+            .map_err(|_| SponsoredDefect::WrongPayment(field))
+    };
+    let units = |text: &str, field| {
+        text.parse::<u64>()
+            .map_err(|_| SponsoredDefect::WrongPayment(field))
+    };
+    if payload.voucher_signature.is_some() {
+        return Err(SponsoredDefect::WrongPayment("voucherSignature"));
+    }
+    if units(&payload.max_amount, "maxAmount")? != terms.max_amount {
+        return Err(SponsoredDefect::WrongPayment("maxAmount"));
+    }
+    if units(&payload.deposit, "deposit")? != terms.max_amount {
+        return Err(SponsoredDefect::WrongPayment("deposit"));
+    }
+    if key(&payload.authorized_signer, "authorizedSigner")? != terms.receiver_authorizer {
+        return Err(SponsoredDefect::WrongPayment("authorizedSigner"));
+    }
+    let latest = now.saturating_add(i64::try_from(max_timeout_seconds).unwrap_or(i64::MAX));
+    let expires_at = payload.expires_at;
+    if expires_at == 0 || expires_at <= now || expires_at > latest || payload.valid_after > now {
+        return Err(SponsoredDefect::WrongPayment("expiresAt or validAfter"));
+    }
+    Ok(Claimed {
+        opening: Opening {
+            payer: key(&payload.from, "from")?,
+            salt: units(&payload.nonce, "nonce")?,
+            open_slot: payload.open_slot,
+        },
+        channel: key(&payload.channel_id, "channelId")?,
+        expires_at,
+    })
 }
 
 /// The other signer, the second key, is the payload's buyer.
@@ -463,6 +519,61 @@ mod tests {
             Ok(()),
             "an assertion reads"
         );
+    }
+
+    fn payload(w: &World, now: i64) -> UptoPayload {
+        UptoPayload {
+            from: w.buyer.pubkey().to_string(),
+            max_amount: "10000".into(),
+            expires_at: now + 300,
+            valid_after: now,
+            nonce: w.opening.salt.to_string(),
+            open_slot: w.opening.open_slot,
+            channel_id: channel_address(&w.opening.seeds(&w.terms)).to_string(),
+            deposit: "10000".into(),
+            authorized_signer: w.terms.receiver_authorizer.to_string(),
+            open_transaction: String::new(),
+            voucher_signature: None,
+        }
+    }
+
+    #[test]
+    fn a_payload_states_the_offers_ceiling_signer_and_a_window_it_may_use() {
+        let w = world();
+        let now = 1_900_000_000;
+        let claimed = read_payload(&payload(&w, now), &w.terms, 300, now).unwrap();
+        assert_eq!(claimed.opening, w.opening);
+        assert_eq!(claimed.expires_at, now + 300);
+        let refused = |change: fn(&mut UptoPayload)| {
+            let mut p = payload(&w, now);
+            change(&mut p);
+            read_payload(&p, &w.terms, 300, now).err()
+        };
+        let wrong = |field| Some(SponsoredDefect::WrongPayment(field));
+        assert_eq!(
+            refused(|p| p.max_amount = "9999".into()),
+            wrong("maxAmount")
+        );
+        assert_eq!(refused(|p| p.deposit = "10001".into()), wrong("deposit"));
+        assert_eq!(
+            refused(|p| p.authorized_signer = Pubkey::new_unique().to_string()),
+            wrong("authorizedSigner")
+        );
+        let window = wrong("expiresAt or validAfter");
+        assert_eq!(refused(|p| p.expires_at = 0), window, "never zero");
+        assert_eq!(refused(|p| p.expires_at = p.valid_after), window, "expired");
+        assert_eq!(
+            refused(|p| p.expires_at += 1),
+            window,
+            "past the offer's timeout"
+        );
+        assert_eq!(refused(|p| p.valid_after += 1), window, "not valid yet");
+        assert_eq!(
+            refused(|p| p.voucher_signature = Some(String::new())),
+            wrong("voucherSignature"),
+            "a voucher is the seller's to add"
+        );
+        assert_eq!(refused(|p| p.nonce = "-1".into()), wrong("nonce"));
     }
 
     #[test]
