@@ -8,11 +8,12 @@ use anchor_spl::associated_token::get_associated_token_address_with_program_id;
 use solana_keypair::Keypair;
 use solana_signer::Signer;
 use solana_transaction::versioned::VersionedTransaction;
+use x402_protocol::scheme::decode_transaction;
 use x402_protocol::scheme::exact::MEMO_PROGRAM;
 use x402_protocol::scheme::upto::{
-    distribute_instruction, open_instruction, reclaim_instruction, settle_and_seal_instructions,
-    validate_open, voucher_message, Opening, UptoTerms, Voucher, PAYMENT_CHANNELS_PROGRAM,
-    TREASURY_OWNER,
+    build_upto, distribute_instruction, open_instruction, read_payload, reclaim_instruction,
+    settle_and_seal_instructions, validate_open, voucher_message, Opening, UptoTerms, Voucher,
+    Window, PAYMENT_CHANNELS_PROGRAM, TREASURY_OWNER,
 };
 use x402_protocol::SponsorPolicy;
 use x402_testkit::bank;
@@ -258,4 +259,63 @@ async fn an_abandoned_channel_sealed_at_zero_refunds_the_buyer_in_full() {
         100 * USDC,
         "the whole deposit back"
     );
+}
+
+#[tokio::test]
+async fn a_buyers_upto_payment_passes_the_fee_payers_checks_and_opens_once_co_signed() {
+    let mut market = Market::new(MintKind::SplToken).await;
+    let fee_payer = Keypair::new();
+    fund(&mut market.bank, &fee_payer.pubkey(), WALLET_LAMPORTS).await;
+    let terms = UptoTerms {
+        mint: market.mint,
+        token_program: market.token_program,
+        pay_to: market.payee,
+        max_amount: USDC,
+        fee_payer: fee_payer.pubkey(),
+        receiver_authorizer: Keypair::new().pubkey(),
+        withdraw_delay: 3_600,
+        memo: Some("invoice-7".into()),
+    };
+    let clock = market
+        .bank
+        .banks_client
+        .get_sysvar::<Clock>()
+        .await
+        .expect("the clock");
+    let now = clock.unix_timestamp;
+    let opening = Opening {
+        payer: market.payer.pubkey(),
+        salt: 11,
+        open_slot: clock.slot,
+    };
+    let window = Window {
+        valid_after: now,
+        expires_at: now + 300,
+    };
+    let blockhash = market.bank.get_new_latest_blockhash().await.unwrap();
+    let payload = build_upto(&market.payer, &terms, &opening, window, blockhash);
+
+    // The seller's side: the payload's statements, then its open, before co-signing.
+    let claimed = read_payload(&payload, &terms, 300, now).expect("the payload reads");
+    let mut tx: VersionedTransaction = decode_transaction(&payload.open_transaction).unwrap();
+    let policy = SponsorPolicy {
+        fee_payer: fee_payer.pubkey(),
+        max_compute_unit_price: 1,
+        max_compute_unit_limit: 200_000,
+    };
+    validate_open(&tx, &terms, &claimed.opening, &claimed.channel, &policy)
+        .expect("the open passes");
+    tx.signatures[0] = fee_payer.sign_message(&tx.message.serialize());
+    market
+        .bank
+        .banks_client
+        .process_transaction(tx)
+        .await
+        .expect("the co-signed open lands within its compute budget");
+    let escrow = get_associated_token_address_with_program_id(
+        &claimed.channel,
+        &market.mint,
+        &market.token_program,
+    );
+    assert_eq!(market.token_balance(&escrow).await, USDC);
 }

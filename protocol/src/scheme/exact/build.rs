@@ -1,5 +1,6 @@
 //! The `exact` transaction a buyer signs: compute budget, `TransferChecked`, Memo.
 
+use anchor_lang::prelude::Pubkey;
 use anchor_lang::solana_program::instruction::Instruction;
 use anchor_spl::associated_token::get_associated_token_address_with_program_id;
 use anchor_spl::token_2022::spl_token_2022;
@@ -42,11 +43,7 @@ pub fn build_exact(
         mint.decimals,
     )
     .expect("SPL Token or Token-2022: read_mint checked the owner");
-    let memo = terms.memo.clone().unwrap_or_else(|| {
-        let mut nonce = [0u8; 16];
-        getrandom::getrandom(&mut nonce).expect("the OS provides randomness");
-        nonce.iter().map(|b| format!("{b:02x}")).collect()
-    });
+    let memo = memo_or_nonce(terms.memo.as_deref());
     let instructions = [
         budget(ComputeBudgetInstruction::SetComputeUnitLimit(
             COMPUTE_UNIT_LIMIT,
@@ -57,7 +54,18 @@ pub fn build_exact(
         transfer,
         Instruction::new_with_bytes(MEMO_PROGRAM, memo.as_bytes(), vec![]),
     ];
-    let message = v0::Message::try_compile(&terms.fee_payer, &instructions, &[], blockhash)
+    signed_by_buyer(payer, &terms.fee_payer, &instructions, blockhash)
+}
+
+/// `instructions` as a v0 transaction paid by `fee_payer`, signed by `payer` alone: the
+/// fee payer's slot is left for it to sign.
+pub(crate) fn signed_by_buyer(
+    payer: &Keypair,
+    fee_payer: &Pubkey,
+    instructions: &[Instruction],
+    blockhash: Hash,
+) -> VersionedTransaction {
+    let message = v0::Message::try_compile(fee_payer, instructions, &[], blockhash)
         .expect("no lookup tables, few accounts");
     let message = VersionedMessage::V0(message);
     let mut signatures = vec![Signature::default(); 2];
@@ -68,7 +76,17 @@ pub fn build_exact(
     }
 }
 
+/// The seller's memo, or a random one (16 bytes, hex) that keeps identical payments
+/// distinct.
+pub(crate) fn memo_or_nonce(memo: Option<&str>) -> String {
+    memo.map(str::to_owned).unwrap_or_else(|| {
+        let mut nonce = [0u8; 16];
+        getrandom::getrandom(&mut nonce).expect("the OS provides randomness");
+        nonce.iter().map(|b| format!("{b:02x}")).collect()
+    })
+}
+
 /// A compute-budget instruction.
-pub(super) fn budget(instruction: ComputeBudgetInstruction) -> Instruction {
+pub(crate) fn budget(instruction: ComputeBudgetInstruction) -> Instruction {
     Instruction::new_with_borsh(solana_compute_budget_interface::ID, &instruction, vec![])
 }

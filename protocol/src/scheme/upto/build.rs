@@ -1,5 +1,6 @@
-//! What the `upto` scheme sends to the payment-channels program: the buyer's `open`, and
-//! the fee payer's `settle_and_seal` with the seller's voucher.
+//! What the `upto` scheme sends to the payment-channels program: the buyer's `open` (and
+//! the payment that carries it, [`build_upto`]), and the fee payer's `settle_and_seal`
+//! with the seller's voucher, `distribute` and `reclaim`.
 //!
 //! `open` escrows the ceiling in a one-request channel
 //! whose payout goes wholly to the seller (`[{ payTo, 10000 bps }]`), with the seller's
@@ -13,10 +14,17 @@ use anchor_lang::pubkey;
 use anchor_lang::solana_program::instruction::{AccountMeta, Instruction};
 use anchor_lang::solana_program::system_program;
 use anchor_spl::associated_token::{self, get_associated_token_address_with_program_id};
+use solana_compute_budget_interface::ComputeBudgetInstruction;
+use solana_hash::Hash;
+use solana_keypair::Keypair;
+use solana_signer::Signer;
 
 use super::channel::{channel_address, voucher_message, ChannelSeeds};
-use super::types::UptoTerms;
+use super::types::{UptoPayload, UptoTerms};
 use super::PAYMENT_CHANNELS_PROGRAM;
+use crate::scheme::encode_transaction;
+use crate::scheme::exact::build::{budget, memo_or_nonce, signed_by_buyer};
+use crate::scheme::exact::{COMPUTE_UNIT_PRICE, MEMO_PROGRAM};
 
 /// The rent sysvar, which `open` names.
 const RENT_SYSVAR: Pubkey = pubkey!("SysvarRent111111111111111111111111111111111");
@@ -40,6 +48,10 @@ pub const TREASURY_OWNER: Pubkey = pubkey!("Cs2zdfUNonRdRGsiZUQQLdTxzxVvJZmgiX2m
 
 /// The instructions sysvar, where `settle_and_seal` finds the voucher's precompile.
 const INSTRUCTIONS_SYSVAR: Pubkey = pubkey!("Sysvar1nstructions1111111111111111111111111");
+
+/// The compute-unit limit our client asks for: `open` creates two accounts and moves the
+/// deposit.
+pub const OPEN_COMPUTE_UNIT_LIMIT: u32 = 100_000;
 
 /// The whole of a settlement, in basis points: the seller's single payout.
 pub const ALL_BPS: u16 = 10_000;
@@ -117,6 +129,51 @@ fn distribution(terms: &UptoTerms) -> Vec<u8> {
     bytes.extend_from_slice(terms.pay_to.as_ref());
     bytes.extend_from_slice(&ALL_BPS.to_le_bytes());
     bytes
+}
+
+/// When a payment may be used: from `valid_after` until `expires_at` (unix seconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub valid_after: i64,
+    pub expires_at: i64,
+}
+
+/// The payment `payer` makes for `terms`: the `open` of `opening`'s channel (budget,
+/// `open`, the seller's memo or a random one), signed by the buyer for the fee payer to
+/// co-sign, and what it states, as the payload carries them.
+pub fn build_upto(
+    payer: &Keypair,
+    terms: &UptoTerms,
+    opening: &Opening,
+    window: Window,
+    blockhash: Hash,
+) -> UptoPayload {
+    let (open, channel) = open_instruction(terms, opening);
+    let memo = memo_or_nonce(terms.memo.as_deref());
+    let instructions = [
+        budget(ComputeBudgetInstruction::SetComputeUnitLimit(
+            OPEN_COMPUTE_UNIT_LIMIT,
+        )),
+        budget(ComputeBudgetInstruction::SetComputeUnitPrice(
+            COMPUTE_UNIT_PRICE,
+        )),
+        open,
+        Instruction::new_with_bytes(MEMO_PROGRAM, memo.as_bytes(), vec![]),
+    ];
+    let open_transaction = signed_by_buyer(payer, &terms.fee_payer, &instructions, blockhash);
+    UptoPayload {
+        from: payer.pubkey().to_string(),
+        max_amount: terms.max_amount.to_string(),
+        expires_at: window.expires_at,
+        valid_after: window.valid_after,
+        nonce: opening.salt.to_string(),
+        open_slot: opening.open_slot,
+        channel_id: channel.to_string(),
+        deposit: terms.max_amount.to_string(),
+        authorized_signer: terms.receiver_authorizer.to_string(),
+        open_transaction: encode_transaction(&open_transaction),
+        voucher_signature: None,
+    }
 }
 
 /// The fee payer's `distribute` of a sealed `channel` that `payer` opened under `terms`:

@@ -21,8 +21,9 @@ use anchor_lang::prelude::Pubkey;
 use anchor_lang::pubkey;
 
 pub use build::{
-    distribute_instruction, open_instruction, reclaim_instruction, settle_and_seal_instructions,
-    Opening, Voucher, TREASURY_OWNER,
+    build_upto, distribute_instruction, open_instruction, reclaim_instruction,
+    settle_and_seal_instructions, Opening, Voucher, Window, OPEN_COMPUTE_UNIT_LIMIT,
+    TREASURY_OWNER,
 };
 pub use channel::{channel_address, voucher_message, ChannelSeeds, VOUCHER_MESSAGE_BYTES};
 pub use types::{UptoExtra, UptoOffer, UptoPayload, UptoScheme, UptoTerms, UPTO};
