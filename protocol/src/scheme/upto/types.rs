@@ -87,8 +87,19 @@ pub struct UptoPayload {
     /// The partially signed `open` transaction, bincode, base64.
     pub open_transaction: String,
     /// The receiver authorizer's signature of the voucher, base58: a claim settle only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub voucher_signature: Option<String>,
+    /// `Some(None)` when the field is there but `null`: a deposit must not carry it at
+    /// all, so its presence is kept apart from its value.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub voucher_signature: Option<Option<String>>,
+}
+
+/// A field that is present, even as `null`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// An `upto` offer on Solana, as both sides understand it.
@@ -294,6 +305,10 @@ mod tests {
         };
         let json = serde_json::to_value(&payload).unwrap();
         assert!(json.get("voucherSignature").is_none());
+        let mut with_null = json.clone();
+        with_null["voucherSignature"] = serde_json::Value::Null;
+        let read: UptoPayload = serde_json::from_value(with_null).unwrap();
+        assert_eq!(read.voucher_signature, Some(None), "present, though null");
         assert_eq!(json["openSlot"], 341_000_000);
         assert_eq!(
             serde_json::from_value::<UptoPayload>(json).unwrap(),

@@ -88,6 +88,7 @@ pub fn read_payload(
         text.parse::<u64>()
             .map_err(|_| SponsoredDefect::WrongPayment(field))
     };
+    // Present at all, even as null (the specification's rule for a deposit).
     if payload.voucher_signature.is_some() {
         return Err(SponsoredDefect::WrongPayment("voucherSignature"));
     }
@@ -569,9 +570,14 @@ mod tests {
         );
         assert_eq!(refused(|p| p.valid_after += 1), window, "not valid yet");
         assert_eq!(
-            refused(|p| p.voucher_signature = Some(String::new())),
+            refused(|p| p.voucher_signature = Some(Some(String::new()))),
             wrong("voucherSignature"),
             "a voucher is the seller's to add"
+        );
+        assert_eq!(
+            refused(|p| p.voucher_signature = Some(None)),
+            wrong("voucherSignature"),
+            "even null: the field is the seller's"
         );
         assert_eq!(refused(|p| p.nonce = "-1".into()), wrong("nonce"));
     }
