@@ -11,9 +11,10 @@ use solana_transaction::versioned::VersionedTransaction;
 use x402_protocol::scheme::decode_transaction;
 use x402_protocol::scheme::exact::MEMO_PROGRAM;
 use x402_protocol::scheme::upto::{
-    build_upto, distribute_instruction, open_instruction, read_payload, reclaim_instruction,
-    settle_and_seal_instructions, validate_open, voucher_message, Opening, UptoTerms, Voucher,
-    Window, PAYMENT_CHANNELS_PROGRAM, TREASURY_OWNER,
+    build_upto, deposited_by, distribute_instruction, funded_by, open_instruction, read_payload,
+    reclaim_instruction, settle_and_seal_instructions, validate_open, voucher_message,
+    ChannelAccount, ChannelStatus, Opening, UptoTerms, Voucher, Window, PAYMENT_CHANNELS_PROGRAM,
+    TREASURY_OWNER,
 };
 use x402_protocol::SponsorPolicy;
 use x402_testkit::bank;
@@ -46,6 +47,26 @@ async fn the_protocols_open_escrows_the_ceiling_in_a_channel_of_the_program() {
     );
     let account = market.account(&channel).await.expect("the channel exists");
     assert_eq!(account.owner, PAYMENT_CHANNELS_PROGRAM);
+    // What the janitor and a buyer's recovery read of it, and find it by.
+    let read = ChannelAccount::read(&account.data).expect("a channel account");
+    assert_eq!(read.status, ChannelStatus::Open);
+    assert_eq!(read.address(), channel, "its seeds re-derive its address");
+    assert_eq!(
+        (read.deposit, read.settled, read.grace_period),
+        (terms.max_amount, 0, terms.withdraw_delay)
+    );
+    assert_eq!(read.payer, market.payer.pubkey());
+    assert_eq!(
+        (read.payee, read.rent_payer),
+        (terms.fee_payer, terms.fee_payer)
+    );
+    assert!(funded_by(&terms.fee_payer)
+        .iter()
+        .chain(&deposited_by(&market.payer.pubkey()))
+        .all(|filter| filter.matches(&account.data)));
+    assert!(!funded_by(&market.payer.pubkey())
+        .iter()
+        .all(|filter| filter.matches(&account.data)));
     let payer_token = market.payer_token;
     assert_eq!(
         market.token_balance(&payer_token).await,

@@ -25,7 +25,10 @@ pub use build::{
     settle_and_seal_instructions, Opening, Voucher, Window, OPEN_COMPUTE_UNIT_LIMIT,
     TREASURY_OWNER,
 };
-pub use channel::{channel_address, voucher_message, ChannelSeeds, VOUCHER_MESSAGE_BYTES};
+pub use channel::{
+    channel_address, deposited_by, funded_by, voucher_message, ChannelAccount, ChannelSeeds,
+    ChannelStatus, CHANNEL_ACCOUNT_BYTES, VOUCHER_MESSAGE_BYTES,
+};
 pub use types::{UptoExtra, UptoOffer, UptoPayload, UptoScheme, UptoTerms, UPTO};
 pub use validate::{read_payload, validate_open, Claimed};
 
