@@ -83,6 +83,15 @@ reasons! {
     TransactionFeePayerMisused => "transaction_fee_payer_misused",
     /// The ledger refused the sponsored transaction and no receipt exists.
     TransactionFailed => "transaction_failed",
+    /// An `upto` payment carries a voucher: that is the seller's to sign, never the buyer's.
+    UptoUnexpectedVoucher => "invalid_upto_svm_payload_unexpected_voucher",
+    /// The `upto` payment's channel exists already: a channel pays for one request.
+    UptoChannelAlreadyOpen => "invalid_upto_svm_channel_already_open",
+    /// The channel that opened does not bind the challenge's terms.
+    UptoChannelState => "invalid_upto_svm_channel_state",
+    /// A token account the settlement pays into (the payee's, the treasury's) is missing:
+    /// the deposit would be escrowed with no way to pay the seller.
+    UptoSettlementNotReady => "invalid_upto_svm_settlement_simulation",
     /// No receipt at the reference's address (yet).
     ReceiptNotFound => "receipt_not_found",
     /// The account at the receipt's address is not the program's.
@@ -128,6 +137,7 @@ impl From<SponsoredDefect> for Reason {
             SponsoredDefect::BadPayerSignature => Reason::TransactionBadSignature,
             SponsoredDefect::UnexpectedInstruction => Reason::TransactionUnexpectedInstruction,
             SponsoredDefect::ComputeBudgetTooHigh => Reason::TransactionComputeBudgetTooHigh,
+            SponsoredDefect::WrongPayment("voucherSignature") => Reason::UptoUnexpectedVoucher,
             SponsoredDefect::WrongPayment(_) => Reason::TransactionWrongPayment,
             SponsoredDefect::FeePayerMisused => Reason::TransactionFeePayerMisused,
         }

@@ -1,6 +1,9 @@
 //! The gate as a tower layer, for axum apps:
 //! `Router::new().route("/api/generate", get(h)).layer(gate.price("0.01"))`.
-//! The handler reads the [`SettledPayment`] from the request's extensions.
+//! The handler reads the [`SettledPayment`] from the request's extensions. On a metered
+//! route (`.schemes(&[Scheme::Upto])`) the price is a ceiling, and the handler says what
+//! its answer cost with a [`Charge`] in its response's extensions (or, behind the proxy,
+//! the upstream in a header: [`PaymentLayer::charge_header`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -8,13 +11,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use http::Request;
 use tower::{Layer, Service};
 
+use crate::gate::metered::Answer;
 use crate::gate::Gate;
-use crate::model::{PaymentCheck, Price, Scheme, Target, DEFAULT_MIME_TYPE, DEFAULT_TTL};
+use crate::model::{Charge, PaymentCheck, Price, Scheme, Target, DEFAULT_MIME_TYPE, DEFAULT_TTL};
 use crate::payment::PAYMENT_HEADERS;
 use crate::render;
 
@@ -24,6 +28,8 @@ pub struct PaymentLayer {
     gate: Gate,
     price: Arc<Price>,
     check: Option<Arc<dyn PaymentCheck>>,
+    /// The response header that says what a metered answer cost, stripped from it.
+    charge_header: Option<http::HeaderName>,
 }
 
 impl Gate {
@@ -50,9 +56,17 @@ impl Gate {
                 description: String::new(),
                 mime_type: DEFAULT_MIME_TYPE.into(),
                 ttl: DEFAULT_TTL,
-                schemes: self.settings().schemes.clone(),
+                // A metered scheme only where it is named: its price is a ceiling.
+                schemes: self
+                    .settings()
+                    .schemes
+                    .iter()
+                    .filter(|scheme| !scheme.is_metered())
+                    .copied()
+                    .collect(),
             }),
             check: None,
+            charge_header: None,
         })
     }
 }
@@ -89,6 +103,14 @@ impl PaymentLayer {
     /// The merchant's own check, which can refuse a payment.
     pub fn check(mut self, check: impl PaymentCheck + 'static) -> Self {
         self.check = Some(Arc::new(check));
+        self
+    }
+
+    /// Where the answer of a metered payment says what it cost when its handler puts no
+    /// [`Charge`] in it: this response header, a decimal amount of the gate's token
+    /// ("0.0042"), taken off the answer before the buyer sees it.
+    pub fn charge_header(mut self, name: http::HeaderName) -> Self {
+        self.charge_header = Some(name);
         self
     }
 
@@ -131,7 +153,12 @@ where
         // The clone that was polled ready serves this request; the fresh one waits.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let PaymentLayer { gate, price, check } = self.layer.clone();
+        let PaymentLayer {
+            gate,
+            price,
+            check,
+            charge_header,
+        } = self.layer.clone();
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
             let target = target_of(&gate, &parts);
@@ -151,6 +178,22 @@ where
             // Once forwarded, the work is done whether or not the client stays for the
             // answer: a client that goes away keeps its grant spent.
             let mut response = inner.call(Request::from_parts(parts, body)).await?;
+            if settled.metered.is_some() {
+                let answer = match response.status().is_server_error() {
+                    true => Answer::Failed,
+                    false => Answer::Served(charge(&gate, &mut response, charge_header.as_ref())),
+                };
+                return Ok(match gate.settle_metered(&settled, answer).await {
+                    Ok(_) if answer == Answer::Failed => response,
+                    Ok(paid) => {
+                        let (name, value) = render::settlement_header(&gate, &paid, version);
+                        response.headers_mut().insert(name, value);
+                        response
+                    }
+                    // Not settled: the answer is withheld, and costs nothing.
+                    Err(refusal) => refusal.into_response(),
+                });
+            }
             if response.status().is_server_error() {
                 // The upstream failed before its answer began (refused, 5xx, timed out
                 // before its head: the proxy's 502 and 504 too): nothing was delivered,
@@ -166,6 +209,26 @@ where
             Ok(response)
         })
     }
+}
+
+/// What a metered answer says it cost, in base units: its [`Charge`], else its
+/// `header` (removed from it); `None` when it says nothing readable.
+fn charge(gate: &Gate, response: &mut Response, header: Option<&http::HeaderName>) -> Option<u64> {
+    let said = header.and_then(|name| response.headers_mut().remove(name));
+    if let Some(Charge(amount)) = response.extensions().get::<Charge>() {
+        return Some(*amount);
+    }
+    let said = said?;
+    let amount = said
+        .to_str()
+        .ok()
+        .and_then(|text| gate.parse_price(text.trim()).ok());
+    if amount.is_none() {
+        tracing::warn!(
+            "a metered answer's charge header is not a decimal amount: charged the ceiling"
+        );
+    }
+    amount
 }
 
 /// The method, path and absolute URL a request is for.

@@ -52,7 +52,9 @@ pub use context::{Context, PaymentSettings};
 pub use error::{Reason, Refusal};
 pub use gate::Gate;
 pub use layer::PaymentLayer;
-pub use model::{PaymentAttempt, PaymentCheck, Price, Scheme, SettledPayment};
+pub use model::{
+    Charge, MeteredChannel, PaymentAttempt, PaymentCheck, Price, Scheme, SettledPayment,
+};
 pub use store::{Grant, GrantStore, Standing};
 
 pub use x402_protocol::unix_now;

@@ -34,11 +34,20 @@ pub enum Scheme {
     /// The ecosystem's: a `TransferChecked` with the reference in its Memo, co-signed by
     /// our fee payer.
     Exact,
+    /// The ecosystem's metered scheme: the buyer escrows the price as a ceiling in a
+    /// payment channel, and pays what the answer cost.
+    Upto,
 }
 
 impl Scheme {
     /// Every scheme, in the order challenges offer them.
-    pub const ALL: [Scheme; 2] = [Scheme::Receipt, Scheme::Exact];
+    pub const ALL: [Scheme; 3] = [Scheme::Receipt, Scheme::Exact, Scheme::Upto];
+
+    /// Whether the price is a ceiling and the answer says what it cost: a route offers
+    /// such a scheme only when it names it.
+    pub fn is_metered(self) -> bool {
+        self == Scheme::Upto
+    }
 
     /// The scheme called `name` on the wire, if this verifier settles it.
     pub fn named(name: &str) -> Option<Scheme> {
@@ -49,6 +58,7 @@ impl Scheme {
         match self {
             Scheme::Receipt => x402_protocol::SCHEME,
             Scheme::Exact => x402_protocol::EXACT,
+            Scheme::Upto => x402_protocol::scheme::upto::UPTO,
         }
     }
 }
@@ -57,7 +67,8 @@ impl std::str::FromStr for Scheme {
     type Err = String;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Scheme::named(name).ok_or_else(|| format!("{name:?} is not a scheme: receipt or exact"))
+        Scheme::named(name)
+            .ok_or_else(|| format!("{name:?} is not a scheme: receipt, exact or upto"))
     }
 }
 
@@ -151,11 +162,30 @@ pub struct SettledPayment {
     /// Base units the payee received.
     pub amount: u64,
     pub mint: Pubkey,
-    /// The payment's transaction signature, when known.
+    /// The payment's transaction signature, when known: for a metered payment, the
+    /// `distribute` that paid the payee, once settled.
     pub transaction: Option<String>,
     /// CAIP-2.
     pub network: String,
+    /// The channel of a metered payment.
+    pub metered: Option<MeteredChannel>,
 }
+
+/// The channel a metered payment escrowed its ceiling in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MeteredChannel {
+    pub address: Pubkey,
+    /// The most the answer may cost, in base units: the deposit.
+    pub max_amount: u64,
+    /// The `open` transaction's signature.
+    pub opened_by: String,
+}
+
+/// What a metered answer cost, in base units of the gate's mint: an axum handler behind
+/// the gate puts it in its response's extensions. Capped at the route's price (the
+/// ceiling the buyer escrowed); an answer that says nothing costs the ceiling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Charge(pub u64);
 
 impl SettledPayment {
     /// The grant that records this payment serving `method path`.

@@ -265,7 +265,7 @@ mod tests {
         );
         let other = headers(&[(
             v1::X_PAYMENT,
-            v1_payload("upto", "solana-devnet", serde_json::json!({})),
+            v1_payload("batch-settlement", "solana-devnet", serde_json::json!({})),
         )]);
         assert_eq!(reason(&other), Some(Reason::UnsupportedScheme));
         let mainnet = headers(&[(

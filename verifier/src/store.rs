@@ -102,6 +102,82 @@ const SUBMISSIONS: &str = "CREATE TABLE IF NOT EXISTS submissions (
     held_until BIGINT NOT NULL
 )";
 
+/// The channels of metered payments, one row each from before its `open` is submitted
+/// until its rent is back: what the answer cost is committed here before it is settled,
+/// so a crash at any step resumes from the row (the janitor, [`crate::tasks`]).
+const CHANNELS: &str = "CREATE TABLE IF NOT EXISTS channels (
+    channel TEXT PRIMARY KEY,
+    reference TEXT NOT NULL UNIQUE,
+    payer TEXT NOT NULL,
+    mint TEXT NOT NULL,
+    token_program TEXT NOT NULL,
+    pay_to TEXT NOT NULL,
+    max_amount TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    stage TEXT NOT NULL,
+    amount TEXT,
+    transaction_signature TEXT,
+    updated_at BIGINT NOT NULL
+)";
+
+/// Where a metered payment's channel stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Its `open` was (or is being) submitted: the request is being served, or the
+    /// server stopped before it said what the answer cost.
+    Opened,
+    /// What the answer cost is known (`amount`): settle it.
+    Served,
+    /// The seller was paid and the buyer refunded: only the channel's rent is left.
+    Distributed,
+    /// The rent is back (or the channel never opened): nothing is left.
+    Closed,
+}
+
+impl Stage {
+    fn name(self) -> &'static str {
+        match self {
+            Stage::Opened => "opened",
+            Stage::Served => "served",
+            Stage::Distributed => "distributed",
+            Stage::Closed => "closed",
+        }
+    }
+
+    fn named(name: &str) -> Result<Stage, StoreError> {
+        match name {
+            "opened" => Ok(Stage::Opened),
+            "served" => Ok(Stage::Served),
+            "distributed" => Ok(Stage::Distributed),
+            "closed" => Ok(Stage::Closed),
+            _ => Err(StoreError(format!(
+                "corrupt stage {name:?} in the channels table"
+            ))),
+        }
+    }
+}
+
+/// One metered payment's channel. Keys are base58; amounts base units.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelRecord {
+    pub channel: String,
+    pub reference: String,
+    pub payer: String,
+    pub mint: String,
+    pub token_program: String,
+    pub pay_to: String,
+    pub max_amount: u64,
+    /// The buyer's `expiresAt`: the voucher's expiry, and before it nobody may close
+    /// the channel as abandoned.
+    pub expires_at: i64,
+    pub stage: Stage,
+    /// What the answer cost, once known.
+    pub amount: Option<u64>,
+    /// The `distribute` that settled it.
+    pub transaction: Option<String>,
+    pub updated_at: i64,
+}
+
 impl GrantStore {
     /// Opens the store at `url` (`sqlite://path` creates the file; `postgres://…` for
     /// replicas sharing one store) and creates the table.
@@ -127,6 +203,7 @@ impl GrantStore {
                 .await?;
             sqlx::query(SCHEMA).execute(&mut *tx).await?;
             sqlx::query(SUBMISSIONS).execute(&mut *tx).await?;
+            sqlx::query(CHANNELS).execute(&mut *tx).await?;
             tx.commit().await?;
         } else {
             // The write-ahead log: a commit is one append and one fsync (synchronous stays
@@ -137,6 +214,7 @@ impl GrantStore {
                 .await?;
             sqlx::query(SCHEMA).execute(&pool).await?;
             sqlx::query(SUBMISSIONS).execute(&pool).await?;
+            sqlx::query(CHANNELS).execute(&pool).await?;
         }
         add_columns(&pool, postgres).await?;
         index_exact_transactions(&pool, postgres).await?;
@@ -176,12 +254,8 @@ impl GrantStore {
         .bind(proven_payer)
         .execute(&self.pool)
         .await;
-        match recorded {
-            Ok(done) => Ok(done.rows_affected() == 1),
-            // The same `exact` transaction holds a grant under another key.
-            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => Ok(false),
-            Err(error) => Err(error.into()),
-        }
+        // A conflict: the same `exact` transaction holds a grant under another key.
+        inserted(recorded)
     }
 
     /// Whether the `exact` transaction `signature` bought a request under a key other than
@@ -271,6 +345,100 @@ impl GrantStore {
         row.as_ref().map(grant_of).transpose()
     }
 
+    /// Records what a metered payment settled for in its grant: the amount charged and
+    /// the `distribute` transaction.
+    pub async fn settle_grant(
+        &self,
+        reference: &str,
+        amount: u64,
+        transaction: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE grants SET amount = $2, transaction_signature = $3 WHERE reference = $1",
+        )
+        .bind(reference)
+        .bind(amount.to_string())
+        .bind(transaction)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a channel before its `open` is submitted. `false` when the channel or its
+    /// reference has a row already: a channel serves one request.
+    pub async fn open_channel(&self, record: &ChannelRecord) -> Result<bool, StoreError> {
+        let recorded = sqlx::query(
+            "INSERT INTO channels (channel, reference, payer, mint, token_program, pay_to, max_amount, expires_at, stage, amount, transaction_signature, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(&record.channel)
+        .bind(&record.reference)
+        .bind(&record.payer)
+        .bind(&record.mint)
+        .bind(&record.token_program)
+        .bind(&record.pay_to)
+        .bind(record.max_amount.to_string())
+        .bind(record.expires_at)
+        .bind(record.stage.name())
+        .bind(record.amount.map(|a| a.to_string()))
+        .bind(&record.transaction)
+        .bind(record.updated_at)
+        .execute(&self.pool)
+        .await;
+        inserted(recorded)
+    }
+
+    /// Moves `channel` on to `stage` at `now`, with what the answer cost and the
+    /// transaction that settled it when known; a channel never moves back.
+    pub async fn advance_channel(
+        &self,
+        channel: &str,
+        stage: Stage,
+        amount: Option<u64>,
+        transaction: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        // Fixed names, never input: the stages a channel may move on from.
+        let from = match stage {
+            Stage::Opened => "'opened'",
+            Stage::Served => "'opened', 'served'",
+            Stage::Distributed => "'opened', 'served', 'distributed'",
+            Stage::Closed => "'opened', 'served', 'distributed', 'closed'",
+        };
+        sqlx::query(&format!(
+            "UPDATE channels SET stage = $2, amount = COALESCE($3, amount),
+               transaction_signature = COALESCE($4, transaction_signature), updated_at = $5
+             WHERE channel = $1 AND stage IN ({from})"
+        ))
+        .bind(channel)
+        .bind(stage.name())
+        .bind(amount.map(|a| a.to_string()))
+        .bind(transaction)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The channel recorded as `channel`, if any.
+    pub async fn channel(&self, channel: &str) -> Result<Option<ChannelRecord>, StoreError> {
+        let row = sqlx::query(&format!("{SELECT_CHANNELS} WHERE channel = $1"))
+            .bind(channel)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(channel_of).transpose()
+    }
+
+    /// Every channel whose rent is not back yet, oldest first.
+    pub async fn unclosed_channels(&self) -> Result<Vec<ChannelRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{SELECT_CHANNELS} WHERE stage <> 'closed' ORDER BY updated_at, channel"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(channel_of).collect()
+    }
+
     /// Every grant that serves a request (none given back), newest first: the
     /// merchant's revenue ledger.
     pub async fn grants(&self) -> Result<Vec<Grant>, StoreError> {
@@ -280,6 +448,16 @@ impl GrantStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(grant_of).collect()
+    }
+}
+
+/// Whether an insert took its row: `false` when it changed nothing or a unique key
+/// already held another row.
+fn inserted(result: Result<sqlx::any::AnyQueryResult, sqlx::Error>) -> Result<bool, StoreError> {
+    match result {
+        Ok(done) => Ok(done.rows_affected() == 1),
+        Err(sqlx::Error::Database(error)) if error.is_unique_violation() => Ok(false),
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -338,6 +516,32 @@ async fn index_exact_transactions(pool: &AnyPool, postgres: bool) -> Result<(), 
 }
 
 const SELECT_GRANTS: &str = "SELECT reference, method, path, payer, amount, mint, receipt, transaction_signature, granted_at, scheme FROM grants";
+
+const SELECT_CHANNELS: &str = "SELECT channel, reference, payer, mint, token_program, pay_to, max_amount, expires_at, stage, amount, transaction_signature, updated_at FROM channels";
+
+fn channel_of(row: &sqlx::any::AnyRow) -> Result<ChannelRecord, StoreError> {
+    use sqlx::Row;
+    let units = |text: String| {
+        text.parse()
+            .map_err(|_| StoreError("corrupt amount in the channels table".into()))
+    };
+    let amount: Option<String> = row.try_get("amount")?;
+    let stage: String = row.try_get("stage")?;
+    Ok(ChannelRecord {
+        channel: row.try_get("channel")?,
+        reference: row.try_get("reference")?,
+        payer: row.try_get("payer")?,
+        mint: row.try_get("mint")?,
+        token_program: row.try_get("token_program")?,
+        pay_to: row.try_get("pay_to")?,
+        max_amount: units(row.try_get("max_amount")?)?,
+        expires_at: row.try_get("expires_at")?,
+        stage: Stage::named(&stage)?,
+        amount: amount.map(units).transpose()?,
+        transaction: row.try_get("transaction_signature")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
 
 fn grant_of(row: &sqlx::any::AnyRow) -> Result<Grant, StoreError> {
     use sqlx::Row;

@@ -1,17 +1,21 @@
 //! The gate's background tasks, started by the server (or an app) in one place
-//! ([`start`]) and ended with the gate: the blockhash that sponsored challenges carry, the rent gauge, and the janitor
-//! that closes the fee payer's expired receipts to take their rent back.
+//! ([`start`]) and ended with the gate: the blockhash that sponsored challenges carry, the
+//! rent gauge, and the janitor that closes the fee payer's expired receipts to take their
+//! rent back and tends its `upto` channels to the end of their life.
 
 use std::future::Future;
 use std::time::Duration;
 
 use x402_protocol::janitor::{close_expired, CloseReport};
 use x402_protocol::scheme::receipt::funded_by;
+use x402_protocol::scheme::upto::{self, PAYMENT_CHANNELS_PROGRAM};
 use x402_protocol::LedgerError;
 
 use crate::context::Context;
 use crate::gate::Gate;
 use crate::metrics::LedgerCall;
+use crate::model::Scheme;
+use crate::scheme::upto::{tend_channels, Tended};
 use crate::unix_now;
 
 /// How often each task runs.
@@ -119,22 +123,46 @@ async fn janitor_round(gate: Gate, retention: Duration) {
         Ok(_) => {}
         Err(error) => tracing::warn!(%error, "janitor round failed"),
     }
+    if gate.settings().schemes.contains(&Scheme::Upto) {
+        match tend_channels(&gate, unix_now()).await {
+            Ok(tended) if tended != Tended::default() => tracing::info!(
+                found = tended.found,
+                settled = tended.settled,
+                reclaimed = tended.reclaimed,
+                rent_returned = tended.rent_returned,
+                "janitor tended upto channels"
+            ),
+            Ok(_) => {}
+            Err(refusal) => {
+                tracing::warn!(reason = refusal.code(), "janitor's channel round failed")
+            }
+        }
+    }
 }
 
-/// The rent held in open receipts the fee payer funded (one ledger call).
+/// The rent held in open receipts, and in `upto` channels, the fee payer funded (a ledger
+/// call each).
 pub async fn rent_held(cx: &Context) -> Result<u64, LedgerError> {
     let Some(fee_payer) = cx.fee_payer() else {
         return Ok(0);
     };
-    let filters = funded_by(&fee_payer);
-    let program = cx.settings().program;
-    let funded = cx
-        .ledger_call(
-            LedgerCall::ProgramAccounts,
-            cx.ledger().program_accounts(&program, &filters),
-        )
-        .await?;
-    Ok(funded.iter().map(|(_, account)| account.lamports).sum())
+    let mut funded = vec![(cx.settings().program, funded_by(&fee_payer))];
+    if cx.settings().schemes.contains(&Scheme::Upto) {
+        funded.push((PAYMENT_CHANNELS_PROGRAM, upto::funded_by(&fee_payer)));
+    }
+    let mut held = 0u64;
+    for (program, filters) in funded {
+        let accounts = cx
+            .ledger_call(
+                LedgerCall::ProgramAccounts,
+                cx.ledger().program_accounts(&program, &filters),
+            )
+            .await?;
+        held = accounts.iter().fold(held, |held, (_, account)| {
+            held.saturating_add(account.lamports)
+        });
+    }
+    Ok(held)
 }
 
 /// The janitor's round: closes the receipts the fee payer funded whose challenge expired

@@ -12,3 +12,4 @@ mod postgres;
 mod proxy;
 mod refusals;
 mod settlement;
+mod upto;

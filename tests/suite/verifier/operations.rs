@@ -33,8 +33,8 @@ async fn metrics_count_challenges_grants_refusals_ledger_calls_and_rent_held() {
         .lamports;
     assert_eq!(
         h.ledger.scans.load(std::sync::atomic::Ordering::SeqCst),
-        1,
-        "the rent gauge is counted once at start, not per payment or per scrape"
+        2,
+        "the rent gauge is counted once at start (receipts and upto channels), not per payment or per scrape"
     );
     for line in [
         "x402_challenges_total 2".to_string(),

@@ -23,10 +23,14 @@ use x402_verifier::facilitator::access::{FacilitatorAccess, SponsorshipPolicy};
 use x402_verifier::ledger::local::{LocalLedger, LocalMarket, LOCAL_BLOCKHASH_REFRESH};
 use x402_verifier::proxy::{Proxy, Upstream};
 use x402_verifier::tasks::{self, Schedule};
-use x402_verifier::{app, Gate, GrantStore, PaidRoute, RequestLimits, RouteService};
+use x402_verifier::{app, Gate, GrantStore, PaidRoute, RequestLimits, RouteService, Scheme};
 
 /// 0.01 of the local mint: the price of `/api/*`.
 pub const PRICE: u64 = 10_000;
+/// 0.05 of the local mint: the ceiling of `/metered`, an `upto` route.
+pub const METERED_MAX: u64 = 50_000;
+/// Where the upstream of `/metered` says what an answer cost.
+pub const METERED_CHARGE_HEADER: &str = "x402-charge";
 /// The largest upstream answer announced by Content-Length that the verifier passes on
 /// (one without a length is passed on whole).
 pub const MAX_RESPONSE: u64 = 64 * 1024;
@@ -96,13 +100,23 @@ async fn start_api() -> (Arc<Api>, String) {
                 .map(|k| k.as_str().to_string())
                 .collect();
             let path = request.uri().path().to_string();
+            // A metered answer says what it cost as the query asked (`?charge=0.0125`).
+            let charge = request
+                .uri()
+                .query()
+                .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("charge=")))
+                .map(str::to_owned);
             let body = axum::body::to_bytes(request.into_body(), usize::MAX)
                 .await
                 .unwrap();
             let mode = *api.mode.lock().unwrap();
             match mode {
                 UpstreamMode::Ok => {
-                    format!("served {path} body={}", String::from_utf8_lossy(&body)).into_response()
+                    let served = format!("served {path} body={}", String::from_utf8_lossy(&body));
+                    match charge {
+                        Some(charge) => ([(METERED_CHARGE_HEADER, charge)], served).into_response(),
+                        None => served.into_response(),
+                    }
                 }
                 UpstreamMode::Fail => {
                     (http::StatusCode::INTERNAL_SERVER_ERROR, "upstream broke").into_response()
@@ -430,6 +444,15 @@ fn app_for(gate: &Gate, api_url: &str) -> Router {
             "0.01",
         ),
         route("/premium", vec![http::Method::GET], "0.05"),
+        PaidRoute {
+            pattern: "/metered".into(),
+            methods: vec![http::Method::GET],
+            payment: gate
+                .price("0.05")
+                .schemes(&[Scheme::Upto])
+                .charge_header(http::HeaderName::from_static(METERED_CHARGE_HEADER)),
+            service: RouteService::Proxy(proxy.clone()),
+        },
         // A challenge that lives 5 seconds: always inside the sponsorship's expiry margin.
         PaidRoute {
             pattern: "/brief".into(),

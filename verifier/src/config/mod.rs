@@ -304,9 +304,20 @@ pub struct RouteConfig {
     /// Seconds a challenge may be paid.
     #[serde(default = "default_ttl")]
     pub ttl: u64,
-    /// The schemes this route offers, among `payment.schemes`; all of those by default.
+    /// The schemes this route offers, among `payment.schemes`; all of those by default,
+    /// but `upto`, which a route offers only when it names it (its price is a ceiling).
     #[serde(default)]
     pub schemes: Option<Vec<String>>,
+    /// On an `upto` route, the upstream's response header that says what the answer
+    /// cost, a decimal amount of the token ("0.0042"); taken off before the buyer sees
+    /// it. An answer without it costs the price.
+    #[serde(default = "default_charge_header")]
+    #[serde_as(as = "DisplayFromStr")]
+    pub charge_header: http::HeaderName,
+}
+
+fn default_charge_header() -> http::HeaderName {
+    http::HeaderName::from_static("x402-charge")
 }
 
 fn default_methods() -> Vec<http::Method> {

@@ -245,6 +245,8 @@ pub async fn supported(
     let kinds = s
         .schemes
         .iter()
+        // `upto` is settled at the gate only so far.
+        .filter(|scheme| !scheme.is_metered())
         .flat_map(|&scheme| {
             let extra = scheme.supported(&gate);
             [(1, s.network.v1_name()), (2, s.network.caip2())].map(|(version, network)| {

@@ -84,7 +84,7 @@ impl Gate {
         let Presented {
             payment, version, ..
         } = presented;
-        let demand = payment.scheme().at_gate(self, price.amount, reference);
+        let demand = payment.scheme().at_gate(self, price, reference);
         let verified = payment.verify(self, &demand, window).await?;
         run_check(check, reference, verified.payer, verified.amount, target).await?;
         let (settled, landing) = verified.settle(self).await?;

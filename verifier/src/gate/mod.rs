@@ -4,6 +4,7 @@
 //! [`crate::tasks`]'.
 
 pub mod decision;
+pub mod metered;
 
 use std::sync::Arc;
 
@@ -43,8 +44,10 @@ impl Gate {
             "a gate needs a challenge key"
         );
         assert!(
-            settings.fee_payer.is_some() || !settings.schemes.contains(&Scheme::Exact),
-            "exact needs a fee payer: the seller pays its fee"
+            settings.fee_payer.is_some()
+                || !(settings.schemes.contains(&Scheme::Exact)
+                    || settings.schemes.contains(&Scheme::Upto)),
+            "exact and upto need a fee payer: the seller pays their fees"
         );
         Gate(Arc::new(Context::new(settings, ledger, store)))
     }

@@ -18,6 +18,7 @@ use solana_signer::Signer;
 use solana_transaction::versioned::VersionedTransaction;
 use tokio::sync::Mutex;
 use x402_protocol::scheme::receipt::paid_reference;
+use x402_protocol::scheme::upto::{opened_channel, TREASURY_OWNER};
 use x402_protocol::{
     receipt_address, AccountFilter, Landed, Ledger, LedgerAccount, LedgerError, Network,
 };
@@ -42,9 +43,9 @@ pub struct LocalLedger {
     /// The bank's `Clock::unix_timestamp`, as last set here: a submission sets it only
     /// when wall time has passed it (once a second at most, not once a submission).
     clock: std::sync::atomic::AtomicI64,
-    /// The receipts created through `submit`: the bank cannot be scanned for a program's
-    /// accounts, so `program_accounts` looks among these.
-    receipts: std::sync::Mutex<std::collections::BTreeSet<Pubkey>>,
+    /// The receipts and `upto` channels created through `submit`: the bank cannot be
+    /// scanned for a program's accounts, so `program_accounts` looks among these.
+    created: std::sync::Mutex<std::collections::BTreeSet<Pubkey>>,
     /// The tokens each transaction submitted here moved, by destination: the bank keeps
     /// no token balances, so `landed` reads them from here.
     landed: std::sync::Mutex<std::collections::HashMap<Signature, Transfers>>,
@@ -83,7 +84,7 @@ impl LocalLedger {
             context: Mutex::new(context),
             banks,
             clock: Default::default(),
-            receipts: Default::default(),
+            created: Default::default(),
             landed: Default::default(),
         };
         ledger.set_time(unix_now()).await;
@@ -102,6 +103,11 @@ impl LocalLedger {
             .await;
         let fee_payer = Keypair::new();
         ledger.airdrop(&fee_payer.pubkey(), WALLET_LAMPORTS).await;
+        // `upto` settles into the payment-channels program's treasury account too, which
+        // exists on mainnet for USDC.
+        ledger
+            .create_token_account(&TREASURY_OWNER, &mint, spl_token::ID)
+            .await;
         let demo_payer = Keypair::new();
         ledger.airdrop(&demo_payer.pubkey(), WALLET_LAMPORTS).await;
         ledger
@@ -176,6 +182,20 @@ impl LocalLedger {
         context.set_account(address, &account.into());
     }
 
+    /// The bank's slot: it moves only when a test warps it.
+    pub async fn slot(&self) -> u64 {
+        self.banks.get_root_slot().await.expect("the bank answers")
+    }
+
+    /// Moves the bank `slots` ahead (the blockhashes handed out before expire).
+    pub async fn warp_slots(&self, slots: u64) {
+        let slot = self.slot().await;
+        let mut context = self.context.lock().await;
+        context
+            .warp_to_slot(slot.saturating_add(slots))
+            .expect("the bank warps ahead");
+    }
+
     pub async fn lamports(&self, address: &Pubkey) -> u64 {
         self.banks
             .get_balance(*address)
@@ -218,14 +238,14 @@ impl Ledger for LocalLedger {
         self.banks.get_latest_blockhash().await.map_err(unavailable)
     }
 
-    /// Only the receipts created through this ledger's `submit` are known.
+    /// Only the receipts and channels created through this ledger's `submit` are known.
     async fn program_accounts(
         &self,
         program: &Pubkey,
         filters: &[AccountFilter],
     ) -> Result<Vec<(Pubkey, LedgerAccount)>, LedgerError> {
         let known: Vec<Pubkey> = self
-            .receipts
+            .created
             .lock()
             .expect("not poisoned")
             .iter()
@@ -267,12 +287,19 @@ impl Ledger for LocalLedger {
         {
             Ok(()) => {
                 let legacy = transaction.clone().into_legacy_transaction();
-                if let Some(reference) =
-                    legacy.and_then(|tx| paid_reference(&tx, &x402_receipts::ID))
-                {
-                    let receipt = receipt_address(&x402_receipts::ID, &reference);
-                    self.receipts.lock().expect("not poisoned").insert(receipt);
-                }
+                let receipt = legacy
+                    .and_then(|tx| paid_reference(&tx, &x402_receipts::ID))
+                    .map(|reference| receipt_address(&x402_receipts::ID, &reference));
+                let keys = transaction.message.static_account_keys();
+                let channels = transaction
+                    .message
+                    .instructions()
+                    .iter()
+                    .filter_map(|ix| opened_channel(ix, keys));
+                self.created
+                    .lock()
+                    .expect("not poisoned")
+                    .extend(receipt.into_iter().chain(channels));
                 let signature = transaction.signatures[0];
                 self.landed
                     .lock()

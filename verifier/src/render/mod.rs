@@ -72,6 +72,11 @@ pub fn settlement_header(
     if let Some(receipt) = settled.receipt {
         extra.insert("receipt".into(), receipt.to_string().into());
     }
+    if let Some(metered) = &settled.metered {
+        extra.insert("channel".into(), metered.address.to_string().into());
+        extra.insert("openTransaction".into(), metered.opened_by.clone().into());
+        extra.insert("maxAmount".into(), metered.max_amount.to_string().into());
+    }
     let network = match version {
         Version::V1 => cx.settings().network.v1_name().to_string(),
         Version::V2 => settled.network.clone(),

@@ -12,11 +12,14 @@ use serde_json::{Map, Value};
 use solana_signer::Signer;
 use solana_transaction::versioned::VersionedTransaction;
 use x402_protocol::scheme::decode_transaction;
-use x402_protocol::scheme::exact::{validate_exact, ExactPayload, MEMO_PROGRAM};
-use x402_protocol::wire::{v2, Offer};
+use x402_protocol::scheme::exact::{validate_exact, ExactPayload};
+use x402_protocol::wire::Offer;
 use x402_protocol::{read_mint, ExactOffer, ExactTerms, Landed, LedgerError, MintInfo, Reference};
 
-use super::{fee_cost, Landing, PaymentScheme, Submission, Submitted, Terms, Verified};
+use super::{
+    fee_cost, memo_reference, resource, sponsored_extra, Landing, PaymentScheme, Submission,
+    Submitted, Terms, Verified,
+};
 use crate::context::{store_unavailable, Context};
 use crate::error::{Reason, Refusal};
 use crate::metrics::LedgerCall;
@@ -61,19 +64,6 @@ fn terms(cx: &Context, amount: u64, reference: Reference) -> ExactTerms {
 #[derive(Debug)]
 pub struct ExactPayment(Box<VersionedTransaction>);
 
-impl ExactPayment {
-    /// The reference in the transaction's Memo, if it holds one.
-    fn memo_reference(&self) -> Option<Reference> {
-        let keys = self.0.message.static_account_keys();
-        self.0
-            .message
-            .instructions()
-            .iter()
-            .find(|ix| keys.get(usize::from(ix.program_id_index)) == Some(&MEMO_PROGRAM))
-            .and_then(|memo| Reference::from_memo(std::str::from_utf8(&memo.data).ok()?))
-    }
-}
-
 #[async_trait]
 impl PaymentScheme for ExactScheme {
     const SCHEME: Scheme = Scheme::Exact;
@@ -86,11 +76,7 @@ impl PaymentScheme for ExactScheme {
             network: cx.settings().network.caip2().to_string(),
             terms: terms(cx, price.amount, reference),
             recent_blockhash: cx.blockhash(),
-            resource: v2::ResourceInfo {
-                url: target.resource.clone(),
-                description: Some(price.description.clone()),
-                mime_type: Some(price.mime_type.clone()),
-            },
+            resource: resource(price, target),
             max_timeout_seconds: price.ttl.as_secs(),
         }
         .to_offer()
@@ -98,14 +84,11 @@ impl PaymentScheme for ExactScheme {
 
     /// The fee payer stock clients need.
     fn supported(cx: &Context) -> Map<String, Value> {
-        let mut extra = Map::new();
-        if let Some(fee_payer) = cx.fee_payer() {
-            extra.insert("feePayer".into(), fee_payer.to_string().into());
-        }
-        extra
+        sponsored_extra(cx)
     }
 
-    fn at_gate(cx: &Context, amount: u64, reference: Reference) -> ExactDemand {
+    fn at_gate(cx: &Context, price: &Price, reference: Reference) -> ExactDemand {
+        let amount = price.amount;
         ExactDemand {
             terms: terms(cx, amount, reference),
             reference: Some(reference),
@@ -146,9 +129,7 @@ impl PaymentScheme for ExactScheme {
 
     /// The reference in the Memo.
     fn reference(_: &Context, payment: &ExactPayment) -> Result<Reference, Refusal> {
-        payment
-            .memo_reference()
-            .ok_or_else(|| Refusal::new(Reason::InvalidReference))
+        memo_reference(&payment.0).ok_or_else(|| Refusal::new(Reason::InvalidReference))
     }
 
     fn key(payment: &ExactPayment, demand: &ExactDemand) -> Reference {
@@ -330,6 +311,7 @@ impl ExactSubmission {
                 mint: self.demand.terms.mint,
                 transaction: Some(signature.to_string()),
                 network: cx.settings().network.caip2().to_string(),
+                metered: None,
             })),
         }
     }

@@ -11,6 +11,7 @@
 pub mod exact;
 pub mod receipt;
 pub mod submission;
+pub mod upto;
 
 use std::any::Any;
 use std::fmt::Debug;
@@ -19,7 +20,9 @@ use std::marker::PhantomData;
 use anchor_lang::prelude::Pubkey;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
-use x402_protocol::wire::Offer;
+use solana_transaction::versioned::VersionedTransaction;
+use x402_protocol::scheme::exact::MEMO_PROGRAM;
+use x402_protocol::wire::{v2, Offer};
 use x402_protocol::Reference;
 
 pub use self::submission::{Submission, Submitted};
@@ -40,8 +43,8 @@ pub trait PaymentScheme: Send + Sync + 'static {
     fn offer(cx: &Context, price: &Price, target: &Target, reference: Reference) -> Offer;
     /// What `/supported` says of the scheme (`extra`).
     fn supported(cx: &Context) -> Map<String, Value>;
-    /// The gate's demand for `amount`, paying `reference`.
-    fn at_gate(cx: &Context, amount: u64, reference: Reference) -> Self::Demand;
+    /// The gate's demand for `price`, paying `reference`.
+    fn at_gate(cx: &Context, price: &Price, reference: Reference) -> Self::Demand;
     /// What an offer sent by a facilitator caller asks, if this verifier settles it.
     fn requested(cx: &Context, offer: &Offer) -> Result<Self::Demand, Refusal>;
     /// What any demand states, for the facilitator's policy and the window.
@@ -74,6 +77,7 @@ fn rules(scheme: Scheme) -> &'static dyn Rules {
     match scheme {
         Scheme::Receipt => &Erased::<receipt::ReceiptScheme>(PhantomData),
         Scheme::Exact => &Erased::<exact::ExactScheme>(PhantomData),
+        Scheme::Upto => &Erased::<upto::UptoScheme>(PhantomData),
     }
 }
 
@@ -191,9 +195,9 @@ impl Scheme {
         rules(self).supported(cx)
     }
 
-    /// The gate's demand for `amount`, paying `reference`.
-    pub fn at_gate(self, cx: &Context, amount: u64, reference: Reference) -> Demand {
-        rules(self).at_gate(cx, amount, reference)
+    /// The gate's demand for `price`, paying `reference`.
+    pub fn at_gate(self, cx: &Context, price: &Price, reference: Reference) -> Demand {
+        rules(self).at_gate(cx, price, reference)
     }
 
     /// What an offer sent by a facilitator caller asks, if this verifier settles it.
@@ -229,7 +233,7 @@ pub struct Verified {
 #[derive(Debug)]
 enum Next {
     /// It has landed already.
-    Settled(SettledPayment),
+    Settled(Box<SettledPayment>),
     /// A sponsored payment to submit.
     Submit(Box<dyn Submission>),
 }
@@ -240,7 +244,7 @@ impl Verified {
         Verified {
             payer: settled.payer,
             amount: settled.amount,
-            next: Next::Settled(settled),
+            next: Next::Settled(Box::new(settled)),
         }
     }
 
@@ -265,10 +269,40 @@ impl Verified {
     /// Settles the payment: submits what is left to submit and reads what landed.
     pub async fn settle(self, cx: &Context) -> Result<(SettledPayment, Landing), Refusal> {
         match self.next {
-            Next::Settled(settled) => Ok((settled, Landing::Before)),
+            Next::Settled(settled) => Ok((*settled, Landing::Before)),
             Next::Submit(submission) => submission::settle(cx, submission.as_ref()).await,
         }
     }
+}
+
+/// The resource an offer for `price` at `target` names.
+fn resource(price: &Price, target: &Target) -> v2::ResourceInfo {
+    v2::ResourceInfo {
+        url: target.resource.clone(),
+        description: Some(price.description.clone()),
+        mime_type: Some(price.mime_type.clone()),
+    }
+}
+
+/// The extra `/supported` states of a scheme our fee payer sponsors: the fee payer.
+fn sponsored_extra(cx: &Context) -> Map<String, Value> {
+    let mut extra = Map::new();
+    if let Some(fee_payer) = cx.fee_payer() {
+        extra.insert("feePayer".into(), fee_payer.to_string().into());
+    }
+    extra
+}
+
+/// The reference in a transaction's Memo, if it holds one: the gate's challenge names it
+/// there in the `exact` and `upto` schemes.
+fn memo_reference(transaction: &VersionedTransaction) -> Option<Reference> {
+    let keys = transaction.message.static_account_keys();
+    transaction
+        .message
+        .instructions()
+        .iter()
+        .find(|ix| keys.get(usize::from(ix.program_id_index)) == Some(&MEMO_PROGRAM))
+        .and_then(|memo| Reference::from_memo(std::str::from_utf8(&memo.data).ok()?))
 }
 
 /// The most a transaction with `signatures` costs the fee payer in fees: the signatures'
@@ -289,7 +323,7 @@ fn fee_cost(cx: &Context, signatures: usize) -> u64 {
 trait Rules: Sync {
     fn offer(&self, cx: &Context, price: &Price, target: &Target, reference: Reference) -> Offer;
     fn supported(&self, cx: &Context) -> Map<String, Value>;
-    fn at_gate(&self, cx: &Context, amount: u64, reference: Reference) -> Demand;
+    fn at_gate(&self, cx: &Context, price: &Price, reference: Reference) -> Demand;
     fn requested(&self, cx: &Context, offer: &Offer) -> Result<Demand, Refusal>;
     fn read(&self, payload: Value) -> Result<Payment, Refusal>;
 }
@@ -315,8 +349,8 @@ impl<S: PaymentScheme> Rules for Erased<S> {
         S::supported(cx)
     }
 
-    fn at_gate(&self, cx: &Context, amount: u64, reference: Reference) -> Demand {
-        Self::demand(S::at_gate(cx, amount, reference))
+    fn at_gate(&self, cx: &Context, price: &Price, reference: Reference) -> Demand {
+        Self::demand(S::at_gate(cx, price, reference))
     }
 
     fn requested(&self, cx: &Context, offer: &Offer) -> Result<Demand, Refusal> {

@@ -77,7 +77,8 @@ impl PaymentScheme for ReceiptScheme {
         extra
     }
 
-    fn at_gate(cx: &Context, amount: u64, reference: Reference) -> Requirement {
+    fn at_gate(cx: &Context, price: &Price, reference: Reference) -> Requirement {
+        let amount = price.amount;
         cx.requirement(amount, reference)
     }
 
@@ -389,5 +390,6 @@ fn settled(
         mint: receipt.mint,
         transaction,
         network: cx.settings().network.caip2().to_string(),
+        metered: None,
     }
 }

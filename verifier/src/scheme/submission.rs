@@ -174,6 +174,7 @@ mod tests {
                             mint: cx.settings().mint,
                             transaction: None,
                             network: cx.settings().network.caip2().to_string(),
+                            metered: None,
                         },
                         Landing::Here,
                     )),

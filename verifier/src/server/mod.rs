@@ -210,9 +210,10 @@ pub fn janitor_schedule(janitor: &JanitorConfig) -> Result<Option<Janitor>, Star
     }))
 }
 
-/// The schemes the gate settles: as configured, or both when there is a fee payer.
-/// `exact` needs a fee payer (stock clients expect the seller to pay the fee) and a mint
-/// that delivers transfers in full (the price is checked on the payee's side).
+/// The schemes the gate settles: as configured, or all three when there is a fee payer.
+/// `exact` and `upto` need a fee payer (stock clients expect the seller to pay the fee;
+/// in `upto` it is also the channel's payee and voucher signer) and a mint that delivers
+/// transfers in full (the price is checked on the payee's side).
 fn schemes(
     configured: Option<&[Scheme]>,
     sponsored: bool,
@@ -220,23 +221,25 @@ fn schemes(
 ) -> Result<Vec<Scheme>, StartError> {
     let schemes = match configured {
         Some(schemes) => schemes.to_vec(),
-        None if sponsored && delivers_in_full => vec![Scheme::Receipt, Scheme::Exact],
+        None if sponsored && delivers_in_full => Scheme::ALL.to_vec(),
         None => vec![Scheme::Receipt],
     };
     if schemes.is_empty() {
         return Err(invalid("payment.schemes", "at least one scheme"));
     }
-    if schemes.contains(&Scheme::Exact) && !sponsored {
-        return Err(invalid(
-            "payment.schemes",
-            "exact needs payment.fee_payer_keypair",
-        ));
-    }
-    if schemes.contains(&Scheme::Exact) && !delivers_in_full {
-        return Err(invalid(
-            "payment.schemes",
-            "exact cannot be offered in a mint with a transfer fee or hook",
-        ));
+    for scheme in [Scheme::Exact, Scheme::Upto] {
+        if schemes.contains(&scheme) && !sponsored {
+            return Err(invalid(
+                "payment.schemes",
+                format!("{scheme} needs payment.fee_payer_keypair"),
+            ));
+        }
+        if schemes.contains(&scheme) && !delivers_in_full {
+            return Err(invalid(
+                "payment.schemes",
+                format!("{scheme} cannot be offered in a mint with a transfer fee or hook"),
+            ));
+        }
     }
     Ok(schemes)
 }
@@ -370,7 +373,12 @@ fn paid_routes(config: &Config, gate: &Gate) -> Result<Vec<PaidRoute>, StartErro
                 .as_deref()
                 .map(|names| named("routes.schemes", names))
                 .transpose()?;
-            let schemes = named.as_deref().unwrap_or(enabled);
+            let unmetered: Vec<Scheme> = enabled
+                .iter()
+                .filter(|s| !s.is_metered())
+                .copied()
+                .collect();
+            let schemes = named.as_deref().unwrap_or(&unmetered);
             if schemes.is_empty() || schemes.iter().any(|s| !enabled.contains(s)) {
                 return Err(invalid(
                     "routes.schemes",
@@ -384,7 +392,8 @@ fn paid_routes(config: &Config, gate: &Gate) -> Result<Vec<PaidRoute>, StartErro
                     .schemes(schemes)
                     .description(&route.description)
                     .mime_type(&route.mime_type)
-                    .ttl(Duration::from_secs(route.ttl)),
+                    .ttl(Duration::from_secs(route.ttl))
+                    .charge_header(route.charge_header.clone()),
                 service: RouteService::Proxy(Proxy::new(client.clone(), upstream)),
             })
         })
@@ -430,15 +439,17 @@ mod tests {
     }
 
     #[test]
-    fn exact_is_offered_only_with_a_fee_payer_and_a_mint_that_delivers_in_full() {
-        use Scheme::{Exact, Receipt};
-        assert_eq!(schemes(None, true, true).unwrap(), [Receipt, Exact]);
+    fn exact_and_upto_are_offered_only_with_a_fee_payer_and_a_mint_that_delivers_in_full() {
+        use Scheme::{Exact, Receipt, Upto};
+        assert_eq!(schemes(None, true, true).unwrap(), [Receipt, Exact, Upto]);
         assert_eq!(schemes(None, false, true).unwrap(), [Receipt]);
         assert_eq!(schemes(None, true, false).unwrap(), [Receipt]);
         assert_eq!(schemes(Some(&[Exact]), true, true).unwrap(), [Exact]);
         for (configured, sponsored, full) in [
             (&[Exact][..], false, true),
+            (&[Upto][..], false, true),
             (&[Receipt, Exact][..], true, false),
+            (&[Upto][..], true, false),
             (&[][..], true, true),
         ] {
             let refused = schemes(Some(configured), sponsored, full).unwrap_err();

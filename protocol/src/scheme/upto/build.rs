@@ -17,7 +17,10 @@ use anchor_spl::associated_token::{self, get_associated_token_address_with_progr
 use solana_compute_budget_interface::ComputeBudgetInstruction;
 use solana_hash::Hash;
 use solana_keypair::Keypair;
+use solana_message::compiled_instruction::CompiledInstruction;
+use solana_message::{v0, VersionedMessage};
 use solana_signer::Signer;
+use solana_transaction::versioned::VersionedTransaction;
 
 use super::channel::{channel_address, voucher_message, ChannelSeeds};
 use super::types::{UptoPayload, UptoTerms};
@@ -87,9 +90,7 @@ impl Opening {
 /// The `open` of `opening` under `terms`, and the channel it creates.
 pub fn open_instruction(terms: &UptoTerms, opening: &Opening) -> (Instruction, Pubkey) {
     let channel = channel_address(&opening.seeds(terms));
-    let ata = |owner: &Pubkey| {
-        get_associated_token_address_with_program_id(owner, &terms.mint, &terms.token_program)
-    };
+    let ata = |owner: &Pubkey| token_account(terms, owner);
     let mut data = Vec::with_capacity(1 + 28 + 4 + 34);
     data.push(OPEN);
     data.extend_from_slice(&opening.salt.to_le_bytes());
@@ -129,6 +130,39 @@ fn distribution(terms: &UptoTerms) -> Vec<u8> {
     bytes.extend_from_slice(terms.pay_to.as_ref());
     bytes.extend_from_slice(&ALL_BPS.to_le_bytes());
     bytes
+}
+
+/// The channel an instruction of a message with `keys` opens, if it is an `open`.
+pub fn opened_channel(instruction: &CompiledInstruction, keys: &[Pubkey]) -> Option<Pubkey> {
+    let key = |index: u8| keys.get(usize::from(index)).copied();
+    if key(instruction.program_id_index)? != PAYMENT_CHANNELS_PROGRAM
+        || instruction.data.first() != Some(&OPEN)
+    {
+        return None;
+    }
+    key(*instruction.accounts.get(5)?)
+}
+
+/// `owner`'s associated token account of the terms' mint: where a channel's deposit
+/// comes from and its payouts go.
+pub fn token_account(terms: &UptoTerms, owner: &Pubkey) -> Pubkey {
+    get_associated_token_address_with_program_id(owner, &terms.mint, &terms.token_program)
+}
+
+/// A transaction of the fee payer's own (settlements, reclaims), signed by it alone.
+pub fn fee_payer_transaction(
+    fee_payer: &Keypair,
+    instructions: &[Instruction],
+    blockhash: Hash,
+) -> VersionedTransaction {
+    let message = v0::Message::try_compile(&fee_payer.pubkey(), instructions, &[], blockhash)
+        .expect("no lookup tables, few accounts");
+    let message = VersionedMessage::V0(message);
+    let signature = fee_payer.sign_message(&message.serialize());
+    VersionedTransaction {
+        signatures: vec![signature],
+        message,
+    }
 }
 
 /// When a payment may be used: from `valid_after` until `expires_at` (unix seconds).
@@ -180,9 +214,7 @@ pub fn build_upto(
 /// the settled amount to `payTo`'s token account, the rest back to the buyer's, the
 /// escrow closed and the rent back to the fee payer (the channel's rent payer).
 pub fn distribute_instruction(terms: &UptoTerms, channel: &Pubkey, payer: &Pubkey) -> Instruction {
-    let ata = |owner: &Pubkey| {
-        get_associated_token_address_with_program_id(owner, &terms.mint, &terms.token_program)
-    };
+    let ata = |owner: &Pubkey| token_account(terms, owner);
     let mut data = vec![DISTRIBUTE];
     data.extend_from_slice(&distribution(terms));
     Instruction {

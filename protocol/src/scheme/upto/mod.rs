@@ -21,9 +21,9 @@ use anchor_lang::prelude::Pubkey;
 use anchor_lang::pubkey;
 
 pub use build::{
-    build_upto, distribute_instruction, open_instruction, reclaim_instruction,
-    settle_and_seal_instructions, Opening, Voucher, Window, OPEN_COMPUTE_UNIT_LIMIT,
-    TREASURY_OWNER,
+    build_upto, distribute_instruction, fee_payer_transaction, open_instruction, opened_channel,
+    reclaim_instruction, settle_and_seal_instructions, token_account, Opening, Voucher, Window,
+    OPEN_COMPUTE_UNIT_LIMIT, TREASURY_OWNER,
 };
 pub use channel::{
     channel_address, deposited_by, funded_by, voucher_message, ChannelAccount, ChannelSeeds,
