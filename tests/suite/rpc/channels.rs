@@ -1,9 +1,12 @@
-//! A seller that vanishes after the buyer's `upto` channel is open: `x402 channels`
-//! lists the channel, and `x402 channels recover` takes the whole deposit back once the
-//! grace period has passed (and before that, says to wait and moves nothing).
+//! A seller that vanishes after the buyer's `upto` channel is open: the client library
+//! pays the offer through its ledger (mint, token program and slot read from the chain),
+//! a fee payer co-signs and lands the `open`; then `x402 channels` lists the channel, and
+//! `x402 channels recover` takes the whole deposit back once the grace period has passed
+//! (and before that, says to wait and moves nothing).
 
 use std::path::Path;
 use std::process::Output;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anchor_spl::token::spl_token;
@@ -11,9 +14,11 @@ use serde_json::Value;
 use solana_keypair::Keypair;
 use solana_signer::Signer;
 use solana_transaction::versioned::VersionedTransaction;
-use x402_client::ChainClock;
+use x402_client::{ChainClock, Challenge, Limit, Offer, SpendingPolicy, X402Client};
+use x402_protocol::rpc::{RpcLedger, RpcOptions};
 use x402_protocol::scheme::decode_transaction;
-use x402_protocol::scheme::upto::{build_upto, random_salt, Opening, UptoTerms, Window};
+use x402_protocol::scheme::upto::{UptoOffer, UptoPayload, UptoTerms};
+use x402_protocol::wire::{v2, PaymentMessage, Version};
 use x402_protocol::Ledger;
 
 use super::chain::{Plan, PRICE};
@@ -60,20 +65,46 @@ async fn a_buyer_recovers_its_whole_deposit_from_a_seller_that_never_settles() {
         withdraw_delay: GRACE,
         memo: None,
     };
-    // The buyer's payment, co-signed and landed as a seller's fee payer would; then the
-    // seller is gone.
-    let clock = ChainClock::read(&chain.ledger).await.unwrap();
-    let opening = Opening {
-        payer: buyer.pubkey(),
-        salt: random_salt(),
-        open_slot: clock.slot,
+    let network = chain.ledger.network().clone();
+    let offer = UptoOffer {
+        network: network.caip2().to_string(),
+        terms,
+        recent_blockhash: None,
+        last_valid_block_height: None,
+        recent_slot: None,
+        valid_after: None,
+        resource: v2::ResourceInfo {
+            url: "http://seller.example/metered".into(),
+            description: None,
+            mime_type: None,
+        },
+        max_timeout_seconds: 60,
     };
-    let window = Window {
-        valid_after: clock.unix_timestamp,
-        expires_at: clock.unix_timestamp + 60,
+    let challenge = Challenge {
+        offers: vec![Offer::read(&offer.to_offer()).unwrap()],
+        unpayable: Vec::new(),
+        v2: None,
+        error: None,
+        request: None,
     };
-    let blockhash = chain.ledger.latest_blockhash().await.unwrap();
-    let payload = build_upto(buyer, &terms, &opening, window, blockhash);
+    let ledger = RpcLedger::with_network(&chain.validator.url, network, RpcOptions::default());
+    let client = X402Client::builder()
+        .keypair(buyer.insecure_clone())
+        .ledger(Arc::new(ledger))
+        .policy(SpendingPolicy {
+            max_per_request: Some(Limit::Units(deposit)),
+            ..SpendingPolicy::default()
+        })
+        .build();
+    let payment = client.pay(&challenge).await.unwrap();
+    assert_eq!(
+        client.spent(),
+        deposit,
+        "the maximum is what leaves the wallet"
+    );
+    let message = PaymentMessage::decode(Version::V1, &payment.header.1).unwrap();
+    let payload: UptoPayload = serde_json::from_value(message.payload).unwrap();
+    // The seller's fee payer co-signs and lands it; then the seller is gone.
     let mut open: VersionedTransaction = decode_transaction(&payload.open_transaction).unwrap();
     open.signatures[0] = fee_payer.sign_message(&open.message.serialize());
     chain.ledger.submit(&open).await.unwrap();
