@@ -249,6 +249,30 @@ mod tests {
             closed.to_string(),
             r#"{"closed":["receipt"],"rentReturned":5,"transactions":["tx"]}"#
         );
+        let channels = printed_as_before(&Channels {
+            channels: vec![ChannelView {
+                address: "channel".into(),
+                deposit: "50000".into(),
+                grace_period: 4,
+                mint: "mint".into(),
+                payee: "fee payer".into(),
+                settled: "0".into(),
+                status: "closing",
+                withdrawable_at: Some(1_900_000_000),
+            }],
+            payer: "payer".into(),
+        });
+        assert_eq!(channels["channels"][0]["gracePeriod"], 4);
+        let recovered = printed_as_before(&Recovered {
+            channels: vec![RecoveryView {
+                action: "withdraw",
+                channel: "channel".into(),
+                refund: Some("50000".into()),
+                transaction: Some("tx".into()),
+                withdrawable_at: None,
+            }],
+        });
+        assert_eq!(recovered["channels"][0]["refund"], "50000");
     }
 
     #[test]
