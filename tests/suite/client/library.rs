@@ -501,6 +501,12 @@ async fn a_stock_402_with_nothing_payable_says_what_was_offered_and_why() {
             "maxTimeoutSeconds": 60, "extra": {}
         }),
         serde_json::json!({
+            "scheme": "deferred", "network": "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1", "amount": "1000",
+            "asset": "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU",
+            "payTo": Pubkey::new_unique().to_string(), "maxTimeoutSeconds": 60, "extra": {}
+        }),
+        // A scheme this client pays, without what its offers must say.
+        serde_json::json!({
             "scheme": "upto", "network": "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1", "amount": "1000",
             "asset": "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU",
             "payTo": Pubkey::new_unique().to_string(), "maxTimeoutSeconds": 60, "extra": {}
@@ -510,10 +516,15 @@ async fn a_stock_402_with_nothing_payable_says_what_was_offered_and_why() {
     let client = X402Client::builder().keypair(Keypair::new()).build();
     match client.get(&url).await {
         Err(ClientError::NoPayableOffer { offered }) => {
-            assert_eq!(offered.len(), 2, "{offered:?}");
+            assert_eq!(offered.len(), 3, "{offered:?}");
             assert!(offered[0].contains("eip155:8453") && offered[0].contains("not Solana"));
             assert!(
-                offered[1].starts_with("upto on solana:") && offered[1].contains("scheme upto")
+                offered[1].starts_with("deferred on solana:")
+                    && offered[1].contains("scheme deferred")
+            );
+            assert!(
+                offered[2].starts_with("upto on solana:") && offered[2].contains("`extra`"),
+                "{offered:?}"
             );
         }
         other => panic!("{other:?}"),
