@@ -68,7 +68,9 @@ impl X402ClientBuilder {
     }
 
     /// The schemes to pay first when a server offers several: `receipt` (whose receipt
-    /// account settles it exactly once, on chain) then `exact` by default.
+    /// account settles it exactly once, on chain) then `exact` by default; a scheme not
+    /// named comes after those named. `upto` (a deposit of the maximum, the seller settling
+    /// what the answer cost) is paid first only when named here.
     pub fn prefer(mut self, schemes: &[&str]) -> Self {
         self.client.preferred = schemes.iter().map(|s| s.to_string()).collect();
         self
@@ -312,7 +314,7 @@ impl X402Client {
                     });
                 }
                 _ => {
-                    let settlement = Settlement::of(&response, payment);
+                    let settlement = Settlement::of(&response, payment)?;
                     return Ok(Paid {
                         response,
                         settlement,

@@ -70,6 +70,15 @@ pub enum ClientError {
         body: String,
         payment: Box<Payment>,
     },
+    /// An `upto` seller's settlement claims more than the maximum the buyer escrowed. The
+    /// channel's deposit is the ceiling on chain, so no more was taken; the seller's word
+    /// is false: check its transaction.
+    #[error("the seller claims it settled {settled} base units, more than the maximum of {maximum} escrowed (the chain took at most the deposit): check transaction {transaction}")]
+    SettledAboveMaximum {
+        settled: u64,
+        maximum: u64,
+        transaction: String,
+    },
     #[error("the request body cannot be sent twice (a stream): buffer it to pay")]
     BodyNotReplayable,
 }

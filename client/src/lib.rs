@@ -1,17 +1,22 @@
 //! The payer side of x402 on Solana: a reqwest client that answers 402 challenges by
 //! paying (in our `receipt` scheme, sponsored by the server when it offers, through a
-//! ledger otherwise; or in the ecosystem's `exact` scheme, from any x402 server) and retries, under a spending policy checked before anything is signed;
-//! and the `x402` command (whose receipt functions are `x402_protocol::receipt`'s).
+//! ledger otherwise; or in the ecosystem's `exact` and `upto` schemes, from any x402
+//! server) and retries, under a spending policy checked before anything is signed; and
+//! the `x402` command (whose receipt functions are `x402_protocol::receipt`'s).
 //!
 //! The modules: [`offer`] reads what a 402 offers (each scheme's reading in `scheme/`),
 //! [`policy`] says what may be paid, `challenge` reads a 402 answer, `budget` picks the
 //! offer to pay and reserves its amount, `scheme` signs it (one module per scheme),
 //! `payment` holds the signed payment (and keeps it), `client` sends it and retries,
-//! `settlement` reads what it bought, `error` says why not.
+//! `settlement` reads what it bought, `error` says why not; [`channels`] finds the
+//! buyer's `upto` channels and recovers a deposit a seller never settled, on the chain's
+//! clock (`clock`).
 
 mod budget;
 mod challenge;
+pub mod channels;
 pub mod client;
+mod clock;
 mod error;
 pub mod offer;
 mod payment;
@@ -22,6 +27,7 @@ mod settlement;
 
 pub use challenge::Challenge;
 pub use client::{X402Client, X402ClientBuilder, X_PAYMENT_PROOF};
+pub use clock::ChainClock;
 pub use error::ClientError;
 pub use offer::{Offer, Terms, Unreadable};
 pub use payment::Payment;

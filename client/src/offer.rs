@@ -1,11 +1,11 @@
 //! What a 402 offers, as this client can pay it: our `receipt` scheme, or the
-//! ecosystem's `exact` on Solana (from any x402 server). Everything else in a challenge
+//! ecosystem's `exact` and `upto` on Solana (from any x402 server). Everything else in a challenge
 //! is kept only to say why it could not be paid.
 
 use anchor_lang::prelude::Pubkey;
 use x402_protocol::scheme::SchemeError;
 use x402_protocol::wire;
-use x402_protocol::{ExactOffer, ReceiptOffer, Reference, EXACT, SCHEME};
+use x402_protocol::{ExactOffer, ReceiptOffer, Reference, UptoOffer, EXACT, SCHEME, UPTO};
 
 /// An offer this client can pay: what it asks, and the offer as the server wrote it (a
 /// payment echoes it back unchanged: stock servers compare it whole).
@@ -21,6 +21,7 @@ pub struct Offer {
 pub enum Terms {
     Receipt(ReceiptOffer),
     Exact(ExactOffer),
+    Upto(UptoOffer),
 }
 
 impl Terms {
@@ -29,6 +30,7 @@ impl Terms {
         Some(match offer.scheme.as_str() {
             SCHEME => ReceiptOffer::from_offer(offer).map(Terms::Receipt),
             EXACT => ExactOffer::from_offer(offer).map(Terms::Exact),
+            UPTO => UptoOffer::from_offer(offer).map(Terms::Upto),
             _ => return None,
         })
     }
@@ -38,6 +40,7 @@ impl Terms {
         match self {
             Terms::Receipt(offer) => offer,
             Terms::Exact(offer) => offer,
+            Terms::Upto(offer) => offer,
         }
     }
 }
@@ -92,7 +95,8 @@ impl Offer {
         self.terms.asks().network()
     }
 
-    /// Base units asked.
+    /// Base units asked: for `upto`, the maximum (what is escrowed, and what the spending
+    /// policy caps); the seller settles at most that.
     pub fn amount(&self) -> u64 {
         self.terms.asks().amount()
     }
@@ -170,6 +174,39 @@ pub(crate) fn describe(offer: &wire::Offer, why: &str) -> String {
         "{} on {}: {} of {} ({why})",
         offer.scheme, offer.network, offer.amount, offer.asset
     )
+}
+
+/// Offers for the unit tests of the client's modules.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use x402_protocol::wire::v2;
+
+    /// Devnet, as an offer names it.
+    pub const DEVNET: &str = "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1";
+
+    /// An `upto` offer of at most `max_amount` of classic-Token `mint` on devnet, with a
+    /// blockhash and a slot to sign with.
+    pub fn upto_offer(max_amount: u64, mint: Pubkey) -> Offer {
+        let key = || Pubkey::new_unique().to_string();
+        let accepted: v2::PaymentRequirements = serde_json::from_value(serde_json::json!({
+            "scheme": "upto", "network": DEVNET, "amount": max_amount.to_string(),
+            "asset": mint.to_string(), "payTo": key(), "maxTimeoutSeconds": 60,
+            "extra": {
+                "feePayer": key(), "receiverAuthorizer": key(), "withdrawDelay": 60,
+                "tokenProgram": "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA",
+                "recentBlockhash": "AGRyLqLnV5bonvQcjMXrtbVw2xWnemmNPcSsfijGVpRR",
+                "recentSlot": 341_000_000
+            }
+        }))
+        .unwrap();
+        let resource = v2::ResourceInfo {
+            url: "https://seller.example/metered".into(),
+            description: None,
+            mime_type: None,
+        };
+        Offer::read(&wire::Offer::from_v2(&accepted, &resource)).unwrap()
+    }
 }
 
 #[cfg(test)]

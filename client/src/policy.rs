@@ -298,7 +298,35 @@ impl SpendingPolicy {
 
 #[cfg(test)]
 mod tests {
-    use super::same_network;
+    use super::*;
+    use crate::offer::testing::{upto_offer, DEVNET};
+
+    #[test]
+    fn an_upto_offer_is_capped_and_budgeted_at_its_maximum_not_what_it_may_settle() {
+        let mint = Pubkey::new_unique();
+        let policy = SpendingPolicy {
+            max_per_request: Some(Limit::Units(10_000)),
+            budget: Some(Limit::Units(15_000)),
+            networks: vec![DEVNET.into()],
+            ..SpendingPolicy::default()
+        };
+        let check = |max: u64, spent: u64| {
+            policy
+                .check(&upto_offer(max, mint), spent, None, None)
+                .map_err(|refusal| refusal.rule)
+        };
+        assert_eq!(check(10_000, 0), Ok(()));
+        assert_eq!(
+            check(10_001, 0),
+            Err(PolicyRule::MaxPerRequest),
+            "a seller may settle less, but the whole maximum is escrowed"
+        );
+        assert_eq!(
+            check(10_000, 10_000),
+            Err(PolicyRule::Budget),
+            "an earlier maximum counts whole against the budget"
+        );
+    }
 
     #[test]
     fn two_names_of_one_public_network_are_one_network_and_local_ones_only_by_name() {

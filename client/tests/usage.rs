@@ -15,7 +15,14 @@ fn x402(args: &[&str]) -> std::process::Output {
 #[test]
 fn help_lists_every_command() {
     let help = String::from_utf8(x402(&["--help"]).stdout).unwrap();
-    for command in ["fetch", "quote", "receipt", "receipts", "close-expired"] {
+    for command in [
+        "fetch",
+        "quote",
+        "receipt",
+        "receipts",
+        "channels",
+        "close-expired",
+    ] {
         assert!(help.contains(command), "{command} in {help}");
     }
 }

@@ -16,10 +16,11 @@ pub enum Exit {
     Unavailable = 5,
     ReceiptNotFound = 6,
     RequestFailed = 7,
+    NotYet = 8,
 }
 
 impl Exit {
-    pub const ALL: [Exit; 8] = [
+    pub const ALL: [Exit; 9] = [
         Exit::Done,
         Exit::Error,
         Exit::Usage,
@@ -28,6 +29,7 @@ impl Exit {
         Exit::Unavailable,
         Exit::ReceiptNotFound,
         Exit::RequestFailed,
+        Exit::NotYet,
     ];
 
     pub fn code(self) -> u8 {
@@ -48,6 +50,7 @@ impl Exit {
             Exit::RequestFailed => {
                 "the request answered 4xx (paid or not), or 5xx without a payment"
             }
+            Exit::NotYet => "not yet: a channel's grace period has not passed (nothing moved)",
         }
     }
 
@@ -159,7 +162,7 @@ mod tests {
     #[test]
     fn the_exit_codes_keep_their_numbers_and_help_lists_each() {
         let codes: Vec<u8> = Exit::ALL.iter().map(|exit| exit.code()).collect();
-        assert_eq!(codes, [0, 1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(codes, [0, 1, 2, 3, 4, 5, 6, 7, 8]);
         let help = Exit::help();
         for exit in Exit::ALL {
             assert!(help.contains(&format!("{}  {}", exit.code(), exit.meaning())));

@@ -114,6 +114,7 @@ pub async fn fetch(
         explorer: explorer(&s.network, &format!("tx/{}", s.transaction)),
         amount: s.shown_amount,
         amount_base_units: s.amount.to_string(),
+        maximum_base_units: s.maximum.map(|maximum| maximum.to_string()),
         network: s.network,
         payer: s.payer,
         receipt: s.receipt,

@@ -4,6 +4,7 @@
 //! Everything a server says (descriptions, reasons, settlement fields, error text) is
 //! shown with its control characters escaped; `--json` prints it exactly, as JSON.
 
+mod channels;
 mod exit;
 mod fetch;
 mod output;
@@ -14,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anchor_lang::prelude::Pubkey;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use x402_client::{Limit, SpendingPolicy};
 use x402_protocol::rpc::{RpcLedger, RpcOptions};
 
@@ -25,7 +26,7 @@ use output::{print_json, shown};
 #[command(
     name = "x402",
     version,
-    about = "Pay for HTTP APIs with x402 on Solana (receipt and exact schemes)",
+    about = "Pay for HTTP APIs with x402 on Solana (receipt, exact and upto schemes)",
     after_help = format!("{SPENDING_HELP}\n\n{}", Exit::help())
 )]
 pub struct Cli {
@@ -94,7 +95,8 @@ enum Command {
         #[arg(long = "allow-program")]
         allow_programs: Vec<Pubkey>,
         /// The schemes to pay first when several are offered (`receipt,exact` by
-        /// default: a receipt settles once, on chain).
+        /// default: a receipt settles once, on chain). `upto` (escrows the maximum, the
+        /// seller settles what the answer cost) comes first only when named here.
         #[arg(long, value_delimiter = ',')]
         prefer: Vec<String>,
         /// Present the payment kept in FILE (written when a paid request was not served:
@@ -136,6 +138,16 @@ enum Command {
         #[arg(long, default_value_t = x402_receipts::ID)]
         program: Pubkey,
     },
+    /// List the `upto` channels your keypair deposited in; `channels recover` takes back a
+    /// deposit a seller never settled.
+    #[command(args_conflicts_with_subcommands = true)]
+    Channels {
+        /// Without a subcommand (which takes its own).
+        #[command(flatten)]
+        wallet: Option<Wallet>,
+        #[command(subcommand)]
+        action: Option<ChannelsAction>,
+    },
     /// Close the expired receipts your keypair funded and take their rent back.
     CloseExpired {
         #[arg(long, env = "X402_KEYPAIR", default_value_os_t = default_keypair())]
@@ -144,6 +156,28 @@ enum Command {
         rpc_url: String,
         #[arg(long, default_value_t = x402_receipts::ID)]
         program: Pubkey,
+    },
+}
+
+/// The wallet a command acts for, and the ledger it reads.
+#[derive(Args)]
+struct Wallet {
+    #[arg(long, env = "X402_KEYPAIR", default_value_os_t = default_keypair())]
+    keypair: PathBuf,
+    #[arg(long, env = "X402_RPC_URL", hide_env_values = true)]
+    rpc_url: String,
+}
+
+#[derive(Subcommand)]
+enum ChannelsAction {
+    /// Take back the deposit of CHANNEL (or of every channel): `request_close` for an open
+    /// one (the seller may still settle during its grace period), then, run again once
+    /// the grace period has passed, `withdraw_payer` of what was not settled. Exits 8
+    /// while the grace period runs.
+    Recover {
+        channel: Option<Pubkey>,
+        #[command(flatten)]
+        wallet: Wallet,
     },
 }
 
@@ -224,6 +258,18 @@ pub async fn run(cli: Cli) -> ExitCode {
             rpc_url,
             program,
         } => receipts::list(&payee, &rpc_url, &program, json).await,
+        Command::Channels {
+            wallet: Some(wallet),
+            action: None,
+        } => channels::list(&wallet.keypair, &wallet.rpc_url, json).await,
+        Command::Channels {
+            action: Some(ChannelsAction::Recover { channel, wallet }),
+            ..
+        } => channels::recover_channels(&wallet.keypair, &wallet.rpc_url, channel, json).await,
+        Command::Channels {
+            wallet: None,
+            action: None,
+        } => Err(fail(Exit::Usage, "give --rpc-url URL")),
         Command::CloseExpired {
             keypair,
             rpc_url,

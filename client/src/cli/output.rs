@@ -34,6 +34,9 @@ pub struct SettlementView {
     pub amount: String,
     pub amount_base_units: String,
     pub explorer: String,
+    /// `upto`: the maximum escrowed, of which `amountBaseUnits` was settled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maximum_base_units: Option<String>,
     pub network: String,
     pub payer: String,
     pub receipt: Option<String>,
@@ -94,6 +97,51 @@ pub struct Closed {
     pub transactions: Vec<String>,
 }
 
+/// `x402 channels --json`: the wallet's `upto` channels.
+#[derive(Serialize)]
+pub struct Channels {
+    pub channels: Vec<ChannelView>,
+    pub payer: String,
+}
+
+/// One channel the wallet deposited in. Amounts in base units.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelView {
+    pub address: String,
+    pub deposit: String,
+    /// Seconds.
+    pub grace_period: u32,
+    pub mint: String,
+    /// The seller's fee payer.
+    pub payee: String,
+    pub settled: String,
+    /// `open`, `closing`, `sealed`, `withdrawn` or `distributed`.
+    pub status: &'static str,
+    /// When the deposit can be withdrawn (unix seconds, chain time); none while open
+    /// (its grace period starts with `x402 channels recover`) or when nothing is left.
+    pub withdrawable_at: Option<i64>,
+}
+
+/// `x402 channels recover --json`: what was done to each channel.
+#[derive(Serialize)]
+pub struct Recovered {
+    pub channels: Vec<RecoveryView>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryView {
+    /// `requestClose`, `wait` (nothing sent), `withdraw` or `none`.
+    pub action: &'static str,
+    pub channel: String,
+    /// Base units back to the wallet.
+    pub refund: Option<String>,
+    pub transaction: Option<String>,
+    /// Unix seconds, chain time: when to run again (`wait`).
+    pub withdrawable_at: Option<i64>,
+}
+
 /// Text a server chose, for a terminal: every control character (Unicode Cc: escape
 /// sequences, carriage returns, newlines, C1 controls) and every bidirectional-text
 /// control shown escaped (`\u{1b}`, `\u{202e}`), so that a seller cannot move the cursor,
@@ -141,6 +189,7 @@ mod tests {
             amount: "0.01".into(),
             amount_base_units: "10000".into(),
             explorer: "link".into(),
+            maximum_base_units: None,
             network: "solana".into(),
             payer: "payer".into(),
             receipt: None,
@@ -200,6 +249,30 @@ mod tests {
             closed.to_string(),
             r#"{"closed":["receipt"],"rentReturned":5,"transactions":["tx"]}"#
         );
+        let channels = printed_as_before(&Channels {
+            channels: vec![ChannelView {
+                address: "channel".into(),
+                deposit: "50000".into(),
+                grace_period: 4,
+                mint: "mint".into(),
+                payee: "fee payer".into(),
+                settled: "0".into(),
+                status: "closing",
+                withdrawable_at: Some(1_900_000_000),
+            }],
+            payer: "payer".into(),
+        });
+        assert_eq!(channels["channels"][0]["gracePeriod"], 4);
+        let recovered = printed_as_before(&Recovered {
+            channels: vec![RecoveryView {
+                action: "withdraw",
+                channel: "channel".into(),
+                refund: Some("50000".into()),
+                transaction: Some("tx".into()),
+                withdrawable_at: None,
+            }],
+        });
+        assert_eq!(recovered["channels"][0]["refund"], "50000");
     }
 
     #[test]

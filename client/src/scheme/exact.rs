@@ -7,7 +7,7 @@ use x402_protocol::scheme::encode_transaction;
 use x402_protocol::scheme::exact::{build_exact, ExactPayload};
 use x402_protocol::{ExactOffer, Reference, EXACT};
 
-use super::{PayContext, PayScheme, Signed};
+use super::{mint_facts, PayContext, PayScheme, Signed};
 use crate::error::ClientError;
 use crate::offer::Asks;
 
@@ -68,16 +68,7 @@ impl PayScheme for ExactOffer {
             ));
         }
         let mint = &self.terms.mint;
-        let facts = match context.ledger {
-            Some(ledger) => {
-                let account = ledger
-                    .account(mint)
-                    .await?
-                    .ok_or(ClientError::UnknownMint(*mint))?;
-                x402_protocol::read_mint(&account).map_err(|_| ClientError::UnknownMint(*mint))?
-            }
-            None => x402_protocol::mint::known_mint(mint).ok_or(ClientError::UnknownMint(*mint))?,
-        };
+        let facts = mint_facts(mint, context.ledger).await?;
         if !facts.delivers_in_full {
             return Err(ClientError::WithholdingMint(*mint));
         }

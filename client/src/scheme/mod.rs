@@ -9,10 +9,12 @@
 
 mod exact;
 mod receipt;
+mod upto;
 
+use anchor_lang::prelude::Pubkey;
 use serde::Serialize;
 use solana_keypair::Keypair;
-use x402_protocol::{Ledger, LedgerError};
+use x402_protocol::{Ledger, LedgerError, MintInfo};
 
 use crate::error::ClientError;
 use crate::offer::Terms;
@@ -58,6 +60,22 @@ pub(crate) async fn pay(
     match terms {
         Terms::Receipt(offer) => signed(offer, context).await,
         Terms::Exact(offer) => signed(offer, context).await,
+        Terms::Upto(offer) => signed(offer, context).await,
+    }
+}
+
+/// The token program and decimals of `mint`, from the client's ledger or its table of
+/// well-known mints: never from the server.
+async fn mint_facts(mint: &Pubkey, ledger: Option<&dyn Ledger>) -> Result<MintInfo, ClientError> {
+    match ledger {
+        Some(ledger) => {
+            let account = ledger
+                .account(mint)
+                .await?
+                .ok_or(ClientError::UnknownMint(*mint))?;
+            x402_protocol::read_mint(&account).map_err(|_| ClientError::UnknownMint(*mint))
+        }
+        None => x402_protocol::mint::known_mint(mint).ok_or(ClientError::UnknownMint(*mint)),
     }
 }
 
@@ -86,10 +104,12 @@ mod tests {
     use solana_transaction::Transaction;
     use x402_protocol::scheme::decode_transaction;
     use x402_protocol::scheme::exact::ExactPayload;
+    use x402_protocol::scheme::upto::{channel_address, ChannelSeeds, UptoPayload};
     use x402_protocol::wire::v2::ResourceInfo;
     use x402_protocol::{ExactOffer, ExactTerms, ReceiptOffer, ReceiptPayload, Reference};
 
     use super::*;
+    use crate::offer::testing::upto_offer;
 
     const BLOCKHASH: Hash = Hash::new_from_array([9; 32]);
 
@@ -205,6 +225,59 @@ mod tests {
         let refused = pay(&terms, &without_ledger(&payer)).await;
         assert!(
             matches!(&refused, Err(ClientError::MalformedChallenge(why)) if why.contains("fee payer")),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_upto_open_escrows_the_maximum_for_the_offered_slot_and_timeout() {
+        let payer = Keypair::new();
+        let usdc_devnet: Pubkey = x402_protocol::mint::KNOWN_MINTS[1].address.parse().unwrap();
+        let Terms::Upto(offer) = upto_offer(10_000, usdc_devnet).terms else {
+            panic!("an upto offer");
+        };
+        let signed = pay(&Terms::Upto(offer.clone()), &without_ledger(&payer))
+            .await
+            .unwrap();
+        let payload: UptoPayload = serde_json::from_value(signed.payload).unwrap();
+        assert_eq!(payload.from, payer.pubkey().to_string());
+        assert_eq!(
+            (payload.max_amount.as_str(), payload.deposit.as_str()),
+            ("10000", "10000")
+        );
+        assert_eq!(payload.open_slot, 341_000_000, "the offer's recentSlot");
+        assert_eq!(
+            payload.expires_at - payload.valid_after,
+            60,
+            "maxTimeoutSeconds"
+        );
+        let terms = &offer.terms;
+        let seeds = ChannelSeeds {
+            payer: payer.pubkey(),
+            payee: terms.fee_payer,
+            mint: terms.mint,
+            authorized_signer: terms.receiver_authorizer,
+            salt: payload.nonce.parse().unwrap(),
+            open_slot: payload.open_slot,
+        };
+        assert_eq!(payload.channel_id, channel_address(&seeds).to_string());
+        let tx: VersionedTransaction = decode_transaction(&payload.open_transaction).unwrap();
+        assert_eq!(tx.message.static_account_keys()[0], terms.fee_payer);
+    }
+
+    #[tokio::test]
+    async fn an_upto_offer_naming_another_token_program_than_the_mints_is_refused() {
+        let payer = Keypair::new();
+        let usdc_devnet: Pubkey = x402_protocol::mint::KNOWN_MINTS[1].address.parse().unwrap();
+        let Terms::Upto(mut offer) = upto_offer(10_000, usdc_devnet).terms else {
+            panic!("an upto offer");
+        };
+        // USDC is a classic-Token mint.
+        offer.terms.token_program =
+            anchor_lang::pubkey!("TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb");
+        let refused = pay(&Terms::Upto(offer), &without_ledger(&payer)).await;
+        assert!(
+            matches!(&refused, Err(ClientError::MalformedChallenge(why)) if why.contains("token program")),
             "{refused:?}"
         );
     }

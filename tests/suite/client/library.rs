@@ -501,6 +501,12 @@ async fn a_stock_402_with_nothing_payable_says_what_was_offered_and_why() {
             "maxTimeoutSeconds": 60, "extra": {}
         }),
         serde_json::json!({
+            "scheme": "deferred", "network": "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1", "amount": "1000",
+            "asset": "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU",
+            "payTo": Pubkey::new_unique().to_string(), "maxTimeoutSeconds": 60, "extra": {}
+        }),
+        // A scheme this client pays, without what its offers must say.
+        serde_json::json!({
             "scheme": "upto", "network": "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1", "amount": "1000",
             "asset": "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU",
             "payTo": Pubkey::new_unique().to_string(), "maxTimeoutSeconds": 60, "extra": {}
@@ -510,10 +516,15 @@ async fn a_stock_402_with_nothing_payable_says_what_was_offered_and_why() {
     let client = X402Client::builder().keypair(Keypair::new()).build();
     match client.get(&url).await {
         Err(ClientError::NoPayableOffer { offered }) => {
-            assert_eq!(offered.len(), 2, "{offered:?}");
+            assert_eq!(offered.len(), 3, "{offered:?}");
             assert!(offered[0].contains("eip155:8453") && offered[0].contains("not Solana"));
             assert!(
-                offered[1].starts_with("upto on solana:") && offered[1].contains("scheme upto")
+                offered[1].starts_with("deferred on solana:")
+                    && offered[1].contains("scheme deferred")
+            );
+            assert!(
+                offered[2].starts_with("upto on solana:") && offered[2].contains("`extra`"),
+                "{offered:?}"
             );
         }
         other => panic!("{other:?}"),
@@ -1143,4 +1154,49 @@ async fn a_payment_given_back_by_our_verifier_is_presented_again_and_paid_once()
         "paid once"
     );
     assert_eq!(client.spent(), PRICE);
+}
+
+#[tokio::test]
+async fn our_client_pays_our_metered_route_what_the_answer_cost_within_a_cap_on_its_ceiling() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(METERED_MAX).await;
+    let url = h.url("/metered?charge=0.0125");
+
+    // The cap applies to the ceiling the buyer escrows, not to what it may be charged.
+    let below = client_with_ledger(
+        &h,
+        &payer,
+        SpendingPolicy {
+            max_per_request: Some(Limit::Units(METERED_MAX - 1)),
+            ..Default::default()
+        },
+    );
+    match below.get(&url).await {
+        Err(ClientError::Policy(refusal)) => assert_eq!(
+            (refusal.rule, refusal.amount),
+            (PolicyRule::MaxPerRequest, METERED_MAX)
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.ledger.submits.load(Ordering::SeqCst), 0, "nothing signed");
+
+    let client = client_with_ledger(
+        &h,
+        &payer,
+        SpendingPolicy {
+            max_per_request: Some(Limit::Units(METERED_MAX)),
+            ..Default::default()
+        },
+    );
+    let paid = client.get(&url).await.unwrap();
+    assert_eq!(paid.response.status(), 200);
+    let settlement = paid.settlement.expect("a settlement");
+    assert_eq!(settlement.scheme, "upto");
+    assert_eq!(
+        (settlement.amount, settlement.maximum),
+        (12_500, Some(METERED_MAX))
+    );
+    assert_eq!(h.token_balance(&payer.pubkey()).await, METERED_MAX - 12_500);
+    assert_eq!(h.token_balance(&h.market.merchant).await, 12_500);
+    assert_eq!(h.api.hits(), 1);
 }

@@ -2,6 +2,7 @@
 //! SBF, paid with `pay` transactions, read by the verifier's RPC ledger and by `x402`.
 
 mod chain;
+mod channels;
 mod interop;
 mod paywall;
 mod vendored;

@@ -14,7 +14,7 @@ use solana_keypair::Keypair;
 use solana_signer::Signer;
 use x402_protocol::scheme::exact::COMPUTE_UNIT_PRICE;
 use x402_protocol::scheme::upto::{
-    build_upto, Opening, UptoOffer, UptoPayload, Window, OPEN_COMPUTE_UNIT_LIMIT,
+    build_upto, random_salt, Opening, UptoOffer, UptoPayload, Window, OPEN_COMPUTE_UNIT_LIMIT,
 };
 use x402_protocol::wire::{decode_header, encode_header, v2, Offer};
 use x402_protocol::{Ledger, Reference};
@@ -60,7 +60,7 @@ async fn pay(h: &Harness, url: &str, payer: &Keypair) -> Paying {
     let now = x402_protocol::unix_now();
     let opening = Opening {
         payer: payer.pubkey(),
-        salt: rand_salt(),
+        salt: random_salt(),
         open_slot: h.market.ledger.slot().await,
     };
     let window = Window {
@@ -96,10 +96,6 @@ async fn send(h: &Harness, url: &str, paying: &Paying) -> reqwest::Response {
         .send()
         .await
         .unwrap()
-}
-
-fn rand_salt() -> u64 {
-    u64::from_le_bytes(Pubkey::new_unique().to_bytes()[..8].try_into().unwrap())
 }
 
 fn settlement(response: &reqwest::Response) -> v2::SettlementResponse {
@@ -306,7 +302,7 @@ async fn a_channel_pays_for_one_request_and_an_open_that_breaks_the_terms_is_nev
         ),
     ] {
         let opening = Opening {
-            salt: rand_salt(),
+            salt: random_salt(),
             ..opening
         };
         let now = x402_protocol::unix_now();

@@ -1,6 +1,8 @@
 //! What the `upto` scheme sends to the payment-channels program: the buyer's `open` (and
-//! the payment that carries it, [`build_upto`]), and the fee payer's `settle_and_seal`
-//! with the seller's voucher, `distribute` and `reclaim`.
+//! the payment that carries it, [`build_upto`]), the fee payer's `settle_and_seal`
+//! with the seller's voucher, `distribute` and `reclaim`, and the buyer's way out when
+//! the seller never settles: `request_close`, then `seal` and `withdraw_payer` once the
+//! grace period has passed.
 //!
 //! `open` escrows the ceiling in a one-request channel
 //! whose payout goes wholly to the seller (`[{ payTo, 10000 bps }]`), with the seller's
@@ -38,8 +40,17 @@ const OPEN: u8 = 1;
 /// `settle_and_seal`'s instruction discriminator.
 const SETTLE_AND_SEAL: u8 = 4;
 
+/// `request_close`'s instruction discriminator.
+const REQUEST_CLOSE: u8 = 5;
+
+/// `seal`'s instruction discriminator.
+const SEAL: u8 = 6;
+
 /// `distribute`'s instruction discriminator.
 const DISTRIBUTE: u8 = 7;
+
+/// `withdraw_payer`'s instruction discriminator.
+const WITHDRAW_PAYER: u8 = 8;
 
 /// `reclaim`'s instruction discriminator.
 const RECLAIM: u8 = 9;
@@ -250,6 +261,60 @@ pub fn reclaim_instruction(channel: &Pubkey, rent_payer: &Pubkey) -> Instruction
     }
 }
 
+/// The buyer's `request_close` of its open `channel`: the grace period starts, during
+/// which the seller's fee payer may still settle it.
+pub fn request_close_instruction(channel: &Pubkey, payer: &Pubkey) -> Instruction {
+    Instruction {
+        program_id: PAYMENT_CHANNELS_PROGRAM,
+        accounts: vec![
+            AccountMeta::new_readonly(*payer, true),
+            AccountMeta::new(*channel, false),
+        ],
+        data: vec![REQUEST_CLOSE],
+    }
+}
+
+/// `seal` of a closing `channel` once its grace period has passed (anyone may send it):
+/// what was settled is locked, and the buyer may withdraw the rest.
+pub fn seal_instruction(channel: &Pubkey) -> Instruction {
+    Instruction {
+        program_id: PAYMENT_CHANNELS_PROGRAM,
+        accounts: vec![AccountMeta::new(*channel, false)],
+        data: vec![SEAL],
+    }
+}
+
+/// The buyer's `withdraw_payer` of a sealed `channel` in `mint` (of `token_program`):
+/// the deposit less what was settled, back to the buyer's token account.
+pub fn withdraw_payer_instruction(
+    channel: &Pubkey,
+    payer: &Pubkey,
+    mint: &Pubkey,
+    token_program: &Pubkey,
+) -> Instruction {
+    let ata =
+        |owner: &Pubkey| get_associated_token_address_with_program_id(owner, mint, token_program);
+    Instruction {
+        program_id: PAYMENT_CHANNELS_PROGRAM,
+        accounts: vec![
+            AccountMeta::new_readonly(*payer, true),
+            AccountMeta::new(*channel, false),
+            AccountMeta::new(ata(channel), false),
+            AccountMeta::new(ata(payer), false),
+            AccountMeta::new_readonly(*mint, false),
+            AccountMeta::new_readonly(*token_program, false),
+        ],
+        data: vec![WITHDRAW_PAYER],
+    }
+}
+
+/// A fresh random channel salt (the payload's `nonce`).
+pub fn random_salt() -> u64 {
+    let mut salt = [0u8; 8];
+    getrandom::getrandom(&mut salt).expect("the OS provides randomness");
+    u64::from_le_bytes(salt)
+}
+
 /// A voucher: `channel` settled at `cumulative_amount` until `expires_at`, signed by the
 /// receiver authorizer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -375,6 +440,48 @@ mod tests {
                 (associated_token::ID, false, false),
                 (event_authority(), false, false),
                 (PAYMENT_CHANNELS_PROGRAM, false, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_buyers_way_out_names_its_accounts_in_the_programs_order() {
+        let (channel, payer, mint) = (
+            Pubkey::new_unique(),
+            Pubkey::new_unique(),
+            Pubkey::new_unique(),
+        );
+        let roles = |ix: &Instruction| -> Vec<(Pubkey, bool, bool)> {
+            assert_eq!(ix.program_id, PAYMENT_CHANNELS_PROGRAM);
+            ix.accounts
+                .iter()
+                .map(|a| (a.pubkey, a.is_signer, a.is_writable))
+                .collect()
+        };
+        let close = request_close_instruction(&channel, &payer);
+        assert_eq!(close.data, vec![5]);
+        assert_eq!(
+            roles(&close),
+            vec![(payer, true, false), (channel, false, true)]
+        );
+        let seal = seal_instruction(&channel);
+        assert_eq!(seal.data, vec![6]);
+        assert_eq!(roles(&seal), vec![(channel, false, true)]);
+        let token_program = anchor_spl::token_2022::ID;
+        let withdraw = withdraw_payer_instruction(&channel, &payer, &mint, &token_program);
+        assert_eq!(withdraw.data, vec![8]);
+        let ata = |owner: &Pubkey| {
+            get_associated_token_address_with_program_id(owner, &mint, &token_program)
+        };
+        assert_eq!(
+            roles(&withdraw),
+            vec![
+                (payer, true, false),
+                (channel, false, true),
+                (ata(&channel), false, true),
+                (ata(&payer), false, true),
+                (mint, false, false),
+                (token_program, false, false),
             ]
         );
     }

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | [`types`] | the terms, the offer, its `extra`, the payload, and their wire conversion |
 //! | [`channel`] | the channel's address and the voucher a receiver authorizer signs |
-//! | [`build`] | the buyer's `open`; the fee payer's `settle_and_seal` with the seller's voucher, `distribute` and `reclaim` |
+//! | [`build`] | the buyer's `open`; the fee payer's `settle_and_seal` with the seller's voucher, `distribute` and `reclaim`; the buyer's `request_close`, `seal` and `withdraw_payer` |
 //! | [`validate`] | one check per rule, run before the fee payer co-signs the `open` |
 
 pub mod build;
@@ -22,8 +22,9 @@ use anchor_lang::pubkey;
 
 pub use build::{
     build_upto, distribute_instruction, fee_payer_transaction, open_instruction, opened_channel,
-    reclaim_instruction, settle_and_seal_instructions, token_account, Opening, Voucher, Window,
-    OPEN_COMPUTE_UNIT_LIMIT, TREASURY_OWNER,
+    random_salt, reclaim_instruction, request_close_instruction, seal_instruction,
+    settle_and_seal_instructions, token_account, withdraw_payer_instruction, Opening, Voucher,
+    Window, OPEN_COMPUTE_UNIT_LIMIT, TREASURY_OWNER,
 };
 pub use channel::{
     channel_address, deposited_by, funded_by, voucher_message, ChannelAccount, ChannelSeeds,
