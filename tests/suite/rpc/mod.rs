@@ -3,5 +3,6 @@
 
 mod chain;
 mod interop;
+mod paykit;
 mod paywall;
 mod vendored;

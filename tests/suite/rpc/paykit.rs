@@ -1,0 +1,207 @@
+//! Interoperability with the Solana Foundation's solana-pay-kit (PyPI, pinned in
+//! tests/interop/paykit-requirements.txt, its own virtual environment:
+//! `X402_TEST_PAYKIT_PYTHON`), in the `upto` scheme, on the test validator: its FastAPI
+//! gate (tests/interop/paykit_gate.py) and its `upto` buyer (paykit_buyer.py).
+//!
+//! What pay-kit needs of the chain (`Plan::mainnet_usdc`):
+//! - its currencies are a fixed list at their MAINNET mint addresses, even on
+//!   `solana_localnet` (which it announces with devnet's CAIP-2 id): the validator holds
+//!   USDC at `EPjFWdd5…` in genesis, with a mint authority the test keeps;
+//! - USDC is a classic SPL Token mint, so `distribute` (paying the seller and refunding
+//!   the buyer with one `Batch`) needs p-token at the SPL Token address, as every test
+//!   validator has it (`testkit::vendored`);
+//! - `distribute` names the treasury's token account for the mint (`TREASURY_OWNER`):
+//!   genesis holds it; pay-kit would otherwise create it at its fee payer's expense.
+//!
+//! What pay-kit does that a reader of these tests should know:
+//! - it has no client that pays `upto` by itself: paykit_buyer.py drives its builder
+//!   (`parse_upto_challenge`, `build_upto_payload`, `encode_upto_header`);
+//! - its channels are opened with a withdraw delay of 900 s, whatever the route;
+//! - its fee payer is the channel's rent payer and also its receiver authorizer (one key
+//!   signs the vouchers); on its first settlement it creates (and pays the rent of) its
+//!   own token account for the mint, as the channel's zero-share payee;
+//! - it never `reclaim`s: after `distribute` the channel is `Distributed` and keeps its
+//!   rent until someone calls `reclaim` (permissionless, once 1,500 slots have passed
+//!   since `open`); the escrow's token-account rent does come back at `distribute`;
+//! - a handler that reports nothing (or 0) is settled at 0 and answered 402 (its
+//!   "fail-closed" policy);
+//! - a failed settlement leaves the channel open: each test starts its own validator.
+//! - importing it warns of its "shipped demo signer" on standard error, whatever signer
+//!   is configured afterwards (a class default): harmless.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anchor_lang::prelude::Pubkey;
+use anchor_spl::associated_token::get_associated_token_address;
+use solana_keypair::Keypair;
+use solana_signer::Signer;
+use x402_protocol::scheme::upto::{ChannelAccount, ChannelStatus, TREASURY_OWNER};
+use x402_protocol::Ledger;
+
+use super::chain::{Chain, Plan, PRICE};
+use super::interop::{new_buyer, run_buyer, ScriptServer};
+
+/// The base units the pay-kit gate's handler reports for the stock-to-stock payment: less
+/// than the ceiling (`PRICE`), so that some of the deposit goes back.
+const METERED: u64 = 3_700;
+
+/// What the network charges per signature, the Ed25519 precompile's included.
+const LAMPORTS_PER_SIGNATURE: u64 = 5_000;
+
+/// The python of pay-kit's virtual environment.
+fn paykit_python() -> String {
+    std::env::var("X402_TEST_PAYKIT_PYTHON").expect(
+        "X402_TEST_PAYKIT_PYTHON names a python with tests/interop/paykit-requirements.txt \
+         (scripts/test makes it)",
+    )
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("interop")
+        .join(name)
+}
+
+/// pay-kit's FastAPI `upto` gate on the validator, in USDC, its operator (fee payer and
+/// receiver authorizer) funded with 1 SOL: `GET {url}?units=N` costs N base units, at
+/// most the ceiling.
+pub(super) struct PaykitGate {
+    _server: ScriptServer,
+    pub(super) url: String,
+    pub(super) fee_payer: Pubkey,
+}
+
+impl PaykitGate {
+    /// Starts the gate paying `pay_to`, with a ceiling of `max_amount` base units.
+    pub(super) async fn start(chain: &Chain, pay_to: &Pubkey, max_amount: u64) -> Self {
+        let fee_payer = Keypair::new();
+        chain.fund(&fee_payer.pubkey()).await;
+        let keypair = chain
+            .validator
+            .write_keypair("paykit-fee-payer", &fee_payer);
+        let mut command = Command::new(paykit_python());
+        command
+            .arg(script("paykit_gate.py"))
+            .env("X402_PORT", "0")
+            .env("X402_RPC_URL", &chain.validator.url)
+            .env("X402_FEE_PAYER_KEYPAIR", keypair)
+            .env("X402_PAY_TO", pay_to.to_string())
+            .env("X402_MAX_AMOUNT", max_amount.to_string());
+        let server = ScriptServer::spawn(&mut command, "paykit_gate.py");
+        PaykitGate {
+            url: format!("http://127.0.0.1:{}/metered", server.port),
+            _server: server,
+            fee_payer: fee_payer.pubkey(),
+        }
+    }
+}
+
+/// pay-kit's buyer pays `url` once, escrowing at most `max_amount` of the chain's mint
+/// (any `upto` seller: pay-kit's gate, our verifier): its one line of JSON (the status of
+/// the 402 and of the paid request, the body, the offer, the channel, the decoded
+/// `PAYMENT-RESPONSE`).
+pub(super) async fn paykit_buyer(
+    chain: &Chain,
+    url: &str,
+    keypair: &Path,
+    max_amount: u64,
+) -> serde_json::Value {
+    let mut command = Command::new(paykit_python());
+    command
+        .arg(script("paykit_buyer.py"))
+        .env("X402_URL", url)
+        .env("X402_KEYPAIR", keypair)
+        .env("X402_ASSET", chain.market.mint.to_string())
+        .env("X402_MAX_AMOUNT", max_amount.to_string());
+    run_buyer(command, "paykit_buyer.py").await
+}
+
+/// The channel `address` as the payment-channels program keeps it, with its lamports.
+async fn read_channel(chain: &Chain, address: &str) -> (ChannelAccount, u64) {
+    let address: Pubkey = address.parse().unwrap();
+    let account = chain
+        .ledger
+        .account(&address)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("the channel {address} exists"));
+    let channel = ChannelAccount::read(&account.data).expect("a channel account");
+    (channel, account.lamports)
+}
+
+// The two other worlds of the issue's interoperability, for their builders:
+// - pay-kit's buyer pays our verifier's `upto` route: `paykit_buyer(&chain, &url, ..)`
+//   against a verifier on `Plan::mainnet_usdc()` (pay-kit's buyer pays any mint, but its
+//   gate only USDC; one world serves both);
+// - our `x402` pays pay-kit's gate: `PaykitGate::start(&chain, &seller, PRICE)`, then
+//   `x402 fetch "{gate.url}?units=N"` (the gate announces devnet's CAIP-2 id).
+
+/// The control, stock to stock: if it fails, the world is wrong, not our product. pay-kit's
+/// buyer escrows the ceiling, pay-kit's gate serves and settles what the handler reported:
+/// the seller gets exactly that, the buyer the rest back, to the base unit.
+#[tokio::test]
+async fn paykit_buyer_pays_the_paykit_gate_the_metered_amount_on_the_validator() {
+    let chain = Plan::mainnet_usdc().start().await;
+    let seller = chain.market.merchant;
+    let gate = PaykitGate::start(&chain, &seller, PRICE).await;
+    let (buyer, keypair) = new_buyer(&chain, "paykit-buyer").await;
+    let fee_payer_before = chain.lamports(&gate.fee_payer).await;
+
+    let url = format!("{}?units={METERED}", gate.url);
+    let out = paykit_buyer(&chain, &url, &keypair, PRICE).await;
+
+    assert_eq!(out["challengeStatus"], 402, "{out}");
+    assert_eq!(out["offer"]["scheme"], "upto", "{out}");
+    assert_eq!(out["offer"]["asset"], chain.market.mint.to_string());
+    assert_eq!(out["offer"]["amount"], PRICE.to_string());
+    assert_eq!(out["status"], 200, "{out}");
+    assert_eq!(out["body"], format!(r#"{{"units":{METERED}}}"#));
+    let settlement = &out["paymentResponse"];
+    assert_eq!(settlement["success"], true, "{out}");
+    assert_eq!(settlement["amount"], METERED.to_string(), "{out}");
+    assert_eq!(settlement["payer"], buyer.pubkey().to_string());
+
+    // The tokens: the metered amount to the seller, the rest back to the buyer, nothing
+    // left in escrow nor swept to the treasury. The buyer needed no SOL.
+    assert_eq!(chain.token_balance(&seller).await, METERED);
+    assert_eq!(chain.token_balance(&buyer.pubkey()).await, PRICE - METERED);
+    assert_eq!(chain.token_balance(&TREASURY_OWNER).await, 0);
+    assert_eq!(chain.lamports(&buyer.pubkey()).await, 0);
+
+    // The channel: sealed at the metered amount, distributed, and still holding its rent:
+    // pay-kit never reclaims it.
+    let channel_address = out["channel"].as_str().unwrap();
+    let (channel, channel_rent) = read_channel(&chain, channel_address).await;
+    assert_eq!(channel.status, ChannelStatus::Distributed);
+    assert_eq!(
+        (channel.deposit, channel.settled),
+        (PRICE, METERED),
+        "{channel:?}"
+    );
+    assert_eq!(channel.payer, buyer.pubkey());
+    assert_eq!(channel.rent_payer, gate.fee_payer);
+    assert_eq!(channel.authorized_signer, gate.fee_payer);
+    assert_eq!(channel.grace_period, 900);
+    let escrow = get_associated_token_address(&channel.address(), &chain.market.mint);
+    assert_eq!(
+        chain.lamports(&escrow).await,
+        0,
+        "distribute closed the escrow"
+    );
+
+    // The fee payer's SOL, to the lamport: the fees of `open` (its signature and the
+    // buyer's) and of the settlement (its signature and the voucher's precompile), the
+    // rent still in the channel, and the rent of the token account pay-kit made for it.
+    let own_account = get_associated_token_address(&gate.fee_payer, &chain.market.mint);
+    let own_account_rent = chain.lamports(&own_account).await;
+    assert_eq!(
+        own_account_rent, 2_039_280,
+        "pay-kit's fee payer's own USDC account"
+    );
+    assert_eq!(
+        fee_payer_before - chain.lamports(&gate.fee_payer).await,
+        4 * LAMPORTS_PER_SIGNATURE + channel_rent + own_account_rent,
+        "the fee payer's spending"
+    );
+}
