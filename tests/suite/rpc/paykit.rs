@@ -1,7 +1,8 @@
 //! Interoperability with the Solana Foundation's solana-pay-kit (PyPI, pinned in
 //! tests/interop/paykit-requirements.txt, its own virtual environment:
-//! `X402_TEST_PAYKIT_PYTHON`), in the `upto` scheme, on the test validator: its FastAPI
-//! gate (tests/interop/paykit_gate.py) and its `upto` buyer (paykit_buyer.py).
+//! `X402_TEST_PAYKIT_PYTHON`), in the `upto` scheme: its FastAPI gate
+//! (tests/interop/paykit_gate.py) and its `upto` buyer (paykit_buyer.py), on the test
+//! validator; and its buyer's payment for our offer against our validation, without one.
 //!
 //! What pay-kit needs of the chain (`Plan::mainnet_usdc`):
 //! - its currencies are a fixed list at their MAINNET mint addresses, even on
@@ -16,6 +17,11 @@
 //! What pay-kit does that a reader of these tests should know:
 //! - it has no client that pays `upto` by itself: paykit_buyer.py drives its builder
 //!   (`parse_upto_challenge`, `build_upto_payload`, `encode_upto_header`);
+//! - its buyer requires `extra.recentBlockhash` and `extra.recentSlot` in the offer
+//!   (optional in the specification) and never asks a ledger; it adds a Memo after `open`
+//!   only when the offer names `extra.memo` (the specification's clients always add one);
+//! - it writes slots as decimal strings (`recentSlot`, `openSlot`; numbers in the
+//!   specification), and the channel's `nonce` and the amounts as strings as specified;
 //! - its channels are opened with a withdraw delay of 900 s, whatever the route;
 //! - its fee payer is the channel's rent payer and also its receiver authorizer (one key
 //!   signs the vouchers); on its first settlement it creates (and pays the rent of) its
@@ -29,7 +35,7 @@
 //!   machine loaded by other validators that can happen (seen once here, with a second
 //!   validator running); the gate's traceback is in the test's output;
 //! - a failed settlement leaves the channel open (the deposit locked for 900 s): each case
-//!   has its own buyer, seller and fee payer, so it changes no other case's balances.
+//!   has its own buyer, seller and fee payer, so it changes no other case's balances;
 //! - importing it warns of its "shipped demo signer" on standard error, whatever signer
 //!   is configured afterwards (a class default): harmless.
 
@@ -40,11 +46,18 @@ use anchor_lang::prelude::Pubkey;
 use anchor_spl::associated_token::get_associated_token_address;
 use solana_keypair::Keypair;
 use solana_signer::Signer;
-use x402_protocol::scheme::upto::{ChannelAccount, ChannelStatus, TREASURY_OWNER};
-use x402_protocol::Ledger;
+use solana_transaction::versioned::VersionedTransaction;
+use x402_protocol::scheme::decode_transaction;
+use x402_protocol::scheme::upto::{
+    read_payload, validate_open, ChannelAccount, ChannelStatus, UptoOffer, UptoPayload, UptoTerms,
+    TREASURY_OWNER,
+};
+use x402_protocol::wire::{decode_header, v2};
+use x402_protocol::{Ledger, SponsorPolicy, SponsoredDefect};
 
 use super::chain::{Chain, Plan, PRICE};
 use super::interop::{new_buyer, run_buyer, ScriptServer};
+use crate::client::seller::{Seller, DEVNET, MAINNET_USDC};
 
 /// The base units the pay-kit gate's handler reports for the stock-to-stock payment: less
 /// than the ceiling (`PRICE`), so that some of the deposit goes back.
@@ -101,14 +114,14 @@ impl PaykitGate {
     }
 }
 
-/// pay-kit's buyer pays `url` once, escrowing at most `max_amount` of the chain's mint
-/// (any `upto` seller: pay-kit's gate, our verifier): its one line of JSON (the status of
-/// the 402 and of the paid request, the body, the offer, the channel, the decoded
+/// pay-kit's buyer pays `url` once, escrowing at most `max_amount` of `asset` (any `upto`
+/// seller: pay-kit's gate, our verifier): its one line of JSON (the status of the 402 and
+/// of the paid request, the body, the offer, the channel, the decoded
 /// `PAYMENT-RESPONSE`).
 pub(super) async fn paykit_buyer(
-    chain: &Chain,
     url: &str,
     keypair: &Path,
+    asset: &Pubkey,
     max_amount: u64,
 ) -> serde_json::Value {
     let mut command = Command::new(paykit_python());
@@ -116,7 +129,7 @@ pub(super) async fn paykit_buyer(
         .arg(script("paykit_buyer.py"))
         .env("X402_URL", url)
         .env("X402_KEYPAIR", keypair)
-        .env("X402_ASSET", chain.market.mint.to_string())
+        .env("X402_ASSET", asset.to_string())
         .env("X402_MAX_AMOUNT", max_amount.to_string());
     run_buyer(command, "paykit_buyer.py").await
 }
@@ -172,7 +185,7 @@ async fn upto_with_solana_pay_kit_on_the_validator() {
     let chain = Plan::mainnet_usdc().start().await;
     paykit_buyer_pays_the_paykit_gate(&chain).await;
     // The cases of our side join here, on this chain:
-    // - pay-kit's buyer pays our verifier's `upto` route: `paykit_buyer(&chain, &url, ..)`
+    // - pay-kit's buyer pays our verifier's `upto` route: `paykit_buyer(&url, ..)`
     //   (pay-kit's buyer pays in any mint, its gate only in USDC; this chain serves both);
     // - our `x402` pays pay-kit's gate: `PaykitGate::start(&chain, &seller, PRICE)`, then
     //   `x402 fetch "{gate.url}?units=N"` (the gate announces devnet's CAIP-2 id).
@@ -188,7 +201,7 @@ async fn paykit_buyer_pays_the_paykit_gate(chain: &Chain) {
     let fee_payer_before = chain.lamports(&gate.fee_payer).await;
 
     let url = format!("{}?units={METERED}", gate.url);
-    let out = paykit_buyer(chain, &url, &keypair, PRICE).await;
+    let out = paykit_buyer(&url, &keypair, &chain.market.mint, PRICE).await;
 
     assert_eq!(out["challengeStatus"], 402, "{out}");
     assert_eq!(out["offer"]["scheme"], "upto", "{out}");
@@ -238,4 +251,93 @@ async fn paykit_buyer_pays_the_paykit_gate(chain: &Chain) {
         4 * LAMPORTS_PER_SIGNATURE + channel_rent + own_account_rent,
         "the fee payer's spending"
     );
+}
+
+/// An `upto` offer of ours for `PRICE` of mainnet USDC, as a seller sponsoring its own
+/// payments makes it, with the blockhash and slot pay-kit's buyer requires (the
+/// specification has both optional).
+fn our_offer(fee_payer: &Pubkey, memo: Option<&str>) -> UptoOffer {
+    UptoOffer {
+        network: DEVNET.into(),
+        terms: UptoTerms {
+            mint: MAINNET_USDC.parse().unwrap(),
+            token_program: anchor_spl::token::ID,
+            pay_to: Pubkey::new_unique(),
+            max_amount: PRICE,
+            fee_payer: *fee_payer,
+            receiver_authorizer: *fee_payer,
+            withdraw_delay: 900,
+            memo: memo.map(str::to_string),
+        },
+        recent_blockhash: Some(solana_hash::Hash::new_unique()),
+        last_valid_block_height: None,
+        recent_slot: Some(341_000_000),
+        valid_after: None,
+        resource: v2::ResourceInfo {
+            url: "http://seller.example/paid".into(),
+            description: None,
+            mime_type: None,
+        },
+        max_timeout_seconds: 300,
+    }
+}
+
+/// pay-kit's buyer pays our offer to a seller of the test's making (no validator: with the
+/// offer's blockhash and slot, its builder asks no ledger anything): what it presents
+/// reads with our `read_payload` (its `openSlot` a decimal string), and its `open` passes
+/// our `validate_open`, all the fee payer checks before co-signing, when the offer names
+/// a memo. Without one, pay-kit sends a bare `open`, which the specification's client
+/// rule forbids ("Clients MUST include a Memo instruction": it keeps concurrent identical
+/// opens apart) and our validation refuses: a verifier that pay-kit's buyer is to pay
+/// names a memo in every `upto` offer.
+#[tokio::test]
+async fn paykit_buyer_opens_a_channel_our_validation_accepts_when_the_offer_names_a_memo() {
+    let fee_payer = Pubkey::new_unique();
+    let policy = SponsorPolicy {
+        fee_payer,
+        max_compute_unit_price: 1_000,
+        max_compute_unit_limit: 200_000,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let keypair = dir.path().join("paykit-buyer.json");
+    let buyer = Keypair::new();
+    x402_protocol::keypair::write_keypair_file(&buyer, &keypair).unwrap();
+
+    for memo in [Some("order 42"), None] {
+        let offer = our_offer(&fee_payer, memo);
+        let ours = offer.to_offer().to_v2();
+        let seller = Seller::start(vec![serde_json::to_value(&ours).unwrap()], "", vec![]).await;
+        let out = paykit_buyer(&seller.url, &keypair, &offer.terms.mint, PRICE).await;
+        assert_eq!(
+            (out["challengeStatus"].clone(), out["status"].clone()),
+            (402.into(), 200.into()),
+            "{out}"
+        );
+
+        let presented = seller.presented();
+        let payment: v2::PaymentPayload = decode_header(&presented[0].payment).unwrap();
+        assert_eq!(payment.accepted, ours, "pay-kit echoes our offer");
+        assert_eq!(payment.payload["openSlot"], "341000000", "a decimal string");
+        let payload: UptoPayload = serde_json::from_value(payment.payload).unwrap();
+        let claimed = read_payload(&payload, &offer.terms, 300, x402_verifier::unix_now())
+            .expect("pay-kit's payload states what our offer asked");
+        assert_eq!(claimed.opening.payer, buyer.pubkey());
+        assert_eq!(claimed.opening.open_slot, 341_000_000);
+        let open: VersionedTransaction = decode_transaction(&payload.open_transaction).unwrap();
+        let verdict = validate_open(
+            &open,
+            &offer.terms,
+            &claimed.opening,
+            &claimed.channel,
+            &policy,
+        );
+        match memo {
+            Some(_) => assert_eq!(verdict, Ok(()), "pay-kit's open, with our memo"),
+            None => assert_eq!(
+                verdict,
+                Err(SponsoredDefect::UnexpectedInstruction),
+                "pay-kit's bare open"
+            ),
+        }
+    }
 }
