@@ -1,6 +1,8 @@
 """paykit_gate.py -- a STOCK x402 `upto` seller: the Solana Foundation's solana-pay-kit
-(PyPI, paykit-requirements.txt, unmodified) gating a FastAPI route, spawned by the Rust
-interop tests (tests/suite/rpc/paykit.rs).
+(PyPI, paykit-requirements.txt) gating a FastAPI route, spawned by the Rust interop tests
+(tests/suite/rpc/paykit.rs). One setting changed: pay-kit waits 10 s for a transaction's
+confirmation, then answers 500; on a test machine shared with other validators and
+builds that is too short at times, so it waits 60 s here (same polls, more of them).
 
 GET /metered?units=N is gated with pay-kit's RequireUsage: the buyer escrows the ceiling
 (X402_MAX_AMOUNT) in a payment channel; the handler reports N base units to pay-kit's
@@ -32,11 +34,15 @@ import solana_pay_kit
 import uvicorn
 from fastapi import Depends, FastAPI
 from solana_pay_kit import Gate, Operator, Signer, Stablecoin
+from solana_pay_kit._paycore.rpc import SolanaRpc
 from solana_pay_kit.fastapi import Charge, RequireUsage, install
 
 from common import env
 
 DECIMALS = 6
+
+# Polls of getSignatureStatuses and the pause between them (pay-kit's: 40, 0.25 s).
+SolanaRpc.await_confirmation.__defaults__ = (240, 0.25)
 
 
 def app():
