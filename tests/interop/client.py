@@ -18,10 +18,8 @@ Stdout, one line:
 Exit 0 whenever an HTTP answer came back (any status); non-zero + stderr message otherwise.
 """
 
-import base64
 import json
 import os
-import sys
 
 import requests
 from solders.keypair import Keypair
@@ -30,16 +28,7 @@ from x402.http.clients import wrapRequestsWithPayment
 from x402.mechanisms.svm import KeypairSigner
 from x402.mechanisms.svm.exact import register_exact_svm_client
 
-
-def env(name):
-    v = os.environ.get(name)
-    if not v:
-        raise RuntimeError(f"missing env {name}")
-    return v
-
-
-def b64json(value):
-    return json.loads(base64.b64decode(value + "=" * (-len(value) % 4)).decode("utf-8"))
+from common import b64json, env, run_buyer
 
 
 def main():
@@ -99,15 +88,8 @@ def main():
                 out["replayError"] = b64json(pr).get("error")
             except Exception:  # noqa: BLE001
                 pass
-    sys.stdout.write(json.dumps(out) + "\n")
+    return out
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # noqa: BLE001
-        import traceback
-
-        traceback.print_exc()
-        sys.stderr.write(f"client.py: {e}\n")
-        sys.exit(1)
+    run_buyer(main)

@@ -4,11 +4,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anchor_lang::prelude::Pubkey;
+use anchor_spl::associated_token::get_associated_token_address;
 use anchor_spl::token::spl_token;
 use futures_util::future::join_all;
 use solana_keypair::Keypair;
 use solana_signer::Signer;
 use x402_protocol::rpc::{RpcLedger, RpcOptions};
+use x402_protocol::scheme::upto::TREASURY_OWNER;
 use x402_protocol::{ChallengeKey, Ledger, LedgerAccount, Network, Reference, Requirement, Terms};
 use x402_verifier::{
     app, unix_now, Gate, GrantStore, PaidRoute, PaymentSettings, RequestLimits, RouteService,
@@ -16,6 +18,8 @@ use x402_verifier::{
 
 use x402_testkit::process::Launch;
 use x402_testkit::{serve, Fault, RpcProxy, Validator, VerifierProcess};
+
+use crate::client::seller::MAINNET_USDC;
 
 pub(super) const PRICE: u64 = 10_000;
 
@@ -102,15 +106,18 @@ pub(super) struct Chain {
     /// Straight to the validator, for set-up and payments (the verifier's goes through
     /// a proxy).
     pub(super) ledger: RpcLedger,
-    /// The validator's funded keypair: mint authority and set-up fee payer.
+    /// The validator's funded keypair: set-up fee payer.
     authority: Keypair,
+    mint_authority: Keypair,
     pub(super) payer: Keypair,
 }
 
-/// Where a chain is planned: the mint's keypair (its address is in every reference) and
-/// the accounts its genesis holds.
+/// Where a chain is planned: the mint (its address is in every reference), its
+/// authority, and the accounts its genesis holds.
 pub(super) struct Plan {
-    mint: Keypair,
+    /// The mint's keypair when the chain creates the mint; `None` when genesis holds it.
+    mint: Option<Keypair>,
+    mint_authority: Keypair,
     market: Market,
     genesis: Vec<(Pubkey, LedgerAccount)>,
 }
@@ -123,8 +130,34 @@ impl Plan {
                 mint: mint.pubkey(),
                 merchant: Keypair::new().pubkey(),
             },
-            mint,
+            mint: Some(mint),
+            mint_authority: Keypair::new(),
             genesis: Vec::new(),
+        }
+    }
+
+    /// A chain whose mint is USDC at its mainnet address, in genesis (with 6 decimals, as
+    /// on mainnet, and our mint authority), and with the payment-channels treasury's token
+    /// account for it, which every `distribute` names: the world of a stock seller whose
+    /// currencies are mainnet's, whatever the cluster (solana-pay-kit's).
+    pub(super) fn mainnet_usdc() -> Self {
+        let mint: Pubkey = MAINNET_USDC.parse().unwrap();
+        let mint_authority = Keypair::new();
+        let treasury = TREASURY_OWNER;
+        Plan {
+            market: Market {
+                mint,
+                merchant: Keypair::new().pubkey(),
+            },
+            mint: None,
+            genesis: vec![
+                (mint, genesis_mint(&mint_authority.pubkey(), 6)),
+                (
+                    get_associated_token_address(&treasury, &mint),
+                    genesis_token_account(&mint, &treasury),
+                ),
+            ],
+            mint_authority,
         }
     }
 
@@ -138,10 +171,13 @@ impl Plan {
             market: self.market,
             ledger,
             authority,
+            mint_authority: self.mint_authority,
             payer: Keypair::new(),
             validator,
         };
-        chain.create_mint(&self.mint).await;
+        if let Some(mint) = &self.mint {
+            chain.create_mint(mint).await;
+        }
         let payer = chain.payer.pubkey();
         chain.fund(&payer).await;
         chain
@@ -150,6 +186,44 @@ impl Plan {
         chain.token_account(&payer, &self.market.mint).await;
         chain.mint_to(&self.market.mint, &payer, 100 * PRICE).await;
         chain
+    }
+}
+
+/// An initialized SPL Token mint of `decimals` whose mint authority is `authority`, as
+/// genesis holds it (rent-exempt, no supply).
+fn genesis_mint(authority: &Pubkey, decimals: u8) -> LedgerAccount {
+    use anchor_lang::solana_program::program_option::COption;
+    use anchor_lang::solana_program::program_pack::Pack;
+    let mut data = vec![0; spl_token::state::Mint::LEN];
+    let mint = spl_token::state::Mint {
+        mint_authority: COption::Some(*authority),
+        decimals,
+        is_initialized: true,
+        ..Default::default()
+    };
+    spl_token::state::Mint::pack(mint, &mut data).unwrap();
+    LedgerAccount {
+        owner: spl_token::ID,
+        lamports: 1_461_600, // rent exemption of an 82-byte mint
+        data,
+    }
+}
+
+/// An empty SPL Token account of `mint` owned by `owner`, as genesis holds it.
+fn genesis_token_account(mint: &Pubkey, owner: &Pubkey) -> LedgerAccount {
+    use anchor_lang::solana_program::program_pack::Pack;
+    let mut data = vec![0; spl_token::state::Account::LEN];
+    let account = spl_token::state::Account {
+        mint: *mint,
+        owner: *owner,
+        state: spl_token::state::AccountState::Initialized,
+        ..Default::default()
+    };
+    spl_token::state::Account::pack(account, &mut data).unwrap();
+    LedgerAccount {
+        owner: spl_token::ID,
+        lamports: 2_039_280, // rent exemption of a 165-byte token account
+        data,
     }
 }
 
@@ -180,7 +254,7 @@ impl Chain {
             spl_token::instruction::initialize_mint2(
                 &spl_token::ID,
                 &mint.pubkey(),
-                &authority,
+                &self.mint_authority.pubkey(),
                 None,
                 6,
             )
@@ -212,12 +286,17 @@ impl Chain {
             &spl_token::ID,
             mint,
             &account,
-            &self.authority.pubkey(),
+            &self.mint_authority.pubkey(),
             &[],
             amount,
         )
         .unwrap();
-        send(&self.ledger, vec![ix], vec![&self.authority]).await;
+        send(
+            &self.ledger,
+            vec![ix],
+            vec![&self.authority, &self.mint_authority],
+        )
+        .await;
     }
 
     pub(super) async fn token_balance(&self, owner: &Pubkey) -> u64 {

@@ -62,10 +62,16 @@ async fn stock_buyer_with(
         .env("X402_ASSET", chain.market.mint.to_string())
         .env("X402_MAX_AMOUNT", PRICE.to_string())
         .env("X402_REPLAY", "1");
+    run_buyer(command, script).await
+}
+
+/// Runs a buyer script's `command` off the runtime (the servers under test run on it):
+/// the JSON of its last line, once it succeeded.
+pub(super) async fn run_buyer(mut command: Command, script: &str) -> serde_json::Value {
     let output = tokio::task::spawn_blocking(move || command.output())
         .await
         .unwrap()
-        .unwrap_or_else(|e| panic!("{program} {script}: {e}"));
+        .unwrap_or_else(|e| panic!("{script}: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{script}: {stdout}\n{stderr}");
@@ -155,10 +161,48 @@ async fn stock_buyers_pay_our_verifier_in_exact_once() {
         .all(|g| g.scheme == "exact" && g.receipt.is_none()));
 }
 
-/// The stock seller: @x402/express with the stock facilitator in process. Stops with
-/// its standard input.
-struct StockSeller {
+/// A server script that prints `LISTENING <port>` once it listens on 127.0.0.1 and stops
+/// with its standard input; killed when dropped.
+pub(super) struct ScriptServer {
     process: std::process::Child,
+    pub(super) port: u16,
+}
+
+impl ScriptServer {
+    /// Spawns `command` (its standard error shown with the test's) and waits until it
+    /// listens.
+    pub(super) fn spawn(command: &mut Command, script: &str) -> Self {
+        let mut process = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{script}: {e}"));
+        let stdout = std::io::BufReader::new(process.stdout.take().unwrap());
+        let port = stdout
+            .lines()
+            .find_map(|line| {
+                line.ok()?
+                    .strip_prefix("LISTENING ")?
+                    .trim()
+                    .parse::<u16>()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("{script} starts"));
+        ScriptServer { process, port }
+    }
+}
+
+impl Drop for ScriptServer {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// The stock seller: @x402/express with the stock facilitator in process.
+struct StockSeller {
+    _server: ScriptServer,
     url: String,
 }
 
@@ -185,40 +229,18 @@ impl StockSeller {
                 command.env("X402_FEE_PAYER_KEYPAIR", file)
             }
         };
-        let mut process = command
+        command
             .arg(interop_dir().join("server.mjs"))
             .env("X402_PORT", "0")
             .env("X402_RPC_URL", &chain.validator.url)
             .env("X402_PAY_TO", pay_to.to_string())
             .env("X402_ASSET", chain.market.mint.to_string())
-            .env("X402_AMOUNT", PRICE.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node runs server.mjs");
-        let stdout = std::io::BufReader::new(process.stdout.take().unwrap());
-        let port = stdout
-            .lines()
-            .find_map(|line| {
-                line.ok()?
-                    .strip_prefix("LISTENING ")?
-                    .trim()
-                    .parse::<u16>()
-                    .ok()
-            })
-            .expect("the stock seller starts");
+            .env("X402_AMOUNT", PRICE.to_string());
+        let server = ScriptServer::spawn(&mut command, "server.mjs");
         StockSeller {
-            process,
-            url: format!("http://127.0.0.1:{port}/paid"),
+            url: format!("http://127.0.0.1:{}/paid", server.port),
+            _server: server,
         }
-    }
-}
-
-impl Drop for StockSeller {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
     }
 }
 

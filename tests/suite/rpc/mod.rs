@@ -4,5 +4,6 @@
 mod chain;
 mod channels;
 mod interop;
+mod paykit;
 mod paywall;
 mod vendored;

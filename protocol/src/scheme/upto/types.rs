@@ -56,7 +56,11 @@ pub struct UptoExtra {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_valid_block_height: Option<String>,
     /// A slot the client may use as the channel's `openSlot`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "slot::optional",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub recent_slot: Option<u64>,
     /// Unix seconds; now by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -77,6 +81,7 @@ pub struct UptoPayload {
     pub valid_after: i64,
     /// The channel's salt, a decimal `u64`.
     pub nonce: String,
+    #[serde(deserialize_with = "slot::required")]
     pub open_slot: u64,
     /// The channel's address.
     pub channel_id: String,
@@ -95,6 +100,39 @@ pub struct UptoPayload {
         skip_serializing_if = "Option::is_none"
     )]
     pub voucher_signature: Option<Option<String>>,
+}
+
+/// A slot: a number on the wire, as the specification writes it, and read from a decimal
+/// string too, as solana-pay-kit (0.10.0) writes `recentSlot` and `openSlot`.
+mod slot {
+    use serde::{de::Error, Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Slot {
+        Number(u64),
+        Decimal(String),
+    }
+
+    impl Slot {
+        fn value<E: Error>(self) -> Result<u64, E> {
+            match self {
+                Slot::Number(slot) => Ok(slot),
+                Slot::Decimal(text) if text.bytes().all(|b| b.is_ascii_digit()) => {
+                    text.parse().map_err(E::custom)
+                }
+                Slot::Decimal(text) => Err(E::custom(format!("not a slot: {text:?}"))),
+            }
+        }
+    }
+
+    pub(super) fn required<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        Slot::deserialize(d)?.value()
+    }
+
+    pub(super) fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Option::<Slot>::deserialize(d)?.map(Slot::value).transpose()
+    }
 }
 
 /// A field that is present, even as `null`.
@@ -311,8 +349,35 @@ mod tests {
         assert_eq!(read.voucher_signature, Some(None), "present, though null");
         assert_eq!(json["openSlot"], 341_000_000);
         assert_eq!(
-            serde_json::from_value::<UptoPayload>(json).unwrap(),
+            serde_json::from_value::<UptoPayload>(json.clone()).unwrap(),
             payload
+        );
+
+        // solana-pay-kit writes the slot as a decimal string.
+        let mut decimal = json;
+        decimal["openSlot"] = "341000000".into();
+        assert_eq!(
+            serde_json::from_value::<UptoPayload>(decimal.clone()).unwrap(),
+            payload
+        );
+        for not_a_slot in ["", "+341000000", "341000000.0", "18446744073709551616"] {
+            decimal["openSlot"] = not_a_slot.into();
+            assert!(serde_json::from_value::<UptoPayload>(decimal.clone()).is_err());
+        }
+    }
+
+    #[test]
+    fn an_offer_with_its_slot_as_a_decimal_string_reads_as_solana_pay_kit_writes_it() {
+        let mut offer = example();
+        offer.extra["recentSlot"] = "341000000".into();
+        let read = UptoOffer::from_offer(&offer).unwrap();
+        assert_eq!(read.recent_slot, Some(341_000_000));
+        // Written as the specification has it: a number.
+        assert_eq!(read.to_offer().extra["recentSlot"], 341_000_000);
+        offer.extra["recentSlot"] = "soon".into();
+        assert_eq!(
+            UptoOffer::from_offer(&offer),
+            Err(SchemeError::Malformed("extra"))
         );
     }
 }
