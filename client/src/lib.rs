@@ -16,7 +16,6 @@ mod budget;
 mod challenge;
 pub mod channels;
 pub mod client;
-mod clock;
 mod error;
 pub mod offer;
 mod payment;
@@ -27,7 +26,6 @@ mod settlement;
 
 pub use challenge::Challenge;
 pub use client::{X402Client, X402ClientBuilder, X_PAYMENT_PROOF};
-pub use clock::ChainClock;
 pub use error::ClientError;
 pub use offer::{Offer, Terms, Unreadable};
 pub use payment::Payment;
@@ -35,3 +33,4 @@ pub use policy::{
     same_network, Limit, PolicyRefusal, PolicyRule, SpendingPolicy, DEFAULT_MAX_PER_REQUEST,
 };
 pub use settlement::{Paid, Settlement};
+pub use x402_protocol::ChainClock;

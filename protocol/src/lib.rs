@@ -34,7 +34,7 @@ pub fn unix_now() -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default()
 }
-pub use ledger::{AccountFilter, Landed, Ledger, LedgerAccount, LedgerError};
+pub use ledger::{AccountFilter, ChainClock, Landed, Ledger, LedgerAccount, LedgerError};
 pub use mint::{read_mint, MintInfo};
 pub use network::{Cluster, Network};
 pub use proof::{check_proof, sign_proof, ProofTarget};

@@ -3,6 +3,7 @@
 //! metrics), the grant store, the sponsorship guards, the counters, and the blockhash
 //! sponsored challenges carry. A scheme sees this, never the gate above it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -57,6 +58,9 @@ pub struct Context {
     store: GrantStore,
     /// Kept fresh by [`crate::tasks`], so that issuing a challenge makes no ledger call.
     blockhash: RwLock<Option<Hash>>,
+    /// A recent slot, for `upto` buyers to open their channel at (0: none yet); kept
+    /// fresh with the blockhash.
+    recent_slot: AtomicU64,
     metrics: Metrics,
     sponsorship: Sponsorship,
 }
@@ -73,6 +77,7 @@ impl Context {
             ledger,
             store,
             blockhash: RwLock::new(None),
+            recent_slot: AtomicU64::new(0),
             metrics: Metrics::default(),
         }
     }
@@ -106,6 +111,15 @@ impl Context {
 
     pub(crate) fn set_blockhash(&self, blockhash: Option<Hash>) {
         *self.blockhash.write().expect("not poisoned") = blockhash;
+    }
+
+    /// A recent slot of the ledger, when one was read.
+    pub fn recent_slot(&self) -> Option<u64> {
+        Some(self.recent_slot.load(Ordering::Relaxed)).filter(|&slot| slot > 0)
+    }
+
+    pub(crate) fn set_recent_slot(&self, slot: Option<u64>) {
+        self.recent_slot.store(slot.unwrap_or(0), Ordering::Relaxed);
     }
 
     /// The fee payer's key, if this gate sponsors payments.

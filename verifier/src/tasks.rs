@@ -9,7 +9,7 @@ use std::time::Duration;
 use x402_protocol::janitor::{close_expired, CloseReport};
 use x402_protocol::scheme::receipt::funded_by;
 use x402_protocol::scheme::upto::{self, PAYMENT_CHANNELS_PROGRAM};
-use x402_protocol::LedgerError;
+use x402_protocol::{ChainClock, LedgerError};
 
 use crate::context::Context;
 use crate::gate::Gate;
@@ -104,6 +104,17 @@ async fn refresh_blockhash(gate: Gate) {
         .await;
     // A stale blockhash is worse than none: clients would sign a dead transaction.
     gate.set_blockhash(fresh.ok());
+    if gate.settings().schemes.contains(&Scheme::Upto) {
+        // `upto` buyers open their channel at a recent slot (the program's window is
+        // 1,500 slots): some buyers read none themselves.
+        let clock = gate
+            .ledger_call(
+                LedgerCall::Account,
+                ChainClock::read(gate.ledger().as_ref()),
+            )
+            .await;
+        gate.set_recent_slot(clock.ok().map(|clock| clock.slot));
+    }
 }
 
 async fn recount_rent(gate: Gate) {

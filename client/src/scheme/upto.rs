@@ -8,9 +8,9 @@ use x402_protocol::scheme::upto::{build_upto, random_salt, Opening, UptoPayload,
 use x402_protocol::{Reference, UptoOffer, UPTO};
 
 use super::{mint_facts, PayContext, PayScheme, Signed};
-use crate::clock::ChainClock;
 use crate::error::ClientError;
 use crate::offer::Asks;
+use x402_protocol::ChainClock;
 
 impl Asks for UptoOffer {
     fn scheme(&self) -> &'static str {

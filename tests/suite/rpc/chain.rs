@@ -371,12 +371,12 @@ pub(super) fn settings(
     }
 }
 
-/// A gate over `ledger` serving `/api/*` at 0.01 over a socket: the gate and its base URL.
-pub(super) async fn serve_gate(
+/// A gate over `ledger` with its grants in `store`, its tasks started (no janitor).
+pub(super) async fn start_gate(
     settings: PaymentSettings,
     ledger: RpcLedger,
     store: &tempfile::TempDir,
-) -> (Gate, String) {
+) -> Gate {
     let store = GrantStore::connect(&format!(
         "sqlite://{}",
         store.path().join("grants.db").display()
@@ -389,6 +389,16 @@ pub(super) async fn serve_gate(
     };
     let gate = Gate::new(settings, Arc::new(ledger), store);
     x402_verifier::tasks::start(&gate, &schedule).await;
+    gate
+}
+
+/// A gate over `ledger` serving `/api/*` at 0.01 over a socket: the gate and its base URL.
+pub(super) async fn serve_gate(
+    settings: PaymentSettings,
+    ledger: RpcLedger,
+    store: &tempfile::TempDir,
+) -> (Gate, String) {
+    let gate = start_gate(settings, ledger, store).await;
     let route = PaidRoute {
         pattern: "/api/*".into(),
         methods: vec![http::Method::GET],

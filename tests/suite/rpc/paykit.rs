@@ -55,7 +55,13 @@ use x402_protocol::scheme::upto::{
 use x402_protocol::wire::{decode_header, encode_header, v2, Offer};
 use x402_protocol::{Ledger, SponsorPolicy, SponsoredDefect};
 
-use super::chain::{Chain, Plan, PRICE};
+use x402_protocol::rpc::{RpcLedger, RpcOptions};
+use x402_protocol::Network;
+use x402_verifier::scheme::upto::tend_channels;
+use x402_verifier::store::Stage;
+use x402_verifier::{Charge, Scheme};
+
+use super::chain::{settings, start_gate, Chain, Plan, PRICE};
 use super::interop::{new_buyer, run_buyer, ScriptServer};
 use crate::client::seller::{Seller, DEVNET, MAINNET_USDC};
 
@@ -185,11 +191,72 @@ async fn upto_with_solana_pay_kit_on_the_validator() {
     let chain = Plan::mainnet_usdc().start().await;
     paykit_buyer_pays_the_paykit_gate(&chain).await;
     our_payment_pays_the_paykit_gate_with_its_slot_as_a_string(&chain).await;
-    // The cases of our side join here, on this chain:
-    // - pay-kit's buyer pays our verifier's `upto` route: `paykit_buyer(&url, ..)`
-    //   (pay-kit's buyer pays in any mint, its gate only in USDC; this chain serves both);
-    // - our `x402` pays pay-kit's gate: `PaykitGate::start(&chain, &seller, PRICE)`, then
-    //   `x402 fetch "{gate.url}?units=N"` (the gate announces devnet's CAIP-2 id).
+    paykit_buyer_pays_our_metered_route(&chain).await;
+}
+
+/// pay-kit's buyer pays our verifier's `upto` route (an axum handler behind our layer
+/// that says its answer cost `METERED`): the seller gets exactly that, the buyer the rest
+/// back; the escrow's rent comes back at once, the channel's stays until its reclaim
+/// window (1,500 slots) has passed, which the janitor waits for.
+async fn paykit_buyer_pays_our_metered_route(chain: &Chain) {
+    let seller = new_seller(chain).await;
+    let fee_payer = Keypair::new();
+    chain.fund(&fee_payer.pubkey()).await;
+    let fee_payer_before = chain.lamports(&fee_payer.pubkey()).await;
+    let ledger = RpcLedger::with_network(
+        &chain.validator.url,
+        Network::devnet(),
+        RpcOptions::default(),
+    );
+    let settings = settings(
+        Network::devnet(),
+        chain.market.mint,
+        seller,
+        Some(fee_payer.insecure_clone()),
+    );
+    let store = tempfile::tempdir().unwrap();
+    let gate = start_gate(settings, ledger, &store).await;
+    let handler = || async { (axum::Extension(Charge(METERED)), "metered answer") };
+    let router = axum::Router::new()
+        .route("/metered", axum::routing::get(handler))
+        .layer(gate.price("0.01").schemes(&[Scheme::Upto]));
+    let url = format!("{}/metered", x402_testkit::serve(router).await);
+    let (buyer, keypair) = new_buyer(chain, "paykit-buyer-ours").await;
+
+    let out = paykit_buyer(&url, &keypair, &chain.market.mint, PRICE).await;
+
+    assert_eq!(out["challengeStatus"], 402, "{out}");
+    assert_eq!(out["status"], 200, "{out}");
+    assert_eq!(out["body"], "metered answer", "{out}");
+    let settlement = &out["paymentResponse"];
+    assert_eq!(settlement["success"], true, "{out}");
+    assert_eq!(settlement["amount"], METERED.to_string(), "{out}");
+    assert_paid_metered(chain, &buyer.pubkey(), &seller, METERED).await;
+
+    let channel_address = out["channel"].as_str().unwrap();
+    let (channel, channel_rent) = read_channel(chain, channel_address).await;
+    assert_eq!(channel.status, ChannelStatus::Distributed);
+    assert_eq!((channel.deposit, channel.settled), (PRICE, METERED));
+    assert_eq!(channel.rent_payer, fee_payer.pubkey());
+    let row = gate
+        .store()
+        .channel(channel_address)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((row.stage, row.amount), (Stage::Distributed, Some(METERED)));
+    // Our fee payer paid the fees of `open` (its signature and the buyer's) and of the
+    // settlement (its signature and the voucher's precompile), and holds the channel's
+    // rent until the reclaim; no token account of its own was made.
+    assert_eq!(
+        fee_payer_before - chain.lamports(&fee_payer.pubkey()).await,
+        4 * LAMPORTS_PER_SIGNATURE + channel_rent,
+        "the fee payer's spending"
+    );
+    let tended = tend_channels(&gate, x402_verifier::unix_now())
+        .await
+        .unwrap();
+    assert_eq!(tended.reclaimed, 0, "the reclaim waits for its slot window");
 }
 
 /// Our protocol's payment (`build_upto`, what our clients send) for pay-kit's offer,

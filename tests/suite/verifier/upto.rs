@@ -7,7 +7,6 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use anchor_lang::prelude::Pubkey;
 use axum::routing::get;
 use axum::{Extension, Router};
 use solana_keypair::Keypair;
@@ -61,7 +60,7 @@ async fn pay(h: &Harness, url: &str, payer: &Keypair) -> Paying {
     let opening = Opening {
         payer: payer.pubkey(),
         salt: random_salt(),
-        open_slot: h.market.ledger.slot().await,
+        open_slot: offer.recent_slot.expect("the offer names a recent slot"),
     };
     let window = Window {
         valid_after: now,

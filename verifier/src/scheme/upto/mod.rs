@@ -99,7 +99,7 @@ impl PaymentScheme for UptoScheme {
             terms: terms(cx, price.amount, reference),
             recent_blockhash: cx.blockhash(),
             last_valid_block_height: None,
-            recent_slot: None,
+            recent_slot: cx.recent_slot(),
             valid_after: None,
             resource: resource(price, target),
             max_timeout_seconds: price.ttl.as_secs(),
