@@ -13,7 +13,8 @@ use solana_keypair::Keypair;
 use solana_signer::Signer;
 use x402_protocol::scheme::exact::COMPUTE_UNIT_PRICE;
 use x402_protocol::scheme::upto::{
-    build_upto, random_salt, Opening, UptoOffer, UptoPayload, Window, OPEN_COMPUTE_UNIT_LIMIT,
+    build_upto, random_salt, request_close_instruction, Opening, UptoOffer, UptoPayload, Window,
+    OPEN_COMPUTE_UNIT_LIMIT,
 };
 use x402_protocol::wire::{decode_header, encode_header, v2, Offer};
 use x402_protocol::{Ledger, Reference};
@@ -506,4 +507,56 @@ async fn the_janitor_finds_an_unrecorded_channel_closes_it_at_zero_and_takes_all
         lamports_before - h.market.ledger.lamports(&fee_payer.pubkey()).await,
         4 * 5_000 + priority
     );
+}
+
+#[tokio::test]
+async fn a_buyer_that_asks_to_close_while_its_request_runs_still_pays_what_it_got() {
+    let h = Harness::start().await;
+    let payer = Arc::new(h.new_payer(METERED_MAX).await);
+    let (ledger, buyer) = (h.market.ledger.clone(), payer.clone());
+    // The buyer starts its escape hatch mid-request: the seller settles within the grace
+    // period all the same.
+    let handler = move |Extension(paid): Extension<x402_verifier::SettledPayment>| async move {
+        let channel = paid.metered.expect("a metered payment").address;
+        let blockhash = ledger.latest_blockhash().await.unwrap();
+        let close = solana_transaction::Transaction::new_signed_with_payer(
+            &[request_close_instruction(&channel, &buyer.pubkey())],
+            Some(&buyer.pubkey()),
+            &[buyer.as_ref()],
+            blockhash,
+        );
+        ledger
+            .submit(&close.into())
+            .await
+            .expect("request_close lands");
+        (Extension(Charge(7_000)), "answered while closing")
+    };
+    let app = Router::new()
+        .route("/generate", get(handler))
+        .layer(h.gate.price("0.05").schemes(&[Scheme::Upto]));
+    let url = format!("{}/generate", serve(app).await);
+    let paying = pay(&h, &url, &payer).await;
+    let response = send(&h, &url, &paying).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(settlement(&response).amount.as_deref(), Some("7000"));
+    assert_eq!(h.token_balance(&payer.pubkey()).await, METERED_MAX - 7_000);
+}
+
+#[tokio::test]
+async fn one_payment_sent_to_two_replicas_at_once_opens_one_channel_and_is_served_once() {
+    let h = Harness::start().await;
+    let replica = h.replica().await;
+    let payer = h.new_payer(METERED_MAX).await;
+    let paying = pay(&h, &h.url("/metered?charge=0.01"), &payer).await;
+    let (here, there) = (
+        h.url("/metered?charge=0.01"),
+        format!("{replica}/metered?charge=0.01"),
+    );
+    let (first, second) = tokio::join!(send(&h, &here, &paying), send(&h, &there, &paying));
+    let mut statuses = [first.status().as_u16(), second.status().as_u16()];
+    statuses.sort();
+    assert_eq!(statuses[0], 200, "one is served");
+    assert_ne!(statuses[1], 200, "the other is not");
+    assert_eq!(h.api.hits(), 1);
+    assert_eq!(h.token_balance(&payer.pubkey()).await, METERED_MAX - 10_000);
 }
