@@ -143,6 +143,15 @@ impl Ledger for TestLedger {
         addresses: &[Pubkey],
     ) -> Result<Vec<Option<LedgerAccount>>, LedgerError> {
         self.check_up()?;
+        // The Clock sysvar is read in the background with the blockhash (the slot `upto`
+        // offers carry), not per request: it is neither counted nor failed.
+        let background = addresses == [anchor_lang::solana_program::clock::sysvar::ID];
+        if background {
+            return match &self.inner {
+                Some(inner) => inner.accounts(addresses).await,
+                None => Ok(vec![None]),
+            };
+        }
         self.reads.fetch_add(1, Ordering::SeqCst);
         if self.read_fails() {
             return Err(LedgerError::Unavailable("a moment's outage".into()));

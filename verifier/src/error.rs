@@ -87,8 +87,11 @@ reasons! {
     UptoUnexpectedVoucher => "invalid_upto_svm_payload_unexpected_voucher",
     /// The `upto` payment's channel exists already: a channel pays for one request.
     UptoChannelAlreadyOpen => "invalid_upto_svm_channel_already_open",
-    /// The channel that opened does not bind the challenge's terms.
+    /// The channel that opened does not bind the challenge's terms, or a claim's channel
+    /// is not the one its payment opened (or is settled already).
     UptoChannelState => "invalid_upto_svm_channel_state",
+    /// A claim charges more than the ceiling its buyer signed.
+    UptoSettlementExceedsAmount => "invalid_upto_svm_payload_settlement_exceeds_amount",
     /// A token account the settlement pays into (the payee's, the treasury's) is missing:
     /// the deposit would be escrowed with no way to pay the seller.
     UptoSettlementNotReady => "invalid_upto_svm_settlement_simulation",

@@ -27,6 +27,8 @@ pub enum LedgerCall {
     /// What a submitted transaction did (`exact`).
     Transaction,
     LatestBlockhash,
+    /// The Clock sysvar, for the slot `upto` offers carry.
+    Clock,
     ProgramAccounts,
 }
 
@@ -38,6 +40,7 @@ impl EncodeLabelValue for LedgerCall {
             LedgerCall::Submit => "submit",
             LedgerCall::Transaction => "transaction",
             LedgerCall::LatestBlockhash => "latest_blockhash",
+            LedgerCall::Clock => "clock",
             LedgerCall::ProgramAccounts => "program_accounts",
         })
     }

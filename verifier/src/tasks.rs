@@ -109,7 +109,7 @@ async fn refresh_blockhash(gate: Gate) {
         // 1,500 slots): some buyers read none themselves.
         let clock = gate
             .ledger_call(
-                LedgerCall::Account,
+                LedgerCall::Clock,
                 ChainClock::read(gate.ledger().as_ref()),
             )
             .await;

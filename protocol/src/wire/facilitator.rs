@@ -37,6 +37,10 @@ pub struct SettleResponse {
     pub payer: Option<String>,
     pub transaction: String,
     pub network: String,
+    /// Base units charged, for schemes where it can differ from the requirements'
+    /// (`upto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<String>,
 }
 
 /// One payment kind a facilitator supports.

@@ -81,7 +81,7 @@ async fn post<T: serde::de::DeserializeOwned>(
 }
 
 #[tokio::test]
-async fn supported_lists_both_schemes_in_both_versions_and_the_fee_payer() {
+async fn supported_lists_each_scheme_in_its_versions_and_the_fee_payer() {
     let h = Harness::start().await;
     let supported: SupportedResponse = h
         .http
@@ -105,11 +105,12 @@ async fn supported_lists_both_schemes_in_both_versions_and_the_fee_payer() {
             (2, "receipt", s.network.caip2()),
             (1, "exact", "solana-localnet"),
             (2, "exact", s.network.caip2()),
+            (2, "upto", s.network.caip2()),
         ]
     );
-    // Stock clients need the fee payer in each `exact` kind's `extra`.
+    // Stock clients need the fee payer in each `exact` and `upto` kind's `extra`.
     let fee_payer = h.market.fee_payer.pubkey().to_string();
-    for kind in supported.kinds.iter().filter(|k| k.scheme == "exact") {
+    for kind in supported.kinds.iter().filter(|k| k.scheme != "receipt") {
         assert_eq!(kind.extra.as_ref().unwrap()["feePayer"], fee_payer.as_str());
     }
     assert_eq!(

@@ -6,6 +6,7 @@ pub mod support;
 mod copies;
 mod exact;
 mod facilitator;
+mod facilitator_upto;
 mod layer;
 mod operations;
 mod postgres;

@@ -95,7 +95,8 @@ fn delegated(
     request: FacilitatorRequest,
 ) -> Result<Delegated, Refusal> {
     let delegated = read(gate, request)?;
-    access.allows(delegated.demand.terms(), unix_now())?;
+    let terms = delegated.payment.policy_terms(&delegated.demand)?;
+    access.allows(terms, unix_now())?;
     Ok(delegated)
 }
 
@@ -198,14 +199,19 @@ pub async fn settle(
         // is the gate's rule, for requests it serves.
         let (settled, _) = verified.settle(&gate).await?;
         record(&gate, &settled).await?;
-        Ok((settled.payer.to_string(), settled.transaction))
+        Ok(settled)
     };
     match settled.await {
-        Ok((payer, transaction)) => Json(SettleResponse {
+        Ok(settled) => Json(SettleResponse {
             success: true,
             error_reason: None,
-            payer: Some(payer),
-            transaction: transaction.unwrap_or_default(),
+            payer: Some(settled.payer.to_string()),
+            // What a metered claim charged.
+            amount: settled
+                .metered
+                .is_some()
+                .then(|| settled.amount.to_string()),
+            transaction: settled.transaction.unwrap_or_default(),
             network,
         })
         .into_response(),
@@ -216,6 +222,7 @@ pub async fn settle(
                 payer: None,
                 transaction: String::new(),
                 network,
+                amount: None,
             })
             .into_response()
         }),
@@ -245,18 +252,21 @@ pub async fn supported(
     let kinds = s
         .schemes
         .iter()
-        // `upto` is settled at the gate only so far.
-        .filter(|scheme| !scheme.is_metered())
         .flat_map(|&scheme| {
             let extra = scheme.supported(&gate);
-            [(1, s.network.v1_name()), (2, s.network.caip2())].map(|(version, network)| {
-                SupportedKind {
+            // `upto` exists in x402 v2 only.
+            let versions = match scheme.is_metered() {
+                true => vec![(2, s.network.caip2())],
+                false => vec![(1, s.network.v1_name()), (2, s.network.caip2())],
+            };
+            versions
+                .into_iter()
+                .map(move |(version, network)| SupportedKind {
                     x402_version: version,
                     scheme: scheme.name().into(),
                     network: network.into(),
                     extra: Some(extra.clone()),
-                }
-            })
+                })
         })
         .collect();
     let mut signers = Map::new();

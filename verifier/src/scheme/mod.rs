@@ -49,6 +49,11 @@ pub trait PaymentScheme: Send + Sync + 'static {
     fn requested(cx: &Context, offer: &Offer) -> Result<Self::Demand, Refusal>;
     /// What any demand states, for the facilitator's policy and the window.
     fn terms(demand: &Self::Demand) -> Terms;
+    /// What the facilitator's policy holds a payment for `demand` to: its terms, unless
+    /// the scheme says otherwise.
+    fn policy_terms(_payment: &Self::Payment, demand: &Self::Demand) -> Terms {
+        Self::terms(demand)
+    }
 
     /// Reads `payload` as a payment in this scheme.
     fn read(payload: Value) -> Result<Self::Payment, Refusal>;
@@ -160,6 +165,11 @@ impl Payment {
     /// What the payment is recorded under, for `demand`.
     pub fn key(&self, demand: &Demand) -> Result<Reference, Refusal> {
         self.0.key(demand)
+    }
+
+    /// What the facilitator's policy holds the payment for `demand` to.
+    pub fn policy_terms(&self, demand: &Demand) -> Result<Terms, Refusal> {
+        self.0.policy_terms(demand)
     }
 
     /// Checks the payment against `demand` in its `window` without moving anything.
@@ -378,6 +388,7 @@ trait Presented: Debug + Send {
     fn payload_proof(&self) -> Option<Option<&str>>;
     fn as_any(&self) -> &dyn Any;
     fn key(&self, demand: &Demand) -> Result<Reference, Refusal>;
+    fn policy_terms(&self, demand: &Demand) -> Result<Terms, Refusal>;
     async fn verify(
         self: Box<Self>,
         cx: &Context,
@@ -418,6 +429,10 @@ impl<S: PaymentScheme> Presented for Read<S> {
 
     fn key(&self, demand: &Demand) -> Result<Reference, Refusal> {
         Ok(S::key(&self.0, Self::own(demand)?))
+    }
+
+    fn policy_terms(&self, demand: &Demand) -> Result<Terms, Refusal> {
+        Ok(S::policy_terms(&self.0, Self::own(demand)?))
     }
 
     async fn verify(

@@ -33,6 +33,7 @@ use crate::model::{MeteredChannel, Price, Scheme, SettledPayment, Target};
 use crate::sponsorship::Parties;
 use crate::store::{ChannelRecord, Stage};
 
+mod claim;
 mod lifecycle;
 
 pub use lifecycle::{settle_channel, tend_channels, Tended};
@@ -55,8 +56,9 @@ pub struct UptoScheme;
 #[derive(Clone, Debug)]
 pub struct UptoDemand {
     pub terms: UptoTerms,
-    /// The challenge's reference (also the `open`'s Memo).
-    pub reference: Reference,
+    /// The challenge's reference (also the `open`'s Memo); none for a facilitator
+    /// caller, whose memo is its own.
+    pub reference: Option<Reference>,
     /// The most the buyer may date its payment's expiry ahead, in seconds.
     pub max_timeout_seconds: u64,
 }
@@ -114,14 +116,24 @@ impl PaymentScheme for UptoScheme {
     fn at_gate(cx: &Context, price: &Price, reference: Reference) -> UptoDemand {
         UptoDemand {
             terms: terms(cx, price.amount, reference),
-            reference,
+            reference: Some(reference),
             max_timeout_seconds: price.ttl.as_secs(),
         }
     }
 
-    /// Not yet settled for a facilitator caller.
-    fn requested(_: &Context, _: &Offer) -> Result<UptoDemand, Refusal> {
-        Err(Refusal::new(Reason::UnsupportedScheme))
+    /// A facilitator caller's offer: any payee, signer and memo (the caller's policy
+    /// decides which payees), our fee payer. Its amount is the ceiling of a deposit, or
+    /// what a claim charges.
+    fn requested(cx: &Context, offer: &Offer) -> Result<UptoDemand, Refusal> {
+        let offer = UptoOffer::from_offer(offer)?;
+        if cx.fee_payer() != Some(offer.terms.fee_payer) {
+            return Err(Refusal::new(Reason::TransactionWrongFeePayer));
+        }
+        Ok(UptoDemand {
+            terms: offer.terms,
+            reference: None,
+            max_timeout_seconds: offer.max_timeout_seconds,
+        })
     }
 
     fn terms(demand: &UptoDemand) -> Terms {
@@ -129,8 +141,18 @@ impl PaymentScheme for UptoScheme {
             mint: demand.terms.mint,
             pay_to: demand.terms.pay_to,
             amount: demand.terms.max_amount,
-            expires_at: Some(demand.reference.expires_at()),
+            expires_at: demand.reference.map(|r| r.expires_at()),
         }
+    }
+
+    /// A claim is held to the policy by the ceiling its buyer escrowed (the deposit the
+    /// policy allowed), not by its charge, which may be anything down to a refund's zero.
+    fn policy_terms(payment: &UptoPayment, demand: &UptoDemand) -> Terms {
+        let mut terms = Self::terms(demand);
+        if claim::is_claim(payment, demand) {
+            terms.amount = payment.payload.max_amount.parse().unwrap_or(terms.amount);
+        }
+        terms
     }
 
     fn read(payload: Value) -> Result<UptoPayment, Refusal> {
@@ -150,8 +172,15 @@ impl PaymentScheme for UptoScheme {
         memo_reference(&payment.open).ok_or_else(|| Refusal::new(Reason::InvalidReference))
     }
 
-    fn key(_: &UptoPayment, demand: &UptoDemand) -> Reference {
-        demand.reference
+    /// The reference at the gate; at the facilitator the channel, a claim apart from
+    /// its deposit (each settles once).
+    fn key(payment: &UptoPayment, demand: &UptoDemand) -> Reference {
+        demand.reference.unwrap_or_else(|| {
+            claim::channel_key(
+                &payment.payload.channel_id,
+                claim::is_claim(payment, demand),
+            )
+        })
     }
 
     /// The payload's statements, the `open`'s strict validation, and one read: the
@@ -165,6 +194,9 @@ impl PaymentScheme for UptoScheme {
     ) -> Result<Verified, Refusal> {
         if !open {
             return Err(Refusal::new(Reason::ExpiredReference));
+        }
+        if claim::is_claim(&payment, demand) {
+            return claim::verify_claim(cx, payment, demand).await;
         }
         let policy = cx.sponsor_policy()?;
         let now = x402_protocol::unix_now();
@@ -187,8 +219,10 @@ impl PaymentScheme for UptoScheme {
         )
         .map_err(|defect| Refusal::new(defect.into()))?;
         check_ready(cx, terms, &claimed).await?;
-        cx.sponsorship()
-            .check_expiry(demand.reference.expires_at(), now)?;
+        let expires_at = demand
+            .reference
+            .map_or(claimed.expires_at, |reference| reference.expires_at());
+        cx.sponsorship().check_expiry(expires_at, now)?;
         let fee_payer = cx
             .settings()
             .fee_payer
@@ -253,7 +287,9 @@ impl Submission for OpenSubmission {
     }
 
     fn key(&self) -> Reference {
-        self.demand.reference
+        self.demand
+            .reference
+            .unwrap_or_else(|| claim::channel_key(&self.claimed.channel.to_string(), false))
     }
 
     fn cost(&self, cx: &Context) -> u64 {
@@ -273,7 +309,7 @@ impl Submission for OpenSubmission {
         let channel = self.claimed.channel;
         let record = ChannelRecord {
             channel: channel.to_string(),
-            reference: self.demand.reference.to_string(),
+            reference: self.key().to_string(),
             payer: self.parties.payer.to_string(),
             mint: self.demand.terms.mint.to_string(),
             token_program: self.demand.terms.token_program.to_string(),
@@ -308,12 +344,12 @@ impl Submission for OpenSubmission {
         };
         let Some((account, lamports)) = opened else {
             if let Some(why) = rejected {
-                tracing::info!(reference = %self.demand.reference, %why, "upto open rejected");
+                tracing::info!(channel = %channel, %why, "upto open rejected");
                 close_record(cx, &channel).await;
                 return Submitted::refused(Refusal::new(Reason::TransactionFailed), false);
             }
             // Submitted yet not visible: the janitor closes it if it opens unserved.
-            tracing::warn!(reference = %self.demand.reference, "upto open submitted, but not visible yet");
+            tracing::warn!(channel = %channel, "upto open submitted, but not visible yet");
             return Submitted::refused(Refusal::unavailable(), false);
         };
         if !binds(&account, &self.demand.terms, &self.claimed) {
@@ -323,13 +359,14 @@ impl Submission for OpenSubmission {
         }
         let settled = SettledPayment {
             scheme: Scheme::Upto,
-            reference: self.demand.reference,
+            reference: self.key(),
             receipt: None,
             payer: self.parties.payer,
             // Held, not yet charged: the answer says what it cost.
             amount: self.demand.terms.max_amount,
             mint: self.demand.terms.mint,
-            transaction: None,
+            // The `open`, until the settlement's `distribute` replaces it.
+            transaction: Some(signature.to_string()),
             network: cx.settings().network.caip2().to_string(),
             metered: Some(MeteredChannel {
                 address: channel,
