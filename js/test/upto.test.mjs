@@ -188,7 +188,11 @@ test("upto: refuses what the channel could not keep: a payer as fee payer, a gra
   }
   // The mint is classic Token: an offer naming Token-2022 would open no channel.
   await refused(withExtra({ tokenProgram: TOKEN_2022_PROGRAM }), /token program .* not the offer's/);
-  await refused(withExtra({ recentSlot: "soon" }), /recentSlot/);
+  // The payload carries the slot as a JSON number: one it cannot hold exactly is refused.
+  for (const slot of ["soon", "-1", "18446744073709551615", 2 ** 53, 1.5]) {
+    await refused(withExtra({ recentSlot: slot }), /recentSlot/);
+  }
+  await refused(withExtra({ memo: "m".repeat(257) }), /memo/);
   await refused(withExtra({ paymentFlow: "push" }), /paymentFlow/);
   await refused(f.uptoOffer({ maxTimeoutSeconds: 0 }), /no time/);
   await refused(withExtra({}), /withholds/, { mints: { [f.USDC_DEVNET]: { ...USDC, deliversInFull: false } } });
