@@ -49,6 +49,7 @@ export interface Payment {
   version: 1 | 2;
   scheme: string;
   network: string;
+  /** Base units asked: for `upto`, the maximum (escrowed, and what the policy counted). */
   amount: bigint;
   asset: string;
   payTo: string;
