@@ -1,4 +1,4 @@
-/** Addresses and numbers shared by both schemes, as the Rust verifier uses them. */
+/** Addresses and numbers of the schemes, as the Rust verifier uses them. */
 
 import { X402_RECEIPTS_PROGRAM_ADDRESS } from "./generated/index.js";
 
@@ -17,6 +17,17 @@ export const MEMO_PROGRAM = "MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr";
 /** What the `exact` client asks for, as the Rust client does. */
 export const EXACT_COMPUTE_UNIT_LIMIT = 20_000;
 export const EXACT_COMPUTE_UNIT_PRICE = 1n;
+
+/**
+ * The payment-channels program that `upto` escrows in: a network constant, never taken
+ * from an offer.
+ */
+export const PAYMENT_CHANNELS_PROGRAM = "CHNLxYvVA28MJP9PrFuDXccuoGXAx7jBacfLEkahyGsX";
+export const RENT_SYSVAR = "SysvarRent111111111111111111111111111111111";
+/** What the `upto` client asks for, as the Rust client does: `open` creates two accounts and moves the deposit. */
+export const UPTO_COMPUTE_UNIT_LIMIT = 100_000;
+/** The longest Memo an offer may ask for (`exact`'s limit, which `upto` shares in Rust). */
+export const MAX_MEMO_BYTES = 256;
 
 export const MAINNET = "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp";
 export const DEVNET = "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1";

@@ -4,7 +4,8 @@ export type X402ErrorCode =
   | "refused"
   | "unavailable"
   | "wallet_rejected"
-  | "no_wallet";
+  | "no_wallet"
+  | "settled_above_maximum";
 
 import type { Offer } from "./wire.js";
 import type { Payment } from "./payment.js";

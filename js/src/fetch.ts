@@ -2,10 +2,12 @@
 import type { MintInfo } from "./constants.js";
 import { X402Error } from "./errors.js";
 import {
+  chargeOf,
   chooseOffer,
   createPayment,
   DEFAULT_SCHEMES,
   readLedgerFacts,
+  type Charge,
   type Payment,
   type PaymentSources,
 } from "./payment.js";
@@ -24,11 +26,16 @@ export interface FetchWithPaymentOptions {
    * allowed (list the networks to pay on).
    */
   policy?: SpendingPolicy;
-  /** Schemes in order of preference; default ["receipt", "exact"]. */
+  /**
+   * Schemes to pay first, in this order; default ["receipt", "exact"]. A scheme not named
+   * comes after those named (as the Rust client's `prefer`): `upto` is paid first only
+   * when named, and when it is all a seller offers.
+   */
   schemes?: readonly string[];
   /**
    * JSON-RPC endpoint of the client's own ledger: its network (genesis hash), which every
-   * offer must name; and for `exact` offers, the blockhash and unknown mints.
+   * offer must name; and for `exact` and `upto` offers, the blockhash and unknown mints
+   * (for `upto`, the slot when the offer gives none).
    */
   rpcUrl?: string;
   /** Trusted mint facts (decimals, token program) by mint address. */
@@ -56,6 +63,11 @@ export interface PaidResponse {
   settlement: Settlement | null;
   /** The payment sent, if any. */
   payment: Payment | null;
+  /**
+   * What it cost, from the settlement; null when nothing was paid or the seller did not
+   * say. For `upto`: the amount settled and the maximum escrowed (the rest came back).
+   */
+  charged: Charge | null;
 }
 
 function withHeader(init: RequestInit | undefined, name: string, value: string): RequestInit {
@@ -131,7 +143,7 @@ async function pay(first: Response, options: FetchWithPaymentOptions): Promise<P
     ...(options.mints ? { mints: options.mints } : {}),
   };
   // Decimals and the ledger's network from the client's own sources, before the policy.
-  const sources = await readLedgerFacts(challenge, options.policy, schemes, given);
+  const sources = await readLedgerFacts(challenge, options.policy, given);
   // From the budget check in chooseOffer to the reservation, nothing awaits: two calls
   // sharing the policy cannot both pass the check before either counts its amount.
   const offer = chooseOffer(challenge, options.policy, schemes, sources);
@@ -166,7 +178,7 @@ export async function fetchWithPayment(
   let payment = options.payment ?? null;
   if (!payment) {
     const first = await doFetch(url, init);
-    if (first.status !== 402) return { response: first, settlement: readSettlement(first), payment: null };
+    if (first.status !== 402) return { response: first, settlement: readSettlement(first), payment: null, charged: null };
     payment = await pay(first, options);
   }
 
@@ -212,6 +224,7 @@ export async function fetchWithPayment(
       // still answered 402, and a refund would let it be taken again and again.
       throw new X402Error("refused", `The server refused the payment: ${reason}`, { reason, payment, response });
     }
-    return { response, settlement: readSettlement(response), payment };
+    const settlement = readSettlement(response);
+    return { response, settlement, payment, charged: chargeOf(settlement, payment, response) };
   }
 }

@@ -1,6 +1,7 @@
 export { fetchWithPayment, type FetchWithPaymentOptions, type PaidResponse } from "./fetch.js";
 export { X402Error, type X402ErrorCode, type OfferRefusal } from "./errors.js";
 export {
+  chargeOf,
   chooseOffer,
   createPayment,
   networkRefusal,
@@ -8,8 +9,11 @@ export {
   supportRefusal,
   trustedMint,
   DEFAULT_SCHEMES,
+  UPTO,
+  type Charge,
   type Payment,
   type PaymentSources,
+  type UptoPayload,
 } from "./payment.js";
 export {
   DEFAULT_MAX_PER_REQUEST,
@@ -29,11 +33,20 @@ export {
   associatedTokenAddress,
   buildExactTransaction,
   buildReceiptTransaction,
+  buildUptoTransaction,
+  channelAddress,
+  openInstruction,
   payInstruction,
+  randomSalt,
   receiptAddress,
   receiptTerms,
+  uptoTerms,
+  type ChannelSeeds,
   type ExactInputs,
+  type Opening,
   type ReceiptTerms,
+  type UptoInputs,
+  type UptoTerms,
 } from "./transactions.js";
 export { rpcSources } from "./rpc.js";
 export * from "./wire.js";

@@ -6,10 +6,24 @@ import { X402Error, type OfferRefusal } from "./errors.js";
 import { needsDecimals, policyRefusal, type SpendingPolicy } from "./policy.js";
 import { memoReference } from "./proof.js";
 import { signerAddress, signWith, type PaymentSigner } from "./signer.js";
-import { buildExactTransaction, buildReceiptTransaction, receiptTerms } from "./transactions.js";
-import { paymentHeader, type Challenge, type Offer } from "./wire.js";
+import {
+  buildExactTransaction,
+  buildReceiptTransaction,
+  buildUptoTransaction,
+  randomSalt,
+  receiptTerms,
+  uptoTerms,
+} from "./transactions.js";
+import { paymentHeader, type Challenge, type Offer, type Settlement } from "./wire.js";
 
+/**
+ * The schemes paid first, in this order; a scheme not named comes after those named, in
+ * the server's order (as the Rust client ranks them). `upto` (a deposit of the maximum,
+ * the seller settling what the answer cost) is paid first only when named.
+ */
 export const DEFAULT_SCHEMES: readonly string[] = ["receipt", "exact"];
+
+export const UPTO = "upto";
 
 /** Where the facts the seller must not dictate come from. */
 export interface PaymentSources {
@@ -17,8 +31,10 @@ export interface PaymentSources {
   mints?: Readonly<Record<string, MintInfo>>;
   /** Reads a mint's facts from a ledger (used when neither table knows it). */
   getMint?: (mint: string) => Promise<MintInfo>;
-  /** A recent blockhash for `exact` offers: preferred to extra.recentBlockhash. */
+  /** A recent blockhash for `exact` and `upto` offers: preferred to extra.recentBlockhash. */
   getLatestBlockhash?: () => Promise<string>;
+  /** The ledger's current slot: an `upto` channel's openSlot when the offer has no extra.recentSlot. */
+  getSlot?: () => Promise<number>;
   /** Reads the network (CAIP-2) of the ledger the two above read, from its genesis hash. */
   getLedgerNetwork?: () => Promise<string>;
   /** That network, once read (readLedgerFacts fills it in): every offer must name it. */
@@ -33,6 +49,7 @@ export interface Payment {
   version: 1 | 2;
   scheme: string;
   network: string;
+  /** Base units asked: for `upto`, the maximum (escrowed, and what the policy counted). */
   amount: bigint;
   asset: string;
   payTo: string;
@@ -42,9 +59,43 @@ export interface Payment {
    * holds; null when none. Presenting the payment again proves it (X-Payment-Proof).
    */
   reference: string | null;
-  /** The scheme payload: {transaction: base64 wire transaction}. */
-  payload: { transaction: string };
+  /** The scheme payload: {transaction: base64 wire transaction}, or an `upto` deposit. */
+  payload: { transaction: string } | UptoPayload;
   offer: Offer;
+}
+
+/** The payload of an `upto` payment: the buyer's signed `open` and what it binds (x402's scheme_upto_svm.md). */
+export interface UptoPayload {
+  /** The buyer. */
+  from: string;
+  /** The ceiling, base units (decimal string). */
+  maxAmount: string;
+  /** Unix seconds. */
+  expiresAt: number;
+  validAfter: number;
+  /** The channel's salt, a decimal u64. */
+  nonce: string;
+  /** A number, as the specification writes it. */
+  openSlot: number;
+  /** The channel's address. */
+  channelId: string;
+  /** The escrowed amount: maxAmount. */
+  deposit: string;
+  /** The receiver authorizer, as the `open` binds it. */
+  authorizedSigner: string;
+  /** The buyer-signed `open` transaction, base64. */
+  openTransaction: string;
+}
+
+/**
+ * What a paid request cost, in base units: the offer's amount; for `upto`, what the
+ * seller settled, checked to be at most `maximum`, the deposit (the rest went back to the
+ * buyer). As the Rust client's Settlement { amount, maximum }.
+ */
+export interface Charge {
+  amount: bigint;
+  /** For `upto`: the maximum escrowed; null in the other schemes. */
+  maximum: bigint | null;
 }
 
 /**
@@ -91,20 +142,33 @@ export function supportRefusal(offer: Offer, sources: PaymentSources = {}, now =
   }
   if (offer.scheme === "exact") {
     if (typeof offer.extra.feePayer !== "string") return "no extra.feePayer";
-    if (typeof offer.extra.recentBlockhash !== "string" && !sources.getLatestBlockhash) {
-      return "no extra.recentBlockhash and no rpcUrl to fetch one";
-    }
-    if (!trustedMint(offer.asset, sources) && !sources.getMint) {
-      return `mint ${offer.asset} is unknown (pass rpcUrl or mints)`;
-    }
-    return null;
+    return ledgerRefusal(offer, sources);
+  }
+  if (offer.scheme === UPTO) {
+    const terms = uptoTerms(offer);
+    if (typeof terms === "string") return terms;
+    if (!(offer.maxTimeoutSeconds > 0)) return "maxTimeoutSeconds leaves the payment no time to be used";
+    if (terms.recentSlot === null && !sources.getSlot) return "no extra.recentSlot and no rpcUrl to read a slot";
+    return ledgerRefusal(offer, sources);
   }
   return `scheme ${offer.scheme} is not supported`;
 }
 
+/** Why the blockhash or the mint facts an `exact` or `upto` transaction needs cannot be had, or null. */
+function ledgerRefusal(offer: Offer, sources: PaymentSources): string | null {
+  if (typeof offer.extra.recentBlockhash !== "string" && !sources.getLatestBlockhash) {
+    return "no extra.recentBlockhash and no rpcUrl to fetch one";
+  }
+  if (!trustedMint(offer.asset, sources) && !sources.getMint) {
+    return `mint ${offer.asset} is unknown (pass rpcUrl or mints)`;
+  }
+  return null;
+}
+
 /**
- * The first offer, in `schemes` order, that this client can pay and `policy` allows.
- * Throws X402Error "policy" when only the policy stood in the way, else "no_payable_offer".
+ * The first offer, in `schemes` order then the server's, that this client can pay and
+ * `policy` allows (for `upto`, its maximum). Throws X402Error "policy" when only the
+ * policy stood in the way, else "no_payable_offer".
  */
 export function chooseOffer(
   challenge: Challenge,
@@ -116,10 +180,6 @@ export function chooseOffer(
   const ordered = challenge.offers.map((o, i) => ({ o, i })).sort((a, b) => rank(a.o) - rank(b.o) || a.i - b.i);
   const refusals: OfferRefusal[] = [];
   for (const { o } of ordered) {
-    if (!schemes.includes(o.scheme)) {
-      refusals.push({ offer: o, reason: `scheme ${o.scheme} is not among ${schemes.join(", ")}`, policy: false });
-      continue;
-    }
     const unsupported = supportRefusal(o, sources);
     if (unsupported) {
       refusals.push({ offer: o, reason: unsupported, policy: false });
@@ -150,18 +210,17 @@ const MAX_MINT_READS = 4;
  * Reads once, before choosing, what the choice needs from the client's own ledger: its
  * network (genesis hash), which every offer must name, whatever the limits; and the
  * facts of offered mints neither table knows (their decimals apply decimal limits;
- * `exact` needs them). Returns `sources` with them filled in; what cannot be read stays
+ * `exact` and `upto` need them). Returns `sources` with them filled in; what cannot be read stays
  * unknown, and is refused when it matters (an unread network: as without rpcUrl).
  */
 export async function readLedgerFacts(
   challenge: Pick<Challenge, "offers">,
   policy: SpendingPolicy | undefined,
-  schemes: readonly string[] = DEFAULT_SCHEMES,
   sources: PaymentSources = {},
 ): Promise<PaymentSources> {
-  const candidates = challenge.offers.filter((o) => schemes.includes(o.scheme) && isSolanaNetwork(o.network));
+  const candidates = challenge.offers.filter((o) => isSolanaNetwork(o.network));
   const unknown = candidates
-    .filter((o) => (o.scheme === "exact" || needsDecimals(policy)) && !trustedMint(o.asset, sources))
+    .filter((o) => (o.scheme === "exact" || o.scheme === UPTO || needsDecimals(policy)) && !trustedMint(o.asset, sources))
     .map((o) => o.asset);
   const toRead = sources.getMint ? [...new Set(unknown)].slice(0, MAX_MINT_READS) : [];
   const filled: PaymentSources = { ...sources };
@@ -192,11 +251,11 @@ async function mintInfo(asset: string, sources: PaymentSources): Promise<MintInf
 }
 
 /**
- * The blockhash an `exact` payment is signed with: the client's ledger's when it has one
- * (as the Rust client), so the transfer can land only on the cluster whose genesis was
- * checked; else the offer's.
+ * The blockhash an `exact` or `upto` payment is signed with: the client's ledger's when
+ * it has one (as the Rust client), so the transfer can land only on the cluster whose
+ * genesis was checked; else the offer's.
  */
-async function exactBlockhash(offer: Offer, sources: PaymentSources): Promise<string> {
+async function signingBlockhash(offer: Offer, sources: PaymentSources): Promise<string> {
   if (sources.getLatestBlockhash) return sources.getLatestBlockhash();
   const recent = offer.extra.recentBlockhash;
   if (typeof recent !== "string") throw new Error("no extra.recentBlockhash and no rpcUrl to fetch one");
@@ -213,7 +272,70 @@ async function withLedgerNetwork(sources: PaymentSources): Promise<PaymentSource
 function paymentReference(offer: Offer): string | null {
   const { reference, memo } = offer.extra;
   if (offer.scheme === "receipt") return typeof reference === "string" ? reference : null;
+  // `exact` and `upto`: the Memo.
   return typeof memo === "string" ? memoReference(memo) : null;
+}
+
+/**
+ * The `open` of a fresh channel for `offer` (a random salt, the offer's slot or the
+ * ledger's, usable from now for maxTimeoutSeconds), unsigned, and what the payload states.
+ */
+async function uptoOpening(
+  offer: Offer,
+  payer: string,
+  sources: PaymentSources,
+): Promise<{ unsigned: Transaction; upto: Omit<UptoPayload, "openTransaction"> }> {
+  const terms = uptoTerms(offer);
+  if (typeof terms === "string") throw new Error(terms);
+  const openSlot = terms.recentSlot ?? (sources.getSlot ? await sources.getSlot() : null);
+  if (openSlot === null) throw new Error("no extra.recentSlot and no rpcUrl to read a slot");
+  const now = Math.floor(Date.now() / 1000);
+  const expiresAt = now + offer.maxTimeoutSeconds;
+  if (!(offer.maxTimeoutSeconds > 0) || !Number.isSafeInteger(expiresAt)) {
+    throw new Error(`maxTimeoutSeconds ${offer.maxTimeoutSeconds} leaves the payment no time to be used`);
+  }
+  const salt = randomSalt();
+  const { transaction, channel } = await buildUptoTransaction(offer, {
+    payer,
+    mint: await mintInfo(offer.asset, sources),
+    blockhash: await signingBlockhash(offer, sources),
+    salt,
+    openSlot,
+  });
+  const upto = {
+    from: payer,
+    maxAmount: offer.amount.toString(),
+    expiresAt,
+    validAfter: now,
+    nonce: salt.toString(),
+    openSlot,
+    channelId: channel,
+    deposit: offer.amount.toString(),
+    authorizedSigner: terms.receiverAuthorizer,
+  };
+  return { unsigned: transaction, upto };
+}
+
+/**
+ * What `settlement` (the answer to `payment`) says was charged; null without one. An
+ * `upto` seller's `amount` above the maximum is an error ("settled_above_maximum"): the
+ * chain held the charge to the deposit, but the seller's word is false. A seller that
+ * does not say is taken to have settled the maximum, the most it can have taken.
+ */
+export function chargeOf(settlement: Settlement | null, payment: Payment, response?: Response): Charge | null {
+  if (!settlement) return null;
+  if (payment.scheme !== UPTO) return { amount: payment.amount, maximum: null };
+  const maximum = payment.amount;
+  const said = typeof settlement.amount === "string" && /^\d{1,20}$/.test(settlement.amount) ? BigInt(settlement.amount) : null;
+  if (said !== null && said > maximum) {
+    throw new X402Error(
+      "settled_above_maximum",
+      `The seller claims it settled ${said} base units, more than the maximum of ${maximum} escrowed ` +
+        `(the chain took at most the deposit): check transaction ${settlement.transaction}`,
+      { payment, ...(response ? { response } : {}) },
+    );
+  }
+  return { amount: said ?? maximum, maximum };
 }
 
 /** Builds the transaction for `offer`, has `signer` sign it, and returns the payment header. */
@@ -225,6 +347,7 @@ export async function createPayment(
 ): Promise<Payment> {
   const payer = signerAddress(signer);
   let unsigned: Transaction;
+  let upto: Omit<UptoPayload, "openTransaction"> | null = null;
   try {
     const wrongNetwork = networkRefusal(offer, await withLedgerNetwork(sources));
     if (wrongNetwork) throw new Error(wrongNetwork);
@@ -234,8 +357,10 @@ export async function createPayment(
       unsigned = await buildExactTransaction(offer, {
         payer,
         mint: await mintInfo(offer.asset, sources),
-        blockhash: await exactBlockhash(offer, sources),
+        blockhash: await signingBlockhash(offer, sources),
       });
+    } else if (offer.scheme === UPTO) {
+      ({ unsigned, upto } = await uptoOpening(offer, payer, sources));
     } else {
       throw new Error(`scheme ${offer.scheme} is not supported`);
     }
@@ -247,7 +372,8 @@ export async function createPayment(
     });
   }
   const signed = await signWith(signer, unsigned, offer.network);
-  const payload = { transaction: getBase64EncodedWireTransaction(signed) as string };
+  const transaction = getBase64EncodedWireTransaction(signed) as string;
+  const payload = upto ? { ...upto, openTransaction: transaction } : { transaction };
   const header = paymentHeader(challenge, offer, payload);
   return {
     headerName: header.name,

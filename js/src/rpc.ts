@@ -1,14 +1,14 @@
-/** The ledger reads the `exact` scheme may need, over JSON-RPC. */
+/** The ledger reads the `exact` and `upto` schemes may need, over JSON-RPC. */
 import { address, createSolanaRpc, fetchEncodedAccount } from "@solana/kit";
 
 import { networkOfGenesis, type MintInfo } from "./constants.js";
 import { readMint } from "./mint.js";
 import type { PaymentSources } from "./payment.js";
 
-/** Sources that read blockhashes, mints and the ledger's network from `rpcUrl`. */
+/** Sources that read blockhashes, slots, mints and the ledger's network from `rpcUrl`. */
 export function rpcSources(
   rpcUrl: string,
-): Required<Pick<PaymentSources, "getMint" | "getLatestBlockhash" | "getLedgerNetwork">> {
+): Required<Pick<PaymentSources, "getMint" | "getLatestBlockhash" | "getLedgerNetwork" | "getSlot">> {
   const rpc = createSolanaRpc(rpcUrl);
   return {
     async getLedgerNetwork() {
@@ -17,6 +17,9 @@ export function rpcSources(
     async getLatestBlockhash() {
       const { value } = await rpc.getLatestBlockhash({ commitment: "confirmed" }).send();
       return value.blockhash;
+    },
+    async getSlot() {
+      return Number(await rpc.getSlot({ commitment: "confirmed" }).send());
     },
     async getMint(mint: string): Promise<MintInfo> {
       const account = await fetchEncodedAccount(rpc, address(mint));

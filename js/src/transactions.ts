@@ -1,13 +1,23 @@
-/** The two schemes' transactions, built as the Rust verifier expects them. */
+/** The schemes' transactions, built as the Rust verifier expects them. */
 import {
+  AccountRole,
   address,
   appendTransactionMessageInstructions,
   blockhash as toBlockhash,
   compileTransaction,
   createNoopSigner,
   createTransactionMessage,
+  getAddressEncoder,
+  getArrayEncoder,
   getBase16Decoder,
   getBase58Encoder,
+  getProgramDerivedAddress,
+  getStructEncoder,
+  getU16Encoder,
+  getU32Encoder,
+  getU64Decoder,
+  getU64Encoder,
+  getU8Encoder,
   setTransactionMessageFeePayer,
   setTransactionMessageLifetimeUsingBlockhash,
   type Address,
@@ -19,11 +29,17 @@ import { getAddMemoInstruction } from "@solana-program/memo";
 import { findAssociatedTokenPda, getTransferCheckedInstruction } from "@solana-program/token";
 
 import {
+  ASSOCIATED_TOKEN_PROGRAM,
   EXACT_COMPUTE_UNIT_LIMIT,
   EXACT_COMPUTE_UNIT_PRICE,
+  MAX_MEMO_BYTES,
   MEMO_PROGRAM,
+  PAYMENT_CHANNELS_PROGRAM,
+  RENT_SYSVAR,
+  SYSTEM_PROGRAM,
   TOKEN_2022_PROGRAM,
   TOKEN_PROGRAM,
+  UPTO_COMPUTE_UNIT_LIMIT,
   type MintInfo,
 } from "./constants.js";
 import { findReceiptPda, getPayInstructionAsync } from "./generated/index.js";
@@ -163,13 +179,8 @@ export async function buildExactTransaction(offer: Offer, inputs: ExactInputs): 
   const feePayer = offer.extra.feePayer;
   if (typeof feePayer !== "string") throw new Error("no extra.feePayer");
   if (feePayer === inputs.payer) throw new Error("the payer may not be the offer's fee payer");
+  checkDelivers(offer.asset, inputs.mint);
   const { tokenProgram, decimals } = inputs.mint;
-  if (tokenProgram !== TOKEN_PROGRAM && tokenProgram !== TOKEN_2022_PROGRAM) {
-    throw new Error(`unknown token program ${tokenProgram}`);
-  }
-  if (inputs.mint.deliversInFull === false) {
-    throw new Error(`mint ${offer.asset} withholds part of each transfer (fee or hook): not paid`);
-  }
   const memo = inputs.memo ?? (typeof offer.extra.memo === "string" ? offer.extra.memo : randomMemo());
   const source = await associatedTokenAddress(inputs.payer, offer.asset, tokenProgram);
   const destination = await associatedTokenAddress(offer.payTo, offer.asset, tokenProgram);
@@ -192,12 +203,245 @@ export async function buildExactTransaction(offer: Offer, inputs: ExactInputs): 
     // The Memo program the Rust verifier reads (the package's default is another one).
     getAddMemoInstruction({ memo }, { programAddress: address(MEMO_PROGRAM) }),
   ];
+  return sponsoredTransaction(feePayer, inputs.blockhash, instructions);
+}
+
+/** Throws unless `mint` is of a token program we know and delivers each transfer whole. */
+function checkDelivers(asset: string, mint: MintInfo): void {
+  if (mint.tokenProgram !== TOKEN_PROGRAM && mint.tokenProgram !== TOKEN_2022_PROGRAM) {
+    throw new Error(`unknown token program ${mint.tokenProgram}`);
+  }
+  if (mint.deliversInFull === false) {
+    throw new Error(`mint ${asset} withholds part of each transfer (fee or hook): not paid`);
+  }
+}
+
+/** `instructions` as an unsigned v0 transaction that the seller's `feePayer` pays for. */
+function sponsoredTransaction(feePayer: string, blockhash: string, instructions: Instruction[]): Transaction {
   const message = appendTransactionMessageInstructions(
     instructions,
     setTransactionMessageLifetimeUsingBlockhash(
-      { blockhash: toBlockhash(inputs.blockhash), lastValidBlockHeight: NO_EXPIRY },
+      { blockhash: toBlockhash(blockhash), lastValidBlockHeight: NO_EXPIRY },
       setTransactionMessageFeePayer(address(feePayer), createTransactionMessage({ version: 0 })),
     ),
   );
   return compileTransaction(message) as Transaction;
+}
+
+/** The fields of an `upto` offer's `extra`, checked (x402's scheme_upto_svm.md). */
+export interface UptoTerms {
+  /** The seller's fee payer: it co-signs the `open`, pays its fee and the channel's rent, and is the channel's payee. */
+  feePayer: string;
+  /** The seller's key that signs vouchers: the channel's authorized signer. */
+  receiverAuthorizer: string;
+  /** Seconds, more than zero: the channel's grace period (a u32 on chain). */
+  withdrawDelay: number;
+  tokenProgram: string;
+  memo: string | null;
+  recentBlockhash: string | null;
+  /** A slot the seller offers as the channel's openSlot; null when it offers none. */
+  recentSlot: number | null;
+}
+
+const U32_MAX = 2 ** 32 - 1;
+
+/** A slot as an offer may write it: a number, or a decimal string (as solana-pay-kit writes it). */
+function readSlot(value: unknown): number | null {
+  const slot = typeof value === "string" && /^\d+$/.test(value) ? Number(value) : value;
+  // The payload carries it as a JSON number: it must be one exactly.
+  return typeof slot === "number" && Number.isSafeInteger(slot) && slot >= 0 ? slot : null;
+}
+
+/** Reads an `upto` offer's extra; a string says what is missing or malformed. */
+export function uptoTerms(offer: Offer): UptoTerms | string {
+  const x = offer.extra;
+  const str = (k: string) => (typeof x[k] === "string" ? (x[k] as string) : null);
+  const feePayer = str("feePayer");
+  const receiverAuthorizer = str("receiverAuthorizer");
+  const tokenProgram = str("tokenProgram");
+  if (x.paymentFlow !== undefined && x.paymentFlow !== "escrow") return "extra.paymentFlow is not escrow";
+  if (!feePayer) return "no extra.feePayer";
+  if (!receiverAuthorizer) return "no extra.receiverAuthorizer";
+  if (!tokenProgram) return "no extra.tokenProgram";
+  const delay = x.withdrawDelay;
+  // No grace period would let the buyer withdraw before the seller settles.
+  if (typeof delay !== "number" || !Number.isInteger(delay) || delay <= 0 || delay > U32_MAX) {
+    return "extra.withdrawDelay is not a whole number of seconds above zero (a u32)";
+  }
+  const memo = x.memo === undefined ? null : str("memo");
+  if (x.memo !== undefined && (memo === null || new TextEncoder().encode(memo).length > MAX_MEMO_BYTES)) {
+    return "bad extra.memo";
+  }
+  const recentSlot = x.recentSlot === undefined ? null : readSlot(x.recentSlot);
+  if (x.recentSlot !== undefined && recentSlot === null) return "bad extra.recentSlot";
+  const recentBlockhash = str("recentBlockhash");
+  try {
+    for (const a of [feePayer, receiverAuthorizer, tokenProgram, offer.asset, offer.payTo]) address(a);
+    if (recentBlockhash !== null) toBlockhash(recentBlockhash);
+  } catch {
+    return "malformed address or blockhash";
+  }
+  return { feePayer, receiverAuthorizer, withdrawDelay: delay, tokenProgram, memo, recentBlockhash, recentSlot };
+}
+
+/** Who and what a channel binds, as its address is derived from them. */
+export interface ChannelSeeds {
+  /** The buyer, who deposits. */
+  payer: string;
+  /** The seller's fee payer, the channel's zero-share payee. */
+  payee: string;
+  mint: string;
+  authorizedSigner: string;
+  /** The payload's `nonce`. */
+  salt: bigint;
+  openSlot: number;
+}
+
+/** The channel's address under the canonical program: ["channel", payer, payee, mint, signer, salt u64 le, openSlot u64 le]. */
+export async function channelAddress(seeds: ChannelSeeds): Promise<Address> {
+  const key = getAddressEncoder();
+  const u64 = getU64Encoder();
+  const [pda] = await getProgramDerivedAddress({
+    programAddress: address(PAYMENT_CHANNELS_PROGRAM),
+    seeds: [
+      "channel",
+      key.encode(address(seeds.payer)),
+      key.encode(address(seeds.payee)),
+      key.encode(address(seeds.mint)),
+      key.encode(address(seeds.authorizedSigner)),
+      u64.encode(seeds.salt),
+      u64.encode(BigInt(seeds.openSlot)),
+    ],
+  });
+  return pda;
+}
+
+/** The whole of a settlement, in basis points: the seller's single payout. */
+const ALL_BPS = 10_000;
+const OPEN_DISCRIMINATOR = 1;
+
+/**
+ * `open`'s data, as the payment-channels program reads it: discriminator, `salt u64 |
+ * deposit u64 | grace_period u32 | open_slot u64 | count u32 | count × (recipient, bps
+ * u16)`, all little-endian.
+ */
+const openDataEncoder = getStructEncoder([
+  ["discriminator", getU8Encoder()],
+  ["salt", getU64Encoder()],
+  ["deposit", getU64Encoder()],
+  ["gracePeriod", getU32Encoder()],
+  ["openSlot", getU64Encoder()],
+  [
+    "distribution",
+    getArrayEncoder(getStructEncoder([["recipient", getAddressEncoder()], ["bps", getU16Encoder()]]), {
+      size: getU32Encoder(),
+    }),
+  ],
+]);
+
+/** The buyer's side of a channel: who pays, its salt and the slot it opens at. */
+export interface Opening {
+  payer: string;
+  salt: bigint;
+  openSlot: number;
+}
+
+/**
+ * The `open` of `opening` under `offer`'s terms, and the channel it creates: a deposit of
+ * the offer's maximum, paid out wholly to payTo, the fee payer as rent payer and payee,
+ * the receiver authorizer as the channel's signer, withdrawDelay as its grace period.
+ */
+export async function openInstruction(
+  offer: Offer,
+  terms: UptoTerms,
+  opening: Opening,
+): Promise<{ instruction: Instruction; channel: Address }> {
+  const channel = await channelAddress({
+    payer: opening.payer,
+    payee: terms.feePayer,
+    mint: offer.asset,
+    authorizedSigner: terms.receiverAuthorizer,
+    salt: opening.salt,
+    openSlot: opening.openSlot,
+  });
+  const [eventAuthority] = await getProgramDerivedAddress({
+    programAddress: address(PAYMENT_CHANNELS_PROGRAM),
+    seeds: ["event_authority"],
+  });
+  const ata = (owner: string) => associatedTokenAddress(owner, offer.asset, terms.tokenProgram);
+  const { READONLY, WRITABLE, WRITABLE_SIGNER } = AccountRole;
+  const accounts = [
+    { address: address(opening.payer), role: WRITABLE_SIGNER },
+    // The fee payer twice: as rent payer (signing), then as the channel's payee.
+    { address: address(terms.feePayer), role: WRITABLE_SIGNER },
+    { address: address(terms.feePayer), role: READONLY },
+    { address: address(offer.asset), role: READONLY },
+    { address: address(terms.receiverAuthorizer), role: READONLY },
+    { address: channel, role: WRITABLE },
+    { address: await ata(opening.payer), role: WRITABLE },
+    { address: await ata(channel), role: WRITABLE },
+    { address: address(terms.tokenProgram), role: READONLY },
+    { address: address(SYSTEM_PROGRAM), role: READONLY },
+    { address: address(RENT_SYSVAR), role: READONLY },
+    { address: address(ASSOCIATED_TOKEN_PROGRAM), role: READONLY },
+    { address: eventAuthority, role: READONLY },
+    { address: address(PAYMENT_CHANNELS_PROGRAM), role: READONLY },
+  ];
+  const data = openDataEncoder.encode({
+    discriminator: OPEN_DISCRIMINATOR,
+    salt: opening.salt,
+    deposit: offer.amount,
+    gracePeriod: terms.withdrawDelay,
+    openSlot: BigInt(opening.openSlot),
+    distribution: [{ recipient: address(offer.payTo), bps: ALL_BPS }],
+  });
+  return { instruction: { programAddress: address(PAYMENT_CHANNELS_PROGRAM), accounts, data }, channel };
+}
+
+/** A fresh random channel salt (the payload's `nonce`). */
+export function randomSalt(): bigint {
+  return getU64Decoder().decode(crypto.getRandomValues(new Uint8Array(8)));
+}
+
+export interface UptoInputs {
+  /** The buyer. */
+  payer: string;
+  /** The token program of offer.asset, from a ledger or a trusted table: never the seller. */
+  mint: MintInfo;
+  blockhash: string;
+  salt: bigint;
+  openSlot: number;
+  /** Default: extra.memo, else 16 random bytes as hex. */
+  memo?: string;
+}
+
+/**
+ * The buyer's `open` transaction, unsigned: v0, fee payer = extra.feePayer,
+ * SetComputeUnitLimit, SetComputeUnitPrice, `open`, Memo; and the channel it opens.
+ */
+export async function buildUptoTransaction(
+  offer: Offer,
+  inputs: UptoInputs,
+): Promise<{ transaction: Transaction; channel: Address }> {
+  const terms = uptoTerms(offer);
+  if (typeof terms === "string") throw new Error(terms);
+  // As fee payer the buyer would pay the fee and the rent the seller offered to pay.
+  if (terms.feePayer === inputs.payer) throw new Error("the payer may not be the offer's fee payer");
+  if (inputs.mint.tokenProgram !== terms.tokenProgram) {
+    throw new Error(`mint ${offer.asset} is of token program ${inputs.mint.tokenProgram}, not the offer's ${terms.tokenProgram}`);
+  }
+  checkDelivers(offer.asset, inputs.mint);
+  const { instruction: open, channel } = await openInstruction(offer, terms, {
+    payer: inputs.payer,
+    salt: inputs.salt,
+    openSlot: inputs.openSlot,
+  });
+  const memo = inputs.memo ?? terms.memo ?? randomMemo();
+  const instructions: Instruction[] = [
+    getSetComputeUnitLimitInstruction({ units: UPTO_COMPUTE_UNIT_LIMIT }),
+    getSetComputeUnitPriceInstruction({ microLamports: EXACT_COMPUTE_UNIT_PRICE }),
+    open,
+    getAddMemoInstruction({ memo }, { programAddress: address(MEMO_PROGRAM) }),
+  ];
+  return { transaction: sponsoredTransaction(terms.feePayer, inputs.blockhash, instructions), channel };
 }

@@ -234,7 +234,7 @@ export function readSettlement(response: Response): Settlement | null {
 export function paymentHeader(
   challenge: Pick<Challenge, "version" | "resource">,
   offer: Offer,
-  payload: Record<string, unknown>,
+  payload: object,
 ): { name: string; value: string } {
   if (challenge.version === 2) {
     return {

@@ -117,3 +117,28 @@ export function verifyBuyer(tx) {
   const sig = tx.signatures[BUYER];
   return !!sig && ed25519.verify(sig, tx.messageBytes, getBase58Encoder().encode(BUYER));
 }
+
+export const AUTHORIZER = key(9);
+export const RECENT_SLOT = 341_000_000;
+
+export function uptoOffer(overrides = {}) {
+  return {
+    scheme: "upto",
+    network: DEVNET,
+    amount: "10000",
+    asset: USDC_DEVNET,
+    payTo: PAY_TO,
+    maxTimeoutSeconds: 300,
+    extra: {
+      paymentFlow: "escrow",
+      feePayer: FEE_PAYER,
+      receiverAuthorizer: AUTHORIZER,
+      withdrawDelay: 3600,
+      tokenProgram: TOKEN_PROGRAM,
+      memo: "order-42",
+      recentBlockhash: BLOCKHASH,
+      recentSlot: RECENT_SLOT,
+    },
+    ...overrides,
+  };
+}

@@ -1,13 +1,14 @@
-// Prints the instructions of the two schemes' transactions as this package compiles them,
+// Prints the instructions of the schemes' transactions as this package compiles them,
 // for tests/suite/client/js.rs to compare with what the Rust side builds. Argument: JSON
-// {receipt: {offer, payer}, exact: {offer, payer, mint, blockhash}}, amounts as strings.
+// {receipt: {offer, payer}, exact: {offer, payer, mint, blockhash}, upto: {offer, payer,
+// mint, blockhash, salt, openSlot}}, amounts and the salt as strings.
 import {
   decompileTransactionMessage,
   getBase16Decoder,
   getCompiledTransactionMessageDecoder,
 } from "@solana/kit";
 
-import { buildExactTransaction, buildReceiptTransaction } from "../dist/index.js";
+import { buildExactTransaction, buildReceiptTransaction, buildUptoTransaction } from "../dist/index.js";
 
 const input = JSON.parse(process.argv[2]);
 const offer = (o) => ({ ...o, amount: BigInt(o.amount) });
@@ -28,4 +29,11 @@ const exact = await buildExactTransaction(offer(input.exact.offer), {
   mint: input.exact.mint,
   blockhash: input.exact.blockhash,
 });
-console.log(JSON.stringify({ receipt: shown(receipt), exact: shown(exact) }));
+const upto = await buildUptoTransaction(offer(input.upto.offer), {
+  payer: input.upto.payer,
+  mint: input.upto.mint,
+  blockhash: input.upto.blockhash,
+  salt: BigInt(input.upto.salt),
+  openSlot: input.upto.openSlot,
+});
+console.log(JSON.stringify({ receipt: shown(receipt), exact: shown(exact), upto: shown(upto.transaction) }));

@@ -41,6 +41,8 @@ async function withRpc(run, genesis = DEVNET_GENESIS, data = mintData()) {
         ? genesis
         : method === "getLatestBlockhash"
         ? { context: { slot: 1 }, value: { blockhash: BLOCKHASH, lastValidBlockHeight: 100 } }
+        : method === "getSlot"
+        ? 4242
         : {
             context: { slot: 1 },
             value: {
@@ -87,6 +89,29 @@ test("exact offer without blockhash, unknown mint: both from rpcUrl, never from 
     assert.equal(transfer.program, TOKEN_2022_PROGRAM);
     assert.equal(transfer.data.at(-1), 9);
     assert.equal(transfer.accounts[0], f.ata(f.BUYER, MINT, TOKEN_2022_PROGRAM));
+  }));
+
+test("upto offer without blockhash, slot or a known mint: the ledger's, and the mint's own token program", () =>
+  withRpc(async (methods) => {
+    const offer = f.uptoOffer({ asset: MINT });
+    const { recentBlockhash, recentSlot, ...extra } = offer.extra;
+    void recentBlockhash, void recentSlot;
+    offer.extra = { ...extra, tokenProgram: TOKEN_2022_PROGRAM };
+    const sent = [];
+    const fetch = async (_url, init) => {
+      sent.push(new Headers(init?.headers).get("PAYMENT-SIGNATURE"));
+      return sent.length === 1 ? f.response402(f.challengeV2([offer])) : new Response("ok");
+    };
+    const policy = { maxPerRequest: "10000" };
+    await fetchWithPayment("http://x/api", undefined, { fetch, signer: await f.buyerSigner(), rpcUrl: "http://127.0.0.1:8899", policy });
+    assert.deepEqual(methods.sort(), ["getAccountInfo", "getGenesisHash", "getLatestBlockhash", "getSlot"]);
+    const payload = decodeHeader(sent[1]).payload;
+    assert.equal(payload.openSlot, 4242);
+    const { message } = f.decodeTx(payload.openTransaction);
+    assert.equal(message.lifetimeToken, BLOCKHASH);
+    const open = f.resolve(message, message.instructions[2]);
+    assert.equal(open.accounts[6], f.ata(f.BUYER, MINT, TOKEN_2022_PROGRAM));
+    assert.equal(open.accounts[8], TOKEN_2022_PROGRAM);
   }));
 
 test("rpcSources names the ledger's network from its genesis hash", () =>
