@@ -292,8 +292,18 @@ impl Submission for OpenSubmission {
             .unwrap_or_else(|| claim::channel_key(&self.claimed.channel.to_string(), false))
     }
 
+    /// The `open`'s fees and rent and, at the gate, the settlement's fees to come (our
+    /// signature and the voucher's): counted against the spending ceiling now, since the
+    /// settlement must go out whatever the ceiling is by then. A facilitator's claim is
+    /// charged on its own.
     fn cost(&self, cx: &Context) -> u64 {
-        fee_cost(cx, self.transaction.signatures.len()).saturating_add(self.rent())
+        let settlement = match self.demand.reference {
+            Some(_) => fee_cost(cx, 2),
+            None => 0,
+        };
+        fee_cost(cx, self.transaction.signatures.len())
+            .saturating_add(settlement)
+            .saturating_add(self.rent())
     }
 
     /// The channel's and its escrow's rent, which `reclaim` and `distribute` return.
