@@ -88,7 +88,6 @@ async fn main() {
             .fallback(|| async { ANSWER }),
     )
     .await;
-    // Fixed, below the ephemeral range and the validators' ports (from 20,000 up).
     // `/exact/*` at 0.01 in `exact`, `/metered/*` at most 0.01 in `upto`.
     let routes = format!(
         r#"[[routes]]
@@ -105,6 +104,8 @@ upstream = "{upstream}"
 "#
     );
     let payment = format!("fee_payer_keypair = \"{}\"", fee_payer_file.display());
+    // Its port is fixed, below the ephemeral range and the validators' ports (from 20,000
+    // up).
     let verifier = args.on.verifier(
         "127.0.0.1:18497",
         &validator.url,
@@ -130,15 +131,20 @@ upstream = "{upstream}"
 
     let mut transfers = Vec::new();
     for paid in &exact {
-        assert_eq!(paid.settlement.amount.as_deref(), Some("10000"));
-        transfers.push(transaction(&http, &validator.url, &paid.settlement.transaction).await);
+        assert_eq!(paid.settlement.amount, Some(PRICE.to_string()));
+        let transfer = transaction(&http, &validator.url, &paid.settlement.transaction).await;
+        assert_eq!(
+            transfer.fee_payer_spent, transfer.fee as i64,
+            "only the fee"
+        );
+        transfers.push(transfer);
     }
     let (mut opens, mut settles, mut rents) = (Vec::new(), Vec::new(), Vec::new());
     for paid in &upto {
         let s = &paid.settlement;
         assert_eq!(
-            s.amount.as_deref(),
-            Some(CHARGED.to_string().as_str()),
+            s.amount,
+            Some(CHARGED.to_string()),
             "charged what the answer cost"
         );
         let extra = |key: &str| s.extra[key].as_str().expect(key).to_string();
