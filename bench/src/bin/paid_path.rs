@@ -21,23 +21,13 @@
 //! N payments in all (356 by default; `bench/run` makes 740): 100 presented one at a
 //! time, the rest 64 at once.
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anchor_lang::prelude::Pubkey;
-use anchor_spl::associated_token::get_associated_token_address;
-use anchor_spl::associated_token::spl_associated_token_account::instruction::create_associated_token_account;
-use anchor_spl::token::spl_token;
 use futures_util::{stream, StreamExt};
-use solana_keypair::Keypair;
-use solana_signer::Signer;
-use solana_system_interface::instruction as system_instruction;
+use x402_bench::{ms, percentile, OnValidator};
 use x402_client::{Challenge, Payment, X402Client};
-use x402_protocol::rpc::{RpcLedger, RpcOptions};
-use x402_protocol::Ledger;
-use x402_testkit::process::Launch;
-use x402_testkit::{serve, RpcProxy, Validator, VerifierProcess};
+use x402_testkit::{serve, RpcProxy};
 
 /// Base units of a request (0.01 of a 6-decimal token).
 const PRICE: u64 = 10_000;
@@ -52,18 +42,8 @@ const CROWD: usize = 64;
     about = "The paid path over JSON-RPC: node reads per verification, latency added, peak RSS"
 )]
 struct Args {
-    /// The verifier binary (a release build).
-    #[arg(long)]
-    verifier: PathBuf,
-    /// The x402-test-validator binary (scripts/build-validator).
-    #[arg(long)]
-    validator: PathBuf,
-    /// The receipts program built for SBF (x402_receipts.so).
-    #[arg(long)]
-    program: PathBuf,
-    /// Where the verifier's log, state and configuration go.
-    #[arg(long)]
-    work: PathBuf,
+    #[command(flatten)]
+    on: OnValidator,
     /// Payments in all: ALONE presented one at a time, the rest CROWD at once.
     #[arg(long, default_value_t = ALONE + 4 * CROWD)]
     payments: usize,
@@ -76,39 +56,31 @@ async fn main() {
         args.payments > ALONE,
         "--payments must be more than {ALONE}"
     );
-    std::fs::create_dir_all(&args.work).expect("the work directory");
-
-    let validator = Validator::start(&args.validator, &[], Some(&args.program)).await;
-    let node_url = validator.url.clone();
-    let node = Arc::new(
-        RpcLedger::connect(&node_url, RpcOptions::default())
-            .await
-            .expect("the node"),
-    );
-    let authority = validator.payer();
-    let merchant = Keypair::new().pubkey();
-    let mint = create_market(&node, &authority, &merchant).await;
-
-    let counter = RpcProxy::start(&node_url).await;
+    let market = args.on.market(&[]).await;
+    let merchant = &market.merchant;
+    let counter = RpcProxy::start(&market.validator.url).await;
     let upstream = serve(axum::Router::new().fallback(|| async { r#"{"ok":true}"# })).await;
-    let verifier = start_verifier(&args, &counter.url, &mint, &merchant, &upstream);
+    // Fixed, below the ephemeral range and the validators' ports (from 20,000 up).
+    // `/api/*` at 0.01 in `receipt` only (no fee payer: buyers pay themselves).
+    let routes = format!(
+        r#"[[routes]]
+path = "/api/*"
+methods = ["GET"]
+price = "0.01"
+upstream = "{upstream}"
+"#
+    );
+    let verifier = args
+        .on
+        .verifier("127.0.0.1:18495", &counter.url, &market, "", &routes);
     let url = verifier.url();
 
-    // The validator's mint is no stablecoin the client knows: its cap is in base units.
-    let policy = x402_client::SpendingPolicy {
-        max_per_request: Some(x402_client::Limit::Units(10_000)),
-        ..Default::default()
-    };
-    let buyer = X402Client::builder()
-        .keypair(authority.insecure_clone())
-        .ledger(node.clone())
-        .policy(policy)
-        .build();
+    let buyer = market.buyer(PRICE);
     let http = reqwest::Client::new();
     let paid = pay(&http, &buyer, &url, args.payments).await;
     let (alone, crowd) = paid.split_at(ALONE);
 
-    let round_trip = percentile(&node_round_trips(&http, &counter.url, &merchant).await, 50);
+    let round_trip = percentile(&node_round_trips(&http, &counter.url, merchant).await, 50);
     let upstream_alone = timed(&http, &upstream, ALONE, 1, None).await;
     let before = reads(&counter);
     let verifier_alone = timed(&http, &url, alone.len(), 1, Some(alone)).await;
@@ -160,93 +132,9 @@ async fn main() {
     );
 }
 
-/// A 6-decimal SPL Token mint of `authority`'s, the merchant's account and the buyer's
-/// (the authority's own) holding enough for every payment: one transaction.
-async fn create_market(node: &RpcLedger, authority: &Keypair, merchant: &Pubkey) -> Pubkey {
-    let mint = Keypair::new();
-    let owner = authority.pubkey();
-    let rent = 1_461_600; // rent exemption of an 82-byte mint
-    let instructions = vec![
-        system_instruction::create_account(&owner, &mint.pubkey(), rent, 82, &spl_token::ID),
-        spl_token::instruction::initialize_mint2(&spl_token::ID, &mint.pubkey(), &owner, None, 6)
-            .expect("a valid mint"),
-        create_associated_token_account(&owner, &owner, &mint.pubkey(), &spl_token::ID),
-        create_associated_token_account(&owner, merchant, &mint.pubkey(), &spl_token::ID),
-        spl_token::instruction::mint_to(
-            &spl_token::ID,
-            &mint.pubkey(),
-            &get_associated_token_address(&owner, &mint.pubkey()),
-            &owner,
-            &[],
-            u64::MAX / 2,
-        )
-        .expect("a valid mint_to"),
-    ];
-    // Just after start the validator may still refuse SPL Token ("Unsupported program
-    // id"): tried again for a few seconds.
-    for attempt in 1.. {
-        let blockhash = node.latest_blockhash().await.expect("a blockhash");
-        let transaction = solana_transaction::Transaction::new_signed_with_payer(
-            &instructions,
-            Some(&owner),
-            &[authority, &mint],
-            blockhash,
-        );
-        match node.submit(&transaction.into()).await {
-            Ok(_) => break,
-            Err(error) if attempt < 20 => {
-                eprintln!("paid-path: the market, attempt {attempt}: {error}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(error) => panic!("the market: {error}"),
-        }
-    }
-    mint.pubkey()
-}
-
 /// The account reads `proxy` passed on to the node so far.
 fn reads(proxy: &RpcProxy) -> usize {
     proxy.count("getMultipleAccounts") + proxy.count("getAccountInfo")
-}
-
-/// The release verifier as a seller runs it: its configuration file (`verifier.toml` in
-/// the work directory, beside its log), the JSON-RPC ledger through `rpc_url`, `/api/*`
-/// at 0.01 in `receipt` only (no fee payer: buyers pay themselves).
-fn start_verifier(
-    args: &Args,
-    rpc_url: &str,
-    mint: &Pubkey,
-    merchant: &Pubkey,
-    upstream: &str,
-) -> VerifierProcess {
-    // Fixed, below the ephemeral range and the validators' ports (from 20,000 up).
-    let listen = "127.0.0.1:18495";
-    let config = format!(
-        r#"public_url = "http://{listen}"
-state_dir = "{state}"
-
-[metrics]
-listen = "main"
-
-[payment]
-network = "solana-localnet"
-rpc_url = "{rpc_url}"
-asset = "{mint}"
-pay_to = "{merchant}"
-
-[[routes]]
-path = "/api/*"
-methods = ["GET"]
-price = "0.01"
-upstream = "{upstream}"
-"#,
-        state = args.work.join("verifier-state").display(),
-    );
-    Launch::new(&args.verifier)
-        .env("X402_LISTEN", listen)
-        .config(&config)
-        .in_dir(&args.work)
-        .start()
 }
 
 /// `count` challenges at `/api/<n>`, each paid on chain by `buyer` (16 at a time).
@@ -356,16 +244,4 @@ async fn node_round_trips(http: &reqwest::Client, node: &str, key: &Pubkey) -> V
         round_trips.push(sent.elapsed());
     }
     round_trips
-}
-
-/// The `p`th percentile of `samples`.
-fn percentile(samples: &[Duration], p: usize) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
-}
-
-/// Milliseconds, for printing.
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
 }
