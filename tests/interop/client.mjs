@@ -26,6 +26,7 @@ import { decodePaymentRequiredHeader } from "@x402/core/http";
 import { decodePaymentResponseHeader, wrapFetchWithPayment, x402Client } from "@x402/fetch";
 import { ExactSvmScheme } from "@x402/svm/exact/client";
 import { ExactSvmSchemeV1 } from "@x402/svm/exact/v1/client";
+import { UptoSvmScheme } from "@x402/svm/upto/client";
 
 function env(name) {
   const v = process.env[name];
@@ -47,6 +48,8 @@ async function main() {
   // (same networks it would register: "solana:*" for v2, the v1 names for v1).
   const client = new x402Client();
   client.register("solana:*", new ExactSvmScheme(signer, { rpcUrl }));
+  // The stock metered scheme too: a seller offering only `upto` is paid in it.
+  client.register("solana:*", new UptoSvmScheme(signer, { rpcUrl }));
   for (const v1 of ["solana", "solana-devnet", "solana-testnet"]) {
     client.registerV1(v1, new ExactSvmSchemeV1(signer, { rpcUrl }));
   }

@@ -108,10 +108,7 @@ async fn refresh_blockhash(gate: Gate) {
         // `upto` buyers open their channel at a recent slot (the program's window is
         // 1,500 slots): some buyers read none themselves.
         let clock = gate
-            .ledger_call(
-                LedgerCall::Clock,
-                ChainClock::read(gate.ledger().as_ref()),
-            )
+            .ledger_call(LedgerCall::Clock, ChainClock::read(gate.ledger().as_ref()))
             .await;
         gate.set_recent_slot(clock.ok().map(|clock| clock.slot));
     }

@@ -1,6 +1,6 @@
-//! Interoperability with stock x402 software on a real validator, in the `exact` scheme:
-//! the stock npm buyer (@x402/fetch with @x402/svm) and the stock Python buyer (`x402`)
-//! pay our verifier; our `x402` pays a stock @x402/express seller whose facilitator is
+//! Interoperability with stock x402 software on a real validator, in the `exact` scheme
+//! (and `upto`, for the stock npm buyer): the stock npm buyer (@x402/fetch with
+//! @x402/svm) and the stock Python buyer (`x402`) pay our verifier; our `x402` pays a stock @x402/express seller whose facilitator is
 //! the stock x402 facilitator code with its own fee payer; the stock buyer pays the stock
 //! seller, as a control (if it fails, the harness is broken, not the product); and a
 //! stock seller delegates to our facilitator API.
@@ -19,7 +19,13 @@ use solana_signer::Signer;
 use x402_protocol::rpc::{RpcLedger, RpcOptions};
 use x402_protocol::Network;
 
-use super::chain::{serve_gate, settings, Chain, Plan, PRICE};
+use anchor_lang::prelude::Pubkey;
+use axum::Extension;
+use x402_protocol::scheme::upto::TREASURY_OWNER;
+use x402_verifier::{Charge, Scheme};
+
+use super::chain::{serve_gate, settings, start_gate, Chain, Plan, PRICE};
+use super::paykit::{assert_paid_metered, new_seller};
 use crate::verifier::support::FACILITATOR_KEY;
 
 fn interop_dir() -> PathBuf {
@@ -90,6 +96,80 @@ pub(super) async fn new_buyer(chain: &Chain, name: &str) -> (Keypair, PathBuf) {
         .await;
     let file = chain.validator.write_keypair(name, &buyer);
     (buyer, file)
+}
+
+/// Our verifier on the validator, announcing devnet, with a fee payer, paying `seller`:
+/// `/metered`, an `upto` route with a ceiling of 0.01 whose answer says it cost `charge`.
+pub(super) struct MeteredVerifier {
+    pub(super) gate: x402_verifier::Gate,
+    /// `{base}/metered`.
+    pub(super) url: String,
+    pub(super) fee_payer: Pubkey,
+    /// The fee payer's lamports before any payment.
+    pub(super) fee_payer_lamports: u64,
+    _store: tempfile::TempDir,
+}
+
+impl MeteredVerifier {
+    pub(super) async fn start(chain: &Chain, seller: Pubkey, charge: u64) -> Self {
+        let fee_payer = Keypair::new();
+        chain.fund(&fee_payer.pubkey()).await;
+        let ledger = RpcLedger::with_network(
+            &chain.validator.url,
+            Network::devnet(),
+            RpcOptions::default(),
+        );
+        let settings = settings(
+            Network::devnet(),
+            chain.market.mint,
+            seller,
+            Some(fee_payer.insecure_clone()),
+        );
+        let store = tempfile::tempdir().unwrap();
+        let gate = start_gate(settings, ledger, &store).await;
+        let handler = move || async move { (Extension(Charge(charge)), "metered answer") };
+        let router = axum::Router::new()
+            .route("/metered", axum::routing::get(handler))
+            .layer(gate.price("0.01").schemes(&[Scheme::Upto]));
+        MeteredVerifier {
+            url: format!("{}/metered", x402_testkit::serve(router).await),
+            gate,
+            fee_payer: fee_payer.pubkey(),
+            fee_payer_lamports: chain.lamports(&fee_payer.pubkey()).await,
+            _store: store,
+        }
+    }
+}
+
+/// The stock npm buyer (@x402/svm's `upto` client) pays our verifier's metered route: it
+/// is charged what the answer cost and gets the rest of its deposit back, to the base
+/// unit; the same payment again is refused.
+#[tokio::test]
+async fn the_stock_upto_buyer_pays_our_metered_route_what_the_answer_cost() {
+    const CHARGE: u64 = 4_200;
+    let chain = Plan::new().start().await;
+    // `distribute` pays rounding residuals into the program's treasury account for the
+    // mint, which exists on mainnet for USDC.
+    chain
+        .token_account(&TREASURY_OWNER, &chain.market.mint)
+        .await;
+    let seller = new_seller(&chain).await;
+    let ours = MeteredVerifier::start(&chain, seller, CHARGE).await;
+    let (buyer, keypair) = new_buyer(&chain, "stock-upto-buyer").await;
+
+    let out = stock_buyer("node", "client.mjs", &ours.url, &keypair, &chain).await;
+
+    assert_eq!(out["status"], 200, "{out}");
+    assert_eq!(out["body"], "metered answer", "{out}");
+    assert_eq!(out["paymentResponse"]["success"], true, "{out}");
+    assert_eq!(
+        out["paymentResponse"]["amount"],
+        CHARGE.to_string(),
+        "{out}"
+    );
+    assert_eq!(out["replayStatus"], 402, "{out}");
+    assert_eq!(out["replayError"], "reference_already_used", "{out}");
+    assert_paid_metered(&chain, &buyer.pubkey(), &seller, CHARGE).await;
 }
 
 /// Our verifier on the validator, announcing devnet, with a fee payer: `/api/*` at 0.01.

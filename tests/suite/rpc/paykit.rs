@@ -55,14 +55,11 @@ use x402_protocol::scheme::upto::{
 use x402_protocol::wire::{decode_header, encode_header, v2, Offer};
 use x402_protocol::{Ledger, SponsorPolicy, SponsoredDefect};
 
-use x402_protocol::rpc::{RpcLedger, RpcOptions};
-use x402_protocol::Network;
 use x402_verifier::scheme::upto::tend_channels;
 use x402_verifier::store::Stage;
-use x402_verifier::{Charge, Scheme};
 
-use super::chain::{settings, start_gate, Chain, Plan, PRICE};
-use super::interop::{new_buyer, run_buyer, ScriptServer};
+use super::chain::{Chain, Plan, PRICE};
+use super::interop::{new_buyer, run_buyer, MeteredVerifier, ScriptServer};
 use crate::client::seller::{Seller, DEVNET, MAINNET_USDC};
 
 /// The base units the pay-kit gate's handler reports for the stock-to-stock payment: less
@@ -200,30 +197,12 @@ async fn upto_with_solana_pay_kit_on_the_validator() {
 /// window (1,500 slots) has passed, which the janitor waits for.
 async fn paykit_buyer_pays_our_metered_route(chain: &Chain) {
     let seller = new_seller(chain).await;
-    let fee_payer = Keypair::new();
-    chain.fund(&fee_payer.pubkey()).await;
-    let fee_payer_before = chain.lamports(&fee_payer.pubkey()).await;
-    let ledger = RpcLedger::with_network(
-        &chain.validator.url,
-        Network::devnet(),
-        RpcOptions::default(),
-    );
-    let settings = settings(
-        Network::devnet(),
-        chain.market.mint,
-        seller,
-        Some(fee_payer.insecure_clone()),
-    );
-    let store = tempfile::tempdir().unwrap();
-    let gate = start_gate(settings, ledger, &store).await;
-    let handler = || async { (axum::Extension(Charge(METERED)), "metered answer") };
-    let router = axum::Router::new()
-        .route("/metered", axum::routing::get(handler))
-        .layer(gate.price("0.01").schemes(&[Scheme::Upto]));
-    let url = format!("{}/metered", x402_testkit::serve(router).await);
+    let ours = MeteredVerifier::start(chain, seller, METERED).await;
+    let (gate, url, fee_payer) = (&ours.gate, &ours.url, &ours.fee_payer);
+    let fee_payer_before = ours.fee_payer_lamports;
     let (buyer, keypair) = new_buyer(chain, "paykit-buyer-ours").await;
 
-    let out = paykit_buyer(&url, &keypair, &chain.market.mint, PRICE).await;
+    let out = paykit_buyer(url, &keypair, &chain.market.mint, PRICE).await;
 
     assert_eq!(out["challengeStatus"], 402, "{out}");
     assert_eq!(out["status"], 200, "{out}");
@@ -237,7 +216,7 @@ async fn paykit_buyer_pays_our_metered_route(chain: &Chain) {
     let (channel, channel_rent) = read_channel(chain, channel_address).await;
     assert_eq!(channel.status, ChannelStatus::Distributed);
     assert_eq!((channel.deposit, channel.settled), (PRICE, METERED));
-    assert_eq!(channel.rent_payer, fee_payer.pubkey());
+    assert_eq!(channel.rent_payer, *fee_payer);
     let row = gate
         .store()
         .channel(channel_address)
@@ -249,11 +228,11 @@ async fn paykit_buyer_pays_our_metered_route(chain: &Chain) {
     // settlement (its signature and the voucher's precompile), and holds the channel's
     // rent until the reclaim; no token account of its own was made.
     assert_eq!(
-        fee_payer_before - chain.lamports(&fee_payer.pubkey()).await,
+        fee_payer_before - chain.lamports(fee_payer).await,
         4 * LAMPORTS_PER_SIGNATURE + channel_rent,
         "the fee payer's spending"
     );
-    let tended = tend_channels(&gate, x402_verifier::unix_now())
+    let tended = tend_channels(gate, x402_verifier::unix_now())
         .await
         .unwrap();
     assert_eq!(tended.reclaimed, 0, "the reclaim waits for its slot window");
