@@ -75,8 +75,9 @@ export interface UptoPayload {
   validAfter: number;
   /** The channel's salt, a decimal u64. */
   nonce: string;
-  /** A number, as the specification writes it. */
-  openSlot: number;
+  /** A decimal string, as the x402 reference implementation (@x402/svm) and
+   * solana-pay-kit read it (the specification's table says number; neither accepts one). */
+  openSlot: string;
   /** The channel's address. */
   channelId: string;
   /** The escrowed amount: maxAmount. */
@@ -308,7 +309,7 @@ async function uptoOpening(
     expiresAt,
     validAfter: now,
     nonce: salt.toString(),
-    openSlot,
+    openSlot: openSlot.toString(),
     channelId: channel,
     deposit: offer.amount.toString(),
     authorizedSigner: terms.receiverAuthorizer,

@@ -248,7 +248,7 @@ const U32_MAX = 2 ** 32 - 1;
 /** A slot as an offer may write it: a number, or a decimal string (as solana-pay-kit writes it). */
 function readSlot(value: unknown): number | null {
   const slot = typeof value === "string" && /^\d+$/.test(value) ? Number(value) : value;
-  // The payload carries it as a JSON number: it must be one exactly.
+  // Held as a number here: it must be one exactly.
   return typeof slot === "number" && Number.isSafeInteger(slot) && slot >= 0 ? slot : null;
 }
 

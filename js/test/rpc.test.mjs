@@ -106,7 +106,7 @@ test("upto offer without blockhash, slot or a known mint: the ledger's, and the 
     await fetchWithPayment("http://x/api", undefined, { fetch, signer: await f.buyerSigner(), rpcUrl: "http://127.0.0.1:8899", policy });
     assert.deepEqual(methods.sort(), ["getAccountInfo", "getGenesisHash", "getLatestBlockhash", "getSlot"]);
     const payload = decodeHeader(sent[1]).payload;
-    assert.equal(payload.openSlot, 4242);
+    assert.equal(payload.openSlot, "4242");
     const { message } = f.decodeTx(payload.openTransaction);
     assert.equal(message.lifetimeToken, BLOCKHASH);
     const open = f.resolve(message, message.instructions[2]);

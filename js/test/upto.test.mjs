@@ -133,7 +133,7 @@ test("upto: the payload states what the open binds, signed by the buyer, never a
   assert.equal(p.maxAmount, "10000");
   assert.equal(p.deposit, "10000");
   assert.equal(p.authorizedSigner, f.AUTHORIZER);
-  assert.equal(p.openSlot, f.RECENT_SLOT, "a number, as the specification writes it");
+  assert.equal(p.openSlot, String(f.RECENT_SLOT), "a decimal string, as @x402/svm and solana-pay-kit read it");
   assert.match(p.nonce, /^\d+$/);
   assert.equal(p.channelId, channelOf(BigInt(p.nonce), f.RECENT_SLOT));
   assert.ok(p.validAfter >= before && p.validAfter <= after);
@@ -158,7 +158,7 @@ test("upto: the slot from the ledger when the offer has none; a random memo when
   const sign = async (sources) => createPayment(challenge, challenge.offers[0], await f.buyerSigner(), sources);
   await assert.rejects(sign({ mints: { [f.USDC_DEVNET]: USDC } }), /no extra.recentSlot and no rpcUrl/);
   const payment = await sign({ mints: { [f.USDC_DEVNET]: USDC }, getSlot: async () => 777 });
-  assert.equal(payment.payload.openSlot, 777);
+  assert.equal(payment.payload.openSlot, "777");
   const { message } = f.decodeTx(payment.payload.openTransaction);
   assert.match(Buffer.from(f.resolve(message, message.instructions[3]).data).toString(), /^[0-9a-f]{32}$/);
 });
@@ -188,7 +188,7 @@ test("upto: refuses what the channel could not keep: a payer as fee payer, a gra
   }
   // The mint is classic Token: an offer naming Token-2022 would open no channel.
   await refused(withExtra({ tokenProgram: TOKEN_2022_PROGRAM }), /token program .* not the offer's/);
-  // The payload carries the slot as a JSON number: one it cannot hold exactly is refused.
+  // A slot this client cannot hold exactly is refused.
   for (const slot of ["soon", "-1", "18446744073709551615", 2 ** 53, 1.5]) {
     await refused(withExtra({ recentSlot: slot }), /recentSlot/);
   }

@@ -12,6 +12,10 @@
 //   X402_AMOUNT             price in base units (given as {amount, asset}: no USDC lookup)
 //   X402_EMBED_BLOCKHASH=1  optional: stock server scheme embeds extra.recentBlockhash
 //                           (ExactSvmServerOptions.rpcUrl); off by default like upstream
+//   X402_UPTO_CHARGE        optional: GET /metered is an `upto` route too (X402_AMOUNT its
+//                           ceiling) whose answer costs this many base units, reported with
+//                           the stock setSettlementOverrides; the local facilitator settles
+//                           `upto` as well, the seller's own new key signing the vouchers
 //
 //   X402_FACILITATOR_URL    optional: delegate to this facilitator over HTTP instead (the
 //                           stock HTTPFacilitatorClient), with X402_FACILITATOR_KEY as its
@@ -23,15 +27,21 @@
 
 import { readFileSync } from "node:fs";
 import express from "express";
-import { createKeyPairSignerFromBytes } from "@solana/kit";
+import { createKeyPairSignerFromBytes, generateKeyPairSigner } from "@solana/kit";
 import { x402Facilitator } from "@x402/core/facilitator";
 import { HTTPFacilitatorClient } from "@x402/core/server";
-import { paymentMiddleware, x402ResourceServer } from "@x402/express";
+import { paymentMiddleware, setSettlementOverrides, x402ResourceServer } from "@x402/express";
 import { toFacilitatorSvmSigner } from "@x402/svm";
 import { registerExactSvmScheme as registerFacilitatorScheme } from "@x402/svm/exact/facilitator";
 import { ExactSvmScheme as ExactSvmServerScheme } from "@x402/svm/exact/server";
+import { UptoSvmScheme as UptoSvmFacilitatorScheme } from "@x402/svm/upto/facilitator";
+import { UptoSvmScheme as UptoSvmServerScheme } from "@x402/svm/upto/server";
 
 const DEVNET = "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1";
+// The `upto` route announces mainnet: the stock facilitator pays rounding residuals to
+// the treasury of the network it names, and the test worlds' payment-channels program is
+// its mainnet build (devnet's deployment has another treasury owner).
+const MAINNET = "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp";
 
 function env(name) {
   const v = process.env[name];
@@ -47,25 +57,37 @@ async function main() {
   const asset = env("X402_ASSET");
   const amount = env("X402_AMOUNT");
   const remote = process.env.X402_FACILITATOR_URL;
-  const resourceServer = (remote ? await remoteFacilitator(remote) : await localFacilitator(rpcUrl)).register(
+  const charge = process.env.X402_UPTO_CHARGE;
+  const resourceServer = (remote ? await remoteFacilitator(remote) : await localFacilitator(rpcUrl, charge)).register(
     DEVNET,
     new ExactSvmServerScheme(process.env.X402_EMBED_BLOCKHASH === "1" ? { rpcUrl } : {}),
   );
+  const routes = {
+    "GET /paid": {
+      accepts: { scheme: "exact", network: DEVNET, payTo, price: { amount, asset } },
+      description: "x402 interop test resource",
+      mimeType: "application/json",
+    },
+  };
+  if (charge) {
+    // The seller's own receiver authorizer signs the vouchers; the facilitator's fee
+    // payer opens and settles the channels.
+    const receiverAuthorizerSigner = await generateKeyPairSigner();
+    resourceServer.register(MAINNET, new UptoSvmServerScheme({ rpcUrl, receiverAuthorizerSigner }));
+    routes["GET /metered"] = {
+      accepts: { scheme: "upto", network: MAINNET, payTo, price: { amount, asset } },
+      description: "x402 interop metered resource",
+      mimeType: "application/json",
+    };
+  }
 
   const app = express();
-  app.use(
-    paymentMiddleware(
-      {
-        "GET /paid": {
-          accepts: { scheme: "exact", network: DEVNET, payTo, price: { amount, asset } },
-          description: "x402 interop test resource",
-          mimeType: "application/json",
-        },
-      },
-      resourceServer,
-    ),
-  );
+  app.use(paymentMiddleware(routes, resourceServer));
   app.get("/paid", (_req, res) => res.json({ paid: true }));
+  app.get("/metered", (_req, res) => {
+    setSettlementOverrides(res, { amount: charge });
+    res.json({ metered: true });
+  });
 
   const server = app.listen(port, "127.0.0.1", () => {
     const actual = server.address().port;
@@ -92,15 +114,14 @@ async function main() {
 
 // The stock facilitator, in-process; defaultRpcUrl makes devnet (and every other
 // network) use the local RPC.
-async function localFacilitator(rpcUrl) {
+async function localFacilitator(rpcUrl, upto) {
   const bytes = Uint8Array.from(JSON.parse(readFileSync(env("X402_FEE_PAYER_KEYPAIR"), "utf8")));
   const feePayer = await createKeyPairSignerFromBytes(bytes);
   log(`stock facilitator, fee payer ${feePayer.address}`);
   const facilitator = new x402Facilitator();
-  registerFacilitatorScheme(facilitator, {
-    signer: toFacilitatorSvmSigner(feePayer, { defaultRpcUrl: rpcUrl }),
-    networks: DEVNET,
-  });
+  const signer = toFacilitatorSvmSigner(feePayer, { defaultRpcUrl: rpcUrl });
+  registerFacilitatorScheme(facilitator, { signer, networks: DEVNET });
+  if (upto) facilitator.register(MAINNET, new UptoSvmFacilitatorScheme(signer));
   facilitator.onAfterVerify(async ({ result }) => log("verify:", JSON.stringify(result)));
   facilitator.onAfterSettle(async ({ result }) => log("settle:", JSON.stringify(result)));
   facilitator.onSettleFailure(async ({ error }) => log("settle failed:", error?.message ?? error));

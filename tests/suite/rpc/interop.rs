@@ -282,18 +282,26 @@ impl Drop for ScriptServer {
 /// The stock seller: @x402/express with the stock facilitator in process.
 struct StockSeller {
     _server: ScriptServer,
+    /// `/paid`, in `exact`.
     url: String,
+    /// `/metered`, in `upto`, when the seller was started with a charge.
+    metered_url: String,
 }
 
 impl StockSeller {
     /// With the stock facilitator in process and its own fee payer, or delegating to
-    /// `facilitator` (a base URL) with our test API key.
+    /// `facilitator` (a base URL) with our test API key; with `upto_charge`, also an
+    /// `upto` route whose answer costs that much.
     async fn start(
         chain: &Chain,
         pay_to: &anchor_lang::prelude::Pubkey,
         facilitator: Option<&str>,
+        upto_charge: Option<u64>,
     ) -> Self {
         let mut command = Command::new("node");
+        if let Some(charge) = upto_charge {
+            command.env("X402_UPTO_CHARGE", charge.to_string());
+        }
         match facilitator {
             // With an RPC, as a seller on a real network runs it: its offers carry a
             // blockhash, rebuilt for the paid request.
@@ -318,9 +326,38 @@ impl StockSeller {
         let server = ScriptServer::spawn(&mut command, "server.mjs");
         StockSeller {
             url: format!("http://127.0.0.1:{}/paid", server.port),
+            metered_url: format!("http://127.0.0.1:{}/metered", server.port),
             _server: server,
         }
     }
+}
+
+/// `x402 fetch url` paying with `keypair` through the chain's RPC, `network` allowed (the
+/// local validator stands in for the public network a stock seller names), at most
+/// `PRICE`: its JSON document, once it exited 0.
+fn x402_fetch(url: &str, keypair: &Path, chain: &Chain, network: &str) -> serde_json::Value {
+    let keypair = keypair.display().to_string();
+    let out = x402(&[
+        "fetch",
+        url,
+        "--keypair",
+        &keypair,
+        "--rpc-url",
+        &chain.validator.url,
+        "--allow-network",
+        network,
+        "--max-units",
+        &PRICE.to_string(),
+        "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap()
 }
 
 fn x402(args: &[&str]) -> std::process::Output {
@@ -342,33 +379,11 @@ async fn our_client_and_the_stock_buyer_pay_a_stock_seller_once() {
     chain
         .token_account(&seller_wallet, &chain.market.mint)
         .await;
-    let seller = StockSeller::start(&chain, &seller_wallet, None).await;
+    let seller = StockSeller::start(&chain, &seller_wallet, None, None).await;
 
     // Our x402: the offer is in the header only; the mint's facts come from the RPC.
     let (buyer, keypair) = new_buyer(&chain, "our-buyer").await;
-    let keypair = keypair.display().to_string();
-    let out = x402(&[
-        "fetch",
-        &seller.url,
-        "--keypair",
-        &keypair,
-        "--rpc-url",
-        &chain.validator.url,
-        // The local validator stands in for devnet, which the stock seller announces.
-        "--allow-network",
-        "solana-devnet",
-        "--max-units",
-        &PRICE.to_string(),
-        "--json",
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let fetched: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let fetched = x402_fetch(&seller.url, &keypair, &chain, "solana-devnet");
     assert_eq!(fetched["status"], 200);
     assert_eq!(fetched["body"], r#"{"paid":true}"#);
     assert_eq!(fetched["settlement"]["scheme"], "exact");
@@ -385,6 +400,36 @@ async fn our_client_and_the_stock_buyer_pay_a_stock_seller_once() {
     assert_eq!(chain.token_balance(&seller_wallet).await, 2 * PRICE);
 }
 
+/// Our `x402` pays a stock @x402/express seller's `upto` route (the stock facilitator in
+/// process settling it): charged what the answer cost, the rest refunded; the stock
+/// buyer pays it too, as a control.
+#[tokio::test]
+async fn our_client_and_the_stock_buyer_pay_a_stock_upto_seller_what_the_answer_cost() {
+    const CHARGE: u64 = 3_300;
+    let chain = Plan::new().start().await;
+    chain
+        .token_account(&TREASURY_OWNER, &chain.market.mint)
+        .await;
+    let seller_wallet = new_seller(&chain).await;
+    let seller = StockSeller::start(&chain, &seller_wallet, None, Some(CHARGE)).await;
+
+    let (buyer, keypair) = new_buyer(&chain, "our-upto-buyer").await;
+    let fetched = x402_fetch(&seller.metered_url, &keypair, &chain, "solana");
+    assert_eq!(fetched["status"], 200, "{fetched}");
+    assert_eq!(fetched["body"], r#"{"metered":true}"#);
+    assert_eq!(fetched["settlement"]["scheme"], "upto", "{fetched}");
+    assert_paid_metered(&chain, &buyer.pubkey(), &seller_wallet, CHARGE).await;
+
+    let (stock_buyer_key, keypair) = new_buyer(&chain, "stock-upto-buyer").await;
+    let control = stock_buyer("node", "client.mjs", &seller.metered_url, &keypair, &chain).await;
+    assert_eq!(control["status"], 200, "{control}");
+    assert_eq!(
+        chain.token_balance(&stock_buyer_key.pubkey()).await,
+        PRICE - CHARGE
+    );
+    assert_eq!(chain.token_balance(&seller_wallet).await, 2 * CHARGE);
+}
+
 #[tokio::test]
 async fn a_stock_seller_delegating_to_our_facilitator_is_paid_once() {
     let chain = Plan::new().start().await;
@@ -392,7 +437,7 @@ async fn a_stock_seller_delegating_to_our_facilitator_is_paid_once() {
     let (gate, base) = our_verifier(&chain, &store).await;
     let merchant = chain.market.merchant;
     // The stock seller reads our /supported at start: it needs `exact` on devnet there.
-    let seller = StockSeller::start(&chain, &merchant, Some(&base)).await;
+    let seller = StockSeller::start(&chain, &merchant, Some(&base), None).await;
 
     let (buyer, keypair) = new_buyer(&chain, "delegating-buyer").await;
     // Slots pass between the 402 and the payment: the seller's offer for the paid request

@@ -21,7 +21,8 @@
 //!   (optional in the specification) and never asks a ledger; it adds a Memo after `open`
 //!   only when the offer names `extra.memo` (the specification's clients always add one);
 //! - it writes slots as decimal strings (`recentSlot`, `openSlot`; numbers in the
-//!   specification), and the channel's `nonce` and the amounts as strings as specified;
+//!   specification's table) and reads `openSlot` only as one, as the x402 reference
+//!   implementation (@x402/svm) does: we write it so too;
 //! - its channels are opened with a withdraw delay of 900 s, whatever the route;
 //! - its fee payer is the channel's rent payer and also its receiver authorizer (one key
 //!   signs the vouchers); on its first settlement it creates (and pays the rent of) its
@@ -187,7 +188,7 @@ pub(super) async fn assert_paid_metered(
 async fn upto_with_solana_pay_kit_on_the_validator() {
     let chain = Plan::mainnet_usdc().start().await;
     paykit_buyer_pays_the_paykit_gate(&chain).await;
-    our_payment_pays_the_paykit_gate_with_its_slot_as_a_string(&chain).await;
+    our_payment_pays_the_paykit_gate(&chain).await;
     paykit_buyer_pays_our_metered_route(&chain).await;
 }
 
@@ -239,11 +240,11 @@ async fn paykit_buyer_pays_our_metered_route(chain: &Chain) {
 }
 
 /// Our protocol's payment (`build_upto`, what our clients send) for pay-kit's offer,
-/// presented to pay-kit's gate by hand: as we write it, with `openSlot` a number as the
-/// specification has it, pay-kit refuses it before opening anything ("upto payload
-/// missing openSlot": it takes only a string); the same payment with `openSlot` as a
-/// decimal string is charged the metered amount and the rest refunded.
-async fn our_payment_pays_the_paykit_gate_with_its_slot_as_a_string(chain: &Chain) {
+/// presented to pay-kit's gate by hand, as we write it (`openSlot` a decimal string, as
+/// pay-kit and @x402/svm read it): charged the metered amount, the rest refunded. (Our
+/// `x402` does not pay this gate: pay-kit announces devnet's network for mainnet's USDC
+/// mint, which our spending policy refuses as a mislabelled offer, as it should.)
+async fn our_payment_pays_the_paykit_gate(chain: &Chain) {
     let seller = new_seller(chain).await;
     let gate = PaykitGate::start(chain, &seller, PRICE).await;
     let (buyer, _) = new_buyer(chain, "our-buyer").await;
@@ -282,18 +283,7 @@ async fn our_payment_pays_the_paykit_gate_with_its_slot_as_a_string(chain: &Chai
         http.get(&url).header("PAYMENT-SIGNATURE", header).send()
     };
 
-    let as_we_write_it = serde_json::to_value(&payload).unwrap();
-    let refused = pay(as_we_write_it.clone()).await.unwrap();
-    assert_eq!(refused.status(), 402);
-    let why: serde_json::Value = refused.json().await.unwrap();
-    assert_eq!(why["message"], "upto payload missing openSlot", "{why}");
-    let channel: Pubkey = payload.channel_id.parse().unwrap();
-    assert_eq!(chain.lamports(&channel).await, 0, "no channel opened");
-    assert_eq!(chain.token_balance(&buyer.pubkey()).await, PRICE);
-
-    let mut as_paykit_writes_it = as_we_write_it;
-    as_paykit_writes_it["openSlot"] = opening.open_slot.to_string().into();
-    let paid = pay(as_paykit_writes_it).await.unwrap();
+    let paid = pay(serde_json::to_value(&payload).unwrap()).await.unwrap();
     assert_eq!(paid.status(), 200);
     let settlement: serde_json::Value =
         decode_header(paid.headers()["payment-response"].to_str().unwrap()).unwrap();

@@ -81,7 +81,10 @@ pub struct UptoPayload {
     pub valid_after: i64,
     /// The channel's salt, a decimal `u64`.
     pub nonce: String,
-    #[serde(deserialize_with = "slot::required")]
+    /// The channel's open slot: written as a decimal string, as the x402 reference
+    /// implementation (@x402/svm) and solana-pay-kit both read it (the specification's
+    /// table says number; neither accepts one); read as either.
+    #[serde(deserialize_with = "slot::required", serialize_with = "slot::decimal")]
     pub open_slot: u64,
     /// The channel's address.
     pub channel_id: String,
@@ -132,6 +135,10 @@ mod slot {
 
     pub(super) fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
         Option::<Slot>::deserialize(d)?.map(Slot::value).transpose()
+    }
+
+    pub(super) fn decimal<S: serde::Serializer>(slot: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&slot.to_string())
     }
 }
 
@@ -347,7 +354,7 @@ mod tests {
         with_null["voucherSignature"] = serde_json::Value::Null;
         let read: UptoPayload = serde_json::from_value(with_null).unwrap();
         assert_eq!(read.voucher_signature, Some(None), "present, though null");
-        assert_eq!(json["openSlot"], 341_000_000);
+        assert_eq!(json["openSlot"], "341000000", "a decimal string");
         assert_eq!(
             serde_json::from_value::<UptoPayload>(json.clone()).unwrap(),
             payload
