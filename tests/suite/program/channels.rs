@@ -198,7 +198,12 @@ async fn seal_and_distribute(opened: &mut Opened, voucher: Option<&Voucher>) -> 
         market.token_balance(&payer_token).await,
         market.lamports(&fee_payer.pubkey()).await,
     );
-    let distribute = distribute_instruction(&opened.terms, &channel, &market.payer.pubkey());
+    let distribute = distribute_instruction(
+        &opened.terms,
+        &channel,
+        &market.payer.pubkey(),
+        &TREASURY_OWNER,
+    );
     market
         .send(&[distribute], &[&fee_payer])
         .await

@@ -98,21 +98,19 @@ pub(super) async fn new_buyer(chain: &Chain, name: &str) -> (Keypair, PathBuf) {
     (buyer, file)
 }
 
-/// A verifier's ledger on the validator, announcing devnet, and its settings paying
+/// A verifier's ledger on the validator, announcing `network`, and its settings paying
 /// `pay_to` in the chain's mint, with `fee_payer` funded and sponsoring.
 async fn sponsoring(
     chain: &Chain,
+    network: Network,
     pay_to: Pubkey,
     fee_payer: &Keypair,
 ) -> (RpcLedger, x402_verifier::PaymentSettings) {
     chain.fund(&fee_payer.pubkey()).await;
-    let ledger = RpcLedger::with_network(
-        &chain.validator.url,
-        Network::devnet(),
-        RpcOptions::default(),
-    );
+    let ledger =
+        RpcLedger::with_network(&chain.validator.url, network.clone(), RpcOptions::default());
     let settings = settings(
-        Network::devnet(),
+        network,
         chain.market.mint,
         pay_to,
         Some(fee_payer.insecure_clone()),
@@ -120,7 +118,8 @@ async fn sponsoring(
     (ledger, settings)
 }
 
-/// Our verifier on the validator, announcing devnet, with a fee payer, paying `seller`:
+/// Our verifier on the validator, announcing mainnet (the payment-channels program here is
+/// its mainnet build, with mainnet's treasury), with a fee payer, paying `seller`:
 /// `/metered`, an `upto` route with a ceiling of 0.01 whose answer says it cost `charge`.
 pub(super) struct MeteredVerifier {
     pub(super) gate: x402_verifier::Gate,
@@ -135,7 +134,7 @@ pub(super) struct MeteredVerifier {
 impl MeteredVerifier {
     pub(super) async fn start(chain: &Chain, seller: Pubkey, charge: u64) -> Self {
         let fee_payer = Keypair::new();
-        let (ledger, settings) = sponsoring(chain, seller, &fee_payer).await;
+        let (ledger, settings) = sponsoring(chain, Network::mainnet(), seller, &fee_payer).await;
         let store = tempfile::tempdir().unwrap();
         let gate = start_gate(settings, ledger, &store).await;
         let handler = move || async move { (Extension(Charge(charge)), "metered answer") };
@@ -185,7 +184,8 @@ async fn the_stock_upto_buyer_pays_our_metered_route_what_the_answer_cost() {
 
 /// Our verifier on the validator, announcing devnet, with a fee payer: `/api/*` at 0.01.
 async fn our_verifier(chain: &Chain, store: &tempfile::TempDir) -> (x402_verifier::Gate, String) {
-    let (ledger, settings) = sponsoring(chain, chain.market.merchant, &Keypair::new()).await;
+    let merchant = chain.market.merchant;
+    let (ledger, settings) = sponsoring(chain, Network::devnet(), merchant, &Keypair::new()).await;
     serve_gate(settings, ledger, store).await
 }
 

@@ -27,6 +27,7 @@ use solana_transaction::versioned::VersionedTransaction;
 use super::channel::{channel_address, voucher_message, ChannelSeeds};
 use super::types::{UptoPayload, UptoTerms};
 use super::PAYMENT_CHANNELS_PROGRAM;
+use crate::network::Cluster;
 use crate::scheme::encode_transaction;
 use crate::scheme::exact::build::{budget, memo_or_nonce, signed_by_buyer};
 use crate::scheme::exact::{COMPUTE_UNIT_PRICE, MEMO_PROGRAM};
@@ -59,6 +60,19 @@ const RECLAIM: u8 = 9;
 /// program constant of its `mainnet-beta` build); its associated token account for the
 /// mint must exist.
 pub const TREASURY_OWNER: Pubkey = pubkey!("Cs2zdfUNonRdRGsiZUQQLdTxzxVvJZmgiX2mpLYKuEqP");
+
+/// The treasury owner of the program's devnet deployment, as the x402 reference
+/// implementation (@x402/svm) has it.
+pub const DEVNET_TREASURY_OWNER: Pubkey = pubkey!("4zTeC5mVqWLruDexgU2mV66p9t5vCA9JyiZqdGDUspap");
+
+/// The treasury owner of the program on `cluster`: devnet's deployment has its own; a
+/// local ledger runs the mainnet build, as every test world here does.
+pub fn treasury_owner(cluster: Cluster) -> Pubkey {
+    match cluster {
+        Cluster::Devnet => DEVNET_TREASURY_OWNER,
+        Cluster::Mainnet | Cluster::Localnet => TREASURY_OWNER,
+    }
+}
 
 /// The instructions sysvar, where `settle_and_seal` finds the voucher's precompile.
 const INSTRUCTIONS_SYSVAR: Pubkey = pubkey!("Sysvar1nstructions1111111111111111111111111");
@@ -224,7 +238,12 @@ pub fn build_upto(
 /// The fee payer's `distribute` of a sealed `channel` that `payer` opened under `terms`:
 /// the settled amount to `payTo`'s token account, the rest back to the buyer's, the
 /// escrow closed and the rent back to the fee payer (the channel's rent payer).
-pub fn distribute_instruction(terms: &UptoTerms, channel: &Pubkey, payer: &Pubkey) -> Instruction {
+pub fn distribute_instruction(
+    terms: &UptoTerms,
+    channel: &Pubkey,
+    payer: &Pubkey,
+    treasury_owner: &Pubkey,
+) -> Instruction {
     let ata = |owner: &Pubkey| token_account(terms, owner);
     let mut data = vec![DISTRIBUTE];
     data.extend_from_slice(&distribution(terms));
@@ -237,7 +256,7 @@ pub fn distribute_instruction(terms: &UptoTerms, channel: &Pubkey, payer: &Pubke
             AccountMeta::new(ata(channel), false),
             AccountMeta::new(ata(payer), false),
             AccountMeta::new(ata(&terms.fee_payer), false),
-            AccountMeta::new(ata(&TREASURY_OWNER), false),
+            AccountMeta::new(ata(treasury_owner), false),
             AccountMeta::new_readonly(terms.mint, false),
             AccountMeta::new_readonly(terms.token_program, false),
             AccountMeta::new_readonly(event_authority(), false),
@@ -373,6 +392,30 @@ mod tests {
             withdraw_delay: 3_600,
             memo: None,
         }
+    }
+
+    #[test]
+    fn distribute_pays_rounding_residuals_to_the_treasury_of_the_deployment_it_runs_on() {
+        let terms = terms();
+        let (channel, payer) = (Pubkey::new_unique(), Pubkey::new_unique());
+        let treasury_of = |cluster| {
+            let owner = treasury_owner(cluster);
+            distribute_instruction(&terms, &channel, &payer, &owner).accounts[6].pubkey
+        };
+        assert_eq!(
+            treasury_of(Cluster::Mainnet),
+            token_account(&terms, &TREASURY_OWNER)
+        );
+        assert_eq!(
+            treasury_of(Cluster::Devnet),
+            token_account(&terms, &DEVNET_TREASURY_OWNER),
+            "devnet's deployment has its own treasury owner"
+        );
+        assert_eq!(
+            treasury_of(Cluster::Localnet),
+            treasury_of(Cluster::Mainnet),
+            "test worlds load the mainnet build"
+        );
     }
 
     #[test]

@@ -23,8 +23,8 @@ use anchor_lang::pubkey;
 pub use build::{
     build_upto, distribute_instruction, fee_payer_transaction, open_instruction, opened_channel,
     random_salt, reclaim_instruction, request_close_instruction, seal_instruction,
-    settle_and_seal_instructions, token_account, withdraw_payer_instruction, Opening, Voucher,
-    Window, OPEN_COMPUTE_UNIT_LIMIT, TREASURY_OWNER,
+    settle_and_seal_instructions, token_account, treasury_owner, withdraw_payer_instruction,
+    Opening, Voucher, Window, DEVNET_TREASURY_OWNER, OPEN_COMPUTE_UNIT_LIMIT, TREASURY_OWNER,
 };
 pub use channel::{
     channel_address, deposited_by, funded_by, voucher_message, ChannelAccount, ChannelSeeds,

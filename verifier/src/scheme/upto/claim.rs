@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use solana_signature::Signature;
 use x402_protocol::scheme::upto::{
     distribute_instruction, fee_payer_transaction, read_payload, settle_and_seal_instructions,
-    voucher_message, ChannelStatus, UptoTerms, Voucher,
+    treasury_owner, voucher_message, ChannelStatus, UptoTerms, Voucher,
 };
 use x402_protocol::{LedgerError, Reference};
 
@@ -163,6 +163,7 @@ impl Submission for ClaimSubmission {
             &self.terms,
             &channel,
             &self.parties.payer,
+            &treasury_owner(cx.settings().network.cluster()),
         ));
         let blockhash = match cx
             .ledger_call(LedgerCall::LatestBlockhash, cx.ledger().latest_blockhash())

@@ -12,8 +12,8 @@ use anchor_lang::prelude::Pubkey;
 use solana_signer::Signer;
 use x402_protocol::scheme::upto::{
     distribute_instruction, fee_payer_transaction, funded_by, reclaim_instruction,
-    settle_and_seal_instructions, voucher_message, ChannelAccount, ChannelStatus, UptoTerms,
-    Voucher, PAYMENT_CHANNELS_PROGRAM,
+    settle_and_seal_instructions, treasury_owner, voucher_message, ChannelAccount, ChannelStatus,
+    UptoTerms, Voucher, PAYMENT_CHANNELS_PROGRAM,
 };
 use x402_protocol::{unix_now, LedgerError};
 
@@ -75,7 +75,8 @@ pub async fn settle_channel(
             Some(&voucher),
         ));
     }
-    instructions.push(distribute_instruction(&terms, &address, &payer));
+    let treasury = treasury_owner(cx.settings().network.cluster());
+    instructions.push(distribute_instruction(&terms, &address, &payer, &treasury));
     let blockhash = cx
         .ledger_call(LedgerCall::LatestBlockhash, cx.ledger().latest_blockhash())
         .await?;

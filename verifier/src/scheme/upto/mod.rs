@@ -16,8 +16,8 @@ use solana_signer::Signer;
 use solana_transaction::versioned::VersionedTransaction;
 use x402_protocol::scheme::decode_transaction;
 use x402_protocol::scheme::upto::{
-    read_payload, token_account, validate_open, ChannelAccount, ChannelStatus, Claimed, UptoOffer,
-    UptoPayload, UptoTerms, CHANNEL_ACCOUNT_BYTES, TREASURY_OWNER,
+    read_payload, token_account, treasury_owner, validate_open, ChannelAccount, ChannelStatus,
+    Claimed, UptoOffer, UptoPayload, UptoTerms, CHANNEL_ACCOUNT_BYTES,
 };
 use x402_protocol::wire::Offer;
 use x402_protocol::{LedgerError, Reference};
@@ -255,7 +255,7 @@ async fn check_ready(cx: &Context, terms: &UptoTerms, claimed: &Claimed) -> Resu
             cx.ledger().accounts(&[
                 claimed.channel,
                 token_account(terms, &terms.pay_to),
-                token_account(terms, &TREASURY_OWNER),
+                token_account(terms, &treasury_owner(cx.settings().network.cluster())),
             ]),
         )
         .await?;
