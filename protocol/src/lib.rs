@@ -39,6 +39,7 @@ pub use mint::{read_mint, MintInfo};
 pub use network::{Cluster, Network};
 pub use proof::{check_proof, sign_proof, ProofTarget};
 pub use reference::{ChallengeKey, Reference, ReferenceError, Terms};
+pub use scheme::batch::{BatchOffer, BatchScheme, BatchTerms, BATCH_SETTLEMENT};
 pub use scheme::exact::{ExactOffer, ExactScheme, ExactTerms, EXACT};
 pub use scheme::receipt::{
     check_receipt, receipt_address, validate_sponsored, Receipt, ReceiptDefect, ReceiptExtra,

@@ -10,9 +10,13 @@
 //! |---|---|
 //! | [`receipt`] | `receipt`: the x402-receipts program's `pay`, a receipt account per reference |
 //! | [`exact`] | `exact`: the ecosystem's `TransferChecked` and Memo |
-//! | [`upto`] | `upto`: metered, a one-request channel of the payment-channels program (its wire types and channel so far) |
+//! | [`upto`] | `upto`: metered, a one-request channel of the payment-channels program |
+//! | [`batch`] | `batch-settlement`: a channel of the payment-channels program kept open across many requests, one voucher each |
+//! | [`channel`] | the payment-channels program, shared by `upto` and `batch-settlement` |
 //! | [`sponsor`] | what a fee payer is willing to co-sign, shared by both |
 
+pub mod batch;
+pub mod channel;
 pub mod exact;
 pub mod receipt;
 pub mod sponsor;
@@ -144,6 +148,43 @@ pub fn decode_transaction<T: PayloadTransaction>(text: &str) -> Result<T, Scheme
     // message to be readable at all.
     tx.sanitize().map_err(|_| malformed)?;
     Ok(tx)
+}
+
+/// A slot: a number on the wire, as the specification writes it, and read from a decimal
+/// string too, as solana-pay-kit (0.10.0) writes `recentSlot` and `openSlot`.
+pub(crate) mod slot {
+    use serde::{de::Error, Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Slot {
+        Number(u64),
+        Decimal(String),
+    }
+
+    impl Slot {
+        fn value<E: Error>(self) -> Result<u64, E> {
+            match self {
+                Slot::Number(slot) => Ok(slot),
+                Slot::Decimal(text) if text.bytes().all(|b| b.is_ascii_digit()) => {
+                    text.parse().map_err(E::custom)
+                }
+                Slot::Decimal(text) => Err(E::custom(format!("not a slot: {text:?}"))),
+            }
+        }
+    }
+
+    pub(crate) fn required<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        Slot::deserialize(d)?.value()
+    }
+
+    pub(crate) fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Option::<Slot>::deserialize(d)?.map(Slot::value).transpose()
+    }
+
+    pub(crate) fn decimal<S: serde::Serializer>(slot: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&slot.to_string())
+    }
 }
 
 #[cfg(test)]

@@ -101,7 +101,7 @@ async fn open() -> Opened {
         salt: 7,
         open_slot: slot,
     };
-    let (open, channel) = open_instruction(&terms, &opening);
+    let (open, channel) = open_instruction(&terms.plan(), &opening);
     let memo = anchor_lang::solana_program::instruction::Instruction {
         program_id: MEMO_PROGRAM,
         accounts: Vec::new(),
@@ -199,7 +199,7 @@ async fn seal_and_distribute(opened: &mut Opened, voucher: Option<&Voucher>) -> 
         market.lamports(&fee_payer.pubkey()).await,
     );
     let distribute = distribute_instruction(
-        &opened.terms,
+        &opened.terms.plan(),
         &channel,
         &market.payer.pubkey(),
         &TREASURY_OWNER,

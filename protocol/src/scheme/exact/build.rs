@@ -44,13 +44,10 @@ pub fn build_exact(
     )
     .expect("SPL Token or Token-2022: read_mint checked the owner");
     let memo = memo_or_nonce(terms.memo.as_deref());
+    let [limit, price] = budget_prefix(COMPUTE_UNIT_LIMIT);
     let instructions = [
-        budget(ComputeBudgetInstruction::SetComputeUnitLimit(
-            COMPUTE_UNIT_LIMIT,
-        )),
-        budget(ComputeBudgetInstruction::SetComputeUnitPrice(
-            COMPUTE_UNIT_PRICE,
-        )),
+        limit,
+        price,
         transfer,
         Instruction::new_with_bytes(MEMO_PROGRAM, memo.as_bytes(), vec![]),
     ];
@@ -84,6 +81,16 @@ pub(crate) fn memo_or_nonce(memo: Option<&str>) -> String {
         getrandom::getrandom(&mut nonce).expect("the OS provides randomness");
         nonce.iter().map(|b| format!("{b:02x}")).collect()
     })
+}
+
+/// The compute budget our clients ask for: `limit` units at our price.
+pub(crate) fn budget_prefix(limit: u32) -> [Instruction; 2] {
+    [
+        budget(ComputeBudgetInstruction::SetComputeUnitLimit(limit)),
+        budget(ComputeBudgetInstruction::SetComputeUnitPrice(
+            COMPUTE_UNIT_PRICE,
+        )),
+    ]
 }
 
 /// A compute-budget instruction.

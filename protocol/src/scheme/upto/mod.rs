@@ -8,31 +8,21 @@
 //! | module | holds |
 //! |---|---|
 //! | [`types`] | the terms, the offer, its `extra`, the payload, and their wire conversion |
-//! | [`channel`] | the channel's address and the voucher a receiver authorizer signs |
-//! | [`build`] | the buyer's `open`; the fee payer's `settle_and_seal` with the seller's voucher, `distribute` and `reclaim`; the buyer's `request_close`, `seal` and `withdraw_payer` |
-//! | [`validate`] | one check per rule, run before the fee payer co-signs the `open` |
+//! | [`build`] | the buyer's `open` ([`build_upto`]); the channel's other instructions are [`crate::scheme::channel`]'s |
+//! | [`validate`] | the payload's statements, then the `open`'s strict validation |
 
 pub mod build;
-pub mod channel;
 pub mod types;
 pub mod validate;
 
-use anchor_lang::prelude::Pubkey;
-use anchor_lang::pubkey;
-
-pub use build::{
-    build_upto, distribute_instruction, fee_payer_transaction, open_instruction, opened_channel,
-    random_salt, reclaim_instruction, request_close_instruction, seal_instruction,
-    settle_and_seal_instructions, token_account, treasury_owner, withdraw_payer_instruction,
-    Opening, Voucher, Window, DEVNET_TREASURY_OWNER, OPEN_COMPUTE_UNIT_LIMIT, TREASURY_OWNER,
+pub use crate::scheme::channel::{
+    channel_address, deposited_by, distribute_instruction, fee_payer_transaction, funded_by,
+    open_instruction, opened_channel, random_salt, reclaim_instruction, request_close_instruction,
+    seal_instruction, settle_and_seal_instructions, token_account, treasury_owner, voucher_message,
+    withdraw_payer_instruction, ChannelAccount, ChannelPlan, ChannelSeeds, ChannelStatus, Opening,
+    Voucher, CHANNEL_ACCOUNT_BYTES, DEVNET_TREASURY_OWNER, OPEN_COMPUTE_UNIT_LIMIT,
+    PAYMENT_CHANNELS_PROGRAM, TREASURY_OWNER, VOUCHER_MESSAGE_BYTES,
 };
-pub use channel::{
-    channel_address, deposited_by, funded_by, voucher_message, ChannelAccount, ChannelSeeds,
-    ChannelStatus, CHANNEL_ACCOUNT_BYTES, VOUCHER_MESSAGE_BYTES,
-};
+pub use build::{build_upto, Window};
 pub use types::{UptoExtra, UptoOffer, UptoPayload, UptoScheme, UptoTerms, UPTO};
 pub use validate::{read_payload, validate_open, Claimed};
-
-/// The payment-channels program: a network constant, never taken from an offer.
-pub const PAYMENT_CHANNELS_PROGRAM: Pubkey =
-    pubkey!("CHNLxYvVA28MJP9PrFuDXccuoGXAx7jBacfLEkahyGsX");

@@ -58,7 +58,7 @@ pub struct UptoExtra {
     /// A slot the client may use as the channel's `openSlot`.
     #[serde(
         default,
-        deserialize_with = "slot::optional",
+        deserialize_with = "crate::scheme::slot::optional",
         skip_serializing_if = "Option::is_none"
     )]
     pub recent_slot: Option<u64>,
@@ -84,7 +84,10 @@ pub struct UptoPayload {
     /// The channel's open slot: written as a decimal string, as the x402 reference
     /// implementation (@x402/svm) and solana-pay-kit both read it (the specification's
     /// table says number; neither accepts one); read as either.
-    #[serde(deserialize_with = "slot::required", serialize_with = "slot::decimal")]
+    #[serde(
+        deserialize_with = "crate::scheme::slot::required",
+        serialize_with = "crate::scheme::slot::decimal"
+    )]
     pub open_slot: u64,
     /// The channel's address.
     pub channel_id: String,
@@ -103,43 +106,6 @@ pub struct UptoPayload {
         skip_serializing_if = "Option::is_none"
     )]
     pub voucher_signature: Option<Option<String>>,
-}
-
-/// A slot: a number on the wire, as the specification writes it, and read from a decimal
-/// string too, as solana-pay-kit (0.10.0) writes `recentSlot` and `openSlot`.
-mod slot {
-    use serde::{de::Error, Deserialize, Deserializer};
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Slot {
-        Number(u64),
-        Decimal(String),
-    }
-
-    impl Slot {
-        fn value<E: Error>(self) -> Result<u64, E> {
-            match self {
-                Slot::Number(slot) => Ok(slot),
-                Slot::Decimal(text) if text.bytes().all(|b| b.is_ascii_digit()) => {
-                    text.parse().map_err(E::custom)
-                }
-                Slot::Decimal(text) => Err(E::custom(format!("not a slot: {text:?}"))),
-            }
-        }
-    }
-
-    pub(super) fn required<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        Slot::deserialize(d)?.value()
-    }
-
-    pub(super) fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-        Option::<Slot>::deserialize(d)?.map(Slot::value).transpose()
-    }
-
-    pub(super) fn decimal<S: serde::Serializer>(slot: &u64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&slot.to_string())
-    }
 }
 
 /// A field that is present, even as `null`.

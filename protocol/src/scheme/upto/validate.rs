@@ -1,34 +1,17 @@
-//! The checks a buyer's `open` transaction passes before the fee payer co-signs it, as
-//! the `upto` specification's acceptance policy requires: one function per rule, run in
-//! [`validate_open`]'s order. The program id is the canonical one, never the offer's.
+//! What an `upto` payload states, read and checked against the offer before its `open`
+//! is validated ([`crate::scheme::channel::validate_open`], with [`validate_open`]'s
+//! terms).
 
 use anchor_lang::prelude::Pubkey;
-use solana_compute_budget_interface::ComputeBudgetInstruction;
-use solana_message::compiled_instruction::CompiledInstruction;
-use solana_message::VersionedMessage;
 use solana_transaction::versioned::VersionedTransaction;
 
-use super::build::{open_instruction, Opening};
 use super::types::{UptoPayload, UptoTerms};
-use super::PAYMENT_CHANNELS_PROGRAM;
-use crate::scheme::exact::{LIGHTHOUSE_PROGRAM, MEMO_PROGRAM};
-use crate::scheme::sponsor::{
-    check_no_lookup_tables, check_payer_signature, check_two_signers, read_budget, Calls,
-    SponsorPolicy, SponsoredDefect,
-};
+use crate::scheme::channel::{self, Opening, Suffix};
+use crate::scheme::sponsor::{SponsorPolicy, SponsoredDefect};
 
-/// The most Lighthouse assertions a wallet adds (Phantom adds three).
-const MAX_LIGHTHOUSE: usize = 3;
-
-/// The most instructions after `open`: Lighthouse assertions and the Memo.
-const MAX_SUFFIX: usize = 4;
-
-/// Whether the fee payer may co-sign `tx`, the `open` of `opening` (what the payload
-/// states: the buyer, salt, slot and channel) under `terms`: the canonical program, the
-/// channel re-derived and equal to the payload's, deposit = maxAmount, grace period =
-/// withdrawDelay, the fee payer as rent payer and zero-share payee and nowhere else, the
-/// receiver authorizer as signer, the single 100% payout to payTo, a capped compute
-/// budget, then only Lighthouse and exactly one Memo (the offer's, when it has one).
+/// Whether the fee payer may co-sign `tx`, the `open` of `opening` under `terms`
+/// ([`channel::validate_open`]): the ceiling escrowed, the receiver authorizer as the
+/// channel's signer, exactly one Memo, the offer's when it has one.
 pub fn validate_open(
     tx: &VersionedTransaction,
     terms: &UptoTerms,
@@ -36,28 +19,11 @@ pub fn validate_open(
     channel: &Pubkey,
     policy: &SponsorPolicy,
 ) -> Result<(), SponsoredDefect> {
-    let message = &tx.message;
-    check_no_lookup_tables(message)?;
-    let keys = message.static_account_keys();
-    policy.check_fee_payer(keys)?;
-    policy.check_offered(&terms.fee_payer)?;
-    check_two_signers(message.header().num_required_signatures, &tx.signatures)?;
-    check_payer(keys, opening)?;
-    policy.check_payer_is_not_fee_payer(&opening.payer)?;
-    check_payer_signature(&tx.signatures, &opening.payer, &message.serialize())?;
-    let (expected, derived) = open_instruction(terms, opening);
-    check_channel(&derived, channel)?;
-    let calls = Calls {
-        keys,
-        instructions: message.instructions(),
+    let suffix = Suffix {
+        memo: terms.memo.as_deref(),
+        binding: None,
     };
-    let open = calls.open_index()?;
-    calls.check_budget(open, policy)?;
-    calls.check_open(open, &expected)?;
-    calls.check_suffix(open, terms)?;
-    calls.check_fee_payer_only_in_open(open, policy)?;
-    check_writable(message, &expected)?;
-    Ok(())
+    channel::validate_open(tx, &terms.plan(), opening, channel, &suffix, policy)
 }
 
 /// A payload's statements, read and checked against the offer's `terms` at `now` before
@@ -117,156 +83,6 @@ pub fn read_payload(
     })
 }
 
-/// The other signer, the second key, is the payload's buyer.
-fn check_payer(keys: &[Pubkey], opening: &Opening) -> Result<(), SponsoredDefect> {
-    if keys.get(1) != Some(&opening.payer) {
-        return Err(SponsoredDefect::WrongSigners);
-    }
-    Ok(())
-}
-
-/// The payload's channel is the one re-derived from what the `open` binds.
-fn check_channel(derived: &Pubkey, stated: &Pubkey) -> Result<(), SponsoredDefect> {
-    if derived != stated {
-        return Err(SponsoredDefect::WrongPayment("channelId"));
-    }
-    Ok(())
-}
-
-/// Only the `open`'s writable roles are writable: the buyer, the fee payer, the channel
-/// and the two token accounts. A key in two roles keeps the union of their privileges.
-fn check_writable(
-    message: &VersionedMessage,
-    expected: &anchor_lang::solana_program::instruction::Instruction,
-) -> Result<(), SponsoredDefect> {
-    let writable_roles: Vec<Pubkey> = expected
-        .accounts
-        .iter()
-        .filter(|meta| meta.is_writable)
-        .map(|meta| meta.pubkey)
-        .collect();
-    let stray = message
-        .static_account_keys()
-        .iter()
-        .enumerate()
-        .any(|(i, key)| message.is_maybe_writable(i, None) && !writable_roles.contains(key));
-    if stray {
-        return Err(SponsoredDefect::WrongPayment(
-            "a writable account outside open's roles",
-        ));
-    }
-    Ok(())
-}
-
-impl Calls<'_> {
-    fn called(&self, ix: &CompiledInstruction) -> Option<Pubkey> {
-        self.key(ix.program_id_index)
-    }
-
-    /// The one payment-channels instruction: after at most two budget instructions.
-    fn open_index(&self) -> Result<usize, SponsoredDefect> {
-        let mut channels = self
-            .instructions
-            .iter()
-            .enumerate()
-            .filter(|(_, ix)| self.called(ix) == Some(PAYMENT_CHANNELS_PROGRAM));
-        match (channels.next(), channels.next()) {
-            (Some((index, _)), None) if index <= 2 => Ok(index),
-            _ => Err(SponsoredDefect::UnexpectedInstruction),
-        }
-    }
-
-    /// Before `open`: at most one limit, then at most one price, within the caps.
-    fn check_budget(&self, open: usize, policy: &SponsorPolicy) -> Result<(), SponsoredDefect> {
-        let mut seen_price = false;
-        let mut seen_limit = false;
-        for ix in &self.instructions[..open] {
-            match read_budget(self.called(ix), ix.accounts.len(), &ix.data)? {
-                ComputeBudgetInstruction::SetComputeUnitLimit(limit)
-                    if !seen_limit && !seen_price =>
-                {
-                    policy.check_unit_limit(limit)?;
-                    seen_limit = true;
-                }
-                ComputeBudgetInstruction::SetComputeUnitPrice(price) if !seen_price => {
-                    policy.check_unit_price(price)?;
-                    seen_price = true;
-                }
-                _ => return Err(SponsoredDefect::UnexpectedInstruction),
-            }
-        }
-        Ok(())
-    }
-
-    /// `open` is exactly the one these terms and this opening make: its data byte for
-    /// byte (no truncation, no trailing bytes) and its 14 accounts in order.
-    fn check_open(
-        &self,
-        open: usize,
-        expected: &anchor_lang::solana_program::instruction::Instruction,
-    ) -> Result<(), SponsoredDefect> {
-        let ix = &self.instructions[open];
-        if ix.data != expected.data {
-            return Err(SponsoredDefect::WrongPayment("open's arguments"));
-        }
-        let accounts: Vec<Option<Pubkey>> = ix
-            .accounts
-            .iter()
-            .map(|&i| self.keys.get(usize::from(i)).copied())
-            .collect();
-        let roles: Vec<Option<Pubkey>> = expected.accounts.iter().map(|m| Some(m.pubkey)).collect();
-        if accounts != roles {
-            return Err(SponsoredDefect::WrongPayment("open's accounts"));
-        }
-        Ok(())
-    }
-
-    /// After `open`: at most four Lighthouse or Memo instructions, at most three
-    /// Lighthouse, exactly one Memo, the offer's memo when it has one.
-    fn check_suffix(&self, open: usize, terms: &UptoTerms) -> Result<(), SponsoredDefect> {
-        let suffix = &self.instructions[open + 1..];
-        let memos: Vec<&CompiledInstruction> = suffix
-            .iter()
-            .filter(|ix| self.called(ix) == Some(MEMO_PROGRAM))
-            .collect();
-        let lighthouse = suffix
-            .iter()
-            .filter(|ix| self.called(ix) == Some(LIGHTHOUSE_PROGRAM))
-            .count();
-        if suffix.len() > MAX_SUFFIX
-            || lighthouse > MAX_LIGHTHOUSE
-            || memos.len() + lighthouse != suffix.len()
-            || memos.len() != 1
-        {
-            return Err(SponsoredDefect::UnexpectedInstruction);
-        }
-        if let Some(memo) = &terms.memo {
-            if memos[0].data != memo.as_bytes() {
-                return Err(SponsoredDefect::WrongPayment("memo"));
-            }
-        }
-        Ok(())
-    }
-
-    /// The fee payer, key 0, is never a program and appears in no instruction but as
-    /// `open`'s rent payer and payee (and its receiver authorizer, when it is that too).
-    fn check_fee_payer_only_in_open(
-        &self,
-        open: usize,
-        policy: &SponsorPolicy,
-    ) -> Result<(), SponsoredDefect> {
-        let misused = self
-            .instructions
-            .iter()
-            .enumerate()
-            .any(|(i, ix)| ix.program_id_index == 0 || (i != open && ix.accounts.contains(&0)));
-        if misused || self.keys.first() != Some(&policy.fee_payer) {
-            return Err(SponsoredDefect::FeePayerMisused);
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use anchor_lang::solana_program::instruction::{AccountMeta, Instruction};
@@ -277,7 +93,9 @@ mod tests {
     use solana_signer::Signer;
 
     use super::*;
-    use crate::scheme::upto::channel_address;
+    use crate::scheme::channel::{channel_address, open_instruction};
+    use crate::scheme::exact::{LIGHTHOUSE_PROGRAM, MEMO_PROGRAM};
+    use solana_compute_budget_interface::ComputeBudgetInstruction;
 
     struct World {
         buyer: Keypair,
@@ -341,13 +159,13 @@ mod tests {
         vec![
             ComputeBudgetInstruction::set_compute_unit_limit(50_000),
             ComputeBudgetInstruction::set_compute_unit_price(1),
-            open_instruction(terms, &w.opening).0,
+            open_instruction(&terms.plan(), &w.opening).0,
             memo("0123456789abcdef0123456789abcdef"),
         ]
     }
 
     fn check(w: &World, tx: &VersionedTransaction) -> Result<(), SponsoredDefect> {
-        let channel = channel_address(&w.opening.seeds(&w.terms));
+        let channel = channel_address(&w.opening.seeds(&w.terms.plan()));
         validate_open(tx, &w.terms, &w.opening, &channel, &w.policy)
     }
 
@@ -462,7 +280,7 @@ mod tests {
             ..w.policy.clone()
         };
         let tx = signed(&w, &open_with(&w, &w.terms));
-        let channel = channel_address(&w.opening.seeds(&w.terms));
+        let channel = channel_address(&w.opening.seeds(&w.terms.plan()));
         assert_eq!(
             validate_open(&tx, &w.terms, &w.opening, &channel, &other),
             Err(SponsoredDefect::WrongFeePayer)
@@ -530,7 +348,7 @@ mod tests {
             valid_after: now,
             nonce: w.opening.salt.to_string(),
             open_slot: w.opening.open_slot,
-            channel_id: channel_address(&w.opening.seeds(&w.terms)).to_string(),
+            channel_id: channel_address(&w.opening.seeds(&w.terms.plan())).to_string(),
             deposit: "10000".into(),
             authorized_signer: w.terms.receiver_authorizer.to_string(),
             open_transaction: String::new(),

@@ -108,7 +108,7 @@ pub(super) async fn verify_claim(
         key: channel_key(&claimed.channel.to_string(), true),
         parties: Parties {
             payer,
-            source: token_account(&terms, &payer),
+            source: token_account(&terms.plan(), &payer),
         },
         voucher: Voucher {
             channel: claimed.channel,
@@ -160,7 +160,7 @@ impl Submission for ClaimSubmission {
         let mut instructions =
             settle_and_seal_instructions(&self.terms.fee_payer, &channel, Some(&self.voucher));
         instructions.push(distribute_instruction(
-            &self.terms,
+            &self.terms.plan(),
             &channel,
             &self.parties.payer,
             &treasury_owner(cx.settings().network.cluster()),

@@ -76,7 +76,12 @@ pub async fn settle_channel(
         ));
     }
     let treasury = treasury_owner(cx.settings().network.cluster());
-    instructions.push(distribute_instruction(&terms, &address, &payer, &treasury));
+    instructions.push(distribute_instruction(
+        &terms.plan(),
+        &address,
+        &payer,
+        &treasury,
+    ));
     let blockhash = cx
         .ledger_call(LedgerCall::LatestBlockhash, cx.ledger().latest_blockhash())
         .await?;

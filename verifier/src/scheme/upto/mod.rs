@@ -237,7 +237,7 @@ impl PaymentScheme for UptoScheme {
             demand: demand.clone(),
             parties: Parties {
                 payer,
-                source: token_account(terms, &payer),
+                source: token_account(&terms.plan(), &payer),
             },
             claimed,
         };
@@ -254,8 +254,11 @@ async fn check_ready(cx: &Context, terms: &UptoTerms, claimed: &Claimed) -> Resu
             LedgerCall::Account,
             cx.ledger().accounts(&[
                 claimed.channel,
-                token_account(terms, &terms.pay_to),
-                token_account(terms, &treasury_owner(cx.settings().network.cluster())),
+                token_account(&terms.plan(), &terms.pay_to),
+                token_account(
+                    &terms.plan(),
+                    &treasury_owner(cx.settings().network.cluster()),
+                ),
             ]),
         )
         .await?;

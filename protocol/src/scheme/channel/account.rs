@@ -1,6 +1,5 @@
-//! A channel's address, derived from who and what it binds, the voucher message the
-//! seller's receiver authorizer signs to settle it, and the channel account as the
-//! program keeps it.
+//! A channel's address, derived from who and what it binds, the voucher message its
+//! authorized signer signs to settle it, and the channel account as the program keeps it.
 
 use anchor_lang::prelude::Pubkey;
 
@@ -21,12 +20,12 @@ pub const VOUCHER_MESSAGE_BYTES: usize = 2 + 32 + 8 + 8;
 pub struct ChannelSeeds {
     /// The buyer, who deposits.
     pub payer: Pubkey,
-    /// The seller's fee payer, the channel's zero-share payee.
+    /// The seller's fee payer, the channel's zero-share payee and rent payer.
     pub payee: Pubkey,
     pub mint: Pubkey,
-    /// The seller's receiver authorizer, which signs vouchers.
+    /// Who signs vouchers: the seller's receiver authorizer in `upto`, the buyer's
+    /// payer authorizer in `batch-settlement`.
     pub authorized_signer: Pubkey,
-    /// The payload's `nonce`.
     pub salt: u64,
     pub open_slot: u64,
 }
@@ -50,7 +49,7 @@ pub fn channel_address(seeds: &ChannelSeeds) -> Pubkey {
     .0
 }
 
-/// What a receiver authorizer signs to settle `channel` at `cumulative_amount` base units
+/// What the channel's authorized signer signs to settle `channel` at `cumulative_amount` base units
 /// until `expires_at` (unix seconds): `0x56 0x01 || channel || u64 le || i64 le`.
 pub fn voucher_message(
     channel: &Pubkey,
@@ -94,6 +93,8 @@ pub struct ChannelAccount {
     pub deposit: u64,
     /// What vouchers have settled so far, in base units.
     pub settled: u64,
+    /// What `distribute` has paid out of `settled` so far.
+    pub payout_watermark: u64,
     /// Unix seconds when the buyer asked to close; zero unless closing.
     pub closure_started_at: i64,
     /// Unix seconds when the buyer withdrew its refund; zero if not yet.
@@ -131,6 +132,7 @@ impl ChannelAccount {
             salt: u64_at(4),
             deposit: u64_at(12),
             settled: u64_at(20),
+            payout_watermark: u64_at(28),
             closure_started_at: u64_at(36) as i64,
             payer_withdrawn_at: u64_at(44) as i64,
             grace_period: u32::from_le_bytes(data[52..56].try_into().expect("4 bytes")),

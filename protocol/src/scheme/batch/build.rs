@@ -1,0 +1,128 @@
+//! What a `batch-settlement` buyer sends: the deposit that opens its channel (or tops it
+//! up), signed for the seller's fee payer to co-sign, with the voucher for its first
+//! request; then one voucher a request; and the refund that closes the channel.
+//!
+//! The payer signs its vouchers itself (its wallet is the channel's payer authorizer).
+
+use anchor_lang::solana_program::instruction::Instruction;
+use solana_hash::Hash;
+use solana_keypair::Keypair;
+use solana_signer::Signer;
+
+use super::types::{BatchPayload, BatchTerms, BatchVoucher, Channel, Deposit};
+use super::voucher::sign_voucher;
+use crate::scheme::channel::{
+    open_instruction, top_up_instruction, Opening, OPEN_COMPUTE_UNIT_LIMIT,
+};
+use crate::scheme::encode_transaction;
+use crate::scheme::exact::build::{budget_prefix, memo_or_nonce, signed_by_buyer};
+use crate::scheme::exact::MEMO_PROGRAM;
+
+/// The compute-unit limit our client asks for a `top_up`: one token transfer.
+pub const TOP_UP_COMPUTE_UNIT_LIMIT: u32 = 40_000;
+
+/// The channel `payer` opens under `terms` with `opening`: the payer signs its own
+/// vouchers, and the offer's receiver authorizer is bound.
+pub fn channel_of(payer: &Keypair, terms: &BatchTerms, opening: &Opening) -> Channel {
+    Channel {
+        payer: payer.pubkey(),
+        payer_authorizer: payer.pubkey(),
+        receiver: terms.pay_to,
+        receiver_authorizer: terms.receiver_authorizer,
+        token: terms.mint,
+        withdraw_delay: terms.withdraw_delay,
+        salt: opening.salt,
+        open_slot: opening.open_slot,
+    }
+}
+
+/// The payment that opens `channel` with `deposit` base units and pays the first request
+/// (`cumulative`, its price): the `open` (budget, `open`, the seller's memo or a random
+/// one, the receiver-authorizer binding), signed by the buyer for the fee payer to
+/// co-sign, and the voucher.
+pub fn build_open(
+    payer: &Keypair,
+    terms: &BatchTerms,
+    channel: &Channel,
+    deposit: u64,
+    cumulative: u64,
+    blockhash: Hash,
+) -> BatchPayload {
+    let plan = channel.plan(terms, deposit);
+    let (open, address) = open_instruction(&plan, &channel.opening());
+    let [limit, price] = budget_prefix(OPEN_COMPUTE_UNIT_LIMIT);
+    let instructions = [
+        limit,
+        price,
+        open,
+        memo(&memo_or_nonce(terms.memo.as_deref())),
+        memo(&terms.binding_memo()),
+    ];
+    let transaction = signed_by_buyer(payer, &terms.fee_payer, &instructions, blockhash);
+    BatchPayload::Deposit {
+        channel_config: channel.config(),
+        voucher: sign_voucher(payer, &address, cumulative),
+        deposit: Deposit {
+            amount: deposit.to_string(),
+            transaction: encode_transaction(&transaction),
+        },
+    }
+}
+
+/// The payment that adds `amount` base units to `channel`'s escrow and pays this request
+/// (`cumulative`, the new total): the `top_up` (budget, `top_up`, a memo), signed by the
+/// buyer for the fee payer to co-sign as fee payer only, and the voucher.
+pub fn build_top_up(
+    payer: &Keypair,
+    terms: &BatchTerms,
+    channel: &Channel,
+    amount: u64,
+    cumulative: u64,
+    blockhash: Hash,
+) -> BatchPayload {
+    let plan = channel.plan(terms, 0);
+    let address = channel.address(&terms.fee_payer);
+    let [limit, price] = budget_prefix(TOP_UP_COMPUTE_UNIT_LIMIT);
+    let instructions = [
+        limit,
+        price,
+        top_up_instruction(&plan, &address, &channel.payer, amount),
+        memo(&memo_or_nonce(terms.memo.as_deref())),
+    ];
+    let transaction = signed_by_buyer(payer, &terms.fee_payer, &instructions, blockhash);
+    BatchPayload::Deposit {
+        channel_config: channel.config(),
+        voucher: sign_voucher(payer, &address, cumulative),
+        deposit: Deposit {
+            amount: amount.to_string(),
+            transaction: encode_transaction(&transaction),
+        },
+    }
+}
+
+/// The payment of a request on `channel` at `cumulative` base units in all: a voucher.
+pub fn build_voucher(
+    payer: &Keypair,
+    terms: &BatchTerms,
+    channel: &Channel,
+    cumulative: u64,
+) -> BatchPayload {
+    let address = channel.address(&terms.fee_payer);
+    BatchPayload::Voucher {
+        channel_config: channel.config(),
+        voucher: sign_voucher(payer, &address, cumulative),
+    }
+}
+
+/// The request that closes `channel`, whose seller accepted `voucher` last.
+pub fn build_refund(channel: &Channel, voucher: BatchVoucher) -> BatchPayload {
+    BatchPayload::Refund {
+        channel_config: channel.config(),
+        voucher,
+        transaction: None,
+    }
+}
+
+fn memo(text: &str) -> Instruction {
+    Instruction::new_with_bytes(MEMO_PROGRAM, text.as_bytes(), vec![])
+}
