@@ -34,14 +34,7 @@ impl Challenge {
         if let Some(header) = header {
             let required: v2::PaymentRequired =
                 decode_header(&header).map_err(|e| malformed(e.to_string()))?;
-            let offers = required
-                .accepts
-                .iter()
-                .map(|offer| wire::Offer::from_v2(offer, &required.resource));
-            let mut challenge = Challenge::of(offers.collect());
-            challenge.error = required.error.clone();
-            challenge.v2 = Some(required);
-            return Ok(challenge);
+            return Ok(Challenge::from_v2(required));
         }
         let body: v1::PaymentRequired = response.json().await.map_err(|e| {
             malformed(format!(
@@ -52,6 +45,18 @@ impl Challenge {
         let mut challenge = Challenge::of(body.accepts.iter().map(wire::Offer::from_v1).collect());
         challenge.error = Some(body.error).filter(|e| !e.is_empty() && e != "payment_required");
         Ok(challenge)
+    }
+
+    /// A v2 challenge, read.
+    pub(crate) fn from_v2(required: v2::PaymentRequired) -> Self {
+        let offers = required
+            .accepts
+            .iter()
+            .map(|offer| wire::Offer::from_v2(offer, &required.resource));
+        let mut challenge = Challenge::of(offers.collect());
+        challenge.error = required.error.clone();
+        challenge.v2 = Some(required);
+        challenge
     }
 
     fn of(offered: Vec<wire::Offer>) -> Self {

@@ -171,6 +171,7 @@ mod tests {
                 salt: 1,
                 deposit: 10_000,
                 settled: 2_500,
+                payout_watermark: 0,
                 closure_started_at,
                 payer_withdrawn_at,
                 grace_period: 60,

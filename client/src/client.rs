@@ -5,15 +5,18 @@ use std::time::Duration;
 
 use anchor_lang::prelude::Pubkey;
 use solana_keypair::Keypair;
-use x402_protocol::wire::{PaymentMessage, Version};
+use solana_signer::Signer;
+use x402_protocol::wire::{v2, PaymentMessage, Version};
 use x402_protocol::Ledger;
 
+use crate::book::{ChannelBook, HeldChannel};
 use crate::budget::Budget;
 use crate::challenge::Challenge;
 use crate::error::ClientError;
 use crate::payment::Payment;
 use crate::policy::SpendingPolicy;
 use crate::proof::proof;
+use crate::scheme::batch::BatchStep;
 use crate::scheme::{self, PayContext, Signed};
 use crate::settlement::{Paid, Settlement};
 
@@ -37,6 +40,8 @@ pub struct X402Client {
     backoff: Duration,
     /// Base units signed away so far, against the policy's budget.
     budget: Budget,
+    /// The buyer's `batch-settlement` channels.
+    book: Arc<ChannelBook>,
 }
 
 /// Builds an [`X402Client`].
@@ -76,6 +81,13 @@ impl X402ClientBuilder {
         self
     }
 
+    /// Where the buyer's `batch-settlement` channels are kept ([`ChannelBook::open`]): a
+    /// client that restarts continues its channels. In memory only by default.
+    pub fn channel_book(mut self, book: ChannelBook) -> Self {
+        self.client.book = Arc::new(book);
+        self
+    }
+
     /// Off: a 402 comes back as [`ClientError::PaymentRequired`] with the challenge.
     pub fn auto_pay(mut self, auto_pay: bool) -> Self {
         self.client.auto_pay = auto_pay;
@@ -107,6 +119,7 @@ impl X402Client {
                 retries: 3,
                 backoff: Duration::from_millis(500),
                 budget: Budget::default(),
+                book: Arc::new(ChannelBook::default()),
             },
         }
     }
@@ -118,6 +131,11 @@ impl X402Client {
 
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// The buyer's `batch-settlement` channels.
+    pub fn channel_book(&self) -> &ChannelBook {
+        &self.book
     }
 
     pub async fn get(&self, url: &str) -> Result<Paid, ClientError> {
@@ -133,10 +151,23 @@ impl X402Client {
     }
 
     /// Sends `request`; on a 402, pays (unless automatic payment is off) and sends it
-    /// again with the payment.
+    /// again with the payment. A URL a `batch-settlement` channel paid before is paid at
+    /// once with its next voucher, with no 402 first; a voucher the seller did not take
+    /// (its channel resynchronized or closed) is paid once more from its challenge.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<Paid, ClientError> {
         let retry = request.try_clone().ok_or(ClientError::BodyNotReplayable)?;
-        let response = request.send().await?;
+        let built = retry.try_clone().and_then(|r| r.build().ok());
+        let url = built.as_ref().map(|b| b.url().to_string());
+        let held = url.as_deref().and_then(|url| self.book.for_resource(url));
+        if let (Some(held), true) = (held, self.auto_pay) {
+            let challenge = held_challenge(&held);
+            let payment = self.pay(&challenge).await?;
+            match self.send_with(clone_request(&retry)?, &payment).await {
+                Err(ClientError::PaymentRefused { .. }) => {}
+                answered => return answered,
+            }
+        }
+        let response = clone_request(&retry)?.send().await?;
         if response.status() != reqwest::StatusCode::PAYMENT_REQUIRED {
             return Ok(Paid {
                 response,
@@ -145,14 +176,85 @@ impl X402Client {
         }
         let mut challenge = Challenge::read(response).await?;
         challenge.prefer(&self.preferred);
-        if let Some(built) = retry.try_clone().and_then(|r| r.build().ok()) {
+        if let Some(built) = &built {
             challenge.request = Some((built.method().clone(), built.url().clone()));
         }
         if !self.auto_pay {
             return Err(ClientError::PaymentRequired(Box::new(challenge)));
         }
         let payment = self.pay(&challenge).await?;
-        self.send_with(retry, &payment).await
+        match self.send_with(clone_request(&retry)?, &payment).await {
+            // The channel was resynchronized or closed meanwhile: once more, afresh.
+            Err(ClientError::PaymentRefused { .. }) if payment.batch.is_some() => {
+                let payment = self.pay(&challenge).await?;
+                self.send_with(retry, &payment).await
+            }
+            answered => answered,
+        }
+    }
+
+    /// Closes the `batch-settlement` channel `channel`: the seller settles what it
+    /// accepted and returns the rest of the deposit, which this returns (base units).
+    pub async fn close_channel(&self, channel: &str) -> Result<u64, ClientError> {
+        let held = self
+            .book
+            .get(channel)
+            .ok_or_else(|| ClientError::MalformedChallenge(format!("no channel {channel} held")))?;
+        let payer = self.payer.as_ref().ok_or(ClientError::NoKeypair)?;
+        let config = held
+            .config
+            .read()
+            .map_err(|e| ClientError::MalformedChallenge(format!("a held channel: {e}")))?;
+        if held.closed {
+            return Err(ClientError::MalformedChallenge(format!(
+                "channel {channel} is closed already"
+            )));
+        }
+        let address = channel
+            .parse()
+            .map_err(|_| ClientError::MalformedChallenge(format!("channel {channel}")))?;
+        let voucher = x402_protocol::scheme::batch::sign_voucher(payer, &address, held.confirmed);
+        let payload = x402_protocol::scheme::batch::build_refund(&config, voucher);
+        let challenge = held_challenge(&held);
+        let offer = challenge.offers.first().ok_or_else(|| {
+            ClientError::MalformedChallenge("the held channel's offer cannot be read".into())
+        })?;
+        let mut paid = offer.to_wire();
+        paid.resource.url = held.resource.clone();
+        let (name, value) = PaymentMessage {
+            version: Version::V2,
+            offer: paid,
+            payload: serde_json::to_value(payload).expect("plain fields serialize"),
+        }
+        .header();
+        let response = self
+            .http
+            .get(&held.resource)
+            .header(name, value)
+            .send()
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            let reason = match Challenge::read(response).await {
+                Ok(challenge) => challenge.error.unwrap_or_else(|| status.to_string()),
+                Err(_) => status.to_string(),
+            };
+            return Err(ClientError::MalformedChallenge(format!(
+                "the seller did not close channel {channel}: {reason}"
+            )));
+        }
+        #[derive(serde::Deserialize)]
+        struct Closed {
+            refunded: String,
+        }
+        let closed: Closed = response.json().await?;
+        self.book
+            .update(channel, |held| held.closed = true)
+            .map_err(|e| ClientError::Book(e.to_string()))?;
+        closed
+            .refunded
+            .parse()
+            .map_err(|_| ClientError::MalformedChallenge("the refunded amount".into()))
     }
 
     /// Pays the first offer of `challenge` the policy allows: a `receipt` offer
@@ -176,15 +278,30 @@ impl X402Client {
             self.budget.release(offer.amount());
             return Err(ClientError::NoKeypair);
         };
+        let trusted = self.trusted_decimals(&offer.mint()).await;
+        let max_deposit = match self.policy.deposit_limit(&offer, trusted) {
+            Ok(limit) => limit,
+            Err(refusal) => {
+                self.budget.release(offer.amount());
+                return Err(ClientError::Policy(refusal));
+            }
+        };
+        let accepted = offer.to_wire();
+        let resource = challenge.request.as_ref().map(|(_, url)| url.to_string());
         let context = PayContext {
             payer,
             ledger: self.ledger.as_deref(),
             request: challenge.request.as_ref(),
+            accepted: &accepted,
+            book: &self.book,
+            resource: resource.as_deref(),
+            max_deposit,
         };
         let Signed {
             payload,
             signature,
             unsettled,
+            batch,
         } = match scheme::pay(&offer.terms, &context).await {
             Ok(signed) => signed,
             Err(error) => {
@@ -213,6 +330,7 @@ impl X402Client {
             header,
             signature,
             presented: false,
+            batch,
         };
         match unsettled {
             // It may have landed: present it later, never pay again.
@@ -285,6 +403,9 @@ impl X402Client {
                 }
                 reqwest::StatusCode::PAYMENT_REQUIRED => {
                     let challenge = Challenge::read(response).await.ok();
+                    if let Some(step) = &payment.batch {
+                        self.resync(step, challenge.as_ref())?;
+                    }
                     // The same reference asked again: our payment may still land. Waiting
                     // and presenting it again is right; paying again never is.
                     let pending = challenge.as_ref().is_some_and(|c| {
@@ -315,6 +436,9 @@ impl X402Client {
                 }
                 _ => {
                     let settlement = Settlement::of(&response, payment)?;
+                    if let (Some(step), Some(settled)) = (&payment.batch, &settlement) {
+                        self.confirm(step, settled)?;
+                    }
                     return Ok(Paid {
                         response,
                         settlement,
@@ -323,6 +447,54 @@ impl X402Client {
             }
         }
         unreachable!("the last attempt returns")
+    }
+
+    /// Records what the seller confirmed of a `batch-settlement` payment: its cumulative
+    /// amount, never above what was signed, and the deposit once it landed.
+    fn confirm(&self, step: &BatchStep, settlement: &Settlement) -> Result<(), ClientError> {
+        let charged = settlement.batch_charged.unwrap_or(step.cumulative);
+        self.book
+            .update(&step.channel, |held| {
+                held.confirmed = charged.min(held.signed).max(held.confirmed);
+                held.deposit = held.deposit.max(step.deposit);
+            })
+            .map_err(|e| ClientError::Book(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Takes a seller's refusal of a voucher into the book: a corrective state the
+    /// buyer's own key signed is adopted (never above what it signed); a channel the
+    /// seller closed or does not know is closed, so that the next payment opens another.
+    fn resync(&self, step: &BatchStep, challenge: Option<&Challenge>) -> Result<(), ClientError> {
+        let Some(challenge) = challenge else {
+            return Ok(());
+        };
+        let error = challenge.error.as_deref().unwrap_or_default();
+        let keep = |change: &dyn Fn(&mut HeldChannel)| {
+            self.book
+                .update(&step.channel, change)
+                .map(|_| ())
+                .map_err(|e| ClientError::Book(e.to_string()))
+        };
+        match error {
+            "invalid_batch_settlement_svm_channel_closing"
+            | "invalid_batch_settlement_svm_channel_state" => keep(&|held| held.closed = true),
+            "invalid_batch_settlement_svm_cumulative_amount_mismatch" => {
+                let payer = match self.payer.as_ref() {
+                    Some(payer) => payer.pubkey(),
+                    None => return Ok(()),
+                };
+                match corrected(challenge, &step.channel, &payer) {
+                    Some(charged) => keep(&|held| {
+                        if charged <= held.signed {
+                            held.confirmed = charged;
+                        }
+                    }),
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
     }
 
     /// `X-Payment-Proof: <reference>:<proof>` for `payment` at `request`'s method, path and
@@ -335,6 +507,65 @@ impl X402Client {
         let proof = proof(payer, &reference, built.method(), built.url());
         Some(format!("{reference}:{proof}"))
     }
+}
+
+/// A request sent again: its body must be replayable.
+fn clone_request(
+    request: &reqwest::RequestBuilder,
+) -> Result<reqwest::RequestBuilder, ClientError> {
+    request.try_clone().ok_or(ClientError::BodyNotReplayable)
+}
+
+/// The challenge a held channel answers for its resource: its offer, as the seller last
+/// made it.
+fn held_challenge(held: &HeldChannel) -> Challenge {
+    let url = reqwest::Url::parse(&held.resource).ok();
+    let mut challenge = Challenge::from_v2(v2::PaymentRequired {
+        x402_version: 2,
+        error: None,
+        resource: v2::ResourceInfo {
+            url: held.resource.clone(),
+            description: None,
+            mime_type: None,
+        },
+        accepts: vec![held.offer.clone()],
+        extensions: None,
+    });
+    challenge.request = url.map(|url| (reqwest::Method::GET, url));
+    challenge
+}
+
+/// The cumulative amount a corrective challenge states for `channel`, if its voucher
+/// state is the buyer's own voucher for it (signed by `payer`, the payer authorizer) and
+/// the charge is within it.
+fn corrected(challenge: &Challenge, channel: &str, payer: &Pubkey) -> Option<u64> {
+    let extra = challenge
+        .v2
+        .as_ref()?
+        .accepts
+        .iter()
+        .find(|a| a.scheme == x402_protocol::BATCH_SETTLEMENT)?
+        .extra
+        .as_ref()?;
+    let state = extra.get("channelState")?;
+    let voucher = extra.get("voucherState")?;
+    if state.get("channelId")?.as_str()? != channel {
+        return None;
+    }
+    let charged: u64 = state
+        .get("chargedCumulativeAmount")?
+        .as_str()?
+        .parse()
+        .ok()?;
+    let signed = x402_protocol::scheme::batch::BatchVoucher {
+        channel_id: channel.to_string(),
+        max_claimable_amount: voucher.get("signedMaxClaimable")?.as_str()?.to_string(),
+        expires_at: voucher.get("expiresAt")?.as_i64()?,
+        signature: voucher.get("signature")?.as_str()?.to_string(),
+    }
+    .read()
+    .ok()?;
+    (signed.signed_by(payer) && charged <= signed.cumulative).then_some(charged)
 }
 
 /// The start of a failed answer's body, as text.

@@ -81,6 +81,9 @@ pub enum ClientError {
     },
     #[error("the request body cannot be sent twice (a stream): buffer it to pay")]
     BodyNotReplayable,
+    /// The channel book could not keep what a voucher signs: nothing was sent.
+    #[error("{0}")]
+    Book(String),
 }
 
 impl From<Unreadable> for ClientError {

@@ -12,6 +12,7 @@
 //! buyer's `upto` channels and recovers a deposit a seller never settled, on the chain's
 //! clock (`clock`).
 
+pub mod book;
 mod budget;
 mod challenge;
 pub mod channels;
@@ -24,13 +25,15 @@ mod proof;
 mod scheme;
 mod settlement;
 
+pub use book::{ChannelBook, HeldChannel};
 pub use challenge::Challenge;
 pub use client::{X402Client, X402ClientBuilder, X_PAYMENT_PROOF};
 pub use error::ClientError;
 pub use offer::{Offer, Terms, Unreadable};
 pub use payment::Payment;
 pub use policy::{
-    same_network, Limit, PolicyRefusal, PolicyRule, SpendingPolicy, DEFAULT_MAX_PER_REQUEST,
+    same_network, Limit, PolicyRefusal, PolicyRule, SpendingPolicy, DEFAULT_MAX_DEPOSIT,
+    DEFAULT_MAX_PER_REQUEST,
 };
 pub use settlement::{Paid, Settlement};
 pub use x402_protocol::ChainClock;

@@ -5,7 +5,10 @@
 use anchor_lang::prelude::Pubkey;
 use x402_protocol::scheme::SchemeError;
 use x402_protocol::wire;
-use x402_protocol::{ExactOffer, ReceiptOffer, Reference, UptoOffer, EXACT, SCHEME, UPTO};
+use x402_protocol::{
+    BatchOffer, ExactOffer, ReceiptOffer, Reference, UptoOffer, BATCH_SETTLEMENT, EXACT, SCHEME,
+    UPTO,
+};
 
 /// An offer this client can pay: what it asks, and the offer as the server wrote it (a
 /// payment echoes it back unchanged: stock servers compare it whole).
@@ -22,6 +25,7 @@ pub enum Terms {
     Receipt(ReceiptOffer),
     Exact(ExactOffer),
     Upto(UptoOffer),
+    Batch(BatchOffer),
 }
 
 impl Terms {
@@ -31,6 +35,7 @@ impl Terms {
             SCHEME => ReceiptOffer::from_offer(offer).map(Terms::Receipt),
             EXACT => ExactOffer::from_offer(offer).map(Terms::Exact),
             UPTO => UptoOffer::from_offer(offer).map(Terms::Upto),
+            BATCH_SETTLEMENT => BatchOffer::from_offer(offer).map(Terms::Batch),
             _ => return None,
         })
     }
@@ -41,6 +46,7 @@ impl Terms {
             Terms::Receipt(offer) => offer,
             Terms::Exact(offer) => offer,
             Terms::Upto(offer) => offer,
+            Terms::Batch(offer) => offer,
         }
     }
 }

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use x402_protocol::wire::{self, v1, Version};
 
 use crate::offer::{Offer, Unreadable};
+use crate::scheme::batch::BatchStep;
 
 /// A signed payment for one offer, ready to send (and to send again after a 503).
 #[derive(Clone, Debug)]
@@ -20,6 +21,8 @@ pub struct Payment {
     /// `X-Payment-Proof`, which a seller of ours demands for a payment whose grant it gave
     /// back: the payment header alone may have been copied by anyone on its way.
     pub presented: bool,
+    /// What a `batch-settlement` payment does to its channel, confirmed by the answer.
+    pub batch: Option<BatchStep>,
 }
 
 /// A [`Payment`] as it is kept in a file. Fields in alphabetical order: the order the
@@ -77,6 +80,8 @@ impl Payment {
             sponsored: kept.sponsored,
             signature: kept.signature,
             presented: kept.presented,
+            // A voucher is never kept: its channel book is.
+            batch: None,
         })
     }
 

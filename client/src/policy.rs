@@ -13,6 +13,9 @@ use x402_protocol::{Cluster, Network};
 /// base units, or a decimal read with the ledger's decimals) or none to pay one.
 pub const DEFAULT_MAX_PER_REQUEST: &str = "1";
 
+/// The deposit limit of [`SpendingPolicy::default`]: 5.00 of a well-known stablecoin.
+pub const DEFAULT_MAX_DEPOSIT: &str = "5";
+
 /// Testnet's CAIP-2 id (x402's third public Solana network; no [`Network`] of ours).
 const TESTNET_CAIP2: &str = "solana:4uhcVJyU9pJkvQyS88uRDiswHXSCkY3z";
 
@@ -120,6 +123,11 @@ pub struct SpendingPolicy {
     pub max_per_request: Option<Limit>,
     /// The most all payments of this client may add up to.
     pub budget: Option<Limit>,
+    /// The most one `batch-settlement` deposit may escrow (a new channel's, or a
+    /// top-up): locked until the channel closes, and what a dishonest seller could keep
+    /// waiting. By default 5.00 of a well-known stablecoin ([`DEFAULT_MAX_DEPOSIT`]);
+    /// `None` is no limit.
+    pub max_deposit: Option<Limit>,
     /// The networks payments may be made on (v1 names or CAIP-2 ids; two names of one
     /// public network are one). Naming a network here is also the explicit consent that
     /// an offer signed over the seller's blockhash (`exact`, or a sponsored `receipt`)
@@ -140,6 +148,7 @@ impl Default for SpendingPolicy {
         SpendingPolicy {
             max_per_request: Some(Limit::Stablecoin(DEFAULT_MAX_PER_REQUEST.into())),
             budget: None,
+            max_deposit: Some(Limit::Stablecoin(DEFAULT_MAX_DEPOSIT.into())),
             networks: Vec::new(),
             mints: Vec::new(),
             payees: Vec::new(),
@@ -152,9 +161,34 @@ impl SpendingPolicy {
     /// Whether a limit is a decimal of any token, which needs the mint's decimals from the
     /// client's ledger (a stablecoin limit reads only the table of well-known mints).
     pub fn has_decimal_limits(&self) -> bool {
-        [&self.max_per_request, &self.budget]
+        [&self.max_per_request, &self.budget, &self.max_deposit]
             .into_iter()
             .any(|limit| matches!(limit, Some(Limit::Decimal(_))))
+    }
+
+    /// The most a `batch-settlement` deposit for `offer` may escrow, in base units of its
+    /// mint (whose decimals the client knows as `decimals`); `None` without a limit.
+    pub fn deposit_limit(
+        &self,
+        offer: &Offer,
+        decimals: Option<u8>,
+    ) -> Result<Option<u64>, Box<PolicyRefusal>> {
+        let Some(limit) = &self.max_deposit else {
+            return Ok(None);
+        };
+        limit
+            .units(&offer.mint(), decimals)
+            .map(Some)
+            .map_err(|rule| {
+                Box::new(PolicyRefusal {
+                    rule,
+                    detail: "the deposit limit cannot be read for this token".into(),
+                    amount: offer.amount(),
+                    mint: offer.mint(),
+                    pay_to: offer.pay_to(),
+                    network: offer.network().to_string(),
+                })
+            })
     }
 
     /// Whether `network` is one this policy names.

@@ -25,6 +25,8 @@ pub struct Settlement {
     pub shown_amount: String,
     pub network: String,
     pub payer: String,
+    /// For `batch-settlement`: the channel's cumulative amount the seller accepted.
+    pub batch_charged: Option<u64>,
 }
 
 /// A response, and the settlement when the request was paid for.
@@ -89,6 +91,11 @@ impl Settlement {
             amount,
             maximum,
             shown_amount,
+            batch_charged: s
+                .extra
+                .get("channelState")
+                .and_then(|state| state.get("chargedCumulativeAmount"))
+                .and_then(|charged| charged.as_str()?.parse().ok()),
             network: s.network,
             payer: s.payer,
         })

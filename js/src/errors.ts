@@ -5,7 +5,8 @@ export type X402ErrorCode =
   | "unavailable"
   | "wallet_rejected"
   | "no_wallet"
-  | "settled_above_maximum";
+  | "settled_above_maximum"
+  | "no_channel";
 
 import type { Offer } from "./wire.js";
 import type { Payment } from "./payment.js";

@@ -12,10 +12,13 @@ import {
   type PaymentSources,
 } from "./payment.js";
 import { releaseSpending, reserveSpending, type SpendingPolicy } from "./policy.js";
+import { BATCH_SETTLEMENT } from "./batch.js";
+import { BatchSession, type ChannelReport } from "./batch-session.js";
+import type { ChannelStore } from "./channel-store.js";
 import { proofTarget, signProof, X_PAYMENT_PROOF } from "./proof.js";
 import { rpcSources } from "./rpc.js";
 import { canSignMessages, signerAddress, type PaymentSigner } from "./signer.js";
-import { readChallenge, readSettlement, type Settlement } from "./wire.js";
+import { readChallenge, readSettlement, type Challenge, type Settlement } from "./wire.js";
 
 export interface FetchWithPaymentOptions {
   /** Who pays; absent → X402Error "no_wallet" on a 402. */
@@ -29,9 +32,16 @@ export interface FetchWithPaymentOptions {
   /**
    * Schemes to pay first, in this order; default ["receipt", "exact"]. A scheme not named
    * comes after those named (as the Rust client's `prefer`): `upto` is paid first only
-   * when named, and when it is all a seller offers.
+   * when named, and when it is all a seller offers. `batch-settlement` is paid only when
+   * named: it keeps a channel open across requests (see channelStore).
    */
   schemes?: readonly string[];
+  /**
+   * Where `batch-settlement` channels are kept between requests; default: in memory,
+   * shared by the process (defaultChannelStore). fileChannelStore(dir) keeps them across
+   * restarts.
+   */
+  channelStore?: ChannelStore;
   /**
    * JSON-RPC endpoint of the client's own ledger: its network (genesis hash), which every
    * offer must name; and for `exact` and `upto` offers, the blockhash and unknown mints
@@ -66,8 +76,11 @@ export interface PaidResponse {
   /**
    * What it cost, from the settlement; null when nothing was paid or the seller did not
    * say. For `upto`: the amount settled and the maximum escrowed (the rest came back).
+   * For `batch-settlement`: the seller's extra.chargedAmount.
    */
   charged: Charge | null;
+  /** For `batch-settlement`: the channel that paid, as the answer left it. */
+  channel?: ChannelReport;
 }
 
 function withHeader(init: RequestInit | undefined, name: string, value: string): RequestInit {
@@ -128,9 +141,25 @@ async function paymentProof(
   }
 }
 
-/** Signs a payment for the challenge of `first` (a 402), after the policy allowed it. */
-async function pay(first: Response, options: FetchWithPaymentOptions): Promise<Payment> {
-  const challenge = await readChallenge(first);
+/** The client's own sources for `challenge`: its ledger (rpcUrl) and trusted mints, read before the policy. */
+function sourcesFor(challenge: Challenge, options: FetchWithPaymentOptions, batch: BatchSession | null): Promise<PaymentSources> {
+  const signer = options.signer;
+  const given: PaymentSources = {
+    ...(options.rpcUrl ? rpcSources(options.rpcUrl) : {}),
+    ...(options.mints ? { mints: options.mints } : {}),
+    ...(batch ? { batch: { signsMessages: !signer || canSignMessages(signer) } } : {}),
+  };
+  // Decimals and the ledger's network from the client's own sources, before the policy.
+  return readLedgerFacts(challenge, options.policy, given);
+}
+
+/** Signs a payment for `challenge` (of the 402 `first`), after the policy allowed it. */
+async function pay(
+  challenge: Challenge | null,
+  first: Response,
+  options: FetchWithPaymentOptions,
+  batch: BatchSession | null,
+): Promise<Payment> {
   if (!challenge) {
     throw new X402Error("no_payable_offer", "The 402 response holds no readable x402 challenge.", {
       offers: [],
@@ -138,12 +167,7 @@ async function pay(first: Response, options: FetchWithPaymentOptions): Promise<P
     });
   }
   const schemes = options.schemes ?? DEFAULT_SCHEMES;
-  const given: PaymentSources = {
-    ...(options.rpcUrl ? rpcSources(options.rpcUrl) : {}),
-    ...(options.mints ? { mints: options.mints } : {}),
-  };
-  // Decimals and the ledger's network from the client's own sources, before the policy.
-  const sources = await readLedgerFacts(challenge, options.policy, given);
+  const sources = await sourcesFor(challenge, options, batch);
   // From the budget check in chooseOffer to the reservation, nothing awaits: two calls
   // sharing the policy cannot both pass the check before either counts its amount.
   const offer = chooseOffer(challenge, options.policy, schemes, sources);
@@ -153,7 +177,10 @@ async function pay(first: Response, options: FetchWithPaymentOptions): Promise<P
   reserveSpending(options.policy, offer.amount);
   let payment: Payment;
   try {
-    payment = await createPayment(challenge, offer, options.signer, sources);
+    payment =
+      batch && offer.scheme === BATCH_SETTLEMENT
+        ? await batch.pay(challenge, offer, sources)
+        : await createPayment(challenge, offer, options.signer, sources);
   } catch (error) {
     // Nothing was signed, or what was signed never left the client: nothing was spent.
     releaseSpending(options.policy, offer.amount);
@@ -168,18 +195,43 @@ async function pay(first: Response, options: FetchWithPaymentOptions): Promise<P
  * A 5xx after paying (503 among them) is retried with the same payment and its payer's
  * proof, then thrown as X402Error "unavailable" holding the payment; a 402 after paying
  * throws X402Error "refused" with the server's reason.
+ *
+ * With `batch-settlement` named in options.schemes, a request to a URL whose channel is
+ * held carries its voucher at once (no 402 first); a seller's corrective 402 is adopted
+ * only when it shows the buyer's own voucher, and a closed channel is replaced, each once.
  */
 export async function fetchWithPayment(
   url: string | URL,
   init?: RequestInit,
   options: FetchWithPaymentOptions = {},
 ): Promise<PaidResponse> {
+  const batch: BatchSession | null =
+    !options.payment && options.schemes?.includes(BATCH_SETTLEMENT)
+      ? new BatchSession(String(url), options, (challenge): Promise<PaymentSources> => sourcesFor(challenge, options, batch))
+      : null;
+  try {
+    return await paidFetch(url, init, options, batch);
+  } finally {
+    batch?.end();
+  }
+}
+
+async function paidFetch(
+  url: string | URL,
+  init: RequestInit | undefined,
+  options: FetchWithPaymentOptions,
+  batch: BatchSession | null,
+): Promise<PaidResponse> {
   const doFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
   let payment = options.payment ?? null;
+  if (!payment && batch) {
+    payment = await batch.preemptive();
+    if (payment) options.onPayment?.(payment);
+  }
   if (!payment) {
     const first = await doFetch(url, init);
     if (first.status !== 402) return { response: first, settlement: readSettlement(first), payment: null, charged: null };
-    payment = await pay(first, options);
+    payment = await pay(await readChallenge(first), first, options, batch);
   }
 
   const retries = options.retries ?? 3;
@@ -219,12 +271,28 @@ export async function fetchWithPayment(
     }
     if (response.status === 402) {
       const challenge = await readChallenge(response);
+      if (batch?.owns(payment)) {
+        const next = await batch.refused(payment, challenge, response);
+        if (next) {
+          payment = next === "fallback" ? await pay(challenge, response, options, batch) : next;
+          if (next !== "fallback") options.onPayment?.(payment);
+          // A new payment: its own attempts, and nothing to prove yet.
+          attempt = -1;
+          presented = false;
+          proof = undefined;
+          continue;
+        }
+      }
       const reason = challenge?.error ?? readSettlement(response)?.errorReason ?? "payment refused";
       // The budget keeps the amount: a hostile seller may have submitted the payment and
       // still answered 402, and a refund would let it be taken again and again.
       throw new X402Error("refused", `The server refused the payment: ${reason}`, { reason, payment, response });
     }
     const settlement = readSettlement(response);
+    if (batch?.owns(payment)) {
+      const done = await batch.settled(payment, settlement, response);
+      if (done) return { response, settlement, payment, charged: done.charged, channel: done.channel };
+    }
     return { response, settlement, payment, charged: chargeOf(settlement, payment, response) };
   }
 }

@@ -16,7 +16,9 @@ export {
   type UptoPayload,
 } from "./payment.js";
 export {
+  DEFAULT_MAX_DEPOSIT,
   DEFAULT_MAX_PER_REQUEST,
+  maxDepositUnits,
   needsDecimals,
   parseUnits,
   policyRefusal,
@@ -35,12 +37,15 @@ export {
   buildReceiptTransaction,
   buildUptoTransaction,
   channelAddress,
+  channelOpenInstruction,
   openInstruction,
   payInstruction,
   randomSalt,
   receiptAddress,
   receiptTerms,
+  topUpInstruction,
   uptoTerms,
+  type ChannelPlan,
   type ChannelSeeds,
   type ExactInputs,
   type Opening,
@@ -48,6 +53,44 @@ export {
   type UptoInputs,
   type UptoTerms,
 } from "./transactions.js";
+export {
+  BATCH_CHANNEL_CLOSING,
+  BATCH_CHANNEL_STATE,
+  BATCH_CLOSE_STATE,
+  BATCH_CUMULATIVE_MISMATCH,
+  BATCH_OPEN_COMPUTE_UNIT_LIMIT,
+  BATCH_SETTLEMENT,
+  MAX_WITHDRAW_DELAY,
+  MIN_WITHDRAW_DELAY,
+  TOP_UP_COMPUTE_UNIT_LIMIT,
+  VOUCHER_MESSAGE_BYTES,
+  batchChannelAddress,
+  batchTerms,
+  bindingMemo,
+  buildBatchOpenTransaction,
+  buildBatchTopUpTransaction,
+  channelConfigOf,
+  signVoucher,
+  verifyVoucher,
+  voucherMessage,
+  type BatchOpenInputs,
+  type BatchPayload,
+  type BatchTerms,
+  type BatchTopUpInputs,
+  type BatchVoucher,
+  type ChannelConfig,
+  type ChannelState,
+  type VoucherState,
+} from "./batch.js";
+export { checkCorrection, closeChannel, type ChannelReport, type CloseChannelOptions } from "./batch-session.js";
+export {
+  channelKey,
+  defaultChannelStore,
+  fileChannelStore,
+  memoryChannelStore,
+  type ChannelStore,
+  type HeldChannel,
+} from "./channel-store.js";
 export { rpcSources } from "./rpc.js";
 export * from "./wire.js";
 export * from "./constants.js";

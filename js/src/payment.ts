@@ -15,6 +15,7 @@ import {
   uptoTerms,
 } from "./transactions.js";
 import { paymentHeader, type Challenge, type Offer, type Settlement } from "./wire.js";
+import { BATCH_SETTLEMENT, batchTerms, type BatchPayload } from "./batch.js";
 
 /**
  * The schemes paid first, in this order; a scheme not named comes after those named, in
@@ -39,6 +40,12 @@ export interface PaymentSources {
   getLedgerNetwork?: () => Promise<string>;
   /** That network, once read (readLedgerFacts fills it in): every offer must name it. */
   ledgerNetwork?: string;
+  /**
+   * Present when `batch-settlement` may be paid (fetchWithPayment sets it when the scheme
+   * is named in options.schemes: it holds the channels); `signsMessages` says whether the
+   * signer can sign the vouchers (Ed25519 over the voucher message). Absent: refused.
+   */
+  batch?: { signsMessages: boolean };
 }
 
 /** A signed payment, ready to send (and to resend after a 503). */
@@ -59,8 +66,8 @@ export interface Payment {
    * holds; null when none. Presenting the payment again proves it (X-Payment-Proof).
    */
   reference: string | null;
-  /** The scheme payload: {transaction: base64 wire transaction}, or an `upto` deposit. */
-  payload: { transaction: string } | UptoPayload;
+  /** The scheme payload: {transaction: base64 wire transaction}, an `upto` deposit, or a `batch-settlement` payment. */
+  payload: { transaction: string } | UptoPayload | BatchPayload;
   offer: Offer;
 }
 
@@ -152,6 +159,16 @@ export function supportRefusal(offer: Offer, sources: PaymentSources = {}, now =
     if (terms.recentSlot === null && !sources.getSlot) return "no extra.recentSlot and no rpcUrl to read a slot";
     return ledgerRefusal(offer, sources);
   }
+  if (offer.scheme === BATCH_SETTLEMENT) {
+    if (!sources.batch) return "batch-settlement is paid only when named in options.schemes (it keeps a channel open)";
+    if (!sources.batch.signsMessages) {
+      return "the signer cannot sign messages: a batch-settlement voucher is the wallet's own Ed25519 signature";
+    }
+    const terms = batchTerms(offer);
+    if (typeof terms === "string") return terms;
+    if (terms.recentSlot === null && !sources.getSlot) return "no extra.recentSlot and no rpcUrl to read a slot";
+    return ledgerRefusal(offer, sources);
+  }
   return `scheme ${offer.scheme} is not supported`;
 }
 
@@ -221,7 +238,11 @@ export async function readLedgerFacts(
 ): Promise<PaymentSources> {
   const candidates = challenge.offers.filter((o) => isSolanaNetwork(o.network));
   const unknown = candidates
-    .filter((o) => (o.scheme === "exact" || o.scheme === UPTO || needsDecimals(policy)) && !trustedMint(o.asset, sources))
+    .filter(
+      (o) =>
+        (o.scheme === "exact" || o.scheme === UPTO || o.scheme === BATCH_SETTLEMENT || needsDecimals(policy)) &&
+        !trustedMint(o.asset, sources),
+    )
     .map((o) => o.asset);
   const toRead = sources.getMint ? [...new Set(unknown)].slice(0, MAX_MINT_READS) : [];
   const filled: PaymentSources = { ...sources };
@@ -244,7 +265,8 @@ export async function readLedgerFacts(
   return filled;
 }
 
-async function mintInfo(asset: string, sources: PaymentSources): Promise<MintInfo> {
+/** The facts of `asset` from the client's own sources (its tables, then its ledger); throws when unknown. */
+export async function mintInfo(asset: string, sources: PaymentSources): Promise<MintInfo> {
   const known = trustedMint(asset, sources);
   if (known) return known;
   if (sources.getMint) return sources.getMint(asset);
@@ -256,7 +278,7 @@ async function mintInfo(asset: string, sources: PaymentSources): Promise<MintInf
  * it has one (as the Rust client), so the transfer can land only on the cluster whose
  * genesis was checked; else the offer's.
  */
-async function signingBlockhash(offer: Offer, sources: PaymentSources): Promise<string> {
+export async function signingBlockhash(offer: Offer, sources: PaymentSources): Promise<string> {
   if (sources.getLatestBlockhash) return sources.getLatestBlockhash();
   const recent = offer.extra.recentBlockhash;
   if (typeof recent !== "string") throw new Error("no extra.recentBlockhash and no rpcUrl to fetch one");
@@ -264,7 +286,7 @@ async function signingBlockhash(offer: Offer, sources: PaymentSources): Promise<
 }
 
 /** `sources` with its ledger's network read, when the client has a ledger and it is not read yet (either scheme). */
-async function withLedgerNetwork(sources: PaymentSources): Promise<PaymentSources> {
+export async function withLedgerNetwork(sources: PaymentSources): Promise<PaymentSources> {
   if (sources.ledgerNetwork || !sources.getLedgerNetwork) return sources;
   return { ...sources, ledgerNetwork: await sources.getLedgerNetwork() };
 }

@@ -22,6 +22,15 @@ export type Limit = Units | { decimal: string } | { stablecoin: string };
  */
 export const DEFAULT_MAX_PER_REQUEST: Limit = Object.freeze({ stablecoin: "1" });
 
+/**
+ * The cap on one `batch-settlement` deposit (a channel's `open` or `top_up`) when the
+ * policy sets no maxDeposit and not noLimit: 5.00 of a known stablecoin. The seller
+ * suggests a deposit (extra.minDeposit); the client escrows at most this, and refuses an
+ * offer whose single request costs more. An offer in any other token is refused unless
+ * the caller sets maxDeposit or noLimit.
+ */
+export const DEFAULT_MAX_DEPOSIT: Limit = Object.freeze({ stablecoin: "5" });
+
 export interface SpendingPolicy {
   /**
    * Highest amount of one payment; default DEFAULT_MAX_PER_REQUEST (1.00 of a known
@@ -29,7 +38,18 @@ export interface SpendingPolicy {
    * rpcUrl or mints for the decimals) or noLimit to pay in another token.
    */
   maxPerRequest?: Limit;
-  /** Lifts the default cap: true pays any amount per request (maxPerRequest, budget still apply). */
+  /**
+   * Highest `batch-settlement` deposit escrowed at once (an `open`, or a `top_up` when the
+   * deposit runs out); default DEFAULT_MAX_DEPOSIT (5.00 of a known stablecoin, refusing
+   * any other token). The deposit is the seller's extra.minDeposit (at least one
+   * request's price), clamped to this; an offer whose one request costs more is refused.
+   * What is escrowed and not charged comes back when the channel closes.
+   */
+  maxDeposit?: Limit;
+  /**
+   * Lifts the default caps: true pays any amount per request and escrows the seller's
+   * suggested deposit whatever it is (maxPerRequest, maxDeposit, budget still apply).
+   */
   noLimit?: boolean;
   /** Total of all payments made with this policy object, in base units (any mint). */
   budget?: Units;
@@ -56,6 +76,9 @@ export interface TrustedFacts {
 }
 
 const spent = new WeakMap<object, bigint>();
+
+/** The `batch-settlement` scheme's name (batch.ts holds the scheme). */
+const BATCH_SETTLEMENT = "batch-settlement";
 
 /** Base units of a base-units value; null when it is not a whole number of them. */
 function units(value: Units): bigint | null {
@@ -99,10 +122,50 @@ function perRequestLimit(policy: SpendingPolicy): { limit: Limit; name: string }
   };
 }
 
+/** The deposit limit in force: the policy's own, the default cap, or none (noLimit). */
+function depositLimit(policy: SpendingPolicy): { limit: Limit; name: string } | null {
+  if (policy.maxDeposit !== undefined) return { limit: policy.maxDeposit, name: "maxDeposit" };
+  if (policy.noLimit === true) return null;
+  return {
+    limit: DEFAULT_MAX_DEPOSIT,
+    name: "the default deposit cap (5.00 of a known stablecoin; set maxDeposit or noLimit)",
+  };
+}
+
 /** Whether checking `policy` needs the mints' decimals (a stablecoin limit reads only the built-in table). */
 export function needsDecimals(policy: SpendingPolicy | undefined): boolean {
-  const limit = perRequestLimit(policy ?? {})?.limit;
-  return typeof limit === "object" && limit !== null && "decimal" in limit;
+  const isDecimal = (limit: Limit | undefined) => typeof limit === "object" && limit !== null && "decimal" in limit;
+  return isDecimal(perRequestLimit(policy ?? {})?.limit) || isDecimal(depositLimit(policy ?? {})?.limit);
+}
+
+/**
+ * The most one `batch-settlement` deposit of `offer`'s mint may escrow under `policy`,
+ * in base units; null when no limit applies (noLimit without maxDeposit); a string says
+ * why the limit cannot be applied (a stablecoin limit on another token, unknown decimals).
+ */
+export function maxDepositUnits(offer: Offer, policy: SpendingPolicy | undefined, facts: TrustedFacts = {}): bigint | null | string {
+  const cap = depositLimit(policy ?? {});
+  if (!cap) return null;
+  const limit = cap.limit;
+  if (typeof limit === "object" && limit !== null && "stablecoin" in limit && knownStablecoinDecimals(offer.asset) === null) {
+    return (
+      `mint ${offer.asset} is not a stablecoin this client knows (USDC), and ${cap.name} applies only to those: ` +
+      "to escrow it, set maxDeposit (in its base units, or { decimal } with rpcUrl or mints for its decimals) or noLimit"
+    );
+  }
+  const max = limitUnits(limit, offer, facts.decimals);
+  return typeof max === "string" ? `${cap.name} cannot be applied to mint ${offer.asset}: ${max} (give it in base units)` : max;
+}
+
+/** Why `policy`'s deposit cap forbids a `batch-settlement` channel for `offer`, or null. */
+function depositRefusal(offer: Offer, policy: SpendingPolicy | undefined, facts: TrustedFacts): string | null {
+  const max = maxDepositUnits(offer, policy, facts);
+  if (typeof max === "string") return max;
+  if (max !== null && offer.amount > max) {
+    const name = policy?.maxDeposit !== undefined ? "maxDeposit" : "the default deposit cap";
+    return `amount ${offer.amount} is above ${name} (${max} base units): a channel could not hold one request`;
+  }
+  return null;
 }
 
 /** Base units committed under `policy`: payments signed, and those being signed (reserved). */
@@ -161,6 +224,10 @@ export function policyRefusal(offer: Offer, policy: SpendingPolicy | undefined, 
   const p = policy ?? {};
   const amount = amountRefusal(offer, p, policy, facts);
   if (amount) return amount;
+  if (offer.scheme === BATCH_SETTLEMENT) {
+    const deposit = depositRefusal(offer, policy, facts);
+    if (deposit) return deposit;
+  }
   if (p.payees && !p.payees.includes(offer.payTo)) return `payee ${offer.payTo} is not allowed`;
   if (p.mints && !p.mints.includes(offer.asset)) return `mint ${offer.asset} is not allowed`;
   if (p.networks && !p.networks.some((n) => sameNetwork(n, offer.network))) {

@@ -167,7 +167,8 @@ export interface ExactInputs {
   memo?: string;
 }
 
-function randomMemo(): string {
+/** A random memo: 16 random bytes as hex, keeping identical payments distinct. */
+export function randomMemo(): string {
   return getBase16Decoder().decode(crypto.getRandomValues(new Uint8Array(16)));
 }
 
@@ -207,7 +208,7 @@ export async function buildExactTransaction(offer: Offer, inputs: ExactInputs): 
 }
 
 /** Throws unless `mint` is of a token program we know and delivers each transfer whole. */
-function checkDelivers(asset: string, mint: MintInfo): void {
+export function checkDelivers(asset: string, mint: MintInfo): void {
   if (mint.tokenProgram !== TOKEN_PROGRAM && mint.tokenProgram !== TOKEN_2022_PROGRAM) {
     throw new Error(`unknown token program ${mint.tokenProgram}`);
   }
@@ -217,7 +218,7 @@ function checkDelivers(asset: string, mint: MintInfo): void {
 }
 
 /** `instructions` as an unsigned v0 transaction that the seller's `feePayer` pays for. */
-function sponsoredTransaction(feePayer: string, blockhash: string, instructions: Instruction[]): Transaction {
+export function sponsoredTransaction(feePayer: string, blockhash: string, instructions: Instruction[]): Transaction {
   const message = appendTransactionMessageInstructions(
     instructions,
     setTransactionMessageLifetimeUsingBlockhash(
@@ -246,7 +247,7 @@ export interface UptoTerms {
 const U32_MAX = 2 ** 32 - 1;
 
 /** A slot as an offer may write it: a number, or a decimal string (as solana-pay-kit writes it). */
-function readSlot(value: unknown): number | null {
+export function readSlot(value: unknown): number | null {
   const slot = typeof value === "string" && /^\d+$/.test(value) ? Number(value) : value;
   // Held as a number here: it must be one exactly.
   return typeof slot === "number" && Number.isSafeInteger(slot) && slot >= 0 ? slot : null;
@@ -347,55 +348,142 @@ export interface Opening {
 }
 
 /**
- * The `open` of `opening` under `offer`'s terms, and the channel it creates: a deposit of
- * the offer's maximum, paid out wholly to payTo, the fee payer as rent payer and payee,
- * the receiver authorizer as the channel's signer, withdrawDelay as its grace period.
+ * What a channel's `open` binds (as the protocol's ChannelPlan): its mint, the single
+ * payout of everything settled to `payTo`, the seller's fee payer as rent payer and
+ * zero-share payee, who signs its vouchers, its deposit and its grace period.
  */
-export async function openInstruction(
-  offer: Offer,
-  terms: UptoTerms,
-  opening: Opening,
-): Promise<{ instruction: Instruction; channel: Address }> {
-  const channel = await channelAddress({
-    payer: opening.payer,
-    payee: terms.feePayer,
-    mint: offer.asset,
-    authorizedSigner: terms.receiverAuthorizer,
-    salt: opening.salt,
-    openSlot: opening.openSlot,
-  });
-  const [eventAuthority] = await getProgramDerivedAddress({
+export interface ChannelPlan {
+  mint: string;
+  tokenProgram: string;
+  /** Who receives everything settled. */
+  payTo: string;
+  /** The seller's fee payer: the channel's rent payer and zero-share payee. */
+  feePayer: string;
+  /** Who signs the channel's vouchers: the seller's receiver authorizer in `upto`, the buyer in `batch-settlement`. */
+  authorizedSigner: string;
+  /** Base units escrowed at `open`. */
+  deposit: bigint;
+  /** Seconds the buyer waits after `request_close` before it may withdraw (a u32). */
+  gracePeriod: number;
+}
+
+/** The program's event authority, which it invokes itself to log events: ["event_authority"]. */
+async function eventAuthority(): Promise<Address> {
+  const [pda] = await getProgramDerivedAddress({
     programAddress: address(PAYMENT_CHANNELS_PROGRAM),
     seeds: ["event_authority"],
   });
-  const ata = (owner: string) => associatedTokenAddress(owner, offer.asset, terms.tokenProgram);
+  return pda;
+}
+
+/** The channel `opening` creates under `plan`. */
+export function plannedChannel(plan: ChannelPlan, opening: Opening): Promise<Address> {
+  return channelAddress({
+    payer: opening.payer,
+    payee: plan.feePayer,
+    mint: plan.mint,
+    authorizedSigner: plan.authorizedSigner,
+    salt: opening.salt,
+    openSlot: opening.openSlot,
+  });
+}
+
+/**
+ * The `open` of `opening` under `plan`, and the channel it creates: 14 accounts, the
+ * deposit paid out wholly to payTo, the fee payer as rent payer and payee.
+ */
+export async function channelOpenInstruction(
+  plan: ChannelPlan,
+  opening: Opening,
+): Promise<{ instruction: Instruction; channel: Address }> {
+  const channel = await plannedChannel(plan, opening);
+  const ata = (owner: string) => associatedTokenAddress(owner, plan.mint, plan.tokenProgram);
   const { READONLY, WRITABLE, WRITABLE_SIGNER } = AccountRole;
   const accounts = [
     { address: address(opening.payer), role: WRITABLE_SIGNER },
     // The fee payer twice: as rent payer (signing), then as the channel's payee.
-    { address: address(terms.feePayer), role: WRITABLE_SIGNER },
-    { address: address(terms.feePayer), role: READONLY },
-    { address: address(offer.asset), role: READONLY },
-    { address: address(terms.receiverAuthorizer), role: READONLY },
+    { address: address(plan.feePayer), role: WRITABLE_SIGNER },
+    { address: address(plan.feePayer), role: READONLY },
+    { address: address(plan.mint), role: READONLY },
+    { address: address(plan.authorizedSigner), role: READONLY },
     { address: channel, role: WRITABLE },
     { address: await ata(opening.payer), role: WRITABLE },
     { address: await ata(channel), role: WRITABLE },
-    { address: address(terms.tokenProgram), role: READONLY },
+    { address: address(plan.tokenProgram), role: READONLY },
     { address: address(SYSTEM_PROGRAM), role: READONLY },
     { address: address(RENT_SYSVAR), role: READONLY },
     { address: address(ASSOCIATED_TOKEN_PROGRAM), role: READONLY },
-    { address: eventAuthority, role: READONLY },
+    { address: await eventAuthority(), role: READONLY },
     { address: address(PAYMENT_CHANNELS_PROGRAM), role: READONLY },
   ];
   const data = openDataEncoder.encode({
     discriminator: OPEN_DISCRIMINATOR,
     salt: opening.salt,
-    deposit: offer.amount,
-    gracePeriod: terms.withdrawDelay,
+    deposit: plan.deposit,
+    gracePeriod: plan.gracePeriod,
     openSlot: BigInt(opening.openSlot),
-    distribution: [{ recipient: address(offer.payTo), bps: ALL_BPS }],
+    distribution: [{ recipient: address(plan.payTo), bps: ALL_BPS }],
   });
   return { instruction: { programAddress: address(PAYMENT_CHANNELS_PROGRAM), accounts, data }, channel };
+}
+
+const TOP_UP_DISCRIMINATOR = 3;
+
+/**
+ * The buyer's `top_up` of its open `channel`: `amount` more base units from its token
+ * account into the escrow (discriminator 3, `amount u64`, 6 accounts). The fee payer is
+ * no account of it.
+ */
+export async function topUpInstruction(
+  plan: Pick<ChannelPlan, "mint" | "tokenProgram">,
+  channel: string,
+  payer: string,
+  amount: bigint,
+): Promise<Instruction> {
+  const ata = (owner: string) => associatedTokenAddress(owner, plan.mint, plan.tokenProgram);
+  const { READONLY, WRITABLE, WRITABLE_SIGNER } = AccountRole;
+  const data = new Uint8Array(9);
+  data[0] = TOP_UP_DISCRIMINATOR;
+  data.set(getU64Encoder().encode(amount), 1);
+  return {
+    programAddress: address(PAYMENT_CHANNELS_PROGRAM),
+    accounts: [
+      { address: address(payer), role: WRITABLE_SIGNER },
+      { address: address(channel), role: WRITABLE },
+      { address: await ata(payer), role: WRITABLE },
+      { address: await ata(channel), role: WRITABLE },
+      { address: address(plan.mint), role: READONLY },
+      { address: address(plan.tokenProgram), role: READONLY },
+    ],
+    data,
+  };
+}
+
+/** The plan of an `upto` channel: a deposit of the offer's maximum, the receiver authorizer as its signer. */
+function uptoPlan(offer: Offer, terms: UptoTerms): ChannelPlan {
+  return {
+    mint: offer.asset,
+    tokenProgram: terms.tokenProgram,
+    payTo: offer.payTo,
+    feePayer: terms.feePayer,
+    authorizedSigner: terms.receiverAuthorizer,
+    deposit: offer.amount,
+    gracePeriod: terms.withdrawDelay,
+  };
+}
+
+/**
+ * The `upto` `open` of `opening` under `offer`'s terms, and the channel it creates: a
+ * deposit of the offer's maximum, paid out wholly to payTo, the fee payer as rent payer
+ * and payee, the receiver authorizer as the channel's signer, withdrawDelay as its grace
+ * period.
+ */
+export function openInstruction(
+  offer: Offer,
+  terms: UptoTerms,
+  opening: Opening,
+): Promise<{ instruction: Instruction; channel: Address }> {
+  return channelOpenInstruction(uptoPlan(offer, terms), opening);
 }
 
 /** A fresh random channel salt (the payload's `nonce`). */

@@ -40,5 +40,6 @@ pub fn settings(
         ledger_timeout: Duration::from_secs(10),
         public_url: None,
         facilitator_url: None,
+        batch: Default::default(),
     }
 }

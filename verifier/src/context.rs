@@ -49,6 +49,28 @@ pub struct PaymentSettings {
     /// The public base URL of the API (`https://api.example.com`); the Host header otherwise.
     pub public_url: Option<String>,
     pub facilitator_url: Option<String>,
+    /// When `batch-settlement` channels are claimed and closed.
+    pub batch: BatchSettings,
+}
+
+/// When `batch-settlement` channels are claimed and closed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchSettings {
+    /// How often the latest vouchers are claimed on chain: what is accepted and not yet
+    /// claimed is credit the seller extends until then.
+    pub claim_interval: Duration,
+    /// How long an open channel may go without a paid request before we close it (its
+    /// latest voucher settled, the rest refunded): advertised as `maxIdleSecs`.
+    pub idle_close: Duration,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        BatchSettings {
+            claim_interval: Duration::from_secs(60),
+            idle_close: Duration::from_secs(24 * 60 * 60),
+        }
+    }
 }
 
 /// One gate's shared state.

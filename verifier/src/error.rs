@@ -95,6 +95,39 @@ reasons! {
     /// A token account the settlement pays into (the payee's, the treasury's) is missing:
     /// the deposit would be escrowed with no way to pay the seller.
     UptoSettlementNotReady => "invalid_upto_svm_settlement_simulation",
+    /// A `batch-settlement` payload that is not one of the client mode's (`deposit`,
+    /// `voucher`, `refund`), or is malformed.
+    BatchPayloadType => "invalid_batch_settlement_svm_payload_type",
+    /// The channel is not one this seller has open, or its configuration or the channel
+    /// on chain does not match the offer.
+    BatchChannelState => "invalid_batch_settlement_svm_channel_state",
+    /// The voucher's channel is not the one its configuration derives.
+    BatchChannelIdMismatch => "invalid_batch_settlement_svm_channel_id_mismatch",
+    /// The channel's payer or voucher signer is our fee payer.
+    BatchFeePayerMismatch => "invalid_batch_settlement_svm_fee_payer_mismatch",
+    /// The channel binds another receiver authorizer than the offer's.
+    BatchReceiverAuthorizerMismatch => "invalid_batch_settlement_svm_receiver_authorizer_mismatch",
+    /// The channel's grace period is not the offer's.
+    BatchWithdrawDelayMismatch => "invalid_batch_settlement_svm_withdraw_delay_mismatch",
+    /// A voucher with an expiry: this scheme's never expire.
+    BatchVoucherExpiry => "invalid_batch_settlement_svm_voucher_expiry",
+    /// The voucher is not signed by the channel's payer authorizer.
+    BatchVoucherSignature => "invalid_batch_settlement_svm_voucher_signature",
+    /// The voucher is not what was accepted plus this request's price (stale, replayed,
+    /// lowered or raised): the challenge carries the seller's state to resynchronize.
+    BatchCumulativeMismatch => "invalid_batch_settlement_svm_cumulative_amount_mismatch",
+    /// The voucher exceeds the channel's deposit: top it up.
+    BatchCumulativeExceedsDeposit => "invalid_batch_settlement_svm_cumulative_exceeds_deposit",
+    /// The deposit's transaction fails the fee payer's checks.
+    BatchSetupTransaction => "invalid_batch_settlement_svm_setup_transaction",
+    /// A token account the claims pay into (the payee's, the treasury's) is missing.
+    BatchSettlementNotReady => "invalid_batch_settlement_svm_settlement_simulation",
+    /// The channel is closing or closed: no voucher is accepted; open a new one.
+    BatchChannelClosing => "invalid_batch_settlement_svm_channel_closing",
+    /// A refund's voucher is not what was accepted, or the channel cannot be closed.
+    BatchCloseState => "invalid_batch_settlement_svm_close_state",
+    /// A refund that names an amount: the whole unused deposit goes back.
+    BatchCloseAmountUnsupported => "invalid_batch_settlement_svm_close_amount_unsupported",
     /// No receipt at the reference's address (yet).
     ReceiptNotFound => "receipt_not_found",
     /// The account at the receipt's address is not the program's.
@@ -180,6 +213,9 @@ pub struct Refusal {
     /// The reference the client must keep presenting: its payment may still land, so a
     /// fresh challenge would invite it to pay twice.
     pending: Option<Reference>,
+    /// Fields the challenge's `batch-settlement` offer carries besides its own: a
+    /// corrective answer's channel and voucher state.
+    correction: Option<Box<Map<String, Value>>>,
 }
 
 impl Refusal {
@@ -190,6 +226,7 @@ impl Refusal {
             message: None,
             detail: Map::new(),
             pending: None,
+            correction: None,
         }
     }
 
@@ -224,6 +261,17 @@ impl Refusal {
     pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.detail.insert(key.into(), value.into());
         self
+    }
+
+    /// Fields for the challenge's `batch-settlement` offer (`channelState`,
+    /// `voucherState`).
+    pub fn correction(mut self, fields: Map<String, Value>) -> Self {
+        self.correction = Some(Box::new(fields));
+        self
+    }
+
+    pub fn corrective_fields(&self) -> Option<&Map<String, Value>> {
+        self.correction.as_deref()
     }
 
     pub fn reason(&self) -> Reason {

@@ -16,6 +16,7 @@ use futures_util::future::BoxFuture;
 use http::Request;
 use tower::{Layer, Service};
 
+use crate::gate::decision::Admission;
 use crate::gate::metered::Answer;
 use crate::gate::Gate;
 use crate::model::{Charge, PaymentCheck, Price, Scheme, Target, DEFAULT_MIME_TYPE, DEFAULT_TTL};
@@ -61,7 +62,7 @@ impl Gate {
                     .settings()
                     .schemes
                     .iter()
-                    .filter(|scheme| !scheme.is_metered())
+                    .filter(|scheme| !scheme.on_channels())
                     .copied()
                     .collect(),
             }),
@@ -162,7 +163,11 @@ where
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
             let target = target_of(&gate, &parts);
-            let (settled, version) = match gate
+            let Admission {
+                settled,
+                version,
+                serve,
+            } = match gate
                 .admit(&price, &target, &parts.headers, check.as_deref())
                 .await
             {
@@ -171,6 +176,10 @@ where
                     return Ok(render::refused(&gate, refusal, &price, &target));
                 }
             };
+            if !serve {
+                // A refund closed the channel: the settlement is the whole answer.
+                return Ok(render::closed(&gate, &settled, version));
+            }
             for header in PAYMENT_HEADERS {
                 parts.headers.remove(header);
             }

@@ -37,16 +37,21 @@ pub enum Scheme {
     /// The ecosystem's metered scheme: the buyer escrows the price as a ceiling in a
     /// payment channel, and pays what the answer cost.
     Upto,
+    /// The ecosystem's high-throughput scheme: the buyer deposits once in a payment
+    /// channel, then pays each request with a voucher checked off chain; claims go on
+    /// chain in batches.
+    Batch,
 }
 
 impl Scheme {
     /// Every scheme, in the order challenges offer them.
-    pub const ALL: [Scheme; 3] = [Scheme::Receipt, Scheme::Exact, Scheme::Upto];
+    pub const ALL: [Scheme; 4] = [Scheme::Receipt, Scheme::Exact, Scheme::Upto, Scheme::Batch];
 
-    /// Whether the price is a ceiling and the answer says what it cost: a route offers
-    /// such a scheme only when it names it.
-    pub fn is_metered(self) -> bool {
-        self == Scheme::Upto
+    /// Whether the scheme runs on the payment-channels program: a route offers it only
+    /// when it names it (`upto`'s price is a ceiling, `batch-settlement` asks for a
+    /// deposit), and it exists in x402 v2 only.
+    pub fn on_channels(self) -> bool {
+        matches!(self, Scheme::Upto | Scheme::Batch)
     }
 
     /// The scheme called `name` on the wire, if this verifier settles it.
@@ -59,6 +64,7 @@ impl Scheme {
             Scheme::Receipt => x402_protocol::SCHEME,
             Scheme::Exact => x402_protocol::EXACT,
             Scheme::Upto => x402_protocol::scheme::upto::UPTO,
+            Scheme::Batch => x402_protocol::BATCH_SETTLEMENT,
         }
     }
 }
@@ -67,8 +73,9 @@ impl std::str::FromStr for Scheme {
     type Err = String;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Scheme::named(name)
-            .ok_or_else(|| format!("{name:?} is not a scheme: receipt, exact or upto"))
+        Scheme::named(name).ok_or_else(|| {
+            format!("{name:?} is not a scheme: receipt, exact, upto or batch-settlement")
+        })
     }
 }
 
@@ -169,6 +176,25 @@ pub struct SettledPayment {
     pub network: String,
     /// The channel of a metered payment.
     pub metered: Option<MeteredChannel>,
+    /// The voucher a `batch-settlement` payment committed.
+    pub batch: Option<BatchCommit>,
+}
+
+/// What a `batch-settlement` request did to its channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchCommit {
+    pub channel: Pubkey,
+    /// The cumulative amount accepted before this request, and with it.
+    pub from: u64,
+    pub to: u64,
+    /// The channel's deposit, and what the chain has settled of it, in base units.
+    pub deposit: u64,
+    pub claimed: u64,
+    /// What this request moved on chain, in base units: a deposit's escrow, a refund's
+    /// return to the buyer; none for a voucher.
+    pub moved: Option<u64>,
+    /// The request closed the channel: nothing is served.
+    pub closed: bool,
 }
 
 /// The channel a metered payment escrowed its ceiling in.

@@ -8,7 +8,7 @@ use x402_protocol::{Network, Reference};
 use crate::error::{Reason, Refusal};
 use crate::model::Scheme;
 use crate::scheme::receipt::{ReceiptPayment, ReceiptScheme};
-use crate::scheme::Payment;
+use crate::scheme::{Payment, PaymentScheme};
 
 pub const X_PAYMENT_PROOF: &str = "X-Payment-Proof";
 pub const X_PAYMENT_TXID: &str = "X-Payment-TxId";
@@ -33,6 +33,24 @@ pub struct Presented {
 }
 
 impl Presented {
+    /// The payment as scheme `S` reads it, with its version; the presented payment
+    /// otherwise.
+    pub fn downcast<S: PaymentScheme>(self) -> Result<(S::Payment, Version), Presented> {
+        let Presented {
+            payment,
+            version,
+            proof,
+        } = self;
+        match payment.downcast::<S>() {
+            Ok(payment) => Ok((payment, version)),
+            Err(payment) => Err(Presented {
+                payment,
+                version,
+                proof,
+            }),
+        }
+    }
+
     /// The payer's proof for `reference`, if the request carries one: a self-submitted
     /// payment's own, or the header's.
     pub fn proof(&self, reference: &Reference) -> Option<&str> {
@@ -265,7 +283,7 @@ mod tests {
         );
         let other = headers(&[(
             v1::X_PAYMENT,
-            v1_payload("batch-settlement", "solana-devnet", serde_json::json!({})),
+            v1_payload("deferred", "solana-devnet", serde_json::json!({})),
         )]);
         assert_eq!(reason(&other), Some(Reason::UnsupportedScheme));
         let mainnet = headers(&[(

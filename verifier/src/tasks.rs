@@ -1,7 +1,8 @@
 //! The gate's background tasks, started by the server (or an app) in one place
 //! ([`start`]) and ended with the gate: the blockhash that sponsored challenges carry, the
-//! rent gauge, and the janitor that closes the fee payer's expired receipts to take their
-//! rent back and tends its `upto` channels to the end of their life.
+//! rent gauge, the claims of `batch-settlement` channels, and the janitor that closes the
+//! fee payer's expired receipts to take their rent back and tends its channels to the
+//! end of their life.
 
 use std::future::Future;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use crate::context::Context;
 use crate::gate::Gate;
 use crate::metrics::LedgerCall;
 use crate::model::Scheme;
+use crate::scheme::batch::{claim_channels, tend_batch_channels, BatchTended};
 use crate::scheme::upto::{tend_channels, Tended};
 use crate::unix_now;
 
@@ -67,6 +69,14 @@ pub async fn start(gate: &Gate, schedule: &Schedule) {
     recount_rent(gate.clone()).await;
     every(gate, schedule.blockhash_refresh, false, refresh_blockhash);
     every(gate, schedule.rent_recount, false, recount_rent);
+    if gate.settings().schemes.contains(&Scheme::Batch) {
+        every(
+            gate,
+            gate.settings().batch.claim_interval,
+            false,
+            claim_round,
+        );
+    }
     if let Some(janitor) = schedule.janitor.clone() {
         every(gate, janitor.interval, true, move |gate| {
             janitor_round(gate, janitor.retention)
@@ -104,8 +114,8 @@ async fn refresh_blockhash(gate: Gate) {
         .await;
     // A stale blockhash is worse than none: clients would sign a dead transaction.
     gate.set_blockhash(fresh.ok());
-    if gate.settings().schemes.contains(&Scheme::Upto) {
-        // `upto` buyers open their channel at a recent slot (the program's window is
+    if gate.settings().schemes.iter().any(|s| s.on_channels()) {
+        // Channel buyers open their channel at a recent slot (the program's window is
         // 1,500 slots): some buyers read none themselves.
         let clock = gate
             .ledger_call(LedgerCall::Clock, ChainClock::read(gate.ledger().as_ref()))
@@ -118,6 +128,17 @@ async fn recount_rent(gate: Gate) {
     match rent_held(&gate).await {
         Ok(lamports) => gate.metrics().set_rent_held(lamports),
         Err(error) => tracing::warn!(%error, "cannot count the rent held in receipts"),
+    }
+}
+
+/// Claims the latest vouchers of `batch-settlement` channels.
+async fn claim_round(gate: Gate) {
+    match claim_channels(&gate).await {
+        Ok((0, _)) => {}
+        Ok((claimed, transactions)) => {
+            tracing::info!(claimed, transactions, "claimed batch-settlement channels")
+        }
+        Err(refusal) => tracing::warn!(reason = refusal.code(), "claim round failed"),
     }
 }
 
@@ -146,16 +167,34 @@ async fn janitor_round(gate: Gate, retention: Duration) {
             }
         }
     }
+    if gate.settings().schemes.contains(&Scheme::Batch) {
+        match tend_batch_channels(&gate, unix_now()).await {
+            Ok(tended) if tended != BatchTended::default() => tracing::info!(
+                claimed = tended.claimed,
+                closed = tended.closed,
+                found = tended.found,
+                reclaimed = tended.reclaimed,
+                "janitor tended batch-settlement channels"
+            ),
+            Ok(_) => {}
+            Err(refusal) => {
+                tracing::warn!(
+                    reason = refusal.code(),
+                    "janitor's batch channel round failed"
+                )
+            }
+        }
+    }
 }
 
-/// The rent held in open receipts, and in `upto` channels, the fee payer funded (a ledger
-/// call each).
+/// The rent held in open receipts, and in channels, the fee payer funded (a ledger call
+/// each).
 pub async fn rent_held(cx: &Context) -> Result<u64, LedgerError> {
     let Some(fee_payer) = cx.fee_payer() else {
         return Ok(0);
     };
     let mut funded = vec![(cx.settings().program, funded_by(&fee_payer))];
-    if cx.settings().schemes.contains(&Scheme::Upto) {
+    if cx.settings().schemes.iter().any(|s| s.on_channels()) {
         funded.push((PAYMENT_CHANNELS_PROGRAM, upto::funded_by(&fee_payer)));
     }
     let mut held = 0u64;

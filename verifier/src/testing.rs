@@ -95,6 +95,7 @@ pub async fn settings_and_store() -> (PaymentSettings, GrantStore, tempfile::Tem
         ledger_timeout: Duration::from_secs(5),
         public_url: Some("https://api.example.com/".into()),
         facilitator_url: None,
+        batch: Default::default(),
     };
     (settings, store, dir)
 }

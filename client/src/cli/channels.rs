@@ -1,20 +1,23 @@
-//! `x402 channels`: the wallet's `upto` channels, and `x402 channels recover`: a deposit
-//! back from a seller that never settled (`request_close`, then `withdraw_payer` once the
-//! grace period has passed).
+//! `x402 channels`: the wallet's channels (`upto` and `batch-settlement`), `x402 channels
+//! recover`: a deposit back from a seller that never settled (`request_close`, then
+//! `withdraw_payer` once the grace period has passed), and `x402 channels close`: a
+//! `batch-settlement` channel closed with its seller, the rest back at once.
 
 use std::path::Path;
 
 use anchor_lang::prelude::Pubkey;
 use solana_signer::Signer;
 use x402_client::channels::{buyer_channels, recover, BuyerChannel, Recovery, Step};
-use x402_client::ChainClock;
+use x402_client::{ChainClock, ChannelBook, X402Client};
 use x402_protocol::keypair::read_keypair_file;
 use x402_protocol::scheme::upto::ChannelStatus;
 use x402_protocol::LedgerError;
 
 use super::connect;
 use super::exit::{fail, Exit, Failure};
-use super::output::{print_json, ChannelView, Channels, Recovered, RecoveryView};
+use super::output::{
+    print_json, ChannelView, Channels, ClosedChannels, ClosedView, Recovered, RecoveryView,
+};
 
 /// A ledger's refusal or silence, as `x402` ends on it.
 fn ledger_failure(error: LedgerError) -> Failure {
@@ -196,4 +199,47 @@ fn recovery_view(channel: &Pubkey, recovery: &Recovery) -> RecoveryView {
         transaction,
         withdrawable_at,
     }
+}
+
+/// Closes the `batch-settlement` channel `channel` kept in `book` (or every open one)
+/// with its seller: what it accepted is settled and the rest comes back at once.
+pub async fn close(
+    keypair: &Path,
+    book: &Path,
+    channel: Option<&str>,
+    json: bool,
+) -> Result<Exit, Failure> {
+    let payer = read_keypair_file(keypair).map_err(|e| fail(Exit::Error, e))?;
+    let book = ChannelBook::open(book).map_err(|e| fail(Exit::Error, e))?;
+    let open: Vec<String> = book
+        .channels()
+        .into_iter()
+        .filter(|held| !held.closed && channel.is_none_or(|c| c == held.channel))
+        .map(|held| held.channel)
+        .collect();
+    if let (Some(channel), true) = (channel, open.is_empty()) {
+        return Err(fail(
+            Exit::Usage,
+            format!("no open channel {channel} is kept here"),
+        ));
+    }
+    let client = X402Client::builder()
+        .keypair(payer)
+        .channel_book(book)
+        .build();
+    let mut closed = Vec::new();
+    for channel in open {
+        let refunded = client.close_channel(&channel).await?;
+        if !json {
+            println!("{channel} closed: {refunded} base units back");
+        }
+        closed.push(ClosedView {
+            channel,
+            refunded: refunded.to_string(),
+        });
+    }
+    if json {
+        print_json(&ClosedChannels { closed });
+    }
+    Ok(Exit::Done)
 }

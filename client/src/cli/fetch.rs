@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use x402_client::{ClientError, Payment, SpendingPolicy, X402Client};
+use x402_client::{ChannelBook, ClientError, Payment, SpendingPolicy, X402Client};
 use x402_protocol::keypair::read_keypair_file;
 use x402_protocol::Network;
 
@@ -22,6 +22,7 @@ pub async fn fetch(
     policy: SpendingPolicy,
     prefer: &[String],
     keypair: &Path,
+    channels: &Path,
     rpc_url: Option<&str>,
     resume: Option<&Path>,
     json: bool,
@@ -36,6 +37,10 @@ pub async fn fetch(
     }
     if let Some(rpc_url) = rpc_url {
         builder = builder.ledger(Arc::new(connect(rpc_url).await?));
+    }
+    if prefer.iter().any(|s| s == x402_protocol::BATCH_SETTLEMENT) {
+        let book = ChannelBook::open(channels).map_err(|e| fail(Exit::Error, e))?;
+        builder = builder.channel_book(book);
     }
     let client = builder.build();
     let method =

@@ -26,7 +26,7 @@ use output::{print_json, shown};
 #[command(
     name = "x402",
     version,
-    about = "Pay for HTTP APIs with x402 on Solana (receipt, exact and upto schemes)",
+    about = "Pay for HTTP APIs with x402 on Solana (receipt, exact, upto and batch-settlement schemes)",
     after_help = format!("{SPENDING_HELP}\n\n{}", Exit::help())
 )]
 pub struct Cli {
@@ -96,9 +96,20 @@ enum Command {
         allow_programs: Vec<Pubkey>,
         /// The schemes to pay first when several are offered (`receipt,exact` by
         /// default: a receipt settles once, on chain). `upto` (escrows the maximum, the
-        /// seller settles what the answer cost) comes first only when named here.
+        /// seller settles what the answer cost) and `batch-settlement` (a deposit once,
+        /// then a voucher a request, nothing on chain) come first only when named here.
         #[arg(long, value_delimiter = ',')]
         prefer: Vec<String>,
+        /// The most a `batch-settlement` deposit may escrow, in the token's units (read
+        /// as --max-amount is). By default 5.00 of a stablecoin (USDC).
+        #[arg(long, conflicts_with = "max_deposit_units")]
+        max_deposit: Option<String>,
+        /// The most a `batch-settlement` deposit may escrow, in base units.
+        #[arg(long)]
+        max_deposit_units: Option<u64>,
+        /// Where `batch-settlement` channels are kept: a later `x402 fetch` continues them.
+        #[arg(long, env = "X402_CHANNELS", default_value_os_t = default_channels())]
+        channels: PathBuf,
         /// Present the payment kept in FILE (written when a paid request was not served:
         /// the server unavailable or answering 5xx) instead of paying, with the payer's
         /// proof (X-Payment-Proof) beside it.
@@ -170,6 +181,15 @@ struct Wallet {
 
 #[derive(Subcommand)]
 enum ChannelsAction {
+    /// Close the `batch-settlement` channel CHANNEL (or every open one kept in
+    /// --channels): the seller settles what it accepted and returns the rest at once.
+    Close {
+        channel: Option<String>,
+        #[arg(long, env = "X402_KEYPAIR", default_value_os_t = default_keypair())]
+        keypair: PathBuf,
+        #[arg(long, env = "X402_CHANNELS", default_value_os_t = default_channels())]
+        channels: PathBuf,
+    },
     /// Take back the deposit of CHANNEL (or of every channel): `request_close` for an open
     /// one (the seller may still settle during its grace period), then, run again once
     /// the grace period has passed, `withdraw_payer` of what was not settled. Exits 8
@@ -182,10 +202,17 @@ enum ChannelsAction {
 }
 
 fn default_keypair() -> PathBuf {
-    let home = std::env::var_os("HOME")
+    home().join(".config/solana/id.json")
+}
+
+fn default_channels() -> PathBuf {
+    home().join(".local/share/x402/channels")
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME")
         .map(PathBuf::from)
-        .unwrap_or_default();
-    home.join(".config/solana/id.json")
+        .unwrap_or_default()
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
@@ -204,6 +231,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             allow_mints,
             allow_programs,
             prefer,
+            max_deposit,
+            max_deposit_units,
+            channels,
             resume,
             keypair,
             rpc_url,
@@ -215,8 +245,14 @@ pub async fn run(cli: Cli) -> ExitCode {
                 (_, _, true) => None,
                 _ => defaults.max_per_request.clone(),
             };
+            let max_deposit = match (max_deposit, max_deposit_units) {
+                (Some(decimal), _) => Some(Limit::Decimal(decimal)),
+                (_, Some(units)) => Some(Limit::Units(units)),
+                _ => defaults.max_deposit.clone(),
+            };
             let mut policy = SpendingPolicy {
                 max_per_request,
+                max_deposit,
                 networks: allow_networks,
                 mints: allow_mints,
                 payees: allow_payees,
@@ -231,6 +267,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 policy,
                 &prefer,
                 &keypair,
+                &channels,
                 rpc_url.as_deref(),
                 resume.as_deref(),
                 json,
@@ -266,6 +303,15 @@ pub async fn run(cli: Cli) -> ExitCode {
             action: Some(ChannelsAction::Recover { channel, wallet }),
             ..
         } => channels::recover_channels(&wallet.keypair, &wallet.rpc_url, channel, json).await,
+        Command::Channels {
+            action:
+                Some(ChannelsAction::Close {
+                    channel,
+                    keypair,
+                    channels,
+                }),
+            ..
+        } => channels::close(&keypair, &channels, channel.as_deref(), json).await,
         Command::Channels {
             wallet: None,
             action: None,

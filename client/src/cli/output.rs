@@ -310,3 +310,16 @@ mod tests {
         }
     }
 }
+
+/// `x402 channels close --json`: the channels closed, and what came back.
+#[derive(Serialize)]
+pub struct ClosedChannels {
+    pub closed: Vec<ClosedView>,
+}
+
+#[derive(Serialize)]
+pub struct ClosedView {
+    pub channel: String,
+    /// Base units back to the buyer.
+    pub refunded: String,
+}

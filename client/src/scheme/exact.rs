@@ -84,6 +84,7 @@ impl PayScheme for ExactOffer {
             },
             signature: None,
             unsettled: None,
+            batch: None,
         })
     }
 }

@@ -7,6 +7,7 @@
 //! its variant of [`Terms`] (and its arms in `Terms::read` and `Terms::asks`) and its
 //! arm in [`pay`].
 
+pub(crate) mod batch;
 mod exact;
 mod receipt;
 mod upto;
@@ -14,8 +15,11 @@ mod upto;
 use anchor_lang::prelude::Pubkey;
 use serde::Serialize;
 use solana_keypair::Keypair;
+use x402_protocol::wire;
 use x402_protocol::{Ledger, LedgerError, MintInfo};
 
+use self::batch::BatchStep;
+use crate::book::ChannelBook;
 use crate::error::ClientError;
 use crate::offer::Terms;
 
@@ -28,6 +32,14 @@ pub(crate) struct PayContext<'a> {
     /// The request the challenge answered: a payment made on chain carries the payer's
     /// proof for it.
     pub request: Option<&'a (reqwest::Method, reqwest::Url)>,
+    /// The offer as the server wrote it.
+    pub accepted: &'a wire::Offer,
+    /// The buyer's `batch-settlement` channels.
+    pub book: &'a ChannelBook,
+    /// The URL paid for: a `batch-settlement` channel pays it at once next time.
+    pub resource: Option<&'a str>,
+    /// The most a `batch-settlement` deposit may escrow, in base units; `None`: no limit.
+    pub max_deposit: Option<u64>,
 }
 
 /// A payment signed (and, in some schemes, submitted by the payer).
@@ -40,6 +52,8 @@ pub(crate) struct Signed<P> {
     /// The submission's error, when it may still have landed (the ledger did not
     /// answer): the payment is then kept, never made again.
     pub unsettled: Option<LedgerError>,
+    /// What a `batch-settlement` payment does to its channel.
+    pub batch: Option<BatchStep>,
 }
 
 /// Paying in one scheme.
@@ -61,6 +75,7 @@ pub(crate) async fn pay(
         Terms::Receipt(offer) => signed(offer, context).await,
         Terms::Exact(offer) => signed(offer, context).await,
         Terms::Upto(offer) => signed(offer, context).await,
+        Terms::Batch(offer) => signed(offer, context).await,
     }
 }
 
@@ -87,11 +102,13 @@ async fn signed<S: PayScheme>(
         payload,
         signature,
         unsettled,
+        batch,
     } = scheme.pay(context).await?;
     Ok(Signed {
         payload: serde_json::to_value(payload).expect("plain fields serialize"),
         signature,
         unsettled,
+        batch,
     })
 }
 
@@ -155,12 +172,23 @@ mod tests {
         }
     }
 
-    fn without_ledger(payer: &Keypair) -> PayContext<'_> {
-        PayContext {
+    /// Pays `terms` as `payer`, without a ledger (and with an empty channel book).
+    async fn pay_without_ledger(
+        terms: &Terms,
+        payer: &Keypair,
+    ) -> Result<Signed<serde_json::Value>, ClientError> {
+        let book = ChannelBook::default();
+        let accepted = upto_offer(1, Pubkey::new_unique()).to_wire();
+        let context = PayContext {
             payer,
             ledger: None,
             request: None,
-        }
+            accepted: &accepted,
+            book: &book,
+            resource: None,
+            max_deposit: None,
+        };
+        pay(terms, &context).await
     }
 
     #[tokio::test]
@@ -168,7 +196,7 @@ mod tests {
         let payer = Keypair::new();
         let fee_payer = Pubkey::new_unique();
         let terms = Terms::Receipt(receipt_offer(Some(fee_payer)));
-        let signed = pay(&terms, &without_ledger(&payer)).await.unwrap();
+        let signed = pay_without_ledger(&terms, &payer).await.unwrap();
         assert_eq!((signed.signature, signed.unsettled.is_none()), (None, true));
         let ReceiptPayload::Sponsored { transaction } =
             serde_json::from_value(signed.payload).unwrap()
@@ -191,7 +219,7 @@ mod tests {
     async fn an_unsponsored_receipt_needs_a_ledger_to_pay_through() {
         let payer = Keypair::new();
         let terms = Terms::Receipt(receipt_offer(None));
-        let refused = pay(&terms, &without_ledger(&payer)).await;
+        let refused = pay_without_ledger(&terms, &payer).await;
         assert!(
             matches!(refused, Err(ClientError::NeedsLedger)),
             "{refused:?}"
@@ -204,7 +232,7 @@ mod tests {
         let usdc_devnet: Pubkey = x402_protocol::mint::KNOWN_MINTS[1].address.parse().unwrap();
         let fee_payer = Pubkey::new_unique();
         let terms = Terms::Exact(exact_offer(usdc_devnet, fee_payer));
-        let signed = pay(&terms, &without_ledger(&payer)).await.unwrap();
+        let signed = pay_without_ledger(&terms, &payer).await.unwrap();
         let payload: ExactPayload = serde_json::from_value(signed.payload).unwrap();
         let tx: VersionedTransaction = decode_transaction(&payload.transaction).unwrap();
         assert_eq!(tx.message.static_account_keys()[0], fee_payer);
@@ -216,13 +244,13 @@ mod tests {
         let payer = Keypair::new();
         let unknown = Pubkey::new_unique();
         let terms = Terms::Exact(exact_offer(unknown, Pubkey::new_unique()));
-        let refused = pay(&terms, &without_ledger(&payer)).await;
+        let refused = pay_without_ledger(&terms, &payer).await;
         assert!(
             matches!(refused, Err(ClientError::UnknownMint(mint)) if mint == unknown),
             "{refused:?}"
         );
         let terms = Terms::Exact(exact_offer(unknown, payer.pubkey()));
-        let refused = pay(&terms, &without_ledger(&payer)).await;
+        let refused = pay_without_ledger(&terms, &payer).await;
         assert!(
             matches!(&refused, Err(ClientError::MalformedChallenge(why)) if why.contains("fee payer")),
             "{refused:?}"
@@ -236,7 +264,7 @@ mod tests {
         let Terms::Upto(offer) = upto_offer(10_000, usdc_devnet).terms else {
             panic!("an upto offer");
         };
-        let signed = pay(&Terms::Upto(offer.clone()), &without_ledger(&payer))
+        let signed = pay_without_ledger(&Terms::Upto(offer.clone()), &payer)
             .await
             .unwrap();
         let payload: UptoPayload = serde_json::from_value(signed.payload).unwrap();
@@ -275,7 +303,7 @@ mod tests {
         // USDC is a classic-Token mint.
         offer.terms.token_program =
             anchor_lang::pubkey!("TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb");
-        let refused = pay(&Terms::Upto(offer), &without_ledger(&payer)).await;
+        let refused = pay_without_ledger(&Terms::Upto(offer), &payer).await;
         assert!(
             matches!(&refused, Err(ClientError::MalformedChallenge(why)) if why.contains("token program")),
             "{refused:?}"

@@ -84,6 +84,7 @@ impl PayScheme for ReceiptOffer {
                     },
                     signature: None,
                     unsettled: None,
+                    batch: None,
                 })
             }
             _ => pay_on_chain(self, context).await,
@@ -124,5 +125,6 @@ async fn pay_on_chain(
         },
         signature: Some(signature),
         unsettled,
+        batch: None,
     })
 }

@@ -117,6 +117,7 @@ impl PayScheme for UptoOffer {
             payload: build_upto(payer, terms, &opening, window, blockhash),
             signature: None,
             unsettled: None,
+            batch: None,
         })
     }
 }

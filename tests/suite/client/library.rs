@@ -1200,3 +1200,82 @@ async fn our_client_pays_our_metered_route_what_the_answer_cost_within_a_cap_on_
     assert_eq!(h.token_balance(&h.market.merchant).await, 12_500);
     assert_eq!(h.api.hits(), 1);
 }
+
+/// A `batch-settlement` buyer: the harness's ledger (for the mint), a deposit of at most
+/// ten requests, its channels kept in `book`.
+fn batch_client(h: &Harness, payer: &Keypair, book: &std::path::Path) -> X402Client {
+    X402Client::builder()
+        .keypair(payer.insecure_clone())
+        .policy(SpendingPolicy {
+            max_deposit: Some(Limit::Units(10 * PRICE)),
+            ..units()
+        })
+        .ledger(h.market.ledger.clone())
+        .prefer(&["batch-settlement"])
+        .channel_book(x402_client::ChannelBook::open(book).unwrap())
+        .retries(3, Duration::from_millis(50))
+        .build()
+}
+
+#[tokio::test]
+async fn a_batch_buyer_deposits_once_pays_vouchers_without_challenges_restarts_and_closes() {
+    let h = Harness::start().await;
+    let payer = h.new_payer(20 * PRICE).await;
+    let book = tempfile::tempdir().unwrap();
+    let url = h.url("/batch");
+    let challenges = |metrics: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("x402_challenges_total "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = challenges(&h.metrics().await);
+    let client = batch_client(&h, &payer, book.path());
+    for n in 1..=6u64 {
+        let paid = client.get(&url).await.unwrap();
+        assert_eq!(paid.response.status(), 200, "request {n}");
+        let settlement = paid.settlement.unwrap();
+        assert_eq!(settlement.scheme, "batch-settlement");
+        assert_eq!(settlement.batch_charged, Some(n * PRICE));
+    }
+    assert_eq!(
+        challenges(&h.metrics().await) - before,
+        1,
+        "one 402, then vouchers sent at once"
+    );
+    assert_eq!(
+        h.token_balance(&payer.pubkey()).await,
+        10 * PRICE,
+        "the policy's deposit, escrowed once"
+    );
+    assert_eq!(client.spent(), 6 * PRICE);
+
+    // A buyer that restarts continues the same channel where the seller left it.
+    drop(client);
+    let client = batch_client(&h, &payer, book.path());
+    let held = client.channel_book().channels();
+    assert_eq!(held.len(), 1);
+    assert_eq!((held[0].confirmed, held[0].signed), (6 * PRICE, 6 * PRICE));
+    for _ in 7..=12 {
+        assert_eq!(client.get(&url).await.unwrap().response.status(), 200);
+    }
+    let held = &client.channel_book().channels();
+    assert_eq!(held.len(), 1, "the deposit ran out at ten: topped up");
+    assert_eq!(
+        (held[0].deposit, held[0].confirmed),
+        (20 * PRICE, 12 * PRICE)
+    );
+    assert_eq!(h.api.hits(), 12);
+
+    // Closing returns the rest at once.
+    let refunded = client.close_channel(&held[0].channel).await.unwrap();
+    assert_eq!(refunded, 8 * PRICE);
+    assert_eq!(
+        h.token_balance(&payer.pubkey()).await,
+        20 * PRICE - 12 * PRICE,
+        "exactly the sum of the prices was paid"
+    );
+    assert!(client.channel_book().channels()[0].closed);
+    assert_eq!(h.token_balance(&h.market.merchant).await, 12 * PRICE);
+}

@@ -3,6 +3,7 @@
 
 pub mod support;
 
+mod batch;
 mod copies;
 mod exact;
 mod facilitator;

@@ -14,7 +14,7 @@ use solana_signature::Signature;
 use solana_signer::Signer;
 use solana_transaction::Transaction;
 use x402_protocol::scheme::encode_transaction;
-use x402_protocol::wire::{encode_header, v1};
+use x402_protocol::wire::{decode_header, encode_header, v1, v2, Offer};
 use x402_protocol::{ChallengeKey, Ledger, Reference, Requirement, Terms};
 use x402_protocol::{ReceiptOffer, SCHEME};
 use x402_testkit::{serve, TestLedger};
@@ -225,6 +225,11 @@ impl Harness {
     pub async fn replica(&self) -> String {
         let gate = gate(&self.market, self.ledger.clone(), &self.store_url, true).await;
         serve(app_for(&gate, &self.api_url)).await
+    }
+
+    /// Another gate on the same ledger and store: this one after a crash.
+    pub async fn replica_gate(&self) -> Gate {
+        gate(&self.market, self.ledger.clone(), &self.store_url, true).await
     }
 
     /// The verifier's `/metrics` text.
@@ -453,6 +458,12 @@ fn app_for(gate: &Gate, api_url: &str) -> Router {
                 .charge_header(http::HeaderName::from_static(METERED_CHARGE_HEADER)),
             service: RouteService::Proxy(proxy.clone()),
         },
+        PaidRoute {
+            pattern: "/batch".into(),
+            methods: vec![http::Method::GET],
+            payment: gate.price("0.01").schemes(&[Scheme::Batch]),
+            service: RouteService::Proxy(proxy.clone()),
+        },
         // A challenge that lives 5 seconds: always inside the sponsorship's expiry margin.
         PaidRoute {
             pattern: "/brief".into(),
@@ -471,4 +482,31 @@ fn app_for(gate: &Gate, api_url: &str) -> Router {
         Some(MetricsAccess::default()),
         Some(facilitator_access(gate, 50_000_000)),
     )
+}
+
+/// The offers of a 402 for `GET url`, as a stock client reads them (the header).
+pub async fn offers(http: &reqwest::Client, url: &str) -> Vec<(Offer, v2::PaymentRequirements)> {
+    let response = http.get(url).send().await.unwrap();
+    assert_eq!(response.status(), 402);
+    let header = response.headers()[v2::PAYMENT_REQUIRED].to_str().unwrap();
+    let required: v2::PaymentRequired = decode_header(header).unwrap();
+    required
+        .accepts
+        .iter()
+        .map(|accepted| {
+            (
+                Offer::from_v2(accepted, &required.resource),
+                accepted.clone(),
+            )
+        })
+        .collect()
+}
+
+/// The schemes a 402 for `GET path` offers.
+pub async fn offers_of(h: &Harness, path: &str) -> Vec<String> {
+    offers(&h.http, &h.url(path))
+        .await
+        .into_iter()
+        .map(|(offer, _)| offer.scheme)
+        .collect()
 }

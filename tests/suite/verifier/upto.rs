@@ -16,7 +16,7 @@ use x402_protocol::scheme::upto::{
     build_upto, random_salt, request_close_instruction, Opening, UptoOffer, UptoPayload, Window,
     OPEN_COMPUTE_UNIT_LIMIT,
 };
-use x402_protocol::wire::{decode_header, encode_header, v2, Offer};
+use x402_protocol::wire::{decode_header, encode_header, v2};
 use x402_protocol::{Ledger, Reference};
 use x402_testkit::{serve, TestLedger};
 use x402_verifier::scheme::upto::tend_channels;
@@ -24,24 +24,6 @@ use x402_verifier::store::Stage;
 use x402_verifier::{Charge, Scheme};
 
 use super::support::*;
-
-/// The offers of a 402 for `GET url`, as a stock client reads them (the header).
-async fn offers(http: &reqwest::Client, url: &str) -> Vec<(Offer, v2::PaymentRequirements)> {
-    let response = http.get(url).send().await.unwrap();
-    assert_eq!(response.status(), 402);
-    let header = response.headers()[v2::PAYMENT_REQUIRED].to_str().unwrap();
-    let required: v2::PaymentRequired = decode_header(header).unwrap();
-    required
-        .accepts
-        .iter()
-        .map(|accepted| {
-            (
-                Offer::from_v2(accepted, &required.resource),
-                accepted.clone(),
-            )
-        })
-        .collect()
-}
 
 /// The buyer's side: a payment for the `upto` offer of `url`, and its header.
 struct Paying {
@@ -185,14 +167,6 @@ async fn a_metered_request_pays_what_its_answer_cost_and_the_rest_goes_back() {
     assert_eq!(error_of(again).await, "reference_already_used");
     assert_eq!(h.ledger.submits.load(Ordering::SeqCst), submits);
     assert_eq!(h.api.hits(), 1);
-}
-
-async fn offers_of(h: &Harness, path: &str) -> Vec<String> {
-    offers(&h.http, &h.url(path))
-        .await
-        .into_iter()
-        .map(|(offer, _)| offer.scheme)
-        .collect()
 }
 
 /// Pays `url` with a fresh buyer of `METERED_MAX`: the answer's status, the charge in

@@ -67,6 +67,12 @@ impl Config {
         env.set("X402_MAX_SPONSORED_FAILURES", |v| {
             p.max_sponsored_failures = v
         })?;
+        env.set("X402_BATCH_CLAIM_INTERVAL_SECONDS", |v| {
+            p.batch_claim_interval_seconds = v
+        })?;
+        env.set("X402_BATCH_IDLE_CLOSE_SECONDS", |v| {
+            p.batch_idle_close_seconds = v
+        })?;
         env.set("X402_STORE_URL", |v: String| {
             self.store.url = Some(v.into())
         })?;

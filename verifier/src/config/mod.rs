@@ -113,6 +113,12 @@ pub struct PaymentConfig {
     /// Failed sponsored payments an hour, from anyone, after which nothing is sponsored
     /// until the hour ends.
     pub max_sponsored_failures: usize,
+    /// How often `batch-settlement` vouchers are claimed on chain, in seconds: what is
+    /// accepted and not yet claimed is credit the seller extends.
+    pub batch_claim_interval_seconds: u64,
+    /// How long a `batch-settlement` channel may go without a paid request before the
+    /// seller closes it (settled, the rest refunded), in seconds.
+    pub batch_idle_close_seconds: u64,
 }
 
 impl Default for PaymentConfig {
@@ -139,6 +145,8 @@ impl Default for PaymentConfig {
             sponsor_expiry_margin_seconds: 10,
             fee_payer_ceiling_lamports: 10_000_000_000,
             max_sponsored_failures: 50,
+            batch_claim_interval_seconds: 60,
+            batch_idle_close_seconds: 86_400,
         }
     }
 }

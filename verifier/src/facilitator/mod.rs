@@ -254,8 +254,8 @@ pub async fn supported(
         .iter()
         .flat_map(|&scheme| {
             let extra = scheme.supported(&gate);
-            // `upto` exists in x402 v2 only.
-            let versions = match scheme.is_metered() {
+            // The channel schemes exist in x402 v2 only.
+            let versions = match scheme.on_channels() {
                 true => vec![(2, s.network.caip2())],
                 false => vec![(1, s.network.v1_name()), (2, s.network.caip2())],
             };

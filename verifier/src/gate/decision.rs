@@ -13,25 +13,37 @@ use crate::context::store_unavailable;
 use crate::error::{Reason, Refusal};
 use crate::model::{PaymentAttempt, PaymentCheck, Price, SettledPayment, Target, Window};
 use crate::payment::{read_payment, Presented};
+use crate::scheme::batch::{admit_batch, Admitted, BatchScheme};
 use crate::scheme::Landing;
 use crate::store::Standing;
 use crate::unix_now;
 
+/// A payment the gate accepted.
+#[derive(Debug)]
+pub struct Admission {
+    pub settled: SettledPayment,
+    /// The version to answer in.
+    pub version: Version,
+    /// Whether the request is served: a `batch-settlement` refund closed its channel
+    /// instead, and is answered with the settlement alone.
+    pub serve: bool,
+}
+
 impl Gate {
     /// Decides whether the request in `headers` has paid `price` for `target`. On success
-    /// the grant is recorded: the caller serves the request, and calls [`Gate::release`]
-    /// if serving it fails. A refusal is logged and counted here; its answer still needs
-    /// its challenge ([`Gate::challenge`]).
+    /// the grant is recorded (a `batch-settlement` voucher committed): the caller serves
+    /// the request, and calls [`Gate::release`] if serving it fails. A refusal is logged
+    /// and counted here; its answer still needs its challenge ([`Gate::challenge`]).
     pub async fn admit(
         &self,
         price: &Price,
         target: &Target,
         headers: &http::HeaderMap,
         check: Option<&dyn PaymentCheck>,
-    ) -> Result<(SettledPayment, Version), Refusal> {
+    ) -> Result<Admission, Refusal> {
         let outcome = self.decide(price, target, headers, check).await;
         match &outcome {
-            Ok((settled, _)) => {
+            Ok(Admission { settled, .. }) => {
                 self.metrics().granted();
                 tracing::info!(reference = %settled.reference, payer = %settled.payer, amount = settled.amount, "granted");
             }
@@ -51,10 +63,28 @@ impl Gate {
         target: &Target,
         headers: &http::HeaderMap,
         check: Option<&dyn PaymentCheck>,
-    ) -> Result<(SettledPayment, Version), Refusal> {
+    ) -> Result<Admission, Refusal> {
         let s = self.settings();
         let Some(presented) = read_payment(headers, &s.network, &price.schemes)? else {
             return Err(Refusal::new(Reason::PaymentRequired));
+        };
+        // A voucher pays no challenge: its channel decides.
+        let presented = match presented.downcast::<BatchScheme>() {
+            Ok((batch, version)) => {
+                return match admit_batch(self, price, batch).await? {
+                    Admitted::Serve(settled) => Ok(Admission {
+                        settled,
+                        version,
+                        serve: true,
+                    }),
+                    Admitted::Closed(settled) => Ok(Admission {
+                        settled,
+                        version,
+                        serve: false,
+                    }),
+                };
+            }
+            Err(presented) => presented,
         };
         let reference = presented.payment.reference(self)?;
         let now = unix_now();
@@ -100,7 +130,11 @@ impl Gate {
         }
         self.grant(&settled, target, proven_payer.as_deref())
             .await?;
-        Ok((settled, version))
+        Ok(Admission {
+            settled,
+            version,
+            serve: true,
+        })
     }
 
     async fn standing(&self, reference: &Reference) -> Result<Standing, Refusal> {

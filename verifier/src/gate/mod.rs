@@ -12,6 +12,7 @@ use x402_protocol::Ledger;
 
 use crate::context::{Context, PaymentSettings};
 use crate::model::{Scheme, SettledPayment};
+use crate::scheme::batch::revert_voucher;
 use crate::store::GrantStore;
 
 /// The gate, cheap to clone; it reads as its [`Context`].
@@ -46,8 +47,8 @@ impl Gate {
         assert!(
             settings.fee_payer.is_some()
                 || !(settings.schemes.contains(&Scheme::Exact)
-                    || settings.schemes.contains(&Scheme::Upto)),
-            "exact and upto need a fee payer: the seller pays their fees"
+                    || settings.schemes.iter().any(|s| s.on_channels())),
+            "exact, upto and batch-settlement need a fee payer: the seller pays their fees"
         );
         Gate(Arc::new(Context::new(settings, ledger, store)))
     }
@@ -59,9 +60,14 @@ impl Gate {
 
     /// Gives the grant back after serving failed: the payment may be presented again by
     /// its payer, with the payer's proof (its submission lease ends too, so that the
-    /// retry settles it at once).
+    /// retry settles it at once). A `batch-settlement` voucher is taken back instead: the
+    /// buyer is not charged for the request.
     pub async fn release(&self, settled: &SettledPayment) {
         self.metrics().released();
+        if let Some(commit) = &settled.batch {
+            revert_voucher(self, commit).await;
+            return;
+        }
         let reference = settled.reference.to_string();
         if let Err(error) = self
             .store()

@@ -16,7 +16,7 @@ use x402_protocol::Reference;
 
 use crate::context::Context;
 use crate::error::{Reason, Refusal, RETRY_AFTER_SECONDS};
-use crate::model::{Price, SettledPayment, Target};
+use crate::model::{Price, Scheme, SettledPayment, Target};
 
 /// The answer to `refusal` of a request for `price` at `target`: a refused payment gets
 /// a 402 offering the reference it must keep paying (when its payment may still land)
@@ -29,7 +29,14 @@ pub fn refused(cx: &Context, refusal: Refusal, price: &Price, target: &Target) -
         .pending_reference()
         .unwrap_or_else(|| cx.issue(price, target));
     let reason = Some(refusal.code()).filter(|_| refusal.reason() != Reason::PaymentRequired);
-    challenge(cx, price, target, reference, reason)
+    challenge(
+        cx,
+        price,
+        target,
+        reference,
+        reason,
+        refusal.corrective_fields(),
+    )
 }
 
 /// A 402 offering `reference` for `price` at `target`, refused for `reason`.
@@ -39,12 +46,19 @@ fn challenge(
     target: &Target,
     reference: Reference,
     reason: Option<&str>,
+    correction: Option<&Map<String, Value>>,
 ) -> Response {
     cx.metrics().challenge_issued();
     let offers: Vec<Offer> = price
         .schemes
         .iter()
-        .map(|scheme| scheme.offer(cx, price, target, reference))
+        .map(|scheme| {
+            let mut offer = scheme.offer(cx, price, target, reference);
+            if let (Scheme::Batch, Some(correction)) = (scheme, correction) {
+                offer.extra.extend(correction.clone());
+            }
+            offer
+        })
         .collect();
     let required = v2::payment_required(price, target, &offers, reason);
     let header = header_value(encode_header(&required));
@@ -57,6 +71,25 @@ fn challenge(
     response
         .headers_mut()
         .insert(x402_protocol::wire::v2::PAYMENT_REQUIRED, header);
+    response
+}
+
+/// The answer to a `batch-settlement` refund: the channel closed, what went back to the
+/// buyer, and the settlement header.
+pub fn closed(cx: &Context, settled: &SettledPayment, version: Version) -> Response {
+    let refunded = settled
+        .batch
+        .as_ref()
+        .and_then(|b| b.moved)
+        .unwrap_or_default();
+    let body = serde_json::json!({
+        "closed": true,
+        "refunded": refunded.to_string(),
+        "transaction": settled.transaction,
+    });
+    let mut response = (StatusCode::OK, Json(body)).into_response();
+    let (name, value) = settlement_header(cx, settled, version);
+    response.headers_mut().insert(name, value);
     response
 }
 
@@ -77,6 +110,30 @@ pub fn settlement_header(
         extra.insert("openTransaction".into(), metered.opened_by.clone().into());
         extra.insert("maxAmount".into(), metered.max_amount.to_string().into());
     }
+    let mut amount = Some(settled.amount.to_string());
+    if let Some(batch) = &settled.batch {
+        // The scheme's own fields: what this request was charged and what the channel
+        // stands at; `amount` is what moved on chain (none for a voucher).
+        extra.insert(
+            "commitmentId".into(),
+            format!("{}:{}", batch.channel, batch.to).into(),
+        );
+        extra.insert(
+            "chargedAmount".into(),
+            (batch.to - batch.from).to_string().into(),
+        );
+        extra.insert(
+            "channelState".into(),
+            serde_json::json!({
+                "channelId": batch.channel.to_string(),
+                "balance": batch.deposit.to_string(),
+                "totalClaimed": batch.claimed.to_string(),
+                "withdrawRequestedAt": 0,
+                "chargedCumulativeAmount": batch.to.to_string(),
+            }),
+        );
+        amount = Some(batch.moved.map(|m| m.to_string()).unwrap_or_default());
+    }
     let network = match version {
         Version::V1 => cx.settings().network.v1_name().to_string(),
         Version::V2 => settled.network.clone(),
@@ -87,7 +144,7 @@ pub fn settlement_header(
         payer: settled.payer.to_string(),
         transaction: settled.transaction.clone().unwrap_or_default(),
         network,
-        amount: Some(settled.amount.to_string()),
+        amount,
         extra,
     };
     let (name, value) = settlement.header(version);

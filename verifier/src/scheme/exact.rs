@@ -312,6 +312,7 @@ impl ExactSubmission {
                 transaction: Some(signature.to_string()),
                 network: cx.settings().network.caip2().to_string(),
                 metered: None,
+                batch: None,
             })),
         }
     }

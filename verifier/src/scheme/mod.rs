@@ -8,6 +8,8 @@
 //! ([`Demand`], [`Payment`], [`Verified`]). Adding a scheme is one module implementing
 //! [`PaymentScheme`] and one line in [`rules`].
 
+pub mod batch;
+mod channel;
 pub mod exact;
 pub mod receipt;
 pub mod submission;
@@ -83,6 +85,7 @@ fn rules(scheme: Scheme) -> &'static dyn Rules {
         Scheme::Receipt => &Erased::<receipt::ReceiptScheme>(PhantomData),
         Scheme::Exact => &Erased::<exact::ExactScheme>(PhantomData),
         Scheme::Upto => &Erased::<upto::UptoScheme>(PhantomData),
+        Scheme::Batch => &Erased::<batch::BatchScheme>(PhantomData),
     }
 }
 
@@ -154,6 +157,19 @@ impl Payment {
             .as_any()
             .downcast_ref::<Read<S>>()
             .map(|read| &read.0)
+    }
+
+    /// The payment as scheme `S` reads it, taken out; the payment itself otherwise.
+    pub fn downcast<S: PaymentScheme>(self) -> Result<S::Payment, Payment> {
+        if self.0.as_any().is::<Read<S>>() {
+            let read = self
+                .0
+                .into_any()
+                .downcast::<Read<S>>()
+                .expect("checked its type");
+            return Ok(read.0);
+        }
+        Err(self)
     }
 
     /// The payer's proof in the payload, where its scheme carries it there (a
@@ -387,6 +403,7 @@ trait Presented: Debug + Send {
     fn reference(&self, cx: &Context) -> Result<Reference, Refusal>;
     fn payload_proof(&self) -> Option<Option<&str>>;
     fn as_any(&self) -> &dyn Any;
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
     fn key(&self, demand: &Demand) -> Result<Reference, Refusal>;
     fn policy_terms(&self, demand: &Demand) -> Result<Terms, Refusal>;
     async fn verify(
@@ -424,6 +441,10 @@ impl<S: PaymentScheme> Presented for Read<S> {
     }
 
     fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
     }
 

@@ -391,5 +391,6 @@ fn settled(
         transaction,
         network: cx.settings().network.caip2().to_string(),
         metered: None,
+        batch: None,
     }
 }

@@ -175,6 +175,7 @@ mod tests {
                             transaction: None,
                             network: cx.settings().network.caip2().to_string(),
                             metered: None,
+                            batch: None,
                         },
                         Landing::Here,
                     )),

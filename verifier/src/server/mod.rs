@@ -15,7 +15,7 @@ use crate::config::{
     ApiKeys, Config, ConfigError, JanitorConfig, MetricsListen, PaymentConfig,
     DEFAULT_METRICS_LISTEN,
 };
-use crate::context::PaymentSettings;
+use crate::context::{BatchSettings, PaymentSettings};
 use crate::facilitator::access::{FacilitatorAccess, SponsorshipPolicy};
 use crate::gate::Gate;
 use crate::model::{Scheme, SETTLEMENT_GRACE_SECONDS};
@@ -124,6 +124,10 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
         ledger_timeout: p.ledger_timeout(),
         public_url: config.public_url.as_ref().map(|u| u.to_string()),
         facilitator_url: p.facilitator_url.as_ref().map(|u| u.to_string()),
+        batch: BatchSettings {
+            claim_interval: Duration::from_secs(p.batch_claim_interval_seconds.max(1)),
+            idle_close: Duration::from_secs(p.batch_idle_close_seconds.max(1)),
+        },
     };
     let schedule = Schedule {
         blockhash_refresh: market.blockhash_refresh,
@@ -210,10 +214,11 @@ pub fn janitor_schedule(janitor: &JanitorConfig) -> Result<Option<Janitor>, Star
     }))
 }
 
-/// The schemes the gate settles: as configured, or all three when there is a fee payer.
-/// `exact` and `upto` need a fee payer (stock clients expect the seller to pay the fee;
-/// in `upto` it is also the channel's payee and voucher signer) and a mint that delivers
-/// transfers in full (the price is checked on the payee's side).
+/// The schemes the gate settles: as configured, or all of them when there is a fee
+/// payer. `exact`, `upto` and `batch-settlement` need a fee payer (stock clients expect
+/// the seller to pay the fee; in the channel schemes it is also the channel's payee and
+/// rent payer) and a mint that delivers transfers in full (the price is checked on the
+/// payee's side).
 fn schemes(
     configured: Option<&[Scheme]>,
     sponsored: bool,
@@ -227,7 +232,7 @@ fn schemes(
     if schemes.is_empty() {
         return Err(invalid("payment.schemes", "at least one scheme"));
     }
-    for scheme in [Scheme::Exact, Scheme::Upto] {
+    for scheme in [Scheme::Exact, Scheme::Upto, Scheme::Batch] {
         if schemes.contains(&scheme) && !sponsored {
             return Err(invalid(
                 "payment.schemes",
@@ -375,7 +380,7 @@ fn paid_routes(config: &Config, gate: &Gate) -> Result<Vec<PaidRoute>, StartErro
                 .transpose()?;
             let unmetered: Vec<Scheme> = enabled
                 .iter()
-                .filter(|s| !s.is_metered())
+                .filter(|s| !s.on_channels())
                 .copied()
                 .collect();
             let schemes = named.as_deref().unwrap_or(&unmetered);
@@ -439,9 +444,12 @@ mod tests {
     }
 
     #[test]
-    fn exact_and_upto_are_offered_only_with_a_fee_payer_and_a_mint_that_delivers_in_full() {
-        use Scheme::{Exact, Receipt, Upto};
-        assert_eq!(schemes(None, true, true).unwrap(), [Receipt, Exact, Upto]);
+    fn sponsored_schemes_are_offered_only_with_a_fee_payer_and_a_mint_that_delivers_in_full() {
+        use Scheme::{Batch, Exact, Receipt, Upto};
+        assert_eq!(
+            schemes(None, true, true).unwrap(),
+            [Receipt, Exact, Upto, Batch]
+        );
         assert_eq!(schemes(None, false, true).unwrap(), [Receipt]);
         assert_eq!(schemes(None, true, false).unwrap(), [Receipt]);
         assert_eq!(schemes(Some(&[Exact]), true, true).unwrap(), [Exact]);
@@ -450,6 +458,8 @@ mod tests {
             (&[Upto][..], false, true),
             (&[Receipt, Exact][..], true, false),
             (&[Upto][..], true, false),
+            (&[Batch][..], false, true),
+            (&[Batch][..], true, false),
             (&[][..], true, true),
         ] {
             let refused = schemes(Some(configured), sponsored, full).unwrap_err();

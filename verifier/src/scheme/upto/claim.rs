@@ -13,11 +13,12 @@ use x402_protocol::scheme::upto::{
 };
 use x402_protocol::{LedgerError, Reference};
 
-use super::{read_channel, token_account, UptoDemand, UptoPayment, CLOCK_SKEW_SECONDS};
+use super::{token_account, UptoDemand, UptoPayment, CLOCK_SKEW_SECONDS};
 use crate::context::Context;
 use crate::error::{Reason, Refusal};
 use crate::metrics::LedgerCall;
 use crate::model::{MeteredChannel, Scheme, SettledPayment};
+use crate::scheme::channel::read_channel;
 use crate::scheme::{fee_cost, Landing, Submission, Submitted, Verified};
 use crate::sponsorship::Parties;
 use crate::store::Stage;
@@ -217,6 +218,7 @@ impl Submission for ClaimSubmission {
                 max_amount: self.terms.max_amount,
                 opened_by: String::new(),
             }),
+            batch: None,
         };
         Submitted {
             outcome: Ok((settled, Landing::Here)),

@@ -11,16 +11,17 @@ use std::collections::HashMap;
 use anchor_lang::prelude::Pubkey;
 use solana_signer::Signer;
 use x402_protocol::scheme::upto::{
-    distribute_instruction, fee_payer_transaction, funded_by, reclaim_instruction,
-    settle_and_seal_instructions, treasury_owner, voucher_message, ChannelAccount, ChannelStatus,
-    UptoTerms, Voucher, PAYMENT_CHANNELS_PROGRAM,
+    distribute_instruction, fee_payer_transaction, funded_by, settle_and_seal_instructions,
+    treasury_owner, voucher_message, ChannelAccount, ChannelStatus, UptoTerms, Voucher,
+    PAYMENT_CHANNELS_PROGRAM,
 };
 use x402_protocol::{unix_now, LedgerError};
 
-use super::{read_channel, WITHDRAW_DELAY_SECONDS};
+use super::WITHDRAW_DELAY_SECONDS;
 use crate::context::{store_unavailable, Context};
 use crate::error::{Reason, Refusal};
 use crate::metrics::LedgerCall;
+use crate::scheme::channel::{fee_payer_key, read_channel, reclaim};
 use crate::scheme::submission::LEASE_SECONDS;
 use crate::store::{ChannelRecord, Stage};
 
@@ -169,7 +170,7 @@ pub async fn tend_channels(cx: &Context, now: i64) -> Result<Tended, Refusal> {
                 .map(|_| tended.settled += 1),
             Stage::Distributed => match on_chain.get(&address) {
                 None => close(cx, &record.channel, now).await,
-                Some(_) => match reclaim(cx, &address, &fee_payer).await {
+                Some(_) => match reclaim(cx, &address).await {
                     Ok(Some(lamports)) => {
                         tended.reclaimed += 1;
                         tended.rent_returned = tended.rent_returned.saturating_add(lamports);
@@ -190,8 +191,8 @@ pub async fn tend_channels(cx: &Context, now: i64) -> Result<Tended, Refusal> {
     Ok(tended)
 }
 
-/// The channels our fee payer funded, by address: only accounts that read as channels
-/// and whose seeds re-derive their address.
+/// The `upto` channels our fee payer funded, by address: only accounts that read as
+/// channels, whose seeds re-derive their address, and whose vouchers we sign.
 async fn discover(
     cx: &Context,
     fee_payer: &Pubkey,
@@ -207,7 +208,10 @@ async fn discover(
         .into_iter()
         .filter_map(|(address, account)| {
             let channel = ChannelAccount::read(&account.data)?;
-            (channel.address() == address).then_some((address, channel))
+            // An `upto` channel's vouchers are ours to sign; a `batch-settlement`
+            // channel's are its buyer's, and its own janitor tends it.
+            (channel.address() == address && channel.authorized_signer == *fee_payer)
+                .then_some((address, channel))
         })
         .collect())
 }
@@ -259,48 +263,11 @@ async fn adopt(
     store.open_channel(&record).await.map_err(store_unavailable)
 }
 
-/// Sends `reclaim` for a distributed channel: the rent back to our fee payer. `None`
-/// when the program refuses it (its slot window has not passed yet).
-async fn reclaim(
-    cx: &Context,
-    address: &Pubkey,
-    fee_payer: &Pubkey,
-) -> Result<Option<u64>, Refusal> {
-    let keypair = fee_payer_key(cx)?;
-    let Some((_, lamports)) = read_channel(cx, address).await? else {
-        return Ok(None);
-    };
-    let blockhash = cx
-        .ledger_call(LedgerCall::LatestBlockhash, cx.ledger().latest_blockhash())
-        .await?;
-    let transaction = fee_payer_transaction(
-        &keypair,
-        &[reclaim_instruction(address, fee_payer)],
-        blockhash,
-    );
-    match cx
-        .ledger_call(LedgerCall::Submit, cx.ledger().submit(&transaction))
-        .await
-    {
-        Ok(_) => Ok(Some(lamports)),
-        Err(LedgerError::Rejected(_)) => Ok(None),
-        Err(LedgerError::Unavailable(_)) => Err(Refusal::unavailable()),
-    }
-}
-
 async fn close(cx: &Context, channel: &str, now: i64) -> Result<(), Refusal> {
     cx.store()
         .advance_channel(channel, Stage::Closed, None, None, now)
         .await
         .map_err(store_unavailable)
-}
-
-/// Our fee payer, which signs every transaction of a channel's life.
-fn fee_payer_key(cx: &Context) -> Result<std::sync::Arc<solana_keypair::Keypair>, Refusal> {
-    cx.settings()
-        .fee_payer
-        .clone()
-        .ok_or_else(|| Refusal::new(Reason::SponsorshipUnavailable))
 }
 
 /// The terms a recorded channel was opened under.

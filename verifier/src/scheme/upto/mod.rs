@@ -22,6 +22,7 @@ use x402_protocol::scheme::upto::{
 use x402_protocol::wire::Offer;
 use x402_protocol::{LedgerError, Reference};
 
+use super::channel::read_channel;
 use super::{
     fee_cost, memo_reference, resource, sponsored_extra, Landing, PaymentScheme, Submission,
     Submitted, Terms, Verified,
@@ -386,6 +387,7 @@ impl Submission for OpenSubmission {
                 max_amount: self.demand.terms.max_amount,
                 opened_by: signature.to_string(),
             }),
+            batch: None,
         };
         Submitted {
             outcome: Ok((settled, Landing::Here)),
@@ -393,21 +395,6 @@ impl Submission for OpenSubmission {
             charged: rejected.is_none(),
         }
     }
-}
-
-/// The channel at `address` and its lamports, if it exists and is a channel.
-async fn read_channel(
-    cx: &Context,
-    address: &Pubkey,
-) -> Result<Option<(ChannelAccount, u64)>, Refusal> {
-    let account = cx
-        .ledger_call(LedgerCall::Account, cx.ledger().account(address))
-        .await?;
-    Ok(account.and_then(|account| {
-        let channel = ChannelAccount::read(&account.data)
-            .filter(|_| account.owner == x402_protocol::scheme::upto::PAYMENT_CHANNELS_PROGRAM)?;
-        Some((channel, account.lamports))
-    }))
 }
 
 /// Whether the channel opened binds the challenge: open, the exact deposit, our fee

@@ -8,8 +8,12 @@
 //!
 //! SQL through sqlx's `Any` driver: a SQLite file by default, PostgreSQL by URL.
 
+mod batch;
+
 use sqlx::any::{install_default_drivers, AnyPoolOptions};
 use sqlx::AnyPool;
+
+pub use batch::{BatchChannel, BatchStatus};
 
 /// The store could not be reached or answered with an error. Its text never holds the
 /// store URL.
@@ -204,6 +208,7 @@ impl GrantStore {
             sqlx::query(SCHEMA).execute(&mut *tx).await?;
             sqlx::query(SUBMISSIONS).execute(&mut *tx).await?;
             sqlx::query(CHANNELS).execute(&mut *tx).await?;
+            sqlx::query(batch::BATCH_CHANNELS).execute(&mut *tx).await?;
             tx.commit().await?;
         } else {
             // The write-ahead log: a commit is one append and one fsync (synchronous stays
@@ -215,6 +220,7 @@ impl GrantStore {
             sqlx::query(SCHEMA).execute(&pool).await?;
             sqlx::query(SUBMISSIONS).execute(&pool).await?;
             sqlx::query(CHANNELS).execute(&pool).await?;
+            sqlx::query(batch::BATCH_CHANNELS).execute(&pool).await?;
         }
         add_columns(&pool, postgres).await?;
         index_exact_transactions(&pool, postgres).await?;

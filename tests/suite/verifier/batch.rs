@@ -1,0 +1,487 @@
+//! The `batch-settlement` scheme at the gate, on the embedded ledger with the
+//! payment-channels program: a buyer deposits once, then pays each request with a
+//! voucher that the gate checks and commits with no ledger call; claims settle the
+//! latest vouchers in few transactions; a refund closes the channel and returns the
+//! rest. Every guard against a hostile buyer has its test here.
+
+use solana_keypair::Keypair;
+use solana_signer::Signer;
+use x402_protocol::scheme::batch::{
+    build_open, build_refund, build_top_up, build_voucher, channel_of, sign_voucher, BatchOffer,
+    BatchPayload, Channel,
+};
+use x402_protocol::scheme::channel::{
+    random_salt, request_close_instruction, ChannelAccount, ChannelStatus, Opening,
+};
+use x402_protocol::wire::{decode_header, encode_header, v2, Offer};
+
+use x402_protocol::Ledger;
+use x402_verifier::scheme::batch::claim_channels;
+use x402_verifier::store::BatchStatus;
+
+use super::support::*;
+
+const ROUTE: &str = "/batch";
+
+/// A buyer with a channel at the gate: its key, the offer it paid, and the channel.
+struct Buyer {
+    keypair: Keypair,
+    offer: BatchOffer,
+    accepted: v2::PaymentRequirements,
+    channel: Channel,
+}
+
+impl Buyer {
+    fn address(&self) -> anchor_lang::prelude::Pubkey {
+        self.channel.address(&self.offer.terms.fee_payer)
+    }
+
+    /// A voucher payment for `cumulative` in all.
+    fn voucher(&self, cumulative: u64) -> (&'static str, String) {
+        let payload = build_voucher(&self.keypair, &self.offer.terms, &self.channel, cumulative);
+        header(&self.accepted, &payload)
+    }
+}
+
+/// The `batch-settlement` offer of a 402 for `GET path`.
+async fn offer(h: &Harness, path: &str) -> (BatchOffer, v2::PaymentRequirements) {
+    let response = h.http.get(h.url(path)).send().await.unwrap();
+    assert_eq!(response.status(), 402);
+    let text = response.headers()[v2::PAYMENT_REQUIRED].to_str().unwrap();
+    let required: v2::PaymentRequired = decode_header(text).unwrap();
+    let accepted = required
+        .accepts
+        .iter()
+        .find(|a| a.scheme == "batch-settlement")
+        .expect("a batch-settlement offer")
+        .clone();
+    let offer = BatchOffer::from_offer(&Offer::from_v2(&accepted, &required.resource)).unwrap();
+    (offer, accepted)
+}
+
+fn header(accepted: &v2::PaymentRequirements, payload: &BatchPayload) -> (&'static str, String) {
+    let payment = v2::PaymentPayload {
+        x402_version: 2,
+        resource: None,
+        accepted: accepted.clone(),
+        payload: serde_json::to_value(payload).unwrap(),
+        extensions: None,
+    };
+    (v2::PAYMENT_SIGNATURE, encode_header(&payment))
+}
+
+async fn get(h: &Harness, payment: &(&'static str, String)) -> reqwest::Response {
+    h.http
+        .get(h.url(ROUTE))
+        .header(payment.0, &payment.1)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn settlement(response: &reqwest::Response) -> v2::SettlementResponse {
+    let text = response.headers()[v2::PAYMENT_RESPONSE].to_str().unwrap();
+    decode_header(text).unwrap()
+}
+
+/// The refusal's code and its challenge's batch offer `extra`.
+async fn refusal(
+    response: reqwest::Response,
+) -> (String, serde_json::Map<String, serde_json::Value>) {
+    assert_eq!(response.status(), 402);
+    let text = response.headers()[v2::PAYMENT_REQUIRED].to_str().unwrap();
+    let required: v2::PaymentRequired = decode_header(text).unwrap();
+    let extra = required
+        .accepts
+        .iter()
+        .find(|a| a.scheme == "batch-settlement")
+        .and_then(|a| a.extra.clone())
+        .unwrap_or_default();
+    (required.error.unwrap_or_default(), extra)
+}
+
+/// Opens a channel of `deposit` for a new buyer with `tokens`, paying the first request.
+async fn open(h: &Harness, tokens: u64, deposit: u64) -> (Buyer, reqwest::Response) {
+    let keypair = h.new_payer(tokens).await;
+    let (offer, accepted) = offer(h, ROUTE).await;
+    let opening = Opening {
+        payer: keypair.pubkey(),
+        salt: random_salt(),
+        open_slot: offer.recent_slot.expect("a recent slot"),
+    };
+    let channel = channel_of(&keypair, &offer.terms, &opening);
+    let blockhash = offer.recent_blockhash.expect("a blockhash");
+    let payload = build_open(&keypair, &offer.terms, &channel, deposit, PRICE, blockhash);
+    let response = get(h, &header(&accepted, &payload)).await;
+    let buyer = Buyer {
+        keypair,
+        offer,
+        accepted,
+        channel,
+    };
+    (buyer, response)
+}
+
+async fn channel_account(h: &Harness, buyer: &Buyer) -> Option<ChannelAccount> {
+    let account = h.market.ledger.account(&buyer.address()).await.unwrap()?;
+    ChannelAccount::read(&account.data)
+}
+
+#[tokio::test]
+async fn one_deposit_then_vouchers_with_no_ledger_call_then_a_claim_and_a_refund() {
+    let h = Harness::start().await;
+    let (offer, _) = offer(&h, ROUTE).await;
+    assert_eq!(offer.terms.amount, PRICE);
+    assert_eq!(offer.terms.fee_payer, h.market.fee_payer.pubkey());
+    assert_eq!(offer.terms.min_deposit, Some(100 * PRICE));
+    assert!(
+        !offers_of(&h, "/api/data")
+            .await
+            .contains(&"batch-settlement".to_string()),
+        "a route offers batch-settlement only when it names it"
+    );
+    let deposit = 10 * PRICE;
+    let merchant_before = h.token_balance(&h.market.merchant).await;
+    let (buyer, response) = open(&h, deposit, deposit).await;
+    assert_eq!(response.status(), 200);
+    let opened = settlement(&response);
+    assert_eq!(
+        opened.amount.as_deref(),
+        Some("100000"),
+        "the deposit moved"
+    );
+    assert!(!opened.transaction.is_empty(), "the open's signature");
+    assert_eq!(opened.extra["chargedAmount"], "10000");
+    assert_eq!(
+        opened.extra["channelState"]["chargedCumulativeAmount"],
+        "10000"
+    );
+    assert_eq!(response.text().await.unwrap(), "served /batch body=");
+    let on_chain = channel_account(&h, &buyer).await.expect("the channel");
+    assert_eq!(
+        (on_chain.status, on_chain.deposit, on_chain.settled),
+        (ChannelStatus::Open, deposit, 0)
+    );
+    assert_eq!(h.token_balance(&buyer.keypair.pubkey()).await, 0);
+
+    let calls = h.ledger.calls();
+    for n in 2..=6 {
+        let response = get(&h, &buyer.voucher(n * PRICE)).await;
+        assert_eq!(response.status(), 200, "voucher {n}");
+        let paid = settlement(&response);
+        assert_eq!(paid.transaction, "", "nothing on chain");
+        assert_eq!(paid.amount.as_deref(), Some(""));
+        assert_eq!(paid.extra["chargedAmount"], "10000");
+        assert_eq!(
+            paid.extra["commitmentId"],
+            format!("{}:{}", buyer.address(), n * PRICE)
+        );
+    }
+    assert_eq!(h.ledger.calls(), calls, "no ledger call for a voucher");
+    assert_eq!(h.api.hits(), 6);
+
+    let (claimed, transactions) = claim_channels(&h.gate).await.unwrap();
+    assert_eq!((claimed, transactions), (1, 1));
+    let on_chain = channel_account(&h, &buyer).await.unwrap();
+    assert_eq!(
+        (on_chain.settled, on_chain.payout_watermark),
+        (6 * PRICE, 6 * PRICE)
+    );
+    assert_eq!(
+        h.token_balance(&h.market.merchant).await,
+        merchant_before + 6 * PRICE,
+        "the seller is paid exactly what the vouchers signed"
+    );
+    assert_eq!(
+        claim_channels(&h.gate).await.unwrap(),
+        (0, 0),
+        "nothing left to claim"
+    );
+
+    // A seventh request after the claim, then the refund: settled, the rest back.
+    assert_eq!(get(&h, &buyer.voucher(7 * PRICE)).await.status(), 200);
+    let last = sign_voucher(&buyer.keypair, &buyer.address(), 7 * PRICE);
+    let refund = header(&buyer.accepted, &build_refund(&buyer.channel, last));
+    let hits = h.api.hits();
+    let response = get(&h, &refund).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(h.api.hits(), hits, "a refund serves nothing");
+    let closed = settlement(&response);
+    assert_eq!(
+        closed.amount.as_deref(),
+        Some("30000"),
+        "the unspent deposit"
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["refunded"], "30000");
+    assert_eq!(h.token_balance(&buyer.keypair.pubkey()).await, 3 * PRICE);
+    assert_eq!(
+        h.token_balance(&h.market.merchant).await,
+        merchant_before + 7 * PRICE
+    );
+    let account = channel_account(&h, &buyer).await;
+    assert!(
+        account.is_none_or(|a| a.status == ChannelStatus::Distributed),
+        "closed: {account:?}"
+    );
+    let (code, _) = refusal(get(&h, &buyer.voucher(8 * PRICE)).await).await;
+    assert_eq!(code, "invalid_batch_settlement_svm_channel_closing");
+}
+
+#[tokio::test]
+async fn a_voucher_is_accepted_once_and_never_lowered_reordered_or_raised_past_the_deposit() {
+    let h = Harness::start().await;
+    let (buyer, response) = open(&h, 3 * PRICE, 3 * PRICE).await;
+    assert_eq!(response.status(), 200);
+    let second = buyer.voucher(2 * PRICE);
+    assert_eq!(get(&h, &second).await.status(), 200);
+    let hits = h.api.hits();
+
+    // Replayed: the same voucher again. The refusal carries the seller's state and the
+    // buyer's own voucher for it.
+    let (code, extra) = refusal(get(&h, &second).await).await;
+    assert_eq!(
+        code,
+        "invalid_batch_settlement_svm_cumulative_amount_mismatch"
+    );
+    assert_eq!(
+        extra["channelState"]["chargedCumulativeAmount"],
+        (2 * PRICE).to_string()
+    );
+    let state = &extra["voucherState"];
+    assert_eq!(state["signedMaxClaimable"], (2 * PRICE).to_string());
+    let proof = x402_protocol::scheme::batch::BatchVoucher {
+        channel_id: buyer.address().to_string(),
+        max_claimable_amount: state["signedMaxClaimable"].as_str().unwrap().into(),
+        expires_at: 0,
+        signature: state["signature"].as_str().unwrap().into(),
+    };
+    assert!(
+        proof.read().unwrap().signed_by(&buyer.keypair.pubkey()),
+        "the correction is the buyer's own voucher"
+    );
+    // Lowered, reordered (two steps ahead), and raised past the deposit.
+    for cumulative in [PRICE, 4 * PRICE] {
+        let (code, _) = refusal(get(&h, &buyer.voucher(cumulative)).await).await;
+        assert_eq!(
+            code, "invalid_batch_settlement_svm_cumulative_amount_mismatch",
+            "{cumulative}"
+        );
+    }
+    assert_eq!(get(&h, &buyer.voucher(3 * PRICE)).await.status(), 200);
+    let (code, _) = refusal(get(&h, &buyer.voucher(4 * PRICE)).await).await;
+    assert_eq!(
+        code,
+        "invalid_batch_settlement_svm_cumulative_exceeds_deposit"
+    );
+    assert_eq!(
+        h.api.hits(),
+        hits + 1,
+        "only the one right voucher was served"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_copies_of_one_voucher_at_two_replicas_are_served_once() {
+    let h = Harness::start().await;
+    let (buyer, response) = open(&h, 10 * PRICE, 10 * PRICE).await;
+    assert_eq!(response.status(), 200);
+    let replica = h.replica().await;
+    let voucher = buyer.voucher(2 * PRICE);
+    let requests = (0..8).map(|i| {
+        let base = if i % 2 == 0 {
+            h.url.clone()
+        } else {
+            replica.clone()
+        };
+        let request = h
+            .http
+            .get(format!("{base}{ROUTE}"))
+            .header(voucher.0, &voucher.1);
+        async move { request.send().await.unwrap().status() }
+    });
+    let statuses = futures_util::future::join_all(requests).await;
+    let served = statuses.iter().filter(|s| s.as_u16() == 200).count();
+    assert_eq!(served, 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| [200, 402].contains(&s.as_u16())));
+    assert_eq!(h.api.hits(), 2);
+}
+
+#[tokio::test]
+async fn a_voucher_for_another_channel_or_by_another_key_or_with_an_expiry_is_refused() {
+    let h = Harness::start().await;
+    let (buyer, response) = open(&h, 10 * PRICE, 10 * PRICE).await;
+    assert_eq!(response.status(), 200);
+    let h = &h;
+    let refuse = |payload: BatchPayload| {
+        let header = header(&buyer.accepted, &payload);
+        async move { refusal(get(h, &header).await).await.0 }
+    };
+    let config = buyer.channel.config();
+    let forged = sign_voucher(&Keypair::new(), &buyer.address(), 2 * PRICE);
+    assert_eq!(
+        refuse(BatchPayload::Voucher {
+            channel_config: config.clone(),
+            voucher: forged
+        })
+        .await,
+        "invalid_batch_settlement_svm_voucher_signature"
+    );
+    let elsewhere = sign_voucher(&buyer.keypair, &Keypair::new().pubkey(), 2 * PRICE);
+    assert_eq!(
+        refuse(BatchPayload::Voucher {
+            channel_config: config.clone(),
+            voucher: elsewhere
+        })
+        .await,
+        "invalid_batch_settlement_svm_channel_id_mismatch"
+    );
+    let mut expiring = sign_voucher(&buyer.keypair, &buyer.address(), 2 * PRICE);
+    expiring.expires_at = x402_protocol::unix_now() + 600;
+    assert_eq!(
+        refuse(BatchPayload::Voucher {
+            channel_config: config.clone(),
+            voucher: expiring
+        })
+        .await,
+        "invalid_batch_settlement_svm_voucher_expiry"
+    );
+    // A configuration naming the fee payer as the voucher signer: it could pay itself.
+    let mut fee_payer_signs = config.clone();
+    fee_payer_signs.payer_authorizer = h.market.fee_payer.pubkey().to_string();
+    assert_eq!(
+        refuse(BatchPayload::Voucher {
+            channel_config: fee_payer_signs,
+            voucher: sign_voucher(&buyer.keypair, &buyer.address(), 2 * PRICE)
+        })
+        .await,
+        "invalid_batch_settlement_svm_fee_payer_mismatch"
+    );
+    assert_eq!(h.api.hits(), 1);
+}
+
+#[tokio::test]
+async fn a_deposit_bound_to_another_receiver_authorizer_is_refused_before_anything_is_signed() {
+    let h = Harness::start().await;
+    let keypair = h.new_payer(10 * PRICE).await;
+    let (offer, accepted) = offer(&h, ROUTE).await;
+    let mut foreign = offer.terms.clone();
+    foreign.receiver_authorizer = Keypair::new().pubkey();
+    let opening = Opening {
+        payer: keypair.pubkey(),
+        salt: random_salt(),
+        open_slot: offer.recent_slot.unwrap(),
+    };
+    // The configuration names ours, the `open`'s binding Memo another key.
+    let channel = channel_of(&keypair, &offer.terms, &opening);
+    let payload = build_open(
+        &keypair,
+        &foreign,
+        &channel,
+        10 * PRICE,
+        PRICE,
+        offer.recent_blockhash.unwrap(),
+    );
+    let submits = h.ledger.submits.load(std::sync::atomic::Ordering::SeqCst);
+    let fee_payer_before = h.market.ledger.lamports(&h.market.fee_payer.pubkey()).await;
+    let (code, _) = refusal(get(&h, &header(&accepted, &payload)).await).await;
+    assert_eq!(code, "invalid_batch_settlement_svm_setup_transaction");
+    assert_eq!(
+        h.ledger.submits.load(std::sync::atomic::Ordering::SeqCst),
+        submits
+    );
+    assert_eq!(
+        h.market.ledger.lamports(&h.market.fee_payer.pubkey()).await,
+        fee_payer_before,
+        "the fee payer paid nothing"
+    );
+    assert_eq!(h.api.hits(), 0);
+}
+
+#[tokio::test]
+async fn a_failed_upstream_takes_its_voucher_back_and_a_top_up_extends_the_channel() {
+    let h = Harness::start().await;
+    let (buyer, response) = open(&h, 4 * PRICE, 2 * PRICE).await;
+    assert_eq!(response.status(), 200);
+    h.api.set_mode(UpstreamMode::Fail);
+    assert_eq!(get(&h, &buyer.voucher(2 * PRICE)).await.status(), 500);
+    h.api.set_mode(UpstreamMode::Ok);
+    // Not charged for the failure: the same amount pays the next request.
+    assert_eq!(get(&h, &buyer.voucher(2 * PRICE)).await.status(), 200);
+    let (code, _) = refusal(get(&h, &buyer.voucher(3 * PRICE)).await).await;
+    assert_eq!(
+        code,
+        "invalid_batch_settlement_svm_cumulative_exceeds_deposit"
+    );
+    // The top-up adds two requests' worth and pays the third.
+    let top_up = build_top_up(
+        &buyer.keypair,
+        &buyer.offer.terms,
+        &buyer.channel,
+        2 * PRICE,
+        3 * PRICE,
+        h.market.ledger.latest_blockhash().await.unwrap(),
+    );
+    let response = get(&h, &header(&buyer.accepted, &top_up)).await;
+    assert_eq!(response.status(), 200);
+    let paid = settlement(&response);
+    assert_eq!(paid.amount.as_deref(), Some("20000"));
+    assert_eq!(paid.extra["channelState"]["balance"], "40000");
+    assert_eq!(
+        channel_account(&h, &buyer).await.unwrap().deposit,
+        4 * PRICE
+    );
+    assert_eq!(get(&h, &buyer.voucher(4 * PRICE)).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_buyer_closing_on_chain_is_sealed_with_the_latest_voucher_and_claims_resume_after_a_crash(
+) {
+    let h = Harness::start().await;
+    let (buyer, response) = open(&h, 10 * PRICE, 10 * PRICE).await;
+    assert_eq!(response.status(), 200);
+    for n in 2..=4 {
+        assert_eq!(get(&h, &buyer.voucher(n * PRICE)).await.status(), 200);
+    }
+    // The buyer walks away on chain without a refund, hoping to keep what it owes.
+    let blockhash = h.market.ledger.latest_blockhash().await.unwrap();
+    let close = solana_transaction::Transaction::new_signed_with_payer(
+        &[request_close_instruction(
+            &buyer.address(),
+            &buyer.keypair.pubkey(),
+        )],
+        Some(&buyer.keypair.pubkey()),
+        &[&buyer.keypair],
+        blockhash,
+    );
+    h.market
+        .ledger
+        .submit(&close.into())
+        .await
+        .expect("request_close lands");
+    assert_eq!(
+        channel_account(&h, &buyer).await.unwrap().status,
+        ChannelStatus::Closing
+    );
+    // Another gate on the same store, as after a crash: its claim round finds the
+    // channel closing and seals it with the latest accepted voucher.
+    let merchant_before = h.token_balance(&h.market.merchant).await;
+    let restarted = h.replica_gate().await;
+    claim_channels(&restarted).await.unwrap();
+    assert_eq!(
+        h.token_balance(&h.market.merchant).await,
+        merchant_before + 4 * PRICE,
+        "every accepted voucher is paid"
+    );
+    assert_eq!(h.token_balance(&buyer.keypair.pubkey()).await, 6 * PRICE);
+    let row = h
+        .gate
+        .store()
+        .batch_channel(&buyer.address().to_string())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.status, BatchStatus::Closed);
+    let (code, _) = refusal(get(&h, &buyer.voucher(5 * PRICE)).await).await;
+    assert_eq!(code, "invalid_batch_settlement_svm_channel_closing");
+}

@@ -1,0 +1,66 @@
+//! What both channel schemes (`upto`, `batch-settlement`) do with a channel of the
+//! payment-channels program: read it, and take its rent back once it is distributed.
+//! Every transaction of a channel's life is signed by our fee payer.
+
+use std::sync::Arc;
+
+use anchor_lang::prelude::Pubkey;
+use solana_keypair::Keypair;
+use x402_protocol::scheme::channel::{
+    fee_payer_transaction, reclaim_instruction, ChannelAccount, PAYMENT_CHANNELS_PROGRAM,
+};
+use x402_protocol::LedgerError;
+
+use crate::context::Context;
+use crate::error::{Reason, Refusal};
+use crate::metrics::LedgerCall;
+
+/// The channel at `address` and its lamports, if it exists and is a channel.
+pub(crate) async fn read_channel(
+    cx: &Context,
+    address: &Pubkey,
+) -> Result<Option<(ChannelAccount, u64)>, Refusal> {
+    let account = cx
+        .ledger_call(LedgerCall::Account, cx.ledger().account(address))
+        .await?;
+    Ok(account.and_then(|account| {
+        let channel = ChannelAccount::read(&account.data)
+            .filter(|_| account.owner == PAYMENT_CHANNELS_PROGRAM)?;
+        Some((channel, account.lamports))
+    }))
+}
+
+/// Our fee payer, which signs every transaction of a channel's life.
+pub(crate) fn fee_payer_key(cx: &Context) -> Result<Arc<Keypair>, Refusal> {
+    cx.settings()
+        .fee_payer
+        .clone()
+        .ok_or_else(|| Refusal::new(Reason::SponsorshipUnavailable))
+}
+
+/// Sends `reclaim` for the distributed channel at `address`: its rent back to our fee
+/// payer, its rent payer. The lamports that came back; `None` when the program refuses
+/// (its slot window has not passed yet) or the channel is gone.
+pub(crate) async fn reclaim(cx: &Context, address: &Pubkey) -> Result<Option<u64>, Refusal> {
+    let keypair = fee_payer_key(cx)?;
+    let Some((_, lamports)) = read_channel(cx, address).await? else {
+        return Ok(None);
+    };
+    let blockhash = cx
+        .ledger_call(LedgerCall::LatestBlockhash, cx.ledger().latest_blockhash())
+        .await?;
+    let fee_payer = solana_signer::Signer::pubkey(keypair.as_ref());
+    let transaction = fee_payer_transaction(
+        &keypair,
+        &[reclaim_instruction(address, &fee_payer)],
+        blockhash,
+    );
+    match cx
+        .ledger_call(LedgerCall::Submit, cx.ledger().submit(&transaction))
+        .await
+    {
+        Ok(_) => Ok(Some(lamports)),
+        Err(LedgerError::Rejected(_)) => Ok(None),
+        Err(LedgerError::Unavailable(_)) => Err(Refusal::unavailable()),
+    }
+}

@@ -1,0 +1,327 @@
+//! `batch-settlement` channels, one row each from before the `open` is submitted until
+//! the channel is closed. The row holds what the seller accepted (`charged`, the
+//! cumulative amount, and the buyer's voucher signature for it): a voucher is accepted by
+//! one conditional update that moves `charged` from exactly the previous amount, so two
+//! requests (or two replicas sharing PostgreSQL) can never accept the same increment,
+//! and a request is served only once its voucher is committed. Claims read the row, and
+//! record what the chain settled (`claimed`) and paid out (`paid`).
+//!
+//! Amounts are `BIGINT` so that the conditions compare them as numbers: a deposit above
+//! `i64::MAX` base units is refused before it is recorded.
+
+use sqlx::Row;
+
+use super::{inserted, GrantStore, StoreError};
+
+pub(super) const BATCH_CHANNELS: &str = "CREATE TABLE IF NOT EXISTS batch_channels (
+    channel TEXT PRIMARY KEY,
+    config TEXT NOT NULL,
+    fee_payer TEXT NOT NULL,
+    token_program TEXT NOT NULL,
+    deposit BIGINT NOT NULL,
+    charged BIGINT NOT NULL,
+    signature TEXT,
+    previous_charged BIGINT NOT NULL,
+    previous_signature TEXT,
+    claimed BIGINT NOT NULL,
+    paid BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    requests BIGINT NOT NULL,
+    active_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+)";
+
+/// Where a `batch-settlement` channel stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchStatus {
+    /// Its `open` was (or is being) submitted; no voucher is accepted yet.
+    Opening,
+    /// Vouchers are accepted.
+    Open,
+    /// A close was asked for (by the buyer's refund, on chain, or for idleness): no
+    /// voucher is accepted; the latest is being settled and the rest refunded.
+    Closing,
+    /// Settled, refunded, done (its rent is the janitor's).
+    Closed,
+}
+
+impl BatchStatus {
+    fn name(self) -> &'static str {
+        match self {
+            BatchStatus::Opening => "opening",
+            BatchStatus::Open => "open",
+            BatchStatus::Closing => "closing",
+            BatchStatus::Closed => "closed",
+        }
+    }
+
+    fn named(name: &str) -> Result<BatchStatus, StoreError> {
+        match name {
+            "opening" => Ok(BatchStatus::Opening),
+            "open" => Ok(BatchStatus::Open),
+            "closing" => Ok(BatchStatus::Closing),
+            "closed" => Ok(BatchStatus::Closed),
+            _ => Err(StoreError(format!(
+                "corrupt status {name:?} in the batch_channels table"
+            ))),
+        }
+    }
+}
+
+/// One `batch-settlement` channel. Keys are base58; amounts base units.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchChannel {
+    pub channel: String,
+    /// The channel configuration the buyer stated, as JSON.
+    pub config: String,
+    /// The fee payer it was opened with: its payee and rent payer.
+    pub fee_payer: String,
+    pub token_program: String,
+    pub deposit: u64,
+    /// What the seller accepted, cumulatively.
+    pub charged: u64,
+    /// The buyer's voucher signature for `charged`, base58; none before the first.
+    pub signature: Option<String>,
+    /// What the chain has settled, as last read.
+    pub claimed: u64,
+    /// What the chain has paid out to the seller, as last read.
+    pub paid: u64,
+    pub status: BatchStatus,
+    /// Paid requests accepted.
+    pub requests: u64,
+    /// Unix seconds of the latest accepted voucher (or the open).
+    pub active_at: i64,
+    pub updated_at: i64,
+}
+
+/// An amount as the table holds it: a `BIGINT`.
+fn stored(amount: u64) -> Result<i64, StoreError> {
+    i64::try_from(amount).map_err(|_| StoreError("an amount above i64::MAX base units".into()))
+}
+
+impl GrantStore {
+    /// Records a channel before its `open` is submitted. `false` when it has a row
+    /// already.
+    pub async fn begin_batch_channel(&self, record: &BatchChannel) -> Result<bool, StoreError> {
+        let recorded = sqlx::query(
+            "INSERT INTO batch_channels (channel, config, fee_payer, token_program, deposit, charged, signature, previous_charged, claimed, paid, status, requests, active_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(&record.channel)
+        .bind(&record.config)
+        .bind(&record.fee_payer)
+        .bind(&record.token_program)
+        .bind(stored(record.deposit)?)
+        .bind(stored(record.charged)?)
+        .bind(&record.signature)
+        .bind(stored(record.claimed)?)
+        .bind(stored(record.paid)?)
+        .bind(record.status.name())
+        .bind(stored(record.requests)?)
+        .bind(record.active_at)
+        .bind(record.updated_at)
+        .execute(&self.pool)
+        .await;
+        inserted(recorded)
+    }
+
+    /// Marks a channel whose `open` landed open, holding `deposit`, with its first
+    /// voucher (`charged`, `signature`) accepted. `false` unless it was opening.
+    pub async fn open_batch_channel(
+        &self,
+        channel: &str,
+        deposit: u64,
+        charged: u64,
+        signature: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE batch_channels SET status = 'open', deposit = $2, charged = $3, signature = $4,
+               previous_charged = 0, requests = requests + 1, active_at = $5, updated_at = $5
+             WHERE channel = $1 AND status = 'opening'",
+        )
+        .bind(channel)
+        .bind(stored(deposit)?)
+        .bind(stored(charged)?)
+        .bind(signature)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Accepts a voucher: moves `charged` from exactly `from` to `to` with its
+    /// `signature`, on an open channel whose deposit covers `to`, and, for a top-up, its
+    /// deposit from exactly `deposit.0` to `deposit.1` (which the caller checked covers
+    /// `to`) in the same statement; the voucher it replaces is kept, for
+    /// [`GrantStore::revert_voucher`]. The channel's deposit and claimed amount when
+    /// accepted; `None` when the channel is not there, not open, holds another amount (a
+    /// stale or replayed voucher, or a concurrent request that won) or too small a
+    /// deposit: nothing changed.
+    pub async fn accept_voucher(
+        &self,
+        channel: &str,
+        from: u64,
+        to: u64,
+        signature: &str,
+        deposit: Option<(u64, u64)>,
+        now: i64,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        const SET: &str = "previous_charged = charged, previous_signature = signature,
+               charged = $3, signature = $4, requests = requests + 1";
+        let row = match deposit {
+            None => {
+                sqlx::query(&format!(
+                    "UPDATE batch_channels SET {SET}, active_at = $5, updated_at = $5
+                     WHERE channel = $1 AND status = 'open' AND charged = $2 AND deposit >= $3
+                     RETURNING deposit, claimed"
+                ))
+                .bind(channel)
+                .bind(stored(from)?)
+                .bind(stored(to)?)
+                .bind(signature)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?
+            }
+            Some((before, after)) => {
+                sqlx::query(&format!(
+                    "UPDATE batch_channels SET {SET}, deposit = $6, active_at = $7, updated_at = $7
+                     WHERE channel = $1 AND status = 'open' AND charged = $2 AND deposit = $5
+                     RETURNING deposit, claimed"
+                ))
+                .bind(channel)
+                .bind(stored(from)?)
+                .bind(stored(to)?)
+                .bind(signature)
+                .bind(stored(before)?)
+                .bind(stored(after)?)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?
+            }
+        };
+        row.map(|row| Ok((amount(&row, "deposit")?, amount(&row, "claimed")?)))
+            .transpose()
+    }
+
+    /// Takes back the voucher accepted for `to` whose request was not served: the one it
+    /// replaced stands again. `false` when another voucher was accepted since: that one
+    /// stands.
+    pub async fn revert_voucher(
+        &self,
+        channel: &str,
+        to: u64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE batch_channels SET charged = previous_charged, signature = previous_signature,
+               requests = requests - 1, updated_at = $3
+             WHERE channel = $1 AND charged = $2 AND previous_charged < $2
+               AND status IN ('open', 'closing')",
+        )
+        .bind(channel)
+        .bind(stored(to)?)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Moves a channel on to `status` (never back), from any of `from`. `false` when it
+    /// was in none of them.
+    pub async fn move_batch_channel(
+        &self,
+        channel: &str,
+        from: &[BatchStatus],
+        status: BatchStatus,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        // Fixed names, never input.
+        let from = from
+            .iter()
+            .map(|s| format!("'{}'", s.name()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let done = sqlx::query(&format!(
+            "UPDATE batch_channels SET status = $2, updated_at = $3
+             WHERE channel = $1 AND status IN ({from})"
+        ))
+        .bind(channel)
+        .bind(status.name())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records what the chain settled and paid out of a channel, as read after a claim;
+    /// the watermarks only move up.
+    pub async fn record_batch_claim(
+        &self,
+        channel: &str,
+        claimed: u64,
+        paid: u64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE batch_channels SET claimed = $2, paid = $3, updated_at = $4
+             WHERE channel = $1 AND claimed <= $2 AND paid <= $3",
+        )
+        .bind(channel)
+        .bind(stored(claimed)?)
+        .bind(stored(paid)?)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The channel recorded as `channel`, if any.
+    pub async fn batch_channel(&self, channel: &str) -> Result<Option<BatchChannel>, StoreError> {
+        let row = sqlx::query(&format!("{SELECT_BATCH} WHERE channel = $1"))
+            .bind(channel)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(batch_of).transpose()
+    }
+
+    /// Every channel not closed yet, least recently moved first.
+    pub async fn unfinished_batch_channels(&self) -> Result<Vec<BatchChannel>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{SELECT_BATCH} WHERE status <> 'closed' ORDER BY updated_at, channel"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(batch_of).collect()
+    }
+}
+
+const SELECT_BATCH: &str = "SELECT channel, config, fee_payer, token_program, deposit, charged, signature, claimed, paid, status, requests, active_at, updated_at FROM batch_channels";
+
+/// An amount column of `row`.
+fn amount(row: &sqlx::any::AnyRow, column: &str) -> Result<u64, StoreError> {
+    let value: i64 = row.try_get(column)?;
+    u64::try_from(value)
+        .map_err(|_| StoreError("corrupt amount in the batch_channels table".into()))
+}
+
+fn batch_of(row: &sqlx::any::AnyRow) -> Result<BatchChannel, StoreError> {
+    let units = |column: &str| amount(row, column);
+    let status: String = row.try_get("status")?;
+    Ok(BatchChannel {
+        channel: row.try_get("channel")?,
+        config: row.try_get("config")?,
+        fee_payer: row.try_get("fee_payer")?,
+        token_program: row.try_get("token_program")?,
+        deposit: units("deposit")?,
+        charged: units("charged")?,
+        signature: row.try_get("signature")?,
+        claimed: units("claimed")?,
+        paid: units("paid")?,
+        status: BatchStatus::named(&status)?,
+        requests: units("requests")?,
+        active_at: row.try_get("active_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
