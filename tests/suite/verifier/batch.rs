@@ -485,3 +485,88 @@ async fn a_buyer_closing_on_chain_is_sealed_with_the_latest_voucher_and_claims_r
     let (code, _) = refusal(get(&h, &buyer.voucher(5 * PRICE)).await).await;
     assert_eq!(code, "invalid_batch_settlement_svm_channel_closing");
 }
+
+#[tokio::test]
+async fn claims_resume_from_the_store_after_a_restart_and_a_claim_above_the_vouchers_fails_on_chain(
+) {
+    let h = Harness::start().await;
+    let (buyer, response) = open(&h, 10 * PRICE, 10 * PRICE).await;
+    assert_eq!(response.status(), 200);
+    for n in 2..=3 {
+        assert_eq!(get(&h, &buyer.voucher(n * PRICE)).await.status(), 200);
+    }
+    // A seller (or a corrupted store) claiming more than the buyer signed: the voucher's
+    // signature is for 3 requests, the row says 5.
+    let address = buyer.address().to_string();
+    let row = h
+        .gate
+        .store()
+        .batch_channel(&address)
+        .await
+        .unwrap()
+        .unwrap();
+    let forged = h
+        .gate
+        .store()
+        .accept_voucher(
+            &address,
+            3 * PRICE,
+            5 * PRICE,
+            row.signature.as_deref().unwrap(),
+            None,
+            x402_protocol::unix_now(),
+        )
+        .await
+        .unwrap();
+    assert!(forged.is_some());
+    let merchant_before = h.token_balance(&h.market.merchant).await;
+    let restarted = h.replica_gate().await;
+    let (claimed, _) = claim_channels(&restarted).await.unwrap();
+    assert_eq!(
+        claimed, 0,
+        "the program refuses a voucher the buyer did not sign"
+    );
+    assert_eq!(channel_account(&h, &buyer).await.unwrap().settled, 0);
+    assert_eq!(h.token_balance(&h.market.merchant).await, merchant_before);
+
+    // The true latest voucher back in the row (as before the corruption): a gate that
+    // restarted claims it from the store.
+    assert!(h
+        .gate
+        .store()
+        .revert_voucher(&address, 5 * PRICE, x402_protocol::unix_now())
+        .await
+        .unwrap());
+    let (claimed, transactions) = claim_channels(&restarted).await.unwrap();
+    assert_eq!((claimed, transactions), (1, 1));
+    assert_eq!(
+        h.token_balance(&h.market.merchant).await,
+        merchant_before + 3 * PRICE
+    );
+}
+
+#[tokio::test]
+async fn claims_of_many_channels_share_transactions() {
+    let h = Harness::start().await;
+    let mut buyers = Vec::new();
+    for _ in 0..6 {
+        let (buyer, response) = open(&h, 10 * PRICE, 10 * PRICE).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(get(&h, &buyer.voucher(2 * PRICE)).await.status(), 200);
+        buyers.push(buyer);
+    }
+    let merchant_before = h.token_balance(&h.market.merchant).await;
+    let (claimed, transactions) = claim_channels(&h.gate).await.unwrap();
+    assert_eq!(claimed, 6);
+    assert!(
+        transactions < 6,
+        "{transactions} transactions for 6 channels: they share"
+    );
+    assert_eq!(
+        h.token_balance(&h.market.merchant).await,
+        merchant_before + 6 * 2 * PRICE
+    );
+    for buyer in &buyers {
+        assert_eq!(channel_account(&h, buyer).await.unwrap().settled, 2 * PRICE);
+    }
+}

@@ -157,3 +157,81 @@ async fn concurrent_settles_on_postgres_succeed_once() {
     let h = Harness::start_on(true, Some(postgres_url())).await;
     super::facilitator::concurrent_settles_of_one_payment_succeed_once(&h).await;
 }
+
+/// A `batch-settlement` channel's row: replicas sharing PostgreSQL (its pool's
+/// connections here, racing) accept one voucher increment once, and never one the
+/// deposit does not cover.
+#[tokio::test]
+async fn replicas_on_postgres_accept_a_voucher_increment_once() {
+    use x402_verifier::store::{BatchChannel, BatchStatus};
+    let store = GrantStore::connect(&postgres_url()).await.unwrap();
+    let channel = solana_keypair::Keypair::new().pubkey().to_string();
+    let record = BatchChannel {
+        channel: channel.clone(),
+        config: "{}".into(),
+        fee_payer: "fee payer".into(),
+        token_program: "token".into(),
+        deposit: 30,
+        charged: 0,
+        signature: None,
+        claimed: 0,
+        paid: 0,
+        status: BatchStatus::Opening,
+        requests: 0,
+        active_at: 1,
+        updated_at: 1,
+    };
+    assert!(store.begin_batch_channel(&record).await.unwrap());
+    assert!(store
+        .open_batch_channel(&channel, 30, 10, "first", 2)
+        .await
+        .unwrap());
+    let attempts = (0..50).map(|i| {
+        let store = store.clone();
+        let channel = channel.clone();
+        tokio::spawn(async move {
+            store
+                .accept_voucher(&channel, 10, 20, &format!("copy {i}"), None, 3)
+                .await
+                .unwrap()
+        })
+    });
+    let winners = join_all(attempts)
+        .await
+        .into_iter()
+        .filter(|accepted| accepted.as_ref().unwrap().is_some())
+        .count();
+    assert_eq!(winners, 1, "one increment, accepted once");
+    let row = store.batch_channel(&channel).await.unwrap().unwrap();
+    assert_eq!((row.charged, row.requests), (20, 2));
+    assert_eq!(
+        store
+            .accept_voucher(&channel, 20, 40, "over", None, 4)
+            .await
+            .unwrap(),
+        None,
+        "past the deposit"
+    );
+    assert_eq!(
+        store
+            .accept_voucher(&channel, 20, 40, "topped up", Some((30, 50)), 4)
+            .await
+            .unwrap(),
+        Some((50, 0)),
+        "a top-up and its voucher together"
+    );
+    assert!(store.revert_voucher(&channel, 40, 5).await.unwrap());
+    let row = store.batch_channel(&channel).await.unwrap().unwrap();
+    assert_eq!(
+        (row.charged, row.deposit),
+        (20, 50),
+        "the earlier voucher stands again"
+    );
+    assert!(
+        row.signature
+            .as_deref()
+            .is_some_and(|s| s.starts_with("copy")),
+        "with its own signature: {:?}",
+        row.signature
+    );
+}

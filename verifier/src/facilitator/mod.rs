@@ -244,7 +244,9 @@ async fn record(gate: &Gate, settled: &SettledPayment) -> Result<(), Refusal> {
 }
 
 /// The kinds this facilitator settles: each scheme on its network, in x402 v1 and v2,
-/// and the fee payer that signs sponsored payments.
+/// and the fee payer that signs sponsored payments. `batch-settlement` is not among
+/// them: its vouchers are accepted by the gate in front of the API, not settled for
+/// facilitator callers.
 pub async fn supported(
     State((gate, _)): State<(Gate, FacilitatorAccess)>,
 ) -> Json<SupportedResponse> {
@@ -252,6 +254,7 @@ pub async fn supported(
     let kinds = s
         .schemes
         .iter()
+        .filter(|&&scheme| scheme != Scheme::Batch)
         .flat_map(|&scheme| {
             let extra = scheme.supported(&gate);
             // The channel schemes exist in x402 v2 only.
