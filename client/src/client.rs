@@ -42,6 +42,9 @@ pub struct X402Client {
     budget: Budget,
     /// The buyer's `batch-settlement` channels.
     book: Arc<ChannelBook>,
+    /// What a `batch-settlement` deposit escrows, in base units, when not the seller's
+    /// suggestion.
+    deposit: Option<u64>,
 }
 
 /// Builds an [`X402Client`].
@@ -88,6 +91,14 @@ impl X402ClientBuilder {
         self
     }
 
+    /// What a `batch-settlement` deposit escrows, in base units (an agent that knows how
+    /// many requests it will make): still at most the policy's `max_deposit`. By default
+    /// the seller's suggested `minDeposit`.
+    pub fn deposit(mut self, base_units: u64) -> Self {
+        self.client.deposit = Some(base_units);
+        self
+    }
+
     /// Off: a 402 comes back as [`ClientError::PaymentRequired`] with the challenge.
     pub fn auto_pay(mut self, auto_pay: bool) -> Self {
         self.client.auto_pay = auto_pay;
@@ -120,6 +131,7 @@ impl X402Client {
                 backoff: Duration::from_millis(500),
                 budget: Budget::default(),
                 book: Arc::new(ChannelBook::default()),
+                deposit: None,
             },
         }
     }
@@ -296,6 +308,7 @@ impl X402Client {
             book: &self.book,
             resource: resource.as_deref(),
             max_deposit,
+            deposit: self.deposit,
         };
         let Signed {
             payload,

@@ -93,6 +93,8 @@ impl Context {
         ledger: Arc<dyn Ledger>,
         store: GrantStore,
     ) -> Self {
+        let mut metrics = Metrics::default();
+        metrics.count_voucher_commits(store.voucher_commits());
         Context {
             sponsorship: Sponsorship::new(settings.sponsor_limits.clone()),
             settings,
@@ -100,7 +102,7 @@ impl Context {
             store,
             blockhash: RwLock::new(None),
             recent_slot: AtomicU64::new(0),
-            metrics: Metrics::default(),
+            metrics,
         }
     }
 

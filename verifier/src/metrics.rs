@@ -75,6 +75,7 @@ pub struct Metrics {
     refusals: Family<ReasonLabel, Counter>,
     facilitator_refusals: Family<ReasonLabel, Counter>,
     ledger_calls: Family<CallLabel, Histogram>,
+    vouchers: Counter,
 }
 
 impl Default for Metrics {
@@ -90,6 +91,7 @@ impl Default for Metrics {
             refusals: Family::default(),
             facilitator_refusals: Family::default(),
             ledger_calls: Family::new_with_constructor(|| Histogram::new(BUCKETS)),
+            vouchers: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -137,6 +139,11 @@ impl Default for Metrics {
             "Ledger call latency",
             metrics.ledger_calls.clone(),
         );
+        registry.register(
+            "x402_batch_vouchers",
+            "batch-settlement vouchers accepted",
+            metrics.vouchers.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -149,6 +156,20 @@ fn gauge_value(lamports: u64) -> i64 {
 }
 
 impl Metrics {
+    /// Counts the store's commits of accepted vouchers (several vouchers a commit when
+    /// they come together).
+    pub fn count_voucher_commits(&mut self, commits: Counter) {
+        self.registry.register(
+            "x402_store_voucher_commits",
+            "Store transactions that committed accepted batch-settlement vouchers",
+            commits,
+        );
+    }
+
+    pub fn voucher_accepted(&self) {
+        self.vouchers.inc();
+    }
+
     pub fn challenge_issued(&self) {
         self.challenges.inc();
     }

@@ -23,6 +23,7 @@ pub async fn fetch(
     prefer: &[String],
     keypair: &Path,
     channels: &Path,
+    deposit: Option<u64>,
     rpc_url: Option<&str>,
     resume: Option<&Path>,
     json: bool,
@@ -41,6 +42,9 @@ pub async fn fetch(
     if prefer.iter().any(|s| s == x402_protocol::BATCH_SETTLEMENT) {
         let book = ChannelBook::open(channels).map_err(|e| fail(Exit::Error, e))?;
         builder = builder.channel_book(book);
+    }
+    if let Some(deposit) = deposit {
+        builder = builder.deposit(deposit);
     }
     let client = builder.build();
     let method =

@@ -107,6 +107,10 @@ enum Command {
         /// The most a `batch-settlement` deposit may escrow, in base units.
         #[arg(long)]
         max_deposit_units: Option<u64>,
+        /// What a new `batch-settlement` channel (or a top-up) escrows, in base units
+        /// (at most the deposit limit); by default the seller's suggested minimum.
+        #[arg(long)]
+        deposit_units: Option<u64>,
         /// Where `batch-settlement` channels are kept: a later `x402 fetch` continues them.
         #[arg(long, env = "X402_CHANNELS", default_value_os_t = default_channels())]
         channels: PathBuf,
@@ -233,6 +237,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             prefer,
             max_deposit,
             max_deposit_units,
+            deposit_units,
             channels,
             resume,
             keypair,
@@ -268,6 +273,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 &prefer,
                 &keypair,
                 &channels,
+                deposit_units,
                 rpc_url.as_deref(),
                 resume.as_deref(),
                 json,

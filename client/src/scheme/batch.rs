@@ -107,7 +107,7 @@ impl PayScheme for BatchOffer {
         if !facts.delivers_in_full {
             return Err(ClientError::WithholdingMint(terms.mint));
         }
-        let deposit = deposit_for(self, context.max_deposit)?;
+        let deposit = deposit_for(self, context.deposit, context.max_deposit)?;
         let blockhash = match (context.ledger, self.recent_blockhash) {
             (Some(ledger), _) => ledger.latest_blockhash().await?,
             (None, Some(hint)) => hint,
@@ -152,11 +152,19 @@ impl PayScheme for BatchOffer {
     }
 }
 
-/// The deposit a new channel (or a top-up) escrows: the seller's suggestion, at least one
-/// request, at most `max_deposit`; refused when even one request is above it.
-fn deposit_for(offer: &BatchOffer, max_deposit: Option<u64>) -> Result<u64, ClientError> {
+/// The deposit a new channel (or a top-up) escrows: the buyer's `target`, else the
+/// seller's suggestion; at least one request, at most `max_deposit`; refused when even
+/// one request is above it.
+fn deposit_for(
+    offer: &BatchOffer,
+    target: Option<u64>,
+    max_deposit: Option<u64>,
+) -> Result<u64, ClientError> {
     let amount = offer.terms.amount;
-    let wanted = offer.terms.min_deposit.unwrap_or(amount).max(amount);
+    let wanted = target
+        .or(offer.terms.min_deposit)
+        .unwrap_or(amount)
+        .max(amount);
     match max_deposit {
         Some(max) if amount > max => Err(ClientError::MalformedChallenge(format!(
             "one request ({amount} base units) is more than the deposit limit ({max})"

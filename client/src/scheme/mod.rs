@@ -40,6 +40,9 @@ pub(crate) struct PayContext<'a> {
     pub resource: Option<&'a str>,
     /// The most a `batch-settlement` deposit may escrow, in base units; `None`: no limit.
     pub max_deposit: Option<u64>,
+    /// What a `batch-settlement` deposit escrows, in base units, when the buyer says;
+    /// the seller's suggestion otherwise.
+    pub deposit: Option<u64>,
 }
 
 /// A payment signed (and, in some schemes, submitted by the payer).
@@ -187,6 +190,7 @@ mod tests {
             book: &book,
             resource: None,
             max_deposit: None,
+            deposit: None,
         };
         pay(terms, &context).await
     }

@@ -158,6 +158,10 @@ impl GrantStore {
     /// accepted; `None` when the channel is not there, not open, holds another amount (a
     /// stale or replayed voucher, or a concurrent request that won) or too small a
     /// deposit: nothing changed.
+    ///
+    /// Vouchers that arrive together are committed together: one transaction, one sync,
+    /// for as many requests as are waiting (each its own conditional update, in the
+    /// order they came). Each caller's answer comes once that transaction committed.
     pub async fn accept_voucher(
         &self,
         channel: &str,
@@ -167,42 +171,33 @@ impl GrantStore {
         deposit: Option<(u64, u64)>,
         now: i64,
     ) -> Result<Option<(u64, u64)>, StoreError> {
-        const SET: &str = "previous_charged = charged, previous_signature = signature,
-               charged = $3, signature = $4, requests = requests + 1";
-        let row = match deposit {
-            None => {
-                sqlx::query(&format!(
-                    "UPDATE batch_channels SET {SET}, active_at = $5, updated_at = $5
-                     WHERE channel = $1 AND status = 'open' AND charged = $2 AND deposit >= $3
-                     RETURNING deposit, claimed"
-                ))
-                .bind(channel)
-                .bind(stored(from)?)
-                .bind(stored(to)?)
-                .bind(signature)
-                .bind(now)
-                .fetch_optional(&self.pool)
-                .await?
-            }
-            Some((before, after)) => {
-                sqlx::query(&format!(
-                    "UPDATE batch_channels SET {SET}, deposit = $6, active_at = $7, updated_at = $7
-                     WHERE channel = $1 AND status = 'open' AND charged = $2 AND deposit = $5
-                     RETURNING deposit, claimed"
-                ))
-                .bind(channel)
-                .bind(stored(from)?)
-                .bind(stored(to)?)
-                .bind(signature)
-                .bind(stored(before)?)
-                .bind(stored(after)?)
-                .bind(now)
-                .fetch_optional(&self.pool)
-                .await?
-            }
+        let acceptance = Acceptance {
+            channel: channel.to_string(),
+            from: stored(from)?,
+            to: stored(to)?,
+            signature: signature.to_string(),
+            deposit: match deposit {
+                Some((before, after)) => Some((stored(before)?, stored(after)?)),
+                None => None,
+            },
+            now,
         };
-        row.map(|row| Ok((amount(&row, "deposit")?, amount(&row, "claimed")?)))
-            .transpose()
+        let committer = self
+            .committer
+            .get_or_init(|| Committer::start(self.pool.clone(), self.voucher_commits.clone()));
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        committer
+            .queue
+            .send((acceptance, answer))
+            .map_err(|_| StoreError("the voucher committer stopped".into()))?;
+        answered
+            .await
+            .map_err(|_| StoreError("the voucher committer stopped".into()))?
+    }
+
+    /// Transactions that committed accepted vouchers, for `/metrics`.
+    pub fn voucher_commits(&self) -> prometheus_client::metrics::counter::Counter {
+        self.voucher_commits.clone()
     }
 
     /// Takes back the voucher accepted for `to` whose request was not served: the one it
@@ -324,4 +319,104 @@ fn batch_of(row: &sqlx::any::AnyRow) -> Result<BatchChannel, StoreError> {
         active_at: row.try_get("active_at")?,
         updated_at: row.try_get("updated_at")?,
     })
+}
+
+/// One voucher to accept, as [`GrantStore::accept_voucher`] was asked.
+struct Acceptance {
+    channel: String,
+    from: i64,
+    to: i64,
+    signature: String,
+    deposit: Option<(i64, i64)>,
+    now: i64,
+}
+
+type Answer = tokio::sync::oneshot::Sender<Result<Option<(u64, u64)>, StoreError>>;
+
+/// The most vouchers one transaction commits.
+const GROUP: usize = 256;
+
+/// The task that commits waiting vouchers together.
+pub(super) struct Committer {
+    queue: tokio::sync::mpsc::UnboundedSender<(Acceptance, Answer)>,
+}
+
+impl Committer {
+    fn start(pool: sqlx::AnyPool, commits: prometheus_client::metrics::counter::Counter) -> Self {
+        let (queue, mut waiting) = tokio::sync::mpsc::unbounded_channel::<(Acceptance, Answer)>();
+        tokio::spawn(async move {
+            let mut group = Vec::with_capacity(GROUP);
+            while waiting.recv_many(&mut group, GROUP).await > 0 {
+                let outcome = commit(&pool, &group).await;
+                if outcome.is_ok() {
+                    commits.inc();
+                }
+                match outcome {
+                    Ok(accepted) => {
+                        for ((_, answer), accepted) in group.drain(..).zip(accepted) {
+                            let _ = answer.send(Ok(accepted));
+                        }
+                    }
+                    Err(error) => {
+                        let text = error.to_string();
+                        for (_, answer) in group.drain(..) {
+                            let _ = answer.send(Err(StoreError(text.clone())));
+                        }
+                    }
+                }
+            }
+        });
+        Committer { queue }
+    }
+}
+
+/// Accepts `group` in one transaction: what each acceptance came to, in order.
+async fn commit(
+    pool: &sqlx::AnyPool,
+    group: &[(Acceptance, Answer)],
+) -> Result<Vec<Option<(u64, u64)>>, StoreError> {
+    const SET: &str = "previous_charged = charged, previous_signature = signature,
+           charged = $3, signature = $4, requests = requests + 1";
+    let mut tx = pool.begin().await?;
+    let mut accepted = Vec::with_capacity(group.len());
+    for (a, _) in group {
+        let row = match a.deposit {
+            None => {
+                sqlx::query(&format!(
+                    "UPDATE batch_channels SET {SET}, active_at = $5, updated_at = $5
+                     WHERE channel = $1 AND status = 'open' AND charged = $2 AND deposit >= $3
+                     RETURNING deposit, claimed"
+                ))
+                .bind(&a.channel)
+                .bind(a.from)
+                .bind(a.to)
+                .bind(&a.signature)
+                .bind(a.now)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+            Some((before, after)) => {
+                sqlx::query(&format!(
+                    "UPDATE batch_channels SET {SET}, deposit = $6, active_at = $7, updated_at = $7
+                     WHERE channel = $1 AND status = 'open' AND charged = $2 AND deposit = $5
+                     RETURNING deposit, claimed"
+                ))
+                .bind(&a.channel)
+                .bind(a.from)
+                .bind(a.to)
+                .bind(&a.signature)
+                .bind(before)
+                .bind(after)
+                .bind(a.now)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+        };
+        accepted.push(match row {
+            Some(row) => Some((amount(&row, "deposit")?, amount(&row, "claimed")?)),
+            None => None,
+        });
+    }
+    tx.commit().await?;
+    Ok(accepted)
 }

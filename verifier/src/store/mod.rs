@@ -58,6 +58,10 @@ pub struct Grant {
 #[derive(Clone)]
 pub struct GrantStore {
     pool: AnyPool,
+    /// Accepts `batch-settlement` vouchers in groups: started with the first.
+    committer: std::sync::Arc<std::sync::OnceLock<batch::Committer>>,
+    /// Transactions that committed accepted vouchers.
+    voucher_commits: prometheus_client::metrics::counter::Counter,
 }
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS grants (
@@ -224,7 +228,11 @@ impl GrantStore {
         }
         add_columns(&pool, postgres).await?;
         index_exact_transactions(&pool, postgres).await?;
-        Ok(GrantStore { pool })
+        Ok(GrantStore {
+            pool,
+            committer: Default::default(),
+            voucher_commits: Default::default(),
+        })
     }
 
     /// Records `grant` unless its reference has one already, or its `exact` transaction

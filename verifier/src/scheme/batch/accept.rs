@@ -113,20 +113,23 @@ async fn accept(
         .await
         .map_err(store_unavailable)?;
     match accepted {
-        Some((deposit, claimed)) => Ok(settled(
-            cx,
-            channel,
-            BatchCommit {
-                channel: voucher.channel,
-                from,
-                to,
-                deposit,
-                claimed,
-                moved: None,
-                closed: false,
-            },
-            None,
-        )),
+        Some((deposit, claimed)) => {
+            cx.metrics().voucher_accepted();
+            Ok(settled(
+                cx,
+                channel,
+                BatchCommit {
+                    channel: voucher.channel,
+                    from,
+                    to,
+                    deposit,
+                    claimed,
+                    moved: None,
+                    closed: false,
+                },
+                None,
+            ))
+        }
         None => Err(why_not_accepted(cx, &address, from, to).await),
     }
 }

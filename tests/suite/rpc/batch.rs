@@ -1,0 +1,134 @@
+//! `batch-settlement` on a real validator: an agent pays 1,000 requests through the
+//! `x402` library (one deposit, then vouchers the verifier accepts with no ledger call);
+//! the seller claims them in one transaction; the buyer closes the channel and gets the
+//! rest back. The verifier's ledger counts every transaction it sends.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use solana_keypair::Keypair;
+use solana_signer::Signer;
+use x402_client::{ChannelBook, Limit, SpendingPolicy, X402Client};
+use x402_protocol::rpc::{RpcLedger, RpcOptions};
+use x402_protocol::scheme::channel::TREASURY_OWNER;
+use x402_protocol::Ledger;
+use x402_testkit::TestLedger;
+use x402_verifier::scheme::batch::claim_channels;
+use x402_verifier::tasks::{self, Schedule};
+use x402_verifier::{Gate, GrantStore, Scheme};
+
+use super::chain::{settings, Plan, PRICE};
+
+/// The requests the agent makes.
+const REQUESTS: u64 = 1_000;
+
+#[tokio::test]
+async fn an_agent_pays_a_thousand_requests_with_three_transactions_and_gets_the_rest_back() {
+    let chain = Plan::new().start().await;
+    let mint = chain.market.mint;
+    chain.token_account(&TREASURY_OWNER, &mint).await;
+    let fee_payer = Keypair::new();
+    chain.fund(&fee_payer.pubkey()).await;
+    let network = chain.ledger.network().clone();
+    let rpc = RpcLedger::with_network(&chain.validator.url, network.clone(), RpcOptions::default());
+    let counted = Arc::new(TestLedger::over(Arc::new(rpc)));
+    let dir = tempfile::tempdir().unwrap();
+    let store = GrantStore::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("grants.db").display()
+    ))
+    .await
+    .unwrap();
+    let settings = settings(
+        network.clone(),
+        mint,
+        chain.market.merchant,
+        Some(fee_payer.insecure_clone()),
+    );
+    let gate = Gate::new(settings, counted.clone(), store);
+    let schedule = Schedule {
+        janitor: None,
+        ..Schedule::default()
+    };
+    tasks::start(&gate, &schedule).await;
+    let router = axum::Router::new()
+        .route("/search", axum::routing::get(|| async { "results" }))
+        .layer(gate.price("0.01").schemes(&[Scheme::Batch]));
+    let url = format!("{}/search", x402_testkit::serve(router).await);
+
+    let buyer = Keypair::new();
+    chain.token_account(&buyer.pubkey(), &mint).await;
+    let tokens = (REQUESTS + 200) * PRICE;
+    chain.mint_to(&mint, &buyer.pubkey(), tokens).await;
+    let deposit = (REQUESTS + 100) * PRICE;
+    let book = tempfile::tempdir().unwrap();
+    let client = X402Client::builder()
+        .keypair(buyer.insecure_clone())
+        .ledger(Arc::new(RpcLedger::with_network(
+            &chain.validator.url,
+            network.clone(),
+            RpcOptions::default(),
+        )))
+        .policy(SpendingPolicy {
+            max_per_request: Some(Limit::Units(PRICE)),
+            max_deposit: Some(Limit::Units(deposit)),
+            networks: vec![network.caip2().to_string()],
+            ..SpendingPolicy::default()
+        })
+        .prefer(&["batch-settlement"])
+        .channel_book(ChannelBook::open(book.path()).unwrap())
+        .deposit(deposit)
+        .retries(3, Duration::from_millis(200))
+        .build();
+
+    let merchant_before = chain.token_balance(&chain.market.merchant).await;
+    let started = Instant::now();
+    let first = client.get(&url).await.unwrap();
+    assert_eq!(first.response.status(), 200);
+    let opened = started.elapsed();
+    let reads = counted.reads.load(Ordering::SeqCst);
+    let submits = counted.submits.load(Ordering::SeqCst);
+    let started = Instant::now();
+    for n in 2..=REQUESTS {
+        let paid = client.get(&url).await.unwrap();
+        assert_eq!(paid.response.status(), 200, "request {n}");
+        assert_eq!(paid.settlement.unwrap().batch_charged, Some(n * PRICE));
+    }
+    let vouchers = started.elapsed();
+    println!(
+        "the open took {opened:?}; {} vouchers took {vouchers:?} ({:?} each)",
+        REQUESTS - 1,
+        vouchers / (REQUESTS as u32 - 1)
+    );
+    assert_eq!(
+        (
+            counted.reads.load(Ordering::SeqCst),
+            counted.submits.load(Ordering::SeqCst)
+        ),
+        (reads, submits),
+        "no ledger call for a voucher"
+    );
+    assert_eq!(client.spent(), REQUESTS * PRICE);
+
+    let (claimed, claims) = claim_channels(&gate).await.unwrap();
+    assert_eq!((claimed, claims), (1, 1));
+    assert_eq!(
+        chain.token_balance(&chain.market.merchant).await,
+        merchant_before + REQUESTS * PRICE,
+        "the seller is paid exactly the sum of the prices"
+    );
+    let channel = client.channel_book().channels()[0].channel.clone();
+    let refunded = client.close_channel(&channel).await.unwrap();
+    assert_eq!(refunded, deposit - REQUESTS * PRICE);
+    assert_eq!(
+        chain.token_balance(&buyer.pubkey()).await,
+        tokens - REQUESTS * PRICE,
+        "the buyer paid exactly the sum of the prices and has the rest back"
+    );
+    assert_eq!(
+        counted.submits.load(Ordering::SeqCst),
+        3,
+        "the open, one claim and the close: three transactions for {REQUESTS} paid requests"
+    );
+}
