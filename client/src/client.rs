@@ -45,6 +45,8 @@ pub struct X402Client {
     /// What a `batch-settlement` deposit escrows, in base units, when not the seller's
     /// suggestion.
     deposit: Option<u64>,
+    /// Mint facts given by the user, trusted as the ledger is.
+    mints: std::collections::HashMap<Pubkey, x402_protocol::MintInfo>,
 }
 
 /// Builds an [`X402Client`].
@@ -99,6 +101,14 @@ impl X402ClientBuilder {
         self
     }
 
+    /// Facts about `mint` the user vouches for (its token program and decimals), as
+    /// trusted as the ledger's: to pay in a mint outside the table of well-known ones
+    /// without a ledger. Never the server's word.
+    pub fn trusted_mint(mut self, mint: Pubkey, facts: x402_protocol::MintInfo) -> Self {
+        self.client.mints.insert(mint, facts);
+        self
+    }
+
     /// Off: a 402 comes back as [`ClientError::PaymentRequired`] with the challenge.
     pub fn auto_pay(mut self, auto_pay: bool) -> Self {
         self.client.auto_pay = auto_pay;
@@ -132,6 +142,7 @@ impl X402Client {
                 budget: Budget::default(),
                 book: Arc::new(ChannelBook::default()),
                 deposit: None,
+                mints: Default::default(),
             },
         }
     }
@@ -309,6 +320,7 @@ impl X402Client {
             resource: resource.as_deref(),
             max_deposit,
             deposit: self.deposit,
+            mints: &self.mints,
         };
         let Signed {
             payload,
@@ -364,6 +376,9 @@ impl X402Client {
         }
         if let Some(known) = x402_protocol::mint::known_decimals(mint) {
             return Some(known);
+        }
+        if let Some(given) = self.mints.get(mint) {
+            return Some(given.decimals);
         }
         if let Some(ledger) = &self.ledger {
             if let Ok(Some(account)) = ledger.account(mint).await {

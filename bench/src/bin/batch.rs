@@ -16,10 +16,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use anchor_lang::prelude::Pubkey;
 use futures_util::future::join_all;
 use x402_bench::{ms, percentile};
 use x402_client::{Limit, SpendingPolicy, X402Client};
 use x402_protocol::keypair::read_keypair_file;
+use x402_protocol::MintInfo;
 use x402_testkit::process::{Launch, VerifierProcess};
 
 /// Base units of the route's price (0.001 of a 6-decimal token).
@@ -56,7 +58,7 @@ async fn main() {
     let verifier = start(&verifier, &work, &upstream);
     let url = format!("{}/search", verifier.url());
     let payer = work.join("state/demo-payer.json");
-    let network = local_network(&url).await;
+    let (network, mint) = local_market(&url).await;
 
     println!(
         "{:<34} {:>6} {:>12} {:>9} {:>9} {:>8}",
@@ -66,7 +68,7 @@ async fn main() {
     for connections in [1u64, 16, 64] {
         let per_channel = requests.div_ceil(connections);
         let challenge = drive(connections, per_channel, &url, None).await;
-        let buyers = buyers(&payer, &network, connections, per_channel * PRICE);
+        let buyers = buyers(&payer, &network, mint, connections, per_channel * PRICE);
         // Each channel's open, before the clock starts.
         join_all(buyers.iter().map(|b| b.get(&url))).await;
         let calls_before = metric(
@@ -141,7 +143,7 @@ async fn main() {
         "call=\"submit\"",
     )
     .await;
-    let buyers = buyers(&payer, &network, 10, 100 * PRICE);
+    let buyers = buyers(&payer, &network, mint, 10, 100 * PRICE);
     drive(10, 100, &url, Some(&buyers)).await;
     let opened = metric(
         &verifier,
@@ -181,7 +183,8 @@ fn start(verifier: &Path, work: &Path, upstream: &str) -> VerifierProcess {
         "[payment]\nmin_payment = \"0.001\"\nbatch_claim_interval_seconds = 2\n\
          max_sponsored_in_flight_per_payer = 64\nmax_sponsored_in_flight = 128\n\n\
          [[routes]]\npath = \"/search\"\nupstream = \"{upstream}\"\nprice = \"0.001\"\n\
-         schemes = [\"batch-settlement\"]\n"
+         schemes = [\"batch-settlement\"]\n\n\
+         [limits]\nmax_connections_per_peer = 512\n\n[metrics]\nlisten = \"main\"\n"
     );
     Launch::new(verifier)
         .env("X402_STATE_DIR", work.join("state"))
@@ -191,8 +194,14 @@ fn start(verifier: &Path, work: &Path, upstream: &str) -> VerifierProcess {
 }
 
 /// `count` buyers paying as the demo payer, each with its own channel book (so each
-/// opens its own channel) depositing `deposit`.
-fn buyers(payer: &Path, network: &str, count: u64, deposit: u64) -> Vec<X402Client> {
+/// opens its own channel) depositing `deposit`; the local mint's facts are the demo's
+/// (a classic-Token mint of 6 decimals), given as a user would.
+fn buyers(payer: &Path, network: &str, mint: Pubkey, count: u64, deposit: u64) -> Vec<X402Client> {
+    let facts = MintInfo {
+        decimals: 6,
+        token_program: anchor_spl::token::ID,
+        delivers_in_full: true,
+    };
     (0..count)
         .map(|_| {
             X402Client::builder()
@@ -205,6 +214,7 @@ fn buyers(payer: &Path, network: &str, count: u64, deposit: u64) -> Vec<X402Clie
                 })
                 .prefer(&["batch-settlement"])
                 .deposit(deposit)
+                .trusted_mint(mint, facts)
                 .build()
         })
         .collect()
@@ -271,8 +281,9 @@ async fn metric(verifier: &VerifierProcess, name: &str, labels: &str) -> u64 {
         .sum::<f64>() as u64
 }
 
-/// The CAIP-2 network a 402 of `url` names (a local ledger's id changes with its genesis).
-async fn local_network(url: &str) -> String {
+/// The CAIP-2 network a 402 of `url` names (a local ledger's id changes with its
+/// genesis), and its mint.
+async fn local_market(url: &str) -> (String, Pubkey) {
     use x402_protocol::wire::{decode_header, v2};
     let response = reqwest::get(url).await.expect("a 402");
     let header = response.headers()[v2::PAYMENT_REQUIRED]
@@ -280,5 +291,6 @@ async fn local_network(url: &str) -> String {
         .expect("ASCII")
         .to_string();
     let required: v2::PaymentRequired = decode_header(&header).expect("a v2 challenge");
-    required.accepts[0].network.clone()
+    let offer = &required.accepts[0];
+    (offer.network.clone(), offer.asset.parse().expect("a mint"))
 }

@@ -97,7 +97,7 @@ impl PayScheme for BatchOffer {
                 return sign_ahead(context, held, cumulative, held.deposit, payload);
             }
         }
-        let facts = mint_facts(&terms.mint, context.ledger).await?;
+        let facts = mint_facts(&terms.mint, context).await?;
         if facts.token_program != terms.token_program {
             return malformed(format!(
                 "mint {} is of token program {}, not the offer's {}",

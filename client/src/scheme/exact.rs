@@ -68,7 +68,7 @@ impl PayScheme for ExactOffer {
             ));
         }
         let mint = &self.terms.mint;
-        let facts = mint_facts(mint, context.ledger).await?;
+        let facts = mint_facts(mint, context).await?;
         if !facts.delivers_in_full {
             return Err(ClientError::WithholdingMint(*mint));
         }

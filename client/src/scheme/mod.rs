@@ -43,6 +43,8 @@ pub(crate) struct PayContext<'a> {
     /// What a `batch-settlement` deposit escrows, in base units, when the buyer says;
     /// the seller's suggestion otherwise.
     pub deposit: Option<u64>,
+    /// Mint facts the client was given, by mint: trusted as its ledger is.
+    pub mints: &'a std::collections::HashMap<Pubkey, MintInfo>,
 }
 
 /// A payment signed (and, in some schemes, submitted by the payer).
@@ -82,10 +84,13 @@ pub(crate) async fn pay(
     }
 }
 
-/// The token program and decimals of `mint`, from the client's ledger or its table of
-/// well-known mints: never from the server.
-async fn mint_facts(mint: &Pubkey, ledger: Option<&dyn Ledger>) -> Result<MintInfo, ClientError> {
-    match ledger {
+/// The token program and decimals of `mint`, from the facts the client was given, its
+/// ledger or its table of well-known mints: never from the server.
+async fn mint_facts(mint: &Pubkey, context: &PayContext<'_>) -> Result<MintInfo, ClientError> {
+    if let Some(facts) = context.mints.get(mint) {
+        return Ok(*facts);
+    }
+    match context.ledger {
         Some(ledger) => {
             let account = ledger
                 .account(mint)
@@ -191,6 +196,7 @@ mod tests {
             resource: None,
             max_deposit: None,
             deposit: None,
+            mints: &Default::default(),
         };
         pay(terms, &context).await
     }

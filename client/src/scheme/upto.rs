@@ -72,7 +72,7 @@ impl PayScheme for UptoOffer {
         }
         // The mint's own program is SPL Token or Token-2022 (a mint of any other is
         // refused as unknown): the offer's must be it.
-        let facts = mint_facts(&terms.mint, context.ledger).await?;
+        let facts = mint_facts(&terms.mint, context).await?;
         if facts.token_program != terms.token_program {
             return malformed(format!(
                 "mint {} is of token program {}, not the offer's {}",

@@ -96,6 +96,15 @@ fn latest_voucher(row: &BatchChannel, signer: Pubkey) -> Option<Voucher> {
 /// close on chain is sealed the same way within its grace period, and by `seal` after
 /// it. The row is closed once the chain shows the channel distributed (or gone).
 pub async fn close_channel(cx: &Context, row: &BatchChannel) -> Result<Closed, Refusal> {
+    match close_once(cx, row).await {
+        // A claim that landed meanwhile moved the channel: read it again, once.
+        Err(refusal) if refusal.reason() == Reason::TransactionFailed => close_once(cx, row).await,
+        closed => closed,
+    }
+}
+
+/// One attempt of [`close_channel`], from the channel as the chain has it now.
+async fn close_once(cx: &Context, row: &BatchChannel) -> Result<Closed, Refusal> {
     let fee_payer = fee_payer_key(cx)?;
     let (channel, plan) = plan_of(row)?;
     let address: Pubkey = row
