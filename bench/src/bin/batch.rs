@@ -47,7 +47,7 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let Args {
-        verifier,
+        verifier: binary,
         work,
         requests,
     } = clap::Parser::parse();
@@ -55,51 +55,31 @@ async fn main() {
         axum::Router::new().route("/search", axum::routing::get(|| async { "results" })),
     )
     .await;
-    let verifier = start(&verifier, &work, &upstream);
+    // Claims out of the way while the request path is measured.
+    let verifier = start(&binary, &work.join("requests"), &upstream, 3600);
     let url = format!("{}/search", verifier.url());
-    let payer = work.join("state/demo-payer.json");
+    let payer = work.join("requests/state/demo-payer.json");
     let (network, mint) = local_market(&url).await;
 
     println!(
-        "{:<34} {:>6} {:>12} {:>9} {:>9} {:>8}",
+        "{:<30} {:>6} {:>12} {:>9} {:>9} {:>8}",
         "path", "conns", "requests/s", "p50 ms", "p99 ms", "ratio"
     );
     let mut added = None;
     for connections in [1u64, 16, 64] {
-        let per_channel = requests.div_ceil(connections);
+        let per_channel = requests.div_ceil(connections) + 1;
         let challenge = drive(connections, per_channel, &url, None).await;
         let buyers = buyers(&payer, &network, mint, connections, per_channel * PRICE);
         // Each channel's open, before the clock starts.
-        join_all(buyers.iter().map(|b| b.get(&url))).await;
-        let calls_before = metric(
-            &verifier,
-            "x402_ledger_call_seconds_count",
-            "call=\"account\"",
-        )
-        .await
-            + metric(
-                &verifier,
-                "x402_ledger_call_seconds_count",
-                "call=\"submit\"",
-            )
-            .await;
+        for opened in join_all(buyers.iter().map(|b| b.get(&url))).await {
+            assert_eq!(opened.expect("an open").response.status(), 200);
+        }
+        let before = Counts::read(&verifier).await;
         let paid = drive(connections, per_channel - 1, &url, Some(&buyers)).await;
-        let calls = metric(
-            &verifier,
-            "x402_ledger_call_seconds_count",
-            "call=\"account\"",
-        )
-        .await
-            + metric(
-                &verifier,
-                "x402_ledger_call_seconds_count",
-                "call=\"submit\"",
-            )
-            .await
-            - calls_before;
+        let counts = Counts::read(&verifier).await.since(&before);
         let line = |name: &str, run: &Run, ratio: String| {
             println!(
-                "{name:<34} {connections:>6} {:>12.0} {:>9.2} {:>9.2} {ratio:>8}",
+                "{name:<30} {connections:>6} {:>12.0} {:>9.2} {:>9.2} {ratio:>8}",
                 run.rate,
                 ms(run.p50),
                 ms(run.p99)
@@ -112,10 +92,12 @@ async fn main() {
             format!("{:.2}x", paid.rate / challenge.rate),
         );
         println!(
-            "{:<34} {connections:>6} ledger calls per paid request: {:.3} ({calls} in {} requests)",
+            "{:<30} {connections:>6} per paid request: {:.3} ledger calls, {:.3} store commits ({} commits for {} vouchers)",
             "",
-            calls as f64 / paid.requests as f64,
-            paid.requests
+            counts.calls as f64 / paid.requests as f64,
+            counts.commits as f64 / counts.vouchers.max(1) as f64,
+            counts.commits,
+            counts.vouchers,
         );
         if connections == 1 {
             let direct = drive(1, per_channel, &format!("{upstream}/search"), None).await;
@@ -123,64 +105,94 @@ async fn main() {
         }
         for buyer in &buyers {
             for held in buyer.channel_book().channels() {
-                buyer.close_channel(&held.channel).await.expect("closed");
+                if !held.closed {
+                    buyer.close_channel(&held.channel).await.expect("closed");
+                }
             }
         }
     }
     if let Some((paid, direct)) = added {
         println!(
-            "latency a paid request adds over the upstream directly (p50, 1 connection): {:.2} ms ({:.2} ms paid, {:.2} ms direct; target at most 1 ms)",
+            "latency a paid request adds over the upstream directly (p50, 1 connection): {:.2} ms ({:.2} ms paid, {:.2} ms direct; target: at most 1 ms)",
             ms(paid.saturating_sub(direct)),
             ms(paid),
             ms(direct)
         );
     }
+    println!("verifier peak RSS: {} MiB", verifier.peak_rss() / 1024);
+    drop(verifier);
 
-    // 1,000 paid requests over 10 channels: the opens, then one claim round.
-    let submits_before = metric(
-        &verifier,
-        "x402_ledger_call_seconds_count",
-        "call=\"submit\"",
-    )
-    .await;
+    // 1,000 paid requests over 10 channels, on a verifier claiming every 2 s: the opens,
+    // then the claims that settle them all.
+    let verifier = start(&binary, &work.join("claims"), &upstream, 2);
+    let url = format!("{}/search", verifier.url());
+    let payer = work.join("claims/state/demo-payer.json");
+    let (network, mint) = local_market(&url).await;
+    let before = Counts::read(&verifier).await;
     let buyers = buyers(&payer, &network, mint, 10, 100 * PRICE);
     drive(10, 100, &url, Some(&buyers)).await;
-    let opened = metric(
-        &verifier,
-        "x402_ledger_call_seconds_count",
-        "call=\"submit\"",
-    )
-    .await;
-    // The claim interval is 2 s: wait for a round past the last voucher.
+    let channels: usize = buyers
+        .iter()
+        .map(|b| b.channel_book().channels().len())
+        .sum();
+    // Two claim rounds past the last voucher.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let claimed = metric(
-        &verifier,
-        "x402_ledger_call_seconds_count",
-        "call=\"submit\"",
-    )
-    .await;
+    let after = Counts::read(&verifier).await.since(&before);
     println!(
-        "1,000 paid requests over 10 channels: {} transactions to open, {} to claim them all (target at most 5)",
-        opened - submits_before,
-        claimed - opened
+        "1,000 paid requests over 10 channels: {} transactions in all: {channels} opens, {} claims (target: at most 5)",
+        after.submits,
+        after.submits - channels as u64
     );
-    let commits = metric(&verifier, "x402_store_voucher_commits_total", "").await;
-    let vouchers = metric(&verifier, "x402_batch_vouchers_total", "").await;
-    if vouchers > 0 {
-        println!(
-            "store commits per accepted voucher: {:.3} ({commits} commits for {vouchers} vouchers)",
-            commits as f64 / vouchers as f64
-        );
+}
+
+/// What the verifier's /metrics count.
+struct Counts {
+    /// Ledger calls a request could make: account reads and submissions.
+    calls: u64,
+    submits: u64,
+    commits: u64,
+    vouchers: u64,
+}
+
+impl Counts {
+    async fn read(verifier: &VerifierProcess) -> Counts {
+        let text = reqwest::get(format!("{}/metrics", verifier.url()))
+            .await
+            .expect("/metrics")
+            .text()
+            .await
+            .expect("its text");
+        let metric = |name: &str, labels: &str| {
+            text.lines()
+                .filter(|line| line.starts_with(name) && line.contains(labels))
+                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>() as u64
+        };
+        let submits = metric("x402_ledger_call_seconds_count", "call=\"submit\"");
+        Counts {
+            calls: metric("x402_ledger_call_seconds_count", "call=\"account\"") + submits,
+            submits,
+            commits: metric("x402_store_voucher_commits_total", ""),
+            vouchers: metric("x402_batch_vouchers_total", ""),
+        }
     }
-    println!("verifier peak RSS: {} MiB", verifier.peak_rss() / 1024);
+
+    fn since(&self, before: &Counts) -> Counts {
+        Counts {
+            calls: self.calls - before.calls,
+            submits: self.submits - before.submits,
+            commits: self.commits - before.commits,
+            vouchers: self.vouchers - before.vouchers,
+        }
+    }
 }
 
 /// The verifier on its embedded ledger with `/search` in `batch-settlement` at 0.001,
-/// proxied to `upstream`, claiming every 2 s.
-fn start(verifier: &Path, work: &Path, upstream: &str) -> VerifierProcess {
+/// proxied to `upstream`, claiming every `claim_interval` seconds.
+fn start(verifier: &Path, work: &Path, upstream: &str, claim_interval: u64) -> VerifierProcess {
     std::fs::create_dir_all(work).expect("the work directory");
     let config = format!(
-        "[payment]\nmin_payment = \"0.001\"\nbatch_claim_interval_seconds = 2\n\
+        "[payment]\nmin_payment = \"0.001\"\nbatch_claim_interval_seconds = {claim_interval}\n\
          max_sponsored_in_flight_per_payer = 64\nmax_sponsored_in_flight = 128\n\n\
          [[routes]]\npath = \"/search\"\nupstream = \"{upstream}\"\nprice = \"0.001\"\n\
          schemes = [\"batch-settlement\"]\n\n\
@@ -264,21 +276,6 @@ async fn drive(connections: u64, each: u64, url: &str, buyers: Option<&[X402Clie
         p99: percentile(&latencies, 99),
         requests: latencies.len() as u64,
     }
-}
-
-/// One metric of the verifier's /metrics, summed over the series whose labels hold
-/// `labels`.
-async fn metric(verifier: &VerifierProcess, name: &str, labels: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", verifier.url()))
-        .await
-        .expect("/metrics")
-        .text()
-        .await
-        .expect("its text");
-    text.lines()
-        .filter(|line| line.starts_with(name) && line.contains(labels))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
 }
 
 /// The CAIP-2 network a 402 of `url` names (a local ledger's id changes with its
