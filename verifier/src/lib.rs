@@ -48,7 +48,7 @@ pub mod tasks;
 mod testing;
 
 pub use app::{app, PaidRoute, RequestLimits, RouteService};
-pub use context::{Context, PaymentSettings};
+pub use context::{BatchSettings, Context, PaymentSettings};
 pub use error::{Reason, Refusal};
 pub use gate::Gate;
 pub use layer::PaymentLayer;

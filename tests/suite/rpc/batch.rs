@@ -16,14 +16,14 @@ use x402_protocol::Ledger;
 use x402_testkit::TestLedger;
 use x402_verifier::scheme::batch::claim_channels;
 use x402_verifier::tasks::{self, Schedule};
-use x402_verifier::{Gate, GrantStore, Scheme};
+use x402_verifier::{BatchSettings, Gate, GrantStore, PaymentSettings, Scheme};
 
 use super::chain::{settings, Plan, PRICE};
 
 /// The requests the agent makes.
 const REQUESTS: u64 = 1_000;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn an_agent_pays_a_thousand_requests_with_three_transactions_and_gets_the_rest_back() {
     let chain = Plan::new().start().await;
     let mint = chain.market.mint;
@@ -40,12 +40,19 @@ async fn an_agent_pays_a_thousand_requests_with_three_transactions_and_gets_the_
     ))
     .await
     .unwrap();
-    let settings = settings(
-        network.clone(),
-        mint,
-        chain.market.merchant,
-        Some(fee_payer.insecure_clone()),
-    );
+    // Claims when the test asks, not in the background.
+    let settings = PaymentSettings {
+        batch: BatchSettings {
+            claim_interval: Duration::from_secs(3600),
+            ..BatchSettings::default()
+        },
+        ..settings(
+            network.clone(),
+            mint,
+            chain.market.merchant,
+            Some(fee_payer.insecure_clone()),
+        )
+    };
     let gate = Gate::new(settings, counted.clone(), store);
     let schedule = Schedule {
         janitor: None,
@@ -130,5 +137,63 @@ async fn an_agent_pays_a_thousand_requests_with_three_transactions_and_gets_the_
         counted.submits.load(Ordering::SeqCst),
         3,
         "the open, one claim and the close: three transactions for {REQUESTS} paid requests"
+    );
+
+    // The same from the command line: `x402 fetch` three times (each run continues the
+    // channel kept in --channels), then `x402 channels close`.
+    let cli = Keypair::new();
+    chain.token_account(&cli.pubkey(), &mint).await;
+    chain.mint_to(&mint, &cli.pubkey(), 10 * PRICE).await;
+    let keypair = chain.validator.write_keypair("batch-cli", &cli);
+    let channels = tempfile::tempdir().unwrap();
+    let units = |n: u64| (n * PRICE).to_string();
+    let run = |args: Vec<String>| {
+        let output = std::process::Command::new(crate::client::cli::x402())
+            .arg("--json")
+            .args(&args)
+            .arg("--keypair")
+            .arg(&keypair)
+            .arg("--channels")
+            .arg(channels.path())
+            .output()
+            .unwrap();
+        let document: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)));
+        (output.status.code(), document)
+    };
+    for n in 1..=3u64 {
+        let (code, out) = tokio::task::block_in_place(|| {
+            run(vec![
+                "fetch".into(),
+                url.clone(),
+                "--prefer".into(),
+                "batch-settlement".into(),
+                "--max-units".into(),
+                units(1),
+                "--max-deposit-units".into(),
+                units(5),
+                "--deposit-units".into(),
+                units(5),
+                "--allow-network".into(),
+                network.caip2().to_string(),
+                "--rpc-url".into(),
+                chain.validator.url.clone(),
+            ])
+        });
+        assert_eq!(code, Some(0), "{out}");
+        assert_eq!(out["body"], "results", "{out}");
+        assert_eq!(
+            out["settlement"]["scheme"], "batch-settlement",
+            "run {n}: {out}"
+        );
+    }
+    let (code, out) = tokio::task::block_in_place(|| run(vec!["channels".into(), "close".into()]));
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out["closed"][0]["refunded"], units(2), "{out}");
+    assert_eq!(chain.token_balance(&cli.pubkey()).await, 7 * PRICE);
+    assert_eq!(
+        counted.submits.load(Ordering::SeqCst),
+        5,
+        "three paid requests from the command line: one open, one close"
     );
 }
