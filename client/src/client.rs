@@ -504,15 +504,16 @@ impl X402Client {
                 .map(|_| ())
                 .map_err(|e| ClientError::Book(e.to_string()))
         };
+        let confirmed = self.book.get(&step.channel).map(|held| held.confirmed);
         match error {
-            "invalid_batch_settlement_svm_channel_closing"
-            | "invalid_batch_settlement_svm_channel_state" => keep(&|held| held.closed = true),
+            // Closed for good: the next payment opens another channel.
+            "invalid_batch_settlement_svm_channel_closing" => keep(&|held| held.closed = true),
             "invalid_batch_settlement_svm_cumulative_amount_mismatch" => {
                 let payer = match self.payer.as_ref() {
                     Some(payer) => payer.pubkey(),
                     None => return Ok(()),
                 };
-                match corrected(challenge, &step.channel, &payer) {
+                match corrected(challenge, &step.channel, &payer, confirmed.unwrap_or(0)) {
                     Some(charged) => keep(&|held| {
                         if charged <= held.signed {
                             held.confirmed = charged;
@@ -521,6 +522,12 @@ impl X402Client {
                     None => Ok(()),
                 }
             }
+            // Any other refusal of a channel's first payment: its open did not land.
+            _ if confirmed == Some(0) => keep(&|held| {
+                if held.deposit == 0 {
+                    held.closed = true;
+                }
+            }),
             _ => Ok(()),
         }
     }
@@ -563,10 +570,11 @@ fn held_challenge(held: &HeldChannel) -> Challenge {
     challenge
 }
 
-/// The cumulative amount a corrective challenge states for `channel`, if its voucher
-/// state is the buyer's own voucher for it (signed by `payer`, the payer authorizer) and
-/// the charge is within it.
-fn corrected(challenge: &Challenge, channel: &str, payer: &Pubkey) -> Option<u64> {
+/// The cumulative amount a corrective challenge states for `channel`: one at most what
+/// the seller confirmed already (`confirmed`) as it is (lower costs the buyer nothing:
+/// the seller can claim no more than the buyer signed); one above only with the buyer's
+/// own voucher for it (signed by `payer`, the payer authorizer), and within it.
+fn corrected(challenge: &Challenge, channel: &str, payer: &Pubkey, confirmed: u64) -> Option<u64> {
     let extra = challenge
         .v2
         .as_ref()?
@@ -576,7 +584,6 @@ fn corrected(challenge: &Challenge, channel: &str, payer: &Pubkey) -> Option<u64
         .extra
         .as_ref()?;
     let state = extra.get("channelState")?;
-    let voucher = extra.get("voucherState")?;
     if state.get("channelId")?.as_str()? != channel {
         return None;
     }
@@ -585,6 +592,10 @@ fn corrected(challenge: &Challenge, channel: &str, payer: &Pubkey) -> Option<u64
         .as_str()?
         .parse()
         .ok()?;
+    if charged <= confirmed {
+        return Some(charged);
+    }
+    let voucher = extra.get("voucherState")?;
     let signed = x402_protocol::scheme::batch::BatchVoucher {
         channel_id: channel.to_string(),
         max_claimable_amount: voucher.get("signedMaxClaimable")?.as_str()?.to_string(),

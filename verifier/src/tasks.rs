@@ -170,7 +170,6 @@ async fn janitor_round(gate: Gate, retention: Duration) {
     if gate.settings().schemes.contains(&Scheme::Batch) {
         match tend_batch_channels(&gate, unix_now()).await {
             Ok(tended) if tended != BatchTended::default() => tracing::info!(
-                claimed = tended.claimed,
                 closed = tended.closed,
                 found = tended.found,
                 reclaimed = tended.reclaimed,

@@ -88,7 +88,15 @@ impl PayScheme for BatchOffer {
             return malformed("the offer names the payer as its fee payer".into());
         }
         let book = context.book;
-        let held = book.paying(&self.network, terms);
+        let mut held = book.paying(&self.network, terms);
+        if let Some(unconfirmed) = held.as_ref().filter(|h| h.deposit == 0) {
+            // Its open was never confirmed (refused, or its answer lost): not a channel
+            // to pay into. Were it on chain after all, the seller closes it when idle
+            // and `x402 channels recover` takes it back.
+            book.update(&unconfirmed.channel, |h| h.closed = true)
+                .map_err(|e| ClientError::Book(e.to_string()))?;
+            held = None;
+        }
         if let Some(held) = &held {
             let cumulative = held.confirmed.saturating_add(terms.amount);
             if cumulative <= held.deposit {

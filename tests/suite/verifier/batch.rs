@@ -403,6 +403,23 @@ async fn a_failed_upstream_takes_its_voucher_back_and_a_top_up_extends_the_chann
     let h = Harness::start().await;
     let (buyer, response) = open(&h, 4 * PRICE, 2 * PRICE).await;
     assert_eq!(response.status(), 200);
+    // A top-up the deposit does not need is refused before our fee payer signs: it
+    // would cost a transaction for nothing.
+    let needless = build_top_up(
+        &buyer.keypair,
+        &buyer.offer.terms,
+        &buyer.channel,
+        PRICE,
+        2 * PRICE,
+        h.market.ledger.latest_blockhash().await.unwrap(),
+    );
+    let submits = h.ledger.submits.load(std::sync::atomic::Ordering::SeqCst);
+    let (code, _) = refusal(get(&h, &header(&buyer.accepted, &needless)).await).await;
+    assert_eq!(code, "invalid_batch_settlement_svm_setup_transaction");
+    assert_eq!(
+        h.ledger.submits.load(std::sync::atomic::Ordering::SeqCst),
+        submits
+    );
     h.api.set_mode(UpstreamMode::Fail);
     assert_eq!(get(&h, &buyer.voucher(2 * PRICE)).await.status(), 500);
     h.api.set_mode(UpstreamMode::Ok);
@@ -569,4 +586,126 @@ async fn claims_of_many_channels_share_transactions() {
     for buyer in &buyers {
         assert_eq!(channel_account(&h, buyer).await.unwrap().settled, 2 * PRICE);
     }
+}
+
+#[tokio::test]
+async fn an_open_whose_answer_was_lost_completes_on_the_retry_of_the_same_payment() {
+    use std::sync::atomic::Ordering;
+    let h = Harness::start().await;
+    let keypair = h.new_payer(10 * PRICE).await;
+    let (offer, accepted) = offer(&h, ROUTE).await;
+    let opening = Opening {
+        payer: keypair.pubkey(),
+        salt: random_salt(),
+        open_slot: offer.recent_slot.unwrap(),
+    };
+    let channel = channel_of(&keypair, &offer.terms, &opening);
+    let payload = build_open(
+        &keypair,
+        &offer.terms,
+        &channel,
+        10 * PRICE,
+        PRICE,
+        offer.recent_blockhash.unwrap(),
+    );
+    let payment = header(&accepted, &payload);
+    // The verifier's submission goes unanswered, while the open lands all the same
+    // (here: landed by hand with the fee payer's signature, as the cluster would).
+    h.ledger.failing_submits.store(true, Ordering::SeqCst);
+    let lost = get(&h, &payment).await;
+    assert_eq!(lost.status(), 503, "not served, not refused: retry");
+    let BatchPayload::Deposit { deposit, .. } = &payload else {
+        unreachable!()
+    };
+    let mut open: solana_transaction::versioned::VersionedTransaction =
+        x402_protocol::scheme::decode_transaction(&deposit.transaction).unwrap();
+    open.signatures[0] = h.market.fee_payer.sign_message(&open.message.serialize());
+    h.market.ledger.submit(&open).await.expect("the open lands");
+    h.ledger.failing_submits.store(false, Ordering::SeqCst);
+    assert_eq!(h.api.hits(), 0);
+
+    let submits = h.ledger.submits.load(Ordering::SeqCst);
+    let retried = get(&h, &payment).await;
+    assert_eq!(
+        retried.status(),
+        200,
+        "the channel on chain completes the open"
+    );
+    assert_eq!(
+        h.ledger.submits.load(Ordering::SeqCst),
+        submits,
+        "nothing submitted again"
+    );
+    assert_eq!(h.api.hits(), 1);
+    let buyer = Buyer {
+        keypair,
+        offer,
+        accepted,
+        channel,
+    };
+    assert_eq!(get(&h, &buyer.voucher(2 * PRICE)).await.status(), 200);
+    let (code, _) = refusal(get(&h, &payment).await).await;
+    assert_eq!(
+        code, "invalid_batch_settlement_svm_cumulative_amount_mismatch",
+        "the open's voucher again is a replay"
+    );
+}
+
+/// A merchant rule: this payer is not served.
+struct Blocklist(anchor_lang::prelude::Pubkey);
+
+#[async_trait::async_trait]
+impl x402_verifier::PaymentCheck for Blocklist {
+    async fn check(&self, attempt: &x402_verifier::PaymentAttempt) -> Result<(), String> {
+        if attempt.payer == self.0 {
+            return Err("payer_blocked".into());
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_merchants_own_check_refuses_a_batch_buyer_before_anything_is_signed() {
+    let h = Harness::start().await;
+    let blocked = h.new_payer(10 * PRICE).await;
+    let router = axum::Router::new()
+        .route("/checked", axum::routing::get(|| async { "served" }))
+        .layer(
+            h.gate
+                .price("0.01")
+                .schemes(&[x402_verifier::Scheme::Batch])
+                .check(Blocklist(blocked.pubkey())),
+        );
+    let url = format!("{}/checked", x402_testkit::serve(router).await);
+    let response = h.http.get(&url).send().await.unwrap();
+    let text = response.headers()[v2::PAYMENT_REQUIRED].to_str().unwrap();
+    let required: v2::PaymentRequired = decode_header(text).unwrap();
+    let accepted = required.accepts[0].clone();
+    let offer = BatchOffer::from_offer(&Offer::from_v2(&accepted, &required.resource)).unwrap();
+    let opening = Opening {
+        payer: blocked.pubkey(),
+        salt: random_salt(),
+        open_slot: offer.recent_slot.unwrap(),
+    };
+    let channel = channel_of(&blocked, &offer.terms, &opening);
+    let payload = build_open(
+        &blocked,
+        &offer.terms,
+        &channel,
+        10 * PRICE,
+        PRICE,
+        offer.recent_blockhash.unwrap(),
+    );
+    let (name, value) = header(&accepted, &payload);
+    let submits = h.ledger.submits.load(std::sync::atomic::Ordering::SeqCst);
+    let refused = h.http.get(&url).header(name, value).send().await.unwrap();
+    assert_eq!(refused.status(), 402);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "payer_blocked");
+    assert_eq!(
+        h.ledger.submits.load(std::sync::atomic::Ordering::SeqCst),
+        submits,
+        "nothing submitted"
+    );
+    assert_eq!(h.token_balance(&blocked.pubkey()).await, 10 * PRICE);
 }

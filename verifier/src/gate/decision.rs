@@ -71,6 +71,11 @@ impl Gate {
         // A voucher pays no challenge: its channel decides.
         let presented = match presented.downcast::<BatchScheme>() {
             Ok((batch, version)) => {
+                // The merchant's own check, on the buyer the payment states: one that is
+                // not the voucher's signer is refused by the checks after it.
+                if let Some((payer, key)) = batch.paying() {
+                    run_check(check, key, payer, price.amount, target).await?;
+                }
                 return match admit_batch(self, price, batch).await? {
                     Admitted::Serve(settled) => Ok(Admission {
                         settled,

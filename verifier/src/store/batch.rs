@@ -212,8 +212,7 @@ impl GrantStore {
         let done = sqlx::query(
             "UPDATE batch_channels SET charged = previous_charged, signature = previous_signature,
                requests = requests - 1, updated_at = $3
-             WHERE channel = $1 AND charged = $2 AND previous_charged < $2
-               AND status IN ('open', 'closing')",
+             WHERE channel = $1 AND charged = $2 AND previous_charged < $2 AND status = 'open'",
         )
         .bind(channel)
         .bind(stored(to)?)

@@ -257,6 +257,11 @@ async fn deposit_and_accept(
             if voucher.cumulative > after {
                 return Err(Refusal::new(Reason::BatchCumulativeExceedsDeposit));
             }
+            // A top-up costs our fee payer a transaction: only when the deposit needs it.
+            if voucher.cumulative <= row.deposit {
+                return Err(Refusal::new(Reason::BatchSetupTransaction)
+                    .message("the deposit covers this voucher: pay it without a top-up"));
+            }
             validate_top_up(&transaction, terms, channel, amount, &policy)?;
             (
                 DepositSubmission::top_up(cx, terms, channel, voucher, transaction, amount, after),
@@ -265,8 +270,7 @@ async fn deposit_and_accept(
             )
         }
         Some(row) if row.status == BatchStatus::Opening => {
-            return Err(Refusal::new(Reason::SponsorshipBusy)
-                .message("the channel's open is still landing: retry the same payment"))
+            return complete_open(cx, terms, channel, voucher, &row).await;
         }
         Some(_) => return Err(Refusal::new(Reason::BatchChannelClosing)),
     };
@@ -297,6 +301,57 @@ async fn deposit_and_accept(
         }
     }
     Ok(settled)
+}
+
+/// The same deposit again while its channel's row is still opening (its answer was lost,
+/// or a 503 asked for the retry): once the `open` is on chain, binding what the payment
+/// states, the channel is marked open with this first voucher; until then, retry.
+async fn complete_open(
+    cx: &Context,
+    terms: &BatchTerms,
+    channel: &Channel,
+    voucher: &ReadVoucher,
+    row: &BatchChannel,
+) -> Result<SettledPayment, Refusal> {
+    let landing = || {
+        Refusal::new(Reason::SponsorshipBusy)
+            .message("the channel's open is still landing: retry the same payment")
+    };
+    let Some((account, _)) = channel_on_chain(cx, &voucher.channel).await? else {
+        return Err(landing());
+    };
+    if account.status != ChannelStatus::Open
+        || account.deposit != row.deposit
+        || !binds(&account, terms, channel)
+        || voucher.cumulative != terms.amount
+    {
+        return Err(landing());
+    }
+    let now = unix_now();
+    let opened = cx
+        .store()
+        .open_batch_channel(
+            &row.channel,
+            account.deposit,
+            voucher.cumulative,
+            &voucher.signature.to_string(),
+            now,
+        )
+        .await
+        .map_err(store_unavailable)?;
+    if !opened {
+        return Err(why_not_accepted(cx, &row.channel, 0, voucher.cumulative).await);
+    }
+    let commit = BatchCommit {
+        channel: voucher.channel,
+        from: 0,
+        to: voucher.cumulative,
+        deposit: account.deposit,
+        claimed: account.settled,
+        moved: Some(account.deposit),
+        closed: false,
+    };
+    Ok(settled(cx, channel, commit, None))
 }
 
 /// Refuses a channel that exists on chain already, and one whose claims could not pay

@@ -36,10 +36,6 @@ const PACKET_BYTES: usize = 1232;
 /// What one round of claims and closes did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BatchTended {
-    /// Channels whose latest voucher was settled and paid out.
-    pub claimed: usize,
-    /// Transactions the claims took.
-    pub claim_transactions: usize,
     /// Channels closed: settled, paid out, the rest returned to their buyer.
     pub closed: usize,
     /// Channels found on chain that the store did not know of.
@@ -232,12 +228,45 @@ struct Claim {
 /// closing or closed are closed instead. How many channels were claimed, in how many
 /// transactions.
 pub async fn claim_channels(cx: &Context) -> Result<(usize, usize), Refusal> {
+    // One round at a time across replicas: a second would send the same claims again,
+    // to fail on chain at the fee payer's cost.
+    let now = unix_now();
+    let store = cx.store();
+    let leased = store
+        .lease_submission(CLAIM_LEASE, now, now.saturating_add(LEASE_SECONDS))
+        .await
+        .map_err(store_unavailable)?;
+    if !leased {
+        return Ok((0, 0));
+    }
+    let claimed = claim_round(cx, now).await;
+    if let Err(error) = store.end_submission(CLAIM_LEASE).await {
+        tracing::warn!(%error, "could not end the claim round's lease: it lapses by itself");
+    }
+    claimed
+}
+
+/// The lease a claim round holds.
+const CLAIM_LEASE: &str = "batch-settlement claims";
+
+async fn claim_round(cx: &Context, now: i64) -> Result<(usize, usize), Refusal> {
     let fee_payer = fee_payer_key(cx)?;
-    let rows: Vec<BatchChannel> = cx
+    let unfinished = cx
         .store()
         .unfinished_batch_channels()
         .await
-        .map_err(store_unavailable)?
+        .map_err(store_unavailable)?;
+    // Closes that did not finish (a refund's, an idle or a buyer's close) go first: a
+    // closing channel's grace period is running.
+    for row in &unfinished {
+        if row.status == BatchStatus::Closing && now > row.updated_at.saturating_add(LEASE_SECONDS)
+        {
+            if let Err(refusal) = close_channel(cx, row).await {
+                tracing::warn!(channel = %row.channel, reason = refusal.code(), "a channel's close failed again");
+            }
+        }
+    }
+    let rows: Vec<BatchChannel> = unfinished
         .into_iter()
         .filter(|row| {
             row.status == BatchStatus::Open
@@ -309,21 +338,64 @@ pub async fn claim_channels(cx: &Context) -> Result<(usize, usize), Refusal> {
     for batch in pack(&fee_payer, claims, blockhash) {
         let instructions: Vec<Instruction> =
             batch.iter().flat_map(|c| c.instructions.clone()).collect();
-        let transaction = fee_payer_transaction(&fee_payer, &instructions, blockhash);
-        match cx
-            .ledger_call(LedgerCall::Submit, cx.ledger().submit(&transaction))
-            .await
-        {
-            Ok(_) => transactions += 1,
-            Err(LedgerError::Rejected(why)) => {
-                tracing::warn!(%why, channels = batch.len(), "a batch-settlement claim was rejected");
-                transactions += 1;
+        transactions += 1;
+        match submit(cx, &fee_payer, &instructions, blockhash).await {
+            Submitted::Landed => {}
+            Submitted::Unknown => continue,
+            // One channel that cannot be claimed must not hold the others back: each on
+            // its own, and a claim whose payout fails settled without it (the payout
+            // waits for the next round; what is settled is the seller's).
+            Submitted::Rejected => {
+                for claim in &batch {
+                    let alone = match batch.len() {
+                        1 => None,
+                        _ => {
+                            transactions += 1;
+                            Some(submit(cx, &fee_payer, &claim.instructions, blockhash).await)
+                        }
+                    };
+                    let settles = claim.instructions.len() == 3;
+                    if settles && alone.is_none_or(|s| s == Submitted::Rejected) {
+                        transactions += 1;
+                        let settle = &claim.instructions[..2];
+                        submit(cx, &fee_payer, settle, blockhash).await;
+                    }
+                }
             }
-            Err(LedgerError::Unavailable(_)) => continue,
         }
         claimed += record_claims(cx, &batch).await?;
     }
     Ok((claimed, transactions))
+}
+
+/// What became of a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Submitted {
+    Landed,
+    Rejected,
+    /// The ledger did not answer: it may have landed.
+    Unknown,
+}
+
+/// Signs `instructions` with our fee payer and submits them.
+async fn submit(
+    cx: &Context,
+    fee_payer: &solana_keypair::Keypair,
+    instructions: &[Instruction],
+    blockhash: solana_hash::Hash,
+) -> Submitted {
+    let transaction = fee_payer_transaction(fee_payer, instructions, blockhash);
+    match cx
+        .ledger_call(LedgerCall::Submit, cx.ledger().submit(&transaction))
+        .await
+    {
+        Ok(_) => Submitted::Landed,
+        Err(LedgerError::Rejected(why)) => {
+            tracing::warn!(%why, "a batch-settlement claim was rejected");
+            Submitted::Rejected
+        }
+        Err(LedgerError::Unavailable(_)) => Submitted::Unknown,
+    }
 }
 
 /// Splits `claims` into transactions no heavier than a packet: each channel's
@@ -417,18 +489,16 @@ async fn close_marked(cx: &Context, row: &BatchChannel) -> bool {
     }
 }
 
-/// The janitor's round over `batch-settlement` channels at `now` (unix seconds): claims,
-/// then closes idle channels and channels whose close was asked for, finishes opens a
-/// crash interrupted, adopts channels our fee payer funded that the store does not know
-/// of, and reclaims the rent of distributed ones.
+/// The janitor's round over `batch-settlement` channels at `now` (unix seconds): closes
+/// idle channels and channels whose close was asked for, gives up on opens that never
+/// landed, closes channels open on chain whose row is closed, adopts channels our fee
+/// payer funded that the store does not know of, and reclaims the rent of distributed
+/// ones. (Claims are the claim task's, [`claim_channels`].)
 pub async fn tend_batch_channels(cx: &Context, now: i64) -> Result<BatchTended, Refusal> {
     let mut tended = BatchTended::default();
     let Some(fee_payer) = cx.fee_payer() else {
         return Ok(tended);
     };
-    let (claimed, transactions) = claim_channels(cx).await?;
-    tended.claimed = claimed;
-    tended.claim_transactions = transactions;
     let on_chain = discover(cx, &fee_payer).await?;
     let idle = i64::try_from(cx.settings().batch.idle_close.as_secs()).unwrap_or(i64::MAX);
     let rows = cx
@@ -439,12 +509,12 @@ pub async fn tend_batch_channels(cx: &Context, now: i64) -> Result<BatchTended, 
     let known: std::collections::HashSet<String> =
         rows.iter().map(|row| row.channel.clone()).collect();
     for row in rows {
-        let stale = now > row.updated_at.saturating_add(LEASE_SECONDS);
         let closes = match row.status {
             BatchStatus::Open => now > row.active_at.saturating_add(idle),
-            BatchStatus::Closing => stale,
-            // Its request stopped before the open was recorded as landed.
-            BatchStatus::Opening => stale,
+            BatchStatus::Closing => now > row.updated_at.saturating_add(LEASE_SECONDS),
+            // Its request stopped before the open was recorded as landed, and the open's
+            // blockhash has expired since: it landed by now, or never will.
+            BatchStatus::Opening => now > row.updated_at.saturating_add(OPEN_LIFETIME_SECONDS),
             BatchStatus::Closed => false,
         };
         if !closes {
@@ -464,12 +534,28 @@ pub async fn tend_batch_channels(cx: &Context, now: i64) -> Result<BatchTended, 
                 cx.metrics().rent_returned(lamports);
                 tended.reclaimed += 1;
             }
-        } else if !known.contains(address) && adopt(cx, account, now).await? {
-            tended.found += 1;
+        } else if !known.contains(address) {
+            match cx
+                .store()
+                .batch_channel(address)
+                .await
+                .map_err(store_unavailable)?
+            {
+                // Closed in the store, yet live on chain (it landed late, or a read
+                // missed it): closed at the row's latest voucher.
+                Some(row) if close_channel(cx, &row).await.is_ok() => tended.closed += 1,
+                Some(_) => {}
+                None if adopt(cx, account, now).await? => tended.found += 1,
+                None => {}
+            }
         }
     }
     Ok(tended)
 }
+
+/// How long an `open` may still land after it was recorded: past its blockhash's life
+/// (about 60 to 90 seconds), with room.
+const OPEN_LIFETIME_SECONDS: i64 = 150;
 
 /// The `batch-settlement` channels our fee payer funded, by address: only accounts that
 /// read as channels, whose seeds re-derive their address, and whose vouchers the buyer

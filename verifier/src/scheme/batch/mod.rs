@@ -70,6 +70,18 @@ pub fn terms(cx: &Context, amount: u64) -> BatchTerms {
 #[derive(Debug)]
 pub struct BatchPayment(pub BatchPayload);
 
+impl BatchPayment {
+    /// The buyer it states (checked with its voucher), for the merchant's own check; none
+    /// for a refund, which pays for nothing.
+    pub fn paying(&self) -> Option<(anchor_lang::prelude::Pubkey, Reference)> {
+        if matches!(self.0, BatchPayload::Refund { .. }) {
+            return None;
+        }
+        let payer = self.0.channel_config().payer.parse().ok()?;
+        Some((payer, channel_key(&self.0.voucher().channel_id)))
+    }
+}
+
 #[async_trait]
 impl PaymentScheme for BatchScheme {
     const SCHEME: Scheme = Scheme::Batch;
