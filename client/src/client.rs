@@ -301,13 +301,19 @@ impl X402Client {
             self.budget.release(offer.amount());
             return Err(ClientError::NoKeypair);
         };
-        let trusted = self.trusted_decimals(&offer.mint()).await;
-        let max_deposit = match self.policy.deposit_limit(&offer, trusted) {
-            Ok(limit) => limit,
-            Err(refusal) => {
-                self.budget.release(offer.amount());
-                return Err(ClientError::Policy(refusal));
+        // Only a `batch-settlement` payment escrows a deposit.
+        let max_deposit = match &offer.terms {
+            crate::offer::Terms::Batch(_) => {
+                let trusted = self.trusted_decimals(&offer.mint()).await;
+                match self.policy.deposit_limit(&offer, trusted) {
+                    Ok(limit) => limit,
+                    Err(refusal) => {
+                        self.budget.release(offer.amount());
+                        return Err(ClientError::Policy(refusal));
+                    }
+                }
             }
+            _ => None,
         };
         let accepted = offer.to_wire();
         let resource = challenge.request.as_ref().map(|(_, url)| url.to_string());
