@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use anchor_lang::prelude::Pubkey;
 use futures_util::future::join_all;
+use futures_util::{stream, StreamExt};
 use x402_bench::{ms, percentile};
 use x402_client::{Limit, SpendingPolicy, X402Client};
 use x402_protocol::keypair::read_keypair_file;
@@ -68,15 +69,35 @@ async fn main() {
     let mut added = None;
     for connections in [1u64, 16, 64] {
         let per_channel = requests.div_ceil(connections) + 1;
-        let challenge = drive(connections, per_channel, &url, None).await;
-        let buyers = buyers(&payer, &network, mint, connections, per_channel * PRICE);
-        // Each channel's open, before the clock starts.
-        for opened in join_all(buyers.iter().map(|b| b.get(&url))).await {
+        let challenge = drive(connections, per_channel, &url, Paying::Nothing).await;
+        // Two sets of channels, each opened before the clock starts: one paid with
+        // vouchers signed ahead (the verifier's own rate), one through the `x402`
+        // library (its signing on the same cores).
+        let signed_ahead = buyers(&payer, &network, mint, connections, per_channel * PRICE);
+        let library = buyers(&payer, &network, mint, connections, per_channel * PRICE);
+        // Eight opens at a time: each is a sponsored transaction on the embedded ledger.
+        let opens: Vec<_> = stream::iter(signed_ahead.iter().chain(&library))
+            .map(|buyer| buyer.get(&url))
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        for opened in opens {
             assert_eq!(opened.expect("an open").response.status(), 200);
         }
+        let vouchers: Vec<Vec<(&str, String)>> = signed_ahead
+            .iter()
+            .map(|buyer| vouchers_ahead(buyer, &payer, per_channel))
+            .collect();
         let before = Counts::read(&verifier).await;
-        let paid = drive(connections, per_channel - 1, &url, Some(&buyers)).await;
+        let paid = drive(connections, per_channel - 1, &url, Paying::Ahead(&vouchers)).await;
         let counts = Counts::read(&verifier).await.since(&before);
+        let through = drive(
+            connections,
+            per_channel - 1,
+            &url,
+            Paying::Library(&library),
+        )
+        .await;
         let line = |name: &str, run: &Run, ratio: String| {
             println!(
                 "{name:<30} {connections:>6} {:>12.0} {:>9.2} {:>9.2} {ratio:>8}",
@@ -87,9 +108,14 @@ async fn main() {
         };
         line("challenge (402, no payment)", &challenge, String::new());
         line(
-            "paid, a voucher each",
+            "paid, vouchers signed ahead",
             &paid,
             format!("{:.2}x", paid.rate / challenge.rate),
+        );
+        line(
+            "paid, through the x402 library",
+            &through,
+            format!("{:.2}x", through.rate / challenge.rate),
         );
         println!(
             "{:<30} {connections:>6} per paid request: {:.3} ledger calls, {:.3} store commits ({} commits for {} vouchers)",
@@ -100,10 +126,16 @@ async fn main() {
             counts.vouchers,
         );
         if connections == 1 {
-            let direct = drive(1, per_channel, &format!("{upstream}/search"), None).await;
+            let direct = drive(
+                1,
+                per_channel,
+                &format!("{upstream}/search"),
+                Paying::Nothing,
+            )
+            .await;
             added = Some((paid.p50, direct.p50));
         }
-        for buyer in &buyers {
+        for buyer in &library {
             for held in buyer.channel_book().channels() {
                 if !held.closed {
                     buyer.close_channel(&held.channel).await.expect("closed");
@@ -130,7 +162,7 @@ async fn main() {
     let (network, mint) = local_market(&url).await;
     let before = Counts::read(&verifier).await;
     let buyers = buyers(&payer, &network, mint, 10, 100 * PRICE);
-    drive(10, 100, &url, Some(&buyers)).await;
+    drive(10, 100, &url, Paying::Library(&buyers)).await;
     let channels: usize = buyers
         .iter()
         .map(|b| b.channel_book().channels().len())
@@ -240,28 +272,55 @@ struct Run {
     requests: u64,
 }
 
-/// `connections` loops of `each` GETs of `url`: by `buyers` (one each), paid; plain
-/// otherwise.
-async fn drive(connections: u64, each: u64, url: &str, buyers: Option<&[X402Client]>) -> Run {
+/// How a run pays.
+#[derive(Clone, Copy)]
+enum Paying<'a> {
+    /// Nothing: the challenge path (or the upstream directly).
+    Nothing,
+    /// Each connection its own list of voucher headers, signed ahead.
+    Ahead(&'a [Vec<(&'static str, String)>]),
+    /// Each connection its own `x402` client.
+    Library(&'a [X402Client]),
+}
+
+/// `connections` loops of `each` GETs of `url`, paid as `paying` says.
+async fn drive(connections: u64, each: u64, url: &str, paying: Paying<'_>) -> Run {
     let plain = reqwest::Client::new();
     let started = Instant::now();
     let loops = (0..connections as usize).map(|i| {
         let plain = plain.clone();
-        let buyer = buyers.map(|b| &b[i]);
         async move {
             let mut latencies = Vec::with_capacity(each as usize);
-            for _ in 0..each {
+            for n in 0..each as usize {
                 let sent = Instant::now();
-                match buyer {
-                    Some(buyer) => {
-                        let paid = buyer.get(url).await.expect("a paid request");
-                        assert_eq!(paid.response.status(), 200);
+                let status = match paying {
+                    Paying::Library(buyers) => {
+                        let paid = buyers[i].get(url).await.expect("a paid request");
+                        let status = paid.response.status();
                         paid.response.bytes().await.expect("the body");
+                        status
                     }
-                    None => {
-                        let answer = plain.get(url).send().await.expect("an answer");
+                    Paying::Ahead(vouchers) => {
+                        let (name, value) = &vouchers[i][n];
+                        let answer = plain
+                            .get(url)
+                            .header(*name, value)
+                            .send()
+                            .await
+                            .expect("an answer");
+                        let status = answer.status();
                         answer.bytes().await.expect("the body");
+                        status
                     }
+                    Paying::Nothing => {
+                        let answer = plain.get(url).send().await.expect("an answer");
+                        let status = answer.status();
+                        answer.bytes().await.expect("the body");
+                        status
+                    }
+                };
+                if !matches!(paying, Paying::Nothing) {
+                    assert_eq!(status, 200, "a paid request");
                 }
                 latencies.push(sent.elapsed());
             }
@@ -276,6 +335,37 @@ async fn drive(connections: u64, each: u64, url: &str, buyers: Option<&[X402Clie
         p99: percentile(&latencies, 99),
         requests: latencies.len() as u64,
     }
+}
+
+/// The voucher headers of `buyer`'s channel (just opened, its first request paid) for
+/// its next `count - 1` requests, signed ahead by `payer`.
+fn vouchers_ahead(buyer: &X402Client, payer: &Path, count: u64) -> Vec<(&'static str, String)> {
+    use x402_protocol::scheme::batch::{build_voucher, BatchOffer};
+    use x402_protocol::wire::{encode_header, v2, Offer};
+    let keypair = read_keypair_file(payer).expect("the demo payer");
+    let held = &buyer.channel_book().channels()[0];
+    let channel = held.config.read().expect("a channel");
+    let resource = v2::ResourceInfo {
+        url: held.resource.clone(),
+        description: None,
+        mime_type: None,
+    };
+    let terms = BatchOffer::from_offer(&Offer::from_v2(&held.offer, &resource))
+        .expect("the offer")
+        .terms;
+    (2..=count)
+        .map(|n| {
+            let payload = build_voucher(&keypair, &terms, &channel, n * PRICE);
+            let payment = v2::PaymentPayload {
+                x402_version: 2,
+                resource: None,
+                accepted: held.offer.clone(),
+                payload: serde_json::to_value(payload).expect("serializable"),
+                extensions: None,
+            };
+            (v2::PAYMENT_SIGNATURE, encode_header(&payment))
+        })
+        .collect()
 }
 
 /// The CAIP-2 network a 402 of `url` names (a local ledger's id changes with its
