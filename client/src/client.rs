@@ -218,7 +218,22 @@ impl X402Client {
 
     /// Closes the `batch-settlement` channel `channel`: the seller settles what it
     /// accepted and returns the rest of the deposit, which this returns (base units).
+    /// When the seller accepted another total than the client knows (its last answer was
+    /// lost), its correction is taken as a payment's is, and the close sent once more.
     pub async fn close_channel(&self, channel: &str) -> Result<u64, ClientError> {
+        match self.close_once(channel).await? {
+            Some(refunded) => Ok(refunded),
+            None => self.close_once(channel).await?.ok_or_else(|| {
+                ClientError::MalformedChallenge(format!(
+                    "the seller did not close channel {channel}: its total moved again"
+                ))
+            }),
+        }
+    }
+
+    /// One close of `channel`: what came back, or `None` when the seller's correction
+    /// was taken and the close may be sent again.
+    async fn close_once(&self, channel: &str) -> Result<Option<u64>, ClientError> {
         let held = self
             .book
             .get(channel)
@@ -258,10 +273,21 @@ impl X402Client {
             .await?;
         let status = response.status();
         if !status.is_success() {
-            let reason = match Challenge::read(response).await {
-                Ok(challenge) => challenge.error.unwrap_or_else(|| status.to_string()),
-                Err(_) => status.to_string(),
-            };
+            let challenge = Challenge::read(response).await.ok();
+            let payer = payer.pubkey();
+            let corrected = challenge.as_ref().and_then(|c| {
+                let charged = corrected(c, channel, &payer, held.confirmed)?;
+                (charged != held.confirmed && charged <= held.signed).then_some(charged)
+            });
+            if let Some(charged) = corrected {
+                self.book
+                    .update(channel, |held| held.confirmed = charged)
+                    .map_err(|e| ClientError::Book(e.to_string()))?;
+                return Ok(None);
+            }
+            let reason = challenge
+                .and_then(|c| c.error)
+                .unwrap_or_else(|| status.to_string());
             return Err(ClientError::MalformedChallenge(format!(
                 "the seller did not close channel {channel}: {reason}"
             )));
@@ -277,6 +303,7 @@ impl X402Client {
         closed
             .refunded
             .parse()
+            .map(Some)
             .map_err(|_| ClientError::MalformedChallenge("the refunded amount".into()))
     }
 
