@@ -191,6 +191,30 @@ pub(crate) mod testing {
     /// Devnet, as an offer names it.
     pub const DEVNET: &str = "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1";
 
+    /// A `batch-settlement` offer of `amount` a request of classic-Token `mint` on devnet,
+    /// its deposit waiting `withdraw_delay` seconds after the buyer asks to close.
+    pub fn batch_offer(amount: u64, mint: Pubkey, withdraw_delay: u32) -> Offer {
+        let key = || Pubkey::new_unique().to_string();
+        let accepted: v2::PaymentRequirements = serde_json::from_value(serde_json::json!({
+            "scheme": "batch-settlement", "network": DEVNET, "amount": amount.to_string(),
+            "asset": mint.to_string(), "payTo": key(), "maxTimeoutSeconds": 60,
+            "extra": {
+                "feePayer": key(), "receiverAuthorizer": key(),
+                "withdrawDelay": withdraw_delay,
+                "tokenProgram": "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA",
+                "recentBlockhash": "AGRyLqLnV5bonvQcjMXrtbVw2xWnemmNPcSsfijGVpRR",
+                "recentSlot": 341_000_000
+            }
+        }))
+        .unwrap();
+        let resource = v2::ResourceInfo {
+            url: "https://seller.example/search".into(),
+            description: None,
+            mime_type: None,
+        };
+        Offer::read(&wire::Offer::from_v2(&accepted, &resource)).unwrap()
+    }
+
     /// An `upto` offer of at most `max_amount` of classic-Token `mint` on devnet, with a
     /// blockhash and a slot to sign with.
     pub fn upto_offer(max_amount: u64, mint: Pubkey) -> Offer {

@@ -1,7 +1,7 @@
 //! The spending policy: checked before anything is signed, so that a refusal costs
 //! nothing.
 
-use crate::offer::Offer;
+use crate::offer::{Offer, Terms};
 use anchor_lang::prelude::Pubkey;
 use x402_protocol::amount::{format_units, parse_units};
 use x402_protocol::{Cluster, Network};
@@ -15,6 +15,9 @@ pub const DEFAULT_MAX_PER_REQUEST: &str = "1";
 
 /// The deposit limit of [`SpendingPolicy::default`]: 5.00 of a well-known stablecoin.
 pub const DEFAULT_MAX_DEPOSIT: &str = "5";
+
+/// The longest withdraw delay [`SpendingPolicy::default`] escrows under: a day.
+pub const DEFAULT_MAX_WITHDRAW_DELAY: u32 = 86_400;
 
 /// Testnet's CAIP-2 id (x402's third public Solana network; no [`Network`] of ours).
 const TESTNET_CAIP2: &str = "solana:4uhcVJyU9pJkvQyS88uRDiswHXSCkY3z";
@@ -96,6 +99,9 @@ pub enum PolicyRule {
     /// (wSOL, wBTC, anything the buyer holds) may be worth any amount. Paid only under a
     /// limit of the user's own (base units, or a decimal limit) or none.
     NotAStablecoin,
+    /// A `batch-settlement` offer whose deposit would wait longer than the policy's
+    /// `max_withdraw_delay` after the buyer asks to close, should its seller vanish.
+    WithdrawDelay,
 }
 
 /// A payment the policy refused, with what was asked.
@@ -128,6 +134,10 @@ pub struct SpendingPolicy {
     /// waiting. By default 5.00 of a well-known stablecoin ([`DEFAULT_MAX_DEPOSIT`]);
     /// `None` is no limit.
     pub max_deposit: Option<Limit>,
+    /// The longest a channel's deposit may wait after the buyer asks to close it, when its
+    /// seller does not cooperate (an offer's `withdrawDelay`, which x402 allows up to 30
+    /// days), in seconds. By default a day ([`DEFAULT_MAX_WITHDRAW_DELAY`]).
+    pub max_withdraw_delay: u32,
     /// The networks payments may be made on (v1 names or CAIP-2 ids; two names of one
     /// public network are one). Naming a network here is also the explicit consent that
     /// an offer signed over the seller's blockhash (`exact`, or a sponsored `receipt`)
@@ -149,6 +159,7 @@ impl Default for SpendingPolicy {
             max_per_request: Some(Limit::Stablecoin(DEFAULT_MAX_PER_REQUEST.into())),
             budget: None,
             max_deposit: Some(Limit::Stablecoin(DEFAULT_MAX_DEPOSIT.into())),
+            max_withdraw_delay: DEFAULT_MAX_WITHDRAW_DELAY,
             networks: Vec::new(),
             mints: Vec::new(),
             payees: Vec::new(),
@@ -278,6 +289,18 @@ impl SpendingPolicy {
                 ),
             ));
         }
+        if let Terms::Batch(batch) = &offer.terms {
+            let delay = batch.terms.withdraw_delay;
+            if delay > self.max_withdraw_delay {
+                return Err(refuse(
+                    PolicyRule::WithdrawDelay,
+                    format!(
+                        "the deposit could wait {delay} s after asking to close, more than                          the {} s allowed",
+                        self.max_withdraw_delay
+                    ),
+                ));
+            }
+        }
         if !self.mints.is_empty() && !self.mints.contains(&mint) {
             return Err(refuse(
                 PolicyRule::Mint,
@@ -333,7 +356,29 @@ impl SpendingPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::offer::testing::{upto_offer, DEVNET};
+    use crate::offer::testing::{batch_offer, upto_offer, DEVNET};
+
+    #[test]
+    fn a_batch_offer_whose_deposit_could_wait_past_the_policys_delay_is_refused() {
+        let mint = Pubkey::new_unique();
+        let policy = SpendingPolicy {
+            max_per_request: Some(Limit::Units(1_000)),
+            networks: vec![DEVNET.into()],
+            ..SpendingPolicy::default()
+        };
+        let check = |delay: u32| {
+            policy
+                .check(&batch_offer(1_000, mint, delay), 0, None, None)
+                .map_err(|refusal| refusal.rule)
+        };
+        assert_eq!(check(3_600), Ok(()));
+        assert_eq!(check(DEFAULT_MAX_WITHDRAW_DELAY), Ok(()));
+        assert_eq!(
+            check(2_592_000),
+            Err(PolicyRule::WithdrawDelay),
+            "30 days, as x402 allows: a vanished seller would hold the deposit that long"
+        );
+    }
 
     #[test]
     fn an_upto_offer_is_capped_and_budgeted_at_its_maximum_not_what_it_may_settle() {
