@@ -34,7 +34,14 @@ import {
   type Payment,
   type PaymentSources,
 } from "./payment.js";
-import { maxDepositUnits, policyRefusal, releaseSpending, reserveSpending, type SpendingPolicy } from "./policy.js";
+import {
+  DEFAULT_MAX_WITHDRAW_DELAY,
+  maxDepositUnits,
+  policyRefusal,
+  releaseSpending,
+  reserveSpending,
+  type SpendingPolicy,
+} from "./policy.js";
 import { canSignMessages, signerAddress, signWith, type PaymentSigner } from "./signer.js";
 import { randomSalt } from "./transactions.js";
 import { paymentHeader, parseChallenge, readChallenge, type Challenge, type Offer, type Settlement } from "./wire.js";
@@ -276,6 +283,10 @@ export class BatchSession {
       });
     if (typeof max === "string") throw refuse(max);
     if (max !== null && needed > max) throw refuse(`${needed} base units are needed, above maxDeposit (${max})`);
+    const maxDelay = this.options.policy?.maxWithdrawDelay ?? DEFAULT_MAX_WITHDRAW_DELAY;
+    if (terms.withdrawDelay > maxDelay) {
+      throw refuse(`the deposit could wait ${terms.withdrawDelay} s after asking to close, above maxWithdrawDelay (${maxDelay} s)`);
+    }
     let deposit = terms.minDeposit !== null && terms.minDeposit > needed ? terms.minDeposit : needed;
     if (max !== null && deposit > max) deposit = max;
     return deposit;

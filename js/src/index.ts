@@ -17,6 +17,7 @@ export {
 } from "./payment.js";
 export {
   DEFAULT_MAX_DEPOSIT,
+  DEFAULT_MAX_WITHDRAW_DELAY,
   DEFAULT_MAX_PER_REQUEST,
   maxDepositUnits,
   needsDecimals,

@@ -47,6 +47,12 @@ export interface SpendingPolicy {
    */
   maxDeposit?: Limit;
   /**
+   * The longest a `batch-settlement` deposit may wait after the buyer asks to close, should
+   * the seller vanish (the offer's extra.withdrawDelay, which x402 allows up to 30 days),
+   * in seconds; default DEFAULT_MAX_WITHDRAW_DELAY (a day).
+   */
+  maxWithdrawDelay?: number;
+  /**
    * Lifts the default caps: true pays any amount per request and escrows the seller's
    * suggested deposit whatever it is (maxPerRequest, maxDeposit, budget still apply).
    */
@@ -167,6 +173,9 @@ function depositRefusal(offer: Offer, policy: SpendingPolicy | undefined, facts:
   }
   return null;
 }
+
+/** The longest withdraw delay a `batch-settlement` deposit is escrowed under by default: a day. */
+export const DEFAULT_MAX_WITHDRAW_DELAY = 86_400;
 
 /** Base units committed under `policy`: payments signed, and those being signed (reserved). */
 export function spentUnder(policy: SpendingPolicy): bigint {

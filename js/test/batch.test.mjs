@@ -524,6 +524,22 @@ test("batch: a deposit above maxDeposit is refused before anything is signed", a
   assert.equal(foreign.counter.transactions + foreign.counter.messages, 0);
 });
 
+test("batch: an offer whose deposit could wait past maxWithdrawDelay is refused before anything is signed", async () => {
+  const month = await buyer({ offer: batchOffer({ withdrawDelay: 2_592_000 }, { maxTimeoutSeconds: 60 }) });
+  const error = await month.get().catch((e) => e);
+  assert.ok(error instanceof X402Error, String(error));
+  assert.equal(error.code, "policy");
+  assert.match(error.message, /maxWithdrawDelay/);
+  assert.equal(month.counter.transactions + month.counter.messages, 0, "nothing signed");
+  // Under the caller's own limit the policy lets it through (to whatever comes next).
+  const allowed = await buyer({
+    offer: batchOffer({ withdrawDelay: 2_592_000 }, { maxTimeoutSeconds: 60 }),
+    policy: policy({ maxWithdrawDelay: 2_592_000 }),
+  });
+  const next = await allowed.get().catch((e) => e);
+  assert.doesNotMatch(String(next?.message ?? ""), /maxWithdrawDelay/);
+});
+
 test("batch: when the deposit runs out the next payment tops it up, clamped to maxDeposit", async () => {
   const b = await buyer({ policy: policy({ maxDeposit: 3n * PRICE }) });
   for (let i = 0; i < 3; i++) await b.get();
