@@ -204,11 +204,17 @@ fn the_js_package_builds_the_instructions_the_rust_side_builds() {
 /// Runs `js/test/buyer.mjs` (one request paid by `fetchWithPayment`) with `input` on its
 /// stdin, off the runtime that serves the verifier; its JSON answer.
 async fn js_buyer(input: Value) -> Value {
+    js_script("test/buyer.mjs", input).await
+}
+
+/// Runs the JS `script` with `input` on its stdin, off the runtime that serves the
+/// verifier; its JSON answer.
+async fn js_script(script: &'static str, input: Value) -> Value {
     let js = js_package();
     tokio::task::spawn_blocking(move || {
         let mut node = Command::new("node")
             .current_dir(&js)
-            .arg("test/buyer.mjs")
+            .arg(script)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -271,34 +277,6 @@ async fn the_js_buyer_pays_our_metered_route_what_the_answer_cost_and_gets_the_r
     assert_eq!(h.api.hits(), 1);
 }
 
-/// Runs `js/test/batch-buyer.mjs` with `input` on its stdin: `requests` paid requests
-/// by `fetchWithPayment` in `batch-settlement`, then the channel closed; its JSON answer.
-async fn js_batch_buyer(input: Value) -> Value {
-    let js = js_package();
-    tokio::task::spawn_blocking(move || {
-        let mut node = Command::new("node")
-            .current_dir(&js)
-            .arg("test/batch-buyer.mjs")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("node runs");
-        let mut stdin = node.stdin.take().expect("piped");
-        stdin.write_all(input.to_string().as_bytes()).unwrap();
-        drop(stdin);
-        let output = node.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).expect("JSON from the JS buyer")
-    })
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn the_js_buyer_pays_batch_vouchers_without_challenges_and_gets_the_rest_back() {
     use crate::verifier::support::PRICE;
@@ -306,31 +284,28 @@ async fn the_js_buyer_pays_batch_vouchers_without_challenges_and_gets_the_rest_b
     let payer = h.new_payer(30 * PRICE).await;
     let network = h.market.ledger.network();
     let store = tempfile::tempdir().unwrap();
-    let challenges = |metrics: &str| -> u64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("x402_challenges_total "))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
-    let before = challenges(&h.metrics().await);
-    let answer = js_batch_buyer(json!({
-        "url": h.url("/batch"),
-        "secretKey": payer.to_bytes().to_vec(),
-        "policy": {
-            "maxPerRequest": PRICE.to_string(),
-            "maxDeposit": (20 * PRICE).to_string(),
-            "networks": [network.caip2(), network.v1_name()],
-        },
-        "mints": {
-            (h.market.mint.to_string()): {
-                "decimals": LOCAL_DECIMALS,
-                "tokenProgram": spl_token::ID.to_string(),
+    let before = h.challenges_issued().await;
+    // `requests` paid by `fetchWithPayment` in `batch-settlement`, then the channel closed.
+    let answer = js_script(
+        "test/batch-buyer.mjs",
+        json!({
+            "url": h.url("/batch"),
+            "secretKey": payer.to_bytes().to_vec(),
+            "policy": {
+                "maxPerRequest": PRICE.to_string(),
+                "maxDeposit": (20 * PRICE).to_string(),
+                "networks": [network.caip2(), network.v1_name()],
             },
-        },
-        "requests": 12,
-        "storeDir": store.path(),
-    }))
+            "mints": {
+                (h.market.mint.to_string()): {
+                    "decimals": LOCAL_DECIMALS,
+                    "tokenProgram": spl_token::ID.to_string(),
+                },
+            },
+            "requests": 12,
+            "storeDir": store.path(),
+        }),
+    )
     .await;
     assert_eq!(answer["statuses"], json!(vec![200; 12]), "{answer}");
     assert_eq!(answer["charged"], json!(vec![PRICE.to_string(); 12]));
@@ -340,7 +315,7 @@ async fn the_js_buyer_pays_batch_vouchers_without_challenges_and_gets_the_rest_b
         "the policy's deposit of 20, less the 12 requests"
     );
     assert_eq!(
-        challenges(&h.metrics().await) - before,
+        h.challenges_issued().await - before,
         1,
         "one 402; every later voucher sent at once"
     );

@@ -1223,14 +1223,7 @@ async fn a_batch_buyer_deposits_once_pays_vouchers_without_challenges_restarts_a
     let payer = h.new_payer(20 * PRICE).await;
     let book = tempfile::tempdir().unwrap();
     let url = h.url("/batch");
-    let challenges = |metrics: &str| -> u64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("x402_challenges_total "))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
-    let before = challenges(&h.metrics().await);
+    let before = h.challenges_issued().await;
     let client = batch_client(&h, &payer, book.path());
     for n in 1..=6u64 {
         let paid = client.get(&url).await.unwrap();
@@ -1240,7 +1233,7 @@ async fn a_batch_buyer_deposits_once_pays_vouchers_without_challenges_restarts_a
         assert_eq!(settlement.batch_charged, Some(n * PRICE));
     }
     assert_eq!(
-        challenges(&h.metrics().await) - before,
+        h.challenges_issued().await - before,
         1,
         "one 402, then vouchers sent at once"
     );

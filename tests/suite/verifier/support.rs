@@ -227,6 +227,16 @@ impl Harness {
         serve(app_for(&gate, &self.api_url)).await
     }
 
+    /// The 402 challenges the verifier has issued, from `/metrics`.
+    pub async fn challenges_issued(&self) -> u64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix("x402_challenges_total "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Another gate on the same ledger and store: this one after a crash.
     pub async fn replica_gate(&self) -> Gate {
         gate(&self.market, self.ledger.clone(), &self.store_url, true).await

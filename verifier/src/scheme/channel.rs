@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use anchor_lang::prelude::Pubkey;
+use anchor_lang::solana_program::instruction::Instruction;
 use solana_keypair::Keypair;
 use x402_protocol::scheme::channel::{
     fee_payer_transaction, reclaim_instruction, ChannelAccount, PAYMENT_CHANNELS_PROGRAM,
@@ -28,6 +29,33 @@ pub(crate) async fn read_channel(
             .filter(|_| account.owner == PAYMENT_CHANNELS_PROGRAM)?;
         Some((channel, account.lamports))
     }))
+}
+
+/// Sends `instructions` in a transaction of our fee payer's own on a fresh blockhash:
+/// its signature once it landed. `TransactionFailed` when the ledger refused it (logged
+/// as `what` of `channel`), a 503 when it did not answer.
+pub(crate) async fn send(
+    cx: &Context,
+    instructions: &[Instruction],
+    channel: &str,
+    what: &str,
+) -> Result<String, Refusal> {
+    let fee_payer = fee_payer_key(cx)?;
+    let blockhash = cx
+        .ledger_call(LedgerCall::LatestBlockhash, cx.ledger().latest_blockhash())
+        .await?;
+    let transaction = fee_payer_transaction(&fee_payer, instructions, blockhash);
+    match cx
+        .ledger_call(LedgerCall::Submit, cx.ledger().submit(&transaction))
+        .await
+    {
+        Ok(signature) => Ok(signature.to_string()),
+        Err(LedgerError::Rejected(why)) => {
+            tracing::warn!(%channel, %why, "{what} rejected");
+            Err(Refusal::new(Reason::TransactionFailed))
+        }
+        Err(LedgerError::Unavailable(_)) => Err(Refusal::unavailable()),
+    }
 }
 
 /// Our fee payer, which signs every transaction of a channel's life.

@@ -26,7 +26,7 @@ use x402_protocol::{unix_now, LedgerError};
 use crate::context::{store_unavailable, Context};
 use crate::error::{Reason, Refusal};
 use crate::metrics::LedgerCall;
-use crate::scheme::channel::{fee_payer_key, read_channel, reclaim};
+use crate::scheme::channel::{fee_payer_key, read_channel, reclaim, send};
 use crate::scheme::submission::LEASE_SECONDS;
 use crate::store::{BatchChannel, BatchStatus};
 
@@ -159,22 +159,7 @@ async fn close_once(cx: &Context, row: &BatchChannel) -> Result<Closed, Refusal>
         &channel.payer,
         &treasury,
     ));
-    let blockhash = cx
-        .ledger_call(LedgerCall::LatestBlockhash, cx.ledger().latest_blockhash())
-        .await?;
-    let transaction = fee_payer_transaction(&fee_payer, &instructions, blockhash);
-    let signature = transaction.signatures[0].to_string();
-    match cx
-        .ledger_call(LedgerCall::Submit, cx.ledger().submit(&transaction))
-        .await
-    {
-        Ok(_) => {}
-        Err(LedgerError::Rejected(why)) => {
-            tracing::warn!(channel = %row.channel, %why, "batch-settlement close rejected");
-            return Err(Refusal::new(Reason::TransactionFailed));
-        }
-        Err(LedgerError::Unavailable(_)) => return Err(Refusal::unavailable()),
-    }
+    let signature = send(cx, &instructions, &row.channel, "batch-settlement close").await?;
     let settled = match read_channel(cx, &address).await? {
         None => account.settled.max(row.charged.min(account.deposit)),
         Some((after, _)) if after.status == ChannelStatus::Distributed => after.settled,

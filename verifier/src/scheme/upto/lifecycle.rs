@@ -11,17 +11,16 @@ use std::collections::HashMap;
 use anchor_lang::prelude::Pubkey;
 use solana_signer::Signer;
 use x402_protocol::scheme::upto::{
-    distribute_instruction, fee_payer_transaction, funded_by, settle_and_seal_instructions,
-    treasury_owner, voucher_message, ChannelAccount, ChannelStatus, UptoTerms, Voucher,
-    PAYMENT_CHANNELS_PROGRAM,
+    distribute_instruction, funded_by, settle_and_seal_instructions, treasury_owner,
+    voucher_message, ChannelAccount, ChannelStatus, UptoTerms, Voucher, PAYMENT_CHANNELS_PROGRAM,
 };
-use x402_protocol::{unix_now, LedgerError};
+use x402_protocol::unix_now;
 
 use super::WITHDRAW_DELAY_SECONDS;
 use crate::context::{store_unavailable, Context};
-use crate::error::{Reason, Refusal};
+use crate::error::Refusal;
 use crate::metrics::LedgerCall;
-use crate::scheme::channel::{fee_payer_key, read_channel, reclaim};
+use crate::scheme::channel::{fee_payer_key, read_channel, reclaim, send};
 use crate::scheme::submission::LEASE_SECONDS;
 use crate::store::{ChannelRecord, Stage};
 
@@ -83,22 +82,7 @@ pub async fn settle_channel(
         &payer,
         &treasury,
     ));
-    let blockhash = cx
-        .ledger_call(LedgerCall::LatestBlockhash, cx.ledger().latest_blockhash())
-        .await?;
-    let transaction = fee_payer_transaction(&fee_payer, &instructions, blockhash);
-    let signature = transaction.signatures[0].to_string();
-    match cx
-        .ledger_call(LedgerCall::Submit, cx.ledger().submit(&transaction))
-        .await
-    {
-        Ok(_) => {}
-        Err(LedgerError::Rejected(why)) => {
-            tracing::warn!(channel = %record.channel, %why, "upto settlement rejected");
-            return Err(Refusal::new(Reason::TransactionFailed));
-        }
-        Err(LedgerError::Unavailable(_)) => return Err(Refusal::unavailable()),
-    }
+    let signature = send(cx, &instructions, &record.channel, "upto settlement").await?;
     let store = cx.store();
     store
         .advance_channel(
