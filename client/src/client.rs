@@ -652,3 +652,80 @@ async fn error_body(mut response: reqwest::Response) -> String {
     body.truncate(ERROR_BODY_BYTES);
     String::from_utf8_lossy(&body).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use anchor_lang::prelude::Pubkey;
+    use solana_keypair::Keypair;
+    use x402_protocol::scheme::batch::sign_voucher;
+
+    use super::*;
+
+    /// A corrective 402 for `channel` stating `charged`, with `voucher` as its proof.
+    fn corrective(channel: &str, charged: u64, voucher: Option<serde_json::Value>) -> Challenge {
+        let mut extra = serde_json::json!({
+            "channelState": {
+                "channelId": channel, "balance": "100000", "totalClaimed": "0",
+                "withdrawRequestedAt": 0, "chargedCumulativeAmount": charged.to_string(),
+            }
+        });
+        if let Some(voucher) = voucher {
+            extra["voucherState"] = voucher;
+        }
+        let accepted = serde_json::json!({
+            "scheme": "batch-settlement", "network": "solana:x", "amount": "1000",
+            "asset": Pubkey::new_unique().to_string(), "payTo": Pubkey::new_unique().to_string(),
+            "maxTimeoutSeconds": 60, "extra": extra,
+        });
+        Challenge::from_v2(v2::PaymentRequired {
+            x402_version: 2,
+            error: Some("invalid_batch_settlement_svm_cumulative_amount_mismatch".into()),
+            resource: v2::ResourceInfo {
+                url: "https://seller/search".into(),
+                description: None,
+                mime_type: None,
+            },
+            accepts: vec![serde_json::from_value(accepted).unwrap()],
+            extensions: None,
+        })
+    }
+
+    fn proof(signer: &Keypair, channel: &Pubkey, amount: u64) -> serde_json::Value {
+        let voucher = sign_voucher(signer, channel, amount);
+        serde_json::json!({
+            "signedMaxClaimable": voucher.max_claimable_amount,
+            "expiresAt": 0,
+            "signature": voucher.signature,
+        })
+    }
+
+    #[test]
+    fn a_correction_above_what_was_confirmed_needs_the_buyers_own_voucher() {
+        let buyer = Keypair::new();
+        let channel = Pubkey::new_unique();
+        let id = channel.to_string();
+        let own = corrective(&id, 5_000, Some(proof(&buyer, &channel, 5_000)));
+        assert_eq!(corrected(&own, &id, &buyer.pubkey(), 3_000), Some(5_000));
+        let forged = corrective(&id, 5_000, Some(proof(&Keypair::new(), &channel, 5_000)));
+        assert_eq!(
+            corrected(&forged, &id, &buyer.pubkey(), 3_000),
+            None,
+            "signed by another key"
+        );
+        let above = corrective(&id, 6_000, Some(proof(&buyer, &channel, 5_000)));
+        assert_eq!(
+            corrected(&above, &id, &buyer.pubkey(), 3_000),
+            None,
+            "a charge above the voucher shown"
+        );
+        let bare = corrective(&id, 5_000, None);
+        assert_eq!(corrected(&bare, &id, &buyer.pubkey(), 3_000), None);
+        assert_eq!(
+            corrected(&bare, &id, &buyer.pubkey(), 6_000),
+            Some(5_000),
+            "lower than confirmed costs the buyer nothing"
+        );
+        let elsewhere = corrective(&Pubkey::new_unique().to_string(), 5_000, None);
+        assert_eq!(corrected(&elsewhere, &id, &buyer.pubkey(), 9_000), None);
+    }
+}

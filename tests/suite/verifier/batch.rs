@@ -16,7 +16,7 @@ use x402_protocol::scheme::channel::{
 use x402_protocol::wire::{decode_header, encode_header, v2, Offer};
 
 use x402_protocol::Ledger;
-use x402_verifier::scheme::batch::claim_channels;
+use x402_verifier::scheme::batch::{claim_channels, tend_batch_channels};
 use x402_verifier::store::BatchStatus;
 
 use super::support::*;
@@ -708,4 +708,100 @@ async fn the_merchants_own_check_refuses_a_batch_buyer_before_anything_is_signed
         "nothing submitted"
     );
     assert_eq!(h.token_balance(&blocked.pubkey()).await, 10 * PRICE);
+}
+
+#[tokio::test]
+async fn after_a_crash_once_an_open_landed_the_janitor_refunds_the_buyer_in_full() {
+    use std::sync::atomic::Ordering;
+    let h = Harness::start().await;
+    let keypair = h.new_payer(10 * PRICE).await;
+    let (offer, accepted) = offer(&h, ROUTE).await;
+    let opening = Opening {
+        payer: keypair.pubkey(),
+        salt: random_salt(),
+        open_slot: offer.recent_slot.unwrap(),
+    };
+    let channel = channel_of(&keypair, &offer.terms, &opening);
+    let payload = build_open(
+        &keypair,
+        &offer.terms,
+        &channel,
+        10 * PRICE,
+        PRICE,
+        offer.recent_blockhash.unwrap(),
+    );
+    // The open lands, but the verifier never learns it did (and the buyer never retries):
+    // its row stays opening, nothing is served.
+    h.ledger.failing_submits.store(true, Ordering::SeqCst);
+    assert_eq!(get(&h, &header(&accepted, &payload)).await.status(), 503);
+    h.ledger.failing_submits.store(false, Ordering::SeqCst);
+    let BatchPayload::Deposit { deposit, .. } = &payload else {
+        unreachable!()
+    };
+    let mut open: solana_transaction::versioned::VersionedTransaction =
+        x402_protocol::scheme::decode_transaction(&deposit.transaction).unwrap();
+    open.signatures[0] = h.market.fee_payer.sign_message(&open.message.serialize());
+    h.market.ledger.submit(&open).await.expect("the open lands");
+    assert_eq!(h.token_balance(&keypair.pubkey()).await, 0);
+
+    // A janitor round (a restarted gate), once the open's blockhash has long expired.
+    let restarted = h.replica_gate().await;
+    let later = x402_protocol::unix_now() + 600;
+    tend_batch_channels(&restarted, later).await.unwrap();
+    assert_eq!(
+        h.token_balance(&keypair.pubkey()).await,
+        10 * PRICE,
+        "nothing served, nothing charged: the whole deposit back"
+    );
+    let address = channel.address(&offer.terms.fee_payer).to_string();
+    let row = h
+        .gate
+        .store()
+        .batch_channel(&address)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.status, BatchStatus::Closed);
+    assert_eq!(h.api.hits(), 0);
+}
+
+#[tokio::test]
+async fn a_refund_cut_off_mid_close_is_finished_by_the_janitor_and_charges_nothing_twice() {
+    use std::sync::atomic::Ordering;
+    let h = Harness::start().await;
+    let (buyer, response) = open(&h, 10 * PRICE, 10 * PRICE).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(get(&h, &buyer.voucher(2 * PRICE)).await.status(), 200);
+    let merchant_before = h.token_balance(&h.market.merchant).await;
+    // The close's transaction goes unanswered and never lands: the process stops there.
+    h.ledger.failing_submits.store(true, Ordering::SeqCst);
+    let last = sign_voucher(&buyer.keypair, &buyer.address(), 2 * PRICE);
+    let refund = header(&buyer.accepted, &build_refund(&buyer.channel, last));
+    assert_eq!(get(&h, &refund).await.status(), 503);
+    h.ledger.failing_submits.store(false, Ordering::SeqCst);
+    let (code, _) = refusal(get(&h, &buyer.voucher(3 * PRICE)).await).await;
+    assert_eq!(
+        code, "invalid_batch_settlement_svm_channel_closing",
+        "no voucher is accepted once a close began"
+    );
+
+    let restarted = h.replica_gate().await;
+    tend_batch_channels(&restarted, x402_protocol::unix_now() + 600)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.token_balance(&h.market.merchant).await,
+        merchant_before + 2 * PRICE,
+        "the accepted vouchers, paid once"
+    );
+    assert_eq!(h.token_balance(&buyer.keypair.pubkey()).await, 8 * PRICE);
+    // Another round finds it closed: nothing moves again.
+    tend_batch_channels(&restarted, x402_protocol::unix_now() + 1200)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.token_balance(&h.market.merchant).await,
+        merchant_before + 2 * PRICE
+    );
+    assert_eq!(h.token_balance(&buyer.keypair.pubkey()).await, 8 * PRICE);
 }

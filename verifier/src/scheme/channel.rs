@@ -2,13 +2,14 @@
 //! payment-channels program: read it, and take its rent back once it is distributed.
 //! Every transaction of a channel's life is signed by our fee payer.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anchor_lang::prelude::Pubkey;
 use anchor_lang::solana_program::instruction::Instruction;
 use solana_keypair::Keypair;
 use x402_protocol::scheme::channel::{
-    fee_payer_transaction, reclaim_instruction, ChannelAccount, PAYMENT_CHANNELS_PROGRAM,
+    fee_payer_transaction, funded_by, reclaim_instruction, ChannelAccount, PAYMENT_CHANNELS_PROGRAM,
 };
 use x402_protocol::LedgerError;
 
@@ -29,6 +30,32 @@ pub(crate) async fn read_channel(
             .filter(|_| account.owner == PAYMENT_CHANNELS_PROGRAM)?;
         Some((channel, account.lamports))
     }))
+}
+
+/// The channels our fee payer funded, by address: only accounts that read as channels
+/// and whose seeds re-derive their address; `ours`: those whose vouchers our fee payer
+/// signs (`upto`), else those whose buyer signs them (`batch-settlement`), which each
+/// scheme's janitor tends apart.
+pub(crate) async fn funded_channels(
+    cx: &Context,
+    fee_payer: &Pubkey,
+    ours: bool,
+) -> Result<HashMap<Pubkey, ChannelAccount>, Refusal> {
+    let funded = cx
+        .ledger_call(
+            LedgerCall::ProgramAccounts,
+            cx.ledger()
+                .program_accounts(&PAYMENT_CHANNELS_PROGRAM, &funded_by(fee_payer)),
+        )
+        .await?;
+    Ok(funded
+        .into_iter()
+        .filter_map(|(address, account)| {
+            let channel = ChannelAccount::read(&account.data)?;
+            let signs = channel.authorized_signer == *fee_payer;
+            (channel.address() == address && signs == ours).then_some((address, channel))
+        })
+        .collect())
 }
 
 /// Sends `instructions` in a transaction of our fee payer's own on a fresh blockhash:

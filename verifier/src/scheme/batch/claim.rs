@@ -9,24 +9,22 @@
 //! and reclaims the rent. The chain decides each step: a channel is read again before
 //! anything is sent.
 
-use std::collections::HashMap;
-
 use anchor_lang::prelude::Pubkey;
 use anchor_lang::solana_program::instruction::Instruction;
 use solana_message::{v0, VersionedMessage};
 use solana_signer::Signer;
 use x402_protocol::scheme::batch::{ChannelConfig, ReadVoucher};
 use x402_protocol::scheme::channel::{
-    distribute_instruction, fee_payer_transaction, funded_by, seal_instruction,
-    settle_and_seal_instructions, settle_instructions, treasury_owner, ChannelAccount, ChannelPlan,
-    ChannelStatus, Voucher, PAYMENT_CHANNELS_PROGRAM,
+    distribute_instruction, fee_payer_transaction, seal_instruction, settle_and_seal_instructions,
+    settle_instructions, treasury_owner, ChannelAccount, ChannelPlan, ChannelStatus, Voucher,
+    PAYMENT_CHANNELS_PROGRAM,
 };
 use x402_protocol::{unix_now, LedgerError};
 
 use crate::context::{store_unavailable, Context};
 use crate::error::{Reason, Refusal};
 use crate::metrics::LedgerCall;
-use crate::scheme::channel::{fee_payer_key, read_channel, reclaim, send};
+use crate::scheme::channel::{fee_payer_key, funded_channels, read_channel, reclaim, send};
 use crate::scheme::submission::LEASE_SECONDS;
 use crate::store::{BatchChannel, BatchStatus};
 
@@ -484,7 +482,7 @@ pub async fn tend_batch_channels(cx: &Context, now: i64) -> Result<BatchTended, 
     let Some(fee_payer) = cx.fee_payer() else {
         return Ok(tended);
     };
-    let on_chain = discover(cx, &fee_payer).await?;
+    let on_chain = funded_channels(cx, &fee_payer, false).await?;
     let idle = i64::try_from(cx.settings().batch.idle_close.as_secs()).unwrap_or(i64::MAX);
     let rows = cx
         .store()
@@ -505,7 +503,11 @@ pub async fn tend_batch_channels(cx: &Context, now: i64) -> Result<BatchTended, 
         if !closes {
             continue;
         }
-        if row.status == BatchStatus::Opening && !on_chain.contains_key(&row.channel) {
+        let landed = row
+            .channel
+            .parse()
+            .is_ok_and(|a: Pubkey| on_chain.contains_key(&a));
+        if row.status == BatchStatus::Opening && !landed {
             let _ = finish(cx, &row, 0, 0, now).await;
             continue;
         }
@@ -519,10 +521,10 @@ pub async fn tend_batch_channels(cx: &Context, now: i64) -> Result<BatchTended, 
                 cx.metrics().rent_returned(lamports);
                 tended.reclaimed += 1;
             }
-        } else if !known.contains(address) {
+        } else if !known.contains(&address.to_string()) {
             match cx
                 .store()
-                .batch_channel(address)
+                .batch_channel(&address.to_string())
                 .await
                 .map_err(store_unavailable)?
             {
@@ -541,30 +543,6 @@ pub async fn tend_batch_channels(cx: &Context, now: i64) -> Result<BatchTended, 
 /// How long an `open` may still land after it was recorded: past its blockhash's life
 /// (about 60 to 90 seconds), with room.
 const OPEN_LIFETIME_SECONDS: i64 = 150;
-
-/// The `batch-settlement` channels our fee payer funded, by address: only accounts that
-/// read as channels, whose seeds re-derive their address, and whose vouchers the buyer
-/// signs (an `upto` channel's are ours).
-async fn discover(
-    cx: &Context,
-    fee_payer: &Pubkey,
-) -> Result<HashMap<String, ChannelAccount>, Refusal> {
-    let funded = cx
-        .ledger_call(
-            LedgerCall::ProgramAccounts,
-            cx.ledger()
-                .program_accounts(&PAYMENT_CHANNELS_PROGRAM, &funded_by(fee_payer)),
-        )
-        .await?;
-    Ok(funded
-        .into_iter()
-        .filter_map(|(address, account)| {
-            let channel = ChannelAccount::read(&account.data)?;
-            (channel.address() == address && channel.authorized_signer != *fee_payer)
-                .then(|| (address.to_string(), channel))
-        })
-        .collect())
-}
 
 /// Records a channel found on chain that the store does not know of (its request
 /// stopped before recording it, or the store was lost): at what the chain settled, for

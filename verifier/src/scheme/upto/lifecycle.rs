@@ -6,21 +6,18 @@
 //! distributed ones is reclaimed. What the channel is on chain decides each step: it is
 //! read again before anything is sent (another replica may have moved it).
 
-use std::collections::HashMap;
-
 use anchor_lang::prelude::Pubkey;
 use solana_signer::Signer;
 use x402_protocol::scheme::upto::{
-    distribute_instruction, funded_by, settle_and_seal_instructions, treasury_owner,
-    voucher_message, ChannelAccount, ChannelStatus, UptoTerms, Voucher, PAYMENT_CHANNELS_PROGRAM,
+    distribute_instruction, settle_and_seal_instructions, treasury_owner, voucher_message,
+    ChannelAccount, ChannelStatus, UptoTerms, Voucher,
 };
 use x402_protocol::unix_now;
 
 use super::WITHDRAW_DELAY_SECONDS;
 use crate::context::{store_unavailable, Context};
 use crate::error::Refusal;
-use crate::metrics::LedgerCall;
-use crate::scheme::channel::{fee_payer_key, read_channel, reclaim, send};
+use crate::scheme::channel::{fee_payer_key, funded_channels, read_channel, reclaim, send};
 use crate::scheme::submission::LEASE_SECONDS;
 use crate::store::{ChannelRecord, Stage};
 
@@ -121,7 +118,7 @@ pub async fn tend_channels(cx: &Context, now: i64) -> Result<Tended, Refusal> {
     let Some(fee_payer) = cx.fee_payer() else {
         return Ok(tended);
     };
-    let on_chain = discover(cx, &fee_payer).await?;
+    let on_chain = funded_channels(cx, &fee_payer, true).await?;
     for (address, channel) in &on_chain {
         if adopt(cx, address, channel, now).await? {
             tended.found += 1;
@@ -173,31 +170,6 @@ pub async fn tend_channels(cx: &Context, now: i64) -> Result<Tended, Refusal> {
     }
     cx.metrics().rent_returned(tended.rent_returned);
     Ok(tended)
-}
-
-/// The `upto` channels our fee payer funded, by address: only accounts that read as
-/// channels, whose seeds re-derive their address, and whose vouchers we sign.
-async fn discover(
-    cx: &Context,
-    fee_payer: &Pubkey,
-) -> Result<HashMap<Pubkey, ChannelAccount>, Refusal> {
-    let funded = cx
-        .ledger_call(
-            LedgerCall::ProgramAccounts,
-            cx.ledger()
-                .program_accounts(&PAYMENT_CHANNELS_PROGRAM, &funded_by(fee_payer)),
-        )
-        .await?;
-    Ok(funded
-        .into_iter()
-        .filter_map(|(address, account)| {
-            let channel = ChannelAccount::read(&account.data)?;
-            // An `upto` channel's vouchers are ours to sign; a `batch-settlement`
-            // channel's are its buyer's, and its own janitor tends it.
-            (channel.address() == address && channel.authorized_signer == *fee_payer)
-                .then_some((address, channel))
-        })
-        .collect())
 }
 
 /// Records a channel found on chain that the store does not know of (its request
