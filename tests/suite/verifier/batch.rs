@@ -122,6 +122,48 @@ async fn open(h: &Harness, tokens: u64, deposit: u64) -> (Buyer, reqwest::Respon
     (buyer, response)
 }
 
+/// A new buyer with ten requests' worth, the route's offer, and the payment that would
+/// open its channel with all of it and pay the first request.
+async fn unopened(
+    h: &Harness,
+) -> (
+    Keypair,
+    BatchOffer,
+    v2::PaymentRequirements,
+    Channel,
+    BatchPayload,
+) {
+    let keypair = h.new_payer(10 * PRICE).await;
+    let (offer, accepted) = offer(h, ROUTE).await;
+    let opening = Opening {
+        payer: keypair.pubkey(),
+        salt: random_salt(),
+        open_slot: offer.recent_slot.unwrap(),
+    };
+    let channel = channel_of(&keypair, &offer.terms, &opening);
+    let payload = build_open(
+        &keypair,
+        &offer.terms,
+        &channel,
+        10 * PRICE,
+        PRICE,
+        offer.recent_blockhash.unwrap(),
+    );
+    (keypair, offer, accepted, channel, payload)
+}
+
+/// Lands a deposit's `open` past the verifier, co-signed with its fee payer: as the
+/// cluster lands one whose submission went unanswered.
+async fn land_by_hand(h: &Harness, payload: &BatchPayload) {
+    let BatchPayload::Deposit { deposit, .. } = payload else {
+        unreachable!("a deposit")
+    };
+    let mut open: solana_transaction::versioned::VersionedTransaction =
+        x402_protocol::scheme::decode_transaction(&deposit.transaction).unwrap();
+    open.signatures[0] = h.market.fee_payer.sign_message(&open.message.serialize());
+    h.market.ledger.submit(&open).await.expect("the open lands");
+}
+
 async fn channel_account(h: &Harness, buyer: &Buyer) -> Option<ChannelAccount> {
     let account = h.market.ledger.account(&buyer.address()).await.unwrap()?;
     ChannelAccount::read(&account.data)
@@ -592,35 +634,14 @@ async fn claims_of_many_channels_share_transactions() {
 async fn an_open_whose_answer_was_lost_completes_on_the_retry_of_the_same_payment() {
     use std::sync::atomic::Ordering;
     let h = Harness::start().await;
-    let keypair = h.new_payer(10 * PRICE).await;
-    let (offer, accepted) = offer(&h, ROUTE).await;
-    let opening = Opening {
-        payer: keypair.pubkey(),
-        salt: random_salt(),
-        open_slot: offer.recent_slot.unwrap(),
-    };
-    let channel = channel_of(&keypair, &offer.terms, &opening);
-    let payload = build_open(
-        &keypair,
-        &offer.terms,
-        &channel,
-        10 * PRICE,
-        PRICE,
-        offer.recent_blockhash.unwrap(),
-    );
+    let (keypair, offer, accepted, channel, payload) = unopened(&h).await;
     let payment = header(&accepted, &payload);
     // The verifier's submission goes unanswered, while the open lands all the same
     // (here: landed by hand with the fee payer's signature, as the cluster would).
     h.ledger.failing_submits.store(true, Ordering::SeqCst);
     let lost = get(&h, &payment).await;
     assert_eq!(lost.status(), 503, "not served, not refused: retry");
-    let BatchPayload::Deposit { deposit, .. } = &payload else {
-        unreachable!()
-    };
-    let mut open: solana_transaction::versioned::VersionedTransaction =
-        x402_protocol::scheme::decode_transaction(&deposit.transaction).unwrap();
-    open.signatures[0] = h.market.fee_payer.sign_message(&open.message.serialize());
-    h.market.ledger.submit(&open).await.expect("the open lands");
+    land_by_hand(&h, &payload).await;
     h.ledger.failing_submits.store(false, Ordering::SeqCst);
     assert_eq!(h.api.hits(), 0);
 
@@ -714,34 +735,13 @@ async fn the_merchants_own_check_refuses_a_batch_buyer_before_anything_is_signed
 async fn after_a_crash_once_an_open_landed_the_janitor_refunds_the_buyer_in_full() {
     use std::sync::atomic::Ordering;
     let h = Harness::start().await;
-    let keypair = h.new_payer(10 * PRICE).await;
-    let (offer, accepted) = offer(&h, ROUTE).await;
-    let opening = Opening {
-        payer: keypair.pubkey(),
-        salt: random_salt(),
-        open_slot: offer.recent_slot.unwrap(),
-    };
-    let channel = channel_of(&keypair, &offer.terms, &opening);
-    let payload = build_open(
-        &keypair,
-        &offer.terms,
-        &channel,
-        10 * PRICE,
-        PRICE,
-        offer.recent_blockhash.unwrap(),
-    );
+    let (keypair, offer, accepted, channel, payload) = unopened(&h).await;
     // The open lands, but the verifier never learns it did (and the buyer never retries):
     // its row stays opening, nothing is served.
     h.ledger.failing_submits.store(true, Ordering::SeqCst);
     assert_eq!(get(&h, &header(&accepted, &payload)).await.status(), 503);
     h.ledger.failing_submits.store(false, Ordering::SeqCst);
-    let BatchPayload::Deposit { deposit, .. } = &payload else {
-        unreachable!()
-    };
-    let mut open: solana_transaction::versioned::VersionedTransaction =
-        x402_protocol::scheme::decode_transaction(&deposit.transaction).unwrap();
-    open.signatures[0] = h.market.fee_payer.sign_message(&open.message.serialize());
-    h.market.ledger.submit(&open).await.expect("the open lands");
+    land_by_hand(&h, &payload).await;
     assert_eq!(h.token_balance(&keypair.pubkey()).await, 0);
 
     // A janitor round (a restarted gate), once the open's blockhash has long expired.
