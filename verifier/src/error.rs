@@ -128,6 +128,21 @@ reasons! {
     BatchCloseState => "invalid_batch_settlement_svm_close_state",
     /// A refund that names an amount: the whole unused deposit goes back.
     BatchCloseAmountUnsupported => "invalid_batch_settlement_svm_close_amount_unsupported",
+    /// A seal or cooperative refund at the facilitator without a valid close authorization
+    /// of the channel's bound receiver authorizer (missing, expired, too far ahead, signed
+    /// by another key, or for another close).
+    BatchCloseAuthorization => "invalid_batch_settlement_svm_close_authorization",
+    /// A delegated open, seal or refund at the facilitator by a caller other than the one
+    /// that opened the channel.
+    BatchDelegatedUnauthenticated => "invalid_batch_settlement_svm_delegated_unauthenticated",
+    /// The facilitator has no binding for the channel (it did not open it): it cannot
+    /// close it cooperatively.
+    BatchReceiverBindingUnavailable => "invalid_batch_settlement_svm_receiver_binding_unavailable",
+    /// The requirements' `withdrawDelay` is outside 900 to 2,592,000 seconds, or shorter
+    /// than their `maxTimeoutSeconds`.
+    BatchWithdrawDelayOutOfRange => "invalid_batch_settlement_svm_withdraw_delay_out_of_range",
+    /// The offer's token program does not own its mint.
+    BatchTokenProgram => "invalid_batch_settlement_svm_token_program",
     /// No receipt at the reference's address (yet).
     ReceiptNotFound => "receipt_not_found",
     /// The account at the receipt's address is not the program's.

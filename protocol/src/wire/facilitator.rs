@@ -24,6 +24,9 @@ pub struct VerifyResponse {
     pub invalid_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payer: Option<String>,
+    /// What the scheme adds (`batch-settlement`: the channel's state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Map<String, Value>>,
 }
 
 /// The answer of `/settle`.
@@ -41,6 +44,9 @@ pub struct SettleResponse {
     /// (`upto`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<String>,
+    /// What the scheme adds (`batch-settlement`: the channel's state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Map<String, Value>>,
 }
 
 /// One payment kind a facilitator supports.

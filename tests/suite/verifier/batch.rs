@@ -10,9 +10,7 @@ use x402_protocol::scheme::batch::{
     build_open, build_refund, build_top_up, build_voucher, channel_of, sign_voucher, BatchOffer,
     BatchPayload, Channel,
 };
-use x402_protocol::scheme::channel::{
-    random_salt, request_close_instruction, ChannelAccount, ChannelStatus, Opening,
-};
+use x402_protocol::scheme::channel::{random_salt, ChannelAccount, ChannelStatus, Opening};
 use x402_protocol::wire::{decode_header, encode_header, v2, Offer};
 
 use x402_protocol::Ledger;
@@ -60,14 +58,10 @@ async fn offer(h: &Harness, path: &str) -> (BatchOffer, v2::PaymentRequirements)
 }
 
 fn header(accepted: &v2::PaymentRequirements, payload: &BatchPayload) -> (&'static str, String) {
-    let payment = v2::PaymentPayload {
-        x402_version: 2,
-        resource: None,
-        accepted: accepted.clone(),
-        payload: serde_json::to_value(payload).unwrap(),
-        extensions: None,
-    };
-    (v2::PAYMENT_SIGNATURE, encode_header(&payment))
+    (
+        v2::PAYMENT_SIGNATURE,
+        encode_header(&v2_payment(accepted, payload)),
+    )
 }
 
 async fn get(h: &Harness, payment: &(&'static str, String)) -> reqwest::Response {
@@ -503,21 +497,7 @@ async fn a_buyer_closing_on_chain_is_sealed_with_the_latest_voucher_and_claims_r
         assert_eq!(get(&h, &buyer.voucher(n * PRICE)).await.status(), 200);
     }
     // The buyer walks away on chain without a refund, hoping to keep what it owes.
-    let blockhash = h.market.ledger.latest_blockhash().await.unwrap();
-    let close = solana_transaction::Transaction::new_signed_with_payer(
-        &[request_close_instruction(
-            &buyer.address(),
-            &buyer.keypair.pubkey(),
-        )],
-        Some(&buyer.keypair.pubkey()),
-        &[&buyer.keypair],
-        blockhash,
-    );
-    h.market
-        .ledger
-        .submit(&close.into())
-        .await
-        .expect("request_close lands");
+    request_close(&h, &buyer.keypair, &buyer.address()).await;
     assert_eq!(
         channel_account(&h, &buyer).await.unwrap().status,
         ChannelStatus::Closing

@@ -4,7 +4,7 @@ use solana_keypair::Keypair;
 use solana_signer::Signer;
 use std::time::Duration;
 use x402_protocol::scheme::encode_transaction;
-use x402_protocol::wire::facilitator::{SettleResponse, SupportedResponse, VerifyResponse};
+use x402_protocol::wire::facilitator::{SettleResponse, VerifyResponse};
 use x402_protocol::wire::v2;
 use x402_protocol::ReceiptOffer;
 use x402_protocol::{Ledger, Reference, Requirement};
@@ -69,29 +69,13 @@ async fn post<T: serde::de::DeserializeOwned>(
     path: &str,
     body: &serde_json::Value,
 ) -> (u16, T) {
-    let response = h
-        .http
-        .post(h.url(path))
-        .bearer_auth(FACILITATOR_KEY)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
+    facilitator_post(h, FACILITATOR_KEY, path, body).await
 }
 
 #[tokio::test]
 async fn supported_lists_each_scheme_in_its_versions_and_the_fee_payer() {
     let h = Harness::start().await;
-    let supported: SupportedResponse = h
-        .http
-        .get(h.url("/supported"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let supported = supported(&h).await;
     let kinds: Vec<(u32, &str, &str)> = supported
         .kinds
         .iter()
@@ -106,9 +90,10 @@ async fn supported_lists_each_scheme_in_its_versions_and_the_fee_payer() {
             (1, "exact", "solana-localnet"),
             (2, "exact", s.network.caip2()),
             (2, "upto", s.network.caip2()),
+            (2, "batch-settlement", s.network.caip2()),
         ]
     );
-    // Stock clients need the fee payer in each `exact` and `upto` kind's `extra`.
+    // Stock clients need the fee payer in each sponsored kind's `extra`.
     let fee_payer = h.market.fee_payer.pubkey().to_string();
     for kind in supported.kinds.iter().filter(|k| k.scheme != "receipt") {
         assert_eq!(kind.extra.as_ref().unwrap()["feePayer"], fee_payer.as_str());

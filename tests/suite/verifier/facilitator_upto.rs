@@ -45,15 +45,7 @@ async fn offer(h: &Harness, authorizer: &Keypair, amount: u64) -> UptoOffer {
 }
 
 fn request(offer: &UptoOffer, payload: &UptoPayload) -> serde_json::Value {
-    let accepted = offer.to_offer().to_v2();
-    let payment = v2::PaymentPayload {
-        x402_version: 2,
-        resource: None,
-        accepted: accepted.clone(),
-        payload: serde_json::to_value(payload).unwrap(),
-        extensions: None,
-    };
-    serde_json::json!({"x402Version": 2, "paymentPayload": payment, "paymentRequirements": accepted})
+    facilitator_body(&offer.to_offer(), payload)
 }
 
 /// The claim settle for `charge`: the requirements' amount the charge, the payload the
@@ -78,15 +70,7 @@ async fn post<T: serde::de::DeserializeOwned>(
     path: &str,
     body: &serde_json::Value,
 ) -> (u16, T) {
-    let response = h
-        .http
-        .post(h.url(path))
-        .bearer_auth(FACILITATOR_KEY)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
+    facilitator_post(h, FACILITATOR_KEY, path, body).await
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ mod batch;
 mod copies;
 mod exact;
 mod facilitator;
+mod facilitator_batch;
 mod facilitator_upto;
 mod layer;
 mod operations;

@@ -422,12 +422,18 @@ async fn gate(
 /// The API key of every harness's facilitator.
 pub const FACILITATOR_KEY: &str = "facilitator-test-key-0001";
 
+/// A second caller's API key, as another resource server holds it.
+pub const OTHER_FACILITATOR_KEY: &str = "facilitator-test-key-0002";
+
 /// The facilitator's access as configured by default: the merchant's mint and payee,
 /// 15 minutes ahead at most, at least the `/api/*` price, `budget_lamports` an hour.
 pub fn facilitator_access(gate: &Gate, budget_lamports: u64) -> FacilitatorAccess {
     let s = gate.settings();
     FacilitatorAccess::new(
-        vec![FACILITATOR_KEY.to_string().into()],
+        vec![
+            FACILITATOR_KEY.to_string().into(),
+            OTHER_FACILITATOR_KEY.to_string().into(),
+        ],
         SponsorshipPolicy {
             mints: vec![s.mint],
             payees: vec![s.pay_to],
@@ -492,6 +498,76 @@ fn app_for(gate: &Gate, api_url: &str) -> Router {
         Some(MetricsAccess::default()),
         Some(facilitator_access(gate, 50_000_000)),
     )
+}
+
+/// A facilitator request (`/verify`, `/settle`): `payload` paying `offer`, in x402 v2.
+pub fn facilitator_body(offer: &Offer, payload: impl serde::Serialize) -> serde_json::Value {
+    let accepted = offer.to_v2();
+    let payment = v2_payment(&accepted, payload);
+    serde_json::json!({"x402Version": 2, "paymentPayload": payment, "paymentRequirements": accepted})
+}
+
+/// An x402 v2 payment of `payload` for the offer `accepted`.
+pub fn v2_payment(
+    accepted: &v2::PaymentRequirements,
+    payload: impl serde::Serialize,
+) -> v2::PaymentPayload {
+    v2::PaymentPayload {
+        x402_version: 2,
+        resource: None,
+        accepted: accepted.clone(),
+        payload: serde_json::to_value(payload).unwrap(),
+        extensions: None,
+    }
+}
+
+/// POSTs `body` to the facilitator's `path` with API key `key`: the status and the answer.
+pub async fn facilitator_post<T: serde::de::DeserializeOwned>(
+    h: &Harness,
+    key: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> (u16, T) {
+    let response = h
+        .http
+        .post(h.url(path))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// The facilitator's `/supported`.
+pub async fn supported(h: &Harness) -> x402_protocol::wire::facilitator::SupportedResponse {
+    h.http
+        .get(h.url("/supported"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// `payer` asks to close its channel at `channel` on chain, walking away from the seller.
+pub async fn request_close(h: &Harness, payer: &Keypair, channel: &Pubkey) {
+    let blockhash = h.market.ledger.latest_blockhash().await.unwrap();
+    let close = Transaction::new_signed_with_payer(
+        &[x402_protocol::scheme::channel::request_close_instruction(
+            channel,
+            &payer.pubkey(),
+        )],
+        Some(&payer.pubkey()),
+        &[payer],
+        blockhash,
+    );
+    h.market
+        .ledger
+        .submit(&close.into())
+        .await
+        .expect("request_close lands");
 }
 
 /// The offers of a 402 for `GET url`, as a stock client reads them (the header).

@@ -60,14 +60,10 @@ async fn pay(h: &Harness, url: &str, payer: &Keypair) -> Paying {
 }
 
 fn header_of(accepted: &v2::PaymentRequirements, payload: &UptoPayload) -> (&'static str, String) {
-    let payment = v2::PaymentPayload {
-        x402_version: 2,
-        resource: None,
-        accepted: accepted.clone(),
-        payload: serde_json::to_value(payload).unwrap(),
-        extensions: None,
-    };
-    (v2::PAYMENT_SIGNATURE, encode_header(&payment))
+    (
+        v2::PAYMENT_SIGNATURE,
+        encode_header(&v2_payment(accepted, payload)),
+    )
 }
 
 /// `GET url` with `paying`'s payment.

@@ -89,6 +89,20 @@ impl FacilitatorAccess {
         found.ok_or_else(|| Refusal::new(Reason::Unauthorized))
     }
 
+    /// Who `caller` is, lastingly (across restarts and a reordered key list) yet without
+    /// its key: the SHA-256 of its key, hex. A channel opened for a caller is bound to
+    /// it, so only it may close the channel cooperatively.
+    pub fn identity(&self, caller: Caller) -> String {
+        use sha2::{Digest, Sha256};
+        let key = self.keys[caller.0].expose_secret();
+        hex::encode(
+            Sha256::new()
+                .chain_update(b"x402 facilitator caller\0")
+                .chain_update(key.as_bytes())
+                .finalize(),
+        )
+    }
+
     /// Whether a demand's `terms` are within the policy, `now` being unix seconds.
     pub fn allows(&self, terms: Terms, now: i64) -> Result<(), Refusal> {
         let p = &self.policy;

@@ -11,13 +11,14 @@
 //! payment's message hash), so a payment settles once and verifies no other request.
 
 pub mod access;
+mod batch;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
-use serde_json::{json, Map};
+use serde_json::{json, Map, Value};
 use solana_signer::Signer;
 use x402_protocol::wire::facilitator::{
     FacilitatorRequest, SettleResponse, SupportedKind, SupportedResponse, VerifyResponse,
@@ -29,7 +30,7 @@ use self::access::{Caller, FacilitatorAccess};
 use crate::context::store_unavailable;
 use crate::error::{Reason, Refusal};
 use crate::gate::Gate;
-use crate::model::{Scheme, SettledPayment};
+use crate::model::Scheme;
 use crate::scheme::{Demand, Payment, Verified};
 use crate::store::Grant;
 use crate::unix_now;
@@ -50,6 +51,19 @@ fn parse(body: &[u8]) -> Result<FacilitatorRequest, Refusal> {
 }
 
 fn read(gate: &Gate, request: FacilitatorRequest) -> Result<Delegated, Refusal> {
+    let (scheme, required, payload) = offered(gate, request)?;
+    let demand = scheme.requested(gate, &required)?;
+    let payment = scheme.read(payload)?;
+    Ok(Delegated {
+        key: payment.key(&demand)?,
+        demand,
+        payment,
+    })
+}
+
+/// The requirements of a request, in a scheme and network this verifier settles, which
+/// its payment pays, and the payment's payload.
+fn offered(gate: &Gate, request: FacilitatorRequest) -> Result<(Scheme, Offer, Value), Refusal> {
     let version = Version::of(&request.payment_payload)
         .ok_or_else(|| Refusal::new(Reason::InvalidX402Version))?;
     let payment = PaymentMessage::from_json(request.payment_payload)
@@ -79,13 +93,7 @@ fn read(gate: &Gate, request: FacilitatorRequest) -> Result<Delegated, Refusal> 
     if !gate.settings().network.is_named(&required.network) {
         return Err(Refusal::new(Reason::InvalidNetwork));
     }
-    let demand = scheme.requested(gate, &required)?;
-    let payment = scheme.read(payment.payload)?;
-    Ok(Delegated {
-        key: payment.key(&demand)?,
-        demand,
-        payment,
-    })
+    Ok((scheme, required, payment.payload))
 }
 
 /// Reads a delegated payment and checks its requirements against the policy.
@@ -135,6 +143,31 @@ fn answer(gate: &Gate, refusal: Refusal, negative: impl FnOnce(String) -> Respon
     negative(refusal.code().to_string())
 }
 
+/// A `/verify` answer: not valid, for `reason`.
+fn not_valid(reason: String) -> Response {
+    Json(VerifyResponse {
+        is_valid: false,
+        invalid_reason: Some(reason),
+        payer: None,
+        extra: None,
+    })
+    .into_response()
+}
+
+/// A `/settle` answer: not settled on `network`, for `reason`.
+fn not_settled(network: String, reason: String) -> Response {
+    Json(SettleResponse {
+        success: false,
+        error_reason: Some(reason),
+        payer: None,
+        transaction: String::new(),
+        network,
+        amount: None,
+        extra: None,
+    })
+    .into_response()
+}
+
 /// Checks a payment without settling it: a sponsored transaction is validated strictly;
 /// a self-submitted payment must have its receipt.
 pub async fn verify(
@@ -146,6 +179,9 @@ pub async fn verify(
         Ok(request) => request,
         Err(refusal) => return refusal.into_response(),
     };
+    if batch::is_batch(&request) {
+        return batch::verify(&gate, &access, request).await;
+    }
     let verified = async {
         let delegated = delegated(&gate, &access, request)?;
         // One payment pays for one request: settled once, it verifies no other.
@@ -159,16 +195,10 @@ pub async fn verify(
             is_valid: true,
             invalid_reason: None,
             payer: Some(verified.payer.to_string()),
+            extra: None,
         })
         .into_response(),
-        Err(refusal) => answer(&gate, refusal, |reason| {
-            Json(VerifyResponse {
-                is_valid: false,
-                invalid_reason: Some(reason),
-                payer: None,
-            })
-            .into_response()
-        }),
+        Err(refusal) => answer(&gate, refusal, not_valid),
     }
 }
 
@@ -183,6 +213,9 @@ pub async fn settle(
         Ok(request) => request,
         Err(refusal) => return refusal.into_response(),
     };
+    if batch::is_batch(&request) {
+        return batch::settle(&gate, &access, caller, request).await;
+    }
     let network = gate.settings().network.caip2().to_string();
     let settled = async {
         let delegated = delegated(&gate, &access, request)?;
@@ -198,7 +231,7 @@ pub async fn settle(
         // A delegating server binds the payment to its request itself: the payer's proof
         // is the gate's rule, for requests it serves.
         let (settled, _) = verified.settle(&gate).await?;
-        record(&gate, &settled).await?;
+        record(&gate, &settled.grant("SETTLE", "/settle")).await?;
         Ok(settled)
     };
     match settled.await {
@@ -213,19 +246,10 @@ pub async fn settle(
                 .then(|| settled.amount.to_string()),
             transaction: settled.transaction.unwrap_or_default(),
             network,
+            extra: None,
         })
         .into_response(),
-        Err(refusal) => answer(&gate, refusal, |reason| {
-            Json(SettleResponse {
-                success: false,
-                error_reason: Some(reason),
-                payer: None,
-                transaction: String::new(),
-                network,
-                amount: None,
-            })
-            .into_response()
-        }),
+        Err(refusal) => answer(&gate, refusal, |reason| not_settled(network, reason)),
     }
 }
 
@@ -234,19 +258,16 @@ pub async fn settle(
 /// this one is `duplicate_settlement`, or two callers would each serve a request.
 /// Unrecorded, it is a 503: the retried /settle finds the payment landed and records it
 /// then, and until then nothing verifies it as new.
-async fn record(gate: &Gate, settled: &SettledPayment) -> Result<(), Refusal> {
-    let grant = settled.grant("SETTLE", "/settle");
-    match gate.store().try_grant(&grant, None).await {
+async fn record(gate: &Gate, grant: &Grant) -> Result<(), Refusal> {
+    match gate.store().try_grant(grant, None).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(Refusal::new(Reason::DuplicateSettlement)),
         Err(error) => Err(store_unavailable(error)),
     }
 }
 
-/// The kinds this facilitator settles: each scheme on its network, in x402 v1 and v2,
-/// and the fee payer that signs sponsored payments. `batch-settlement` is not among
-/// them: its vouchers are accepted by the gate in front of the API, not settled for
-/// facilitator callers.
+/// The kinds this facilitator settles: each scheme on its network, in x402 v1 and v2
+/// (the channel schemes in v2 only), and the fee payer that signs sponsored payments.
 pub async fn supported(
     State((gate, _)): State<(Gate, FacilitatorAccess)>,
 ) -> Json<SupportedResponse> {
@@ -254,7 +275,6 @@ pub async fn supported(
     let kinds = s
         .schemes
         .iter()
-        .filter(|&&scheme| scheme != Scheme::Batch)
         .flat_map(|&scheme| {
             let extra = scheme.supported(&gate);
             // The channel schemes exist in x402 v2 only.

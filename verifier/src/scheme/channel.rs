@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anchor_lang::prelude::Pubkey;
 use anchor_lang::solana_program::instruction::Instruction;
 use solana_keypair::Keypair;
+use solana_transaction::versioned::VersionedTransaction;
 use x402_protocol::scheme::channel::{
     fee_payer_transaction, funded_by, reclaim_instruction, ChannelAccount, PAYMENT_CHANNELS_PROGRAM,
 };
@@ -83,6 +84,43 @@ pub(crate) async fn send(
         }
         Err(LedgerError::Unavailable(_)) => Err(Refusal::unavailable()),
     }
+}
+
+/// What became of a buyer's channel transaction that our fee payer co-signed.
+pub(crate) enum Sent {
+    /// The channel shows it landed: the channel, its lamports, and whether the ledger
+    /// charged the fee (it answered; a refusal of a copy that had landed charges none).
+    Landed(Box<ChannelAccount>, u64, bool),
+    /// The ledger refused it and the channel does not show it: nothing landed.
+    Rejected(String),
+    /// Submitted unanswered, and the channel does not show it (yet).
+    Unseen,
+}
+
+/// Submits `transaction` and reads the channel at `address`: the chain decides, not the
+/// submission's answer. `landed` says whether the channel shows the transaction.
+pub(crate) async fn submit_and_read(
+    cx: &Context,
+    transaction: &VersionedTransaction,
+    address: &Pubkey,
+    landed: impl Fn(&ChannelAccount) -> bool,
+) -> Result<Sent, Refusal> {
+    let rejected = match cx
+        .ledger_call(LedgerCall::Submit, cx.ledger().submit(transaction))
+        .await
+    {
+        Err(LedgerError::Rejected(why)) => Some(why),
+        Ok(_) | Err(LedgerError::Unavailable(_)) => None,
+    };
+    Ok(match read_channel(cx, address).await? {
+        Some((account, lamports)) if landed(&account) => {
+            Sent::Landed(Box::new(account), lamports, rejected.is_none())
+        }
+        _ => match rejected {
+            Some(why) => Sent::Rejected(why),
+            None => Sent::Unseen,
+        },
+    })
 }
 
 /// Our fee payer, which signs every transaction of a channel's life.

@@ -31,6 +31,44 @@ pub(super) const BATCH_CHANNELS: &str = "CREATE TABLE IF NOT EXISTS batch_channe
     updated_at BIGINT NOT NULL
 )";
 
+/// The channels this verifier opened as a facilitator for other sellers, each bound at
+/// its `open` to the seller's receiver authorizer and to the caller that opened it (first
+/// writer wins): a seal or cooperative refund must come from that key, or that caller.
+/// The seller holds the vouchers; this row holds what the facilitator needs to close the
+/// channel, and when a deposit, claim or payout last touched it (the idle clock).
+pub(super) const BATCH_BINDINGS: &str = "CREATE TABLE IF NOT EXISTS batch_bindings (
+    network TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    receiver_authorizer TEXT NOT NULL,
+    caller TEXT NOT NULL,
+    config TEXT NOT NULL,
+    fee_payer TEXT NOT NULL,
+    token_program TEXT NOT NULL,
+    closed BIGINT NOT NULL,
+    active_at BIGINT NOT NULL,
+    PRIMARY KEY (network, channel)
+)";
+
+/// A channel opened for a facilitator caller. Keys are base58.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchBinding {
+    /// CAIP-2.
+    pub network: String,
+    pub channel: String,
+    /// The key whose close authorizations close it.
+    pub receiver_authorizer: String,
+    /// Who opened it: a hash of the caller's API key, never the key.
+    pub caller: String,
+    /// The channel configuration, as JSON.
+    pub config: String,
+    pub fee_payer: String,
+    pub token_program: String,
+    /// Distributed (or gone): nothing more to do but take the rent back.
+    pub closed: bool,
+    /// Unix seconds of the latest deposit, claim or payout.
+    pub active_at: i64,
+}
+
 /// Where a `batch-settlement` channel stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BatchStatus {
@@ -289,6 +327,112 @@ impl GrantStore {
         .await?;
         rows.iter().map(batch_of).collect()
     }
+}
+
+impl GrantStore {
+    /// Binds a channel about to be opened for a facilitator caller, unless it is bound
+    /// already: the binding that stands (the first writer's), read back.
+    pub async fn bind_batch_channel(
+        &self,
+        binding: &BatchBinding,
+    ) -> Result<Option<BatchBinding>, StoreError> {
+        let bound = sqlx::query(
+            "INSERT INTO batch_bindings (network, channel, receiver_authorizer, caller, config, fee_payer, token_program, closed, active_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)",
+        )
+        .bind(&binding.network)
+        .bind(&binding.channel)
+        .bind(&binding.receiver_authorizer)
+        .bind(&binding.caller)
+        .bind(&binding.config)
+        .bind(&binding.fee_payer)
+        .bind(&binding.token_program)
+        .bind(binding.active_at)
+        .execute(&self.pool)
+        .await;
+        inserted(bound)?;
+        self.batch_binding(&binding.network, &binding.channel).await
+    }
+
+    /// The binding of `channel` on `network`, if it was opened for a facilitator caller.
+    pub async fn batch_binding(
+        &self,
+        network: &str,
+        channel: &str,
+    ) -> Result<Option<BatchBinding>, StoreError> {
+        let row = sqlx::query(&format!(
+            "{SELECT_BINDING} WHERE network = $1 AND channel = $2"
+        ))
+        .bind(network)
+        .bind(channel)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(binding_of).transpose()
+    }
+
+    /// Records a deposit, claim or payout of a bound channel at `now`: its idle clock
+    /// starts again.
+    pub async fn touch_batch_binding(
+        &self,
+        network: &str,
+        channel: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE batch_bindings SET active_at = $3 WHERE network = $1 AND channel = $2 AND active_at < $3",
+        )
+        .bind(network)
+        .bind(channel)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks a bound channel distributed (or gone).
+    pub async fn close_batch_binding(
+        &self,
+        network: &str,
+        channel: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE batch_bindings SET closed = 1 WHERE network = $1 AND channel = $2")
+            .bind(network)
+            .bind(channel)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Every bound channel on `network` not closed yet.
+    pub async fn open_batch_bindings(
+        &self,
+        network: &str,
+    ) -> Result<Vec<BatchBinding>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{SELECT_BINDING} WHERE network = $1 AND closed = 0 ORDER BY active_at, channel"
+        ))
+        .bind(network)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(binding_of).collect()
+    }
+}
+
+const SELECT_BINDING: &str = "SELECT network, channel, receiver_authorizer, caller, config, fee_payer, token_program, closed, active_at FROM batch_bindings";
+
+fn binding_of(row: &sqlx::any::AnyRow) -> Result<BatchBinding, StoreError> {
+    let closed: i64 = row.try_get("closed")?;
+    Ok(BatchBinding {
+        network: row.try_get("network")?,
+        channel: row.try_get("channel")?,
+        receiver_authorizer: row.try_get("receiver_authorizer")?,
+        caller: row.try_get("caller")?,
+        config: row.try_get("config")?,
+        fee_payer: row.try_get("fee_payer")?,
+        token_program: row.try_get("token_program")?,
+        closed: closed != 0,
+        active_at: row.try_get("active_at")?,
+    })
 }
 
 const SELECT_BATCH: &str = "SELECT channel, config, fee_payer, token_program, deposit, charged, signature, claimed, paid, status, requests, active_at, updated_at FROM batch_channels";

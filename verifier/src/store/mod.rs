@@ -13,7 +13,7 @@ mod batch;
 use sqlx::any::{install_default_drivers, AnyPoolOptions};
 use sqlx::AnyPool;
 
-pub use batch::{BatchChannel, BatchStatus};
+pub use batch::{BatchBinding, BatchChannel, BatchStatus};
 
 /// The store could not be reached or answered with an error. Its text never holds the
 /// store URL.
@@ -213,6 +213,7 @@ impl GrantStore {
             sqlx::query(SUBMISSIONS).execute(&mut *tx).await?;
             sqlx::query(CHANNELS).execute(&mut *tx).await?;
             sqlx::query(batch::BATCH_CHANNELS).execute(&mut *tx).await?;
+            sqlx::query(batch::BATCH_BINDINGS).execute(&mut *tx).await?;
             tx.commit().await?;
         } else {
             // The write-ahead log: a commit is one append and one fsync (synchronous stays
@@ -225,6 +226,7 @@ impl GrantStore {
             sqlx::query(SUBMISSIONS).execute(&pool).await?;
             sqlx::query(CHANNELS).execute(&pool).await?;
             sqlx::query(batch::BATCH_CHANNELS).execute(&pool).await?;
+            sqlx::query(batch::BATCH_BINDINGS).execute(&pool).await?;
         }
         add_columns(&pool, postgres).await?;
         index_exact_transactions(&pool, postgres).await?;

@@ -120,6 +120,7 @@ pub fn build_refund(channel: &Channel, voucher: BatchVoucher) -> BatchPayload {
         channel_config: channel.config(),
         voucher,
         transaction: None,
+        close_authorization: None,
     }
 }
 

@@ -16,13 +16,19 @@
 //! | [`voucher`] | signing a voucher, and checking one |
 //! | [`build`] | the buyer's deposit (`open` or `top_up`), vouchers and refund |
 //! | [`validate`] | the configuration, the voucher and the deposit transaction, each against the offer |
+//! | [`close`] | what a seller asks its facilitator to settle (claims, payouts, seals) and its close authorization |
 
 pub mod build;
+pub mod close;
 pub mod types;
 pub mod validate;
 pub mod voucher;
 
 pub use build::{build_open, build_refund, build_top_up, build_voucher, channel_of};
+pub use close::{
+    ChannelEntry, ClaimEntry, CloseAuthorization, CloseIntent, Seal, SellerPayload,
+    MAX_CHANNELS_PER_SETTLEMENT,
+};
 pub use types::{
     binding_memo, BatchExtra, BatchOffer, BatchPayload, BatchScheme, BatchTerms, BatchVoucher,
     Channel, ChannelConfig, ChannelState, Deposit, VoucherState, BATCH_SETTLEMENT,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use solana_hash::Hash;
 use solana_transaction::versioned::VersionedTransaction;
 
+use super::close::CloseAuthorization;
 use crate::scheme::channel::{channel_address, ChannelPlan, ChannelSeeds, Opening};
 use crate::scheme::exact::MAX_MEMO_BYTES;
 use crate::scheme::{
@@ -300,6 +301,10 @@ pub enum BatchPayload {
         /// A payer-signed `request_close`, when the cooperative close was unavailable.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         transaction: Option<String>,
+        /// The seller's close authorization, which the seller adds before it forwards the
+        /// refund to its facilitator.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        close_authorization: Option<CloseAuthorization>,
     },
 }
 

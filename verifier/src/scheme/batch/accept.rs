@@ -17,7 +17,7 @@ use x402_protocol::scheme::channel::{
     token_account, treasury_owner, ChannelAccount, ChannelStatus, CHANNEL_ACCOUNT_BYTES,
 };
 use x402_protocol::scheme::decode_transaction;
-use x402_protocol::{unix_now, LedgerError, Reference};
+use x402_protocol::{unix_now, Reference};
 
 use super::claim::close_channel;
 use super::{channel_key, terms, BatchPayment};
@@ -25,7 +25,7 @@ use crate::context::{store_unavailable, Context};
 use crate::error::{Reason, Refusal};
 use crate::metrics::LedgerCall;
 use crate::model::{BatchCommit, Price, Scheme, SettledPayment};
-use crate::scheme::channel::read_channel as channel_on_chain;
+use crate::scheme::channel::{read_channel as channel_on_chain, submit_and_read, Sent};
 use crate::scheme::submission::{self, Submission, Submitted};
 use crate::scheme::{fee_cost, Landing};
 use crate::sponsorship::Parties;
@@ -77,6 +77,7 @@ pub async fn admit_batch(
             channel_config,
             voucher,
             transaction,
+            ..
         } => {
             if transaction.is_some() {
                 // Our own binding is always at hand: the cooperative close is available.
@@ -357,7 +358,7 @@ async fn complete_open(
 /// Refuses a channel that exists on chain already, and one whose claims could not pay
 /// out: the payee's and the treasury's token accounts must exist, or the deposit would
 /// sit in escrow until the buyer takes it back.
-async fn check_ready(
+pub(super) async fn check_ready(
     cx: &Context,
     terms: &BatchTerms,
     channel: &Channel,
@@ -389,6 +390,28 @@ async fn check_ready(
     Ok(())
 }
 
+/// What a deposit may cost our fee payer: its fee, and for an `open` the channel's and
+/// escrow's rent (which `distribute` and `reclaim` return) and the close's fee to come.
+pub(super) fn deposit_cost(cx: &Context, transaction: &VersionedTransaction, opens: bool) -> u64 {
+    let fee = fee_cost(cx, transaction.signatures.len());
+    match opens {
+        true => fee
+            .saturating_add(fee_cost(cx, 1))
+            .saturating_add(deposit_rent(opens)),
+        false => fee,
+    }
+}
+
+/// The rent an `open` deposits in the channel and its escrow; none for a `top_up`.
+pub(super) fn deposit_rent(opens: bool) -> u64 {
+    if !opens {
+        return 0;
+    }
+    let rent = anchor_lang::solana_program::rent::Rent::default();
+    rent.minimum_balance(CHANNEL_ACCOUNT_BYTES)
+        .saturating_add(rent.minimum_balance(ESCROW_ACCOUNT_BYTES))
+}
+
 /// A checked deposit, co-signed, waiting to be submitted: an `open` or a `top_up`.
 #[derive(Debug)]
 struct DepositSubmission {
@@ -404,17 +427,22 @@ struct DepositSubmission {
     key: Reference,
 }
 
-impl DepositSubmission {
-    fn co_signed(cx: &Context, mut transaction: VersionedTransaction) -> VersionedTransaction {
-        let fee_payer = cx
-            .settings()
-            .fee_payer
-            .as_ref()
-            .expect("a sponsor policy has a fee payer");
-        transaction.signatures[0] = fee_payer.sign_message(&transaction.message.serialize());
-        transaction
-    }
+/// `transaction` with our fee payer's signature in its first slot (it was checked to be
+/// the fee payer's).
+pub(super) fn co_signed(
+    cx: &Context,
+    mut transaction: VersionedTransaction,
+) -> VersionedTransaction {
+    let fee_payer = cx
+        .settings()
+        .fee_payer
+        .as_ref()
+        .expect("a sponsor policy has a fee payer");
+    transaction.signatures[0] = fee_payer.sign_message(&transaction.message.serialize());
+    transaction
+}
 
+impl DepositSubmission {
     fn open(
         cx: &Context,
         terms: &BatchTerms,
@@ -424,7 +452,7 @@ impl DepositSubmission {
         amount: u64,
     ) -> Self {
         DepositSubmission {
-            transaction: Self::co_signed(cx, transaction),
+            transaction: co_signed(cx, transaction),
             channel: *channel,
             terms: terms.clone(),
             voucher: *voucher,
@@ -444,7 +472,7 @@ impl DepositSubmission {
         amount: u64,
         deposit_after: u64,
     ) -> Self {
-        let transaction = Self::co_signed(cx, transaction);
+        let transaction = co_signed(cx, transaction);
         // One top-up of a channel at a time; each its own lease.
         let key = channel_key(&format!(
             "{}:{}",
@@ -498,22 +526,11 @@ impl Submission for DepositSubmission {
     /// The transaction's fee, and for an `open` the channel's and escrow's rent, which
     /// `distribute` and `reclaim` return, and the close's fee to come.
     fn cost(&self, cx: &Context) -> u64 {
-        let fee = fee_cost(cx, self.transaction.signatures.len());
-        match self.opens {
-            true => fee
-                .saturating_add(fee_cost(cx, 1))
-                .saturating_add(self.rent()),
-            false => fee,
-        }
+        deposit_cost(cx, &self.transaction, self.opens)
     }
 
     fn rent(&self) -> u64 {
-        if !self.opens {
-            return 0;
-        }
-        let rent = anchor_lang::solana_program::rent::Rent::default();
-        rent.minimum_balance(CHANNEL_ACCOUNT_BYTES)
-            .saturating_add(rent.minimum_balance(ESCROW_ACCOUNT_BYTES))
+        deposit_rent(self.opens)
     }
 
     /// Records an opening channel, submits the deposit, and reads the channel it moved:
@@ -536,22 +553,19 @@ impl Submission for DepositSubmission {
             }
         }
         let signature = self.transaction.signatures[0];
-        let rejected = match cx
-            .ledger_call(LedgerCall::Submit, cx.ledger().submit(&self.transaction))
-            .await
-        {
-            Err(LedgerError::Rejected(why)) => Some(why),
-            Ok(_) | Err(LedgerError::Unavailable(_)) => None,
-        };
-        let on_chain = match channel_on_chain(cx, &address).await {
-            Ok(on_chain) => on_chain,
-            Err(refusal) => return Submitted::refused(refusal, false),
-        };
-        let landed = on_chain.filter(|(account, _)| {
+        let landed = |account: &ChannelAccount| {
             account.status == ChannelStatus::Open && account.deposit >= self.deposit_after
-        });
-        let Some((account, lamports)) = landed else {
-            if let Some(why) = rejected {
+        };
+        let (account, lamports, charged) = match submit_and_read(
+            cx,
+            &self.transaction,
+            &address,
+            landed,
+        )
+        .await
+        {
+            Ok(Sent::Landed(account, lamports, charged)) => (*account, lamports, charged),
+            Ok(Sent::Rejected(why)) => {
                 tracing::info!(channel = %address, %why, "batch-settlement deposit rejected");
                 if self.opens {
                     forget_opening(cx, &address).await;
@@ -559,8 +573,11 @@ impl Submission for DepositSubmission {
                 return Submitted::refused(Refusal::new(Reason::TransactionFailed), false);
             }
             // Submitted yet not visible: the janitor adopts or closes it.
-            tracing::warn!(channel = %address, "batch-settlement deposit submitted, but not visible yet");
-            return Submitted::refused(Refusal::unavailable(), false);
+            Ok(Sent::Unseen) => {
+                tracing::warn!(channel = %address, "batch-settlement deposit submitted, but not visible yet");
+                return Submitted::refused(Refusal::unavailable(), false);
+            }
+            Err(refusal) => return Submitted::refused(refusal, false),
         };
         if !binds(&account, &self.terms, &self.channel) {
             // Not the channel this payment states: the janitor closes it at its watermark.
@@ -603,14 +620,14 @@ impl Submission for DepositSubmission {
         Submitted {
             outcome: Ok((settled, Landing::Here)),
             deposited: self.opens.then_some(lamports),
-            charged: rejected.is_none(),
+            charged,
         }
     }
 }
 
 /// Whether a channel on chain binds what the payment states: our fee payer as payee and
 /// rent payer, the buyer, its voucher signer, the mint, the grace period and slot.
-fn binds(account: &ChannelAccount, terms: &BatchTerms, channel: &Channel) -> bool {
+pub(super) fn binds(account: &ChannelAccount, terms: &BatchTerms, channel: &Channel) -> bool {
     account.mint == channel.token
         && account.payer == channel.payer
         && account.payee == terms.fee_payer

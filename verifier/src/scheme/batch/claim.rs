@@ -489,8 +489,17 @@ pub async fn tend_batch_channels(cx: &Context, now: i64) -> Result<BatchTended, 
         .unfinished_batch_channels()
         .await
         .map_err(store_unavailable)?;
-    let known: std::collections::HashSet<String> =
-        rows.iter().map(|row| row.channel.clone()).collect();
+    let bound = cx
+        .store()
+        .open_batch_bindings(cx.settings().network.caip2())
+        .await
+        .map_err(store_unavailable)?;
+    // The channels opened for facilitator callers are theirs: never adopted as ours.
+    let known: std::collections::HashSet<String> = rows
+        .iter()
+        .map(|row| row.channel.clone())
+        .chain(bound.into_iter().map(|binding| binding.channel))
+        .collect();
     for row in rows {
         let closes = match row.status {
             BatchStatus::Open => now > row.active_at.saturating_add(idle),
@@ -515,6 +524,7 @@ pub async fn tend_batch_channels(cx: &Context, now: i64) -> Result<BatchTended, 
             tended.closed += 1;
         }
     }
+    tended.closed += super::facilitate::tend_bindings(cx, &on_chain, idle, now).await?;
     for (address, account) in &on_chain {
         if account.status == ChannelStatus::Distributed {
             if let Some(lamports) = reclaim(cx, &account.address()).await? {
@@ -542,7 +552,7 @@ pub async fn tend_batch_channels(cx: &Context, now: i64) -> Result<BatchTended, 
 
 /// How long an `open` may still land after it was recorded: past its blockhash's life
 /// (about 60 to 90 seconds), with room.
-const OPEN_LIFETIME_SECONDS: i64 = 150;
+pub(super) const OPEN_LIFETIME_SECONDS: i64 = 150;
 
 /// Records a channel found on chain that the store does not know of (its request
 /// stopped before recording it, or the store was lost): at what the chain settled, for

@@ -15,6 +15,7 @@
 
 pub mod accept;
 pub mod claim;
+pub mod facilitate;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -104,12 +105,18 @@ impl PaymentScheme for BatchScheme {
         .to_offer()
     }
 
+    /// Our fee payer, the idle window after which we close a channel at the watermark the
+    /// chain settled, and our own key as the receiver authorizer a seller may delegate
+    /// closes to (then the API key that opened a channel closes it).
     fn supported(cx: &Context) -> Map<String, Value> {
         let mut extra = sponsored_extra(cx);
         extra.insert(
             "maxIdleSecs".into(),
             cx.settings().batch.idle_close.as_secs().into(),
         );
+        if let Some(fee_payer) = cx.fee_payer() {
+            extra.insert("receiverAuthorizer".into(), fee_payer.to_string().into());
+        }
         extra
     }
 
@@ -119,8 +126,8 @@ impl PaymentScheme for BatchScheme {
         }
     }
 
-    /// Not settled for facilitator callers (yet): its vouchers are the resource server's
-    /// to accept.
+    /// Not through the reference-keyed path: the facilitator takes `batch-settlement` to
+    /// [`facilitate`].
     fn requested(_: &Context, _: &Offer) -> Result<BatchDemand, Refusal> {
         Err(Refusal::new(Reason::UnsupportedScheme))
     }

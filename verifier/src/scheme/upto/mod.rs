@@ -20,9 +20,9 @@ use x402_protocol::scheme::upto::{
     Claimed, UptoOffer, UptoPayload, UptoTerms, CHANNEL_ACCOUNT_BYTES,
 };
 use x402_protocol::wire::Offer;
-use x402_protocol::{LedgerError, Reference};
+use x402_protocol::Reference;
 
-use super::channel::read_channel;
+use super::channel::{submit_and_read, Sent};
 use super::{
     fee_cost, memo_reference, resource, sponsored_extra, Landing, PaymentScheme, Submission,
     Submitted, Terms, Verified,
@@ -345,27 +345,21 @@ impl Submission for OpenSubmission {
             Err(error) => return Submitted::refused(store_unavailable(error), false),
         }
         let signature = self.transaction.signatures[0];
-        let rejected = match cx
-            .ledger_call(LedgerCall::Submit, cx.ledger().submit(&self.transaction))
-            .await
-        {
-            Err(LedgerError::Rejected(why)) => Some(why),
-            Ok(_) | Err(LedgerError::Unavailable(_)) => None,
-        };
-        let opened = match read_channel(cx, &channel).await {
-            Ok(opened) => opened,
-            Err(refusal) => return Submitted::refused(refusal, false),
-        };
-        let Some((account, lamports)) = opened else {
-            if let Some(why) = rejected {
-                tracing::info!(channel = %channel, %why, "upto open rejected");
-                close_record(cx, &channel).await;
-                return Submitted::refused(Refusal::new(Reason::TransactionFailed), false);
-            }
-            // Submitted yet not visible: the janitor closes it if it opens unserved.
-            tracing::warn!(channel = %channel, "upto open submitted, but not visible yet");
-            return Submitted::refused(Refusal::unavailable(), false);
-        };
+        let (account, lamports, charged) =
+            match submit_and_read(cx, &self.transaction, &channel, |_| true).await {
+                Ok(Sent::Landed(account, lamports, charged)) => (*account, lamports, charged),
+                Ok(Sent::Rejected(why)) => {
+                    tracing::info!(channel = %channel, %why, "upto open rejected");
+                    close_record(cx, &channel).await;
+                    return Submitted::refused(Refusal::new(Reason::TransactionFailed), false);
+                }
+                // Submitted yet not visible: the janitor closes it if it opens unserved.
+                Ok(Sent::Unseen) => {
+                    tracing::warn!(channel = %channel, "upto open submitted, but not visible yet");
+                    return Submitted::refused(Refusal::unavailable(), false);
+                }
+                Err(refusal) => return Submitted::refused(refusal, false),
+            };
         if !binds(&account, &self.demand.terms, &self.claimed) {
             // Not the channel this payment opens: the janitor closes it at zero.
             tracing::error!(%channel, "the channel on chain does not bind the challenge");
@@ -392,7 +386,7 @@ impl Submission for OpenSubmission {
         Submitted {
             outcome: Ok((settled, Landing::Here)),
             deposited: Some(lamports),
-            charged: rejected.is_none(),
+            charged,
         }
     }
 }
