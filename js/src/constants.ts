@@ -24,8 +24,8 @@ export const EXACT_COMPUTE_UNIT_PRICE = 1n;
  */
 export const PAYMENT_CHANNELS_PROGRAM = "CHNLxYvVA28MJP9PrFuDXccuoGXAx7jBacfLEkahyGsX";
 export const RENT_SYSVAR = "SysvarRent111111111111111111111111111111111";
-/** What the `upto` client asks for, as the Rust client does: `open` creates two accounts and moves the deposit. */
-export const UPTO_COMPUTE_UNIT_LIMIT = 100_000;
+/** What the channel clients ask for, as the Rust client does: `open` creates two accounts and moves the deposit, with room for its address searches (they vary with the salt) and the Memos. */
+export const UPTO_COMPUTE_UNIT_LIMIT = 200_000;
 /** The longest Memo an offer may ask for (`exact`'s limit, which `upto` shares in Rust). */
 export const MAX_MEMO_BYTES = 256;
 

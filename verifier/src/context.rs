@@ -53,8 +53,9 @@ pub struct PaymentSettings {
     pub batch: BatchSettings,
 }
 
-/// When `batch-settlement` channels are claimed and closed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// When `batch-settlement` channels are claimed and closed, and who signs the server
+/// mode's vouchers.
+#[derive(Clone)]
 pub struct BatchSettings {
     /// How often the latest vouchers are claimed on chain: what is accepted and not yet
     /// claimed is credit the seller extends until then.
@@ -62,6 +63,10 @@ pub struct BatchSettings {
     /// How long an open channel may go without a paid request before we close it (its
     /// latest voucher settled, the rest refunded): advertised as `maxIdleSecs`.
     pub idle_close: Duration,
+    /// The server mode's operator: with it, `batch-settlement` routes also offer the
+    /// server mode, in which it signs the vouchers for what each answer cost (each
+    /// request's price is then a ceiling). Never the fee payer.
+    pub operator: Option<Arc<Keypair>>,
 }
 
 impl Default for BatchSettings {
@@ -69,6 +74,7 @@ impl Default for BatchSettings {
         BatchSettings {
             claim_interval: Duration::from_secs(60),
             idle_close: Duration::from_secs(24 * 60 * 60),
+            operator: None,
         }
     }
 }

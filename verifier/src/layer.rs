@@ -187,7 +187,7 @@ where
             // Once forwarded, the work is done whether or not the client stays for the
             // answer: a client that goes away keeps its grant spent.
             let mut response = inner.call(Request::from_parts(parts, body)).await?;
-            if settled.metered.is_some() {
+            if settled.is_metered() {
                 let answer = match response.status().is_server_error() {
                     true => Answer::Failed,
                     false => Answer::Served(charge(&gate, &mut response, charge_header.as_ref())),

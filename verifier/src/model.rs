@@ -195,6 +195,19 @@ pub struct BatchCommit {
     pub moved: Option<u64>,
     /// The request closed the channel: nothing is served.
     pub closed: bool,
+    /// The server mode: the request's hold until its answer says what it cost.
+    pub held: Option<Held>,
+    /// The server mode: the operator's voucher for the channel's new total, the buyer's
+    /// receipt.
+    pub voucher: Option<x402_protocol::scheme::batch::BatchVoucher>,
+}
+
+/// A server-mode request's hold on its channel's deposit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Held {
+    pub request_id: String,
+    /// Base units: the route's price, the most the answer may cost.
+    pub ceiling: u64,
 }
 
 /// The channel a metered payment escrowed its ceiling in.
@@ -214,6 +227,17 @@ pub struct MeteredChannel {
 pub struct Charge(pub u64);
 
 impl SettledPayment {
+    /// Whether it is charged after its answer: a metered channel's (`upto`), or a
+    /// server-mode request held on its `batch-settlement` channel.
+    pub fn is_metered(&self) -> bool {
+        self.metered.is_some() || self.is_held()
+    }
+
+    /// Whether it is a server-mode request held on its channel until its answer.
+    pub fn is_held(&self) -> bool {
+        self.batch.as_ref().is_some_and(|b| b.held.is_some())
+    }
+
     /// The grant that records this payment serving `method path`.
     pub fn grant(&self, method: &str, path: &str) -> Grant {
         Grant {

@@ -39,6 +39,7 @@ async fn offer(h: &Harness, receiver_authorizer: anchor_lang::prelude::Pubkey) -
             withdraw_delay: 3_600,
             memo: None,
             min_deposit: None,
+            operator: None,
         },
         recent_blockhash: Some(h.market.ledger.latest_blockhash().await.unwrap()),
         recent_slot: Some(h.market.ledger.slot().await),
@@ -181,7 +182,8 @@ async fn a_delegating_seller_opens_claims_pays_out_and_refunds_through_the_facil
     );
     let again = settle(&h, &deposit).await;
     assert_eq!(again.error_reason.as_deref(), Some("duplicate_settlement"));
-    assert!(settle(&h, &request(&offer, &second.open)).await.success);
+    let opened = settle(&h, &request(&offer, &second.open)).await;
+    assert!(opened.success, "{opened:?}");
 
     // The seller accepts vouchers itself; the facilitator verifies one against the chain
     // on request, and refuses one signed by anyone but the buyer's voucher signer.
@@ -469,11 +471,13 @@ async fn an_idle_facilitated_channel_is_closed_at_the_chains_watermark_and_never
     let h = Harness::start().await;
     let offer = offer(&h, h.market.fee_payer.pubkey()).await;
     let buyer = Buyer::new(&h, &offer, 10 * PRICE).await;
-    assert!(settle(&h, &request(&offer, &buyer.open)).await.success);
+    let opened = settle(&h, &request(&offer, &buyer.open)).await;
+    assert!(opened.success, "{opened:?}");
     let claim = SellerPayload::Claim {
         claims: vec![buyer.entry(&offer, 2 * PRICE)],
     };
-    assert!(settle(&h, &request(&offer, &claim)).await.success);
+    let claimed = settle(&h, &request(&offer, &claim)).await;
+    assert!(claimed.success, "{claimed:?}");
 
     // The channel pays the merchant under the gate's own terms, yet the gate accepts none
     // of its vouchers: it did not open it.

@@ -4,6 +4,7 @@
 pub mod support;
 
 mod batch;
+mod batch_server;
 mod copies;
 mod exact;
 mod facilitator;

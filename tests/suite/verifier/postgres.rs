@@ -163,27 +163,14 @@ async fn concurrent_settles_on_postgres_succeed_once() {
 /// deposit does not cover.
 #[tokio::test]
 async fn replicas_on_postgres_accept_a_voucher_increment_once() {
-    use x402_verifier::store::{BatchChannel, BatchStatus};
     let store = GrantStore::connect(&postgres_url()).await.unwrap();
     let channel = solana_keypair::Keypair::new().pubkey().to_string();
-    let record = BatchChannel {
-        channel: channel.clone(),
-        config: "{}".into(),
-        fee_payer: "fee payer".into(),
-        token_program: "token".into(),
-        deposit: 30,
-        charged: 0,
-        signature: None,
-        claimed: 0,
-        paid: 0,
-        status: BatchStatus::Opening,
-        requests: 0,
-        active_at: 1,
-        updated_at: 1,
-    };
-    assert!(store.begin_batch_channel(&record).await.unwrap());
     assert!(store
-        .open_batch_channel(&channel, 30, 10, "first", 2)
+        .begin_batch_channel(&opening(&channel, 30))
+        .await
+        .unwrap());
+    assert!(store
+        .open_batch_channel(&channel, 30, Some((10, "first")), 2)
         .await
         .unwrap());
     let attempts = (0..50).map(|i| {
@@ -234,4 +221,108 @@ async fn replicas_on_postgres_accept_a_voucher_increment_once() {
         "with its own signature: {:?}",
         row.signature
     );
+}
+
+/// The server mode's holds on PostgreSQL: replicas racing hold no more of a channel's
+/// deposit than is left, take each request identifier once, and charge each completed
+/// request once on top of the others.
+#[tokio::test]
+async fn replicas_on_postgres_hold_a_deposit_once_and_charge_each_request_once() {
+    use x402_verifier::store::Reservation;
+    let store = GrantStore::connect(&postgres_url()).await.unwrap();
+    let channel = solana_keypair::Keypair::new().pubkey().to_string();
+    assert!(store
+        .begin_batch_channel(&opening(&channel, 30))
+        .await
+        .unwrap());
+    assert!(store
+        .open_batch_channel(&channel, 30, None, 2)
+        .await
+        .unwrap());
+    // Fifty requests of ceiling 10 race for a deposit of 30, five of them twice.
+    let attempts = (0..55).map(|i| {
+        let store = store.clone();
+        let channel = channel.clone();
+        tokio::spawn(async move {
+            let id = format!("request {}", i % 50);
+            let held = store.reserve_operation(&channel, &id, 10, 3).await.unwrap();
+            (id, held)
+        })
+    });
+    let outcomes: Vec<_> = join_all(attempts)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let held: Vec<&String> = outcomes
+        .iter()
+        .filter(|(_, held)| matches!(held, Reservation::Held { .. }))
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(held.len(), 3, "the deposit holds three ceilings");
+    let row = store.batch_channel(&channel).await.unwrap().unwrap();
+    assert_eq!(row.reserved, 30);
+    // Completed together, each adds its own charge: 4, 10 and 0 of their ceilings.
+    let completions = held.iter().zip([4, 10, 0]).map(|(id, charge)| {
+        let store = store.clone();
+        let channel = channel.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            let sign = |total: u64| format!("operator voucher for {total}");
+            store
+                .complete_operation(&channel, &id, 10, charge, &sign, 4)
+                .await
+                .unwrap()
+                .expect("held")
+        })
+    });
+    let mut totals: Vec<u64> = join_all(completions)
+        .await
+        .into_iter()
+        .map(|c| c.unwrap().cumulative)
+        .collect();
+    totals.sort();
+    let row = store.batch_channel(&channel).await.unwrap().unwrap();
+    assert_eq!((row.charged, row.reserved, row.requests), (14, 0, 3));
+    assert_eq!(totals.last(), Some(&14));
+    assert_eq!(
+        row.signature.as_deref(),
+        Some("operator voucher for 14"),
+        "the latest total's voucher"
+    );
+    // A request completes once, and a used identifier is not held again.
+    assert_eq!(
+        store
+            .complete_operation(&channel, held[0], 10, 10, &|t| t.to_string(), 5)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .reserve_operation(&channel, held[0], 10, 5)
+            .await
+            .unwrap(),
+        Reservation::Duplicate
+    );
+}
+
+/// A `batch-settlement` channel's row before its `open` lands, holding `deposit`.
+fn opening(channel: &str, deposit: u64) -> x402_verifier::store::BatchChannel {
+    x402_verifier::store::BatchChannel {
+        channel: channel.into(),
+        config: "{}".into(),
+        fee_payer: "fee payer".into(),
+        token_program: "token".into(),
+        deposit,
+        charged: 0,
+        signature: None,
+        claimed: 0,
+        paid: 0,
+        status: x402_verifier::store::BatchStatus::Opening,
+        requests: 0,
+        active_at: 1,
+        updated_at: 1,
+        reserved: 0,
+    }
 }

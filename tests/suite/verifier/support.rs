@@ -23,7 +23,10 @@ use x402_verifier::facilitator::access::{FacilitatorAccess, SponsorshipPolicy};
 use x402_verifier::ledger::local::{LocalLedger, LocalMarket, LOCAL_BLOCKHASH_REFRESH};
 use x402_verifier::proxy::{Proxy, Upstream};
 use x402_verifier::tasks::{self, Schedule};
-use x402_verifier::{app, Gate, GrantStore, PaidRoute, RequestLimits, RouteService, Scheme};
+use x402_verifier::{
+    app, BatchSettings, Gate, GrantStore, PaidRoute, PaymentSettings, RequestLimits, RouteService,
+    Scheme,
+};
 
 /// 0.01 of the local mint: the price of `/api/*`.
 pub const PRICE: u64 = 10_000;
@@ -401,13 +404,19 @@ async fn gate(
     store_url: &str,
     sponsor: bool,
 ) -> Gate {
-    let settings = x402_testkit::settings(
-        market.ledger.network().clone(),
-        market.mint,
-        market.merchant,
-        challenge_key(),
-        sponsor.then(|| market.fee_payer.insecure_clone()),
-    );
+    let settings = PaymentSettings {
+        batch: BatchSettings {
+            operator: sponsor.then(|| Arc::new(operator())),
+            ..BatchSettings::default()
+        },
+        ..x402_testkit::settings(
+            market.ledger.network().clone(),
+            market.mint,
+            market.merchant,
+            challenge_key(),
+            sponsor.then(|| market.fee_payer.insecure_clone()),
+        )
+    };
     let store = GrantStore::connect(store_url).await.unwrap();
     let schedule = Schedule {
         blockhash_refresh: LOCAL_BLOCKHASH_REFRESH,
@@ -417,6 +426,12 @@ async fn gate(
     let gate = Gate::new(settings, ledger, store);
     tasks::start(&gate, &schedule).await;
     gate
+}
+
+/// The `batch-settlement` server mode's operator of every sponsoring harness (one key
+/// for its replicas too).
+pub fn operator() -> Keypair {
+    Keypair::new_from_array([42; 32])
 }
 
 /// The API key of every harness's facilitator.
@@ -478,6 +493,16 @@ fn app_for(gate: &Gate, api_url: &str) -> Router {
             pattern: "/batch".into(),
             methods: vec![http::Method::GET],
             payment: gate.price("0.01").schemes(&[Scheme::Batch]),
+            service: RouteService::Proxy(proxy.clone()),
+        },
+        // The server mode's ceiling, the answer saying what it cost.
+        PaidRoute {
+            pattern: "/batch/metered".into(),
+            methods: vec![http::Method::GET],
+            payment: gate
+                .price("0.05")
+                .schemes(&[Scheme::Batch])
+                .charge_header(http::HeaderName::from_static(METERED_CHARGE_HEADER)),
             service: RouteService::Proxy(proxy.clone()),
         },
         // A challenge that lives 5 seconds: always inside the sponsorship's expiry margin.

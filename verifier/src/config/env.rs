@@ -73,6 +73,9 @@ impl Config {
         env.set("X402_BATCH_IDLE_CLOSE_SECONDS", |v| {
             p.batch_idle_close_seconds = v
         })?;
+        env.set("X402_BATCH_OPERATOR_KEYPAIR", |v| {
+            p.batch_operator_keypair = Some(v)
+        })?;
         env.set("X402_STORE_URL", |v: String| {
             self.store.url = Some(v.into())
         })?;

@@ -119,6 +119,9 @@ pub struct PaymentConfig {
     /// How long a `batch-settlement` channel may go without a paid request before the
     /// seller closes it (settled, the rest refunded), in seconds.
     pub batch_idle_close_seconds: u64,
+    /// A Solana CLI keypair file: with it `batch-settlement` routes also offer the server
+    /// mode, this key signing the vouchers for what each answer cost. Not the fee payer's.
+    pub batch_operator_keypair: Option<PathBuf>,
 }
 
 impl Default for PaymentConfig {
@@ -147,6 +150,7 @@ impl Default for PaymentConfig {
             max_sponsored_failures: 50,
             batch_claim_interval_seconds: 60,
             batch_idle_close_seconds: 86_400,
+            batch_operator_keypair: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! A metered payment after its answer: what the answer cost is committed to the grant
-//! store first, then settled on chain; the buyer gets the answer only once it is.
+//! store first, then settled on chain (`upto`), or signed by our operator and committed
+//! (`batch-settlement`'s server mode); the buyer gets the answer only once it is.
 
 use x402_protocol::unix_now;
 
@@ -7,6 +8,7 @@ use super::Gate;
 use crate::context::store_unavailable;
 use crate::error::{Reason, Refusal};
 use crate::model::SettledPayment;
+use crate::scheme::batch::operator;
 use crate::scheme::upto::settle_channel;
 use crate::store::Stage;
 
@@ -30,6 +32,15 @@ impl Gate {
         settled: &SettledPayment,
         answer: Answer,
     ) -> Result<SettledPayment, Refusal> {
+        if settled.is_held() {
+            return match answer {
+                Answer::Served(charge) => operator::complete(self, settled, charge).await,
+                Answer::Failed => {
+                    operator::release(self, settled).await;
+                    Ok(settled.clone())
+                }
+            };
+        }
         let metered = settled
             .metered
             .as_ref()

@@ -52,12 +52,19 @@ fn challenge(
     let offers: Vec<Offer> = price
         .schemes
         .iter()
-        .map(|scheme| {
-            let mut offer = scheme.offer(cx, price, target, reference);
+        .flat_map(|&scheme| {
+            let mut offers = scheme.offers(cx, price, target, reference);
             if let (Scheme::Batch, Some(correction)) = (scheme, correction) {
-                offer.extra.extend(correction.clone());
+                // The offer of the channel's mode: a correction names the server mode's.
+                let mode = |extra: &Map<String, Value>| extra.get("voucherSigner").cloned();
+                for offer in offers
+                    .iter_mut()
+                    .filter(|o| mode(&o.extra) == mode(correction))
+                {
+                    offer.extra.extend(correction.clone());
+                }
             }
-            offer
+            offers
         })
         .collect();
     let required = v2::payment_required(price, target, &offers, reason);
@@ -132,6 +139,13 @@ pub fn settlement_header(
                 "chargedCumulativeAmount": batch.to.to_string(),
             }),
         );
+        if let Some(voucher) = &batch.voucher {
+            // The server mode's receipt: the operator's voucher for the new total.
+            extra.insert(
+                "voucher".into(),
+                serde_json::to_value(voucher).expect("serializable"),
+            );
+        }
         amount = Some(batch.moved.map(|m| m.to_string()).unwrap_or_default());
     }
     let network = match version {

@@ -43,6 +43,11 @@ pub trait PaymentScheme: Send + Sync + 'static {
 
     /// The gate's offer for `price` at `target`, paying `reference`.
     fn offer(cx: &Context, price: &Price, target: &Target, reference: Reference) -> Offer;
+    /// Every offer the gate makes in the scheme: [`PaymentScheme::offer`], unless the
+    /// scheme offers more than one mode.
+    fn offers(cx: &Context, price: &Price, target: &Target, reference: Reference) -> Vec<Offer> {
+        vec![Self::offer(cx, price, target, reference)]
+    }
     /// What `/supported` says of the scheme (`extra`).
     fn supported(cx: &Context) -> Map<String, Value>;
     /// The gate's demand for `price`, paying `reference`.
@@ -205,15 +210,15 @@ impl Payment {
 }
 
 impl Scheme {
-    /// This gate's offer for `price` at `target`, paying `reference`.
-    pub fn offer(
+    /// This gate's offers for `price` at `target`, paying `reference`.
+    pub fn offers(
         self,
         cx: &Context,
         price: &Price,
         target: &Target,
         reference: Reference,
-    ) -> Offer {
-        rules(self).offer(cx, price, target, reference)
+    ) -> Vec<Offer> {
+        rules(self).offers(cx, price, target, reference)
     }
 
     /// What `/supported` says of this scheme (`extra`).
@@ -347,7 +352,13 @@ fn fee_cost(cx: &Context, signatures: usize) -> u64 {
 
 /// A scheme's rules with its types erased, for [`rules`].
 trait Rules: Sync {
-    fn offer(&self, cx: &Context, price: &Price, target: &Target, reference: Reference) -> Offer;
+    fn offers(
+        &self,
+        cx: &Context,
+        price: &Price,
+        target: &Target,
+        reference: Reference,
+    ) -> Vec<Offer>;
     fn supported(&self, cx: &Context) -> Map<String, Value>;
     fn at_gate(&self, cx: &Context, price: &Price, reference: Reference) -> Demand;
     fn requested(&self, cx: &Context, offer: &Offer) -> Result<Demand, Refusal>;
@@ -367,8 +378,14 @@ impl<S: PaymentScheme> Erased<S> {
 }
 
 impl<S: PaymentScheme> Rules for Erased<S> {
-    fn offer(&self, cx: &Context, price: &Price, target: &Target, reference: Reference) -> Offer {
-        S::offer(cx, price, target, reference)
+    fn offers(
+        &self,
+        cx: &Context,
+        price: &Price,
+        target: &Target,
+        reference: Reference,
+    ) -> Vec<Offer> {
+        S::offers(cx, price, target, reference)
     }
 
     fn supported(&self, cx: &Context) -> Map<String, Value> {

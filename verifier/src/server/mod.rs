@@ -107,6 +107,7 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
         market.fee_payer.is_some(),
         market.delivers_in_full,
     )?;
+    let fee_payer = market.fee_payer.map(Arc::new);
     let settings = PaymentSettings {
         network: market.network,
         program: p.program_id,
@@ -116,7 +117,7 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
         currency: p.currency.clone(),
         pay_to: market.pay_to,
         challenge_keys,
-        fee_payer: market.fee_payer.map(Arc::new),
+        fee_payer: fee_payer.clone(),
         schemes,
         sponsor_limits: sponsor_limits(p),
         max_compute_unit_price: p.max_compute_unit_price,
@@ -127,6 +128,7 @@ pub async fn build(config: Config) -> Result<Verifier, StartError> {
         batch: BatchSettings {
             claim_interval: Duration::from_secs(p.batch_claim_interval_seconds.max(1)),
             idle_close: Duration::from_secs(p.batch_idle_close_seconds.max(1)),
+            operator: batch_operator(p, fee_payer.as_deref())?,
         },
     };
     let schedule = Schedule {
@@ -184,6 +186,27 @@ fn named(setting: &'static str, names: &[String]) -> Result<Vec<Scheme>, StartEr
         .iter()
         .map(|name| name.parse().map_err(|why| invalid(setting, why)))
         .collect()
+}
+
+/// The server mode's operator, when one is configured: never the fee payer (the
+/// specification forbids a channel whose voucher signer is its payee).
+fn batch_operator(
+    p: &PaymentConfig,
+    fee_payer: Option<&solana_keypair::Keypair>,
+) -> Result<Option<Arc<solana_keypair::Keypair>>, StartError> {
+    use solana_signer::Signer;
+    let Some(path) = &p.batch_operator_keypair else {
+        return Ok(None);
+    };
+    let operator = x402_protocol::keypair::read_keypair_file(path)
+        .map_err(|e| invalid("payment.batch_operator_keypair", e))?;
+    if fee_payer.is_some_and(|f| f.pubkey() == operator.pubkey()) {
+        return Err(invalid(
+            "payment.batch_operator_keypair",
+            "the operator must not be the fee payer",
+        ));
+    }
+    Ok(Some(Arc::new(operator)))
 }
 
 /// The sponsorship's limits as configured.

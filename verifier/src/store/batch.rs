@@ -28,7 +28,23 @@ pub(super) const BATCH_CHANNELS: &str = "CREATE TABLE IF NOT EXISTS batch_channe
     status TEXT NOT NULL,
     requests BIGINT NOT NULL,
     active_at BIGINT NOT NULL,
-    updated_at BIGINT NOT NULL
+    updated_at BIGINT NOT NULL,
+    reserved BIGINT NOT NULL DEFAULT 0
+)";
+
+/// The server mode's requests, one row each from its reservation (its ceiling held
+/// against the deposit) until it completed (charged what the answer cost, and the
+/// operator's voucher for the new total recorded in its channel's row) or was released:
+/// a request identifier is accepted once per channel, running or done.
+pub(super) const BATCH_OPERATIONS: &str = "CREATE TABLE IF NOT EXISTS batch_operations (
+    channel TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    ceiling BIGINT NOT NULL,
+    charged BIGINT,
+    cumulative BIGINT,
+    status TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (channel, request_id)
 )";
 
 /// The channels this verifier opened as a facilitator for other sellers, each bound at
@@ -130,6 +146,32 @@ pub struct BatchChannel {
     /// Unix seconds of the latest accepted voucher (or the open).
     pub active_at: i64,
     pub updated_at: i64,
+    /// The server mode: the ceilings of the requests in flight, held against the deposit.
+    pub reserved: u64,
+}
+
+/// What a server-mode request's reservation came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reservation {
+    /// Its ceiling is held: the channel's accepted total, deposit and claimed amount then.
+    Held {
+        charged: u64,
+        deposit: u64,
+        claimed: u64,
+    },
+    /// Its request identifier was presented on this channel before.
+    Duplicate,
+    /// The channel is not open here, or its deposit cannot hold the ceiling.
+    Refused,
+}
+
+/// A server-mode request completed: the channel's new total and its operator voucher.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Completion {
+    pub cumulative: u64,
+    pub signature: String,
+    pub deposit: u64,
+    pub claimed: u64,
 }
 
 /// An amount as the table holds it: a `BIGINT`.
@@ -142,8 +184,8 @@ impl GrantStore {
     /// already.
     pub async fn begin_batch_channel(&self, record: &BatchChannel) -> Result<bool, StoreError> {
         let recorded = sqlx::query(
-            "INSERT INTO batch_channels (channel, config, fee_payer, token_program, deposit, charged, signature, previous_charged, claimed, paid, status, requests, active_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $8, $9, $10, $11, $12, $13)",
+            "INSERT INTO batch_channels (channel, config, fee_payer, token_program, deposit, charged, signature, previous_charged, claimed, paid, status, requests, active_at, updated_at, reserved)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $8, $9, $10, $11, $12, $13, 0)",
         )
         .bind(&record.channel)
         .bind(&record.config)
@@ -164,25 +206,27 @@ impl GrantStore {
     }
 
     /// Marks a channel whose `open` landed open, holding `deposit`, with its first
-    /// voucher (`charged`, `signature`) accepted. `false` unless it was opening.
+    /// voucher (`charged`, `signature`) accepted; in the server mode none yet (the first
+    /// request is reserved next). `false` unless it was opening.
     pub async fn open_batch_channel(
         &self,
         channel: &str,
         deposit: u64,
-        charged: u64,
-        signature: &str,
+        first: Option<(u64, &str)>,
         now: i64,
     ) -> Result<bool, StoreError> {
+        let (charged, signature) = first.unzip();
         let done = sqlx::query(
             "UPDATE batch_channels SET status = 'open', deposit = $2, charged = $3, signature = $4,
-               previous_charged = 0, requests = requests + 1, active_at = $5, updated_at = $5
+               previous_charged = 0, requests = requests + $6, active_at = $5, updated_at = $5
              WHERE channel = $1 AND status = 'opening'",
         )
         .bind(channel)
         .bind(stored(deposit)?)
-        .bind(stored(charged)?)
+        .bind(stored(charged.unwrap_or(0))?)
         .bind(signature)
         .bind(now)
+        .bind(i64::from(first.is_some()))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -236,6 +280,224 @@ impl GrantStore {
     /// Transactions that committed accepted vouchers, for `/metrics`.
     pub fn voucher_commits(&self) -> prometheus_client::metrics::counter::Counter {
         self.voucher_commits.clone()
+    }
+
+    /// The server mode: raises an open channel's deposit from exactly `before` to `after`
+    /// once its `top_up` landed. `false` when it moved otherwise meanwhile.
+    pub async fn top_up_batch_channel(
+        &self,
+        channel: &str,
+        before: u64,
+        after: u64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE batch_channels SET deposit = $3, updated_at = $4
+             WHERE channel = $1 AND status = 'open' AND deposit = $2",
+        )
+        .bind(channel)
+        .bind(stored(before)?)
+        .bind(stored(after)?)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The server mode: holds `ceiling` of an open channel's deposit for request
+    /// `request_id`, recorded once per channel. The operation's row and the hold commit
+    /// together, or neither does.
+    pub async fn reserve_operation(
+        &self,
+        channel: &str,
+        request_id: &str,
+        ceiling: u64,
+        now: i64,
+    ) -> Result<Reservation, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let recorded = sqlx::query(
+            "INSERT INTO batch_operations (channel, request_id, ceiling, status, created_at)
+             VALUES ($1, $2, $3, 'reserved', $4)",
+        )
+        .bind(channel)
+        .bind(request_id)
+        .bind(stored(ceiling)?)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        if !inserted(recorded)? {
+            return Ok(Reservation::Duplicate);
+        }
+        let held = sqlx::query(
+            "UPDATE batch_channels SET reserved = reserved + $2, updated_at = $3
+             WHERE channel = $1 AND status = 'open' AND deposit - charged - reserved >= $2
+             RETURNING charged, deposit, claimed",
+        )
+        .bind(channel)
+        .bind(stored(ceiling)?)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = held else {
+            // Not recorded either: the request never ran, and may be presented again.
+            tx.rollback().await?;
+            return Ok(Reservation::Refused);
+        };
+        let reservation = Reservation::Held {
+            charged: amount(&row, "charged")?,
+            deposit: amount(&row, "deposit")?,
+            claimed: amount(&row, "claimed")?,
+        };
+        tx.commit().await?;
+        Ok(reservation)
+    }
+
+    /// The server mode: completes request `request_id`, which cost `charge` of its
+    /// `ceiling`: the channel's total moves up by `charge`, with `sign`'s voucher for the
+    /// new total, the hold is let go, and the operation is recorded done, all in one
+    /// transaction. `None` when the operation is not reserved (completed or released
+    /// before).
+    pub async fn complete_operation(
+        &self,
+        channel: &str,
+        request_id: &str,
+        ceiling: u64,
+        charge: u64,
+        sign: &(dyn Fn(u64) -> String + Sync),
+        now: i64,
+    ) -> Result<Option<Completion>, StoreError> {
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let done = sqlx::query(
+                "UPDATE batch_operations SET status = 'done', charged = $3
+                 WHERE channel = $1 AND request_id = $2 AND status = 'reserved'",
+            )
+            .bind(channel)
+            .bind(request_id)
+            .bind(stored(charge)?)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Ok(None);
+            }
+            let row = sqlx::query("SELECT charged FROM batch_channels WHERE channel = $1")
+                .bind(channel)
+                .fetch_one(&mut *tx)
+                .await?;
+            let before = amount(&row, "charged")?;
+            let cumulative = before
+                .checked_add(charge)
+                .ok_or_else(|| StoreError("a channel's total overflowed".into()))?;
+            let signature = sign(cumulative);
+            // Moved by another completion since it was read: read it again.
+            let moved = sqlx::query(
+                "UPDATE batch_channels SET previous_charged = charged, previous_signature = signature,
+                   charged = $3, signature = $4, reserved = reserved - $5, requests = requests + 1,
+                   active_at = $6, updated_at = $6
+                 WHERE channel = $1 AND charged = $2 AND reserved >= $5
+                 RETURNING deposit, claimed",
+            )
+            .bind(channel)
+            .bind(stored(before)?)
+            .bind(stored(cumulative)?)
+            .bind(&signature)
+            .bind(stored(ceiling)?)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = moved else {
+                tx.rollback().await?;
+                continue;
+            };
+            sqlx::query(
+                "UPDATE batch_operations SET cumulative = $3 WHERE channel = $1 AND request_id = $2",
+            )
+            .bind(channel)
+            .bind(request_id)
+            .bind(stored(cumulative)?)
+            .execute(&mut *tx)
+            .await?;
+            let completion = Completion {
+                cumulative,
+                signature,
+                deposit: amount(&row, "deposit")?,
+                claimed: amount(&row, "claimed")?,
+            };
+            tx.commit().await?;
+            return Ok(Some(completion));
+        }
+    }
+
+    /// The server mode: lets go of request `request_id`'s hold unserved (its answer
+    /// failed): nothing is charged. `false` when it was not reserved.
+    pub async fn release_operation(
+        &self,
+        channel: &str,
+        request_id: &str,
+        ceiling: u64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let released = sqlx::query(
+            "UPDATE batch_operations SET status = 'released', charged = 0
+             WHERE channel = $1 AND request_id = $2 AND status = 'reserved'",
+        )
+        .bind(channel)
+        .bind(request_id)
+        .execute(&mut *tx)
+        .await?;
+        if released.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE batch_channels SET reserved = reserved - $2, updated_at = $3
+             WHERE channel = $1 AND reserved >= $2",
+        )
+        .bind(channel)
+        .bind(stored(ceiling)?)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The server mode's holds taken before `before` (unix seconds) and never completed
+    /// or released (a crash between a request and its answer): channel, request, ceiling.
+    pub async fn stale_operations(
+        &self,
+        before: i64,
+    ) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT channel, request_id, ceiling FROM batch_operations
+             WHERE status = 'reserved' AND created_at < $1",
+        )
+        .bind(before)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("channel")?,
+                    row.try_get("request_id")?,
+                    amount(row, "ceiling")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Starts a refund's close: an open channel with no request in flight stops
+    /// accepting. `false` when it is not open, or a request is still reserved.
+    pub async fn begin_batch_refund(&self, channel: &str, now: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE batch_channels SET status = 'closing', updated_at = $2
+             WHERE channel = $1 AND status = 'open' AND reserved = 0",
+        )
+        .bind(channel)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Takes back the voucher accepted for `to` whose request was not served: the one it
@@ -435,7 +697,7 @@ fn binding_of(row: &sqlx::any::AnyRow) -> Result<BatchBinding, StoreError> {
     })
 }
 
-const SELECT_BATCH: &str = "SELECT channel, config, fee_payer, token_program, deposit, charged, signature, claimed, paid, status, requests, active_at, updated_at FROM batch_channels";
+const SELECT_BATCH: &str = "SELECT channel, config, fee_payer, token_program, deposit, charged, signature, claimed, paid, status, requests, active_at, updated_at, reserved FROM batch_channels";
 
 /// An amount column of `row`.
 fn amount(row: &sqlx::any::AnyRow, column: &str) -> Result<u64, StoreError> {
@@ -461,6 +723,7 @@ fn batch_of(row: &sqlx::any::AnyRow) -> Result<BatchChannel, StoreError> {
         requests: units("requests")?,
         active_at: row.try_get("active_at")?,
         updated_at: row.try_get("updated_at")?,
+        reserved: units("reserved")?,
     })
 }
 

@@ -13,7 +13,7 @@ mod batch;
 use sqlx::any::{install_default_drivers, AnyPoolOptions};
 use sqlx::AnyPool;
 
-pub use batch::{BatchBinding, BatchChannel, BatchStatus};
+pub use batch::{BatchBinding, BatchChannel, BatchStatus, Completion, Reservation};
 
 /// The store could not be reached or answered with an error. Its text never holds the
 /// store URL.
@@ -78,12 +78,18 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS grants (
     released_at BIGINT
 )";
 
-/// Columns a grants table made by an older version lacks: `scheme` (every row of a table
-/// from before `exact` was paid in `receipt`), `released_at` (NULL while the grant
-/// serves; set when it was given back).
-const ADDED_COLUMNS: [(&str, &str); 2] = [
-    ("scheme", "scheme TEXT NOT NULL DEFAULT 'receipt'"),
-    ("released_at", "released_at BIGINT"),
+/// Columns tables made by an older version lack: the grants' `scheme` (every row of a
+/// table from before `exact` was paid in `receipt`) and `released_at` (NULL while the
+/// grant serves; set when it was given back); a `batch-settlement` channel's `reserved`
+/// (the server mode's requests in flight, none before it).
+const ADDED_COLUMNS: [(&str, &str, &str); 3] = [
+    ("grants", "scheme", "scheme TEXT NOT NULL DEFAULT 'receipt'"),
+    ("grants", "released_at", "released_at BIGINT"),
+    (
+        "batch_channels",
+        "reserved",
+        "reserved BIGINT NOT NULL DEFAULT 0",
+    ),
 ];
 
 /// One `exact` transaction, one grant: the gate records it under the reference in its
@@ -214,6 +220,9 @@ impl GrantStore {
             sqlx::query(CHANNELS).execute(&mut *tx).await?;
             sqlx::query(batch::BATCH_CHANNELS).execute(&mut *tx).await?;
             sqlx::query(batch::BATCH_BINDINGS).execute(&mut *tx).await?;
+            sqlx::query(batch::BATCH_OPERATIONS)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
         } else {
             // The write-ahead log: a commit is one append and one fsync (synchronous stays
@@ -227,6 +236,7 @@ impl GrantStore {
             sqlx::query(CHANNELS).execute(&pool).await?;
             sqlx::query(batch::BATCH_CHANNELS).execute(&pool).await?;
             sqlx::query(batch::BATCH_BINDINGS).execute(&pool).await?;
+            sqlx::query(batch::BATCH_OPERATIONS).execute(&pool).await?;
         }
         add_columns(&pool, postgres).await?;
         index_exact_transactions(&pool, postgres).await?;
@@ -477,11 +487,11 @@ fn inserted(result: Result<sqlx::any::AnyQueryResult, sqlx::Error>) -> Result<bo
     }
 }
 
-/// Brings a grants table made by an older version up to date (under PostgreSQL's lock,
-/// as the tables are made).
+/// Brings tables made by an older version up to date (under PostgreSQL's lock, as the
+/// tables are made).
 async fn add_columns(pool: &AnyPool, postgres: bool) -> Result<(), StoreError> {
-    for (column, definition) in ADDED_COLUMNS {
-        if sqlx::query(&format!("SELECT {column} FROM grants WHERE 1 = 0"))
+    for (table, column, definition) in ADDED_COLUMNS {
+        if sqlx::query(&format!("SELECT {column} FROM {table} WHERE 1 = 0"))
             .fetch_optional(pool)
             .await
             .is_ok()
@@ -493,9 +503,9 @@ async fn add_columns(pool: &AnyPool, postgres: bool) -> Result<(), StoreError> {
             sqlx::query("SELECT pg_advisory_xact_lock(402)")
                 .execute(&mut *tx)
                 .await?;
-            format!("ALTER TABLE grants ADD COLUMN IF NOT EXISTS {definition}")
+            format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {definition}")
         } else {
-            format!("ALTER TABLE grants ADD COLUMN {definition}")
+            format!("ALTER TABLE {table} ADD COLUMN {definition}")
         };
         sqlx::query(&add).execute(&mut *tx).await?;
         tx.commit().await?;

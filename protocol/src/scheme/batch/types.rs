@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use solana_hash::Hash;
 use solana_transaction::versioned::VersionedTransaction;
 
+use super::authorization::BatchAuthorization;
 use super::close::CloseAuthorization;
 use crate::scheme::channel::{channel_address, ChannelPlan, ChannelSeeds, Opening};
 use crate::scheme::exact::MAX_MEMO_BYTES;
@@ -23,6 +24,9 @@ const AUTHORIZATION: &str = "authorization";
 
 /// The voucher signer of the default mode: the buyer.
 pub const CLIENT_SIGNER: &str = "client";
+
+/// The voucher signer of the server mode: the seller's operator.
+pub const SERVER_SIGNER: &str = "server";
 
 /// The forced-close grace period an offer may set, in seconds: 15 minutes to 30 days, as
 /// the specification bounds it (the program takes any positive one).
@@ -46,6 +50,9 @@ pub struct BatchTerms {
     pub memo: Option<String>,
     /// The deposit the seller suggests, in base units: at least `amount`.
     pub min_deposit: Option<u64>,
+    /// The server mode's operator, which signs the vouchers (and could take the whole
+    /// deposit): `amount` is then each request's ceiling. None in the client mode.
+    pub operator: Option<Pubkey>,
 }
 
 impl BatchTerms {
@@ -70,7 +77,7 @@ pub struct BatchExtra {
     pub payment_flow: Option<String>,
     pub fee_payer: String,
     pub receiver_authorizer: String,
-    /// `client` (the default) or `server`: only the client mode is offered or paid here.
+    /// `client` (the default) or `server` (the operator signs the vouchers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub voucher_signer: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,6 +166,8 @@ pub struct Channel {
     pub withdraw_delay: u32,
     pub salt: u64,
     pub open_slot: u64,
+    /// The server mode: the payer authorizer is the seller's operator.
+    pub server_signed: bool,
 }
 
 impl Channel {
@@ -207,23 +216,20 @@ impl Channel {
             withdraw_delay: self.withdraw_delay.into(),
             salt: self.salt.to_string(),
             open_slot: self.open_slot,
-            voucher_signer: None,
+            voucher_signer: self.server_signed.then(|| SERVER_SIGNER.into()),
         }
     }
 }
 
 impl ChannelConfig {
     /// The keys and numbers this configuration states; `field` names the first that is
-    /// malformed. Only the client mode is read: a voucher signer other than the buyer's
-    /// own is refused.
+    /// malformed.
     pub fn read(&self) -> Result<Channel, SchemeError> {
-        if self
-            .voucher_signer
-            .as_deref()
-            .is_some_and(|signer| signer != CLIENT_SIGNER)
-        {
-            return Err(SchemeError::Malformed("channelConfig.voucherSigner"));
-        }
+        let server_signed = match self.voucher_signer.as_deref() {
+            None | Some(CLIENT_SIGNER) => false,
+            Some(SERVER_SIGNER) => true,
+            Some(_) => return Err(SchemeError::Malformed("channelConfig.voucherSigner")),
+        };
         let salt = decimal(&self.salt).ok_or(SchemeError::Malformed("channelConfig.salt"))?;
         Ok(Channel {
             payer: read_key(&self.payer, "channelConfig.payer")?,
@@ -238,6 +244,7 @@ impl ChannelConfig {
                 .map_err(|_| SchemeError::Malformed("channelConfig.withdrawDelay"))?,
             salt,
             open_slot: self.open_slot,
+            server_signed,
         })
     }
 }
@@ -274,7 +281,9 @@ pub struct Deposit {
     pub transaction: String,
 }
 
-/// The `payload` of a `batch-settlement` payment in the client mode.
+/// The `payload` of a `batch-settlement` payment. In the client mode each request carries
+/// the buyer's voucher; in the server mode, the buyer's proof
+/// ([`BatchAuthorization`]), and the operator signs the voucher after the answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum BatchPayload {
@@ -282,7 +291,12 @@ pub enum BatchPayload {
     #[serde(rename_all = "camelCase")]
     Deposit {
         channel_config: ChannelConfig,
-        voucher: BatchVoucher,
+        /// The client mode's voucher for this request.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        voucher: Option<BatchVoucher>,
+        /// The server mode's proof for this request.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        authorization: Option<BatchAuthorization>,
         deposit: Deposit,
     },
     /// Pays this request with a voucher: nothing goes on chain.
@@ -291,13 +305,23 @@ pub enum BatchPayload {
         channel_config: ChannelConfig,
         voucher: BatchVoucher,
     },
+    /// The server mode's request: the buyer's proof, the operator's voucher after.
+    #[serde(rename_all = "camelCase")]
+    Authorization {
+        channel_config: ChannelConfig,
+        authorization: BatchAuthorization,
+    },
     /// Closes the channel: the seller settles what it accepted and the rest goes back to
     /// the buyer. No request is served.
     #[serde(rename_all = "camelCase")]
     Refund {
         channel_config: ChannelConfig,
-        /// What the seller accepted: the buyer's latest voucher.
-        voucher: BatchVoucher,
+        /// The client mode's: what the seller accepted, the buyer's latest voucher.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        voucher: Option<BatchVoucher>,
+        /// The server mode's: the buyer's proof of its close intent (an amount of zero).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        authorization: Option<BatchAuthorization>,
         /// A payer-signed `request_close`, when the cooperative close was unavailable.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         transaction: Option<String>,
@@ -314,17 +338,30 @@ impl BatchPayload {
         match self {
             BatchPayload::Deposit { channel_config, .. }
             | BatchPayload::Voucher { channel_config, .. }
+            | BatchPayload::Authorization { channel_config, .. }
             | BatchPayload::Refund { channel_config, .. } => channel_config,
         }
     }
 
-    /// The voucher every variant carries.
-    pub fn voucher(&self) -> &BatchVoucher {
-        match self {
-            BatchPayload::Deposit { voucher, .. }
-            | BatchPayload::Voucher { voucher, .. }
-            | BatchPayload::Refund { voucher, .. } => voucher,
-        }
+    /// The channel it names, by its voucher or its proof (unchecked).
+    pub fn channel_id(&self) -> Option<&str> {
+        let (voucher, authorization) = match self {
+            BatchPayload::Deposit {
+                voucher,
+                authorization,
+                ..
+            }
+            | BatchPayload::Refund {
+                voucher,
+                authorization,
+                ..
+            } => (voucher.as_ref(), authorization.as_ref()),
+            BatchPayload::Voucher { voucher, .. } => (Some(voucher), None),
+            BatchPayload::Authorization { authorization, .. } => (None, Some(authorization)),
+        };
+        voucher
+            .map(|v| v.channel_id.as_str())
+            .or(authorization.map(|a| a.channel_id.as_str()))
     }
 }
 
@@ -353,8 +390,9 @@ impl Scheme for BatchScheme {
     type Transaction = VersionedTransaction;
 
     /// Any network: the caller checks it. An offer whose grace period is out of the
-    /// specification's range or shorter than its timeout, or that asks for the server
-    /// mode, is refused: a buyer must not escrow under it.
+    /// specification's range or shorter than its timeout is refused: a buyer must not
+    /// escrow under it. An offer of the server mode is read (its operator is the buyer's
+    /// to trust, or not).
     fn read_fields(offer: &Offer) -> Result<BatchOffer, SchemeError> {
         let extra: BatchExtra = read_extra(offer, "extra")?;
         if extra
@@ -364,14 +402,11 @@ impl Scheme for BatchScheme {
         {
             return Err(SchemeError::Malformed("extra.paymentFlow"));
         }
-        if extra
-            .voucher_signer
-            .as_deref()
-            .is_some_and(|s| s != CLIENT_SIGNER)
-            || extra.operator.is_some()
-        {
-            return Err(SchemeError::Malformed("extra.voucherSigner"));
-        }
+        let operator = match (extra.voucher_signer.as_deref(), &extra.operator) {
+            (None | Some(CLIENT_SIGNER), None) => None,
+            (Some(SERVER_SIGNER), Some(operator)) => Some(read_key(operator, "extra.operator")?),
+            _ => return Err(SchemeError::Malformed("extra.voucherSigner")),
+        };
         let withdraw_delay = u32::try_from(extra.withdraw_delay)
             .ok()
             .filter(|delay| {
@@ -408,6 +443,7 @@ impl Scheme for BatchScheme {
                 withdraw_delay,
                 memo: extra.memo,
                 min_deposit,
+                operator,
             },
             recent_blockhash: read_blockhash(extra.recent_blockhash.as_deref())?,
             recent_slot: extra.recent_slot,
@@ -425,8 +461,8 @@ impl Scheme for BatchScheme {
             payment_flow: None,
             fee_payer: terms.fee_payer.to_string(),
             receiver_authorizer: terms.receiver_authorizer.to_string(),
-            voucher_signer: None,
-            operator: None,
+            voucher_signer: terms.operator.map(|_| SERVER_SIGNER.into()),
+            operator: terms.operator.map(|o| o.to_string()),
             withdraw_delay: terms.withdraw_delay.into(),
             token_program: terms.token_program.to_string(),
             memo: terms.memo.clone(),
@@ -536,7 +572,15 @@ mod tests {
         assert_eq!(
             refused("voucherSigner", "server".into()),
             Some(SchemeError::Malformed("extra.voucherSigner")),
-            "an operator signing vouchers could take the whole deposit"
+            "the server mode names its operator"
+        );
+        assert_eq!(
+            refused(
+                "operator",
+                "4zTeC5mVqWLruDexgU2mV66p9t5vCA9JyiZqdGDUspap".into()
+            ),
+            Some(SchemeError::Malformed("extra.voucherSigner")),
+            "an operator only in the server mode"
         );
         assert_eq!(
             refused("minDeposit", "999".into()),
@@ -546,6 +590,21 @@ mod tests {
         assert_eq!(
             refused("paymentFlow", "escrow".into()),
             Some(SchemeError::Malformed("extra.paymentFlow"))
+        );
+    }
+
+    #[test]
+    fn a_server_mode_offer_names_its_operator() {
+        let mut offer = example();
+        offer.extra.insert("voucherSigner".into(), "server".into());
+        let operator = "4zTeC5mVqWLruDexgU2mV66p9t5vCA9JyiZqdGDUspap";
+        offer.extra.insert("operator".into(), operator.into());
+        let read = BatchOffer::from_offer(&offer).unwrap();
+        assert_eq!(read.terms.operator, Some(operator.parse().unwrap()));
+        assert_eq!(BatchOffer::from_offer(&read.to_offer()), Ok(read));
+        assert_eq!(
+            BatchOffer::from_offer(&example()).unwrap().terms.operator,
+            None
         );
     }
 
@@ -573,7 +632,10 @@ mod tests {
         .unwrap();
         let channel = payload.channel_config().read().unwrap();
         assert_eq!((channel.salt, channel.open_slot), (42, 341_000_000));
-        assert_eq!(payload.voucher().max_claimable_amount, "5000");
+        assert_eq!(
+            payload.channel_id(),
+            Some("DWFaXaqFdWYnQKtA8fKdNRxB1z6rE6gmqxkJatznmERF")
+        );
         let deposit: BatchPayload = serde_json::from_value(serde_json::json!({
             "type": "deposit", "channelConfig": config, "voucher": voucher,
             "deposit": { "amount": "100000", "transaction": "AQID" }
@@ -586,13 +648,25 @@ mod tests {
             written["channelConfig"]["openSlot"], 341_000_000,
             "a number"
         );
-        // The server mode's request is not one this side reads.
-        assert!(serde_json::from_value::<BatchPayload>(serde_json::json!({
-            "type": "authorization", "channelConfig": config
-        }))
-        .is_err());
+        // The server mode's request carries the buyer's proof, and its channel says so.
         let mut server = config.clone();
         server["voucherSigner"] = "server".into();
+        let authorization: BatchPayload = serde_json::from_value(serde_json::json!({
+            "type": "authorization", "channelConfig": server,
+            "authorization": {
+                "type": "proof", "channelId": "DWFaXaqFdWYnQKtA8fKdNRxB1z6rE6gmqxkJatznmERF",
+                "payer": "7fUAJdStEuGbc3sM84cKRL6yYaaSstyLSU4ve5oovLS7",
+                "requestId": "r-1", "authorizedAmount": "1000", "expiresAt": 1758215100,
+                "signature": "sig"
+            }
+        }))
+        .unwrap();
+        assert!(authorization.channel_config().read().unwrap().server_signed);
+        assert!(serde_json::from_value::<BatchPayload>(serde_json::json!({
+            "type": "authorization", "channelConfig": server
+        }))
+        .is_err());
+        server["voucherSigner"] = "operator".into();
         let read: ChannelConfig = serde_json::from_value(server).unwrap();
         assert_eq!(
             read.read(),

@@ -5,6 +5,7 @@
 
 use solana_transaction::versioned::VersionedTransaction;
 
+use super::authorization::{BatchAuthorization, ReadAuthorization};
 use super::types::{BatchTerms, BatchVoucher, Channel, ChannelConfig};
 use super::voucher::ReadVoucher;
 use crate::scheme::channel::validate::{check_payer, check_writable};
@@ -40,6 +41,12 @@ pub enum BatchDefect {
     CumulativeExceedsDeposit,
     #[error("the deposit transaction fails the sponsor's checks: {0}")]
     SetupTransaction(SponsoredDefect),
+    #[error("the proof is not the channel payer's for this operator, channel and request")]
+    AuthorizationSignature,
+    #[error("the proof has expired")]
+    AuthorizationExpired,
+    #[error("the proof does not authorize the offer's amount")]
+    AuthorizationAmount,
 }
 
 impl BatchDefect {
@@ -65,6 +72,11 @@ impl BatchDefect {
                 "invalid_batch_settlement_svm_cumulative_exceeds_deposit"
             }
             BatchDefect::SetupTransaction(_) => "invalid_batch_settlement_svm_setup_transaction",
+            BatchDefect::AuthorizationSignature => "invalid_batch_settlement_svm_voucher_signature",
+            BatchDefect::AuthorizationExpired => "invalid_batch_settlement_svm_voucher_expiry",
+            BatchDefect::AuthorizationAmount => {
+                "invalid_batch_settlement_svm_cumulative_amount_mismatch"
+            }
         }
     }
 }
@@ -81,9 +93,19 @@ impl From<SchemeError> for BatchDefect {
 /// Reads `config` for an offer of `terms`: its receiver is `payTo`, its receiver
 /// authorizer the offer's, its token the offer's mint, its grace period the offer's; its
 /// payer and voucher signer are not the fee payer (the program needs a distinct payee,
-/// and a fee payer signing vouchers could pay itself).
+/// and a fee payer signing vouchers could pay itself); its mode the offer's, and in the
+/// server mode its voucher signer the offer's operator.
 pub fn read_channel(config: &ChannelConfig, terms: &BatchTerms) -> Result<Channel, BatchDefect> {
     let channel = config.read()?;
+    match terms.operator {
+        Some(operator) if channel.server_signed => {
+            if channel.payer_authorizer != operator {
+                return Err(BatchDefect::VoucherSignature);
+            }
+        }
+        None if !channel.server_signed => {}
+        _ => return Err(BatchDefect::ChannelConfig("voucherSigner")),
+    }
     if channel.receiver_authorizer != terms.receiver_authorizer {
         return Err(BatchDefect::ReceiverAuthorizerMismatch);
     }
@@ -119,6 +141,33 @@ pub fn read_voucher(
     }
     if !read.signed_by(&channel.payer_authorizer) {
         return Err(BatchDefect::VoucherSignature);
+    }
+    Ok(read)
+}
+
+/// Reads the server mode's `proof` for `channel` under `terms` at `now` (unix seconds):
+/// for the channel the configuration derives, by its payer, for its operator (the
+/// channel's payer authorizer), unexpired, authorizing exactly `amount` (the offer's, or
+/// zero for a refund). Its request identifier is the caller's to keep single-use.
+pub fn read_authorization(
+    proof: &BatchAuthorization,
+    channel: &Channel,
+    terms: &BatchTerms,
+    amount: u64,
+    now: i64,
+) -> Result<ReadAuthorization, BatchDefect> {
+    let read = proof.read()?;
+    if read.channel != channel.address(&terms.fee_payer) {
+        return Err(BatchDefect::ChannelIdMismatch);
+    }
+    if read.payer != channel.payer || !read.signed_for(&channel.payer_authorizer) {
+        return Err(BatchDefect::AuthorizationSignature);
+    }
+    if now >= read.expires_at {
+        return Err(BatchDefect::AuthorizationExpired);
+    }
+    if read.amount != amount {
+        return Err(BatchDefect::AuthorizationAmount);
     }
     Ok(read)
 }
@@ -198,6 +247,7 @@ mod tests {
     use solana_signer::Signer;
 
     use super::*;
+    use crate::scheme::batch::authorization::sign_authorization;
     use crate::scheme::batch::build::{build_open, build_top_up, build_voucher, channel_of};
     use crate::scheme::batch::types::BatchPayload;
     use crate::scheme::batch::voucher::sign_voucher;
@@ -224,6 +274,7 @@ mod tests {
             withdraw_delay: 3_600,
             memo: None,
             min_deposit: None,
+            operator: None,
         };
         let opening = Opening {
             payer: buyer.pubkey(),
@@ -416,6 +467,90 @@ mod tests {
             read_voucher(&raised, &w.channel, &w.terms),
             Err(BatchDefect::VoucherSignature),
             "the amount is what was signed"
+        );
+    }
+
+    #[test]
+    fn the_server_mode_binds_its_operator_and_each_request_to_the_payers_proof() {
+        let w = world();
+        let operator = Keypair::new();
+        let terms = BatchTerms {
+            operator: Some(operator.pubkey()),
+            ..w.terms.clone()
+        };
+        let opening = w.channel.opening();
+        let channel = channel_of(&w.buyer, &terms, &opening);
+        assert_eq!(channel.payer_authorizer, operator.pubkey());
+        assert_eq!(read_channel(&channel.config(), &terms), Ok(channel));
+        // The modes do not mix: a client-mode channel under the server mode's offer, a
+        // server-mode one under the client mode's, or another operator.
+        assert_eq!(
+            read_channel(&w.channel.config(), &terms),
+            Err(BatchDefect::ChannelConfig("voucherSigner"))
+        );
+        assert_eq!(
+            read_channel(&channel.config(), &w.terms),
+            Err(BatchDefect::ChannelConfig("voucherSigner"))
+        );
+        let other = BatchTerms {
+            operator: Some(Pubkey::new_unique()),
+            ..terms.clone()
+        };
+        assert_eq!(
+            read_channel(&channel.config(), &other),
+            Err(BatchDefect::VoucherSignature)
+        );
+
+        let now = 1_758_215_000;
+        let proof = |payer: &Keypair, amount, expires_at| {
+            sign_authorization(
+                payer,
+                &channel.address(&terms.fee_payer),
+                &operator.pubkey(),
+                "request-1",
+                amount,
+                expires_at,
+            )
+        };
+        let read = read_authorization(
+            &proof(&w.buyer, 1_000, now + 60),
+            &channel,
+            &terms,
+            1_000,
+            now,
+        )
+        .unwrap();
+        assert_eq!(read.request_id, "request-1");
+        assert_eq!(
+            read_authorization(
+                &proof(&Keypair::new(), 1_000, now + 60),
+                &channel,
+                &terms,
+                1_000,
+                now
+            ),
+            Err(BatchDefect::AuthorizationSignature),
+            "another payer"
+        );
+        assert_eq!(
+            read_authorization(&proof(&w.buyer, 1_000, now), &channel, &terms, 1_000, now),
+            Err(BatchDefect::AuthorizationExpired)
+        );
+        assert_eq!(
+            read_authorization(
+                &proof(&w.buyer, 999, now + 60),
+                &channel,
+                &terms,
+                1_000,
+                now
+            ),
+            Err(BatchDefect::AuthorizationAmount)
+        );
+        let mut elsewhere = proof(&w.buyer, 1_000, now + 60);
+        elsewhere.channel_id = Pubkey::new_unique().to_string();
+        assert_eq!(
+            read_authorization(&elsewhere, &channel, &terms, 1_000, now),
+            Err(BatchDefect::ChannelIdMismatch)
         );
     }
 }

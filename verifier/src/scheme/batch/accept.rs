@@ -10,8 +10,9 @@ use serde_json::{Map, Value};
 use solana_signer::Signer;
 use solana_transaction::versioned::VersionedTransaction;
 use x402_protocol::scheme::batch::{
-    read_channel, read_voucher, validate_open, validate_top_up, BatchPayload, BatchTerms, Channel,
-    ChannelConfig, ChannelState, Deposit, ReadVoucher, VoucherState,
+    read_authorization, read_channel, read_voucher, validate_open, validate_top_up,
+    BatchAuthorization, BatchPayload, BatchTerms, BatchVoucher, Channel, ChannelConfig,
+    ChannelState, Deposit, ReadAuthorization, ReadVoucher, VoucherState,
 };
 use x402_protocol::scheme::channel::{
     token_account, treasury_owner, ChannelAccount, ChannelStatus, CHANNEL_ACCOUNT_BYTES,
@@ -20,7 +21,8 @@ use x402_protocol::scheme::decode_transaction;
 use x402_protocol::{unix_now, Reference};
 
 use super::claim::close_channel;
-use super::{channel_key, terms, BatchPayment};
+use super::operator;
+use super::{channel_key, terms_for, BatchPayment};
 use crate::context::{store_unavailable, Context};
 use crate::error::{Reason, Refusal};
 use crate::metrics::LedgerCall;
@@ -44,38 +46,50 @@ pub enum Admitted {
     Closed(SettledPayment),
 }
 
-/// Decides a `batch-settlement` payment for a request at `price`.
+/// Decides a `batch-settlement` payment for a request at `price`, in the mode its
+/// channel names: a voucher (client mode) or a proof (server mode) pays it.
 pub async fn admit_batch(
     cx: &Context,
     price: &Price,
     payment: BatchPayment,
 ) -> Result<Admitted, Refusal> {
-    let terms = terms(cx, price.amount);
-    match payment.0 {
-        BatchPayload::Voucher {
-            channel_config,
-            voucher,
-        } => {
-            let channel = read_channel(&channel_config, &terms)?;
+    let payload = payment.0;
+    let terms = terms_for(cx, price.amount, payload.channel_config())?;
+    let channel = read_channel(payload.channel_config(), &terms)?;
+    if !channel.server_signed && Some(channel.payer_authorizer) == operator_key(cx) {
+        // A client-mode channel our operator signs for: the two modes must not share a
+        // channel, or the operator's vouchers would pay as the buyer's.
+        return Err(Refusal::new(Reason::BatchVoucherSignature)
+            .message("a client-mode channel's vouchers are the buyer's own"));
+    }
+    let now = unix_now();
+    match payload {
+        BatchPayload::Voucher { voucher, .. } => {
             let read = read_voucher(&voucher, &channel, &terms)?;
             accept(cx, &terms, &channel, &read)
                 .await
                 .map(Admitted::Serve)
         }
+        BatchPayload::Authorization { authorization, .. } => {
+            let proof = read_authorization(&authorization, &channel, &terms, terms.amount, now)?;
+            operator::hold(cx, &terms, &channel, &proof, None)
+                .await
+                .map(Admitted::Serve)
+        }
         BatchPayload::Deposit {
-            channel_config,
             voucher,
+            authorization,
             deposit,
+            ..
         } => {
-            let channel = read_channel(&channel_config, &terms)?;
-            let read = read_voucher(&voucher, &channel, &terms)?;
-            deposit_and_accept(cx, &terms, &channel, &read, &deposit)
+            let pays = Pays::read(&terms, &channel, voucher, authorization, terms.amount, now)?;
+            deposit_and_accept(cx, &terms, &channel, &pays, &deposit)
                 .await
                 .map(Admitted::Serve)
         }
         BatchPayload::Refund {
-            channel_config,
             voucher,
+            authorization,
             transaction,
             ..
         } => {
@@ -85,9 +99,70 @@ pub async fn admit_batch(
                     "this seller closes cooperatively: send the refund without a transaction",
                 ));
             }
-            let channel = read_channel(&channel_config, &terms)?;
-            let read = read_voucher(&voucher, &channel, &terms)?;
-            refund(cx, &read).await.map(Admitted::Closed)
+            let pays = Pays::read(&terms, &channel, voucher, authorization, 0, now)?;
+            refund(cx, &pays).await.map(Admitted::Closed)
+        }
+    }
+}
+
+/// The operator's key, when the gate offers the server mode.
+fn operator_key(cx: &Context) -> Option<Pubkey> {
+    cx.settings()
+        .batch
+        .operator
+        .as_ref()
+        .map(|operator| operator.pubkey())
+}
+
+/// What pays a deposit's request or asks a refund, read for the channel's mode: the
+/// buyer's voucher (client mode) or its proof (server mode), never both.
+#[derive(Debug)]
+pub(super) enum Pays {
+    Voucher(ReadVoucher),
+    Proof(ReadAuthorization),
+}
+
+impl Pays {
+    /// Reads what the payload carries for `channel` under `terms`; a proof must authorize
+    /// `amount`.
+    pub(super) fn read(
+        terms: &BatchTerms,
+        channel: &Channel,
+        voucher: Option<BatchVoucher>,
+        authorization: Option<BatchAuthorization>,
+        amount: u64,
+        now: i64,
+    ) -> Result<Pays, Refusal> {
+        let wrong = |what: &str| Refusal::new(Reason::BatchPayloadType).message(what.to_string());
+        match (channel.server_signed, voucher, authorization) {
+            (false, Some(voucher), None) => {
+                Ok(Pays::Voucher(read_voucher(&voucher, channel, terms)?))
+            }
+            (true, None, Some(proof)) => Ok(Pays::Proof(read_authorization(
+                &proof, channel, terms, amount, now,
+            )?)),
+            (false, _, _) => Err(wrong(
+                "the client mode's payload carries a voucher, not a proof",
+            )),
+            (true, _, _) => Err(wrong(
+                "the server mode's payload carries a proof, not a voucher",
+            )),
+        }
+    }
+
+    /// The client mode's voucher.
+    pub(super) fn voucher(&self) -> Option<ReadVoucher> {
+        match self {
+            Pays::Voucher(voucher) => Some(*voucher),
+            Pays::Proof(_) => None,
+        }
+    }
+
+    /// The channel it names.
+    pub(super) fn channel(&self) -> Pubkey {
+        match self {
+            Pays::Voucher(voucher) => voucher.channel,
+            Pays::Proof(proof) => proof.channel,
         }
     }
 }
@@ -127,6 +202,8 @@ async fn accept(
                     claimed,
                     moved: None,
                     closed: false,
+                    held: None,
+                    voucher: None,
                 },
                 None,
             ))
@@ -171,7 +248,7 @@ async fn why_not_accepted(cx: &Context, address: &str, from: u64, to: u64) -> Re
 
 /// The corrective fields of a challenge for `row`'s channel: the seller's state, and the
 /// buyer's own voucher for what it accepted, which the buyer checks before it adopts it.
-fn correction(row: &BatchChannel) -> Map<String, Value> {
+pub(super) fn correction(row: &BatchChannel) -> Map<String, Value> {
     let mut extra = Map::new();
     extra.insert(
         "channelState".into(),
@@ -202,12 +279,13 @@ fn channel_state(row: &BatchChannel) -> ChannelState {
 }
 
 /// A deposit: the `open` of a new channel, or the `top_up` of an open one; either lands
-/// before the voucher it carries is accepted.
+/// before the request it pays is accepted (its voucher committed, or in the server mode
+/// its ceiling held).
 async fn deposit_and_accept(
     cx: &Context,
     terms: &BatchTerms,
     channel: &Channel,
-    voucher: &ReadVoucher,
+    pays: &Pays,
     deposit: &Deposit,
 ) -> Result<SettledPayment, Refusal> {
     let malformed = |what: &str| Refusal::new(Reason::InvalidPayload).message(what.to_string());
@@ -220,69 +298,104 @@ async fn deposit_and_accept(
     let transaction: VersionedTransaction = decode_transaction(&deposit.transaction)
         .map_err(|e| malformed(&format!("payload.deposit.transaction: {e}")))?;
     let policy = cx.sponsor_policy()?;
-    let address = voucher.channel.to_string();
+    let address = pays.channel();
     let row = cx
         .store()
-        .batch_channel(&address)
+        .batch_channel(&address.to_string())
         .await
         .map_err(store_unavailable)?;
     let (submission, from, deposit_before) = match row {
         None => {
-            if voucher.cumulative != terms.amount {
+            let first = match pays {
+                Pays::Voucher(voucher) => voucher.cumulative,
+                // The deposit must hold the first request's ceiling.
+                Pays::Proof(_) => terms.amount,
+            };
+            if first != terms.amount {
                 return Err(Refusal::new(Reason::BatchCumulativeMismatch)
                     .message("a new channel's first voucher is for the price"));
             }
-            if voucher.cumulative > amount {
+            if first > amount {
                 return Err(Refusal::new(Reason::BatchCumulativeExceedsDeposit));
             }
             validate_open(&transaction, terms, channel, amount, &policy)?;
-            check_ready(cx, terms, channel, &voucher.channel).await?;
+            check_ready(cx, terms, channel, &address).await?;
             (
-                DepositSubmission::open(cx, terms, channel, voucher, transaction, amount),
+                DepositSubmission::open(cx, terms, channel, pays, transaction, amount),
                 0,
                 0,
             )
         }
         Some(row) if row.status == BatchStatus::Open => {
             let from = row.charged;
-            if voucher.cumulative != from.saturating_add(terms.amount) {
-                return Err(
-                    Refusal::new(Reason::BatchCumulativeMismatch).correction(correction(&row))
-                );
-            }
             let after = row
                 .deposit
                 .checked_add(amount)
                 .filter(|&d| i64::try_from(d).is_ok())
                 .ok_or_else(|| malformed("payload.deposit.amount: too large"))?;
-            if voucher.cumulative > after {
+            // What the request needs of the deposit: the new total, or the ceiling on top
+            // of what was charged and is held.
+            let needs = match pays {
+                Pays::Voucher(voucher) => {
+                    if voucher.cumulative != from.saturating_add(terms.amount) {
+                        return Err(Refusal::new(Reason::BatchCumulativeMismatch)
+                            .correction(correction(&row)));
+                    }
+                    voucher.cumulative
+                }
+                Pays::Proof(_) => from
+                    .saturating_add(row.reserved)
+                    .saturating_add(terms.amount),
+            };
+            if needs > after {
                 return Err(Refusal::new(Reason::BatchCumulativeExceedsDeposit));
             }
             // A top-up costs our fee payer a transaction: only when the deposit needs it.
-            if voucher.cumulative <= row.deposit {
+            if needs <= row.deposit {
                 return Err(Refusal::new(Reason::BatchSetupTransaction)
-                    .message("the deposit covers this voucher: pay it without a top-up"));
+                    .message("the deposit covers this request: pay it without a top-up"));
             }
             validate_top_up(&transaction, terms, channel, amount, &policy)?;
             (
-                DepositSubmission::top_up(cx, terms, channel, voucher, transaction, amount, after),
+                DepositSubmission::top_up(cx, terms, channel, pays, transaction, amount, after),
                 from,
                 row.deposit,
             )
         }
         Some(row) if row.status == BatchStatus::Opening => {
-            return complete_open(cx, terms, channel, voucher, &row).await;
+            return complete_open(cx, terms, channel, pays, &row).await;
         }
         Some(_) => return Err(Refusal::new(Reason::BatchChannelClosing)),
     };
     let (mut settled, _) = submission::settle(cx, &submission).await?;
+    let now = unix_now();
+    let voucher = match pays {
+        Pays::Voucher(voucher) => voucher,
+        Pays::Proof(proof) => {
+            if deposit_before > 0 {
+                let raised = cx
+                    .store()
+                    .top_up_batch_channel(
+                        &address.to_string(),
+                        deposit_before,
+                        deposit_before + amount,
+                        now,
+                    )
+                    .await
+                    .map_err(store_unavailable)?;
+                if !raised {
+                    tracing::warn!(channel = %address, "a top-up landed while the channel moved: its deposit is recorded by the next one");
+                }
+            }
+            return operator::hold(cx, terms, channel, proof, Some(settled)).await;
+        }
+    };
     if deposit_before > 0 {
         // The top-up landed: its voucher and the larger deposit are committed together.
-        let now = unix_now();
         let accepted = cx
             .store()
             .accept_voucher(
-                &address,
+                &address.to_string(),
                 from,
                 voucher.cumulative,
                 &voucher.signature.to_string(),
@@ -294,7 +407,7 @@ async fn deposit_and_accept(
         let Some((deposit, claimed)) = accepted else {
             // Another request moved the channel meanwhile: the deposit stands, this voucher
             // does not.
-            return Err(why_not_accepted(cx, &address, from, voucher.cumulative).await);
+            return Err(why_not_accepted(cx, &address.to_string(), from, voucher.cumulative).await);
         };
         if let Some(commit) = settled.batch.as_mut() {
             commit.deposit = deposit;
@@ -306,53 +419,65 @@ async fn deposit_and_accept(
 
 /// The same deposit again while its channel's row is still opening (its answer was lost,
 /// or a 503 asked for the retry): once the `open` is on chain, binding what the payment
-/// states, the channel is marked open with this first voucher; until then, retry.
+/// states, the channel is marked open with this first voucher (or, in the server mode,
+/// its first request held); until then, retry.
 async fn complete_open(
     cx: &Context,
     terms: &BatchTerms,
     channel: &Channel,
-    voucher: &ReadVoucher,
+    pays: &Pays,
     row: &BatchChannel,
 ) -> Result<SettledPayment, Refusal> {
     let landing = || {
         Refusal::new(Reason::SponsorshipBusy)
             .message("the channel's open is still landing: retry the same payment")
     };
-    let Some((account, _)) = channel_on_chain(cx, &voucher.channel).await? else {
+    let address = pays.channel();
+    let Some((account, _)) = channel_on_chain(cx, &address).await? else {
         return Err(landing());
+    };
+    let first = match pays {
+        Pays::Voucher(voucher) => Some(voucher),
+        Pays::Proof(_) => None,
     };
     if account.status != ChannelStatus::Open
         || account.deposit != row.deposit
         || !binds(&account, terms, channel)
-        || voucher.cumulative != terms.amount
+        || first.is_some_and(|v| v.cumulative != terms.amount)
     {
         return Err(landing());
     }
     let now = unix_now();
+    let signature = first.map(|v| v.signature.to_string());
     let opened = cx
         .store()
         .open_batch_channel(
             &row.channel,
             account.deposit,
-            voucher.cumulative,
-            &voucher.signature.to_string(),
+            first.map(|v| v.cumulative).zip(signature.as_deref()),
             now,
         )
         .await
         .map_err(store_unavailable)?;
     if !opened {
-        return Err(why_not_accepted(cx, &row.channel, 0, voucher.cumulative).await);
+        return Err(why_not_accepted(cx, &row.channel, 0, terms.amount).await);
     }
     let commit = BatchCommit {
-        channel: voucher.channel,
+        channel: address,
         from: 0,
-        to: voucher.cumulative,
+        to: first.map_or(0, |v| v.cumulative),
         deposit: account.deposit,
         claimed: account.settled,
         moved: Some(account.deposit),
         closed: false,
+        held: None,
+        voucher: None,
     };
-    Ok(settled(cx, channel, commit, None))
+    let settled = settled(cx, channel, commit, None);
+    match pays {
+        Pays::Voucher(_) => Ok(settled),
+        Pays::Proof(proof) => operator::hold(cx, terms, channel, proof, Some(settled)).await,
+    }
 }
 
 /// Refuses a channel that exists on chain already, and one whose claims could not pay
@@ -412,21 +537,6 @@ pub(super) fn deposit_rent(opens: bool) -> u64 {
         .saturating_add(rent.minimum_balance(ESCROW_ACCOUNT_BYTES))
 }
 
-/// A checked deposit, co-signed, waiting to be submitted: an `open` or a `top_up`.
-#[derive(Debug)]
-struct DepositSubmission {
-    transaction: VersionedTransaction,
-    channel: Channel,
-    terms: BatchTerms,
-    voucher: ReadVoucher,
-    /// The deposit it adds.
-    amount: u64,
-    /// The channel's deposit once it landed.
-    deposit_after: u64,
-    opens: bool,
-    key: Reference,
-}
-
 /// `transaction` with our fee payer's signature in its first slot (it was checked to be
 /// the fee payer's).
 pub(super) fn co_signed(
@@ -442,24 +552,43 @@ pub(super) fn co_signed(
     transaction
 }
 
+/// A checked deposit, co-signed, waiting to be submitted: an `open` or a `top_up`.
+#[derive(Debug)]
+struct DepositSubmission {
+    transaction: VersionedTransaction,
+    channel: Channel,
+    terms: BatchTerms,
+    address: Pubkey,
+    /// The client mode's voucher for the request it pays; none in the server mode.
+    voucher: Option<ReadVoucher>,
+    /// The deposit it adds.
+    amount: u64,
+    /// The channel's deposit once it landed.
+    deposit_after: u64,
+    opens: bool,
+    key: Reference,
+}
+
 impl DepositSubmission {
     fn open(
         cx: &Context,
         terms: &BatchTerms,
         channel: &Channel,
-        voucher: &ReadVoucher,
+        pays: &Pays,
         transaction: VersionedTransaction,
         amount: u64,
     ) -> Self {
+        let address = pays.channel();
         DepositSubmission {
             transaction: co_signed(cx, transaction),
             channel: *channel,
             terms: terms.clone(),
-            voucher: *voucher,
+            address,
+            voucher: pays.voucher(),
             amount,
             deposit_after: amount,
             opens: true,
-            key: channel_key(&voucher.channel.to_string()),
+            key: channel_key(&address.to_string()),
         }
     }
 
@@ -467,22 +596,21 @@ impl DepositSubmission {
         cx: &Context,
         terms: &BatchTerms,
         channel: &Channel,
-        voucher: &ReadVoucher,
+        pays: &Pays,
         transaction: VersionedTransaction,
         amount: u64,
         deposit_after: u64,
     ) -> Self {
         let transaction = co_signed(cx, transaction);
+        let address = pays.channel();
         // One top-up of a channel at a time; each its own lease.
-        let key = channel_key(&format!(
-            "{}:{}",
-            voucher.channel, transaction.signatures[0]
-        ));
+        let key = channel_key(&format!("{}:{}", address, transaction.signatures[0]));
         DepositSubmission {
             transaction,
             channel: *channel,
             terms: terms.clone(),
-            voucher: *voucher,
+            address,
+            voucher: pays.voucher(),
             amount,
             deposit_after,
             opens: false,
@@ -493,7 +621,7 @@ impl DepositSubmission {
     fn record(&self) -> BatchChannel {
         let now = unix_now();
         BatchChannel {
-            channel: self.voucher.channel.to_string(),
+            channel: self.address.to_string(),
             config: serde_json::to_string(&self.channel.config()).expect("serializable"),
             fee_payer: self.terms.fee_payer.to_string(),
             token_program: self.terms.token_program.to_string(),
@@ -506,6 +634,7 @@ impl DepositSubmission {
             requests: 0,
             active_at: now,
             updated_at: now,
+            reserved: 0,
         }
     }
 }
@@ -536,7 +665,7 @@ impl Submission for DepositSubmission {
     /// Records an opening channel, submits the deposit, and reads the channel it moved:
     /// the channel on chain decides, not the submission's answer.
     async fn submit(&self, cx: &Context) -> Submitted {
-        let address = self.voucher.channel;
+        let address = self.address;
         if self.opens {
             // Before anything lands: a channel the store does not know of is still found
             // by the janitor on chain, but one it knows of is closed by what it records.
@@ -591,8 +720,9 @@ impl Submission for DepositSubmission {
                 .open_batch_channel(
                     &address.to_string(),
                     account.deposit,
-                    self.voucher.cumulative,
-                    &self.voucher.signature.to_string(),
+                    self.voucher
+                        .map(|v| v.cumulative)
+                        .zip(signature_of(self.voucher.as_ref()).as_deref()),
                     now,
                 )
                 .await
@@ -606,14 +736,17 @@ impl Submission for DepositSubmission {
         } else {
             (self.deposit_after, account.settled)
         };
+        let to = self.voucher.map_or(0, |v| v.cumulative);
         let commit = BatchCommit {
             channel: address,
-            from: self.voucher.cumulative.saturating_sub(self.terms.amount),
-            to: self.voucher.cumulative,
+            from: to.saturating_sub(self.terms.amount),
+            to,
             deposit,
             claimed,
             moved: Some(self.amount),
             closed: false,
+            held: None,
+            voucher: None,
         };
         let mut settled = settled(cx, &self.channel, commit, Some(signature.to_string()));
         settled.reference = self.key;
@@ -623,6 +756,11 @@ impl Submission for DepositSubmission {
             charged,
         }
     }
+}
+
+/// A voucher's signature, base58.
+fn signature_of(voucher: Option<&ReadVoucher>) -> Option<String> {
+    voucher.map(|v| v.signature.to_string())
 }
 
 /// Whether a channel on chain binds what the payment states: our fee payer as payee and
@@ -654,7 +792,7 @@ async fn forget_opening(cx: &Context, address: &Pubkey) {
 }
 
 /// The payment a batch request made, for the handler and the answer.
-fn settled(
+pub(super) fn settled(
     cx: &Context,
     channel: &Channel,
     commit: BatchCommit,
@@ -678,26 +816,26 @@ fn settled(
 /// channel stops accepting vouchers first (no request is served while it closes); then
 /// its latest accepted voucher is settled, the seller paid, the rest returned to the
 /// buyer, all in one transaction.
-async fn refund(cx: &Context, voucher: &ReadVoucher) -> Result<SettledPayment, Refusal> {
-    let address = voucher.channel.to_string();
+async fn refund(cx: &Context, pays: &Pays) -> Result<SettledPayment, Refusal> {
+    let address = pays.channel().to_string();
     let store = cx.store();
     let row = store
         .batch_channel(&address)
         .await
         .map_err(store_unavailable)?
         .ok_or_else(|| Refusal::new(Reason::BatchCloseState).message("no such channel here"))?;
-    match row.status {
-        BatchStatus::Open if row.charged != voucher.cumulative => {
+    match (row.status, pays) {
+        (BatchStatus::Open, Pays::Voucher(voucher)) if row.charged != voucher.cumulative => {
             return Err(Refusal::new(Reason::BatchCloseState)
                 .message("the refund's voucher is not the amount this seller accepted")
                 .correction(correction(&row)));
         }
-        BatchStatus::Open | BatchStatus::Closing | BatchStatus::Closed => {}
-        BatchStatus::Opening => return Err(Refusal::new(Reason::SponsorshipBusy)),
+        (BatchStatus::Opening, _) => return Err(Refusal::new(Reason::SponsorshipBusy)),
+        _ => {}
     }
     let now = unix_now();
     store
-        .move_batch_channel(&address, &[BatchStatus::Open], BatchStatus::Closing, now)
+        .begin_batch_refund(&address, now)
         .await
         .map_err(store_unavailable)?;
     // What was accepted until the channel stopped accepting: the row decides, not the
@@ -707,19 +845,26 @@ async fn refund(cx: &Context, voucher: &ReadVoucher) -> Result<SettledPayment, R
         .await
         .map_err(store_unavailable)?
         .ok_or_else(Refusal::unavailable)?;
+    if row.status == BatchStatus::Open {
+        // A server-mode request is still being answered: its charge comes first.
+        return Err(Refusal::new(Reason::BatchCloseState)
+            .message("a request on the channel is still being answered: retry the refund"));
+    }
     let closed = close_channel(cx, &row).await?;
     let channel = serde_json::from_str::<ChannelConfig>(&row.config)
         .ok()
         .and_then(|config| config.read().ok())
         .ok_or_else(Refusal::unavailable)?;
     let commit = BatchCommit {
-        channel: voucher.channel,
+        channel: pays.channel(),
         from: row.charged,
         to: row.charged,
         deposit: row.deposit,
         claimed: row.charged,
         moved: Some(closed.refunded),
         closed: true,
+        held: None,
+        voucher: None,
     };
     Ok(settled(cx, &channel, commit, closed.transaction))
 }

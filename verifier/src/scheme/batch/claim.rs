@@ -482,6 +482,7 @@ pub async fn tend_batch_channels(cx: &Context, now: i64) -> Result<BatchTended, 
     let Some(fee_payer) = cx.fee_payer() else {
         return Ok(tended);
     };
+    release_stale_holds(cx, now).await?;
     let on_chain = funded_channels(cx, &fee_payer, false).await?;
     let idle = i64::try_from(cx.settings().batch.idle_close.as_secs()).unwrap_or(i64::MAX);
     let rows = cx
@@ -550,6 +551,28 @@ pub async fn tend_batch_channels(cx: &Context, now: i64) -> Result<BatchTended, 
     Ok(tended)
 }
 
+/// How long a server-mode request may be answered after its hold: past any upstream's
+/// deadline, with room.
+const HOLD_LIFETIME_SECONDS: i64 = 600;
+
+/// Lets go of the holds of server-mode requests never answered (a crash between the
+/// request and its answer): nothing is charged for them, and the channel may close.
+async fn release_stale_holds(cx: &Context, now: i64) -> Result<(), Refusal> {
+    let store = cx.store();
+    let stale = store
+        .stale_operations(now.saturating_sub(HOLD_LIFETIME_SECONDS))
+        .await
+        .map_err(store_unavailable)?;
+    for (channel, request_id, ceiling) in stale {
+        tracing::warn!(%channel, "a server-mode request was never answered: its hold is let go");
+        store
+            .release_operation(&channel, &request_id, ceiling, now)
+            .await
+            .map_err(store_unavailable)?;
+    }
+    Ok(())
+}
+
 /// How long an `open` may still land after it was recorded: past its blockhash's life
 /// (about 60 to 90 seconds), with room.
 pub(super) const OPEN_LIFETIME_SECONDS: i64 = 150;
@@ -571,6 +594,11 @@ async fn adopt(cx: &Context, account: &ChannelAccount, now: i64) -> Result<bool,
         withdraw_delay: account.grace_period,
         salt: account.salt,
         open_slot: account.open_slot,
+        server_signed: s
+            .batch
+            .operator
+            .as_ref()
+            .is_some_and(|operator| operator.pubkey() == account.authorized_signer),
     };
     let record = BatchChannel {
         channel: account.address().to_string(),
@@ -586,6 +614,7 @@ async fn adopt(cx: &Context, account: &ChannelAccount, now: i64) -> Result<bool,
         requests: 0,
         active_at: now,
         updated_at: now,
+        reserved: 0,
     };
     tracing::info!(channel = %record.channel, "janitor found a batch-settlement channel the store did not know of");
     cx.store()

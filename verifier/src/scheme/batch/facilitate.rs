@@ -22,9 +22,10 @@ use anchor_lang::solana_program::instruction::Instruction;
 use serde_json::{Map, Value};
 use solana_transaction::versioned::VersionedTransaction;
 use x402_protocol::scheme::batch::{
-    read_channel, read_voucher, validate_open, validate_top_up, BatchOffer, BatchPayload,
-    BatchTerms, BatchVoucher, Channel, ChannelConfig, ChannelState, CloseAuthorization,
-    CloseIntent, Deposit, ReadVoucher, SellerPayload, MAX_CHANNELS_PER_SETTLEMENT,
+    read_authorization, read_channel, read_voucher, validate_open, validate_top_up,
+    BatchAuthorization, BatchOffer, BatchPayload, BatchTerms, BatchVoucher, Channel, ChannelConfig,
+    ChannelState, CloseAuthorization, CloseIntent, Deposit, ReadVoucher, SellerPayload,
+    MAX_CHANNELS_PER_SETTLEMENT,
 };
 use x402_protocol::scheme::channel::{
     distribute_instruction, seal_instruction, settle_and_seal_instructions, settle_instructions,
@@ -34,7 +35,7 @@ use x402_protocol::scheme::{decode_transaction, SchemeError};
 use x402_protocol::wire::Offer;
 use x402_protocol::{unix_now, Reference};
 
-use super::accept::{binds, check_ready, co_signed, deposit_cost, deposit_rent};
+use super::accept::{binds, check_ready, co_signed, deposit_cost, deposit_rent, Pays};
 use super::channel_key;
 use crate::context::{store_unavailable, Context};
 use crate::error::{Reason, Refusal};
@@ -138,10 +139,34 @@ pub async fn verify(
         BatchPayload::Deposit {
             channel_config,
             voucher,
+            authorization,
             deposit,
         } => {
-            let checked = check_deposit(cx, terms, &channel_config, &voucher, &deposit).await?;
+            let checked =
+                check_deposit(cx, terms, &channel_config, voucher, authorization, &deposit).await?;
             Ok(checked.answer())
+        }
+        BatchPayload::Authorization {
+            channel_config,
+            authorization,
+        } => {
+            // The proof, checked so that a verifier never takes the seller's word for it;
+            // the request identifier is the seller's to keep single-use.
+            let channel = read_channel(&channel_config, terms)?;
+            let proof =
+                read_authorization(&authorization, &channel, terms, terms.amount, unix_now())?;
+            let account = bound_account(cx, terms, &channel, &proof.channel).await?;
+            if account.status != ChannelStatus::Open {
+                return Err(Refusal::new(Reason::BatchChannelClosing));
+            }
+            if account.settled.saturating_add(terms.amount) > account.deposit {
+                return Err(Refusal::new(Reason::BatchCumulativeExceedsDeposit));
+            }
+            Ok(Facilitated {
+                payer: Some(channel.payer),
+                extra: verify_extra(&account),
+                ..Facilitated::default()
+            })
         }
         BatchPayload::Voucher {
             channel_config,
@@ -172,7 +197,7 @@ pub async fn verify(
             voucher,
             ..
         } => {
-            let (channel, read) = read_payment(&channel_config, &voucher, terms)?;
+            let (channel, read) = read_payment(&channel_config, &refund_voucher(voucher)?, terms)?;
             let binding = binding(cx, &read.channel).await?;
             check_binding(&binding, terms)?;
             let account = bound_account(cx, terms, &channel, &read.channel).await?;
@@ -216,25 +241,31 @@ async fn settle_buyers(
         BatchPayload::Deposit {
             channel_config,
             voucher,
+            authorization,
             deposit,
         } => {
             let key = deposit_key(&deposit);
-            let checked = check_deposit(cx, terms, &channel_config, &voucher, &deposit).await?;
+            let checked =
+                check_deposit(cx, terms, &channel_config, voucher, authorization, &deposit).await?;
             land_deposit(cx, terms, caller, checked, key).await
         }
-        BatchPayload::Voucher { .. } => Err(Refusal::new(Reason::BatchPayloadType)
-            .message("a voucher is accepted by the resource server: nothing to settle on chain")),
+        BatchPayload::Voucher { .. } | BatchPayload::Authorization { .. } => Err(Refusal::new(
+            Reason::BatchPayloadType,
+        )
+        .message("the resource server accepts each request itself: nothing to settle on chain")),
         BatchPayload::Refund {
             channel_config,
             voucher,
             transaction,
             close_authorization,
+            ..
         } => {
             if transaction.is_some() {
                 return Err(Refusal::new(Reason::BatchCloseState).message(
                     "this facilitator closes its channels cooperatively: send the refund without a transaction",
                 ));
             }
+            let voucher = refund_voucher(voucher)?;
             let close = Close {
                 config: &channel_config,
                 voucher: &voucher,
@@ -294,8 +325,12 @@ pub fn record_key(operation: &Operation) -> Option<Reference> {
     match operation {
         Operation::Buyer(payload) => match payload.as_ref() {
             BatchPayload::Deposit { deposit, .. } => Some(deposit_key(deposit)),
-            BatchPayload::Refund { voucher, .. } => Some(close_key(voucher)),
-            BatchPayload::Voucher { .. } => None,
+            BatchPayload::Refund {
+                voucher: Some(voucher),
+                ..
+            } => Some(close_key(voucher)),
+            BatchPayload::Refund { voucher: None, .. } => None,
+            BatchPayload::Voucher { .. } | BatchPayload::Authorization { .. } => None,
         },
         Operation::Seller(SellerPayload::Seal(seal)) => Some(close_key(&seal.voucher)),
         Operation::Seller(_) => None,
@@ -313,6 +348,16 @@ fn close_key(voucher: &BatchVoucher) -> Reference {
 /// A deposit's key: its transaction as the buyer sent it.
 fn deposit_key(deposit: &Deposit) -> Reference {
     channel_key(&format!("deposit:{}", deposit.transaction))
+}
+
+/// The voucher a refund closes at: the buyer's, or in the server mode the operator's,
+/// which the seller put in.
+fn refund_voucher(voucher: Option<BatchVoucher>) -> Result<BatchVoucher, Refusal> {
+    voucher.ok_or_else(|| {
+        Refusal::new(Reason::BatchPayloadType).message(
+            "a refund names the voucher it closes at (the server mode's, added by the seller)",
+        )
+    })
 }
 
 /// The configuration and voucher of a payment, read against `terms`.
@@ -458,11 +503,27 @@ async fn check_deposit(
     cx: &Context,
     terms: &BatchTerms,
     config: &ChannelConfig,
-    voucher: &BatchVoucher,
+    voucher: Option<BatchVoucher>,
+    authorization: Option<BatchAuthorization>,
     deposit: &Deposit,
 ) -> Result<CheckedDeposit, Refusal> {
+    let channel = read_channel(config, terms)?;
+    let pays = &Pays::read(
+        terms,
+        &channel,
+        voucher,
+        authorization,
+        terms.amount,
+        unix_now(),
+    )?;
     let malformed = |what: &str| Refusal::new(Reason::InvalidPayload).message(what.to_string());
-    let (channel, read) = read_payment(config, voucher, terms)?;
+    let address = pays.channel();
+    // What the request adds to what the chain settled: the buyer's voucher, or in the
+    // server mode the ceiling on top.
+    let first = |settled: u64| match pays {
+        Pays::Voucher(voucher) => voucher.cumulative,
+        Pays::Proof(_) => settled.saturating_add(terms.amount),
+    };
     let amount = deposit
         .amount
         .parse::<u64>()
@@ -475,7 +536,7 @@ async fn check_deposit(
     let accounts = cx
         .ledger_call(
             LedgerCall::Account,
-            cx.ledger().accounts(&[terms.mint, read.channel]),
+            cx.ledger().accounts(&[terms.mint, address]),
         )
         .await?;
     if accounts[0]
@@ -490,19 +551,20 @@ async fn check_deposit(
         .and_then(|a| ChannelAccount::read(&a.data));
     let deposit_after = match &account {
         None => {
-            if read.cumulative < terms.amount || read.cumulative == 0 {
+            let first = first(0);
+            if first < terms.amount || first == 0 {
                 return Err(Refusal::new(Reason::BatchCumulativeMismatch)
                     .message("a new channel's first voucher is at least the price"));
             }
-            if read.cumulative > amount {
+            if first > amount {
                 return Err(Refusal::new(Reason::BatchCumulativeExceedsDeposit));
             }
             validate_open(&transaction, terms, &channel, amount, &policy)?;
-            check_ready(cx, terms, &channel, &read.channel).await?;
+            check_ready(cx, terms, &channel, &address).await?;
             amount
         }
         Some(account) => {
-            let bound = binding(cx, &read.channel).await;
+            let bound = binding(cx, &address).await;
             if bound.is_err() || !binds(account, terms, &channel) {
                 return Err(Refusal::new(Reason::BatchChannelState)
                     .message("a top-up of a channel this facilitator did not open"));
@@ -515,11 +577,12 @@ async fn check_deposit(
                 .checked_add(amount)
                 .filter(|&d| i64::try_from(d).is_ok())
                 .ok_or_else(|| malformed("payload.deposit.amount: too large"))?;
+            let first = first(account.settled);
             let least = account.settled.saturating_add(terms.amount);
-            if read.cumulative < least || read.cumulative <= account.settled {
+            if first < least || first <= account.settled {
                 return Err(Refusal::new(Reason::BatchCumulativeMismatch));
             }
-            if read.cumulative > after {
+            if first > after {
                 return Err(Refusal::new(Reason::BatchCumulativeExceedsDeposit));
             }
             validate_top_up(&transaction, terms, &channel, amount, &policy)?;
@@ -529,7 +592,7 @@ async fn check_deposit(
     Ok(CheckedDeposit {
         transaction,
         channel,
-        address: read.channel,
+        address,
         amount,
         deposit_after,
         account,
@@ -680,6 +743,8 @@ impl Submission for FacilitatedDeposit {
                 claimed: account.settled,
                 moved: Some(self.amount),
                 closed: false,
+                held: None,
+                voucher: None,
             }),
         };
         Submitted {

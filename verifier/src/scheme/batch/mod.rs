@@ -16,10 +16,13 @@
 pub mod accept;
 pub mod claim;
 pub mod facilitate;
+pub mod operator;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
-use x402_protocol::scheme::batch::{BatchDefect, BatchOffer, BatchPayload, BatchTerms};
+use x402_protocol::scheme::batch::{
+    BatchDefect, BatchOffer, BatchPayload, BatchTerms, ChannelConfig, SERVER_SIGNER,
+};
 use x402_protocol::wire::Offer;
 use x402_protocol::Reference;
 
@@ -48,8 +51,9 @@ pub struct BatchDemand {
     pub terms: BatchTerms,
 }
 
-/// The gate's terms for a request priced `amount`: its mint and payee, our fee payer as
-/// the channel's payee and as the receiver authorizer (we close our channels ourselves).
+/// The gate's terms for a request priced `amount`, in the client mode: its mint and
+/// payee, our fee payer as the channel's payee and as the receiver authorizer (we close
+/// our channels ourselves).
 pub fn terms(cx: &Context, amount: u64) -> BatchTerms {
     let s = cx.settings();
     // `batch-settlement` is enabled only with a fee payer (checked at start).
@@ -64,7 +68,45 @@ pub fn terms(cx: &Context, amount: u64) -> BatchTerms {
         withdraw_delay: WITHDRAW_DELAY_SECONDS,
         memo: None,
         min_deposit: amount.checked_mul(SUGGESTED_REQUESTS),
+        operator: None,
     }
+}
+
+/// The gate's terms in the server mode, when it has an operator: `amount` is each
+/// request's ceiling, and the operator signs the vouchers.
+pub fn server_terms(cx: &Context, amount: u64) -> Option<BatchTerms> {
+    let operator = cx.settings().batch.operator.as_ref()?;
+    Some(BatchTerms {
+        operator: Some(solana_signer::Signer::pubkey(operator.as_ref())),
+        ..terms(cx, amount)
+    })
+}
+
+/// The gate's terms for a payment on `config`'s channel: the mode it names.
+pub fn terms_for(cx: &Context, amount: u64, config: &ChannelConfig) -> Result<BatchTerms, Refusal> {
+    match config.voucher_signer.as_deref() {
+        Some(SERVER_SIGNER) => server_terms(cx, amount).ok_or_else(|| {
+            Refusal::new(Reason::BatchPayloadType).message("this seller offers no server mode")
+        }),
+        _ => Ok(terms(cx, amount)),
+    }
+}
+
+/// The gate's offer of `terms` for `price` at `target`.
+fn offer_of(cx: &Context, price: &Price, target: &Target, terms: BatchTerms) -> Offer {
+    BatchOffer {
+        network: cx.settings().network.caip2().to_string(),
+        terms,
+        recent_blockhash: cx.blockhash(),
+        recent_slot: cx.recent_slot(),
+        max_idle_secs: Some(cx.settings().batch.idle_close.as_secs()),
+        channel_state: None,
+        voucher_state: None,
+        resource: resource(price, target),
+        // Never past the withdraw delay, as the specification bounds it.
+        max_timeout_seconds: price.ttl.as_secs().min(u64::from(WITHDRAW_DELAY_SECONDS)),
+    }
+    .to_offer()
 }
 
 /// A payment in the `batch-settlement` scheme, as its payload carries it.
@@ -79,7 +121,7 @@ impl BatchPayment {
             return None;
         }
         let payer = self.0.channel_config().payer.parse().ok()?;
-        Some((payer, channel_key(&self.0.voucher().channel_id)))
+        Some((payer, channel_key(self.0.channel_id()?)))
     }
 }
 
@@ -90,19 +132,16 @@ impl PaymentScheme for BatchScheme {
     type Payment = BatchPayment;
 
     fn offer(cx: &Context, price: &Price, target: &Target, _: Reference) -> Offer {
-        BatchOffer {
-            network: cx.settings().network.caip2().to_string(),
-            terms: terms(cx, price.amount),
-            recent_blockhash: cx.blockhash(),
-            recent_slot: cx.recent_slot(),
-            max_idle_secs: Some(cx.settings().batch.idle_close.as_secs()),
-            channel_state: None,
-            voucher_state: None,
-            resource: resource(price, target),
-            // Never past the withdraw delay, as the specification bounds it.
-            max_timeout_seconds: price.ttl.as_secs().min(u64::from(WITHDRAW_DELAY_SECONDS)),
-        }
-        .to_offer()
+        offer_of(cx, price, target, terms(cx, price.amount))
+    }
+
+    /// The client mode's offer, and with an operator the server mode's after it: a buyer
+    /// that does not trust the operator pays the first.
+    fn offers(cx: &Context, price: &Price, target: &Target, reference: Reference) -> Vec<Offer> {
+        let mut offers = vec![Self::offer(cx, price, target, reference)];
+        offers
+            .extend(server_terms(cx, price.amount).map(|terms| offer_of(cx, price, target, terms)));
+        offers
     }
 
     /// Our fee payer, the idle window after which we close a channel at the watermark the
@@ -141,8 +180,9 @@ impl PaymentScheme for BatchScheme {
         }
     }
 
-    /// A payload of the client mode: `deposit`, `voucher` or `refund`. A refund that
-    /// names an amount is refused: it returns the whole unused deposit.
+    /// A payload: `deposit`, `voucher` (client mode), `authorization` (server mode) or
+    /// `refund`. A refund that names an amount is refused: it returns the whole unused
+    /// deposit.
     fn read(payload: Value) -> Result<BatchPayment, Refusal> {
         if payload.get("type").and_then(Value::as_str) == Some("refund")
             && payload.get("amount").is_some()
@@ -153,7 +193,7 @@ impl PaymentScheme for BatchScheme {
             .map(BatchPayment)
             .map_err(|_| {
                 Refusal::new(Reason::BatchPayloadType)
-                    .message("payload: not a batch-settlement payment of the client mode")
+                    .message("payload: not a batch-settlement payment")
             })
     }
 
@@ -163,7 +203,7 @@ impl PaymentScheme for BatchScheme {
     }
 
     fn key(payment: &BatchPayment, _: &BatchDemand) -> Reference {
-        channel_key(&payment.0.voucher().channel_id)
+        channel_key(payment.0.channel_id().unwrap_or_default())
     }
 
     async fn verify(
@@ -203,6 +243,9 @@ impl From<BatchDefect> for Reason {
             BatchDefect::CumulativeMismatch => Reason::BatchCumulativeMismatch,
             BatchDefect::CumulativeExceedsDeposit => Reason::BatchCumulativeExceedsDeposit,
             BatchDefect::SetupTransaction(_) => Reason::BatchSetupTransaction,
+            BatchDefect::AuthorizationSignature => Reason::BatchVoucherSignature,
+            BatchDefect::AuthorizationExpired => Reason::BatchVoucherExpiry,
+            BatchDefect::AuthorizationAmount => Reason::BatchCumulativeMismatch,
         }
     }
 }
