@@ -102,6 +102,10 @@ pub enum PolicyRule {
     /// A `batch-settlement` offer whose deposit would wait longer than the policy's
     /// `max_withdraw_delay` after the buyer asks to close, should its seller vanish.
     WithdrawDelay,
+    /// A `batch-settlement` offer of the server mode: its operator would sign the vouchers
+    /// and could take the whole deposit. x402 lets a buyer enter it only for an operator
+    /// it trusts out of band; this client trusts none, and pays the client mode's offer.
+    UntrustedOperator,
 }
 
 /// A payment the policy refused, with what was asked.
@@ -290,12 +294,19 @@ impl SpendingPolicy {
             ));
         }
         if let Terms::Batch(batch) = &offer.terms {
+            if let Some(operator) = batch.terms.operator {
+                return Err(refuse(
+                    PolicyRule::UntrustedOperator,
+                    format!("the server mode's operator {operator} could take the whole deposit"),
+                ));
+            }
             let delay = batch.terms.withdraw_delay;
             if delay > self.max_withdraw_delay {
                 return Err(refuse(
                     PolicyRule::WithdrawDelay,
                     format!(
-                        "the deposit could wait {delay} s after asking to close, more than                          the {} s allowed",
+                        "the deposit could wait {delay} s after asking to close, more than \
+                         the {} s allowed",
                         self.max_withdraw_delay
                     ),
                 ));
@@ -377,6 +388,37 @@ mod tests {
             check(2_592_000),
             Err(PolicyRule::WithdrawDelay),
             "30 days, as x402 allows: a vanished seller would hold the deposit that long"
+        );
+    }
+
+    #[test]
+    fn a_batch_offer_of_the_server_mode_is_refused_its_operator_is_trusted_by_no_one() {
+        let mint = Pubkey::new_unique();
+        let policy = SpendingPolicy {
+            max_per_request: Some(Limit::Units(1_000)),
+            networks: vec![DEVNET.into()],
+            ..SpendingPolicy::default()
+        };
+        let client_mode = batch_offer(1_000, mint, 3_600);
+        let mut server_mode = client_mode.to_wire();
+        server_mode
+            .extra
+            .insert("voucherSigner".into(), "server".into());
+        server_mode
+            .extra
+            .insert("operator".into(), Pubkey::new_unique().to_string().into());
+        let server_mode = Offer::read(&server_mode).unwrap();
+        assert_eq!(
+            policy
+                .check(&client_mode, 0, None, None)
+                .map_err(|r| r.rule),
+            Ok(())
+        );
+        assert_eq!(
+            policy
+                .check(&server_mode, 0, None, None)
+                .map_err(|r| r.rule),
+            Err(PolicyRule::UntrustedOperator)
         );
     }
 

@@ -80,7 +80,7 @@ test("upto: open is a v0 transaction of limit, price, open, Memo; its bytes and 
   assert.equal(message.lifetimeToken, f.BLOCKHASH);
   const ixs = message.instructions.map((ix) => f.resolve(message, ix));
   assert.deepEqual(ixs.map((i) => i.program), [COMPUTE_BUDGET_PROGRAM, COMPUTE_BUDGET_PROGRAM, PAYMENT_CHANNELS_PROGRAM, MEMO_PROGRAM]);
-  assert.deepEqual([...ixs[0].data], [2, ...le(100_000, 4)]);
+  assert.deepEqual([...ixs[0].data], [2, ...le(200_000, 4)]);
   assert.deepEqual([...ixs[1].data], [3, ...le(1, 8)]);
   assert.equal(Buffer.from(ixs[3].data).toString(), "order-42");
 
