@@ -160,6 +160,21 @@ impl Sponsorship {
     }
 }
 
+impl Sponsorship {
+    /// The fee payer's own transaction (a claim, a close, a reclaim) went out: its fees
+    /// count against the ceiling too, so that claims cannot spend past it.
+    pub fn spent(&self, fees: u64) {
+        let mut state = self.state.lock().expect("not poisoned");
+        let now = Instant::now();
+        match &mut state.fees {
+            Some((started, spent)) if now.duration_since(*started) < self.limits.fee_window => {
+                *spent = spent.saturating_add(fees);
+            }
+            _ => state.fees = Some((now, fees)),
+        }
+    }
+}
+
 impl Permit {
     /// The submission failed: its payer and its source account are not sponsored again
     /// for a while, and it counts towards the window's failures.
@@ -301,5 +316,17 @@ mod tests {
         drop(permit);
         let refused = s.admit(payer, 20, 60).err().map(|r| r.reason());
         assert_eq!(refused, Some(Reason::SponsorshipUnavailable));
+    }
+
+    #[test]
+    fn the_fee_payers_own_transactions_count_against_the_ceiling() {
+        let s = sponsorship(100);
+        let payer = parties(Pubkey::new_unique());
+        // Claims and closes the fee payer sent, before any payment of this window.
+        s.spent(50);
+        s.spent(40);
+        let refused = s.admit(payer, 20, 0).err().map(|r| r.reason());
+        assert_eq!(refused, Some(Reason::SponsorshipUnavailable));
+        assert!(s.admit(payer, 10, 0).is_ok());
     }
 }

@@ -17,6 +17,7 @@ use x402_protocol::LedgerError;
 use crate::context::Context;
 use crate::error::{Reason, Refusal};
 use crate::metrics::LedgerCall;
+use crate::scheme::LAMPORTS_PER_SIGNATURE;
 
 /// The channel at `address` and its lamports, if it exists and is a channel.
 pub(crate) async fn read_channel(
@@ -77,7 +78,10 @@ pub(crate) async fn send(
         .ledger_call(LedgerCall::Submit, cx.ledger().submit(&transaction))
         .await
     {
-        Ok(signature) => Ok(signature.to_string()),
+        Ok(signature) => {
+            cx.sponsorship().spent(LAMPORTS_PER_SIGNATURE);
+            Ok(signature.to_string())
+        }
         Err(LedgerError::Rejected(why)) => {
             tracing::warn!(%channel, %why, "{what} rejected");
             Err(Refusal::new(Reason::TransactionFailed))
@@ -152,7 +156,10 @@ pub(crate) async fn reclaim(cx: &Context, address: &Pubkey) -> Result<Option<u64
         .ledger_call(LedgerCall::Submit, cx.ledger().submit(&transaction))
         .await
     {
-        Ok(_) => Ok(Some(lamports)),
+        Ok(_) => {
+            cx.sponsorship().spent(LAMPORTS_PER_SIGNATURE);
+            Ok(Some(lamports))
+        }
         Err(LedgerError::Rejected(_)) => Ok(None),
         Err(LedgerError::Unavailable(_)) => Err(Refusal::unavailable()),
     }

@@ -336,10 +336,12 @@ fn memo_reference(transaction: &VersionedTransaction) -> Option<Reference> {
         .and_then(|memo| Reference::from_memo(std::str::from_utf8(&memo.data).ok()?))
 }
 
+/// What each signature of a transaction costs its fee payer.
+pub(crate) const LAMPORTS_PER_SIGNATURE: u64 = 5_000;
+
 /// The most a transaction with `signatures` costs the fee payer in fees: the signatures'
 /// fee and the priority fee at the capped price and limit.
 fn fee_cost(cx: &Context, signatures: usize) -> u64 {
-    const LAMPORTS_PER_SIGNATURE: u64 = 5_000;
     let s = cx.settings();
     let priority = s
         .max_compute_unit_price

@@ -26,6 +26,7 @@ use crate::error::{Reason, Refusal};
 use crate::metrics::LedgerCall;
 use crate::scheme::channel::{fee_payer_key, funded_channels, read_channel, reclaim, send};
 use crate::scheme::submission::LEASE_SECONDS;
+use crate::scheme::LAMPORTS_PER_SIGNATURE;
 use crate::store::{BatchChannel, BatchStatus};
 
 /// The most a transaction may weigh on the wire.
@@ -372,7 +373,10 @@ async fn submit(
         .ledger_call(LedgerCall::Submit, cx.ledger().submit(&transaction))
         .await
     {
-        Ok(_) => Submitted::Landed,
+        Ok(_) => {
+            cx.sponsorship().spent(LAMPORTS_PER_SIGNATURE);
+            Submitted::Landed
+        }
         Err(LedgerError::Rejected(why)) => {
             tracing::warn!(%why, "a batch-settlement claim was rejected");
             Submitted::Rejected
