@@ -141,6 +141,9 @@ reasons! {
     /// The requirements' `withdrawDelay` is outside 900 to 2,592,000 seconds, or shorter
     /// than their `maxTimeoutSeconds`.
     BatchWithdrawDelayOutOfRange => "invalid_batch_settlement_svm_withdraw_delay_out_of_range",
+    /// Facilitator: a refund's `request_close` transaction is not the buyer's own close of
+    /// the channel, or would have the fee payer pay more than its fee.
+    BatchRefundTransaction => "invalid_batch_settlement_svm_refund_transaction",
     /// The offer's token program does not own its mint.
     BatchTokenProgram => "invalid_batch_settlement_svm_token_program",
     /// No receipt at the reference's address (yet).

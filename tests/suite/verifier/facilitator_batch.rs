@@ -11,8 +11,8 @@ use std::sync::atomic::Ordering;
 use solana_keypair::Keypair;
 use solana_signer::Signer;
 use x402_protocol::scheme::batch::{
-    build_open, build_refund, channel_of, sign_voucher, BatchOffer, BatchPayload, BatchTerms,
-    Channel, ChannelEntry, ClaimEntry, CloseIntent, Seal, SellerPayload,
+    build_open, build_refund, build_refund_closing, channel_of, sign_voucher, BatchOffer,
+    BatchPayload, BatchTerms, Channel, ChannelEntry, ClaimEntry, CloseIntent, Seal, SellerPayload,
 };
 use x402_protocol::scheme::channel::{random_salt, ChannelAccount, ChannelStatus, Opening};
 use x402_protocol::wire::facilitator::{SettleResponse, VerifyResponse};
@@ -528,4 +528,104 @@ async fn an_idle_facilitated_channel_is_closed_at_the_chains_watermark_and_never
         .await
         .unwrap()
         .is_none());
+}
+
+#[tokio::test]
+async fn a_buyers_own_close_is_relayed_when_no_binding_is_at_hand_and_sealed_after_its_grace() {
+    let h = Harness::start().await;
+    let offer = offer(&h, Keypair::new().pubkey()).await;
+    let buyer = Buyer::new(&h, &offer, 10 * PRICE).await;
+    // A channel our fee payer funded that this facilitator has no binding for (its open
+    // landed past it): it cannot be closed cooperatively.
+    let BatchPayload::Deposit { deposit, .. } = &buyer.open else {
+        unreachable!("a deposit")
+    };
+    let mut open: solana_transaction::versioned::VersionedTransaction =
+        x402_protocol::scheme::decode_transaction(&deposit.transaction).unwrap();
+    open.signatures[0] = h.market.fee_payer.sign_message(&open.message.serialize());
+    h.market.ledger.submit(&open).await.expect("the open lands");
+    let address = buyer.address(&offer);
+    let voucher = || buyer.voucher(&offer, 0);
+    let cooperative = settle(
+        &h,
+        &request(&offer, build_refund(&buyer.channel, voucher())),
+    )
+    .await;
+    assert_eq!(
+        cooperative.error_reason.as_deref(),
+        Some("invalid_batch_settlement_svm_receiver_binding_unavailable")
+    );
+
+    // The buyer retries with its own request_close; one that also has the fee payer pay
+    // anything else is refused unsigned.
+    let blockhash = h.market.ledger.latest_blockhash().await.unwrap();
+    let mut greedy = build_refund_closing(
+        &buyer.keypair,
+        &offer.terms,
+        &buyer.channel,
+        voucher(),
+        blockhash,
+    );
+    if let BatchPayload::Refund { transaction, .. } = &mut greedy {
+        let close = x402_protocol::scheme::channel::request_close_instruction(
+            &address,
+            &buyer.keypair.pubkey(),
+        );
+        let drain = anchor_lang::solana_program::system_instruction::transfer(
+            &h.market.fee_payer.pubkey(),
+            &buyer.keypair.pubkey(),
+            1_000_000,
+        );
+        let tx = solana_transaction::Transaction::new_with_payer(
+            &[close, drain],
+            Some(&h.market.fee_payer.pubkey()),
+        );
+        let mut tx: solana_transaction::versioned::VersionedTransaction = tx.into();
+        tx.message.set_recent_blockhash(blockhash);
+        tx.signatures = vec![Default::default(); 2];
+        tx.signatures[1] = buyer.keypair.sign_message(&tx.message.serialize());
+        *transaction = Some(x402_protocol::scheme::encode_transaction(&tx));
+    }
+    let submits = h.ledger.submits.load(Ordering::SeqCst);
+    let refused = settle(&h, &request(&offer, &greedy)).await;
+    assert_eq!(
+        refused.error_reason.as_deref(),
+        Some("invalid_batch_settlement_svm_refund_transaction")
+    );
+    assert_eq!(
+        h.ledger.submits.load(Ordering::SeqCst),
+        submits,
+        "nothing sent"
+    );
+    let closing = build_refund_closing(
+        &buyer.keypair,
+        &offer.terms,
+        &buyer.channel,
+        voucher(),
+        blockhash,
+    );
+    let verified: VerifyResponse =
+        post(&h, FACILITATOR_KEY, "/verify", &request(&offer, &closing)).await;
+    assert!(verified.is_valid, "{verified:?}");
+    let relayed = settle(&h, &request(&offer, &closing)).await;
+    assert!(relayed.success, "{relayed:?}");
+    assert!(!relayed.transaction.is_empty());
+    assert_eq!(relayed.amount.as_deref(), Some(""), "nothing moved yet");
+    let account = channel(&h, &address).await.unwrap();
+    assert_eq!(account.status, ChannelStatus::Closing);
+    // Its retry answers the closing channel, nothing sent again.
+    let again = settle(&h, &request(&offer, &closing)).await;
+    assert!(again.success && again.transaction.is_empty(), "{again:?}");
+
+    // Once the grace period has passed, the janitor seals it: the deposit goes back.
+    let grace_ends = account.closure_started_at + i64::from(account.grace_period);
+    tend_batch_channels(&h.gate, grace_ends - 1).await.unwrap();
+    assert_eq!(
+        h.token_balance(&buyer.keypair.pubkey()).await,
+        0,
+        "not before"
+    );
+    h.market.ledger.set_time(grace_ends + 1).await;
+    tend_batch_channels(&h.gate, grace_ends + 1).await.unwrap();
+    assert_eq!(h.token_balance(&buyer.keypair.pubkey()).await, 10 * PRICE);
 }

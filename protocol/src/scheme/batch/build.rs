@@ -15,7 +15,8 @@ use super::authorization::{sign_authorization, BatchAuthorization};
 use super::types::{BatchPayload, BatchTerms, BatchVoucher, Channel, Deposit};
 use super::voucher::sign_voucher;
 use crate::scheme::channel::{
-    open_instruction, top_up_instruction, Opening, OPEN_COMPUTE_UNIT_LIMIT,
+    open_instruction, request_close_instruction, top_up_instruction, Opening,
+    OPEN_COMPUTE_UNIT_LIMIT,
 };
 use crate::scheme::encode_transaction;
 use crate::scheme::exact::build::{budget_prefix, memo_or_nonce, signed_by_buyer};
@@ -226,6 +227,29 @@ pub fn build_refund(channel: &Channel, voucher: BatchVoucher) -> BatchPayload {
         voucher: Some(voucher),
         authorization: None,
         transaction: None,
+        close_authorization: None,
+    }
+}
+
+/// [`build_refund`] with the buyer's own `request_close` of `channel`, signed for the
+/// seller's fee payer to co-sign as fee payer only: the retry when the facilitator cannot
+/// close cooperatively (`..._receiver_binding_unavailable`). The grace period starts;
+/// the rest comes back once it has passed.
+pub fn build_refund_closing(
+    payer: &Keypair,
+    terms: &BatchTerms,
+    channel: &Channel,
+    voucher: BatchVoucher,
+    blockhash: Hash,
+) -> BatchPayload {
+    let address = channel.address(&terms.fee_payer);
+    let close = request_close_instruction(&address, &payer.pubkey());
+    let transaction = signed_by_buyer(payer, &terms.fee_payer, &[close], blockhash);
+    BatchPayload::Refund {
+        channel_config: channel.config(),
+        voucher: Some(voucher),
+        authorization: None,
+        transaction: Some(encode_transaction(&transaction)),
         close_authorization: None,
     }
 }

@@ -30,8 +30,8 @@ pub mod voucher;
 
 pub use authorization::{sign_authorization, BatchAuthorization, ReadAuthorization};
 pub use build::{
-    build_authorization, build_open, build_open_proved, build_refund, build_refund_proved,
-    build_top_up, build_top_up_proved, build_voucher, channel_of, Proof,
+    build_authorization, build_open, build_open_proved, build_refund, build_refund_closing,
+    build_refund_proved, build_top_up, build_top_up_proved, build_voucher, channel_of, Proof,
 };
 pub use close::{
     ChannelEntry, ClaimEntry, CloseAuthorization, CloseIntent, Seal, SellerPayload,
@@ -43,6 +43,7 @@ pub use types::{
     WITHDRAW_DELAY_RANGE,
 };
 pub use validate::{
-    read_authorization, read_channel, read_voucher, validate_open, validate_top_up, BatchDefect,
+    read_authorization, read_channel, read_voucher, validate_open, validate_request_close,
+    validate_top_up, BatchDefect,
 };
 pub use voucher::{sign_voucher, ReadVoucher};

@@ -9,7 +9,7 @@ use super::authorization::{BatchAuthorization, ReadAuthorization};
 use super::types::{BatchTerms, BatchVoucher, Channel, ChannelConfig};
 use super::voucher::ReadVoucher;
 use crate::scheme::channel::validate::{check_payer, check_writable};
-use crate::scheme::channel::{self, top_up_instruction, Suffix};
+use crate::scheme::channel::{self, request_close_instruction, top_up_instruction, Suffix};
 use crate::scheme::sponsor::{
     check_no_lookup_tables, check_payer_signature, check_two_signers, Calls, SponsorPolicy,
     SponsoredDefect,
@@ -41,6 +41,8 @@ pub enum BatchDefect {
     CumulativeExceedsDeposit,
     #[error("the deposit transaction fails the sponsor's checks: {0}")]
     SetupTransaction(SponsoredDefect),
+    #[error("the refund's transaction fails the sponsor's checks: {0}")]
+    RefundTransaction(SponsoredDefect),
     #[error("the proof is not the channel payer's for this operator, channel and request")]
     AuthorizationSignature,
     #[error("the proof has expired")]
@@ -72,6 +74,7 @@ impl BatchDefect {
                 "invalid_batch_settlement_svm_cumulative_exceeds_deposit"
             }
             BatchDefect::SetupTransaction(_) => "invalid_batch_settlement_svm_setup_transaction",
+            BatchDefect::RefundTransaction(_) => "invalid_batch_settlement_svm_refund_transaction",
             BatchDefect::AuthorizationSignature => "invalid_batch_settlement_svm_voucher_signature",
             BatchDefect::AuthorizationExpired => "invalid_batch_settlement_svm_voucher_expiry",
             BatchDefect::AuthorizationAmount => {
@@ -186,6 +189,7 @@ pub fn validate_open(
     let suffix = Suffix {
         memo: terms.memo.as_deref(),
         binding: Some(&binding),
+        memo_optional: false,
     };
     let address = channel.address(&terms.fee_payer);
     let plan = channel.plan(terms, deposit);
@@ -229,9 +233,51 @@ pub fn validate_top_up(
     let suffix = Suffix {
         memo: terms.memo.as_deref(),
         binding: None,
+        memo_optional: false,
     };
     calls.check_suffix(top_up, &suffix).map_err(defect)?;
     // Not even as `open`'s rent payer: index `usize::MAX` names no instruction.
+    calls
+        .check_fee_payer_only_in_open(usize::MAX, policy)
+        .map_err(defect)?;
+    check_writable(message, &expected, &policy.fee_payer).map_err(defect)?;
+    Ok(())
+}
+
+/// Whether the fee payer may co-sign `tx`, the buyer's own `request_close` of `channel`
+/// under `terms` (relayed when the cooperative close is unavailable): two signers (the fee
+/// payer, then the payer), a capped budget, exactly that `request_close`, at most one
+/// Memo (the offer's, when it has one) and three Lighthouse assertions, and the fee payer
+/// in no instruction at all: it pays the fee only.
+pub fn validate_request_close(
+    tx: &VersionedTransaction,
+    terms: &BatchTerms,
+    channel: &Channel,
+    policy: &SponsorPolicy,
+) -> Result<(), BatchDefect> {
+    let defect = BatchDefect::RefundTransaction;
+    let message = &tx.message;
+    check_no_lookup_tables(message).map_err(defect)?;
+    let keys = message.static_account_keys();
+    policy.check_fee_payer(keys).map_err(defect)?;
+    policy.check_offered(&terms.fee_payer).map_err(defect)?;
+    check_two_signers(message.header().num_required_signatures, &tx.signatures).map_err(defect)?;
+    check_payer(keys, &channel.opening()).map_err(defect)?;
+    check_payer_signature(&tx.signatures, &channel.payer, &message.serialize()).map_err(defect)?;
+    let expected = request_close_instruction(&channel.address(&terms.fee_payer), &channel.payer);
+    let calls = Calls {
+        keys,
+        instructions: message.instructions(),
+    };
+    let close = calls.open_index().map_err(defect)?;
+    calls.check_budget(close, policy).map_err(defect)?;
+    calls.check_open(close, &expected).map_err(defect)?;
+    let suffix = Suffix {
+        memo: terms.memo.as_deref(),
+        binding: None,
+        memo_optional: true,
+    };
+    calls.check_suffix(close, &suffix).map_err(defect)?;
     calls
         .check_fee_payer_only_in_open(usize::MAX, policy)
         .map_err(defect)?;
@@ -248,11 +294,15 @@ mod tests {
 
     use super::*;
     use crate::scheme::batch::authorization::sign_authorization;
+    use crate::scheme::batch::build::build_refund_closing;
     use crate::scheme::batch::build::{build_open, build_top_up, build_voucher, channel_of};
     use crate::scheme::batch::types::BatchPayload;
     use crate::scheme::batch::voucher::sign_voucher;
     use crate::scheme::channel::Opening;
     use crate::scheme::decode_transaction;
+    use crate::scheme::exact::build::signed_by_buyer;
+    use crate::scheme::exact::MEMO_PROGRAM;
+    use anchor_lang::solana_program::instruction::Instruction;
 
     struct World {
         buyer: Keypair,
@@ -552,5 +602,57 @@ mod tests {
             read_authorization(&elsewhere, &channel, &terms, 1_000, now),
             Err(BatchDefect::ChannelIdMismatch)
         );
+    }
+
+    #[test]
+    fn a_relayed_request_close_is_the_buyers_own_and_costs_the_fee_payer_its_fee_only() {
+        let w = world();
+        let address = w.channel.address(&w.terms.fee_payer);
+        let voucher = sign_voucher(&w.buyer, &address, 0);
+        let closing = |instructions: &[Instruction]| {
+            let tx = signed_by_buyer(
+                &w.buyer,
+                &w.terms.fee_payer,
+                instructions,
+                Hash::new_unique(),
+            );
+            validate_request_close(&tx, &w.terms, &w.channel, &w.policy)
+        };
+        let BatchPayload::Refund {
+            transaction: Some(ours),
+            ..
+        } = build_refund_closing(&w.buyer, &w.terms, &w.channel, voucher, Hash::new_unique())
+        else {
+            panic!("a refund with its transaction")
+        };
+        let ours: VersionedTransaction = decode_transaction(&ours).unwrap();
+        assert_eq!(
+            validate_request_close(&ours, &w.terms, &w.channel, &w.policy),
+            Ok(())
+        );
+        let close = request_close_instruction(&address, &w.buyer.pubkey());
+        let memo = Instruction::new_with_bytes(MEMO_PROGRAM, b"note", vec![]);
+        assert_eq!(
+            closing(&[close.clone(), memo.clone()]),
+            Ok(()),
+            "one Memo may follow"
+        );
+        let refused = |instructions: &[Instruction]| match closing(instructions) {
+            Err(BatchDefect::RefundTransaction(_)) => true,
+            other => panic!("{other:?}"),
+        };
+        assert!(refused(&[close.clone(), memo.clone(), memo]), "two Memos");
+        let elsewhere = request_close_instruction(&Pubkey::new_unique(), &w.buyer.pubkey());
+        assert!(refused(&[elsewhere]), "another channel");
+        let drain = anchor_lang::solana_program::system_instruction::transfer(
+            &w.terms.fee_payer,
+            &w.buyer.pubkey(),
+            1,
+        );
+        assert!(
+            refused(&[close.clone(), drain]),
+            "the fee payer moving lamports"
+        );
+        assert!(refused(&[close.clone(), close]), "two closes");
     }
 }

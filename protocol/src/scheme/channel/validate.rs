@@ -29,6 +29,8 @@ pub struct Suffix<'a> {
     /// A Memo the transaction must also carry, exactly (`batch-settlement`'s
     /// receiver-authorizer binding on `open`).
     pub binding: Option<&'a str>,
+    /// Whether the one free Memo may be left out (a `request_close`'s suffix).
+    pub memo_optional: bool,
 }
 
 /// Whether the fee payer may co-sign `tx`, the `open` of `opening` (what the payload
@@ -205,8 +207,10 @@ impl Calls<'_> {
                 None => return Err(SponsoredDefect::WrongPayment("binding memo")),
             }
         }
-        if memos.len() != 1 {
-            return Err(SponsoredDefect::UnexpectedInstruction);
+        match memos.len() {
+            0 if suffix.memo_optional => return Ok(()),
+            1 => {}
+            _ => return Err(SponsoredDefect::UnexpectedInstruction),
         }
         if let Some(memo) = suffix.memo {
             if memos[0] != memo.as_bytes() {

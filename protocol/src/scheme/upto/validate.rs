@@ -22,6 +22,7 @@ pub fn validate_open(
     let suffix = Suffix {
         memo: terms.memo.as_deref(),
         binding: None,
+        memo_optional: false,
     };
     channel::validate_open(tx, &terms.plan(), opening, channel, &suffix, policy)
 }

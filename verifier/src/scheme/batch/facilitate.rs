@@ -22,10 +22,10 @@ use anchor_lang::solana_program::instruction::Instruction;
 use serde_json::{Map, Value};
 use solana_transaction::versioned::VersionedTransaction;
 use x402_protocol::scheme::batch::{
-    read_authorization, read_channel, read_voucher, validate_open, validate_top_up,
-    BatchAuthorization, BatchOffer, BatchPayload, BatchTerms, BatchVoucher, Channel, ChannelConfig,
-    ChannelState, CloseAuthorization, CloseIntent, Deposit, ReadVoucher, SellerPayload,
-    MAX_CHANNELS_PER_SETTLEMENT,
+    read_authorization, read_channel, read_voucher, validate_open, validate_request_close,
+    validate_top_up, BatchAuthorization, BatchOffer, BatchPayload, BatchTerms, BatchVoucher,
+    Channel, ChannelConfig, ChannelState, CloseAuthorization, CloseIntent, Deposit, ReadVoucher,
+    SellerPayload, MAX_CHANNELS_PER_SETTLEMENT,
 };
 use x402_protocol::scheme::channel::{
     distribute_instruction, seal_instruction, settle_and_seal_instructions, settle_instructions,
@@ -195,13 +195,34 @@ pub async fn verify(
         BatchPayload::Refund {
             channel_config,
             voucher,
+            transaction,
             ..
         } => {
             let (channel, read) = read_payment(&channel_config, &refund_voucher(voucher)?, terms)?;
-            let binding = binding(cx, &read.channel).await?;
-            check_binding(&binding, terms)?;
             let account = bound_account(cx, terms, &channel, &read.channel).await?;
-            closable(&account, &read, unix_now())?;
+            match (binding(cx, &read.channel).await, transaction) {
+                (Ok(binding), None) => {
+                    check_binding(&binding, terms)?;
+                    closable(&account, &read, unix_now())?;
+                }
+                // The buyer's own close, relayed when there is no binding to close by.
+                (Err(_), Some(transaction)) => {
+                    let transaction = decode_transaction(&transaction).map_err(|e| {
+                        Refusal::new(Reason::BatchRefundTransaction)
+                            .message(format!("payload.transaction: {e}"))
+                    })?;
+                    validate_request_close(&transaction, terms, &channel, &cx.sponsor_policy()?)?;
+                    if !matches!(account.status, ChannelStatus::Open | ChannelStatus::Closing) {
+                        return Err(Refusal::new(Reason::BatchCloseState));
+                    }
+                }
+                (Ok(_), Some(_)) => {
+                    return Err(Refusal::new(Reason::BatchCloseState).message(
+                        "this facilitator closes the channel cooperatively: send the refund without a transaction",
+                    ))
+                }
+                (Err(unavailable), None) => return Err(unavailable),
+            }
             Ok(Facilitated {
                 payer: Some(channel.payer),
                 extra: verify_extra(&account),
@@ -260,12 +281,18 @@ async fn settle_buyers(
             close_authorization,
             ..
         } => {
-            if transaction.is_some() {
-                return Err(Refusal::new(Reason::BatchCloseState).message(
-                    "this facilitator closes its channels cooperatively: send the refund without a transaction",
-                ));
-            }
             let voucher = refund_voucher(voucher)?;
+            if let Some(transaction) = transaction {
+                return relay_request_close(
+                    cx,
+                    terms,
+                    caller,
+                    &channel_config,
+                    &voucher,
+                    &transaction,
+                )
+                .await;
+            }
             let close = Close {
                 config: &channel_config,
                 voucher: &voucher,
@@ -325,11 +352,14 @@ pub fn record_key(operation: &Operation) -> Option<Reference> {
     match operation {
         Operation::Buyer(payload) => match payload.as_ref() {
             BatchPayload::Deposit { deposit, .. } => Some(deposit_key(deposit)),
+            // A relayed `request_close` is not recorded: its retry answers the closing
+            // channel's state, as the specification asks.
             BatchPayload::Refund {
                 voucher: Some(voucher),
+                transaction: None,
                 ..
             } => Some(close_key(voucher)),
-            BatchPayload::Refund { voucher: None, .. } => None,
+            BatchPayload::Refund { .. } => None,
             BatchPayload::Voucher { .. } | BatchPayload::Authorization { .. } => None,
         },
         Operation::Seller(SellerPayload::Seal(seal)) => Some(close_key(&seal.voucher)),
@@ -912,6 +942,86 @@ struct Close<'a> {
     authorization: Option<&'a CloseAuthorization>,
     max_timeout_seconds: u64,
     seal_only: bool,
+}
+
+/// Relays the buyer's own `request_close` of a channel this facilitator cannot close
+/// cooperatively (it has no binding for it): checked to be exactly that close, co-signed
+/// as fee payer only, landed and read back `Closing`. A channel closing already is
+/// answered with its state, nothing sent again. The channel is bound then (to the
+/// requirements' receiver authorizer and the caller), so that the janitor seals it once
+/// its grace period has passed and the rest goes back to the buyer.
+async fn relay_request_close(
+    cx: &Context,
+    terms: &BatchTerms,
+    caller: &Caller<'_>,
+    config: &ChannelConfig,
+    voucher: &BatchVoucher,
+    transaction: &str,
+) -> Result<Facilitated, Refusal> {
+    let (channel, read) = read_payment(config, voucher, terms)?;
+    let address = read.channel;
+    let transaction: VersionedTransaction = decode_transaction(transaction).map_err(|e| {
+        Refusal::new(Reason::BatchRefundTransaction).message(format!("payload.transaction: {e}"))
+    })?;
+    validate_request_close(&transaction, terms, &channel, &cx.sponsor_policy()?)?;
+    let account = bound_account(cx, terms, &channel, &address).await?;
+    let closing = |account: &ChannelAccount| Facilitated {
+        payer: Some(channel.payer),
+        transaction: String::new(),
+        amount: None,
+        extra: settle_extra(account),
+    };
+    match account.status {
+        ChannelStatus::Open => {}
+        ChannelStatus::Closing => return Ok(closing(&account)),
+        _ => {
+            return Err(
+                Refusal::new(Reason::BatchCloseState).message("the channel is closed already")
+            )
+        }
+    }
+    if binding(cx, &address).await.is_ok() {
+        return Err(Refusal::new(Reason::BatchCloseState).message(
+            "this facilitator closes the channel cooperatively: send the refund without a transaction",
+        ));
+    }
+    let network = cx.settings().network.caip2();
+    let bound = BatchBinding {
+        network: network.to_string(),
+        channel: address.to_string(),
+        receiver_authorizer: terms.receiver_authorizer.to_string(),
+        caller: caller.identity.clone(),
+        config: serde_json::to_string(&channel.config()).expect("serializable"),
+        fee_payer: terms.fee_payer.to_string(),
+        token_program: terms.token_program.to_string(),
+        closed: false,
+        active_at: unix_now(),
+    };
+    cx.store()
+        .bind_batch_channel(&bound)
+        .await
+        .map_err(store_unavailable)?;
+    let fee = fee_cost(cx, transaction.signatures.len());
+    (caller.charge)(fee)?;
+    let transaction = co_signed(cx, transaction);
+    let signature = transaction.signatures[0].to_string();
+    let landed = |account: &ChannelAccount| account.status == ChannelStatus::Closing;
+    match submit_and_read(cx, &transaction, &address, landed).await? {
+        Sent::Landed(account, _, charged) => {
+            if charged {
+                cx.sponsorship().spent(fee);
+            }
+            Ok(Facilitated {
+                transaction: signature,
+                ..closing(&account)
+            })
+        }
+        Sent::Rejected(why) => {
+            tracing::info!(channel = %address, %why, "a relayed request_close was rejected");
+            Err(Refusal::new(Reason::TransactionFailed))
+        }
+        Sent::Unseen => Err(Refusal::unavailable()),
+    }
 }
 
 /// Closes a channel opened here at the seller's voucher, on the seller's word: the close

@@ -243,6 +243,7 @@ impl From<BatchDefect> for Reason {
             BatchDefect::CumulativeMismatch => Reason::BatchCumulativeMismatch,
             BatchDefect::CumulativeExceedsDeposit => Reason::BatchCumulativeExceedsDeposit,
             BatchDefect::SetupTransaction(_) => Reason::BatchSetupTransaction,
+            BatchDefect::RefundTransaction(_) => Reason::BatchRefundTransaction,
             BatchDefect::AuthorizationSignature => Reason::BatchVoucherSignature,
             BatchDefect::AuthorizationExpired => Reason::BatchVoucherExpiry,
             BatchDefect::AuthorizationAmount => Reason::BatchCumulativeMismatch,
