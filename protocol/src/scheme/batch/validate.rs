@@ -3,6 +3,7 @@
 //! and a deposit's transaction before the fee payer co-signs it (an `open` through the
 //! channels' shared validation, with the receiver-authorizer binding; a `top_up` here).
 
+use anchor_lang::solana_program::instruction::Instruction;
 use solana_transaction::versioned::VersionedTransaction;
 
 use super::authorization::{BatchAuthorization, ReadAuthorization};
@@ -198,9 +199,8 @@ pub fn validate_open(
 }
 
 /// Whether the fee payer may co-sign `tx`, a `top_up` of `channel` by `amount` under
-/// `terms`: two signers (the fee payer, then the payer), a capped budget, exactly the
-/// `top_up` this makes, one Memo (the offer's when it has one), and the fee payer in no
-/// instruction at all: it pays the fee only.
+/// `terms`: one Memo (the offer's when it has one), and the rest of
+/// [`check_fee_only`].
 pub fn validate_top_up(
     tx: &VersionedTransaction,
     terms: &BatchTerms,
@@ -208,81 +208,70 @@ pub fn validate_top_up(
     amount: u64,
     policy: &SponsorPolicy,
 ) -> Result<(), BatchDefect> {
-    let defect = BatchDefect::SetupTransaction;
-    let message = &tx.message;
-    check_no_lookup_tables(message).map_err(defect)?;
-    let keys = message.static_account_keys();
-    policy.check_fee_payer(keys).map_err(defect)?;
-    policy.check_offered(&terms.fee_payer).map_err(defect)?;
-    check_two_signers(message.header().num_required_signatures, &tx.signatures).map_err(defect)?;
-    check_payer(keys, &channel.opening()).map_err(defect)?;
-    check_payer_signature(&tx.signatures, &channel.payer, &message.serialize()).map_err(defect)?;
     let expected = top_up_instruction(
         &channel.plan(terms, 0),
         &channel.address(&terms.fee_payer),
         &channel.payer,
         amount,
     );
-    let calls = Calls {
-        keys,
-        instructions: message.instructions(),
-    };
-    let top_up = calls.open_index().map_err(defect)?;
-    calls.check_budget(top_up, policy).map_err(defect)?;
-    calls.check_open(top_up, &expected).map_err(defect)?;
     let suffix = Suffix {
         memo: terms.memo.as_deref(),
         binding: None,
         memo_optional: false,
     };
-    calls.check_suffix(top_up, &suffix).map_err(defect)?;
-    // Not even as `open`'s rent payer: index `usize::MAX` names no instruction.
-    calls
-        .check_fee_payer_only_in_open(usize::MAX, policy)
-        .map_err(defect)?;
-    check_writable(message, &expected, &policy.fee_payer).map_err(defect)?;
-    Ok(())
+    check_fee_only(tx, terms, channel, &expected, &suffix, policy)
+        .map_err(BatchDefect::SetupTransaction)
 }
 
 /// Whether the fee payer may co-sign `tx`, the buyer's own `request_close` of `channel`
-/// under `terms` (relayed when the cooperative close is unavailable): two signers (the fee
-/// payer, then the payer), a capped budget, exactly that `request_close`, at most one
-/// Memo (the offer's, when it has one) and three Lighthouse assertions, and the fee payer
-/// in no instruction at all: it pays the fee only.
+/// under `terms` (relayed when the cooperative close is unavailable): at most one Memo
+/// (the offer's, when it has one), and the rest of [`check_fee_only`].
 pub fn validate_request_close(
     tx: &VersionedTransaction,
     terms: &BatchTerms,
     channel: &Channel,
     policy: &SponsorPolicy,
 ) -> Result<(), BatchDefect> {
-    let defect = BatchDefect::RefundTransaction;
-    let message = &tx.message;
-    check_no_lookup_tables(message).map_err(defect)?;
-    let keys = message.static_account_keys();
-    policy.check_fee_payer(keys).map_err(defect)?;
-    policy.check_offered(&terms.fee_payer).map_err(defect)?;
-    check_two_signers(message.header().num_required_signatures, &tx.signatures).map_err(defect)?;
-    check_payer(keys, &channel.opening()).map_err(defect)?;
-    check_payer_signature(&tx.signatures, &channel.payer, &message.serialize()).map_err(defect)?;
     let expected = request_close_instruction(&channel.address(&terms.fee_payer), &channel.payer);
-    let calls = Calls {
-        keys,
-        instructions: message.instructions(),
-    };
-    let close = calls.open_index().map_err(defect)?;
-    calls.check_budget(close, policy).map_err(defect)?;
-    calls.check_open(close, &expected).map_err(defect)?;
     let suffix = Suffix {
         memo: terms.memo.as_deref(),
         binding: None,
         memo_optional: true,
     };
-    calls.check_suffix(close, &suffix).map_err(defect)?;
-    calls
-        .check_fee_payer_only_in_open(usize::MAX, policy)
-        .map_err(defect)?;
-    check_writable(message, &expected, &policy.fee_payer).map_err(defect)?;
-    Ok(())
+    check_fee_only(tx, terms, channel, &expected, &suffix, policy)
+        .map_err(BatchDefect::RefundTransaction)
+}
+
+/// A buyer's transaction on its channel whose fee alone the fee payer pays: two signers
+/// (the fee payer, then the payer), a capped budget, exactly the `expected` channel
+/// instruction, then only the `suffix`, and the fee payer in no instruction at all.
+fn check_fee_only(
+    tx: &VersionedTransaction,
+    terms: &BatchTerms,
+    channel: &Channel,
+    expected: &Instruction,
+    suffix: &Suffix,
+    policy: &SponsorPolicy,
+) -> Result<(), SponsoredDefect> {
+    let message = &tx.message;
+    check_no_lookup_tables(message)?;
+    let keys = message.static_account_keys();
+    policy.check_fee_payer(keys)?;
+    policy.check_offered(&terms.fee_payer)?;
+    check_two_signers(message.header().num_required_signatures, &tx.signatures)?;
+    check_payer(keys, &channel.opening())?;
+    check_payer_signature(&tx.signatures, &channel.payer, &message.serialize())?;
+    let calls = Calls {
+        keys,
+        instructions: message.instructions(),
+    };
+    let call = calls.open_index()?;
+    calls.check_budget(call, policy)?;
+    calls.check_open(call, expected)?;
+    calls.check_suffix(call, suffix)?;
+    // Not even as `open`'s rent payer: index `usize::MAX` names no instruction.
+    calls.check_fee_payer_only_in_open(usize::MAX, policy)?;
+    check_writable(message, expected, &policy.fee_payer)
 }
 
 #[cfg(test)]
