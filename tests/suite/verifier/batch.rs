@@ -785,3 +785,52 @@ async fn a_refund_cut_off_mid_close_is_finished_by_the_janitor_and_charges_nothi
     );
     assert_eq!(h.token_balance(&buyer.keypair.pubkey()).await, 8 * PRICE);
 }
+
+#[tokio::test]
+async fn a_top_up_that_landed_unseen_is_completed_by_the_retry_of_the_same_payment() {
+    use std::sync::atomic::Ordering;
+    let h = Harness::start().await;
+    let (buyer, response) = open(&h, 4 * PRICE, PRICE).await;
+    assert_eq!(response.status(), 200);
+    let top_up = build_top_up(
+        &buyer.keypair,
+        &buyer.offer.terms,
+        &buyer.channel,
+        3 * PRICE,
+        2 * PRICE,
+        h.market.ledger.latest_blockhash().await.unwrap(),
+    );
+    let payment = header(&buyer.accepted, &top_up);
+    // The top-up lands, but the verifier never learns it did (a crash, a lost answer):
+    // nothing is served and the channel's row still holds the old deposit.
+    h.ledger.failing_submits.store(true, Ordering::SeqCst);
+    assert_eq!(get(&h, &payment).await.status(), 503);
+    h.ledger.failing_submits.store(false, Ordering::SeqCst);
+    land_by_hand(&h, &top_up).await;
+    assert_eq!(
+        channel_account(&h, &buyer).await.unwrap().deposit,
+        4 * PRICE
+    );
+    let row = |h: &Harness| {
+        let store = h.gate.store().clone();
+        let address = buyer.address().to_string();
+        async move { store.batch_channel(&address).await.unwrap().unwrap() }
+    };
+    assert_eq!(row(&h).await.deposit, PRICE);
+    let hits = h.api.hits();
+
+    // The same payment again: the chain shows the top-up, so its voucher and the larger
+    // deposit are committed, once, and the request is served.
+    let retried = get(&h, &payment).await;
+    assert_eq!(retried.status(), 200);
+    assert_eq!(h.api.hits(), hits + 1);
+    let now = row(&h).await;
+    assert_eq!((now.deposit, now.charged), (4 * PRICE, 2 * PRICE));
+    assert_eq!(h.token_balance(&buyer.keypair.pubkey()).await, 0);
+    let (code, _) = refusal(get(&h, &payment).await).await;
+    assert_eq!(
+        code, "invalid_batch_settlement_svm_cumulative_amount_mismatch",
+        "served once"
+    );
+    assert_eq!(get(&h, &buyer.voucher(3 * PRICE)).await.status(), 200);
+}
