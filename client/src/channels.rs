@@ -175,6 +175,7 @@ mod tests {
                 closure_started_at,
                 payer_withdrawn_at,
                 grace_period: 60,
+                distribution_hash: [0; 32],
                 payer: Pubkey::new_unique(),
                 payee: Pubkey::new_unique(),
                 authorized_signer: Pubkey::new_unique(),

@@ -834,3 +834,46 @@ async fn a_top_up_that_landed_unseen_is_completed_by_the_retry_of_the_same_payme
     );
     assert_eq!(get(&h, &buyer.voucher(3 * PRICE)).await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_channel_on_chain_that_pays_someone_else_is_never_taken_for_the_one_opened_here() {
+    use std::sync::atomic::Ordering;
+    let h = Harness::start().await;
+    let (keypair, offer, accepted, channel, payload) = unopened(&h).await;
+    let payment = header(&accepted, &payload);
+    // Our open goes out unanswered: its row stays opening.
+    h.ledger.failing_submits.store(true, Ordering::SeqCst);
+    assert_eq!(get(&h, &payment).await.status(), 503);
+    h.ledger.failing_submits.store(false, Ordering::SeqCst);
+    // Meanwhile another open of the same address lands (the same buyer, salt and slot),
+    // one that pays its settlements to someone else.
+    let mut elsewhere = offer.terms.clone();
+    elsewhere.pay_to = anchor_lang::prelude::Pubkey::new_unique();
+    let other = channel_of(&keypair, &elsewhere, &channel.opening());
+    assert_eq!(
+        other.address(&elsewhere.fee_payer),
+        channel.address(&offer.terms.fee_payer)
+    );
+    let rival = build_open(
+        &keypair,
+        &elsewhere,
+        &other,
+        10 * PRICE,
+        PRICE,
+        h.market.ledger.latest_blockhash().await.unwrap(),
+    );
+    land_by_hand(&h, &rival).await;
+    // The retry finds a channel at the address, but not one that pays this seller: it is
+    // not served on it.
+    let retried = get(&h, &payment).await;
+    assert_ne!(retried.status(), 200);
+    assert_eq!(h.api.hits(), 0);
+    let row = h
+        .gate
+        .store()
+        .batch_channel(&channel.address(&offer.terms.fee_payer).to_string())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.status, BatchStatus::Opening);
+}

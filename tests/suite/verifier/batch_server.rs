@@ -349,3 +349,65 @@ async fn holds_never_exceed_the_deposit_and_a_refund_waits_for_the_requests_in_f
         "charged the one answer served"
     );
 }
+
+#[tokio::test]
+async fn a_request_held_when_its_buyer_closes_on_chain_is_not_served_unpaid() {
+    let h = Harness::start().await;
+    let deposit = 4 * CEILING;
+    let buyer = Buyer::new(&h, deposit).await;
+    let opened = get(&h, &buyer.header(&buyer.open(deposit, "r-1")), Some("0.05")).await;
+    assert_eq!(opened.status(), 200);
+
+    // A request is held, its answer a second away; meanwhile the buyer closes on chain
+    // and the claim round seals the channel at what was charged.
+    h.api.set_mode(UpstreamMode::Late);
+    let in_flight = {
+        let url = h.url(&format!("{ROUTE}?charge=0.05"));
+        let header = buyer.header(&buyer.request("r-2"));
+        let http = h.http.clone();
+        tokio::spawn(async move {
+            http.get(url)
+                .header(header.0, header.1)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    let address = buyer.address().to_string();
+    let held = async {
+        while h
+            .gate
+            .store()
+            .batch_channel(&address)
+            .await
+            .unwrap()
+            .unwrap()
+            .reserved
+            == 0
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), held)
+        .await
+        .expect("held");
+    request_close(&h, &buyer.keypair, &buyer.address()).await;
+    claim_channels(&h.gate).await.unwrap();
+    assert_eq!(
+        h.token_balance(&buyer.keypair.pubkey()).await,
+        deposit - CEILING,
+        "sealed at the one answer charged"
+    );
+
+    // The held answer comes back: it cannot be charged any more, so it is withheld.
+    assert_eq!(in_flight.await.unwrap(), 503);
+    let row = h
+        .gate
+        .store()
+        .batch_channel(&address)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((row.charged, row.reserved), (CEILING, 0));
+}

@@ -533,7 +533,8 @@ async fn an_idle_facilitated_channel_is_closed_at_the_chains_watermark_and_never
 #[tokio::test]
 async fn a_buyers_own_close_is_relayed_when_no_binding_is_at_hand_and_sealed_after_its_grace() {
     let h = Harness::start().await;
-    let offer = offer(&h, Keypair::new().pubkey()).await;
+    // Closes delegated to us: the caller relaying the close must not gain them.
+    let offer = offer(&h, h.market.fee_payer.pubkey()).await;
     let buyer = Buyer::new(&h, &offer, 10 * PRICE).await;
     // A channel our fee payer funded that this facilitator has no binding for (its open
     // landed past it): it cannot be closed cooperatively.
@@ -616,6 +617,18 @@ async fn a_buyers_own_close_is_relayed_when_no_binding_is_at_hand_and_sealed_aft
     // Its retry answers the closing channel, nothing sent again.
     let again = settle(&h, &request(&offer, &closing)).await;
     assert!(again.success && again.transaction.is_empty(), "{again:?}");
+    // Relaying it gave the caller no right to close it at the watermark before the
+    // seller's seal could come.
+    let takeover = settle(
+        &h,
+        &request(&offer, build_refund(&buyer.channel, voucher())),
+    )
+    .await;
+    assert!(!takeover.success, "{takeover:?}");
+    assert_eq!(
+        channel(&h, &address).await.unwrap().status,
+        ChannelStatus::Closing
+    );
 
     // Once the grace period has passed, the janitor seals it: the deposit goes back.
     let grace_ends = account.closure_started_at + i64::from(account.grace_period);
@@ -628,4 +641,50 @@ async fn a_buyers_own_close_is_relayed_when_no_binding_is_at_hand_and_sealed_aft
     h.market.ledger.set_time(grace_ends + 1).await;
     tend_batch_channels(&h.gate, grace_ends + 1).await.unwrap();
     assert_eq!(h.token_balance(&buyer.keypair.pubkey()).await, 10 * PRICE);
+}
+
+#[tokio::test]
+async fn the_gates_own_channel_is_never_closed_through_the_facilitator() {
+    let h = Harness::start().await;
+    // A channel opened at the gate's own batch route...
+    let (gate_offer, accepted) = offers(&h.http, &h.url("/batch"))
+        .await
+        .into_iter()
+        .find(|(o, _)| o.scheme == "batch-settlement")
+        .map(|(o, a)| (BatchOffer::from_offer(&o).unwrap(), a))
+        .unwrap();
+    let buyer = Buyer::new(&h, &gate_offer, 10 * PRICE).await;
+    let response = h
+        .http
+        .get(h.url("/batch"))
+        .header(
+            v2::PAYMENT_SIGNATURE,
+            x402_protocol::wire::encode_header(&v2_payment(&accepted, &buyer.open)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // ...is the gate's to close: its buyer's close relayed by a facilitator caller (who
+    // would gain the close) is refused, nothing sent.
+    let offer = offer(&h, h.market.fee_payer.pubkey()).await;
+    let blockhash = h.market.ledger.latest_blockhash().await.unwrap();
+    let closing = build_refund_closing(
+        &buyer.keypair,
+        &offer.terms,
+        &buyer.channel,
+        buyer.voucher(&offer, PRICE),
+        blockhash,
+    );
+    let submits = h.ledger.submits.load(Ordering::SeqCst);
+    let refused = settle(&h, &request(&offer, &closing)).await;
+    assert_eq!(
+        refused.error_reason.as_deref(),
+        Some("invalid_batch_settlement_svm_close_state")
+    );
+    assert_eq!(h.ledger.submits.load(Ordering::SeqCst), submits);
+    assert_eq!(
+        channel(&h, &buyer.address(&offer)).await.unwrap().status,
+        ChannelStatus::Open
+    );
 }

@@ -54,6 +54,8 @@ pub enum UpstreamMode {
     Ok,
     Fail,
     Slow,
+    /// Answers after a second: within the deadline, late enough to act meanwhile.
+    Late,
     /// Too large, announced by Content-Length.
     Huge,
     /// Longer than the limit, streamed without a length ([`huge_stream`]).
@@ -127,6 +129,10 @@ async fn start_api() -> (Arc<Api>, String) {
                 UpstreamMode::Slow => {
                     tokio::time::sleep(Duration::from_secs(5)).await;
                     "too late".into_response()
+                }
+                UpstreamMode::Late => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    "late".into_response()
                 }
                 UpstreamMode::Huge => vec![b'x'; MAX_RESPONSE as usize + 1].into_response(),
                 UpstreamMode::HugeStream => {

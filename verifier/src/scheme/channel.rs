@@ -10,7 +10,8 @@ use anchor_lang::solana_program::instruction::Instruction;
 use solana_keypair::Keypair;
 use solana_transaction::versioned::VersionedTransaction;
 use x402_protocol::scheme::channel::{
-    fee_payer_transaction, funded_by, reclaim_instruction, ChannelAccount, PAYMENT_CHANNELS_PROGRAM,
+    fee_payer_transaction, funded_by, reclaim_instruction, signatures_paid, ChannelAccount,
+    PAYMENT_CHANNELS_PROGRAM,
 };
 use x402_protocol::LedgerError;
 
@@ -79,7 +80,8 @@ pub(crate) async fn send(
         .await
     {
         Ok(signature) => {
-            cx.sponsorship().spent(LAMPORTS_PER_SIGNATURE);
+            cx.sponsorship()
+                .spent(LAMPORTS_PER_SIGNATURE * signatures_paid(instructions));
             Ok(signature.to_string())
         }
         Err(LedgerError::Rejected(why)) => {

@@ -181,11 +181,12 @@ fn stored(amount: u64) -> Result<i64, StoreError> {
 
 impl GrantStore {
     /// Records a channel before its `open` is submitted. `false` when it has a row
-    /// already.
+    /// already, or was opened for a facilitator caller (the two never share a channel).
     pub async fn begin_batch_channel(&self, record: &BatchChannel) -> Result<bool, StoreError> {
         let recorded = sqlx::query(
             "INSERT INTO batch_channels (channel, config, fee_payer, token_program, deposit, charged, signature, previous_charged, claimed, paid, status, requests, active_at, updated_at, reserved)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $8, $9, $10, $11, $12, $13, 0)",
+             SELECT $1, $2, $3, $4, $5, $6, $7, $6, $8, $9, $10, $11, $12, $13, 0
+             WHERE NOT EXISTS (SELECT 1 FROM batch_bindings WHERE channel = $1)",
         )
         .bind(&record.channel)
         .bind(&record.config)
@@ -282,26 +283,24 @@ impl GrantStore {
         self.voucher_commits.clone()
     }
 
-    /// The server mode: raises an open channel's deposit from exactly `before` to `after`
-    /// once its `top_up` landed. `false` when it moved otherwise meanwhile.
-    pub async fn top_up_batch_channel(
+    /// The server mode: raises an open channel's deposit to `deposit`, what the chain
+    /// holds once a `top_up` landed (never lowers it: two top-ups may land in any order).
+    pub async fn raise_batch_deposit(
         &self,
         channel: &str,
-        before: u64,
-        after: u64,
+        deposit: u64,
         now: i64,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE batch_channels SET deposit = $3, updated_at = $4
-             WHERE channel = $1 AND status = 'open' AND deposit = $2",
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE batch_channels SET deposit = $2, updated_at = $3
+             WHERE channel = $1 AND status = 'open' AND deposit < $2",
         )
         .bind(channel)
-        .bind(stored(before)?)
-        .bind(stored(after)?)
+        .bind(stored(deposit)?)
         .bind(now)
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(())
     }
 
     /// The server mode: holds `ceiling` of an open channel's deposit for request
@@ -329,7 +328,7 @@ impl GrantStore {
             return Ok(Reservation::Duplicate);
         }
         let held = sqlx::query(
-            "UPDATE batch_channels SET reserved = reserved + $2, updated_at = $3
+            "UPDATE batch_channels SET reserved = reserved + $2, active_at = $3, updated_at = $3
              WHERE channel = $1 AND status = 'open' AND deposit - charged - reserved >= $2
              RETURNING charged, deposit, claimed",
         )
@@ -380,10 +379,19 @@ impl GrantStore {
             if done.rows_affected() != 1 {
                 return Ok(None);
             }
-            let row = sqlx::query("SELECT charged FROM batch_channels WHERE channel = $1")
+            let row = sqlx::query("SELECT charged, status FROM batch_channels WHERE channel = $1")
                 .bind(channel)
                 .fetch_one(&mut *tx)
                 .await?;
+            let status: String = row.try_get("status")?;
+            if status != BatchStatus::Open.name() {
+                // Closed meanwhile (the buyer's close, sealed at what was charged): this
+                // answer cannot be charged, so it is not given; its hold is let go.
+                tx.rollback().await?;
+                self.release_operation(channel, request_id, ceiling, now)
+                    .await?;
+                return Ok(None);
+            }
             let before = amount(&row, "charged")?;
             let cumulative = before
                 .checked_add(charge)
@@ -394,7 +402,7 @@ impl GrantStore {
                 "UPDATE batch_channels SET previous_charged = charged, previous_signature = signature,
                    charged = $3, signature = $4, reserved = reserved - $5, requests = requests + 1,
                    active_at = $6, updated_at = $6
-                 WHERE channel = $1 AND charged = $2 AND reserved >= $5
+                 WHERE channel = $1 AND charged = $2 AND reserved >= $5 AND status = 'open'
                  RETURNING deposit, claimed",
             )
             .bind(channel)
@@ -486,9 +494,10 @@ impl GrantStore {
             .collect()
     }
 
-    /// Starts a refund's close: an open channel with no request in flight stops
-    /// accepting. `false` when it is not open, or a request is still reserved.
-    pub async fn begin_batch_refund(&self, channel: &str, now: i64) -> Result<bool, StoreError> {
+    /// Starts a close by the seller (a refund's, an idle channel's): an open channel with
+    /// no request in flight stops accepting. `false` when it is not open, or a request
+    /// is still held.
+    pub async fn stop_batch_channel(&self, channel: &str, now: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE batch_channels SET status = 'closing', updated_at = $2
              WHERE channel = $1 AND status = 'open' AND reserved = 0",
@@ -593,14 +602,16 @@ impl GrantStore {
 
 impl GrantStore {
     /// Binds a channel about to be opened for a facilitator caller, unless it is bound
-    /// already: the binding that stands (the first writer's), read back.
+    /// already: the binding that stands (the first writer's), read back. None when the
+    /// gate opened the channel itself (the two never share a channel).
     pub async fn bind_batch_channel(
         &self,
         binding: &BatchBinding,
     ) -> Result<Option<BatchBinding>, StoreError> {
         let bound = sqlx::query(
             "INSERT INTO batch_bindings (network, channel, receiver_authorizer, caller, config, fee_payer, token_program, closed, active_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)",
+             SELECT $1, $2, $3, $4, $5, $6, $7, 0, $8
+             WHERE NOT EXISTS (SELECT 1 FROM batch_channels WHERE channel = $2)",
         )
         .bind(&binding.network)
         .bind(&binding.channel)
@@ -663,6 +674,17 @@ impl GrantStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Every channel on `network` ever opened for a facilitator caller, closed or not.
+    pub async fn bound_channels(&self, network: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT channel FROM batch_bindings WHERE network = $1")
+            .bind(network)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| row.try_get("channel").map_err(StoreError::from))
+            .collect()
     }
 
     /// Every bound channel on `network` not closed yet.

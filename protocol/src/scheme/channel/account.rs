@@ -101,6 +101,9 @@ pub struct ChannelAccount {
     pub payer_withdrawn_at: i64,
     /// Seconds.
     pub grace_period: u32,
+    /// The SHA-256 commitment to its payout, fixed at `open` and checked by every
+    /// `distribute`: who receives what it settles.
+    pub distribution_hash: [u8; 32],
     pub payer: Pubkey,
     pub payee: Pubkey,
     pub authorized_signer: Pubkey,
@@ -136,6 +139,7 @@ impl ChannelAccount {
             closure_started_at: u64_at(36) as i64,
             payer_withdrawn_at: u64_at(44) as i64,
             grace_period: u32::from_le_bytes(data[52..56].try_into().expect("4 bytes")),
+            distribution_hash: data[56..88].try_into().expect("32 bytes"),
             payer: key_at(PAYER_AT),
             payee: key_at(120),
             authorized_signer: key_at(152),

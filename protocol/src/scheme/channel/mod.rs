@@ -23,7 +23,7 @@ pub use account::{
 pub use program::{
     distribute_instruction, fee_payer_transaction, open_instruction, opened_channel, random_salt,
     reclaim_instruction, request_close_instruction, seal_instruction, settle_and_seal_instructions,
-    settle_instructions, token_account, top_up_instruction, treasury_owner,
+    settle_instructions, signatures_paid, token_account, top_up_instruction, treasury_owner,
     withdraw_payer_instruction, ChannelPlan, Opening, Voucher, DEVNET_TREASURY_OWNER,
     OPEN_COMPUTE_UNIT_LIMIT, TREASURY_OWNER,
 };

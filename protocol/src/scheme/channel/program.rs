@@ -91,6 +91,15 @@ pub struct ChannelPlan {
     pub grace_period: u32,
 }
 
+impl ChannelPlan {
+    /// The commitment an `open` of this plan writes into its channel: the SHA-256 of its
+    /// payout (all of it to `pay_to`). A channel that holds another pays someone else.
+    pub fn distribution_hash(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(distribution(self)).into()
+    }
+}
+
 /// The channel a buyer opens: who pays, its salt and the slot it opens at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Opening {
@@ -339,6 +348,19 @@ impl Voucher {
     }
 }
 
+/// The Ed25519 precompile, which proves a voucher to the instruction after it.
+const ED25519_PROGRAM: Pubkey = pubkey!("Ed25519SigVerify111111111111111111111111111");
+
+/// The signatures a fee payer's transaction of `instructions` pays for: its own, and one
+/// for each voucher its precompiles verify (the network charges those too).
+pub fn signatures_paid(instructions: &[Instruction]) -> u64 {
+    let precompiles = instructions
+        .iter()
+        .filter(|ix| ix.program_id == ED25519_PROGRAM)
+        .count();
+    1 + precompiles as u64
+}
+
 /// `settle` of an open channel by `voucher` (anyone may send it): the precompile that
 /// carries the voucher, then `settle`, which moves the channel's watermark up to it.
 pub fn settle_instructions(voucher: &Voucher) -> [Instruction; 2] {
@@ -545,6 +567,15 @@ mod tests {
         assert_eq!(seal.len(), 2, "the precompile, then settle_and_seal");
         assert_eq!(seal[1].data, vec![4, 1]);
         assert!(seal[0].data.ends_with(&voucher_message(&channel, 5, 1)));
+        assert_eq!(
+            signatures_paid(&seal),
+            2,
+            "the fee payer's, and the voucher's"
+        );
+        assert_eq!(
+            signatures_paid(&settle_and_seal_instructions(&payee, &channel, None)),
+            1
+        );
     }
 
     #[test]

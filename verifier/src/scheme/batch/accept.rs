@@ -372,20 +372,12 @@ async fn deposit_and_accept(
     let voucher = match pays {
         Pays::Voucher(voucher) => voucher,
         Pays::Proof(proof) => {
-            if deposit_before > 0 {
-                let raised = cx
-                    .store()
-                    .top_up_batch_channel(
-                        &address.to_string(),
-                        deposit_before,
-                        deposit_before + amount,
-                        now,
-                    )
+            if let (true, Some(commit)) = (deposit_before > 0, &settled.batch) {
+                // What the chain holds now: two top-ups may land in any order.
+                cx.store()
+                    .raise_batch_deposit(&address.to_string(), commit.deposit, now)
                     .await
                     .map_err(store_unavailable)?;
-                if !raised {
-                    tracing::warn!(channel = %address, "a top-up landed while the channel moved: its deposit is recorded by the next one");
-                }
             }
             return operator::hold(cx, terms, channel, proof, Some(settled)).await;
         }
@@ -734,7 +726,7 @@ impl Submission for DepositSubmission {
                 Err(error) => return Submitted::refused(store_unavailable(error), true),
             }
         } else {
-            (self.deposit_after, account.settled)
+            (account.deposit, account.settled)
         };
         let to = self.voucher.map_or(0, |v| v.cumulative);
         let commit = BatchCommit {
@@ -764,9 +756,12 @@ fn signature_of(voucher: Option<&ReadVoucher>) -> Option<String> {
 }
 
 /// Whether a channel on chain binds what the payment states: our fee payer as payee and
-/// rent payer, the buyer, its voucher signer, the mint, the grace period and slot.
+/// rent payer, the buyer, its voucher signer, the mint, the grace period and slot, and a
+/// payout of everything to the terms' payee (another `open` of the same address, paying
+/// someone else, is not this channel).
 pub(super) fn binds(account: &ChannelAccount, terms: &BatchTerms, channel: &Channel) -> bool {
-    account.mint == channel.token
+    account.distribution_hash == channel.plan(terms, 0).distribution_hash()
+        && account.mint == channel.token
         && account.payer == channel.payer
         && account.payee == terms.fee_payer
         && account.rent_payer == terms.fee_payer
@@ -835,7 +830,7 @@ async fn refund(cx: &Context, pays: &Pays) -> Result<SettledPayment, Refusal> {
     }
     let now = unix_now();
     store
-        .begin_batch_refund(&address, now)
+        .stop_batch_channel(&address, now)
         .await
         .map_err(store_unavailable)?;
     // What was accepted until the channel stopped accepting: the row decides, not the

@@ -16,8 +16,8 @@ use solana_signer::Signer;
 use x402_protocol::scheme::batch::{ChannelConfig, ReadVoucher};
 use x402_protocol::scheme::channel::{
     distribute_instruction, fee_payer_transaction, seal_instruction, settle_and_seal_instructions,
-    settle_instructions, treasury_owner, ChannelAccount, ChannelPlan, ChannelStatus, Voucher,
-    PAYMENT_CHANNELS_PROGRAM,
+    settle_instructions, signatures_paid, treasury_owner, ChannelAccount, ChannelPlan,
+    ChannelStatus, Voucher, PAYMENT_CHANNELS_PROGRAM,
 };
 use x402_protocol::{unix_now, LedgerError};
 
@@ -374,7 +374,8 @@ async fn submit(
         .await
     {
         Ok(_) => {
-            cx.sponsorship().spent(LAMPORTS_PER_SIGNATURE);
+            cx.sponsorship()
+                .spent(LAMPORTS_PER_SIGNATURE * signatures_paid(instructions));
             Submitted::Landed
         }
         Err(LedgerError::Rejected(why)) => {
@@ -496,14 +497,15 @@ pub async fn tend_batch_channels(cx: &Context, now: i64) -> Result<BatchTended, 
         .map_err(store_unavailable)?;
     let bound = cx
         .store()
-        .open_batch_bindings(cx.settings().network.caip2())
+        .bound_channels(cx.settings().network.caip2())
         .await
         .map_err(store_unavailable)?;
-    // The channels opened for facilitator callers are theirs: never adopted as ours.
+    // The channels opened for facilitator callers are theirs (closed or not, as a read
+    // may have missed one): never adopted as ours.
     let known: std::collections::HashSet<String> = rows
         .iter()
         .map(|row| row.channel.clone())
-        .chain(bound.into_iter().map(|binding| binding.channel))
+        .chain(bound)
         .collect();
     for row in rows {
         let closes = match row.status {
@@ -523,6 +525,17 @@ pub async fn tend_batch_channels(cx: &Context, now: i64) -> Result<BatchTended, 
             .is_ok_and(|a: Pubkey| on_chain.contains_key(&a));
         if row.status == BatchStatus::Opening && !landed {
             let _ = finish(cx, &row, 0, 0, now).await;
+            continue;
+        }
+        // An idle channel stops accepting only with no server-mode request in flight:
+        // that request is charged first.
+        if row.status == BatchStatus::Open
+            && !cx
+                .store()
+                .stop_batch_channel(&row.channel, now)
+                .await
+                .map_err(store_unavailable)?
+        {
             continue;
         }
         if close_marked(cx, &row).await || row.status != BatchStatus::Open {

@@ -29,7 +29,8 @@ use x402_protocol::scheme::batch::{
 };
 use x402_protocol::scheme::channel::{
     distribute_instruction, seal_instruction, settle_and_seal_instructions, settle_instructions,
-    treasury_owner, ChannelAccount, ChannelPlan, ChannelStatus, PAYMENT_CHANNELS_PROGRAM,
+    signatures_paid, treasury_owner, ChannelAccount, ChannelPlan, ChannelStatus,
+    PAYMENT_CHANNELS_PROGRAM,
 };
 use x402_protocol::scheme::{decode_transaction, SchemeError};
 use x402_protocol::wire::Offer;
@@ -200,13 +201,13 @@ pub async fn verify(
         } => {
             let (channel, read) = read_payment(&channel_config, &refund_voucher(voucher)?, terms)?;
             let account = bound_account(cx, terms, &channel, &read.channel).await?;
-            match (binding(cx, &read.channel).await, transaction) {
-                (Ok(binding), None) => {
+            match (bound(cx, &read.channel).await?, transaction) {
+                (Some(binding), None) => {
                     check_binding(&binding, terms)?;
                     closable(&account, &read, unix_now())?;
                 }
                 // The buyer's own close, relayed when there is no binding to close by.
-                (Err(_), Some(transaction)) => {
+                (None, Some(transaction)) => {
                     let transaction = decode_transaction(&transaction).map_err(|e| {
                         Refusal::new(Reason::BatchRefundTransaction)
                             .message(format!("payload.transaction: {e}"))
@@ -216,12 +217,12 @@ pub async fn verify(
                         return Err(Refusal::new(Reason::BatchCloseState));
                     }
                 }
-                (Ok(_), Some(_)) => {
+                (Some(_), Some(_)) => {
                     return Err(Refusal::new(Reason::BatchCloseState).message(
                         "this facilitator closes the channel cooperatively: send the refund without a transaction",
                     ))
                 }
-                (Err(unavailable), None) => return Err(unavailable),
+                (None, None) => return Err(unbound()),
             }
             Ok(Facilitated {
                 payer: Some(channel.payer),
@@ -418,14 +419,21 @@ async fn bound_account(
 
 /// The binding of a channel this facilitator opened.
 async fn binding(cx: &Context, address: &Pubkey) -> Result<BatchBinding, Refusal> {
+    bound(cx, address).await?.ok_or_else(unbound)
+}
+
+/// The binding of `address`, if this facilitator opened it (a store that does not answer
+/// is a 503, never "unbound").
+async fn bound(cx: &Context, address: &Pubkey) -> Result<Option<BatchBinding>, Refusal> {
     cx.store()
         .batch_binding(cx.settings().network.caip2(), &address.to_string())
         .await
-        .map_err(store_unavailable)?
-        .ok_or_else(|| {
-            Refusal::new(Reason::BatchReceiverBindingUnavailable)
-                .message("this facilitator did not open the channel")
-        })
+        .map_err(store_unavailable)
+}
+
+fn unbound() -> Refusal {
+    Refusal::new(Reason::BatchReceiverBindingUnavailable)
+        .message("this facilitator did not open the channel")
 }
 
 /// The binding must name the requirements' receiver authorizer.
@@ -642,31 +650,19 @@ async fn land_deposit(
 ) -> Result<Facilitated, Refusal> {
     let network = cx.settings().network.caip2();
     let opens = checked.account.is_none();
-    if opens {
-        let binding = BatchBinding {
-            network: network.to_string(),
-            channel: checked.address.to_string(),
-            receiver_authorizer: terms.receiver_authorizer.to_string(),
-            caller: caller.identity.clone(),
-            config: serde_json::to_string(&checked.channel.config()).expect("serializable"),
-            fee_payer: terms.fee_payer.to_string(),
-            token_program: terms.token_program.to_string(),
-            closed: false,
-            active_at: unix_now(),
-        };
-        let stands = cx
-            .store()
-            .bind_batch_channel(&binding)
-            .await
-            .map_err(store_unavailable)?
-            .ok_or_else(Refusal::unavailable)?;
-        if stands.receiver_authorizer != binding.receiver_authorizer {
-            return Err(Refusal::new(Reason::BatchReceiverAuthorizerMismatch));
-        }
-        if stands.caller != binding.caller {
-            return Err(Refusal::new(Reason::BatchDelegatedUnauthenticated));
-        }
-    }
+    // An `open` is bound under the channel's own lease, the one the gate's opens take too:
+    // the two never open one channel.
+    let binding = opens.then(|| BatchBinding {
+        network: network.to_string(),
+        channel: checked.address.to_string(),
+        receiver_authorizer: terms.receiver_authorizer.to_string(),
+        caller: caller.identity.clone(),
+        config: serde_json::to_string(&checked.channel.config()).expect("serializable"),
+        fee_payer: terms.fee_payer.to_string(),
+        token_program: terms.token_program.to_string(),
+        closed: false,
+        active_at: unix_now(),
+    });
     let submission = FacilitatedDeposit {
         transaction: co_signed(cx, checked.transaction),
         channel: checked.channel,
@@ -674,8 +670,11 @@ async fn land_deposit(
         address: checked.address,
         amount: checked.amount,
         deposit_after: checked.deposit_after,
-        opens,
-        key,
+        key: match opens {
+            true => channel_key(&checked.address.to_string()),
+            false => key,
+        },
+        binding,
     };
     (caller.charge)(submission.cost(cx))?;
     let (settled, _) = submission::settle(cx, &submission).await?;
@@ -703,9 +702,39 @@ struct FacilitatedDeposit {
     address: Pubkey,
     amount: u64,
     deposit_after: u64,
-    opens: bool,
-    /// The buyer's transaction, as sent: the same deposit is submitted once.
+    /// What it is leased under: an `open` by its channel (as the gate's are), a `top_up`
+    /// by the buyer's transaction.
     key: Reference,
+    /// An `open`'s binding, written (first writer wins) and read back before it is sent.
+    binding: Option<BatchBinding>,
+}
+
+impl FacilitatedDeposit {
+    fn opens(&self) -> bool {
+        self.binding.is_some()
+    }
+
+    /// Binds the channel and reads the binding back: another receiver authorizer or
+    /// another caller bound first, or the gate opened the channel, and nothing is sent.
+    async fn bind(&self, cx: &Context, binding: &BatchBinding) -> Result<(), Refusal> {
+        let stands = cx
+            .store()
+            .bind_batch_channel(binding)
+            .await
+            .map_err(store_unavailable)?
+            .ok_or_else(|| {
+                Refusal::new(Reason::BatchChannelState).message("the channel is the seller's own")
+            })?;
+        if stands.receiver_authorizer != binding.receiver_authorizer
+            || stands.config != binding.config
+        {
+            return Err(Refusal::new(Reason::BatchReceiverAuthorizerMismatch));
+        }
+        if stands.caller != binding.caller {
+            return Err(Refusal::new(Reason::BatchDelegatedUnauthenticated));
+        }
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
@@ -723,14 +752,19 @@ impl Submission for FacilitatedDeposit {
     }
 
     fn cost(&self, cx: &Context) -> u64 {
-        deposit_cost(cx, &self.transaction, self.opens)
+        deposit_cost(cx, &self.transaction, self.opens())
     }
 
     fn rent(&self) -> u64 {
-        deposit_rent(self.opens)
+        deposit_rent(self.opens())
     }
 
     async fn submit(&self, cx: &Context) -> Submitted {
+        if let Some(binding) = &self.binding {
+            if let Err(refusal) = self.bind(cx, binding).await {
+                return Submitted::refused(refusal, false);
+            }
+        }
         let signature = self.transaction.signatures[0];
         let landed = |account: &ChannelAccount| {
             account.status == ChannelStatus::Open && account.deposit >= self.deposit_after
@@ -779,7 +813,7 @@ impl Submission for FacilitatedDeposit {
         };
         Submitted {
             outcome: Ok((settled, Landing::Here)),
-            deposited: self.opens.then_some(lamports),
+            deposited: self.opens().then_some(lamports),
             charged,
         }
     }
@@ -791,6 +825,8 @@ struct Entry {
     channel: Channel,
     address: Pubkey,
     voucher: Option<ReadVoucher>,
+    /// Whether the caller opened it: only its opener's claims keep it from idling.
+    opener: bool,
 }
 
 /// Claims (`voucher` given: `settle`) or pays out (`distribute`) one to four channels
@@ -819,11 +855,13 @@ async fn claim(
         let voucher = voucher
             .map(|v| read_voucher(v, &channel, terms))
             .transpose()?;
-        check_binding(&binding(cx, &address).await?, terms)?;
+        let binding = binding(cx, &address).await?;
+        check_binding(&binding, terms)?;
         checked.push(Entry {
             channel,
             address,
             voucher,
+            opener: binding.caller == caller.identity,
         });
     }
     let addresses: Vec<Pubkey> = checked.iter().map(|e| e.address).collect();
@@ -870,7 +908,7 @@ async fn claim(
     let transaction = if instructions.is_empty() {
         String::new()
     } else {
-        (caller.charge)(fee_cost(cx, 1))?;
+        (caller.charge)(own_fee(&instructions))?;
         send(
             cx,
             &instructions,
@@ -880,11 +918,16 @@ async fn claim(
         .await?
     };
     let after = read_all(cx, &addresses).await?;
+    // What moved on chain, asked by the channel's opener, keeps it from idling; a
+    // stranger's call, or one that sent nothing, does not.
     let now = unix_now();
-    for address in &addresses {
+    for entry in checked
+        .iter()
+        .filter(|e| e.opener && !transaction.is_empty())
+    {
         let _ = cx
             .store()
-            .touch_batch_binding(network, &address.to_string(), now)
+            .touch_batch_binding(network, &entry.address.to_string(), now)
             .await;
     }
     let claims = entries.first().is_some_and(|e| e.2.is_some());
@@ -914,6 +957,12 @@ async fn claim(
         amount,
         extra,
     })
+}
+
+/// What a transaction of our fee payer's own with `instructions` costs it: a signature's
+/// fee for itself and for each voucher it proves.
+fn own_fee(instructions: &[Instruction]) -> u64 {
+    crate::scheme::LAMPORTS_PER_SIGNATURE * signatures_paid(instructions)
 }
 
 /// Every channel at `addresses`, in order: each must be a channel.
@@ -980,27 +1029,43 @@ async fn relay_request_close(
             )
         }
     }
-    if binding(cx, &address).await.is_ok() {
+    if bound(cx, &address).await?.is_some() {
         return Err(Refusal::new(Reason::BatchCloseState).message(
             "this facilitator closes the channel cooperatively: send the refund without a transaction",
         ));
     }
+    let gates = cx
+        .store()
+        .batch_channel(&address.to_string())
+        .await
+        .map_err(store_unavailable)?;
+    if gates.is_some() {
+        return Err(Refusal::new(Reason::BatchCloseState)
+            .message("the channel is this seller's own: refund it at the seller"));
+    }
+    // Bound for the janitor only, which seals it once its grace period has passed: no key
+    // signs for it and no caller is it, so nobody closes it cooperatively before then.
     let network = cx.settings().network.caip2();
-    let bound = BatchBinding {
+    let relayed = BatchBinding {
         network: network.to_string(),
         channel: address.to_string(),
-        receiver_authorizer: terms.receiver_authorizer.to_string(),
-        caller: caller.identity.clone(),
+        receiver_authorizer: String::new(),
+        caller: String::new(),
         config: serde_json::to_string(&channel.config()).expect("serializable"),
         fee_payer: terms.fee_payer.to_string(),
         token_program: terms.token_program.to_string(),
         closed: false,
         active_at: unix_now(),
     };
-    cx.store()
-        .bind_batch_channel(&bound)
+    let stands = cx
+        .store()
+        .bind_batch_channel(&relayed)
         .await
         .map_err(store_unavailable)?;
+    if stands.is_none_or(|stands| stands.caller != relayed.caller) {
+        return Err(Refusal::new(Reason::BatchCloseState)
+            .message("the channel was bound meanwhile: refund it cooperatively"));
+    }
     let fee = fee_cost(cx, transaction.signatures.len());
     (caller.charge)(fee)?;
     let transaction = co_signed(cx, transaction);
@@ -1082,7 +1147,7 @@ async fn close_bound(
         &channel.payer,
         &treasury,
     ));
-    (caller.charge)(fee_cost(cx, 1))?;
+    (caller.charge)(own_fee(&instructions))?;
     let transaction = send(
         cx,
         &instructions,

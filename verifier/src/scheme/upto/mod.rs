@@ -394,7 +394,8 @@ impl Submission for OpenSubmission {
 /// Whether the channel opened binds the challenge: open, the exact deposit, our fee
 /// payer as payee, rent payer and signer, the grace period and open slot signed.
 fn binds(channel: &ChannelAccount, terms: &UptoTerms, claimed: &Claimed) -> bool {
-    channel.status == ChannelStatus::Open
+    channel.distribution_hash == terms.plan().distribution_hash()
+        && channel.status == ChannelStatus::Open
         && channel.deposit == terms.max_amount
         && channel.settled == 0
         && channel.mint == terms.mint
