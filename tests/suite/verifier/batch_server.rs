@@ -138,6 +138,49 @@ async fn get(
         .unwrap()
 }
 
+/// A request `request_id` sent in the background, its answer saying it cost the ceiling:
+/// its status, once answered.
+fn in_flight(
+    h: &Harness,
+    buyer: &Buyer,
+    request_id: &str,
+) -> tokio::task::JoinHandle<reqwest::StatusCode> {
+    let url = h.url(&format!("{ROUTE}?charge=0.05"));
+    let header = buyer.header(&buyer.request(request_id));
+    let http = h.http.clone();
+    tokio::spawn(async move {
+        http.get(url)
+            .header(header.0, header.1)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    })
+}
+
+/// The buyer's channel row once a request holds part of its deposit.
+async fn held(h: &Harness, buyer: &Buyer) -> x402_verifier::store::BatchChannel {
+    let address = buyer.address().to_string();
+    let held = async {
+        loop {
+            let row = h
+                .gate
+                .store()
+                .batch_channel(&address)
+                .await
+                .unwrap()
+                .unwrap();
+            if row.reserved > 0 {
+                return row;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), held)
+        .await
+        .expect("held")
+}
+
 /// The operator's voucher in a served answer's settlement, and what it charged.
 fn receipt(response: &reqwest::Response) -> (BatchVoucher, u64) {
     let text = response.headers()[v2::PAYMENT_RESPONSE].to_str().unwrap();
@@ -296,37 +339,8 @@ async fn holds_never_exceed_the_deposit_and_a_refund_waits_for_the_requests_in_f
 
     // One request in flight holds the last ceiling the deposit has room for.
     h.api.set_mode(UpstreamMode::Slow);
-    let in_flight = {
-        let h_url = h.url(&format!("{ROUTE}?charge=0.05"));
-        let header = buyer.header(&buyer.request("r-2"));
-        let http = h.http.clone();
-        tokio::spawn(async move {
-            http.get(h_url)
-                .header(header.0, header.1)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        })
-    };
-    let held = async {
-        loop {
-            let row = h
-                .gate
-                .store()
-                .batch_channel(&buyer.address().to_string())
-                .await
-                .unwrap()
-                .unwrap();
-            if row.reserved > 0 {
-                return row;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    let row = tokio::time::timeout(Duration::from_secs(5), held)
-        .await
-        .expect("held");
+    let in_flight = in_flight(&h, &buyer, "r-2");
+    let row = held(&h, &buyer).await;
     assert_eq!((row.charged, row.reserved), (CEILING, CEILING));
     let over = get(&h, &buyer.header(&buyer.request("r-3")), None).await;
     assert_eq!(
@@ -361,37 +375,8 @@ async fn a_request_held_when_its_buyer_closes_on_chain_is_not_served_unpaid() {
     // A request is held, its answer a second away; meanwhile the buyer closes on chain
     // and the claim round seals the channel at what was charged.
     h.api.set_mode(UpstreamMode::Late);
-    let in_flight = {
-        let url = h.url(&format!("{ROUTE}?charge=0.05"));
-        let header = buyer.header(&buyer.request("r-2"));
-        let http = h.http.clone();
-        tokio::spawn(async move {
-            http.get(url)
-                .header(header.0, header.1)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        })
-    };
-    let address = buyer.address().to_string();
-    let held = async {
-        while h
-            .gate
-            .store()
-            .batch_channel(&address)
-            .await
-            .unwrap()
-            .unwrap()
-            .reserved
-            == 0
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), held)
-        .await
-        .expect("held");
+    let in_flight = in_flight(&h, &buyer, "r-2");
+    held(&h, &buyer).await;
     request_close(&h, &buyer.keypair, &buyer.address()).await;
     claim_channels(&h.gate).await.unwrap();
     assert_eq!(
@@ -405,7 +390,7 @@ async fn a_request_held_when_its_buyer_closes_on_chain_is_not_served_unpaid() {
     let row = h
         .gate
         .store()
-        .batch_channel(&address)
+        .batch_channel(&buyer.address().to_string())
         .await
         .unwrap()
         .unwrap();
