@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
-use x402_protocol::scheme::batch::{BatchTerms, ChannelConfig};
+use x402_protocol::scheme::batch::{BatchTerms, ChannelConfig, SERVER_SIGNER};
 use x402_protocol::wire;
 
 /// One of the buyer's channels.
@@ -50,6 +50,14 @@ impl HeldChannel {
             && config.receiver_authorizer == terms.receiver_authorizer.to_string()
             && config.token == terms.mint.to_string()
             && config.withdraw_delay == u64::from(terms.withdraw_delay)
+            // The offer's mode: the buyer's own vouchers, or this operator's.
+            && match terms.operator {
+                Some(operator) => {
+                    config.voucher_signer.as_deref() == Some(SERVER_SIGNER)
+                        && config.payer_authorizer == operator.to_string()
+                }
+                None => config.voucher_signer.as_deref().is_none_or(|s| s != SERVER_SIGNER),
+            }
     }
 }
 

@@ -34,10 +34,14 @@ impl Budget {
     ) -> Result<Offer, ClientError> {
         let mut spent = self.spent.lock().expect("not poisoned");
         let mut refusal = None;
-        let offer = challenge
-            .offers
-            .iter()
-            .zip(decimals)
+        // A server mode's offer whose operator the buyer trusts first, as x402 asks of a
+        // buyer that trusts it; then the offers in the server's order.
+        let offers = challenge.offers.iter().zip(decimals);
+        let trusted = |(offer, _): &(&Offer, &Option<u8>)| policy.trusted(offer).is_some();
+        let offer = offers
+            .clone()
+            .filter(trusted)
+            .chain(offers.filter(|o| !trusted(o)))
             .find(
                 |(offer, decimals)| match policy.check(offer, *spent, **decimals, ledger) {
                     Ok(()) => true,

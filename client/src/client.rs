@@ -251,12 +251,32 @@ impl X402Client {
         let address = channel
             .parse()
             .map_err(|_| ClientError::MalformedChallenge(format!("channel {channel}")))?;
-        let voucher = x402_protocol::scheme::batch::sign_voucher(payer, &address, held.confirmed);
-        let payload = x402_protocol::scheme::batch::build_refund(&config, voucher);
         let challenge = held_challenge(&held);
         let offer = challenge.offers.first().ok_or_else(|| {
             ClientError::MalformedChallenge("the held channel's offer cannot be read".into())
         })?;
+        let payload = match &offer.terms {
+            // The server mode: the buyer's proof of its close intent; the seller closes at
+            // its operator's latest voucher.
+            crate::offer::Terms::Batch(batch) if config.server_signed => {
+                let request_id = format!("close-{}", x402_protocol::unix_now());
+                let proof = x402_protocol::scheme::batch::Proof {
+                    request_id: &request_id,
+                    expires_at: x402_protocol::unix_now().saturating_add(60),
+                };
+                x402_protocol::scheme::batch::build_refund_proved(
+                    payer,
+                    &batch.terms,
+                    &config,
+                    proof,
+                )
+            }
+            _ => {
+                let voucher =
+                    x402_protocol::scheme::batch::sign_voucher(payer, &address, held.confirmed);
+                x402_protocol::scheme::batch::build_refund(&config, voucher)
+            }
+        };
         let mut paid = offer.to_wire();
         paid.resource.url = held.resource.clone();
         let (name, value) = PaymentMessage {
@@ -513,7 +533,20 @@ impl X402Client {
     /// Records what the seller confirmed of a `batch-settlement` payment: its cumulative
     /// amount, never above what was signed, and the deposit once it landed.
     fn confirm(&self, step: &BatchStep, settlement: &Settlement) -> Result<(), ClientError> {
-        let charged = settlement.batch_charged.unwrap_or(step.cumulative);
+        let held = self.book.get(&step.channel);
+        let server = |h: &&HeldChannel| {
+            h.config.voucher_signer.as_deref() == Some(x402_protocol::scheme::batch::SERVER_SIGNER)
+        };
+        let charged = match held.as_ref().filter(server) {
+            // The server mode: only the operator's voucher, checked, says what it cost.
+            // One that is missing, not the operator's, or beyond what the request could
+            // cost is not adopted: the book keeps what was confirmed before.
+            Some(held) => match operator_receipt(held, step, settlement) {
+                Some(total) => total,
+                None => return Ok(()),
+            },
+            None => settlement.batch_charged.unwrap_or(step.cumulative),
+        };
         self.book
             .update(&step.channel, |held| {
                 held.confirmed = charged.min(held.signed).max(held.confirmed);
@@ -586,6 +619,21 @@ fn clone_request(
 
 /// The challenge a held channel answers for its resource: its offer, as the seller last
 /// made it.
+/// The channel's new total by the operator's voucher in a server-mode answer, if it is
+/// the operator's (the channel's payer authorizer) for this channel, never expiring, and
+/// within what this request could cost: at least what was confirmed, at most `step`'s
+/// bound (what was confirmed when it was sent, plus its price).
+fn operator_receipt(held: &HeldChannel, step: &BatchStep, settlement: &Settlement) -> Option<u64> {
+    let voucher = settlement.batch_voucher.as_ref()?.read().ok()?;
+    let operator: Pubkey = held.config.payer_authorizer.parse().ok()?;
+    let ours = voucher.channel.to_string() == step.channel
+        && voucher.expires_at == 0
+        && voucher.signed_by(&operator)
+        && voucher.cumulative >= held.confirmed
+        && voucher.cumulative <= step.cumulative;
+    ours.then_some(voucher.cumulative)
+}
+
 fn held_challenge(held: &HeldChannel) -> Challenge {
     let url = reqwest::Url::parse(&held.resource).ok();
     let mut challenge = Challenge::from_v2(v2::PaymentRequired {
@@ -727,5 +775,92 @@ mod tests {
         );
         let elsewhere = corrective(&Pubkey::new_unique().to_string(), 5_000, None);
         assert_eq!(corrected(&elsewhere, &id, &buyer.pubkey(), 9_000), None);
+    }
+
+    #[test]
+    fn only_the_operators_voucher_within_what_the_request_could_cost_moves_the_book() {
+        let operator = Keypair::new();
+        let channel = Pubkey::new_unique();
+        let held = HeldChannel {
+            channel: channel.to_string(),
+            resource: "https://seller/search".into(),
+            offer: serde_json::from_value(serde_json::json!({
+                "scheme": "batch-settlement", "network": "solana:x", "amount": "1000",
+                "asset": Pubkey::new_unique().to_string(),
+                "payTo": Pubkey::new_unique().to_string(), "maxTimeoutSeconds": 60
+            }))
+            .unwrap(),
+            config: x402_protocol::scheme::batch::ChannelConfig {
+                payer: Pubkey::new_unique().to_string(),
+                payer_authorizer: operator.pubkey().to_string(),
+                receiver: Pubkey::new_unique().to_string(),
+                receiver_authorizer: Pubkey::new_unique().to_string(),
+                token: Pubkey::new_unique().to_string(),
+                withdraw_delay: 3_600,
+                salt: "1".into(),
+                open_slot: 1,
+                voucher_signer: Some("server".into()),
+            },
+            fee_payer: Pubkey::new_unique().to_string(),
+            deposit: 10_000,
+            confirmed: 2_000,
+            signed: 3_000,
+            closed: false,
+        };
+        // The request sent at 2,000 confirmed, for up to 1,000 more.
+        let step = BatchStep {
+            channel: channel.to_string(),
+            cumulative: 3_000,
+            deposit: 10_000,
+        };
+        let receipt = |voucher| Settlement {
+            scheme: "batch-settlement".into(),
+            reference: None,
+            receipt: None,
+            transaction: String::new(),
+            amount: 0,
+            maximum: None,
+            shown_amount: String::new(),
+            network: "solana:x".into(),
+            payer: String::new(),
+            batch_charged: Some(9_000),
+            batch_voucher: voucher,
+        };
+        let by = |signer: &Keypair, amount| Some(sign_voucher(signer, &channel, amount));
+        assert_eq!(
+            operator_receipt(&held, &step, &receipt(by(&operator, 2_400))),
+            Some(2_400)
+        );
+        assert_eq!(
+            operator_receipt(&held, &step, &receipt(by(&operator, 2_000))),
+            Some(2_000),
+            "free"
+        );
+        assert_eq!(
+            operator_receipt(&held, &step, &receipt(by(&operator, 3_001))),
+            None,
+            "above the price"
+        );
+        assert_eq!(
+            operator_receipt(&held, &step, &receipt(by(&operator, 1_999))),
+            None,
+            "below what was confirmed"
+        );
+        assert_eq!(
+            operator_receipt(&held, &step, &receipt(by(&Keypair::new(), 2_400))),
+            None,
+            "another key"
+        );
+        let elsewhere = Some(sign_voucher(&operator, &Pubkey::new_unique(), 2_400));
+        assert_eq!(
+            operator_receipt(&held, &step, &receipt(elsewhere)),
+            None,
+            "another channel"
+        );
+        assert_eq!(
+            operator_receipt(&held, &step, &receipt(None)),
+            None,
+            "the seller's word alone"
+        );
     }
 }

@@ -32,8 +32,8 @@ pub use error::ClientError;
 pub use offer::{Offer, Terms, Unreadable};
 pub use payment::Payment;
 pub use policy::{
-    same_network, Limit, PolicyRefusal, PolicyRule, SpendingPolicy, DEFAULT_MAX_DEPOSIT,
-    DEFAULT_MAX_PER_REQUEST, DEFAULT_MAX_WITHDRAW_DELAY,
+    same_network, Limit, PolicyRefusal, PolicyRule, SpendingPolicy, TrustedOperator,
+    DEFAULT_MAX_DEPOSIT, DEFAULT_MAX_PER_REQUEST, DEFAULT_MAX_WITHDRAW_DELAY,
 };
 pub use settlement::{Paid, Settlement};
 pub use x402_protocol::ChainClock;

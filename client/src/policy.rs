@@ -102,9 +102,10 @@ pub enum PolicyRule {
     /// A `batch-settlement` offer whose deposit would wait longer than the policy's
     /// `max_withdraw_delay` after the buyer asks to close, should its seller vanish.
     WithdrawDelay,
-    /// A `batch-settlement` offer of the server mode: its operator would sign the vouchers
-    /// and could take the whole deposit. x402 lets a buyer enter it only for an operator
-    /// it trusts out of band; this client trusts none, and pays the client mode's offer.
+    /// A `batch-settlement` offer of the server mode whose operator the policy does not
+    /// trust: the operator would sign the vouchers and could take the whole deposit, so
+    /// x402 lets a buyer enter it only for an operator it trusts out of band
+    /// (`trusted_operators`). The client mode's offer beside it is paid instead.
     UntrustedOperator,
 }
 
@@ -155,6 +156,19 @@ pub struct SpendingPolicy {
     /// account is writable, so a program of the server's choosing could take the whole
     /// balance. This build's program by default; never empty-means-any.
     pub programs: Vec<Pubkey>,
+    /// The `batch-settlement` operators the buyer trusts, out of band, to sign its
+    /// vouchers (the server mode): each can take up to a channel's whole deposit, so each
+    /// comes with its own deposit cap. None by default: a server mode's offer is refused.
+    pub trusted_operators: Vec<TrustedOperator>,
+}
+
+/// A `batch-settlement` operator the buyer trusts to sign its vouchers for what each
+/// answer cost, and the most a channel under it may escrow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrustedOperator {
+    pub operator: Pubkey,
+    /// Base units of the offer's mint: what a dishonest operator could take.
+    pub max_deposit: u64,
 }
 
 impl Default for SpendingPolicy {
@@ -168,6 +182,7 @@ impl Default for SpendingPolicy {
             mints: Vec::new(),
             payees: Vec::new(),
             programs: vec![x402_receipts::ID],
+            trusted_operators: Vec::new(),
         }
     }
 }
@@ -188,12 +203,14 @@ impl SpendingPolicy {
         offer: &Offer,
         decimals: Option<u8>,
     ) -> Result<Option<u64>, Box<PolicyRefusal>> {
+        // The server mode's operator could take the whole deposit: its own cap, too.
+        let operators_cap = self.trusted(offer).map(|trusted| trusted.max_deposit);
         let Some(limit) = &self.max_deposit else {
-            return Ok(None);
+            return Ok(operators_cap);
         };
         limit
             .units(&offer.mint(), decimals)
-            .map(Some)
+            .map(|units| Some(operators_cap.map_or(units, |cap| cap.min(units))))
             .map_err(|rule| {
                 Box::new(PolicyRefusal {
                     rule,
@@ -204,6 +221,18 @@ impl SpendingPolicy {
                     network: offer.network().to_string(),
                 })
             })
+    }
+
+    /// The trust `offer`'s operator has, when it is a `batch-settlement` offer of the
+    /// server mode whose operator the buyer trusts.
+    pub fn trusted(&self, offer: &Offer) -> Option<&TrustedOperator> {
+        let Terms::Batch(batch) = &offer.terms else {
+            return None;
+        };
+        let operator = batch.terms.operator?;
+        self.trusted_operators
+            .iter()
+            .find(|trusted| trusted.operator == operator)
     }
 
     /// Whether `network` is one this policy names.
@@ -294,10 +323,14 @@ impl SpendingPolicy {
             ));
         }
         if let Terms::Batch(batch) = &offer.terms {
-            if let Some(operator) = batch.terms.operator {
+            if let Some(operator) = batch
+                .terms
+                .operator
+                .filter(|_| self.trusted(offer).is_none())
+            {
                 return Err(refuse(
                     PolicyRule::UntrustedOperator,
-                    format!("the server mode's operator {operator} could take the whole deposit"),
+                    format!("the server mode's operator {operator} could take the whole deposit, and is not trusted"),
                 ));
             }
             let delay = batch.terms.withdraw_delay;
@@ -392,7 +425,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_offer_of_the_server_mode_is_refused_its_operator_is_trusted_by_no_one() {
+    fn a_batch_offer_of_the_server_mode_is_paid_only_for_an_operator_trusted_and_capped() {
         let mint = Pubkey::new_unique();
         let policy = SpendingPolicy {
             max_per_request: Some(Limit::Units(1_000)),
@@ -419,6 +452,32 @@ mod tests {
                 .check(&server_mode, 0, None, None)
                 .map_err(|r| r.rule),
             Err(PolicyRule::UntrustedOperator)
+        );
+        // Trusted out of band, with a deposit cap of its own.
+        let Terms::Batch(batch) = &server_mode.terms else {
+            panic!("a batch offer")
+        };
+        let trusting = SpendingPolicy {
+            max_deposit: Some(Limit::Units(9_000)),
+            trusted_operators: vec![TrustedOperator {
+                operator: batch.terms.operator.unwrap(),
+                max_deposit: 4_000,
+            }],
+            ..policy.clone()
+        };
+        assert_eq!(
+            trusting
+                .check(&server_mode, 0, None, None)
+                .map_err(|r| r.rule),
+            Ok(())
+        );
+        assert_eq!(
+            trusting.deposit_limit(&server_mode, None).unwrap(),
+            Some(4_000)
+        );
+        assert_eq!(
+            trusting.deposit_limit(&client_mode, None).unwrap(),
+            Some(9_000)
         );
     }
 

@@ -27,6 +27,9 @@ pub struct Settlement {
     pub payer: String,
     /// For `batch-settlement`: the channel's cumulative amount the seller accepted.
     pub batch_charged: Option<u64>,
+    /// For `batch-settlement`'s server mode: the operator's voucher for the channel's new
+    /// total, the buyer's receipt (checked before it is believed).
+    pub batch_voucher: Option<x402_protocol::scheme::batch::BatchVoucher>,
 }
 
 /// A response, and the settlement when the request was paid for.
@@ -96,6 +99,10 @@ impl Settlement {
                 .get("channelState")
                 .and_then(|state| state.get("chargedCumulativeAmount"))
                 .and_then(|charged| charged.as_str()?.parse().ok()),
+            batch_voucher: s
+                .extra
+                .get("voucher")
+                .and_then(|voucher| serde_json::from_value(voucher.clone()).ok()),
             network: s.network,
             payer: s.payer,
         })

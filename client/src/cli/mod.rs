@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use anchor_lang::prelude::Pubkey;
 use clap::{Args, Parser, Subcommand};
-use x402_client::{Limit, SpendingPolicy};
+use x402_client::{Limit, SpendingPolicy, TrustedOperator};
 use x402_protocol::rpc::{RpcLedger, RpcOptions};
 
 use exit::{fail, Exit, Failure};
@@ -107,6 +107,11 @@ enum Command {
         /// The most a `batch-settlement` deposit may escrow, in base units.
         #[arg(long)]
         max_deposit_units: Option<u64>,
+        /// A `batch-settlement` operator trusted to sign the vouchers for what each answer
+        /// cost (the server mode), as OPERATOR=MAX_DEPOSIT_UNITS: it could take up to a
+        /// channel's whole deposit, which it caps. Repeatable; none by default.
+        #[arg(long = "trust-operator", value_parser = trusted_operator)]
+        trust_operators: Vec<TrustedOperator>,
         /// What a new `batch-settlement` channel (or a top-up) escrows, in base units
         /// (at most the deposit limit); by default the seller's suggested minimum.
         #[arg(long)]
@@ -237,6 +242,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             prefer,
             max_deposit,
             max_deposit_units,
+            trust_operators,
             deposit_units,
             channels,
             resume,
@@ -261,6 +267,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 networks: allow_networks,
                 mints: allow_mints,
                 payees: allow_payees,
+                trusted_operators: trust_operators,
                 ..defaults
             };
             policy.programs.extend(allow_programs);
@@ -345,4 +352,19 @@ async fn connect(rpc_url: &str) -> Result<RpcLedger, Failure> {
     RpcLedger::connect(rpc_url, RpcOptions::default())
         .await
         .map_err(|e| fail(Exit::Unavailable, e))
+}
+
+/// An operator trusted with a deposit cap: OPERATOR=MAX_DEPOSIT_UNITS.
+fn trusted_operator(text: &str) -> Result<TrustedOperator, String> {
+    let (operator, cap) = text.split_once('=').ok_or(
+        "OPERATOR=MAX_DEPOSIT_UNITS, the operator's key and its deposit cap in base units",
+    )?;
+    Ok(TrustedOperator {
+        operator: operator
+            .parse()
+            .map_err(|_| format!("{operator} is not a key"))?,
+        max_deposit: cap
+            .parse()
+            .map_err(|_| format!("{cap} is not an amount in base units"))?,
+    })
 }

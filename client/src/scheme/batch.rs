@@ -2,16 +2,18 @@
 //! (its `open` signed for the seller's fee payer to co-sign) and pays itself with the
 //! first voucher; every later one signs a voucher for the channel's new cumulative
 //! total; a channel whose deposit is spent is topped up. What is signed is kept in the
-//! channel book before the voucher leaves the client.
+//! channel book before the voucher leaves the client. In the server mode (an operator
+//! the policy trusts) each request carries a fresh proof for up to its price instead,
+//! and the operator's voucher in the answer says what it cost.
 
 use anchor_lang::prelude::Pubkey;
 use solana_signer::Signer;
 use x402_protocol::scheme::batch::{
-    build_open, build_top_up, build_voucher, channel_of, BatchOffer, BatchPayload, Channel,
-    BATCH_SETTLEMENT,
+    build_authorization, build_open, build_open_proved, build_top_up, build_top_up_proved,
+    build_voucher, channel_of, BatchOffer, BatchPayload, Channel, Proof, BATCH_SETTLEMENT,
 };
 use x402_protocol::scheme::channel::{random_salt, Opening};
-use x402_protocol::{ChainClock, Reference};
+use x402_protocol::{unix_now, ChainClock, Reference};
 
 use super::{mint_facts, PayContext, PayScheme, Signed};
 use crate::book::HeldChannel;
@@ -97,11 +99,23 @@ impl PayScheme for BatchOffer {
                 .map_err(|e| ClientError::Book(e.to_string()))?;
             held = None;
         }
+        // The server mode's proof of this request, for up to its price, fresh each time.
+        let request_id = format!("{:016x}{:016x}", random_salt(), random_salt());
+        let proof = Proof {
+            request_id: &request_id,
+            expires_at: unix_now()
+                .saturating_add(i64::try_from(self.max_timeout_seconds).unwrap_or(i64::MAX)),
+        };
+        let server = terms.operator.is_some();
         if let Some(held) = &held {
+            // In the server mode, the most the operator may charge for it: the price.
             let cumulative = held.confirmed.saturating_add(terms.amount);
             if cumulative <= held.deposit {
                 let channel = held_channel(held)?;
-                let payload = build_voucher(payer, terms, &channel, cumulative);
+                let payload = match server {
+                    true => build_authorization(payer, terms, &channel, proof),
+                    false => build_voucher(payer, terms, &channel, cumulative),
+                };
                 return sign_ahead(context, held, cumulative, held.deposit, payload);
             }
         }
@@ -127,7 +141,10 @@ impl PayScheme for BatchOffer {
                 let channel = held_channel(&held)?;
                 let cumulative = held.confirmed.saturating_add(terms.amount);
                 let deposit_after = held.deposit.saturating_add(deposit);
-                let payload = build_top_up(payer, terms, &channel, deposit, cumulative, blockhash);
+                let payload = match server {
+                    true => build_top_up_proved(payer, terms, &channel, deposit, proof, blockhash),
+                    false => build_top_up(payer, terms, &channel, deposit, cumulative, blockhash),
+                };
                 sign_ahead(context, &held, cumulative, deposit_after, payload)
             }
             None => {
@@ -142,7 +159,10 @@ impl PayScheme for BatchOffer {
                     open_slot,
                 };
                 let channel = channel_of(payer, terms, &opening);
-                let payload = build_open(payer, terms, &channel, deposit, terms.amount, blockhash);
+                let payload = match server {
+                    true => build_open_proved(payer, terms, &channel, deposit, proof, blockhash),
+                    false => build_open(payer, terms, &channel, deposit, terms.amount, blockhash),
+                };
                 let held = HeldChannel {
                     channel: channel.address(&terms.fee_payer).to_string(),
                     resource: context.resource.unwrap_or_default().to_string(),

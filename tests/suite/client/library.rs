@@ -6,7 +6,7 @@ use std::time::Duration;
 use anchor_lang::prelude::Pubkey;
 use solana_keypair::Keypair;
 use solana_signer::Signer;
-use x402_client::{ClientError, Limit, PolicyRule, SpendingPolicy, X402Client};
+use x402_client::{ClientError, Limit, PolicyRule, SpendingPolicy, TrustedOperator, X402Client};
 use x402_testkit::TestLedger;
 
 use crate::verifier::support::*;
@@ -1277,4 +1277,73 @@ async fn a_batch_buyer_deposits_once_pays_vouchers_without_challenges_restarts_a
     );
     assert!(client.channel_book().channels()[0].closed);
     assert_eq!(h.token_balance(&h.market.merchant).await, 12 * PRICE);
+}
+
+#[tokio::test]
+async fn a_buyer_trusting_the_operator_pays_what_each_answer_cost_on_the_operators_receipts() {
+    let h = Harness::start().await;
+    // The route's price, 0.05, is a ceiling in the server mode.
+    let ceiling = 50_000;
+    let payer = h.new_payer(8 * ceiling).await;
+    let book = tempfile::tempdir().unwrap();
+    let trusting = |operator: Pubkey| {
+        X402Client::builder()
+            .keypair(payer.insecure_clone())
+            .policy(SpendingPolicy {
+                max_per_request: Some(Limit::Units(ceiling)),
+                max_deposit: Some(Limit::Units(4 * ceiling)),
+                trusted_operators: vec![TrustedOperator {
+                    operator,
+                    max_deposit: 3 * ceiling,
+                }],
+                ..Default::default()
+            })
+            .ledger(h.market.ledger.clone())
+            .prefer(&["batch-settlement"])
+            .channel_book(x402_client::ChannelBook::open(book.path()).unwrap())
+            .retries(3, Duration::from_millis(50))
+            .build()
+    };
+    let url = h.url("/batch/metered");
+    // Trusting another operator, the buyer pays the client mode's offer: the price.
+    let stranger = trusting(Keypair::new().pubkey());
+    let paid = stranger.get(&format!("{url}?charge=0.01")).await.unwrap();
+    let settlement = paid.settlement.unwrap();
+    assert_eq!(
+        (settlement.batch_charged, settlement.batch_voucher),
+        (Some(ceiling), None)
+    );
+    let client_mode = stranger.channel_book().channels()[0].channel.clone();
+    stranger.close_channel(&client_mode).await.unwrap();
+    drop(stranger);
+
+    // Trusting the seller's operator, it pays the server mode's offer: each answer what
+    // it said it cost, the deposit capped at the operator's trust.
+    let client = trusting(operator().pubkey());
+    for (charge, total) in [("0.0125", 12_500), ("0.02", 32_500), ("0.005", 37_500)] {
+        let paid = client.get(&format!("{url}?charge={charge}")).await.unwrap();
+        assert_eq!(paid.response.status(), 200);
+        let receipt = paid
+            .settlement
+            .unwrap()
+            .batch_voucher
+            .expect("the operator's voucher");
+        assert_eq!(receipt.max_claimable_amount, total.to_string());
+    }
+    let held: Vec<_> = client
+        .channel_book()
+        .channels()
+        .into_iter()
+        .filter(|held| !held.closed)
+        .collect();
+    assert_eq!(held.len(), 1);
+    assert_eq!(
+        (held[0].deposit, held[0].confirmed),
+        (3 * ceiling, 37_500),
+        "the deposit at the operator's cap"
+    );
+    let before = h.token_balance(&payer.pubkey()).await;
+    let refunded = client.close_channel(&held[0].channel).await.unwrap();
+    assert_eq!(refunded, 3 * ceiling - 37_500);
+    assert_eq!(h.token_balance(&payer.pubkey()).await, before + refunded);
 }
