@@ -396,3 +396,41 @@ async fn a_request_held_when_its_buyer_closes_on_chain_is_not_served_unpaid() {
         .unwrap();
     assert_eq!((row.charged, row.reserved), (CEILING, 0));
 }
+
+#[tokio::test]
+async fn a_hold_left_by_a_crash_is_let_go_by_the_janitor_and_charges_nothing() {
+    let h = Harness::start().await;
+    let deposit = 2 * CEILING;
+    let buyer = Buyer::new(&h, deposit).await;
+    let opened = get(&h, &buyer.header(&buyer.open(deposit, "r-1")), Some("0.01")).await;
+    assert_eq!(opened.status(), 200);
+    // The verifier dies between a request's hold and its answer: the hold stays.
+    let address = buyer.address().to_string();
+    let store = h.gate.store();
+    let held = store
+        .reserve_operation(&address, "r-2", CEILING, unix_now())
+        .await
+        .unwrap();
+    assert!(matches!(
+        held,
+        x402_verifier::store::Reservation::Held { .. }
+    ));
+    // Meanwhile the buyer's refund waits for it.
+    let early = get(&h, &buyer.header(&buyer.refund()), None).await;
+    assert_eq!(refusal(&early), "invalid_batch_settlement_svm_close_state");
+
+    // A restarted gate's janitor, long after any answer could come, lets it go: nothing
+    // charged, and the refund returns everything but the one answer served.
+    let restarted = h.replica_gate().await;
+    x402_verifier::scheme::batch::tend_batch_channels(&restarted, unix_now() + 700)
+        .await
+        .unwrap();
+    let row = store.batch_channel(&address).await.unwrap().unwrap();
+    assert_eq!((row.charged, row.reserved), (10_000, 0));
+    let closed = get(&h, &buyer.header(&buyer.refund()), None).await;
+    assert_eq!(closed.status(), 200);
+    assert_eq!(
+        h.token_balance(&buyer.keypair.pubkey()).await,
+        deposit - 10_000
+    );
+}

@@ -9,12 +9,9 @@ use solana_transaction::versioned::VersionedTransaction;
 use super::authorization::{BatchAuthorization, ReadAuthorization};
 use super::types::{BatchTerms, BatchVoucher, Channel, ChannelConfig};
 use super::voucher::ReadVoucher;
-use crate::scheme::channel::validate::{check_payer, check_writable};
+use crate::scheme::channel::validate::BuyersCall;
 use crate::scheme::channel::{self, request_close_instruction, top_up_instruction, Suffix};
-use crate::scheme::sponsor::{
-    check_no_lookup_tables, check_payer_signature, check_two_signers, Calls, SponsorPolicy,
-    SponsoredDefect,
-};
+use crate::scheme::sponsor::{SponsorPolicy, SponsoredDefect};
 use crate::scheme::SchemeError;
 
 /// Why a `batch-settlement` payment is refused, each with the specification's code.
@@ -242,9 +239,7 @@ pub fn validate_request_close(
         .map_err(BatchDefect::RefundTransaction)
 }
 
-/// A buyer's transaction on its channel whose fee alone the fee payer pays: two signers
-/// (the fee payer, then the payer), a capped budget, exactly the `expected` channel
-/// instruction, then only the `suffix`, and the fee payer in no instruction at all.
+/// A buyer's transaction on its channel whose fee alone the fee payer pays.
 fn check_fee_only(
     tx: &VersionedTransaction,
     terms: &BatchTerms,
@@ -253,25 +248,14 @@ fn check_fee_only(
     suffix: &Suffix,
     policy: &SponsorPolicy,
 ) -> Result<(), SponsoredDefect> {
-    let message = &tx.message;
-    check_no_lookup_tables(message)?;
-    let keys = message.static_account_keys();
-    policy.check_fee_payer(keys)?;
-    policy.check_offered(&terms.fee_payer)?;
-    check_two_signers(message.header().num_required_signatures, &tx.signatures)?;
-    check_payer(keys, &channel.opening())?;
-    check_payer_signature(&tx.signatures, &channel.payer, &message.serialize())?;
-    let calls = Calls {
-        keys,
-        instructions: message.instructions(),
+    let call = BuyersCall {
+        offered: &terms.fee_payer,
+        opening: &channel.opening(),
+        expected,
+        suffix,
+        fee_payer_in_call: false,
     };
-    let call = calls.open_index()?;
-    calls.check_budget(call, policy)?;
-    calls.check_open(call, expected)?;
-    calls.check_suffix(call, suffix)?;
-    // Not even as `open`'s rent payer: index `usize::MAX` names no instruction.
-    calls.check_fee_payer_only_in_open(usize::MAX, policy)?;
-    check_writable(message, expected, &policy.fee_payer)
+    call.check(tx, policy)
 }
 
 #[cfg(test)]

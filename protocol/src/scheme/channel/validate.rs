@@ -47,28 +47,68 @@ pub fn validate_open(
     suffix: &Suffix,
     policy: &SponsorPolicy,
 ) -> Result<(), SponsoredDefect> {
-    let message = &tx.message;
-    check_no_lookup_tables(message)?;
-    let keys = message.static_account_keys();
-    policy.check_fee_payer(keys)?;
-    policy.check_offered(&plan.fee_payer)?;
-    check_two_signers(message.header().num_required_signatures, &tx.signatures)?;
-    check_payer(keys, opening)?;
-    policy.check_payer_is_not_fee_payer(&opening.payer)?;
-    check_payer_signature(&tx.signatures, &opening.payer, &message.serialize())?;
     let (expected, derived) = open_instruction(plan, opening);
     check_channel(&derived, channel)?;
-    let calls = Calls {
-        keys,
-        instructions: message.instructions(),
+    let call = BuyersCall {
+        offered: &plan.fee_payer,
+        opening,
+        expected: &expected,
+        suffix,
+        // The fee payer is `open`'s rent payer and payee, and nothing else.
+        fee_payer_in_call: true,
     };
-    let open = calls.open_index()?;
-    calls.check_budget(open, policy)?;
-    calls.check_open(open, &expected)?;
-    calls.check_suffix(open, suffix)?;
-    calls.check_fee_payer_only_in_open(open, policy)?;
-    check_writable(message, &expected, &policy.fee_payer)?;
-    Ok(())
+    call.check(tx, policy)
+}
+
+/// A buyer's transaction on its channel that the fee payer co-signs: what it must be.
+pub(crate) struct BuyersCall<'a> {
+    /// The fee payer the offer named.
+    pub offered: &'a Pubkey,
+    pub opening: &'a Opening,
+    /// The one payment-channels instruction it makes.
+    pub expected: &'a Instruction,
+    pub suffix: &'a Suffix<'a>,
+    /// Whether the fee payer is an account of that instruction (`open`'s rent payer and
+    /// payee); otherwise it pays the fee only.
+    pub fee_payer_in_call: bool,
+}
+
+impl BuyersCall<'_> {
+    /// No lookup tables; the fee payer first and the buyer second, the only signers, the
+    /// buyer's signature valid; a capped budget, exactly the expected instruction, the
+    /// suffix; the fee payer nowhere else, and no writable account outside the
+    /// instruction's roles.
+    pub(crate) fn check(
+        &self,
+        tx: &VersionedTransaction,
+        policy: &SponsorPolicy,
+    ) -> Result<(), SponsoredDefect> {
+        let message = &tx.message;
+        check_no_lookup_tables(message)?;
+        let keys = message.static_account_keys();
+        policy.check_fee_payer(keys)?;
+        policy.check_offered(self.offered)?;
+        check_two_signers(message.header().num_required_signatures, &tx.signatures)?;
+        check_payer(keys, self.opening)?;
+        policy.check_payer_is_not_fee_payer(&self.opening.payer)?;
+        check_payer_signature(&tx.signatures, &self.opening.payer, &message.serialize())?;
+        let calls = Calls {
+            keys,
+            instructions: message.instructions(),
+        };
+        let call = calls.open_index()?;
+        calls.check_budget(call, policy)?;
+        calls.check_open(call, self.expected)?;
+        calls.check_suffix(call, self.suffix)?;
+        // Index `usize::MAX` names no instruction: the fee payer in none at all.
+        let roles = if self.fee_payer_in_call {
+            call
+        } else {
+            usize::MAX
+        };
+        calls.check_fee_payer_only_in_open(roles, policy)?;
+        check_writable(message, self.expected, &policy.fee_payer)
+    }
 }
 
 /// The other signer, the second key, is the payload's buyer.

@@ -289,14 +289,7 @@ async fn deposit_and_accept(
     deposit: &Deposit,
 ) -> Result<SettledPayment, Refusal> {
     let malformed = |what: &str| Refusal::new(Reason::InvalidPayload).message(what.to_string());
-    let amount = deposit
-        .amount
-        .parse::<u64>()
-        .ok()
-        .filter(|&a| a > 0 && i64::try_from(a).is_ok())
-        .ok_or_else(|| malformed("payload.deposit.amount: a positive decimal amount"))?;
-    let transaction: VersionedTransaction = decode_transaction(&deposit.transaction)
-        .map_err(|e| malformed(&format!("payload.deposit.transaction: {e}")))?;
+    let (amount, transaction) = read_deposit(deposit)?;
     let policy = cx.sponsor_policy()?;
     let address = pays.channel();
     let row = cx
@@ -407,6 +400,20 @@ async fn deposit_and_accept(
         }
     }
     Ok(settled)
+}
+
+/// A deposit's amount (positive, within a `BIGINT`) and its transaction, read.
+pub(super) fn read_deposit(deposit: &Deposit) -> Result<(u64, VersionedTransaction), Refusal> {
+    let malformed = |what: &str| Refusal::new(Reason::InvalidPayload).message(what.to_string());
+    let amount = deposit
+        .amount
+        .parse::<u64>()
+        .ok()
+        .filter(|&a| a > 0 && i64::try_from(a).is_ok())
+        .ok_or_else(|| malformed("payload.deposit.amount: a positive decimal amount"))?;
+    let transaction = decode_transaction(&deposit.transaction)
+        .map_err(|e| malformed(&format!("payload.deposit.transaction: {e}")))?;
+    Ok((amount, transaction))
 }
 
 /// The same deposit again while its channel's row is still opening (its answer was lost,

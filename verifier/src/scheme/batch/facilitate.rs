@@ -36,7 +36,9 @@ use x402_protocol::scheme::{decode_transaction, SchemeError};
 use x402_protocol::wire::Offer;
 use x402_protocol::{unix_now, Reference};
 
-use super::accept::{binds, check_ready, co_signed, deposit_cost, deposit_rent, Pays};
+use super::accept::{
+    binds, check_ready, co_signed, deposit_cost, deposit_rent, read_deposit, Pays,
+};
 use super::channel_key;
 use crate::context::{store_unavailable, Context};
 use crate::error::{Reason, Refusal};
@@ -156,42 +158,21 @@ pub async fn verify(
             let channel = read_channel(&channel_config, terms)?;
             let proof =
                 read_authorization(&authorization, &channel, terms, terms.amount, unix_now())?;
-            let account = bound_account(cx, terms, &channel, &proof.channel).await?;
-            if account.status != ChannelStatus::Open {
-                return Err(Refusal::new(Reason::BatchChannelClosing));
-            }
-            if account.settled.saturating_add(terms.amount) > account.deposit {
-                return Err(Refusal::new(Reason::BatchCumulativeExceedsDeposit));
-            }
-            Ok(Facilitated {
-                payer: Some(channel.payer),
-                extra: verify_extra(&account),
-                ..Facilitated::default()
-            })
+            let (account, least) = open_account(cx, terms, &channel, &proof.channel).await?;
+            within(&channel, &account, least)
         }
         BatchPayload::Voucher {
             channel_config,
             voucher,
         } => {
             let (channel, read) = read_payment(&channel_config, &voucher, terms)?;
-            let account = bound_account(cx, terms, &channel, &read.channel).await?;
-            if account.status != ChannelStatus::Open {
-                return Err(Refusal::new(Reason::BatchChannelClosing));
-            }
-            let least = account.settled.saturating_add(terms.amount);
+            let (account, least) = open_account(cx, terms, &channel, &read.channel).await?;
             if read.cumulative < least || read.cumulative <= account.settled {
                 return Err(Refusal::new(Reason::BatchCumulativeMismatch).message(
                     "the voucher must be at least what the chain settled plus the price",
                 ));
             }
-            if read.cumulative > account.deposit {
-                return Err(Refusal::new(Reason::BatchCumulativeExceedsDeposit));
-            }
-            Ok(Facilitated {
-                payer: Some(channel.payer),
-                extra: verify_extra(&account),
-                ..Facilitated::default()
-            })
+            within(&channel, &account, read.cumulative)
         }
         BatchPayload::Refund {
             channel_config,
@@ -417,6 +398,34 @@ async fn bound_account(
     }
 }
 
+/// The open channel on chain at `address`, binding `channel` under `terms`, and the
+/// least a request on it brings the total to: what the chain settled plus the price.
+async fn open_account(
+    cx: &Context,
+    terms: &BatchTerms,
+    channel: &Channel,
+    address: &Pubkey,
+) -> Result<(ChannelAccount, u64), Refusal> {
+    let account = bound_account(cx, terms, channel, address).await?;
+    if account.status != ChannelStatus::Open {
+        return Err(Refusal::new(Reason::BatchChannelClosing));
+    }
+    let least = account.settled.saturating_add(terms.amount);
+    Ok((account, least))
+}
+
+/// A request bringing `account`'s total to `total` verifies when its deposit covers it.
+fn within(channel: &Channel, account: &ChannelAccount, total: u64) -> Result<Facilitated, Refusal> {
+    if total > account.deposit {
+        return Err(Refusal::new(Reason::BatchCumulativeExceedsDeposit));
+    }
+    Ok(Facilitated {
+        payer: Some(channel.payer),
+        extra: verify_extra(account),
+        ..Facilitated::default()
+    })
+}
+
 /// The binding of a channel this facilitator opened.
 async fn binding(cx: &Context, address: &Pubkey) -> Result<BatchBinding, Refusal> {
     bound(cx, address).await?.ok_or_else(unbound)
@@ -562,14 +571,7 @@ async fn check_deposit(
         Pays::Voucher(voucher) => voucher.cumulative,
         Pays::Proof(_) => settled.saturating_add(terms.amount),
     };
-    let amount = deposit
-        .amount
-        .parse::<u64>()
-        .ok()
-        .filter(|&a| a > 0 && i64::try_from(a).is_ok())
-        .ok_or_else(|| malformed("payload.deposit.amount: a positive decimal amount"))?;
-    let transaction: VersionedTransaction = decode_transaction(&deposit.transaction)
-        .map_err(|e| malformed(&format!("payload.deposit.transaction: {e}")))?;
+    let (amount, transaction) = read_deposit(deposit)?;
     let policy = cx.sponsor_policy()?;
     let accounts = cx
         .ledger_call(
