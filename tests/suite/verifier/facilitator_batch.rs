@@ -128,6 +128,18 @@ async fn settle(h: &Harness, body: &serde_json::Value) -> SettleResponse {
     post(h, FACILITATOR_KEY, "/settle", body).await
 }
 
+/// Lands a deposit's transaction past the verifier, co-signed with its fee payer: as the
+/// cluster lands one whose submission went unanswered.
+async fn land_by_hand(h: &Harness, payload: &BatchPayload) {
+    let BatchPayload::Deposit { deposit, .. } = payload else {
+        unreachable!("a deposit")
+    };
+    let mut open: solana_transaction::versioned::VersionedTransaction =
+        x402_protocol::scheme::decode_transaction(&deposit.transaction).unwrap();
+    open.signatures[0] = h.market.fee_payer.sign_message(&open.message.serialize());
+    h.market.ledger.submit(&open).await.expect("the open lands");
+}
+
 async fn channel(h: &Harness, address: &anchor_lang::prelude::Pubkey) -> Option<ChannelAccount> {
     let account = h.market.ledger.account(address).await.unwrap()?;
     ChannelAccount::read(&account.data)
@@ -538,13 +550,7 @@ async fn a_buyers_own_close_is_relayed_when_no_binding_is_at_hand_and_sealed_aft
     let buyer = Buyer::new(&h, &offer, 10 * PRICE).await;
     // A channel our fee payer funded that this facilitator has no binding for (its open
     // landed past it): it cannot be closed cooperatively.
-    let BatchPayload::Deposit { deposit, .. } = &buyer.open else {
-        unreachable!("a deposit")
-    };
-    let mut open: solana_transaction::versioned::VersionedTransaction =
-        x402_protocol::scheme::decode_transaction(&deposit.transaction).unwrap();
-    open.signatures[0] = h.market.fee_payer.sign_message(&open.message.serialize());
-    h.market.ledger.submit(&open).await.expect("the open lands");
+    land_by_hand(&h, &buyer.open).await;
     let address = buyer.address(&offer);
     let voucher = || buyer.voucher(&offer, 0);
     let cooperative = settle(
@@ -687,4 +693,48 @@ async fn the_gates_own_channel_is_never_closed_through_the_facilitator() {
         channel(&h, &buyer.address(&offer)).await.unwrap().status,
         ChannelStatus::Open
     );
+}
+
+#[tokio::test]
+async fn an_open_that_landed_unseen_is_answered_on_its_retry_and_sent_once() {
+    let h = Harness::start().await;
+    let offer = offer(&h, h.market.fee_payer.pubkey()).await;
+    let buyer = Buyer::new(&h, &offer, 10 * PRICE).await;
+    let deposit = request(&offer, &buyer.open);
+    // The open lands, but the facilitator never learns it did (a crash, a lost answer).
+    h.ledger.failing_submits.store(true, Ordering::SeqCst);
+    let response = h
+        .http
+        .post(h.url("/settle"))
+        .bearer_auth(FACILITATOR_KEY)
+        .json(&deposit)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    h.ledger.failing_submits.store(false, Ordering::SeqCst);
+    land_by_hand(&h, &buyer.open).await;
+    // The seller retries the same settle: the channel it opened is its answer, nothing is
+    // sent again, and another caller cannot claim it.
+    let submits = h.ledger.submits.load(Ordering::SeqCst);
+    let stranger: SettleResponse = post(&h, OTHER_FACILITATOR_KEY, "/settle", &deposit).await;
+    assert_eq!(
+        stranger.error_reason.as_deref(),
+        Some("invalid_batch_settlement_svm_delegated_unauthenticated")
+    );
+    let answered = settle(&h, &deposit).await;
+    assert!(answered.success, "{answered:?}");
+    assert_eq!(answered.amount.as_deref(), Some("100000"));
+    assert_eq!(
+        answered.extra.unwrap()["channelState"]["balance"],
+        (10 * PRICE).to_string()
+    );
+    assert_eq!(
+        h.ledger.submits.load(Ordering::SeqCst),
+        submits,
+        "sent once"
+    );
+    assert_eq!(h.token_balance(&buyer.keypair.pubkey()).await, 0);
+    let again = settle(&h, &deposit).await;
+    assert_eq!(again.error_reason.as_deref(), Some("duplicate_settlement"));
 }

@@ -523,6 +523,9 @@ struct CheckedDeposit {
     deposit_after: u64,
     /// The channel as the chain has it now; none before its `open`.
     account: Option<ChannelAccount>,
+    /// The same `open` landed before (its answer was lost, or a crash came between):
+    /// nothing is sent again.
+    landed: bool,
 }
 
 impl CheckedDeposit {
@@ -612,6 +615,17 @@ async fn check_deposit(
             if account.status != ChannelStatus::Open {
                 return Err(Refusal::new(Reason::BatchChannelClosing));
             }
+            if validate_open(&transaction, terms, &channel, amount, &policy).is_ok() {
+                return Ok(CheckedDeposit {
+                    transaction,
+                    channel,
+                    address,
+                    amount,
+                    deposit_after: account.deposit,
+                    account: Some(*account),
+                    landed: true,
+                });
+            }
             let after = account
                 .deposit
                 .checked_add(amount)
@@ -636,6 +650,7 @@ async fn check_deposit(
         amount,
         deposit_after,
         account,
+        landed: false,
     })
 }
 
@@ -651,6 +666,23 @@ async fn land_deposit(
     key: Reference,
 ) -> Result<Facilitated, Refusal> {
     let network = cx.settings().network.caip2();
+    if checked.landed {
+        // Its binding stands: the caller that opened it is answered, once more.
+        if binding(cx, &checked.address).await?.caller != caller.identity {
+            return Err(Refusal::new(Reason::BatchDelegatedUnauthenticated));
+        }
+        let signature = co_signed(cx, checked.transaction).signatures[0];
+        return Ok(Facilitated {
+            payer: Some(checked.channel.payer),
+            transaction: signature.to_string(),
+            amount: Some(checked.amount),
+            extra: checked
+                .account
+                .as_ref()
+                .map(settle_extra)
+                .unwrap_or_default(),
+        });
+    }
     let opens = checked.account.is_none();
     // An `open` is bound under the channel's own lease, the one the gate's opens take too:
     // the two never open one channel.
